@@ -1,0 +1,10 @@
+/* Umbrella header: everything public in libdjct. Pulls in no MPI, CUDA or libtorch header,
+ * compiles as C11 and as C++17. */
+#ifndef DJCT_DJCT_H
+#define DJCT_DJCT_H
+
+#include "common.h"
+#include "error.h"
+#include "version.h"
+
+#endif /* DJCT_DJCT_H */

@@ -1,0 +1,94 @@
+/* The whole test framework. Each test main ends `return harness_report();` (or, in MPI tests,
+ * `return harness_report_mpi();` after defining HARNESS_MPI before the include): the last line
+ * printed is "N passed, N failed[, N skipped]" and the exit code is the verdict.
+ * MPI tests sum the counts over ranks with MPI_Allreduce; rank 0 prints; all ranks exit alike. */
+#ifndef DJCT_TEST_HARNESS_H
+#define DJCT_TEST_HARNESS_H
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "djct/djct.h"
+
+static int harness_passed, harness_failed, harness_skipped;
+
+#define CHECK(c)                                                                           \
+    do {                                                                                   \
+        if (c)                                                                             \
+            harness_passed++;                                                              \
+        else {                                                                             \
+            harness_failed++;                                                              \
+            fprintf(stderr, "FAIL %s:%d: %s\n", __FILE__, __LINE__, #c);                   \
+        }                                                                                  \
+    } while (0)
+
+/* a call expected to succeed; on failure prints djct_last_error() */
+#define CHECK_OK(call)                                                                     \
+    do {                                                                                   \
+        int rc_ = (call);                                                                  \
+        CHECK(rc_ == 0);                                                                   \
+        if (rc_)                                                                           \
+            fprintf(stderr, "  -> %s: %s\n", djct_error_name(rc_), djct_last_error());     \
+    } while (0)
+
+/* a call expected to fail with `code` and a message containing `needle` */
+#define CHECK_ERR(call, code, needle)                                                      \
+    do {                                                                                   \
+        int rc_ = (call);                                                                  \
+        CHECK(rc_ == (code));                                                              \
+        CHECK(strstr(djct_last_error(), (needle)) != NULL);                                \
+        if (rc_ != (code) || !strstr(djct_last_error(), (needle)))                         \
+            fprintf(stderr, "  -> got %s \"%s\", want %s containing \"%s\"\n",             \
+                    djct_error_name(rc_), djct_last_error(), djct_error_name(code), (needle)); \
+    } while (0)
+
+/* compare doubles within an absolute tolerance */
+#define CHECK_NEAR(a, b, tol)                                                              \
+    do {                                                                                   \
+        double a_ = (double)(a), b_ = (double)(b);                                         \
+        CHECK(a_ - b_ <= (tol) && b_ - a_ <= (tol));                                       \
+        if (!(a_ - b_ <= (tol) && b_ - a_ <= (tol)))                                       \
+            fprintf(stderr, "  -> %.9g vs %.9g (tol %g)\n", a_, b_, (double)(tol));         \
+    } while (0)
+
+/* a part that cannot run here (no GPU, no libtorch): say why, count it as skipped only */
+static inline void harness_skip(const char *why)
+{
+    harness_skipped++;
+    printf("skip: %s\n", why);
+}
+
+static inline int harness_print(int passed, int failed, int skipped)
+{
+    fflush(stderr);
+    if (skipped)
+        printf("%d passed, %d failed, %d skipped\n", passed, failed, skipped);
+    else
+        printf("%d passed, %d failed\n", passed, failed);
+    fflush(stdout);
+    return failed ? 1 : 0;
+}
+
+static inline int harness_report(void)
+{
+    return harness_print(harness_passed, harness_failed, harness_skipped);
+}
+
+#ifdef HARNESS_MPI
+#include <mpi.h>
+/* Sum over ranks; rank 0 prints; everyone returns the same verdict. Finalizes MPI. */
+static inline int harness_report_mpi(void)
+{
+    int mine[3] = {harness_passed, harness_failed, harness_skipped}, all[3] = {0, 0, 0}, rank = 0;
+    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+    MPI_Allreduce(mine, all, 3, MPI_INT, MPI_SUM, MPI_COMM_WORLD);
+    int rc = all[1] ? 1 : 0;
+    if (rank == 0)
+        harness_print(all[0], all[1], all[2]);
+    MPI_Finalize();
+    return rc;
+}
+#endif
+
+#endif /* DJCT_TEST_HARNESS_H */
