@@ -6,5 +6,6 @@
 #include "common.h"
 #include "error.h"
 #include "version.h"
+#include "array.h"
 
 #endif /* DJCT_DJCT_H */
