@@ -166,3 +166,13 @@ void djct_record_clear(djct_record *r)
     free(r->weights);
     memset(r, 0, sizeof(*r));
 }
+
+void djct_file_meta_clear(djct_file_meta *m)
+{
+    if (!m)
+        return;
+    free(m->path);
+    free(m->event_elements);
+    djct_record_clear(&m->layout);
+    memset(m, 0, sizeof(*m));
+}

@@ -52,6 +52,33 @@ typedef struct djct_record {
     size_t      n_weights;
 } djct_record;
 
+/** File formats djct reads and writes. */
+typedef enum {
+    DJCT_FORMAT_UNKNOWN = 0,
+    DJCT_FORMAT_DJCTD   = 1, /* djcdata TrainData: one or more records */
+    DJCT_FORMAT_DJCSA   = 2, /* djcdata SimpleArray: one array */
+    DJCT_FORMAT_H5      = 3  /* djct's HDF5 layout (docs/hdf5_layout.md) */
+} djct_format;
+
+/** What the dataset planner needs of one file, read without decompressing values
+ *  (row splits are decoded). Produced by the djcdata and HDF5 readers; release with
+ *  djct_file_meta_clear(). */
+typedef struct djct_file_meta {
+    char       *path;
+    djct_format format;
+    size_t      n_records;      /* trainData records in the file (all are counted) */
+    int64_t     n_events;       /* over all records */
+    int64_t    *event_elements; /* n_events counts: per-event ragged elements, summed over the
+                                   distinct row-split vectors (djcdata.md section 11); NULL when
+                                   no array is ragged */
+    int64_t     n_elements;     /* sum of event_elements, or n_events when not ragged */
+    djct_record layout;         /* every array with name, feature names, dtype, ndim and the
+                                   whole-file shape; values and row_splits are NULL */
+} djct_file_meta;
+
+/** Free what the meta points to and zero it. NULL is fine. */
+DJCT_API void djct_file_meta_clear(djct_file_meta *m);
+
 /** Non-zero when the array has row splits. */
 DJCT_API int djct_array_is_ragged(const djct_array *a);
 /** Number of events (rows, shape[0]). */
