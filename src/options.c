@@ -1,0 +1,411 @@
+/* Option tables: parsing of command lines and INI files (inih) into a caller's struct, help and
+ * dump. Every error names the option, the value seen, where it came from and what is allowed. */
+#include "djct/options.h"
+#include "djct/error.h"
+#include "djct_int.h"
+
+#include <errno.h>
+#include <ini.h>
+#include <inttypes.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+static void *field(void *dst, const djct_opt *o) { return (char *)dst + o->offset; }
+static const void *cfield(const void *src, const djct_opt *o) { return (const char *)src + o->offset; }
+
+/* option names may be written with '-' or '_' */
+static int name_eq(const char *a, const char *b, size_t blen)
+{
+    size_t i = 0;
+    for (; i < blen && a[i]; i++) {
+        char x = a[i] == '_' ? '-' : a[i], y = b[i] == '_' ? '-' : b[i];
+        if (x != y)
+            return 0;
+    }
+    return i == blen && a[i] == '\0';
+}
+
+static const djct_opt *find(const djct_opt *t, size_t n, const char *name, size_t len)
+{
+    for (size_t i = 0; i < n; i++)
+        if (name_eq(t[i].name, name, len))
+            return &t[i];
+    return NULL;
+}
+
+/* Levenshtein distance, for "did you mean" */
+static size_t edit_distance(const char *a, const char *b)
+{
+    size_t la = strlen(a), lb = strlen(b);
+    if (la > 63 || lb > 63)
+        return 99;
+    size_t d[64][64];
+    for (size_t i = 0; i <= la; i++)
+        d[i][0] = i;
+    for (size_t j = 0; j <= lb; j++)
+        d[0][j] = j;
+    for (size_t i = 1; i <= la; i++)
+        for (size_t j = 1; j <= lb; j++) {
+            size_t sub = d[i - 1][j - 1] + (a[i - 1] != b[j - 1]);
+            size_t del = d[i - 1][j] + 1, ins = d[i][j - 1] + 1;
+            d[i][j] = sub < del ? (sub < ins ? sub : ins) : (del < ins ? del : ins);
+        }
+    return d[la][lb];
+}
+
+static const char *suggest(const djct_opt *t, size_t n, const char *name)
+{
+    const char *best = NULL;
+    size_t bd = 4;
+    for (size_t i = 0; i < n; i++) {
+        size_t d = edit_distance(name, t[i].name);
+        if (d < bd) {
+            bd = d;
+            best = t[i].name;
+        }
+    }
+    return best;
+}
+
+static int unknown(const djct_opt *t, size_t n, const char *name, const char *origin)
+{
+    const char *s = suggest(t, n, name);
+    if (s)
+        return djct_error_set(DJCT_EINVAL, "%s: unknown option '%s'; did you mean '%s'? (see --help)", origin,
+                              name, s);
+    return djct_error_set(DJCT_EINVAL, "%s: unknown option '%s'; see --help for the options", origin, name);
+}
+
+static int range_err(const djct_opt *o, const char *value, const char *origin)
+{
+    return djct_error_set(DJCT_EINVAL, "%s: --%s %s is out of range; allowed %g..%g", origin, o->name, value,
+                          o->min, o->max);
+}
+
+static int set_value(const djct_opt *o, void *dst, const char *value, const char *origin)
+{
+    char *end = NULL;
+    errno = 0;
+    switch (o->type) {
+    case DJCT_OPT_INT:
+    case DJCT_OPT_INT64: {
+        if (!value || !*value)
+            return djct_error_set(DJCT_EINVAL, "%s: --%s needs a whole number, e.g. --%s %s", origin, o->name,
+                                  o->name, o->def ? o->def : "1");
+        long long v = strtoll(value, &end, 0);
+        if (errno || *end)
+            return djct_error_set(DJCT_EINVAL, "%s: --%s '%s' is not a whole number; e.g. --%s %s", origin,
+                                  o->name, value, o->name, o->def ? o->def : "1");
+        if (o->min < o->max && ((double)v < o->min || (double)v > o->max))
+            return range_err(o, value, origin);
+        if (o->type == DJCT_OPT_INT) {
+            if (v < INT32_MIN || v > INT32_MAX)
+                return djct_error_set(DJCT_EINVAL, "%s: --%s %s does not fit an int", origin, o->name, value);
+            *(int *)field(dst, o) = (int)v;
+        } else {
+            *(int64_t *)field(dst, o) = (int64_t)v;
+        }
+        return 0;
+    }
+    case DJCT_OPT_DOUBLE: {
+        double v = value && *value ? strtod(value, &end) : NAN;
+        if (!value || !*value || errno || *end || !isfinite(v))
+            return djct_error_set(DJCT_EINVAL, "%s: --%s '%s' is not a finite number; e.g. --%s %s", origin,
+                                  o->name, value ? value : "", o->name, o->def ? o->def : "0.1");
+        if (o->min < o->max && (v < o->min || v > o->max))
+            return range_err(o, value, origin);
+        *(double *)field(dst, o) = v;
+        return 0;
+    }
+    case DJCT_OPT_FLAG: {
+        int v;
+        if (!value || !strcmp(value, "1") || !strcasecmp(value, "true") || !strcasecmp(value, "yes") ||
+            !strcasecmp(value, "on"))
+            v = 1;
+        else if (!strcmp(value, "0") || !strcasecmp(value, "false") || !strcasecmp(value, "no") ||
+                 !strcasecmp(value, "off"))
+            v = 0;
+        else
+            return djct_error_set(DJCT_EINVAL, "%s: --%s '%s' is not a switch; use true or false", origin,
+                                  o->name, value);
+        *(int *)field(dst, o) = v;
+        return 0;
+    }
+    case DJCT_OPT_CHOICE:
+    case DJCT_OPT_STRING: {
+        if (!value)
+            return djct_error_set(DJCT_EINVAL, "%s: --%s needs a value", origin, o->name);
+        if (o->type == DJCT_OPT_CHOICE) {
+            const char *c = o->choices;
+            size_t len = strlen(value);
+            int ok = 0;
+            while (c && *c) {
+                const char *bar = strchr(c, '|');
+                size_t cl = bar ? (size_t)(bar - c) : strlen(c);
+                if (cl == len && !strncmp(c, value, len))
+                    ok = 1;
+                c = bar ? bar + 1 : NULL;
+            }
+            if (!ok)
+                return djct_error_set(DJCT_EINVAL, "%s: --%s '%s' is not allowed; use one of %s", origin, o->name,
+                                      value, o->choices);
+        }
+        char *copy = strdup(value);
+        if (!copy)
+            return djct_error_oom();
+        char **slot = field(dst, o);
+        free(*slot);
+        *slot = copy;
+        return 0;
+    }
+    }
+    return djct_error_set(DJCT_EINVAL, "option table: --%s has an unknown type", o->name);
+}
+
+int djct_opts_defaults(const djct_opt *table, size_t n, void *dst)
+{
+    DJCT_CHECK_ARG(table);
+    DJCT_CHECK_ARG(dst);
+    for (size_t i = 0; i < n; i++) {
+        const djct_opt *o = &table[i];
+        switch (o->type) {
+        case DJCT_OPT_INT:
+        case DJCT_OPT_FLAG: *(int *)field(dst, o) = 0; break;
+        case DJCT_OPT_INT64: *(int64_t *)field(dst, o) = 0; break;
+        case DJCT_OPT_DOUBLE: *(double *)field(dst, o) = 0; break;
+        case DJCT_OPT_STRING:
+        case DJCT_OPT_CHOICE: *(char **)field(dst, o) = NULL; break;
+        }
+        if (o->def) {
+            int rc = set_value(o, dst, o->def, "default");
+            if (rc)
+                return rc;
+        }
+    }
+    return 0;
+}
+
+int djct_opts_set(const djct_opt *table, size_t n, void *dst, const char *name, const char *value,
+                  const char *origin)
+{
+    DJCT_CHECK_ARG(table);
+    DJCT_CHECK_ARG(name);
+    const djct_opt *o = find(table, n, name, strlen(name));
+    if (!o)
+        return unknown(table, n, name, origin ? origin : "option");
+    return set_value(o, dst, value, origin ? origin : "option");
+}
+
+struct ini_ctx {
+    const djct_opt *table;
+    size_t n;
+    void *dst;
+    const char *path;
+    int rc;
+};
+
+/* Debian's inih passes no line number to the handler; a handler returning 0 makes ini_parse_file
+ * return the line, so the message is completed after the parse ("config" -> "config 'F' line N") */
+static int on_ini_pair(void *user, const char *section, const char *name, const char *value)
+{
+    struct ini_ctx *c = user;
+    (void)section;
+    const char *origin = "config";
+    if (!strcmp(name, "config")) {
+        c->rc = djct_error_set(DJCT_EINVAL, "%s: a config file cannot include another (key 'config')", origin);
+        return 0;
+    }
+    c->rc = djct_opts_set(c->table, c->n, c->dst, name, value, origin);
+    return c->rc == 0;
+}
+
+int djct_opts_parse_file(const djct_opt *table, size_t n, void *dst, const char *path)
+{
+    DJCT_CHECK_ARG(table);
+    DJCT_CHECK_ARG(path);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return djct_error_set(DJCT_EIO, "config '%s': cannot open: %s; check the --config path", path,
+                              strerror(errno));
+    struct ini_ctx c = {table, n, dst, path, 0};
+    int line = ini_parse_file(f, on_ini_pair, &c);
+    fclose(f);
+    if (c.rc) {
+        char msg[1024];
+        const char *m = djct_last_error();
+        snprintf(msg, sizeof(msg), "%s", strncmp(m, "config: ", 8) ? m : m + 8);
+        return djct_error_set(c.rc, "config '%s' line %d: %s", path, line, msg);
+    }
+    if (line > 0)
+        return djct_error_set(DJCT_EINVAL, "config '%s' line %d: not 'key = value' or '[section]'", path, line);
+    if (line < 0)
+        return djct_error_set(DJCT_EIO, "config '%s': read error", path);
+    return 0;
+}
+
+int djct_opts_parse_argv(const djct_opt *table, size_t n, void *dst, int argc, char **argv, char ***positional)
+{
+    DJCT_CHECK_ARG(table);
+    DJCT_CHECK_ARG(dst);
+    char **pos = NULL;
+    size_t npos = 0;
+    int rc = 0;
+    if (positional) {
+        if (!(pos = calloc((size_t)argc + 1, sizeof(char *))))
+            return djct_error_oom();
+    }
+    /* pass 0 applies --config so that the command line wins; pass 1 the rest */
+    for (int pass = 0; pass < 2 && rc == 0; pass++) {
+        for (int i = 1; i < argc && rc == 0; i++) {
+            const char *a = argv[i];
+            const djct_opt *o = NULL;
+            const char *value = NULL;
+            char origin[300];
+            int negated = 0;
+            if (!strcmp(a, "--")) { /* the rest is positional */
+                for (int j = i + 1; j < argc && pass == 1; j++) {
+                    if (!pos) {
+                        rc = djct_error_set(DJCT_EINVAL, "unexpected argument '%s'; see --help", argv[j]);
+                        break;
+                    }
+                    pos[npos++] = argv[j];
+                }
+                break;
+            }
+            if (a[0] == '-' && a[1] == '-' && a[2]) {
+                const char *name = a + 2, *eq = strchr(name, '=');
+                size_t len = eq ? (size_t)(eq - name) : strlen(name);
+                o = find(table, n, name, len);
+                if (!o && len > 3 && !strncmp(name, "no-", 3)) {
+                    o = find(table, n, name + 3, len - 3);
+                    if (o && o->type == DJCT_OPT_FLAG)
+                        negated = 1;
+                    else
+                        o = NULL;
+                }
+                if (!o) {
+                    char tmp[128];
+                    snprintf(tmp, sizeof(tmp), "%.*s", (int)(len < 120 ? len : 120), name);
+                    rc = unknown(table, n, tmp, "command line");
+                    break;
+                }
+                if (eq)
+                    value = eq + 1;
+            } else if (a[0] == '-' && a[1] && a[2] == '\0' && a[1] != '-') {
+                for (size_t k = 0; k < n; k++)
+                    if (table[k].short_name == a[1])
+                        o = &table[k];
+                if (!o) {
+                    rc = djct_error_set(DJCT_EINVAL, "command line: unknown option '%s'; see --help", a);
+                    break;
+                }
+            } else {
+                if (pass == 1) {
+                    if (!pos) {
+                        rc = djct_error_set(DJCT_EINVAL, "unexpected argument '%s'; options start with --, see --help",
+                                            a);
+                        break;
+                    }
+                    pos[npos++] = argv[i];
+                }
+                continue;
+            }
+            snprintf(origin, sizeof(origin), "--%s", o->name);
+            if (o->type == DJCT_OPT_FLAG) {
+                if (negated && value) {
+                    rc = djct_error_set(DJCT_EINVAL, "command line: --no-%s takes no value", o->name);
+                    break;
+                }
+                if (!value)
+                    value = negated ? "0" : "1";
+            } else if (!value) {
+                if (i + 1 >= argc) {
+                    rc = djct_error_set(DJCT_EINVAL, "command line: --%s needs a value%s%s", o->name,
+                                        o->metavar ? " " : "", o->metavar ? o->metavar : "");
+                    break;
+                }
+                value = argv[++i];
+            }
+            int is_config = !strcmp(o->name, "config");
+            if (is_config != (pass == 0))
+                continue;
+            snprintf(origin, sizeof(origin), "command line");
+            rc = set_value(o, dst, value, origin);
+            if (rc == 0 && is_config)
+                rc = djct_opts_parse_file(table, n, dst, value);
+        }
+    }
+    if (rc) {
+        free(pos);
+        return rc;
+    }
+    if (positional)
+        *positional = pos;
+    return 0;
+}
+
+void djct_opts_print_help(const djct_opt *table, size_t n, const char *usage, FILE *f)
+{
+    if (usage)
+        fprintf(f, "%s\n", usage);
+    for (size_t i = 0; i < n; i++) {
+        const djct_opt *o = &table[i];
+        if (o->group)
+            fprintf(f, "\n%s:\n", o->group);
+        char head[96];
+        int len;
+        if (o->type == DJCT_OPT_FLAG)
+            len = snprintf(head, sizeof(head), "  %s%c%s--[no-]%s", o->short_name ? "-" : "",
+                           o->short_name ? o->short_name : ' ', o->short_name ? "," : " ", o->name);
+        else
+            len = snprintf(head, sizeof(head), "  %s%c%s--%s %s", o->short_name ? "-" : "",
+                           o->short_name ? o->short_name : ' ', o->short_name ? "," : " ", o->name,
+                           o->type == DJCT_OPT_CHOICE ? o->choices : (o->metavar ? o->metavar : "VALUE"));
+        fprintf(f, "%s", head);
+        if (len >= 30)
+            fprintf(f, "\n%30s", "");
+        else
+            fprintf(f, "%*s", 30 - len, "");
+        fprintf(f, "%s", o->help ? o->help : "");
+        if (o->def && o->type != DJCT_OPT_FLAG)
+            fprintf(f, " [%s]", o->def);
+        else if (o->type == DJCT_OPT_FLAG)
+            fprintf(f, " [%s]", o->def && strcmp(o->def, "0") ? "on" : "off");
+        fprintf(f, "\n");
+    }
+}
+
+void djct_opts_print(const djct_opt *table, size_t n, const void *src, FILE *f)
+{
+    for (size_t i = 0; i < n; i++) {
+        const djct_opt *o = &table[i];
+        if (!strcmp(o->name, "config"))
+            continue;
+        const void *p = cfield(src, o);
+        switch (o->type) {
+        case DJCT_OPT_INT: fprintf(f, "%s = %d\n", o->name, *(const int *)p); break;
+        case DJCT_OPT_FLAG: fprintf(f, "%s = %s\n", o->name, *(const int *)p ? "true" : "false"); break;
+        case DJCT_OPT_INT64: fprintf(f, "%s = %" PRId64 "\n", o->name, *(const int64_t *)p); break;
+        case DJCT_OPT_DOUBLE: fprintf(f, "%s = %.10g\n", o->name, *(const double *)p); break;
+        case DJCT_OPT_STRING:
+        case DJCT_OPT_CHOICE: {
+            const char *s = *(char *const *)p;
+            fprintf(f, "%s = %s\n", o->name, s ? s : "");
+            break;
+        }
+        }
+    }
+}
+
+void djct_opts_free(const djct_opt *table, size_t n, void *dst)
+{
+    if (!table || !dst)
+        return;
+    for (size_t i = 0; i < n; i++)
+        if (table[i].type == DJCT_OPT_STRING || table[i].type == DJCT_OPT_CHOICE) {
+            char **slot = field(dst, &table[i]);
+            free(*slot);
+            *slot = NULL;
+        }
+}

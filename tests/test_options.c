@@ -1,0 +1,118 @@
+/* options: one table drives defaults, INI files (inih), the command line, help and the dump;
+ * every bad value is a one-line error naming the option and what is allowed. */
+#include "harness.h"
+
+#include <stddef.h>
+#include <unistd.h>
+
+typedef struct {
+    char *config;
+    int epochs;
+    int64_t batch;
+    double lr;
+    char *model;
+    char *opt;
+    int resume;
+    int average;
+} cfg;
+
+static const djct_opt T[] = {
+    {"config", 'c', DJCT_OPT_STRING, offsetof(cfg, config), NULL, NULL, 0, 0, "FILE", "config file", "General"},
+    {"epochs", 'e', DJCT_OPT_INT, offsetof(cfg, epochs), "3", NULL, 1, 100000, "N", "epochs", NULL},
+    {"batch-elements", 0, DJCT_OPT_INT64, offsetof(cfg, batch), "6400", NULL, 1, 1e12, "N", "elements", NULL},
+    {"lr", 0, DJCT_OPT_DOUBLE, offsetof(cfg, lr), "0.001", NULL, 0, 10, "X", "learning rate", "Optimizer"},
+    {"model", 0, DJCT_OPT_STRING, offsetof(cfg, model), "pointcloud", NULL, 0, 0, "NAME", "model", NULL},
+    {"optimizer", 0, DJCT_OPT_CHOICE, offsetof(cfg, opt), "adam", "sgd|adam|adamw", 0, 0, NULL, "optimizer", NULL},
+    {"resume", 0, DJCT_OPT_FLAG, offsetof(cfg, resume), "0", NULL, 0, 0, NULL, "resume", NULL},
+    {"average", 0, DJCT_OPT_FLAG, offsetof(cfg, average), "1", NULL, 0, 0, NULL, "average gradients", NULL},
+};
+#define N (sizeof(T) / sizeof(T[0]))
+
+static int parse(cfg *c, int argc, char **argv)
+{
+    djct_opts_free(T, N, c);
+    if (djct_opts_defaults(T, N, c))
+        return -100;
+    return djct_opts_parse_argv(T, N, c, argc, argv, NULL);
+}
+
+int main(void)
+{
+    cfg c = {0};
+    CHECK_OK(djct_opts_defaults(T, N, &c));
+    CHECK(c.epochs == 3 && c.batch == 6400 && c.lr == 0.001 && !strcmp(c.model, "pointcloud") && c.average == 1);
+
+    char *a1[] = {"p", "--epochs", "7", "--lr=0.5", "-e", "8", "--optimizer", "sgd", "--resume", "--no-average",
+                  "--batch_elements", "12"};
+    CHECK_OK(parse(&c, 12, a1));
+    CHECK(c.epochs == 8 && c.lr == 0.5 && !strcmp(c.opt, "sgd") && c.resume == 1 && c.average == 0 && c.batch == 12);
+
+    char *a2[] = {"p", "--epochs", "abc"};
+    CHECK_ERR(parse(&c, 3, a2), DJCT_EINVAL, "--epochs 'abc' is not a whole number");
+    char *a3[] = {"p", "--epochs", "0"};
+    CHECK_ERR(parse(&c, 3, a3), DJCT_EINVAL, "--epochs 0 is out of range; allowed 1..100000");
+    char *a4[] = {"p", "--optimizer", "lamb"};
+    CHECK_ERR(parse(&c, 3, a4), DJCT_EINVAL, "use one of sgd|adam|adamw");
+    char *a5[] = {"p", "--epoch", "3"};
+    CHECK_ERR(parse(&c, 3, a5), DJCT_EINVAL, "did you mean 'epochs'");
+    char *a6[] = {"p", "--lr"};
+    CHECK_ERR(parse(&c, 2, a6), DJCT_EINVAL, "--lr needs a value");
+    char *a7[] = {"p", "stray"};
+    CHECK_ERR(parse(&c, 2, a7), DJCT_EINVAL, "unexpected argument 'stray'");
+    char *a8[] = {"p", "--lr", "nan"};
+    CHECK_ERR(parse(&c, 3, a8), DJCT_EINVAL, "not a finite number");
+    char *a9[] = {"p", "--no-epochs"};
+    CHECK_ERR(parse(&c, 2, a9), DJCT_EINVAL, "unknown option");
+
+    /* config file, overridden by the command line regardless of order */
+    char path[] = "/tmp/djct_test_opts_XXXXXX";
+    int fd = mkstemp(path);
+    FILE *f = fdopen(fd, "w");
+    fprintf(f, "; comment\n[djct_train]\nepochs = 11\nlr = 0.25\nmodel = mlp\nresume = true\n");
+    fclose(f);
+    char *b1[] = {"p", "--epochs", "2", "--config", path};
+    CHECK_OK(parse(&c, 5, b1));
+    CHECK(c.epochs == 2 && c.lr == 0.25 && !strcmp(c.model, "mlp") && c.resume == 1);
+
+    f = fopen(path, "w");
+    fprintf(f, "epochs = 4\nlearning_rate = 3\n");
+    fclose(f);
+    char *b2[] = {"p", "--config", path};
+    CHECK_ERR(parse(&c, 3, b2), DJCT_EINVAL, "line 2: unknown option 'learning_rate'");
+    f = fopen(path, "w");
+    fprintf(f, "epochs = -4\n");
+    fclose(f);
+    CHECK_ERR(parse(&c, 3, b2), DJCT_EINVAL, "line 1: --epochs -4 is out of range");
+    f = fopen(path, "w");
+    fprintf(f, "this line has no equals sign\n");
+    fclose(f);
+    CHECK_ERR(parse(&c, 3, b2), DJCT_EINVAL, "line 1");
+    unlink(path);
+    CHECK_ERR(parse(&c, 3, b2), DJCT_EIO, "cannot open");
+
+    /* positional arguments when asked for */
+    char **pos = NULL;
+    char *p1[] = {"p", "x.djctd", "--epochs", "5", "y.h5", "--", "--z"};
+    djct_opts_free(T, N, &c);
+    djct_opts_defaults(T, N, &c);
+    CHECK_OK(djct_opts_parse_argv(T, N, &c, 7, p1, &pos));
+    CHECK(pos && !strcmp(pos[0], "x.djctd") && !strcmp(pos[1], "y.h5") && !strcmp(pos[2], "--z") && !pos[3]);
+    free(pos);
+
+    /* help and dump are generated from the same table */
+    char buf[4096] = {0};
+    f = fmemopen(buf, sizeof(buf) - 1, "w");
+    djct_opts_print_help(T, N, "usage: p [options]", f);
+    fclose(f);
+    CHECK(strstr(buf, "--batch-elements N") && strstr(buf, "--[no-]average") && strstr(buf, "sgd|adam|adamw") &&
+          strstr(buf, "[6400]") && strstr(buf, "Optimizer:"));
+    memset(buf, 0, sizeof(buf));
+    f = fmemopen(buf, sizeof(buf) - 1, "w");
+    djct_opts_print(T, N, &c, f);
+    fclose(f);
+    CHECK(strstr(buf, "epochs = 5\n") && strstr(buf, "model = pointcloud\n") && strstr(buf, "average = true\n") &&
+          !strstr(buf, "config ="));
+    djct_opts_free(T, N, &c);
+    CHECK(c.model == NULL);
+    return harness_report();
+}
