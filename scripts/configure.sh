@@ -43,8 +43,9 @@ mk+=("HDF5_CFLAGS := $(pkg-config --cflags hdf5)" "HDF5_LIBS := $(pkg-config --l
 req libcurl libcurl
 req cJSON libcjson
 req inih inih
-mk+=("DEP_CFLAGS := $(pkg-config --cflags libcurl libcjson inih)")
-mk+=("DEP_LIBS := $(pkg-config --libs libcurl libcjson inih) -lpthread -lm")
+req zlib zlib
+mk+=("DEP_CFLAGS := $(pkg-config --cflags libcurl libcjson inih zlib)")
+mk+=("DEP_LIBS := $(pkg-config --libs libcurl libcjson inih zlib) -lpthread -lm")
 
 # libtorch (optional unless WITH_TORCH=1)
 torch=0

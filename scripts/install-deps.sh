@@ -7,7 +7,7 @@ set -euo pipefail
 # One list, grouped by what needs it. Keep in sync with docs/dependencies (README "Dependencies").
 PACKAGES=(
   # build
-  build-essential pkg-config
+  build-essential pkg-config zlib1g-dev
   # MPI
   openmpi-bin libopenmpi-dev
   # data layer

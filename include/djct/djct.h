@@ -8,5 +8,6 @@
 #include "version.h"
 #include "array.h"
 #include "options.h"
+#include "checkpoint.h"
 
 #endif /* DJCT_DJCT_H */

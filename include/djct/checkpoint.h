@@ -1,0 +1,55 @@
+/* Checkpoint directories. A checkpoint of step N is written into a temporary directory
+ * `<run_dir>/checkpoints/.step-N.partial/`, completed by a `DONE` manifest (magic, version, step,
+ * every file with its size and CRC-32, and caller metadata as JSON), then renamed to
+ * `<run_dir>/checkpoints/step-N/` and recorded in `<run_dir>/checkpoints/latest`. Resume only ever
+ * uses directories whose manifest verifies, so a run killed at any instant leaves either the old
+ * or the new checkpoint usable. Multi-rank use: every rank writes its files into the directory
+ * djct_ckpt_begin() returned, the ranks synchronise, then one rank calls djct_ckpt_commit(). */
+#ifndef DJCT_CHECKPOINT_H
+#define DJCT_CHECKPOINT_H
+
+#include "common.h"
+
+DJCT_BEGIN_DECLS
+
+#define DJCT_CKPT_MAGIC "djct-checkpoint"
+#define DJCT_CKPT_VERSION 1
+
+/** Create (empty) the temporary directory for step `step` under `run_dir` (created if needed) and
+ *  return its path in *tmp_dir (yours; free()). A stale partial directory of the same step is
+ *  removed first. */
+DJCT_API int djct_ckpt_begin(char **tmp_dir, const char *run_dir, int64_t step);
+
+/** Return the temporary directory path of step `step` without touching the disk (ranks other
+ *  than the one that called djct_ckpt_begin use this). *tmp_dir is yours; free(). */
+DJCT_API int djct_ckpt_partial_path(char **tmp_dir, const char *run_dir, int64_t step);
+
+/** Complete step `step`: fsync every file, write the DONE manifest with `meta_json` (a JSON
+ *  object text, may be NULL), rename to step-N, fsync, update `latest`, and delete all but the
+ *  newest `keep` complete checkpoints (keep <= 0 keeps all) and stale partial directories.
+ *  *final_dir (may be NULL) receives the final path (yours; free()). */
+DJCT_API int djct_ckpt_commit(char **final_dir, const char *run_dir, int64_t step, const char *meta_json,
+                              int keep);
+
+/** Check a checkpoint directory: its manifest parses, has the right magic/version, and every file
+ *  listed has the recorded size and CRC-32. DJCT_EINVAL/DJCT_EIO name the file and the mismatch. */
+DJCT_API int djct_ckpt_verify(const char *dir);
+
+/** The newest complete, verified checkpoint of `run_dir`: *dir (yours; free()) and *step.
+ *  Returns 0 with *dir = NULL and *step = -1 when there is none. Incomplete or corrupt
+ *  checkpoints are skipped (an older complete one is used). */
+DJCT_API int djct_ckpt_find_latest(char **dir, int64_t *step, const char *run_dir);
+
+/** The caller metadata stored in a checkpoint's manifest (JSON object text; yours; free()). */
+DJCT_API int djct_ckpt_read_meta(char **meta_json, const char *dir);
+
+/** Write `len` bytes to `path` atomically (temporary file in the same directory, fsync, rename,
+ *  fsync of the directory): readers see the old or the new content, never a mix. */
+DJCT_API int djct_write_file_atomic(const char *path, const void *data, size_t len);
+
+/** Read a whole file into a malloc'ed buffer (NUL-terminated for convenience). */
+DJCT_API int djct_read_file(void **data, size_t *len, const char *path);
+
+DJCT_END_DECLS
+
+#endif /* DJCT_CHECKPOINT_H */
