@@ -9,5 +9,6 @@
 #include "array.h"
 #include "options.h"
 #include "checkpoint.h"
+#include "signals.h"
 
 #endif /* DJCT_DJCT_H */
