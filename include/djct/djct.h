@@ -7,5 +7,6 @@
 #include "error.h"
 #include "version.h"
 #include "array.h"
+#include "comm.h"
 
 #endif /* DJCT_DJCT_H */
