@@ -125,7 +125,12 @@ void djct_comm_abort(const djct_comm *comm, int code, const char *msg)
         rank = comm->rank;
     else if (init && !fin)
         MPI_Comm_rank(MPI_COMM_WORLD, &rank);
-    fprintf(stderr, "rank %d: %s\n", rank, msg && *msg ? msg : "fatal error");
+    char prefix[32];
+    snprintf(prefix, sizeof(prefix), "rank %d: ", rank);
+    if (msg && !strncmp(msg, prefix, strlen(prefix)))
+        fprintf(stderr, "%s\n", msg); /* djct messages already name the rank */
+    else
+        fprintf(stderr, "%s%s\n", prefix, msg && *msg ? msg : "fatal error");
     fflush(stderr);
     fflush(stdout);
     if (init && !fin)
@@ -798,7 +803,7 @@ static uint64_t layout_sig(const djct_comm_buffer *bufs, size_t n)
 }
 
 /* rank 0's signature against everyone's; names the ranks that differ. */
-static int agree_sig(djct_comm *c, uint64_t mine, const char *what, const char *fix, int *n_diff, int *first_rank)
+static int agree_sig(djct_comm *c, int code, uint64_t mine, const char *what, const char *fix, int *n_diff, int *first_rank)
 {
     uint64_t *all = malloc(sizeof(uint64_t) * (size_t)c->size);
     if (!all)
@@ -823,7 +828,7 @@ static int agree_sig(djct_comm *c, uint64_t mine, const char *what, const char *
     if (n_diff)
         *n_diff = bad;
     if (bad)
-        return djct_error_set(DJCT_ERROR, "%s differ from rank 0 on rank%s %s%s", what, bad > 1 ? "s" : "", list, fix);
+        return djct_error_set(code, "%s differ from rank 0 on rank%s %s%s", what, bad > 1 ? "s" : "", list, fix);
     return 0;
 }
 
@@ -843,7 +848,7 @@ int djct_comm_plan_create(djct_comm_plan **out, djct_comm *c, const djct_comm_bu
         return rc;
     if ((rc = coll_enter(c, "plan layout check", SIZE_MAX)) < 0)
         return rc;
-    if ((rc = agree_sig(c, layout_sig(bufs, n), "buffer lists (counts, dtypes)", "; every rank must pass the same "
+    if ((rc = agree_sig(c, DJCT_EINVAL, layout_sig(bufs, n), "buffer lists (counts, dtypes)", "; every rank must pass the same "
                         "buffers in the same order", NULL, NULL)) < 0)
         return rc;
 
@@ -1217,7 +1222,7 @@ int djct_comm_broadcast(djct_comm *c, const djct_comm_buffer *bufs, size_t n, in
     if ((rc = agree(c, rc, "djct_comm_broadcast")) < 0)
         return rc;
     if ((rc = coll_enter(c, "broadcast layout check", SIZE_MAX)) < 0 ||
-        (rc = agree_sig(c, layout_sig(bufs, n), "buffer lists (counts, dtypes)", "; every rank must pass the same buffers",
+        (rc = agree_sig(c, DJCT_EINVAL, layout_sig(bufs, n), "buffer lists (counts, dtypes)", "; every rank must pass the same buffers",
                         NULL, NULL)) < 0)
         return rc;
     for (size_t i = 0; i < n; i++) {
