@@ -10,5 +10,6 @@
 #include "options.h"
 #include "checkpoint.h"
 #include "signals.h"
+#include "comm.h"
 
 #endif /* DJCT_DJCT_H */

@@ -1,0 +1,62 @@
+/* Fault scenarios for comm, driven by tests/test_comm_faults.sh:
+ *   (no argument)  the runner's normal MPI test: the watchdog stays quiet when every rank arrives
+ *                  late but within the timeout;
+ *   watchdog       rank 1 never reaches the barrier; the others must name it and abort;
+ *   abort          rank 1 fails while the others wait in a barrier without a watchdog;
+ *                  djct_comm_abort must bring the whole job down. */
+#define HARNESS_MPI
+#include "harness.h"
+
+#include <unistd.h>
+
+int main(int argc, char **argv)
+{
+    const char *mode = argc > 1 ? argv[1] : "";
+    if (djct_comm_init_mpi(&argc, &argv, DJCT_THREAD_FUNNELED) < 0) {
+        fprintf(stderr, "%s\n", djct_last_error());
+        return 1;
+    }
+    djct_comm_options o = DJCT_COMM_OPTIONS_INIT;
+    o.device = DJCT_COMM_DEVICE_NONE;
+    o.timeout_seconds = !strcmp(mode, "abort") ? 0 : !strcmp(mode, "watchdog") ? 2.0 : 5.0;
+    djct_comm *c = NULL;
+    if (djct_comm_create(&c, &o) < 0)
+        djct_comm_abort(NULL, 1, djct_last_error());
+    int rank = djct_comm_rank(c);
+    float x[4] = {1, 2, 3, 4};
+    djct_comm_buffer b = {x, 4, DJCT_DTYPE_FLOAT32, -1};
+    djct_comm_plan *p = NULL;
+    if (djct_comm_plan_create(&p, c, &b, 1, NULL) < 0 || djct_comm_plan_reduce(p, DJCT_COMM_AVERAGE, 0) < 0)
+        djct_comm_abort(c, 1, djct_last_error());
+
+    if (!strcmp(mode, "watchdog")) {
+        if (rank == 1) {
+            sleep(60); /* "stuck": never arrives; the job must be gone long before */
+            return 0;
+        }
+        if (djct_comm_barrier(c) < 0)
+            djct_comm_abort(c, 3, djct_last_error());
+        printf("rank %d: barrier completed although rank 1 never arrived\n", rank);
+        return 0;
+    }
+    if (!strcmp(mode, "abort")) {
+        if (rank == 1) {
+            usleep(300000);
+            djct_comm_abort(c, 4, "injected failure after step 1");
+        }
+        djct_comm_barrier(c); /* no watchdog: only the abort ends this */
+        printf("rank %d: barrier completed although rank 1 aborted\n", rank);
+        return 0;
+    }
+    /* normal run: a late rank (0.5 s) within a 5 s timeout is no error */
+    if (rank == 1)
+        usleep(500000);
+    CHECK_OK(djct_comm_barrier(c));
+    x[0] = (float)rank;
+    CHECK_OK(djct_comm_plan_reduce(p, DJCT_COMM_SUM, 0));
+    int n = djct_comm_size(c);
+    CHECK(x[0] == (float)(n * (n - 1) / 2));
+    djct_comm_plan_free(p);
+    djct_comm_free(c);
+    return harness_report_mpi();
+}
