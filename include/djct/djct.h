@@ -11,5 +11,6 @@
 #include "checkpoint.h"
 #include "signals.h"
 #include "comm.h"
+#include "model.h"
 
 #endif /* DJCT_DJCT_H */

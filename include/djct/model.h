@@ -1,0 +1,212 @@
+/* The libtorch bridge: TorchScript models, their parameters and gradients as flat buffers,
+ * optimizers, and the LoggingModule/LossModule convention (docs/models.md). Plain C: no C++ or
+ * libtorch type crosses this header. In a build without libtorch every function returns
+ * DJCT_ENOTSUP (the free functions do nothing).
+ *
+ * Invariant: a model's trainable float32 parameters live in one flat slab and their gradients in
+ * another, in backward order (the last registered parameter first); both stay at the same address
+ * for the model's lifetime, so the gradient averaging can reduce the gradient slab in place. */
+#ifndef DJCT_MODEL_H
+#define DJCT_MODEL_H
+
+#include "common.h"
+#include "array.h"
+
+DJCT_BEGIN_DECLS
+
+/* the bridge's functions never throw: C++ callers may rely on it */
+#ifndef DJCT_NOEXCEPT
+#ifdef __cplusplus
+#define DJCT_NOEXCEPT noexcept
+#else
+#define DJCT_NOEXCEPT
+#endif
+#endif
+
+typedef struct djct_model djct_model;         /* a loaded or built-in TorchScript module */
+typedef struct djct_optimizer djct_optimizer; /* SGD / Adam / AdamW over a model's slab */
+
+typedef enum { DJCT_DEVICE_CPU = 0, DJCT_DEVICE_CUDA = 1 } djct_device_type;
+
+/** Options of djct_model_load() and djct_model_builtin(). The size fields matter only to
+ *  built-in models; 0 picks the model's default (see djct_model_builtin()). */
+typedef struct {
+    unsigned int version;     /* always first; filled in by the _INIT macro */
+    int          device_type; /* DJCT_DEVICE_CPU or DJCT_DEVICE_CUDA (explicit; no fallback) */
+    int          device_index;/* CUDA ordinal; ignored on CPU */
+    int64_t      n_inputs;    /* mlp: flat input size (784); pointcloud: features per point (8) */
+    int64_t      hidden;      /* hidden width (mlp 256, pointcloud 64) */
+    int          n_layers;    /* hidden layers (mlp 2; pointcloud: per-point layers, 2) */
+    int64_t      n_classes;   /* classes of the classification output (mlp 10, pointcloud 2) */
+} djct_model_options;
+#define DJCT_MODEL_OPTIONS_VERSION 1
+#define DJCT_MODEL_OPTIONS_INIT { DJCT_MODEL_OPTIONS_VERSION, DJCT_DEVICE_CPU, 0, 0, 0, 0, 0 }
+
+/* ---- process-wide settings ------------------------------------------------------------------ */
+
+/** Seed libtorch's generators (CPU and, when present, CUDA), like torch.manual_seed(). */
+DJCT_API int djct_torch_seed(uint64_t seed) DJCT_NOEXCEPT;
+/** Set libtorch's intra-op thread count (at::set_num_threads); n >= 1. */
+DJCT_API int djct_torch_set_num_threads(int n) DJCT_NOEXCEPT;
+/** Number of CUDA devices this libtorch can use into *count (0 on a CPU-only build). */
+DJCT_API int djct_torch_cuda_device_count(int *count) DJCT_NOEXCEPT;
+
+/* ---- models ---------------------------------------------------------------------------------- */
+
+/** Load a TorchScript module (.pt) whose forward is
+ *  `forward(self, features: List[Tensor], targets: Optional[List[Tensor]])`, move it to the
+ *  device, put its trainable parameters into the flat slab and give every one a zero gradient.
+ *  LoggingModules without a name get `LoggingModule1`, `LoggingModule2`, ... (module order).
+ *  The model starts in training mode. On success *out is yours; release it with djct_model_free().
+ *  @return 0; DJCT_EIO (missing file), DJCT_ETORCH (not TorchScript, libtorch error), DJCT_EINVAL
+ *  (wrong forward signature, non-float32 trainable parameter), DJCT_ENOTSUP (CUDA unavailable). */
+DJCT_API int djct_model_load(djct_model **out, const char *path, const djct_model_options *opts) DJCT_NOEXCEPT;
+
+/** Build a built-in model by name: "mlp" (features [x: float32 (B, n_inputs) or (B, ...)],
+ *  targets [label (B) int32/int64/float32]) or "pointcloud" (features [points float32
+ *  (N, n_inputs), row splits int64 (B+1)], targets [label (B), target float32 (B)]).
+ *  Documented in docs/models.md. Parameters are drawn from libtorch's generator (see
+ *  djct_torch_seed()). `opts` may be NULL for defaults. Release with djct_model_free(). */
+DJCT_API int djct_model_builtin(djct_model **out, const char *name, const djct_model_options *opts) DJCT_NOEXCEPT;
+
+/** Free the model (NULL is fine). Optimizers created on it stay valid but update nothing seen. */
+DJCT_API void djct_model_free(djct_model *m) DJCT_NOEXCEPT;
+
+/** Save the module as TorchScript (torch.jit.load reads it), with its current parameters and
+ *  switch states; recorded losses are cleared first. */
+DJCT_API int djct_model_save(djct_model *m, const char *path) DJCT_NOEXCEPT;
+
+/** Training (on != 0) or evaluation mode (module.train()/eval()). In evaluation mode forward
+ *  builds no autograd graph. */
+DJCT_API int djct_model_train(djct_model *m, int on) DJCT_NOEXCEPT;
+
+/** Run forward(features, targets). Each djct_array becomes one tensor, or two for a ragged array
+ *  (values (total, inner...) then row splits int64 (rows+1)), in order, wrapping the caller's
+ *  memory without a copy on CPU (copied to the device on CUDA). `targets` NULL passes None.
+ *  The arrays' memory must stay valid and unchanged until djct_model_backward() returned or the
+ *  next forward. Recorded losses are cleared first (as djct_model_clear_all_losses()).
+ *  Errors name the model file and the libtorch message (one line). */
+DJCT_API int djct_model_forward(djct_model *m, const djct_array *features, size_t n_features,
+                                const djct_array *targets, size_t n_targets) DJCT_NOEXCEPT;
+
+/** Number of outputs of the last forward: 1 for a Tensor, n for a tuple/list of tensors, 0 for
+ *  None. */
+DJCT_API size_t djct_model_n_outputs(const djct_model *m) DJCT_NOEXCEPT;
+
+/** Output i of the last forward as float32: *data (borrowed, valid until the next forward or
+ *  free), its shape into shape[DJCT_MAX_DIMS] and *ndim. */
+DJCT_API int djct_model_output(djct_model *m, size_t i, const float **data, int64_t *shape, int *ndim) DJCT_NOEXCEPT;
+
+/** Sum of the losses recorded by all LossModules since the last forward into *value.
+ *  DJCT_EINVAL "losses are active but none was recorded" when a LossModule is active and nothing
+ *  was recorded (e.g. forward ran without targets), or when every loss is switched off. */
+DJCT_API int djct_model_sum_all_losses(djct_model *m, double *value) DJCT_NOEXCEPT;
+
+/** Backpropagate the sum of recorded losses (as djct_model_sum_all_losses(); *loss may be NULL),
+ *  accumulating into the gradient slab. Losses are cleared afterwards. */
+DJCT_API int djct_model_backward(djct_model *m, double *loss) DJCT_NOEXCEPT;
+
+/** Set the whole gradient slab to zero (gradients stay defined, at the same address). */
+DJCT_API int djct_model_zero_grad(djct_model *m) DJCT_NOEXCEPT;
+
+/** Forget recorded losses of every LossModule. */
+DJCT_API int djct_model_clear_all_losses(djct_model *m) DJCT_NOEXCEPT;
+
+/** The parameter slab: *ptr (borrowed, host or device memory per the model's device) and its
+ *  float32 element count. */
+DJCT_API int djct_model_params(djct_model *m, float **ptr, size_t *count) DJCT_NOEXCEPT;
+/** The gradient slab, laid out like the parameter slab. */
+DJCT_API int djct_model_grads(djct_model *m, float **ptr, size_t *count) DJCT_NOEXCEPT;
+/** Number of trainable parameters (tensors) in the slab. */
+DJCT_API size_t djct_model_n_params(const djct_model *m) DJCT_NOEXCEPT;
+/** Parameter i in backward order: its qualified name (borrowed), offset and element count in
+ *  the slabs. Any output may be NULL. */
+DJCT_API int djct_model_param_info(const djct_model *m, size_t i, const char **name,
+                                   size_t *offset, size_t *count) DJCT_NOEXCEPT;
+
+/** Called from inside djct_model_backward(), on the thread running autograd, when parameter
+ *  `index` (backward order) has its gradient accumulated for this backward. Must not call back
+ *  into the model. */
+typedef void (*djct_grad_ready_fn)(void *user, size_t index);
+/** Install (fn non-NULL) or remove (fn NULL) the gradient-ready callback. */
+DJCT_API int djct_model_set_grad_ready_hook(djct_model *m, djct_grad_ready_fn fn, void *user) DJCT_NOEXCEPT;
+
+/* ---- the LoggingModule / LossModule convention (docs/models.md) ------------------------------ */
+
+/** Switch logging of every LoggingModule (LossModules included). */
+DJCT_API int djct_model_switch_all_logging(djct_model *m, int on) DJCT_NOEXCEPT;
+/** Switch loss computation of every LossModule. */
+DJCT_API int djct_model_switch_all_losses(djct_model *m, int on) DJCT_NOEXCEPT;
+/** Switch the module named `name` (a LoggingModule name or a submodule path such as
+ *  "head.cls") and every LoggingModule nested inside it: logging_on / loss_on are 1 (on),
+ *  0 (off) or -1 (leave). DJCT_EINVAL naming the known modules when nothing matches. */
+DJCT_API int djct_model_switch(djct_model *m, const char *name, int logging_on, int loss_on) DJCT_NOEXCEPT;
+/** Number of LoggingModules (LossModules included) in module order. */
+DJCT_API size_t djct_model_n_logging_modules(const djct_model *m) DJCT_NOEXCEPT;
+/** LoggingModule i: its name (borrowed), whether logging is on, whether it is a LossModule and
+ *  whether its loss is on (0 for a plain LoggingModule). Any output may be NULL. */
+DJCT_API int djct_model_logging_module(const djct_model *m, size_t i, const char **name,
+                                       int *logging_on, int *is_loss, int *loss_on) DJCT_NOEXCEPT;
+
+/** Receives one metric; `name` is "<module name>_<metric>". Return non-zero to stop. */
+typedef int (*djct_metric_fn)(void *user, const char *name, double value);
+/** Hand every recorded metric to fn (module order, then metric order) and clear them all. */
+DJCT_API int djct_model_collect_metrics(djct_model *m, djct_metric_fn fn, void *user) DJCT_NOEXCEPT;
+
+/* ---- optimizers ------------------------------------------------------------------------------ */
+
+typedef enum { DJCT_OPTIM_SGD = 0, DJCT_OPTIM_ADAM = 1, DJCT_OPTIM_ADAMW = 2 } djct_optim_kind;
+typedef enum {
+    DJCT_LR_CONSTANT = 0, /* lr */
+    DJCT_LR_STEP     = 1, /* lr * gamma^floor(t / step_size) */
+    DJCT_LR_COSINE   = 2  /* min_lr + (lr - min_lr) * (1 + cos(pi * t / (total_steps - warmup))) / 2 */
+} djct_lr_schedule;
+
+/** Optimizer options. t counts steps after the linear warm-up (lr * (step+1) / warmup_steps
+ *  for step < warmup_steps), for any schedule. */
+typedef struct {
+    unsigned int version;
+    int     kind;          /* djct_optim_kind */
+    double  lr;            /* base learning rate */
+    double  momentum;      /* SGD */
+    int     nesterov;      /* SGD */
+    double  weight_decay;  /* SGD/Adam: L2 added to the gradient; AdamW: decoupled */
+    double  beta1, beta2;  /* Adam/AdamW */
+    double  eps;           /* Adam/AdamW */
+    int     schedule;      /* djct_lr_schedule */
+    int64_t warmup_steps;  /* 0: none */
+    int64_t step_size;     /* DJCT_LR_STEP */
+    double  gamma;         /* DJCT_LR_STEP */
+    int64_t total_steps;   /* DJCT_LR_COSINE: the step at which lr reaches min_lr */
+    double  min_lr;        /* DJCT_LR_COSINE */
+} djct_optimizer_options;
+#define DJCT_OPTIMIZER_OPTIONS_VERSION 1
+#define DJCT_OPTIMIZER_OPTIONS_INIT \
+    { DJCT_OPTIMIZER_OPTIONS_VERSION, DJCT_OPTIM_ADAM, 1e-3, 0.0, 0, 0.0, 0.9, 0.999, 1e-8, \
+      DJCT_LR_CONSTANT, 0, 1, 0.1, 0, 0.0 }
+
+/** An optimizer over the model's parameter slab (its state is one slab per kind of moment).
+ *  Release with djct_optimizer_free(). */
+DJCT_API int djct_optimizer_create(djct_optimizer **out, djct_model *m,
+                                   const djct_optimizer_options *opts) DJCT_NOEXCEPT;
+/** Apply the schedule's learning rate for this step, update the parameters from the gradient
+ *  slab (which is left as is) and count the step. */
+DJCT_API int djct_optimizer_step(djct_optimizer *o) DJCT_NOEXCEPT;
+/** Learning rate the next djct_optimizer_step() will use (after the last one: the last used). */
+DJCT_API double djct_optimizer_lr(const djct_optimizer *o) DJCT_NOEXCEPT;
+/** Steps taken (restored by the load functions). */
+DJCT_API int64_t djct_optimizer_steps(const djct_optimizer *o) DJCT_NOEXCEPT;
+/** Save the optimizer state (moments, step count, kind) to a file. */
+DJCT_API int djct_optimizer_save(djct_optimizer *o, const char *path) DJCT_NOEXCEPT;
+/** Save the optimizer state into a malloc'd buffer *buf of *len bytes; free() it. */
+DJCT_API int djct_optimizer_save_buffer(djct_optimizer *o, void **buf, size_t *len) DJCT_NOEXCEPT;
+/** Restore a state saved by an optimizer of the same kind on a model of the same layout. */
+DJCT_API int djct_optimizer_load(djct_optimizer *o, const char *path) DJCT_NOEXCEPT;
+/** As djct_optimizer_load() from memory. */
+DJCT_API int djct_optimizer_load_buffer(djct_optimizer *o, const void *buf, size_t len) DJCT_NOEXCEPT;
+/** Free the optimizer (NULL is fine). */
+DJCT_API void djct_optimizer_free(djct_optimizer *o) DJCT_NOEXCEPT;
+
+DJCT_END_DECLS
+
+#endif /* DJCT_MODEL_H */

@@ -1,0 +1,703 @@
+/* libtorch bridge: built-in models, flat parameter/gradient slabs, the LoggingModule/LossModule
+ * convention driven from C, optimizers and schedules, save/load, and bad input.
+ * `test_model --roundtrip IN.pt OUT.pt DATA.bin` is the C half of tests/test_python.sh. */
+#include "harness.h"
+
+#include <math.h>
+#include <stdint.h>
+#include <unistd.h>
+
+/* ---- data ----------------------------------------------------------------------------------- */
+
+static uint64_t rng = 12345;
+static float frand(void) /* deterministic U(-1, 1) */
+{
+    rng = rng * 6364136223846793005ULL + 1442695040888963407ULL;
+    return (float)((rng >> 40) / (double)(1 << 24)) * 2.0f - 1.0f;
+}
+
+static djct_array regular(const char *name, djct_dtype t, void *v, int ndim, int64_t d0, int64_t d1)
+{
+    djct_array a;
+    memset(&a, 0, sizeof a);
+    a.name = (char *)name;
+    a.dtype = t;
+    a.ndim = ndim;
+    a.shape[0] = d0;
+    a.shape[1] = d1;
+    a.values = v;
+    a.n_values = (size_t)(ndim == 1 ? d0 : d0 * d1);
+    return a;
+}
+
+/* a classification problem: label = argmax over 4 fixed projections of x */
+enum { B = 64, F = 20, C = 4 };
+static float X[B * F];
+static int32_t LAB[B];
+static void make_mlp_data(void)
+{
+    for (int i = 0; i < B * F; i++)
+        X[i] = frand();
+    for (int b = 0; b < B; b++) {
+        int best = 0;
+        float bv = -1e9f;
+        for (int c = 0; c < C; c++) {
+            float s = 0;
+            for (int f = c * 5; f < c * 5 + 5; f++)
+                s += X[b * F + f];
+            if (s > bv)
+                bv = s, best = c;
+        }
+        LAB[b] = best;
+    }
+}
+
+/* point clouds: E events, ragged points with P features; label = sign of mean feature 0 */
+enum { E = 16, P = 5 };
+static int64_t RS[E + 1];
+static float PTS[E * 40 * P];
+static int32_t PLAB[E];
+static float PLABF[E], PTGT[E];
+static int64_t make_pc_data(void)
+{
+    RS[0] = 0;
+    for (int e = 0; e < E; e++)
+        RS[e + 1] = RS[e] + 1 + (e * 7) % 37;
+    int64_t n = RS[E];
+    for (int64_t i = 0; i < n * P; i++)
+        PTS[i] = frand();
+    for (int e = 0; e < E; e++) {
+        double s = 0;
+        for (int64_t i = RS[e]; i < RS[e + 1]; i++)
+            s += PTS[i * P];
+        s /= (double)(RS[e + 1] - RS[e]);
+        PLAB[e] = s > 0;
+        PLABF[e] = (float)PLAB[e];
+        PTGT[e] = (float)(2.0 * s + 0.5);
+    }
+    return n;
+}
+
+static djct_array pc_points(int64_t n)
+{
+    djct_array a;
+    memset(&a, 0, sizeof a);
+    a.name = "points";
+    a.dtype = DJCT_DTYPE_FLOAT32;
+    a.ndim = 3;
+    a.shape[0] = E;
+    a.shape[1] = -n;
+    a.shape[2] = P;
+    a.row_splits = RS;
+    a.n_row_splits = E + 1;
+    a.values = PTS;
+    a.n_values = (size_t)(n * P);
+    return a;
+}
+
+/* ---- helpers -------------------------------------------------------------------------------- */
+
+struct metrics {
+    int n;
+    char names[16][64];
+    double values[16];
+};
+static int on_metric(void *user, const char *name, double v)
+{
+    struct metrics *m = user;
+    if (m->n < 16) {
+        snprintf(m->names[m->n], 64, "%s", name);
+        m->values[m->n++] = v;
+    }
+    return 0;
+}
+static double metric(const struct metrics *m, const char *name)
+{
+    for (int i = 0; i < m->n; i++)
+        if (!strcmp(m->names[i], name))
+            return m->values[i];
+    return NAN;
+}
+
+static int ready_calls, ready_order_ok;
+static size_t ready_last;
+static void on_ready(void *user, size_t index)
+{
+    (void)user;
+    ready_calls++;
+    ready_last = index;
+}
+
+static double abs_sum(const float *p, size_t n)
+{
+    double s = 0;
+    for (size_t i = 0; i < n; i++)
+        s += fabs(p[i]);
+    return s;
+}
+
+static int one_line(void)
+{
+    return strchr(djct_last_error(), '\n') == NULL;
+}
+
+/* ---- tests ---------------------------------------------------------------------------------- */
+
+static void test_mlp_training(void)
+{
+    djct_model_options mo = DJCT_MODEL_OPTIONS_INIT;
+    mo.n_inputs = F;
+    mo.hidden = 32;
+    mo.n_classes = C;
+    djct_model *m = NULL;
+    CHECK_OK(djct_torch_seed(1));
+    CHECK_OK(djct_model_builtin(&m, "mlp", &mo));
+    if (!m)
+        return;
+
+    /* one slab each, in backward order: out_bias first (last registered), fc0_weight last */
+    float *p = NULL, *g = NULL;
+    size_t np = 0, ng = 0;
+    CHECK_OK(djct_model_params(m, &p, &np));
+    CHECK_OK(djct_model_grads(m, &g, &ng));
+    CHECK(np == (size_t)(F * 32 + 32 + 32 * 32 + 32 + 32 * C + C) && ng == np);
+    CHECK(djct_model_n_params(m) == 6);
+    const char *name = NULL;
+    size_t off = 1, cnt = 0, total = 0;
+    CHECK_OK(djct_model_param_info(m, 0, &name, &off, &cnt));
+    CHECK(name && !strcmp(name, "out_bias") && off == 0 && cnt == C);
+    for (size_t i = 0; i < djct_model_n_params(m); i++) {
+        CHECK_OK(djct_model_param_info(m, i, NULL, &off, &cnt));
+        CHECK(off == total);
+        total += cnt;
+    }
+    CHECK(total == np);
+    CHECK_OK(djct_model_param_info(m, 5, &name, NULL, NULL));
+    CHECK(!strcmp(name, "fc0_weight"));
+    CHECK_ERR(djct_model_param_info(m, 6, NULL, NULL, NULL), DJCT_EINVAL, "parameter 6");
+    CHECK(abs_sum(g, ng) == 0.0);
+
+    /* convention: two LoggingModules, logging off by default (djctools), loss on */
+    CHECK(djct_model_n_logging_modules(m) == 2);
+    int lg = -1, isl = -1, lo = -1;
+    CHECK_OK(djct_model_logging_module(m, 0, &name, &lg, &isl, &lo));
+    CHECK(!strcmp(name, "loss") && lg == 0 && isl == 1 && lo == 1);
+    CHECK_OK(djct_model_logging_module(m, 1, &name, &lg, &isl, &lo));
+    CHECK(!strcmp(name, "metrics") && lg == 0 && isl == 0 && lo == 0);
+
+    djct_array feat = regular("x", DJCT_DTYPE_FLOAT32, X, 2, B, F);
+    djct_array targ = regular("label", DJCT_DTYPE_INT32, LAB, 1, B, 0);
+    djct_optimizer *o = NULL;
+    djct_optimizer_options oo = DJCT_OPTIMIZER_OPTIONS_INIT;
+    oo.lr = 1e-2;
+    CHECK_OK(djct_optimizer_create(&o, m, &oo));
+    CHECK_OK(djct_model_set_grad_ready_hook(m, on_ready, NULL));
+    double first = 0, last = 0;
+    for (int step = 0; step < 60; step++) {
+        CHECK_OK(djct_model_zero_grad(m));
+        CHECK_OK(djct_model_forward(m, &feat, 1, &targ, 1));
+        ready_calls = 0;
+        double l = 0;
+        CHECK_OK(djct_model_backward(m, &l));
+        if (step == 0) {
+            first = l;
+            /* every parameter reported once; the last reported is the first registered */
+            CHECK(ready_calls == 6);
+            ready_order_ok = ready_last == 5;
+            CHECK(ready_order_ok);
+            CHECK(abs_sum(g, ng) > 0);
+            float *g2 = NULL, *p2 = NULL;
+            CHECK_OK(djct_model_grads(m, &g2, &ng));
+            CHECK_OK(djct_model_params(m, &p2, &np));
+            CHECK(g2 == g && p2 == p); /* the slabs never move */
+        }
+        last = l;
+        CHECK_OK(djct_optimizer_step(o));
+    }
+    CHECK(djct_optimizer_steps(o) == 60);
+    CHECK(first > 1.0 && last < 0.5 * first);
+    if (!(last < 0.5 * first))
+        fprintf(stderr, "  -> loss %g -> %g\n", first, last);
+    CHECK_OK(djct_model_set_grad_ready_hook(m, NULL, NULL));
+
+    /* outputs */
+    CHECK(djct_model_n_outputs(m) == 1);
+    const float *out = NULL;
+    int64_t shape[DJCT_MAX_DIMS];
+    int nd = 0;
+    CHECK_OK(djct_model_output(m, 0, &out, shape, &nd));
+    CHECK(nd == 2 && shape[0] == B && shape[1] == C);
+    CHECK_ERR(djct_model_output(m, 1, &out, shape, &nd), DJCT_EINVAL, "output 1");
+
+    /* metrics: recorded only while logging is on, prefixed with the module name, cleared */
+    struct metrics mt = {0};
+    CHECK_OK(djct_model_collect_metrics(m, on_metric, &mt));
+    CHECK(mt.n == 0);
+    CHECK_OK(djct_model_switch_all_logging(m, 1));
+    CHECK_OK(djct_model_forward(m, &feat, 1, &targ, 1));
+    CHECK_OK(djct_model_collect_metrics(m, on_metric, &mt));
+    CHECK(mt.n == 2);
+    CHECK(metric(&mt, "metrics_accuracy") > 0.5);
+    double s = 0;
+    CHECK_OK(djct_model_sum_all_losses(m, &s));
+    CHECK_NEAR(metric(&mt, "loss_loss"), s, 1e-6);
+    mt.n = 0;
+    CHECK_OK(djct_model_collect_metrics(m, on_metric, &mt));
+    CHECK(mt.n == 0);
+    CHECK_OK(djct_model_clear_all_losses(m));
+    CHECK_ERR(djct_model_sum_all_losses(m, &s), DJCT_EINVAL, "losses are active but none was recorded");
+
+    /* inference: everything off, targets absent (None) */
+    CHECK_OK(djct_model_switch_all_logging(m, 0));
+    CHECK_OK(djct_model_switch_all_losses(m, 0));
+    CHECK_OK(djct_model_train(m, 0));
+    CHECK_OK(djct_model_forward(m, &feat, 1, NULL, 0));
+    CHECK(djct_model_n_outputs(m) == 1);
+    CHECK_ERR(djct_model_sum_all_losses(m, &s), DJCT_EINVAL, "every LossModule is switched off");
+    CHECK_OK(djct_model_switch_all_losses(m, 1));
+    CHECK_ERR(djct_model_sum_all_losses(m, &s), DJCT_EINVAL, "losses are active but none was recorded");
+    /* an active loss with targets absent is the model's error, reported in one line */
+    CHECK_ERR(djct_model_forward(m, &feat, 1, NULL, 0), DJCT_ETORCH, "is active but targets are None");
+    CHECK(strstr(djct_last_error(), "model 'builtin:mlp'") != NULL && one_line());
+    /* evaluation mode: losses computed, but nothing to backpropagate */
+    CHECK_OK(djct_model_forward(m, &feat, 1, &targ, 1));
+    CHECK_ERR(djct_model_backward(m, NULL), DJCT_EINVAL, "backward in evaluation mode");
+    CHECK_OK(djct_model_train(m, 1));
+
+    djct_optimizer_free(o);
+    djct_model_free(m);
+}
+
+static void test_pointcloud(void)
+{
+    int64_t n = make_pc_data();
+    djct_model_options mo = DJCT_MODEL_OPTIONS_INIT;
+    mo.n_inputs = P;
+    mo.hidden = 16;
+    djct_model *m = NULL;
+    CHECK_OK(djct_torch_seed(2));
+    CHECK_OK(djct_model_builtin(&m, "pointcloud", &mo));
+    if (!m)
+        return;
+    CHECK(djct_model_n_logging_modules(m) == 3);
+    djct_array feat = pc_points(n);
+    djct_array targ[2] = {regular("label", DJCT_DTYPE_INT32, PLAB, 1, E, 0),
+                          regular("target", DJCT_DTYPE_FLOAT32, PTGT, 1, E, 0)};
+    CHECK_OK(djct_model_forward(m, &feat, 1, targ, 2));
+    CHECK(djct_model_n_outputs(m) == 2);
+    const float *out = NULL;
+    int64_t shape[DJCT_MAX_DIMS];
+    int nd = 0;
+    CHECK_OK(djct_model_output(m, 0, &out, shape, &nd));
+    CHECK(nd == 2 && shape[0] == E && shape[1] == 2);
+    CHECK_OK(djct_model_output(m, 1, &out, shape, &nd));
+    CHECK(nd == 1 && shape[0] == E);
+
+    /* float32 labels work too */
+    djct_array targf[2] = {regular("label", DJCT_DTYPE_FLOAT32, PLABF, 1, E, 0), targ[1]};
+    double l1 = 0, l2 = 0;
+    CHECK_OK(djct_model_forward(m, &feat, 1, targ, 2));
+    CHECK_OK(djct_model_sum_all_losses(m, &l1));
+    CHECK_OK(djct_model_forward(m, &feat, 1, targf, 2));
+    CHECK_OK(djct_model_sum_all_losses(m, &l2));
+    CHECK_NEAR(l1, l2, 1e-7);
+
+    /* regression switched off by name: its head gets a defined zero gradient, no crash */
+    CHECK_OK(djct_model_switch(m, "regression", -1, 0));
+    int lg, isl, lo;
+    const char *name;
+    CHECK_OK(djct_model_logging_module(m, 1, &name, &lg, &isl, &lo));
+    CHECK(!strcmp(name, "regression") && isl == 1 && lo == 0);
+    CHECK_OK(djct_model_zero_grad(m));
+    CHECK_OK(djct_model_forward(m, &feat, 1, targ, 2));
+    CHECK_OK(djct_model_backward(m, NULL));
+    float *g;
+    size_t ng, off, cnt;
+    CHECK_OK(djct_model_grads(m, &g, &ng));
+    for (size_t i = 0; i < djct_model_n_params(m); i++) {
+        CHECK_OK(djct_model_param_info(m, i, &name, &off, &cnt));
+        double s = abs_sum(g + off, cnt);
+        if (!strncmp(name, "reg_", 4))
+            CHECK(s == 0.0);
+        else
+            CHECK(s > 0.0);
+    }
+    CHECK_OK(djct_model_switch(m, "regression", -1, 1));
+
+    /* train both heads; metrics of the point-cloud LoggingModule */
+    djct_optimizer *o = NULL;
+    djct_optimizer_options oo = DJCT_OPTIMIZER_OPTIONS_INIT;
+    oo.lr = 5e-3;
+    CHECK_OK(djct_optimizer_create(&o, m, &oo));
+    double first = 0, last = 0;
+    for (int step = 0; step < 80; step++) {
+        CHECK_OK(djct_model_zero_grad(m));
+        CHECK_OK(djct_model_forward(m, &feat, 1, targ, 2));
+        CHECK_OK(djct_model_backward(m, step == 0 ? &first : &last));
+        CHECK_OK(djct_optimizer_step(o));
+    }
+    CHECK(last < 0.7 * first);
+    if (!(last < 0.7 * first))
+        fprintf(stderr, "  -> loss %g -> %g\n", first, last);
+    CHECK_OK(djct_model_switch(m, "metrics", 1, -1));
+    CHECK_OK(djct_model_forward(m, &feat, 1, targ, 2));
+    struct metrics mt = {0};
+    CHECK_OK(djct_model_collect_metrics(m, on_metric, &mt));
+    CHECK(mt.n == 3);
+    CHECK(metric(&mt, "metrics_accuracy") >= 0.0 && metric(&mt, "metrics_resolution") > 0.0);
+    CHECK(!isnan(metric(&mt, "metrics_bias")));
+
+    /* nested toggles: the root path switches everything below it */
+    CHECK_OK(djct_model_switch(m, "", 0, 0));
+    for (size_t i = 0; i < 3; i++) {
+        CHECK_OK(djct_model_logging_module(m, i, NULL, &lg, NULL, &lo));
+        CHECK(lg == 0 && lo == 0);
+    }
+    CHECK_OK(djct_model_forward(m, &feat, 1, NULL, 0)); /* pure inference */
+    CHECK_ERR(djct_model_switch(m, "nope", 1, 1), DJCT_EINVAL, "classification, regression, metrics");
+    CHECK_ERR(djct_model_switch(m, "metrics", 2, 1), DJCT_EINVAL, "use 1 (on), 0 (off) or -1");
+
+    /* save with switch states; a reload gives the same outputs and states */
+    char path[] = "/tmp/djct_test_model_XXXXXX";
+    int fd = mkstemp(path);
+    CHECK(fd >= 0);
+    close(fd);
+    CHECK_OK(djct_model_switch(m, "classification", 1, 1));
+    CHECK_OK(djct_model_save(m, path));
+    CHECK_OK(djct_model_train(m, 0));
+    CHECK_OK(djct_model_switch(m, "classification", 0, 0));
+    CHECK_OK(djct_model_forward(m, &feat, 1, NULL, 0));
+    const float *a = NULL, *b = NULL;
+    CHECK_OK(djct_model_output(m, 1, &a, shape, &nd));
+    djct_model *m2 = NULL;
+    CHECK_OK(djct_model_load(&m2, path, NULL));
+    if (m2) {
+        CHECK(djct_model_n_logging_modules(m2) == 3);
+        CHECK_OK(djct_model_logging_module(m2, 0, &name, &lg, NULL, &lo));
+        CHECK(!strcmp(name, "classification") && lg == 1 && lo == 1);
+        CHECK_OK(djct_model_logging_module(m2, 1, &name, &lg, NULL, &lo));
+        CHECK(!strcmp(name, "regression") && lg == 0 && lo == 0);
+        CHECK_OK(djct_model_train(m2, 0));
+        CHECK_OK(djct_model_switch_all_losses(m2, 0));
+        CHECK_OK(djct_model_switch_all_logging(m2, 0));
+        CHECK_OK(djct_model_forward(m2, &feat, 1, NULL, 0));
+        CHECK_OK(djct_model_output(m2, 1, &b, shape, &nd));
+        int same = 1;
+        for (int e = 0; e < E; e++)
+            same &= fabsf(a[e] - b[e]) < 1e-6f;
+        CHECK(same);
+    }
+    djct_model_free(m2);
+    unlink(path);
+
+    /* wrong input: labels out of range, missing row splits (model errors, one line) */
+    CHECK_OK(djct_model_switch_all_losses(m, 1));
+    int32_t bad[E];
+    for (int e = 0; e < E; e++)
+        bad[e] = 7;
+    djct_array tbad[2] = {regular("label", DJCT_DTYPE_INT32, bad, 1, E, 0), targ[1]};
+    CHECK_ERR(djct_model_forward(m, &feat, 1, tbad, 2), DJCT_ETORCH, "out of bounds");
+    CHECK(one_line());
+    djct_array flatpts = regular("points", DJCT_DTYPE_FLOAT32, PTS, 2, n, P);
+    CHECK_ERR(djct_model_forward(m, &flatpts, 1, targ, 2), DJCT_ETORCH, "model 'builtin:pointcloud': forward");
+    CHECK(one_line());
+    djct_optimizer_free(o);
+    djct_model_free(m);
+}
+
+static void test_optimizers(void)
+{
+    djct_model_options mo = DJCT_MODEL_OPTIONS_INIT;
+    mo.n_inputs = F;
+    mo.hidden = 8;
+    mo.n_layers = 1;
+    mo.n_classes = C;
+    djct_array feat = regular("x", DJCT_DTYPE_FLOAT32, X, 2, B, F);
+    djct_array targ = regular("label", DJCT_DTYPE_INT32, LAB, 1, B, 0);
+
+    /* schedules */
+    djct_model *m = NULL;
+    CHECK_OK(djct_model_builtin(&m, "mlp", &mo));
+    if (!m)
+        return;
+    djct_optimizer *o = NULL;
+    djct_optimizer_options oo = DJCT_OPTIMIZER_OPTIONS_INIT;
+    oo.kind = DJCT_OPTIM_SGD;
+    oo.momentum = 0.9;
+    oo.lr = 0.1;
+    oo.warmup_steps = 4;
+    oo.schedule = DJCT_LR_COSINE;
+    oo.total_steps = 14;
+    oo.min_lr = 0.01;
+    CHECK_OK(djct_optimizer_create(&o, m, &oo));
+    double lrs[16];
+    for (int i = 0; i < 16; i++) {
+        lrs[i] = djct_optimizer_lr(o);
+        CHECK_OK(djct_model_zero_grad(m));
+        CHECK_OK(djct_model_forward(m, &feat, 1, &targ, 1));
+        CHECK_OK(djct_model_backward(m, NULL));
+        CHECK_OK(djct_optimizer_step(o));
+    }
+    CHECK_NEAR(lrs[0], 0.025, 1e-12);
+    CHECK_NEAR(lrs[3], 0.1, 1e-12);
+    CHECK_NEAR(lrs[4], 0.1, 1e-12);
+    CHECK_NEAR(lrs[9], 0.01 + 0.09 * 0.5, 1e-12);
+    CHECK_NEAR(lrs[14], 0.01, 1e-12);
+    CHECK_NEAR(lrs[15], 0.01, 1e-12);
+    djct_optimizer_free(o);
+    oo.warmup_steps = 0;
+    oo.schedule = DJCT_LR_STEP;
+    oo.step_size = 3;
+    oo.gamma = 0.5;
+    CHECK_OK(djct_optimizer_create(&o, m, &oo));
+    CHECK_NEAR(djct_optimizer_lr(o), 0.1, 1e-12);
+    for (int i = 0; i < 7; i++)
+        CHECK_OK(djct_optimizer_step(o)); /* zero gradients: fine */
+    CHECK_NEAR(djct_optimizer_lr(o), 0.025, 1e-12);
+    djct_optimizer_free(o);
+    oo.schedule = DJCT_LR_COSINE;
+    oo.total_steps = 0;
+    CHECK_ERR(djct_optimizer_create(&o, m, &oo), DJCT_EINVAL, "cosine schedule needs total_steps");
+    oo = (djct_optimizer_options)DJCT_OPTIMIZER_OPTIONS_INIT;
+    oo.kind = 9;
+    CHECK_ERR(djct_optimizer_create(&o, m, &oo), DJCT_EINVAL, "kind 9 is unknown");
+    oo.version = 99;
+    CHECK_ERR(djct_optimizer_create(&o, m, &oo), DJCT_EINVAL, "djct_optimizer_options version 99");
+    djct_model_free(m);
+
+    /* state round trip for each kind: A trains 3 steps, its model + optimizer state go to B;
+       one more identical step on both gives identical parameters */
+    int kinds[3] = {DJCT_OPTIM_SGD, DJCT_OPTIM_ADAM, DJCT_OPTIM_ADAMW};
+    for (int k = 0; k < 3; k++) {
+        djct_model *a = NULL, *b = NULL;
+        djct_optimizer *oa = NULL, *ob = NULL;
+        djct_optimizer_options q = DJCT_OPTIMIZER_OPTIONS_INIT;
+        q.kind = kinds[k];
+        q.lr = 0.05;
+        q.momentum = 0.9;
+        q.weight_decay = 0.01;
+        CHECK_OK(djct_torch_seed(3));
+        CHECK_OK(djct_model_builtin(&a, "mlp", &mo));
+        CHECK_OK(djct_optimizer_create(&oa, a, &q));
+        for (int i = 0; i < 3; i++) {
+            CHECK_OK(djct_model_zero_grad(a));
+            CHECK_OK(djct_model_forward(a, &feat, 1, &targ, 1));
+            CHECK_OK(djct_model_backward(a, NULL));
+            CHECK_OK(djct_optimizer_step(oa));
+        }
+        char path[] = "/tmp/djct_test_opt_XXXXXX", mpath[] = "/tmp/djct_test_m_XXXXXX";
+        close(mkstemp(path));
+        close(mkstemp(mpath));
+        void *buf = NULL;
+        size_t len = 0;
+        CHECK_OK(djct_optimizer_save(oa, path));
+        CHECK_OK(djct_optimizer_save_buffer(oa, &buf, &len));
+        CHECK_OK(djct_model_save(a, mpath));
+        CHECK_OK(djct_model_load(&b, mpath, NULL));
+        CHECK_OK(djct_optimizer_create(&ob, b, &q));
+        if (k == 1)
+            CHECK_OK(djct_optimizer_load(ob, path));
+        else
+            CHECK_OK(djct_optimizer_load_buffer(ob, buf, len));
+        CHECK(djct_optimizer_steps(ob) == 3);
+        for (int i = 0; i < 2; i++) {
+            djct_model *mm = i ? b : a;
+            CHECK_OK(djct_model_zero_grad(mm));
+            CHECK_OK(djct_model_forward(mm, &feat, 1, &targ, 1));
+            CHECK_OK(djct_model_backward(mm, NULL));
+            CHECK_OK(djct_optimizer_step(i ? ob : oa));
+        }
+        float *pa, *pb;
+        size_t na, nb;
+        CHECK_OK(djct_model_params(a, &pa, &na));
+        CHECK_OK(djct_model_params(b, &pb, &nb));
+        CHECK(na == nb && memcmp(pa, pb, na * sizeof(float)) == 0);
+        /* a state of another kind is refused */
+        djct_optimizer *oc = NULL;
+        djct_optimizer_options q2 = q;
+        q2.kind = (kinds[k] + 1) % 3;
+        CHECK_OK(djct_optimizer_create(&oc, b, &q2));
+        CHECK_ERR(djct_optimizer_load_buffer(oc, buf, len), DJCT_EINVAL, "holds kind");
+        CHECK_ERR(djct_optimizer_load_buffer(oc, "garbage", 7), DJCT_ETORCH, "loading from memory");
+        CHECK_ERR(djct_optimizer_load(oc, "/nonexistent/opt.pt"), DJCT_EIO, "cannot open");
+        djct_optimizer_free(oc);
+        free(buf);
+        unlink(path);
+        unlink(mpath);
+        djct_optimizer_free(oa);
+        djct_optimizer_free(ob);
+        djct_model_free(a);
+        djct_model_free(b);
+    }
+}
+
+static void test_bad_input(void)
+{
+    djct_model *m = NULL;
+    CHECK_ERR(djct_model_load(&m, "/nonexistent/model.pt", NULL), DJCT_EIO,
+              "model '/nonexistent/model.pt': cannot open");
+    char path[] = "/tmp/djct_test_bad_XXXXXX";
+    int fd = mkstemp(path);
+    CHECK(fd >= 0 && write(fd, "not a zip archive at all", 25) == 25);
+    close(fd);
+    CHECK_ERR(djct_model_load(&m, path, NULL), DJCT_ETORCH, "not a loadable TorchScript file");
+    CHECK(strstr(djct_last_error(), path) != NULL && one_line());
+    unlink(path);
+    CHECK(m == NULL);
+    CHECK_ERR(djct_model_builtin(&m, "resnet", NULL), DJCT_EINVAL, "built-in model 'resnet' does not exist");
+    djct_model_options mo = DJCT_MODEL_OPTIONS_INIT;
+    mo.device_type = DJCT_DEVICE_CUDA;
+    int ngpu = -1;
+    CHECK_OK(djct_torch_cuda_device_count(&ngpu));
+    if (ngpu == 0)
+        CHECK_ERR(djct_model_builtin(&m, "mlp", &mo), DJCT_ENOTSUP, "CUDA requested");
+    else
+        harness_skip("a GPU is visible: the no-CUDA error path is not exercised");
+    mo.device_type = 7;
+    CHECK_ERR(djct_model_builtin(&m, "mlp", &mo), DJCT_EINVAL, "device_type 7");
+    mo = (djct_model_options)DJCT_MODEL_OPTIONS_INIT;
+    mo.version = 0;
+    CHECK_ERR(djct_model_builtin(&m, "mlp", &mo), DJCT_EINVAL, "djct_model_options version 0");
+    mo = (djct_model_options)DJCT_MODEL_OPTIONS_INIT;
+    mo.n_classes = 1;
+    CHECK_ERR(djct_model_builtin(&m, "mlp", &mo), DJCT_EINVAL, "n_classes >= 2");
+    CHECK_ERR(djct_torch_set_num_threads(0), DJCT_EINVAL, "thread count 0");
+    CHECK_ERR(djct_model_load(NULL, "x", NULL), DJCT_EINVAL, "invalid argument");
+
+    mo.n_inputs = F;
+    mo.hidden = 8;
+    mo.n_classes = C;
+    CHECK_OK(djct_model_builtin(&m, "mlp", &mo));
+    if (!m)
+        return;
+    /* wrong shape: 19 features into a 20-input MLP */
+    djct_array feat = regular("x", DJCT_DTYPE_FLOAT32, X, 2, B, F - 1);
+    feat.n_values = (size_t)(B * (F - 1));
+    djct_array targ = regular("label", DJCT_DTYPE_INT32, LAB, 1, B, 0);
+    CHECK_ERR(djct_model_forward(m, &feat, 1, &targ, 1), DJCT_ETORCH, "cannot be multiplied");
+    CHECK(strstr(djct_last_error(), "model 'builtin:mlp': forward") != NULL && one_line());
+    /* inconsistent arrays and unknown dtypes never reach libtorch */
+    feat.n_values = 3;
+    CHECK_ERR(djct_model_forward(m, &feat, 1, &targ, 1), DJCT_EINVAL, "features[0] 'x'");
+    feat = regular("x", (djct_dtype)42, X, 2, B, F);
+    CHECK_ERR(djct_model_forward(m, &feat, 1, &targ, 1), DJCT_EINVAL, "dtype");
+    /* label count does not match the batch */
+    feat = regular("x", DJCT_DTYPE_FLOAT32, X, 2, B, F);
+    targ = regular("label", DJCT_DTYPE_INT32, LAB, 1, B - 3, 0);
+    CHECK_ERR(djct_model_forward(m, &feat, 1, &targ, 1), DJCT_ETORCH, "size mismatch");
+    CHECK(one_line());
+    /* no features at all */
+    CHECK_ERR(djct_model_forward(m, NULL, 0, &targ, 1), DJCT_ETORCH, "out of range");
+    CHECK_ERR(djct_model_save(m, "/nonexistent/dir/m.pt"), DJCT_ETORCH, "saving to '/nonexistent/dir/m.pt'");
+    CHECK(one_line());
+    /* after errors the model still works */
+    targ = regular("label", DJCT_DTYPE_INT32, LAB, 1, B, 0);
+    CHECK_OK(djct_model_forward(m, &feat, 1, &targ, 1));
+    CHECK_OK(djct_model_backward(m, NULL));
+    djct_model_free(m);
+}
+
+/* ---- the C half of tests/test_python.sh ------------------------------------------------------ */
+
+/* DATA.bin in: int64 n, int64 f, then float32 x[n*f], float32 y[n]. Out (appended to DATA.bin.out):
+   float32 outputs[n] of the trained model in evaluation mode with targets absent. */
+static int roundtrip(const char *in, const char *outp, const char *data)
+{
+    FILE *f = fopen(data, "rb");
+    int64_t hdr[2];
+    if (!f || fread(hdr, sizeof hdr, 1, f) != 1) {
+        fprintf(stderr, "roundtrip: cannot read %s\n", data);
+        return 1;
+    }
+    size_t n = (size_t)hdr[0], nf = (size_t)hdr[1];
+    float *x = malloc(n * nf * sizeof(float)), *y = malloc(n * sizeof(float));
+    CHECK(fread(x, sizeof(float), n * nf, f) == n * nf && fread(y, sizeof(float), n, f) == n);
+    fclose(f);
+    djct_model *m = NULL;
+    CHECK_OK(djct_model_load(&m, in, NULL));
+    if (!m)
+        return harness_report();
+    /* names from the Python side, auto-names included */
+    for (size_t i = 0; i < djct_model_n_logging_modules(m); i++) {
+        const char *name;
+        int lg, isl, lo;
+        CHECK_OK(djct_model_logging_module(m, i, &name, &lg, &isl, &lo));
+        printf("module %s logging=%d loss=%d/%d\n", name, lg, isl, lo);
+    }
+    djct_array fa = regular("x", DJCT_DTYPE_FLOAT32, x, 2, (int64_t)n, (int64_t)nf);
+    djct_array ta = regular("y", DJCT_DTYPE_FLOAT32, y, 1, (int64_t)n, 0);
+    djct_optimizer *o = NULL;
+    djct_optimizer_options oo = DJCT_OPTIMIZER_OPTIONS_INIT;
+    oo.lr = 1e-2;
+    CHECK_OK(djct_optimizer_create(&o, m, &oo));
+    CHECK_OK(djct_model_switch_all_logging(m, 1));
+    double first = 0, last = 0;
+    for (int step = 0; step < 30; step++) {
+        CHECK_OK(djct_model_zero_grad(m));
+        CHECK_OK(djct_model_forward(m, &fa, 1, &ta, 1));
+        CHECK_OK(djct_model_backward(m, step ? &last : &first));
+        CHECK_OK(djct_optimizer_step(o));
+    }
+    struct metrics mt = {0};
+    CHECK_OK(djct_model_collect_metrics(m, on_metric, &mt));
+    for (int i = 0; i < mt.n; i++)
+        printf("metric %s = %g\n", mt.names[i], mt.values[i]);
+    CHECK(mt.n >= 1);
+    printf("loss %g -> %g\n", first, last);
+    CHECK(last < first);
+    /* a switched-off loss with absent targets must be skipped by the model; the model file keeps
+       the states: the Python side checks "aux" is off and runs inference with targets=None */
+    CHECK_OK(djct_model_switch_all_logging(m, 0));
+    CHECK_OK(djct_model_switch(m, "aux", 0, 0));
+    CHECK_OK(djct_model_save(m, outp));
+    CHECK_OK(djct_model_switch_all_losses(m, 0));
+    CHECK_OK(djct_model_train(m, 0));
+    CHECK_OK(djct_model_forward(m, &fa, 1, NULL, 0));
+    const float *out;
+    int64_t shape[DJCT_MAX_DIMS];
+    int nd;
+    CHECK_OK(djct_model_output(m, 0, &out, shape, &nd));
+    char op[4096];
+    snprintf(op, sizeof op, "%s.out", data);
+    FILE *w = fopen(op, "wb");
+    CHECK(w && fwrite(out, sizeof(float), n, w) == n);
+    if (w)
+        fclose(w);
+    djct_optimizer_free(o);
+    djct_model_free(m);
+    free(x);
+    free(y);
+    return harness_report();
+}
+
+/* `test_model --load-error FILE SUBSTRING`: loading FILE fails with SUBSTRING in the message */
+static int load_error(const char *path, const char *needle)
+{
+    djct_model *m = NULL;
+    int rc = djct_model_load(&m, path, NULL);
+    printf("rc %s: %s\n", djct_error_name(rc), djct_last_error());
+    CHECK(rc < 0 && strstr(djct_last_error(), needle) && strstr(djct_last_error(), path) && one_line());
+    djct_model_free(m);
+    return harness_report();
+}
+
+int main(int argc, char **argv)
+{
+#if !DJCT_HAVE_TORCH
+    djct_model *m = NULL;
+    CHECK_ERR(djct_model_builtin(&m, "mlp", NULL), DJCT_ENOTSUP, "without libtorch");
+    harness_skip("built without libtorch");
+    return harness_report();
+#endif
+    djct_torch_set_num_threads(1);
+    if (argc == 5 && !strcmp(argv[1], "--roundtrip"))
+        return roundtrip(argv[2], argv[3], argv[4]);
+    if (argc == 4 && !strcmp(argv[1], "--load-error"))
+        return load_error(argv[2], argv[3]);
+    make_mlp_data();
+    test_mlp_training();
+    test_pointcloud();
+    test_optimizers();
+    test_bad_input();
+    return harness_report();
+}
