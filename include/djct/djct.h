@@ -7,5 +7,6 @@
 #include "error.h"
 #include "version.h"
 #include "array.h"
+#include "log.h"
 
 #endif /* DJCT_DJCT_H */
