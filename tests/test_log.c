@@ -9,6 +9,7 @@
 #include "wandb_testlib.h"
 
 static char tmp[256];
+static test_srv servers[5]; /* spawned together at the start: python starts slowly */
 
 static djct_log_options base_opts(const char *runs)
 {
@@ -210,7 +211,7 @@ static void test_activate_and_steps(void)
      * line from a killed job is cut */
     snprintf(p, sizeof(p), "%s/history.jsonl", dir);
     FILE *f = fopen(p, "a");
-    fputs("{\"loss\":0.9,\"_st", f);
+    fputs("{\"loss\":0.987654321,\"_st", f);
     fclose(f);
     CHECK_OK(djct_log_init(&o));
     CHECK_OK(djct_log("loss", 0.05));
@@ -219,7 +220,7 @@ static void test_activate_and_steps(void)
     CHECK_OK(djct_log_finish(0));
     CHECK(t_count_lines(p) == 4);
     char *h = t_slurp(p);
-    CHECK(h && !strstr(h, "\"_st\n") && !strstr(h, "0.9"));
+    CHECK(h && !strstr(h, "\"_st\n") && !strstr(h, "0.987654321"));
     free(h);
     cfg = read_json(dir, "config.json");
     CHECK(cfg && json_num(cfg, "epochs") == 12); /* the first job's config entries survive */
@@ -230,8 +231,8 @@ static void test_activate_and_steps(void)
 
 static void test_online_exact(void)
 {
-    test_srv s;
-    if (srv_start(&s, tmp, "exact") != 0) {
+    test_srv s = servers[0];
+    if (srv_wait(&s) != 0) {
         CHECK(!"wandb_server.py did not start");
         return;
     }
@@ -326,8 +327,8 @@ static void test_online_exact(void)
 
 static void test_faults_exactly_once(void)
 {
-    test_srv s;
-    if (srv_start(&s, tmp, "faults") != 0) {
+    test_srv s = servers[1];
+    if (srv_wait(&s) != 0) {
         CHECK(!"wandb_server.py did not start");
         return;
     }
@@ -379,8 +380,8 @@ static void test_faults_exactly_once(void)
 
 static void test_final_4xx_then_sync(void)
 {
-    test_srv s;
-    if (srv_start(&s, tmp, "final") != 0) {
+    test_srv s = servers[2];
+    if (srv_wait(&s) != 0) {
         CHECK(!"wandb_server.py did not start");
         return;
     }
@@ -463,8 +464,8 @@ static void test_final_4xx_then_sync(void)
 
 static void test_offline_then_sync(void)
 {
-    test_srv s;
-    if (srv_start(&s, tmp, "sync") != 0) {
+    test_srv s = servers[3];
+    if (srv_wait(&s) != 0) {
         CHECK(!"wandb_server.py did not start");
         return;
     }
@@ -535,8 +536,8 @@ static void test_offline_then_sync(void)
 
 static void test_preempt_and_slow(void)
 {
-    test_srv s;
-    if (srv_start(&s, tmp, "preempt") != 0) {
+    test_srv s = servers[4];
+    if (srv_wait(&s) != 0) {
         CHECK(!"wandb_server.py did not start");
         return;
     }
@@ -600,13 +601,26 @@ int main(void)
     unsetenv("WANDB_PROJECT");
     unsetenv("WANDB_ENTITY");
     unsetenv("WANDB_RUN_ID");
-    test_key_lookup();
-    test_activate_and_steps();
-    test_online_exact();
-    test_faults_exactly_once();
-    test_final_4xx_then_sync();
-    test_offline_then_sync();
-    test_preempt_and_slow();
+    const char *tags[5] = {"exact", "faults", "final", "sync", "preempt"};
+    for (int i = 0; i < 5; i++)
+        if (srv_spawn(&servers[i], tmp, tags[i]) != 0)
+            fprintf(stderr, "cannot spawn python3 %s\n", t_server_script());
+    struct {
+        const char *name;
+        void (*fn)(void);
+    } parts[] = {{"key lookup", test_key_lookup},
+                 {"activate, steps, journal, resume", test_activate_and_steps},
+                 {"online: exact requests", test_online_exact},
+                 {"online: injected failures", test_faults_exactly_once},
+                 {"online: final 4xx, then djct_sync", test_final_4xx_then_sync},
+                 {"offline, then djct_sync", test_offline_then_sync},
+                 {"slow server, preempting, finish limit", test_preempt_and_slow}};
+    for (size_t i = 0; i < sizeof(parts) / sizeof(parts[0]); i++) {
+        double t0 = t_now();
+        int before = harness_failed;
+        parts[i].fn();
+        printf("%-40s %5.2f s%s\n", parts[i].name, t_now() - t0, harness_failed > before ? "  FAILED" : "");
+    }
     if (!harness_failed) {
         char cmd[512];
         snprintf(cmd, sizeof(cmd), "rm -rf %s", tmp);

@@ -118,7 +118,8 @@ static const char *t_server_script(void)
     return "../tests/wandb_server.py";
 }
 
-static int srv_start(test_srv *s, const char *tmp, const char *tag)
+/* spawn the server; srv_wait() before use */
+static int srv_spawn(test_srv *s, const char *tmp, const char *tag)
 {
     memset(s, 0, sizeof(*s));
     snprintf(s->state, sizeof(s->state), "%s/srv-%s-state.json", tmp, tag);
@@ -127,9 +128,15 @@ static int srv_start(test_srv *s, const char *tmp, const char *tag)
     setenv("DJCT_TEST_KEY", TEST_KEY, 1);
     char *argv[] = {"python3", (char *)t_server_script(), "--port-file", s->portf, "--state", s->state,
                     "--log", s->log, "--lifetime", "150", NULL};
-    if (posix_spawnp(&s->pid, "python3", NULL, NULL, argv, environ) != 0)
+    return posix_spawnp(&s->pid, "python3", NULL, NULL, argv, environ) != 0 ? -1 : 0;
+}
+
+/* wait (up to 30 s: python starts slowly on a loaded machine) for the port */
+static int srv_wait(test_srv *s)
+{
+    if (s->pid <= 0)
         return -1;
-    for (int i = 0; i < 200; i++) {
+    for (int i = 0; i < 1200; i++) {
         char *p = t_slurp(s->portf);
         if (p) {
             s->port = atoi(p);
