@@ -12,5 +12,6 @@
 #include "signals.h"
 #include "comm.h"
 #include "model.h"
+#include "log.h"
 
 #endif /* DJCT_DJCT_H */

@@ -1,0 +1,177 @@
+/* The rank-aware logging singleton (djctools' wandb_wrapper, in C), its run journal and wandb.
+ * Every rank buffers metrics; djct_log_flush() reduces them to rank 0 with one packed collective,
+ * rank 0 appends the row to the run journal (JSONL, fsync'ed) and a background thread streams the
+ * journal to wandb. Only rank 0 opens files or network connections. See docs/logging.md. */
+#ifndef DJCT_LOG_H
+#define DJCT_LOG_H
+
+#include "common.h"
+
+DJCT_BEGIN_DECLS
+
+/** Where rows go. AUTO: $WANDB_MODE (online|offline|disabled|dryrun), else online when an API key
+ *  is found and offline (with a warning) when none is. */
+typedef enum {
+    DJCT_LOG_MODE_AUTO     = 0,
+    DJCT_LOG_MODE_ONLINE   = 1, /* journal + stream to wandb */
+    DJCT_LOG_MODE_OFFLINE  = 2, /* journal only; upload later with djct_sync */
+    DJCT_LOG_MODE_DISABLED = 3  /* nothing: every call is a cheap no-op, no collectives */
+} djct_log_mode;
+
+/** How a metric is combined over the ranks (and over repeated djct_log calls before a flush). */
+typedef enum {
+    DJCT_REDUCE_MEAN = 0, /* mean of every value logged on every rank (the default) */
+    DJCT_REDUCE_SUM  = 1,
+    DJCT_REDUCE_MIN  = 2,
+    DJCT_REDUCE_MAX  = 3
+} djct_reduce_op;
+
+typedef struct {
+    unsigned int version;      /* always first; filled in by DJCT_LOG_OPTIONS_INIT */
+    const char *project;       /* NULL: $WANDB_PROJECT, else "uncategorized" */
+    const char *entity;        /* NULL: $WANDB_ENTITY, else the key owner's default (server decides) */
+    const char *run_name;      /* display name; NULL: $WANDB_NAME, else the server picks one */
+    const char *run_id;        /* NULL: $WANDB_RUN_ID, else 8 random [a-z0-9]. Same id = resume */
+    const char *group;         /* NULL: $WANDB_RUN_GROUP */
+    const char *job_type;      /* NULL: $WANDB_JOB_TYPE */
+    const char *tags;          /* comma-separated; NULL: $WANDB_TAGS */
+    const char *notes;         /* NULL: $WANDB_NOTES */
+    const char *config_json;   /* initial config, a JSON object text, or NULL */
+    int mode;                  /* djct_log_mode */
+    const char *base_url;      /* NULL: $WANDB_BASE_URL, else https://api.wandb.ai */
+    const char *api_key;       /* NULL: looked up (see djct_log_key_source()); never written anywhere */
+    const char *dir;           /* run directory root; NULL: $DJCT_LOG_DIR, else "djct-runs".
+                                  The run directory is <dir>/<run_id>/ */
+    int console;               /* 1: rank 0 prints every row to stdout (the one place the library prints) */
+    int csv;                   /* 1: rank 0 also writes <run dir>/history.csv */
+    int no_fsync;              /* 1: skip the fsync at each flush (faster, may lose rows on a crash) */
+    double batch_interval_s;   /* seconds between file_stream batches; 0: 15 */
+    double heartbeat_s;        /* idle seconds before an empty keep-alive request; 0: 30 */
+    double http_timeout_s;     /* per HTTP attempt; 0: 60 */
+    double init_timeout_s;     /* give up creating the run (UpsertBucket) after this; 0: 90 */
+    double finish_timeout_s;   /* djct_log_finish waits at most this long for the upload; 0: 60 */
+    double retry_min_s;        /* backoff start; 0: 2 */
+    double retry_max_s;        /* backoff cap; 0: 60 */
+    int insecure;              /* 1: disable TLS certificate verification (explicit opt-out only) */
+    void *mpi_comm;            /* pointer to an MPI_Comm to use; NULL: MPI_COMM_WORLD (if MPI is up) */
+} djct_log_options;
+
+#define DJCT_LOG_OPTIONS_VERSION 1
+#define DJCT_LOG_OPTIONS_INIT                                                                      \
+    { DJCT_LOG_OPTIONS_VERSION, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,            \
+      DJCT_LOG_MODE_AUTO, NULL, NULL, NULL, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, NULL }
+
+/** Start the logging singleton. Collective over the communicator when MPI is initialised (call it
+ *  on every rank, after MPI_Init); without MPI it runs as a single process. Rank 0 resolves the
+ *  mode, run id and API key, opens (or, for an existing run id, resumes) the run directory and, when
+ *  online, starts the uploader thread; it never waits on the network here. Logging is active after
+ *  init. Calling init twice without djct_log_finish() is an error. `opts` may be NULL.
+ *  @return 0, or DJCT_EINVAL (bad option, explicit online mode without a key), DJCT_EIO (run
+ *  directory), DJCT_EMPI. */
+DJCT_API int djct_log_init(const djct_log_options *opts);
+
+/** Local switches (not collective): while inactive djct_log*() calls are no-ops. djct_log_flush()
+ *  stays collective either way, so ranks with different switches never deadlock. */
+DJCT_API void djct_log_activate(void);
+DJCT_API void djct_log_deactivate(void);
+/** 1 when initialised, not disabled and active. */
+DJCT_API int djct_log_is_active(void);
+
+/** Buffer a metric on this rank, reduced with the mean at the next flush. Logging the same name
+ *  again before the flush accumulates (mean of all values). No-op before init or while inactive.
+ *  Thread-safe. @return 0, or DJCT_EINVAL for a NULL/empty name or a name reused with another op. */
+DJCT_API int djct_log(const char *name, double value);
+
+/** As djct_log() with an explicit cross-rank reduction. */
+DJCT_API int djct_log_reduce(const char *name, double value, djct_reduce_op op);
+
+/** Collective: every rank must call it, in the same order as its other collectives, also while
+ *  inactive. Reduces the metrics buffered on all ranks to rank 0 (a metric logged by only some
+ *  ranks is reduced over those ranks) with one packed collective when the ranks logged the same
+ *  keys as at the last flush, otherwise with a second, key-gathering path; never deadlocks on
+ *  different key sets. Rank 0 writes one history row with names prefixed by `prefix` (NULL or ""
+ *  for none, e.g. "val_"), plus `_step`, `_runtime` and `_timestamp`, fsyncs the journal and hands
+ *  it to the uploader without waiting. `step` -1 means last step + 1; an explicit step must be
+ *  greater than the last one. Nothing buffered on any rank: no row, the step does not advance.
+ *  @return 0, DJCT_EINVAL (step not increasing: the row is dropped on every rank), DJCT_EIO, DJCT_EMPI. */
+DJCT_API int djct_log_flush(const char *prefix, int64_t step);
+
+/** Set a config entry (rank 0's value is kept; other ranks may call it, it is ignored there).
+ *  `json_or_value` is stored as JSON when it parses as JSON, else as a string. Rewrites config.json
+ *  and re-sends the config to wandb. @return 0, DJCT_EINVAL before init or for NULL arguments. */
+DJCT_API int djct_log_config_set(const char *key, const char *json_or_value);
+
+/** Override a summary entry (normally the last logged value of each key), as for config. */
+DJCT_API int djct_log_summary_set(const char *key, const char *json_or_value);
+
+/** Tell wandb the job is about to be preempted (e.g. on SLURM's warning signal before a requeue):
+ *  sent at once; the following djct_log_finish() then does not mark the run complete, so the
+ *  requeued job continues the same run id. Rank 0 only; a no-op elsewhere. */
+DJCT_API int djct_log_mark_preempting(void);
+
+/** Collective: flush whatever is still buffered, record the exit code in the journal, wait at most
+ *  finish_timeout_s for the uploader to send the remaining rows, the summary and `complete` with
+ *  `exit_code` (0 = finished, else failed), then release everything. Safe to call when not
+ *  initialised. @return 0, or DJCT_ETIMEOUT / DJCT_EIO when the upload did not complete (the
+ *  journal is intact: `djct_sync <run dir>` uploads the rest; the message says so). */
+DJCT_API int djct_log_finish(int exit_code);
+
+/** Warnings collected on this rank (key file permissions, fallback to offline, upload stopped,
+ *  ...), one per line; "" when none. Never contains the API key. Borrowed until the next djct_log_*
+ *  call. The app prints them on rank 0. */
+DJCT_API const char *djct_log_warnings(void);
+
+/** Where the API key came from: "option", "WANDB_API_KEY", "~/private/wandb_api.sh", "netrc" or
+ *  "none" (rank 0; "none" elsewhere). Never the key itself. */
+DJCT_API const char *djct_log_key_source(void);
+
+/** The run directory (rank 0), or NULL when none is open. Borrowed until djct_log_finish(). */
+DJCT_API const char *djct_log_run_dir(void);
+
+/** The run id (every rank knows it after init), or NULL. */
+DJCT_API const char *djct_log_run_id(void);
+
+/** The last history row written (rank 0, JSON text), or "". Borrowed until the next flush. */
+DJCT_API const char *djct_log_last_row(void);
+
+/** Counters for tests and benchmarks. */
+typedef struct {
+    int64_t flushes;        /* flush calls that ran the collective */
+    int64_t fast_flushes;   /* ... of which finished with the one packed collective */
+    int64_t rows;           /* history rows written (rank 0) */
+    int64_t rows_acked;     /* history rows the server acknowledged (rank 0, online) */
+    int upload_state;       /* 0 idle/offline, 1 streaming, 2 stopped by a fatal error, 3 complete */
+} djct_log_stats;
+
+/** Fill *out with the current counters. */
+DJCT_API int djct_log_get_stats(djct_log_stats *out);
+
+/* ---- djct_sync: upload a journal later ------------------------------------------------------ */
+
+typedef struct {
+    unsigned int version;     /* filled in by DJCT_SYNC_OPTIONS_INIT */
+    const char *base_url;     /* NULL: run.json's base URL, else $WANDB_BASE_URL, else https://api.wandb.ai */
+    const char *api_key;      /* NULL: the usual lookup (WANDB_API_KEY, ~/private/wandb_api.sh, netrc) */
+    const char *entity;       /* NULL: from run.json */
+    const char *project;      /* NULL: from run.json */
+    double http_timeout_s;    /* 0: 60 */
+    double retry_min_s;       /* 0: 2 */
+    double retry_max_s;       /* 0: 60 */
+    double timeout_s;         /* give up after this long in total; 0: 600 */
+    int insecure;             /* 1: disable TLS certificate verification */
+} djct_sync_options;
+
+#define DJCT_SYNC_OPTIONS_VERSION 1
+#define DJCT_SYNC_OPTIONS_INIT { DJCT_SYNC_OPTIONS_VERSION, NULL, NULL, NULL, NULL, 0, 0, 0, 0, 0 }
+
+/** Upload the journal in `run_dir` (offline or partially uploaded): creates or finds the run
+ *  (UpsertBucket), streams history from what the server and upload-state.json say is already there
+ *  (same line offsets, so a re-send is harmless), the summary, and `complete` with the recorded
+ *  exit code (1 when the run never finished; nothing when it was preempted and not finished).
+ *  Not collective, no MPI. `*lines_sent` (may be NULL) gets the number of history lines sent.
+ *  @return 0, DJCT_EINVAL (not a run directory, no key), DJCT_EIO, DJCT_ETIMEOUT. */
+DJCT_API int djct_log_sync(const char *run_dir, const djct_sync_options *opts, int64_t *lines_sent);
+
+DJCT_END_DECLS
+
+#endif /* DJCT_LOG_H */

@@ -1,0 +1,1337 @@
+/* The logging singleton: per-rank buffers, the packed cross-rank reduction, and rank 0's sinks
+ * (journal, console, CSV, uploader thread). Invariants: every rank takes the same path through
+ * djct_log_flush (decided only from collective results), so differing key sets can never
+ * deadlock; only rank 0 touches files or the network. */
+#include "djct/log.h"
+#include "djct/error.h"
+#include "djct_int.h"
+#include "journal_int.h"
+#include "wandb_int.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <math.h>
+#include <mpi.h>
+#include <stddef.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/time.h>
+#include <time.h>
+#include <unistd.h>
+
+typedef struct {
+    char *name;
+    int op;
+    double sum, cnt, min, max;
+} entry;
+
+typedef struct {
+    pthread_mutex_t mu;
+    int initialised, active, mode;
+    /* MPI */
+    int have_mpi, rank, size;
+    MPI_Comm comm;
+    MPI_Op op;
+    MPI_Datatype dtype;
+    int dtype_len; /* doubles per element of dtype, 0: none */
+    int cap;       /* keys per rank the packed collective carries (agreed by all ranks) */
+    /* the buffer */
+    entry *e;
+    int n, ecap;
+    int *index; /* open addressing: entry index + 1, 0 empty */
+    int icap;
+    /* steps */
+    int64_t last_step;
+    double t0_mono, runtime_base;
+    char run_id[64];
+    /* rank 0 */
+    char *dir;
+    jr_history hist;
+    int no_fsync, console, csv;
+    cJSON *summary, *summary_user, *config;
+    wb_uploader *up;
+    char *key;
+    const char *key_source;
+    char *last_row;
+    char **cols;
+    int ncols;
+    FILE *csv_f;
+    int preempted;
+    double finish_timeout_s;
+    djct_log_stats stats;
+    char warn[4096];
+} log_state;
+
+static log_state g = {.mu = PTHREAD_MUTEX_INITIALIZER, .key_source = "none"};
+
+static double mono_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static double wall_s(void)
+{
+    struct timeval tv;
+    gettimeofday(&tv, NULL);
+    return (double)tv.tv_sec + 1e-6 * (double)tv.tv_usec;
+}
+
+static void warnf(const char *fmt, ...)
+{
+    size_t used = strlen(g.warn);
+    if (used + 2 >= sizeof(g.warn))
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(g.warn + used, sizeof(g.warn) - used - 1, fmt, ap);
+    va_end(ap);
+    used = strlen(g.warn);
+    g.warn[used] = '\n';
+    g.warn[used + 1] = '\0';
+}
+
+static const char *env_or(const char *opt, const char *env)
+{
+    if (opt && *opt)
+        return opt;
+    const char *v = getenv(env);
+    return v && *v ? v : NULL;
+}
+
+/* ---- the buffer ------------------------------------------------------------------------------ */
+
+static uint64_t fnv(const char *s, uint64_t h)
+{
+    for (; *s; s++)
+        h = (h ^ (unsigned char)*s) * 1099511628211ULL;
+    return h;
+}
+
+static void buffer_clear(void)
+{
+    for (int i = 0; i < g.n; i++)
+        free(g.e[i].name);
+    g.n = 0;
+    if (g.index)
+        memset(g.index, 0, sizeof(int) * (size_t)g.icap);
+}
+
+static int index_rebuild(int icap)
+{
+    int *ix = calloc((size_t)icap, sizeof(int));
+    if (!ix)
+        return djct_error_oom();
+    for (int i = 0; i < g.n; i++) {
+        size_t h = (size_t)fnv(g.e[i].name, 1469598103934665603ULL) & (size_t)(icap - 1);
+        while (ix[h])
+            h = (h + 1) & (size_t)(icap - 1);
+        ix[h] = i + 1;
+    }
+    free(g.index);
+    g.index = ix;
+    g.icap = icap;
+    return 0;
+}
+
+static int buffer_add(const char *name, double v, int op)
+{
+    if (!g.index && index_rebuild(64) < 0)
+        return DJCT_ENOMEM;
+    size_t h = (size_t)fnv(name, 1469598103934665603ULL) & (size_t)(g.icap - 1);
+    while (g.index[h]) {
+        entry *e = &g.e[g.index[h] - 1];
+        if (strcmp(e->name, name) == 0) {
+            if (e->op != op)
+                return djct_error_set(DJCT_EINVAL, "metric '%s' was logged with reduce op %d and now %d in the same "
+                                      "flush; use one op per name", name, e->op, op);
+            e->sum += v;
+            e->cnt += 1;
+            e->min = v < e->min ? v : e->min;
+            e->max = v > e->max ? v : e->max;
+            return 0;
+        }
+        h = (h + 1) & (size_t)(g.icap - 1);
+    }
+    if (g.n == g.ecap) {
+        int nc = g.ecap ? g.ecap * 2 : 64;
+        entry *ne = realloc(g.e, sizeof(entry) * (size_t)nc);
+        if (!ne)
+            return djct_error_oom();
+        g.e = ne;
+        g.ecap = nc;
+    }
+    char *nm = strdup(name);
+    if (!nm)
+        return djct_error_oom();
+    g.e[g.n] = (entry){nm, op, v, 1, v, v};
+    g.index[h] = ++g.n;
+    if (2 * g.n > g.icap)
+        return index_rebuild(g.icap * 2);
+    return 0;
+}
+
+int djct_log_reduce(const char *name, double value, djct_reduce_op op)
+{
+    if (!name || !*name)
+        return djct_error_set(DJCT_EINVAL, "djct_log: metric name is NULL or empty");
+    if ((int)op < DJCT_REDUCE_MEAN || (int)op > DJCT_REDUCE_MAX)
+        return djct_error_set(DJCT_EINVAL, "djct_log_reduce('%s'): unknown reduce op %d; use DJCT_REDUCE_*", name,
+                              (int)op);
+    pthread_mutex_lock(&g.mu);
+    int rc = 0;
+    if (g.initialised && g.active && g.mode != DJCT_LOG_MODE_DISABLED)
+        rc = buffer_add(name, value, (int)op);
+    pthread_mutex_unlock(&g.mu);
+    return rc;
+}
+
+int djct_log(const char *name, double value) { return djct_log_reduce(name, value, DJCT_REDUCE_MEAN); }
+
+void djct_log_activate(void)
+{
+    pthread_mutex_lock(&g.mu);
+    g.active = 1;
+    pthread_mutex_unlock(&g.mu);
+}
+
+void djct_log_deactivate(void)
+{
+    pthread_mutex_lock(&g.mu);
+    g.active = 0;
+    pthread_mutex_unlock(&g.mu);
+}
+
+int djct_log_is_active(void)
+{
+    pthread_mutex_lock(&g.mu);
+    int a = g.initialised && g.active && g.mode != DJCT_LOG_MODE_DISABLED;
+    pthread_mutex_unlock(&g.mu);
+    return a;
+}
+
+/* ---- the packed reduction ------------------------------------------------------------------------ */
+/* One element of g.dtype is a whole vector: [hash, mismatch, nmax, nmin, (value, count) per key].
+ * Being one MPI element it is never split by the MPI library, so the op always sees the header. */
+
+static const unsigned char *red_ops; /* per-key op for the vector being reduced (under g.mu) */
+
+static void combine(void *in_, void *inout_, int *len, MPI_Datatype *dt)
+{
+    const double *in = in_;
+    double *io = inout_;
+    int per = g.dtype_len;
+    for (int el = 0; el < *len; el++, in += per, io += per) {
+        if (in[0] != io[0] || in[1] != 0)
+            io[1] = 1;
+        io[2] = in[2] > io[2] ? in[2] : io[2];
+        io[3] = in[3] < io[3] ? in[3] : io[3];
+        int nk = (per - 4) / 2;
+        for (int k = 0; k < nk; k++) {
+            double a = in[4 + 2 * k], *b = &io[4 + 2 * k];
+            switch (red_ops[k]) {
+            case DJCT_REDUCE_MIN: *b = a < *b ? a : *b; break;
+            case DJCT_REDUCE_MAX: *b = a > *b ? a : *b; break;
+            default: *b += a;
+            }
+            io[5 + 2 * k] += in[5 + 2 * k];
+        }
+    }
+}
+
+static int set_dtype(int len)
+{
+    if (g.dtype_len == len)
+        return 0;
+    if (g.dtype_len)
+        MPI_Type_free(&g.dtype);
+    g.dtype_len = 0;
+    if (MPI_Type_contiguous(len, MPI_DOUBLE, &g.dtype) != MPI_SUCCESS || MPI_Type_commit(&g.dtype) != MPI_SUCCESS)
+        return djct_error_set(DJCT_EMPI, "logging flush: cannot create an MPI datatype of %d doubles", len);
+    g.dtype_len = len;
+    return 0;
+}
+
+static int cmp_entry(const void *a, const void *b) { return strcmp(((const entry *)a)->name, ((const entry *)b)->name); }
+
+static double local_value(const entry *e)
+{
+    return e->op == DJCT_REDUCE_MIN ? e->min : e->op == DJCT_REDUCE_MAX ? e->max : e->sum;
+}
+
+static double identity(int op) { return op == DJCT_REDUCE_MIN ? INFINITY : op == DJCT_REDUCE_MAX ? -INFINITY : 0.0; }
+
+/* result of a flush: names (borrowed from entries or the union), values */
+typedef struct {
+    int n;
+    const char **name;
+    double *value;
+} reduced;
+
+static double finish_value(int op, double v, double cnt) { return op == DJCT_REDUCE_MEAN ? v / cnt : v; }
+
+/* the slow path: gather every rank's (op, name) list, reduce over the union */
+static int reduce_union(reduced *out, char **names_blob, unsigned char **ops_out)
+{
+    int rc = 0, mylen = 0;
+    for (int i = 0; i < g.n; i++)
+        mylen += (int)strlen(g.e[i].name) + 2;
+    int *lens = calloc((size_t)g.size, sizeof(int)), *displs = calloc((size_t)g.size, sizeof(int));
+    char *mine = malloc((size_t)mylen + 1), *all = NULL;
+    double *vec = NULL;
+    unsigned char *ops = NULL;
+    const char **uname = NULL;
+    if (!lens || !displs || !mine) {
+        rc = djct_error_oom();
+        goto done;
+    }
+    char *p = mine;
+    for (int i = 0; i < g.n; i++) {
+        *p++ = (char)('0' + g.e[i].op);
+        size_t l = strlen(g.e[i].name) + 1;
+        memcpy(p, g.e[i].name, l);
+        p += l;
+    }
+    if (MPI_Allgather(&mylen, 1, MPI_INT, lens, 1, MPI_INT, g.comm) != MPI_SUCCESS) {
+        rc = djct_error_set(DJCT_EMPI, "logging flush: MPI_Allgather of key-list sizes failed");
+        goto done;
+    }
+    int64_t total = 0;
+    for (int r = 0; r < g.size; r++) {
+        displs[r] = (int)total;
+        total += lens[r];
+    }
+    if (total > INT32_MAX || !(all = malloc((size_t)total + 1))) {
+        rc = total > INT32_MAX ? djct_error_set(DJCT_EINVAL, "logging flush: key names exceed 2 GiB") : djct_error_oom();
+        goto done;
+    }
+    if (MPI_Allgatherv(mine, mylen, MPI_CHAR, all, lens, displs, MPI_CHAR, g.comm) != MPI_SUCCESS) {
+        rc = djct_error_set(DJCT_EMPI, "logging flush: MPI_Allgatherv of key names failed");
+        goto done;
+    }
+    /* union of names in rank order (the lowest rank's op wins), then sorted */
+    int ucap = 64, un = 0;
+    entry *u = malloc(sizeof(entry) * (size_t)ucap);
+    if (!u) {
+        rc = djct_error_oom();
+        goto done;
+    }
+    for (int64_t off = 0; off < total;) {
+        int op = all[off] - '0';
+        const char *nm = all + off + 1;
+        off += (int64_t)strlen(nm) + 2;
+        int dup = 0;
+        for (int i = 0; i < un && !dup; i++) /* first flushes only: O(U^2) is fine */
+            dup = strcmp(u[i].name, nm) == 0;
+        if (dup)
+            continue;
+        if (un == ucap) {
+            entry *nu = realloc(u, sizeof(entry) * (size_t)(ucap *= 2));
+            if (!nu) {
+                free(u);
+                rc = djct_error_oom();
+                goto done;
+            }
+            u = nu;
+        }
+        u[un++] = (entry){(char *)nm, op, 0, 0, 0, 0};
+    }
+    qsort(u, (size_t)un, sizeof(entry), cmp_entry);
+    vec = calloc(4 + 2 * (size_t)un, sizeof(double));
+    ops = malloc((size_t)un + 1);
+    uname = malloc(sizeof(char *) * ((size_t)un + 1));
+    out->value = malloc(sizeof(double) * ((size_t)un + 1));
+    if (!vec || !ops || !uname || !out->value) {
+        free(u);
+        rc = djct_error_oom();
+        goto done;
+    }
+    /* my entries are sorted too: merge */
+    for (int i = 0, j = 0; i < un; i++) {
+        ops[i] = (unsigned char)u[i].op;
+        while (j < g.n && strcmp(g.e[j].name, u[i].name) < 0)
+            j++;
+        if (j < g.n && strcmp(g.e[j].name, u[i].name) == 0) {
+            vec[4 + 2 * i] = local_value(&g.e[j]);
+            vec[5 + 2 * i] = g.e[j].cnt;
+        } else {
+            vec[4 + 2 * i] = identity(u[i].op);
+        }
+    }
+    if ((rc = set_dtype(4 + 2 * un)) < 0) {
+        free(u);
+        goto done;
+    }
+    red_ops = ops;
+    if (MPI_Allreduce(MPI_IN_PLACE, vec, 1, g.dtype, g.op, g.comm) != MPI_SUCCESS) {
+        free(u);
+        rc = djct_error_set(DJCT_EMPI, "logging flush: MPI_Allreduce over the key union failed");
+        goto done;
+    }
+    out->n = 0;
+    for (int i = 0; i < un; i++) {
+        if (vec[5 + 2 * i] > 0) {
+            uname[out->n] = u[i].name;
+            out->value[out->n++] = finish_value(u[i].op, vec[4 + 2 * i], vec[5 + 2 * i]);
+        }
+    }
+    out->name = uname;
+    uname = NULL;
+    g.cap = un;
+    free(u);
+    *names_blob = all;
+    all = NULL;
+done:
+    free(lens);
+    free(displs);
+    free(mine);
+    free(all);
+    free(vec);
+    free(uname);
+    if (ops_out)
+        *ops_out = ops;
+    else
+        free(ops);
+    return rc;
+}
+
+/* Reduce the buffer over all ranks. Every rank reaches the same decisions from collective results. */
+static int reduce_all(reduced *out, char **blob, unsigned char **ops_keep, int *fast)
+{
+    out->n = 0;
+    out->name = NULL;
+    out->value = NULL;
+    *blob = NULL;
+    *ops_keep = NULL;
+    *fast = 1;
+    qsort(g.e, (size_t)g.n, sizeof(entry), cmp_entry);
+    index_rebuild(g.icap ? g.icap : 64); /* qsort moved the entries */
+    if (!g.have_mpi || g.size == 1) {
+        out->name = malloc(sizeof(char *) * ((size_t)g.n + 1));
+        out->value = malloc(sizeof(double) * ((size_t)g.n + 1));
+        if (!out->name || !out->value)
+            return djct_error_oom();
+        for (int i = 0; i < g.n; i++) {
+            out->name[i] = g.e[i].name;
+            out->value[i] = finish_value(g.e[i].op, local_value(&g.e[i]), g.e[i].cnt);
+        }
+        out->n = g.n;
+        return 0;
+    }
+    uint64_t h = 1469598103934665603ULL;
+    for (int i = 0; i < g.n; i++) {
+        h = fnv(g.e[i].name, h);
+        h = (h ^ (uint64_t)(g.e[i].op + 1)) * 1099511628211ULL;
+    }
+    int K = g.cap, len = 4 + 2 * K, rc;
+    double *vec = calloc((size_t)len, sizeof(double));
+    unsigned char *ops = calloc((size_t)K + 1, 1);
+    if (!vec || !ops) {
+        free(vec);
+        free(ops);
+        return djct_error_oom();
+    }
+    vec[0] = (double)(h & ((1ULL << 52) - 1));
+    vec[1] = g.n > K ? 1 : 0; /* too many keys for the agreed vector: take the slow path */
+    vec[2] = vec[3] = g.n;
+    if (g.n <= K) {
+        for (int i = 0; i < g.n; i++) {
+            ops[i] = (unsigned char)g.e[i].op;
+            vec[4 + 2 * i] = local_value(&g.e[i]);
+            vec[5 + 2 * i] = g.e[i].cnt;
+        }
+    }
+    if ((rc = set_dtype(len)) < 0) {
+        free(vec);
+        free(ops);
+        return rc;
+    }
+    red_ops = ops;
+    if (MPI_Allreduce(MPI_IN_PLACE, vec, 1, g.dtype, g.op, g.comm) != MPI_SUCCESS) {
+        free(vec);
+        free(ops);
+        return djct_error_set(DJCT_EMPI, "logging flush: MPI_Allreduce of the packed metrics failed");
+    }
+    if (vec[1] == 0 && vec[2] == vec[3]) {
+        /* every rank logged exactly my keys with the same ops */
+        out->name = malloc(sizeof(char *) * ((size_t)g.n + 1));
+        out->value = malloc(sizeof(double) * ((size_t)g.n + 1));
+        if (!out->name || !out->value) {
+            free(vec);
+            free(ops);
+            return djct_error_oom();
+        }
+        for (int i = 0; i < g.n; i++) {
+            out->name[out->n] = g.e[i].name;
+            out->value[out->n++] = finish_value(g.e[i].op, vec[4 + 2 * i], vec[5 + 2 * i]);
+        }
+        g.cap = g.n; /* shrink to what is used */
+        free(vec);
+        free(ops);
+        return 0;
+    }
+    free(vec);
+    free(ops);
+    *fast = 0;
+    free(out->name);
+    free(out->value);
+    out->name = NULL;
+    out->value = NULL;
+    return reduce_union(out, blob, ops_keep);
+}
+
+/* ---- rank 0's sinks ------------------------------------------------------------------------------- */
+
+static int str_append(char **buf, size_t *len, size_t *cap, const char *s, size_t n)
+{
+    if (*len + n + 1 > *cap) {
+        size_t nc = (*len + n + 1) * 2;
+        char *nb = realloc(*buf, nc);
+        if (!nb)
+            return djct_error_oom();
+        *buf = nb;
+        *cap = nc;
+    }
+    memcpy(*buf + *len, s, n);
+    *len += n;
+    (*buf)[*len] = '\0';
+    return 0;
+}
+
+static int append_key(char **buf, size_t *len, size_t *cap, const char *prefix, const char *name)
+{
+    char tmp[512];
+    snprintf(tmp, sizeof(tmp), "%s%s", prefix, name);
+    cJSON *s = cJSON_CreateString(tmp);
+    char *q = s ? cJSON_PrintUnformatted(s) : NULL;
+    cJSON_Delete(s);
+    if (!q)
+        return djct_error_oom();
+    int rc = str_append(buf, len, cap, q, strlen(q));
+    free(q);
+    return rc;
+}
+
+static int col_index(const char *name)
+{
+    for (int i = 0; i < g.ncols; i++)
+        if (strcmp(g.cols[i], name) == 0)
+            return i;
+    return -1;
+}
+
+static int add_col(const char *name)
+{
+    char **nc = realloc(g.cols, sizeof(char *) * ((size_t)g.ncols + 1));
+    if (!nc)
+        return djct_error_oom();
+    g.cols = nc;
+    if (!(g.cols[g.ncols] = strdup(name)))
+        return djct_error_oom();
+    g.ncols++;
+    return 0;
+}
+
+static void csv_field(FILE *f, const char *s)
+{
+    if (strpbrk(s, ",\"\n")) {
+        fputc('"', f);
+        for (; *s; s++) {
+            if (*s == '"')
+                fputc('"', f);
+            fputc(*s, f);
+        }
+        fputc('"', f);
+    } else {
+        fputs(s, f);
+    }
+}
+
+typedef struct {
+    char (*vals)[40];
+} csv_row;
+
+static void csv_collect(void *ctx, const char *key, double v)
+{
+    csv_row *r = ctx;
+    int c = col_index(key);
+    if (c < 0) {
+        if (add_col(key) < 0)
+            return;
+        return; /* the header is rewritten by the caller once all columns are known */
+    }
+    jr_fmt_double(r->vals[c], 40, v);
+}
+
+/* Rewrite history.csv from history.jsonl: new columns appeared (rare: e.g. first validation). */
+static int csv_rewrite(void)
+{
+    char path[4096], *text = NULL;
+    snprintf(path, sizeof(path), "%s/%s", g.dir, JR_HISTORY);
+    if (jr_read_file(path, &text, NULL) != 0)
+        return djct_error_set(DJCT_EIO, "cannot re-read '%s' for history.csv", path);
+    /* pass 1: all columns */
+    csv_row r = {NULL};
+    char *save = NULL;
+    for (int pass = 0; pass < 2; pass++) {
+        char *copy = strdup(text);
+        if (!copy) {
+            free(text);
+            return djct_error_oom();
+        }
+        if (pass == 1) {
+            snprintf(path, sizeof(path), "%s/%s", g.dir, JR_CSV);
+            if (g.csv_f)
+                fclose(g.csv_f);
+            if (!(g.csv_f = fopen(path, "w"))) {
+                free(copy);
+                free(text);
+                return djct_error_set(DJCT_EIO, "cannot write '%s': %s", path, strerror(errno));
+            }
+            for (int c = 0; c < g.ncols; c++) {
+                if (c)
+                    fputc(',', g.csv_f);
+                csv_field(g.csv_f, g.cols[c]);
+            }
+            fputc('\n', g.csv_f);
+        }
+        for (char *line = strtok_r(copy, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+            r.vals = calloc((size_t)g.ncols + 64, 40);
+            if (!r.vals)
+                break;
+            jr_flat_parse(line, csv_collect, &r);
+            if (pass == 1) {
+                for (int c = 0; c < g.ncols; c++) {
+                    if (c)
+                        fputc(',', g.csv_f);
+                    fputs(r.vals[c], g.csv_f);
+                }
+                fputc('\n', g.csv_f);
+            }
+            free(r.vals);
+        }
+        free(copy);
+    }
+    free(text);
+    fflush(g.csv_f);
+    return 0;
+}
+
+static int csv_row_write(const reduced *red, const char *prefix, int64_t step, double runtime, double ts)
+{
+    char name[512];
+    int newcol = 0;
+    const char *fixed[3] = {"_step", "_runtime", "_timestamp"};
+    for (int i = 0; i < 3; i++)
+        if (col_index(fixed[i]) < 0) {
+            add_col(fixed[i]);
+            newcol = 1;
+        }
+    for (int i = 0; i < red->n; i++) {
+        snprintf(name, sizeof(name), "%s%s", prefix, red->name[i]);
+        if (col_index(name) < 0) {
+            if (add_col(name) < 0)
+                return DJCT_ENOMEM;
+            newcol = 1;
+        }
+    }
+    if (newcol || !g.csv_f)
+        return csv_rewrite();
+    char (*vals)[40] = calloc((size_t)g.ncols, 40);
+    if (!vals)
+        return djct_error_oom();
+    jr_fmt_double(vals[col_index("_step")], 40, (double)step);
+    jr_fmt_double(vals[col_index("_runtime")], 40, runtime);
+    jr_fmt_double(vals[col_index("_timestamp")], 40, ts);
+    for (int i = 0; i < red->n; i++) {
+        snprintf(name, sizeof(name), "%s%s", prefix, red->name[i]);
+        jr_fmt_double(vals[col_index(name)], 40, red->value[i]);
+    }
+    for (int c = 0; c < g.ncols; c++) {
+        if (c)
+            fputc(',', g.csv_f);
+        fputs(vals[c], g.csv_f);
+    }
+    fputc('\n', g.csv_f);
+    free(vals);
+    fflush(g.csv_f);
+    return 0;
+}
+
+/* summary.json: last value per key + _step/_runtime/_timestamp/_wandb.runtime, user overrides on top.
+ * Values are kept as raw JSON text so NaN/Infinity survive as bare tokens. */
+static int summary_write(int do_fsync)
+{
+    cJSON *s = cJSON_Duplicate(g.summary, 1);
+    if (!s)
+        return djct_error_oom();
+    for (cJSON *it = g.summary_user ? g.summary_user->child : NULL; it; it = it->next) {
+        cJSON_DeleteItemFromObjectCaseSensitive(s, it->string);
+        cJSON_AddItemToObject(s, it->string, cJSON_Duplicate(it, 1));
+    }
+    char *t = cJSON_PrintUnformatted(s);
+    cJSON_Delete(s);
+    if (!t)
+        return djct_error_oom();
+    int rc = jr_write_atomic(g.dir, JR_SUMMARY, t, do_fsync);
+    free(t);
+    return rc;
+}
+
+static void summary_put_raw(const char *key, const char *raw)
+{
+    cJSON_DeleteItemFromObjectCaseSensitive(g.summary, key);
+    cJSON_AddRawToObject(g.summary, key, raw);
+}
+
+static int write_row(const reduced *red, const char *prefix, int64_t step)
+{
+    double runtime = g.runtime_base + (mono_s() - g.t0_mono), ts = wall_s();
+    char *line = NULL, num[64];
+    size_t len = 0, cap = 0;
+    int rc = str_append(&line, &len, &cap, "{", 1);
+    for (int i = 0; rc == 0 && i < red->n; i++) {
+        if ((rc = append_key(&line, &len, &cap, prefix, red->name[i])) < 0)
+            break;
+        int k = jr_fmt_double(num + 1, sizeof(num) - 1, red->value[i]);
+        num[0] = ':';
+        rc = str_append(&line, &len, &cap, num, (size_t)k + 1);
+        if (rc == 0)
+            rc = str_append(&line, &len, &cap, ",", 1);
+    }
+    if (rc == 0) {
+        char tail[160];
+        int k = snprintf(tail, sizeof(tail), "\"_step\":%" PRId64 ",\"_runtime\":", step);
+        k += jr_fmt_double(tail + k, sizeof(tail) - (size_t)k, runtime);
+        k += snprintf(tail + k, sizeof(tail) - (size_t)k, ",\"_timestamp\":");
+        k += jr_fmt_double(tail + k, sizeof(tail) - (size_t)k, ts);
+        k += snprintf(tail + k, sizeof(tail) - (size_t)k, "}");
+        rc = str_append(&line, &len, &cap, tail, (size_t)k);
+    }
+    if (rc < 0) {
+        free(line);
+        return rc;
+    }
+    /* journal first: the row is on disk before the uploader can see it */
+    if ((rc = jr_history_append(&g.hist, line, len)) < 0 || (rc = jr_history_sync(&g.hist, !g.no_fsync)) < 0) {
+        free(line);
+        return rc;
+    }
+    g.stats.rows++;
+    char key[512];
+    for (int i = 0; i < red->n; i++) {
+        snprintf(key, sizeof(key), "%s%s", prefix, red->name[i]);
+        jr_fmt_double(num, sizeof(num), red->value[i]);
+        summary_put_raw(key, num);
+    }
+    snprintf(num, sizeof(num), "%" PRId64, step);
+    summary_put_raw("_step", num);
+    jr_fmt_double(num, sizeof(num), runtime);
+    summary_put_raw("_runtime", num);
+    jr_fmt_double(num, sizeof(num), ts);
+    summary_put_raw("_timestamp", num);
+    snprintf(num, sizeof(num), "{\"runtime\":%.0f}", floor(runtime));
+    summary_put_raw("_wandb", num);
+    if ((rc = summary_write(0)) < 0) {
+        free(line);
+        return rc;
+    }
+    if (g.console) {
+        printf("[djct] step %" PRId64 ":", step);
+        for (int i = 0; i < red->n; i++) {
+            jr_fmt_double(num, sizeof(num), red->value[i]);
+            printf(" %s%s=%s", prefix, red->name[i], num);
+        }
+        printf("\n");
+        fflush(stdout);
+    }
+    if (g.csv && (rc = csv_row_write(red, prefix, step, runtime, ts)) < 0)
+        warnf("history.csv: %s", djct_last_error());
+    if (g.up)
+        wb_uploader_notify(g.up, len + 1);
+    free(g.last_row);
+    g.last_row = line;
+    return 0;
+}
+
+int djct_log_flush(const char *prefix, int64_t step)
+{
+    pthread_mutex_lock(&g.mu);
+    if (!g.initialised || g.mode == DJCT_LOG_MODE_DISABLED) {
+        buffer_clear();
+        pthread_mutex_unlock(&g.mu);
+        return 0;
+    }
+    reduced red;
+    char *blob;
+    unsigned char *ops;
+    int fast, rc = reduce_all(&red, &blob, &ops, &fast);
+    g.stats.flushes++;
+    g.stats.fast_flushes += rc == 0 && fast;
+    if (rc == 0 && red.n > 0) {
+        int64_t s = step < 0 ? g.last_step + 1 : step;
+        if (s <= g.last_step) {
+            rc = djct_error_set(DJCT_EINVAL, "djct_log_flush: step %" PRId64 " is not after the last step %" PRId64
+                                "; pass -1 for the next step (this row was dropped)", step, g.last_step);
+        } else {
+            g.last_step = s;
+            if (g.rank == 0)
+                rc = write_row(&red, prefix ? prefix : "", s);
+        }
+    }
+    buffer_clear(); /* the fast path's names are the buffer's own */
+    free(red.name);
+    free(red.value);
+    free(blob);
+    free(ops);
+    pthread_mutex_unlock(&g.mu);
+    return rc;
+}
+
+/* ---- config / summary ------------------------------------------------------------------------------ */
+
+static cJSON *parse_value(const char *json_or_value)
+{
+    cJSON *v = cJSON_Parse(json_or_value);
+    return v ? v : cJSON_CreateString(json_or_value);
+}
+
+static int config_write(void)
+{
+    char *t = cJSON_Print(g.config);
+    if (!t)
+        return djct_error_oom();
+    int rc = jr_write_atomic(g.dir, JR_CONFIG, t, !g.no_fsync);
+    free(t);
+    return rc;
+}
+
+int djct_log_config_set(const char *key, const char *json_or_value)
+{
+    DJCT_CHECK_ARG(key && *key);
+    DJCT_CHECK_ARG(json_or_value);
+    pthread_mutex_lock(&g.mu);
+    int rc = 0;
+    if (!g.initialised)
+        rc = djct_error_set(DJCT_EINVAL, "djct_log_config_set('%s'): call djct_log_init first", key);
+    else if (g.rank == 0 && g.dir) {
+        cJSON_DeleteItemFromObjectCaseSensitive(g.config, key);
+        cJSON_AddItemToObject(g.config, key, parse_value(json_or_value));
+        if ((rc = config_write()) == 0 && g.up)
+            wb_uploader_config_changed(g.up);
+    }
+    pthread_mutex_unlock(&g.mu);
+    return rc;
+}
+
+int djct_log_summary_set(const char *key, const char *json_or_value)
+{
+    DJCT_CHECK_ARG(key && *key);
+    DJCT_CHECK_ARG(json_or_value);
+    pthread_mutex_lock(&g.mu);
+    int rc = 0;
+    if (!g.initialised)
+        rc = djct_error_set(DJCT_EINVAL, "djct_log_summary_set('%s'): call djct_log_init first", key);
+    else if (g.rank == 0 && g.dir) {
+        cJSON_DeleteItemFromObjectCaseSensitive(g.summary_user, key);
+        cJSON_AddItemToObject(g.summary_user, key, parse_value(json_or_value));
+        if ((rc = summary_write(0)) == 0 && g.up)
+            wb_uploader_notify(g.up, 1);
+    }
+    pthread_mutex_unlock(&g.mu);
+    return rc;
+}
+
+/* ---- init / finish --------------------------------------------------------------------------------- */
+
+static void random_id(char *out, size_t n)
+{
+    static const char al[] = "abcdefghijklmnopqrstuvwxyz0123456789";
+    unsigned char b[64];
+    int fd = open("/dev/urandom", O_RDONLY);
+    ssize_t got = fd >= 0 ? read(fd, b, n) : -1;
+    if (fd >= 0)
+        close(fd);
+    unsigned s = (unsigned)(wall_s() * 1e6) ^ (unsigned)getpid();
+    for (size_t i = 0; i < n; i++)
+        out[i] = al[(got == (ssize_t)n ? b[i] : (unsigned char)rand_r(&s)) % 36];
+    out[n] = '\0';
+}
+
+static int valid_run_id(const char *id)
+{
+    size_t n = strlen(id);
+    if (n == 0 || n > 63)
+        return 0;
+    for (size_t i = 0; i < n; i++)
+        if (!((id[i] >= 'a' && id[i] <= 'z') || (id[i] >= 'A' && id[i] <= 'Z') || (id[i] >= '0' && id[i] <= '9') ||
+              id[i] == '-' || id[i] == '_' || id[i] == '.'))
+            return 0;
+    return id[0] != '.';
+}
+
+static cJSON *tags_array(const char *tags)
+{
+    cJSON *a = cJSON_CreateArray();
+    if (!tags)
+        return a;
+    char *copy = strdup(tags), *save = NULL;
+    for (char *t = copy ? strtok_r(copy, ",", &save) : NULL; t; t = strtok_r(NULL, ",", &save)) {
+        while (*t == ' ')
+            t++;
+        size_t l = strlen(t);
+        while (l > 0 && t[l - 1] == ' ')
+            t[--l] = '\0';
+        if (l)
+            cJSON_AddItemToArray(a, cJSON_CreateString(t));
+    }
+    free(copy);
+    return a;
+}
+
+static const char *mode_name(int m)
+{
+    return m == DJCT_LOG_MODE_ONLINE ? "online" : m == DJCT_LOG_MODE_OFFLINE ? "offline" : "disabled";
+}
+
+static int write_run_json(cJSON *run) /* rank 0 */
+{
+    char *t = cJSON_Print(run);
+    if (!t)
+        return djct_error_oom();
+    int rc = jr_write_atomic(g.dir, JR_RUN, t, 1);
+    free(t);
+    return rc;
+}
+
+static void set_field(cJSON *o, const char *k, cJSON *v)
+{
+    cJSON_DeleteItemFromObjectCaseSensitive(o, k);
+    cJSON_AddItemToObject(o, k, v ? v : cJSON_CreateNull());
+}
+
+static cJSON *str_or_null(const char *s) { return s ? cJSON_CreateString(s) : cJSON_CreateNull(); }
+
+/* rank 0: resolve everything, open the run directory, start the uploader */
+static int init_rank0(const djct_log_options *o, int *mode_out)
+{
+    int mode = o->mode, rc;
+    const char *env_mode = getenv("WANDB_MODE");
+    if (mode == DJCT_LOG_MODE_AUTO && env_mode && *env_mode) {
+        if (!strcmp(env_mode, "online") || !strcmp(env_mode, "run") || !strcmp(env_mode, "shared"))
+            mode = DJCT_LOG_MODE_ONLINE;
+        else if (!strcmp(env_mode, "offline") || !strcmp(env_mode, "dryrun"))
+            mode = DJCT_LOG_MODE_OFFLINE;
+        else if (!strcmp(env_mode, "disabled"))
+            mode = DJCT_LOG_MODE_DISABLED;
+        else
+            return djct_error_set(DJCT_EINVAL, "WANDB_MODE='%s' is not a mode; use online, offline or disabled",
+                                  env_mode);
+        /* an explicit environment choice of online is as strict as the option */
+        if (mode == DJCT_LOG_MODE_ONLINE)
+            mode = -DJCT_LOG_MODE_ONLINE;
+    }
+    if (mode == DJCT_LOG_MODE_DISABLED) {
+        *mode_out = mode;
+        return 0;
+    }
+    const char *base = env_or(o->base_url, "WANDB_BASE_URL");
+    char base_buf[2048];
+    snprintf(base_buf, sizeof(base_buf), "%s", base ? base : WB_DEFAULT_BASE_URL);
+    for (size_t l = strlen(base_buf); l > 0 && base_buf[l - 1] == '/'; l--)
+        base_buf[l - 1] = '\0';
+    if (mode != DJCT_LOG_MODE_OFFLINE) {
+        char w[1024] = "";
+        if ((rc = wb_resolve_key(base_buf, o->api_key, &g.key, &g.key_source, w, sizeof(w))) < 0)
+            return rc;
+        if (w[0])
+            warnf("%.*s", (int)strlen(w) - 1, w);
+        if (!g.key) {
+            if (mode != DJCT_LOG_MODE_AUTO)
+                return djct_error_set(DJCT_EINVAL, "wandb mode is online but no API key was found for %s; set "
+                                      "WANDB_API_KEY, ~/private/wandb_api.sh or ~/.netrc, or use offline mode",
+                                      base_buf);
+            warnf("no wandb API key found (option, WANDB_API_KEY, ~/private/wandb_api.sh, ~/.netrc): logging "
+                  "offline; upload later with djct_sync");
+            mode = DJCT_LOG_MODE_OFFLINE;
+        } else {
+            mode = DJCT_LOG_MODE_ONLINE;
+        }
+    }
+    const char *id = env_or(o->run_id, "WANDB_RUN_ID");
+    if (id) {
+        if (!valid_run_id(id))
+            return djct_error_set(DJCT_EINVAL, "run id '%s' is not valid; use up to 63 of [A-Za-z0-9._-]", id);
+        snprintf(g.run_id, sizeof(g.run_id), "%s", id);
+    } else {
+        random_id(g.run_id, 8);
+    }
+    const char *root = env_or(o->dir, "DJCT_LOG_DIR");
+    char dir[4096];
+    snprintf(dir, sizeof(dir), "%s/%s", root ? root : "djct-runs", g.run_id);
+    if ((rc = jr_mkdirs(dir)) < 0)
+        return rc;
+    if (!(g.dir = strdup(dir)))
+        return djct_error_oom();
+    if ((rc = jr_history_open(&g.hist, g.dir)) < 0)
+        return rc;
+    g.last_step = g.hist.last_step;
+    g.runtime_base = g.hist.last_runtime;
+    /* run.json: keep what a previous job of this run id recorded (start time), refresh the rest */
+    cJSON *run = NULL;
+    int resumed = jr_read_json(g.dir, JR_RUN, &run) == 0;
+    if (!run)
+        run = cJSON_CreateObject();
+    const char *project = env_or(o->project, "WANDB_PROJECT");
+    set_field(run, "run_id", cJSON_CreateString(g.run_id));
+    set_field(run, "project", cJSON_CreateString(project ? project : "uncategorized"));
+    set_field(run, "entity", str_or_null(env_or(o->entity, "WANDB_ENTITY")));
+    set_field(run, "name", str_or_null(env_or(o->run_name, "WANDB_NAME")));
+    set_field(run, "group", str_or_null(env_or(o->group, "WANDB_RUN_GROUP")));
+    set_field(run, "job_type", str_or_null(env_or(o->job_type, "WANDB_JOB_TYPE")));
+    set_field(run, "notes", str_or_null(env_or(o->notes, "WANDB_NOTES")));
+    set_field(run, "tags", tags_array(env_or(o->tags, "WANDB_TAGS")));
+    set_field(run, "mode", cJSON_CreateString(mode_name(mode)));
+    set_field(run, "base_url", cJSON_CreateString(base_buf));
+    char host[256] = "";
+    gethostname(host, sizeof(host) - 1);
+    set_field(run, "host", cJSON_CreateString(host));
+    if (!cJSON_GetObjectItemCaseSensitive(run, "start_time"))
+        set_field(run, "start_time", cJSON_CreateNumber(wall_s()));
+    set_field(run, "jobs", cJSON_CreateNumber(cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(run, "jobs")) + 1));
+    set_field(run, "world_size", cJSON_CreateNumber(g.size));
+    set_field(run, "finished", cJSON_CreateFalse());
+    set_field(run, "preempted", cJSON_CreateFalse());
+    set_field(run, "exit_code", NULL);
+    rc = write_run_json(run);
+    cJSON_Delete(run);
+    if (rc < 0)
+        return rc;
+    (void)resumed;
+    /* config: the previous job's entries, then the option's */
+    cJSON *cfg = NULL;
+    jr_read_json(g.dir, JR_CONFIG, &cfg);
+    djct_error_clear();
+    g.config = cJSON_IsObject(cfg) ? cfg : (cJSON_Delete(cfg), cJSON_CreateObject());
+    if (o->config_json) {
+        cJSON *add = cJSON_Parse(o->config_json);
+        if (!cJSON_IsObject(add)) {
+            cJSON_Delete(add);
+            return djct_error_set(DJCT_EINVAL, "config_json is not a JSON object: '%.60s'", o->config_json);
+        }
+        for (cJSON *it = add->child; it; it = it->next) {
+            cJSON_DeleteItemFromObjectCaseSensitive(g.config, it->string);
+            cJSON_AddItemToObject(g.config, it->string, cJSON_Duplicate(it, 1));
+        }
+        cJSON_Delete(add);
+    }
+    if ((rc = config_write()) < 0)
+        return rc;
+    g.summary = cJSON_CreateObject();
+    g.summary_user = cJSON_CreateObject();
+    if (g.csv && g.hist.lines > 0)
+        csv_rewrite(); /* resumed: picks up the columns and the rows so far */
+    if (mode == DJCT_LOG_MODE_ONLINE) {
+        wb_config wc = {0};
+        wc.dir = g.dir;
+        wc.base_url = base_buf;
+        wc.api_key = g.key;
+        wc.http_timeout_s = o->http_timeout_s;
+        wc.retry_min_s = o->retry_min_s;
+        wc.retry_max_s = o->retry_max_s;
+        wc.init_timeout_s = o->init_timeout_s;
+        wc.batch_interval_s = o->batch_interval_s;
+        wc.heartbeat_s = o->heartbeat_s;
+        wc.insecure = o->insecure;
+        if ((rc = wb_uploader_create(&g.up, &wc)) < 0 || (rc = wb_uploader_start(g.up)) < 0)
+            return rc;
+    }
+    *mode_out = mode;
+    return 0;
+}
+
+static void release_all(void)
+{
+    if (g.up) {
+        wb_uploader_free(g.up);
+        g.up = NULL;
+    }
+    jr_history_close(&g.hist);
+    if (g.csv_f)
+        fclose(g.csv_f);
+    g.csv_f = NULL;
+    for (int i = 0; i < g.ncols; i++)
+        free(g.cols[i]);
+    free(g.cols);
+    g.cols = NULL;
+    g.ncols = 0;
+    buffer_clear();
+    free(g.e);
+    free(g.index);
+    g.e = NULL;
+    g.index = NULL;
+    g.ecap = g.icap = 0;
+    cJSON_Delete(g.summary);
+    cJSON_Delete(g.summary_user);
+    cJSON_Delete(g.config);
+    g.summary = g.summary_user = g.config = NULL;
+    free(g.dir);
+    g.dir = NULL;
+    if (g.key) {
+        memset(g.key, 0, strlen(g.key));
+        free(g.key);
+        g.key = NULL;
+    }
+    free(g.last_row);
+    g.last_row = NULL;
+    int fin = 0;
+    if (g.have_mpi) {
+        MPI_Finalized(&fin);
+        if (!fin) {
+            if (g.dtype_len)
+                MPI_Type_free(&g.dtype);
+            MPI_Op_free(&g.op);
+            MPI_Comm_free(&g.comm);
+        }
+    }
+    g.dtype_len = 0;
+    g.have_mpi = 0;
+    g.initialised = 0;
+}
+
+int djct_log_init(const djct_log_options *opts)
+{
+    djct_log_options defaults = DJCT_LOG_OPTIONS_INIT;
+    const djct_log_options *o = opts ? opts : &defaults;
+    DJCT_CHECK_VERSION(opts, DJCT_LOG_OPTIONS_VERSION, "djct_log_options");
+    if (o->mode < DJCT_LOG_MODE_AUTO || o->mode > DJCT_LOG_MODE_DISABLED)
+        return djct_error_set(DJCT_EINVAL, "djct_log_options.mode = %d; use a DJCT_LOG_MODE_* value", o->mode);
+    pthread_mutex_lock(&g.mu);
+    if (g.initialised) {
+        pthread_mutex_unlock(&g.mu);
+        return djct_error_set(DJCT_EINVAL, "djct_log_init called twice; call djct_log_finish first");
+    }
+    /* everything after the mutex starts from zero */
+    memset((char *)&g + offsetof(log_state, initialised), 0, sizeof(g) - offsetof(log_state, initialised));
+    g.key_source = "none";
+    g.rank = 0;
+    g.size = 1;
+    g.last_step = -1;
+    g.console = o->console;
+    g.csv = o->csv;
+    g.no_fsync = o->no_fsync;
+    g.finish_timeout_s = o->finish_timeout_s > 0 ? o->finish_timeout_s : 60;
+    int mpi_up = 0, fin = 0;
+    MPI_Initialized(&mpi_up);
+    MPI_Finalized(&fin);
+    if (mpi_up && !fin) {
+        MPI_Comm base = o->mpi_comm ? *(MPI_Comm *)o->mpi_comm : MPI_COMM_WORLD;
+        if (MPI_Comm_dup(base, &g.comm) != MPI_SUCCESS) {
+            pthread_mutex_unlock(&g.mu);
+            return djct_error_set(DJCT_EMPI, "djct_log_init: MPI_Comm_dup failed");
+        }
+        MPI_Comm_rank(g.comm, &g.rank);
+        MPI_Comm_size(g.comm, &g.size);
+        MPI_Op_create(combine, 1, &g.op);
+        g.have_mpi = 1;
+    }
+    /* rank 0 decides; everyone learns the outcome (and no rank waits for a rank that failed) */
+    struct {
+        int rc, mode;
+        int64_t last_step;
+        char run_id[64];
+        char msg[512];
+    } shared = {0, 0, -1, "", ""};
+    if (g.rank == 0) {
+        shared.rc = init_rank0(o, &shared.mode);
+        shared.last_step = g.last_step;
+        snprintf(shared.run_id, sizeof(shared.run_id), "%s", g.run_id);
+        if (shared.rc < 0)
+            snprintf(shared.msg, sizeof(shared.msg), "%s", djct_last_error());
+    }
+    if (g.have_mpi && g.size > 1 &&
+        MPI_Bcast(&shared, (int)sizeof(shared), MPI_BYTE, 0, g.comm) != MPI_SUCCESS)
+        shared.rc = djct_error_set(DJCT_EMPI, "djct_log_init: MPI_Bcast of the run settings failed");
+    if (shared.rc < 0) {
+        if (g.rank != 0)
+            djct_error_set(shared.rc, "logging init failed on rank 0: %s", shared.msg);
+        int rc = shared.rc;
+        char keep[1024];
+        snprintf(keep, sizeof(keep), "%s", djct_last_error());
+        release_all();
+        djct_error_set(rc, "%s", keep);
+        pthread_mutex_unlock(&g.mu);
+        return rc;
+    }
+    g.mode = shared.mode;
+    g.last_step = shared.last_step;
+    snprintf(g.run_id, sizeof(g.run_id), "%s", shared.run_id);
+    g.t0_mono = mono_s();
+    g.active = 1;
+    g.initialised = 1;
+    pthread_mutex_unlock(&g.mu);
+    return 0;
+}
+
+int djct_log_mark_preempting(void)
+{
+    pthread_mutex_lock(&g.mu);
+    if (g.initialised && g.rank == 0 && g.dir) {
+        g.preempted = 1;
+        if (g.up)
+            wb_uploader_preempting(g.up);
+    }
+    pthread_mutex_unlock(&g.mu);
+    return 0;
+}
+
+int djct_log_finish(int exit_code)
+{
+    pthread_mutex_lock(&g.mu);
+    int ok = g.initialised;
+    pthread_mutex_unlock(&g.mu);
+    if (!ok)
+        return 0;
+    int rc = djct_log_flush(NULL, -1); /* anything still buffered (collective) */
+    pthread_mutex_lock(&g.mu);
+    if (g.rank == 0 && g.dir) {
+        int r2 = jr_history_sync(&g.hist, 1);
+        if (r2 == 0)
+            r2 = summary_write(1);
+        cJSON *run = NULL;
+        if (jr_read_json(g.dir, JR_RUN, &run) == 0) {
+            set_field(run, "finished", cJSON_CreateBool(!g.preempted));
+            set_field(run, "preempted", cJSON_CreateBool(g.preempted));
+            set_field(run, "exit_code", g.preempted ? NULL : cJSON_CreateNumber(exit_code));
+            set_field(run, "runtime", cJSON_CreateNumber(g.runtime_base + (mono_s() - g.t0_mono)));
+            if (r2 == 0)
+                r2 = write_run_json(run);
+            cJSON_Delete(run);
+        }
+        if (rc == 0)
+            rc = r2;
+        if (g.up) {
+            int r3 = wb_uploader_finish(g.up, !g.preempted, exit_code, g.finish_timeout_s);
+            if (r3 < 0) {
+                warnf("%s", djct_last_error());
+                if (rc == 0)
+                    rc = r3;
+            }
+        }
+    }
+    char keep[1024];
+    int code = djct_last_error_code();
+    snprintf(keep, sizeof(keep), "%s", djct_last_error());
+    release_all();
+    if (rc < 0)
+        djct_error_set(code, "%s", keep);
+    pthread_mutex_unlock(&g.mu);
+    return rc;
+}
+
+/* ---- queries --------------------------------------------------------------------------------------- */
+
+const char *djct_log_warnings(void)
+{
+    pthread_mutex_lock(&g.mu);
+    if (g.up) {
+        char f[1024];
+        wb_uploader_fatal(g.up, f, sizeof(f));
+        if (f[0] && !strstr(g.warn, f))
+            warnf("%s", f);
+    }
+    pthread_mutex_unlock(&g.mu);
+    return g.warn;
+}
+
+const char *djct_log_key_source(void) { return g.key_source; }
+
+const char *djct_log_run_dir(void) { return g.initialised ? g.dir : NULL; }
+
+const char *djct_log_run_id(void) { return g.initialised && g.run_id[0] ? g.run_id : NULL; }
+
+const char *djct_log_last_row(void) { return g.last_row ? g.last_row : ""; }
+
+int djct_log_get_stats(djct_log_stats *out)
+{
+    DJCT_CHECK_ARG(out);
+    pthread_mutex_lock(&g.mu);
+    *out = g.stats;
+    if (g.up)
+        wb_uploader_stats(g.up, &out->rows_acked, NULL, &out->upload_state);
+    pthread_mutex_unlock(&g.mu);
+    return 0;
+}
+
+/* ---- djct_sync ---------------------------------------------------------------------------------- */
+
+int djct_log_sync(const char *run_dir, const djct_sync_options *opts, int64_t *lines_sent)
+{
+    djct_sync_options defaults = DJCT_SYNC_OPTIONS_INIT;
+    const djct_sync_options *o = opts ? opts : &defaults;
+    DJCT_CHECK_ARG(run_dir);
+    DJCT_CHECK_VERSION(opts, DJCT_SYNC_OPTIONS_VERSION, "djct_sync_options");
+    if (lines_sent)
+        *lines_sent = 0;
+    cJSON *run = NULL;
+    int rc = jr_read_json(run_dir, JR_RUN, &run);
+    if (rc != 0)
+        return rc < 0 ? djct_error_prefix("%s", run_dir)
+                      : djct_error_set(DJCT_EINVAL, "'%s' has no %s: not a djct run directory (expected "
+                                       "<log dir>/<run id>/)", run_dir, JR_RUN);
+    const char *base = o->base_url;
+    cJSON *rb = cJSON_GetObjectItemCaseSensitive(run, "base_url");
+    if (!base && cJSON_IsString(rb))
+        base = rb->valuestring;
+    if (!base)
+        base = getenv("WANDB_BASE_URL");
+    if (!base || !*base)
+        base = WB_DEFAULT_BASE_URL;
+    char *key = NULL;
+    const char *src;
+    char w[1024] = "";
+    if ((rc = wb_resolve_key(base, o->api_key, &key, &src, w, sizeof(w))) < 0) {
+        cJSON_Delete(run);
+        return rc;
+    }
+    if (!key) {
+        rc = djct_error_set(DJCT_EINVAL, "%s: no wandb API key for %s; set WANDB_API_KEY, ~/private/wandb_api.sh "
+                            "or ~/.netrc", run_dir, base);
+        cJSON_Delete(run);
+        return rc;
+    }
+    int finished = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(run, "finished"));
+    int preempted = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(run, "preempted"));
+    cJSON *ec = cJSON_GetObjectItemCaseSensitive(run, "exit_code");
+    /* like `wandb sync`: a run that never finished is marked failed (exit code 1) */
+    int exit_code = finished && cJSON_IsNumber(ec) ? (int)ec->valuedouble : 1;
+    wb_config wc = {0};
+    wc.dir = run_dir;
+    wc.base_url = base;
+    wc.api_key = key;
+    wc.entity = o->entity;
+    wc.project = o->project;
+    wc.http_timeout_s = o->http_timeout_s;
+    wc.retry_min_s = o->retry_min_s;
+    wc.retry_max_s = o->retry_max_s;
+    double total = o->timeout_s > 0 ? o->timeout_s : 600;
+    wc.init_timeout_s = total;
+    wb_uploader *u = NULL;
+    wc.insecure = o->insecure;
+    rc = wb_uploader_create(&u, &wc);
+    memset(key, 0, strlen(key));
+    free(key);
+    cJSON_Delete(run);
+    if (rc < 0)
+        return rc;
+    rc = wb_uploader_finish(u, !(preempted && !finished), exit_code, total);
+    if (lines_sent)
+        wb_uploader_stats(u, NULL, lines_sent, NULL);
+    wb_uploader_free(u);
+    return rc;
+}

@@ -1,0 +1,61 @@
+/* The wandb HTTP client (libcurl): API key lookup, GraphQL UpsertBucket, file_stream with the
+ * retry policy of ../shared/formats/wandb.md §4, and the uploader that streams a run journal.
+ * The uploader reads history.jsonl/summary.json back from the run directory, so the online thread
+ * and djct_sync share one code path and a re-send always uses the same line offsets.
+ * Not installed; only rank 0 and djct_sync use it. */
+#ifndef DJCT_WANDB_INT_H
+#define DJCT_WANDB_INT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define WB_DEFAULT_BASE_URL "https://api.wandb.ai"
+
+/* Find the API key: explicit > $WANDB_API_KEY > ~/private/wandb_api.sh > $NETRC or ~/.netrc
+ * (machine = netloc of base_url). *key is malloc'ed (NULL when none), *source names where it came
+ * from ("none" if nowhere). Permission problems and parse errors are appended to warn (one line
+ * each). Returns 0 (also when no key was found) or DJCT_ENOMEM. */
+int wb_resolve_key(const char *base_url, const char *explicit_key, char **key, const char **source,
+                   char *warn, size_t warn_size);
+
+typedef struct {
+    const char *dir;            /* run directory (read: run.json, config.json, history, summary) */
+    const char *base_url;       /* no trailing '/' */
+    const char *api_key;
+    const char *entity;         /* overrides run.json (sync), may be NULL */
+    const char *project;        /* overrides run.json (sync), may be NULL */
+    double http_timeout_s;
+    double retry_min_s, retry_max_s;
+    double init_timeout_s;      /* UpsertBucket retries stop after this */
+    double batch_interval_s;
+    double heartbeat_s;
+    int insecure;
+    size_t max_request_bytes;   /* 0: 4 MiB of history per request */
+    size_t big_batch_bytes;     /* 0: 256 KiB pending wakes the thread before the interval */
+} wb_config;
+
+typedef struct wb_uploader wb_uploader;
+
+/* upload states reported to djct_log_stats */
+enum { WB_IDLE = 0, WB_STREAMING = 1, WB_FATAL = 2, WB_COMPLETE = 3 };
+
+int wb_uploader_create(wb_uploader **out, const wb_config *cfg);
+/* Start the background thread: UpsertBucket, then batches every batch_interval_s, heartbeats. */
+int wb_uploader_start(wb_uploader *u);
+/* New history rows/summary are in the journal (already fsync'ed): cheap, never blocks on I/O. */
+void wb_uploader_notify(wb_uploader *u, size_t new_bytes);
+void wb_uploader_config_changed(wb_uploader *u);
+/* Send {"preempting": true} at once; no `complete` will be sent at finish. */
+void wb_uploader_preempting(wb_uploader *u);
+/* Stop: send what is left and (if `complete`) complete/exitcode, waiting at most timeout_s.
+ * Works for a started thread and, synchronously, for an unstarted uploader (djct_sync).
+ * 0 when everything was acknowledged, DJCT_ETIMEOUT or DJCT_EIO (message says djct_sync can
+ * upload the rest) otherwise. */
+int wb_uploader_finish(wb_uploader *u, int complete, int exit_code, double timeout_s);
+/* Counters: lines acknowledged, lines sent by this uploader, state (WB_*). */
+void wb_uploader_stats(wb_uploader *u, int64_t *acked, int64_t *sent, int *state);
+/* The fatal error, "" when none (copied into buf). */
+void wb_uploader_fatal(wb_uploader *u, char *buf, size_t size);
+void wb_uploader_free(wb_uploader *u);
+
+#endif /* DJCT_WANDB_INT_H */

@@ -1,0 +1,633 @@
+/* The logging singleton in one process (no MPI_Init): key lookup, activate/deactivate, the
+ * journal (layout, steps, resume, torn lines, CSV), and wandb against tests/wandb_server.py on
+ * 127.0.0.1: exact requests, injected failures, a final 4xx, preempting, offline -> sync, resumed
+ * sync. */
+#include <math.h>
+
+#include "harness.h"
+#include "wandb_int.h"
+#include "wandb_testlib.h"
+
+static char tmp[256];
+static test_srv servers[5]; /* spawned together at the start: python starts slowly */
+
+static djct_log_options base_opts(const char *runs)
+{
+    djct_log_options o = DJCT_LOG_OPTIONS_INIT;
+    o.dir = runs;
+    o.project = "proj";
+    o.batch_interval_s = 0.1;
+    o.heartbeat_s = 5;
+    o.http_timeout_s = 5;
+    o.retry_min_s = 0.05;
+    o.retry_max_s = 0.4;
+    o.init_timeout_s = 10;
+    o.finish_timeout_s = 20;
+    o.no_fsync = 0;
+    return o;
+}
+
+static cJSON *read_json(const char *dir, const char *name)
+{
+    char p[1024];
+    snprintf(p, sizeof(p), "%s/%s", dir, name);
+    char *t = t_slurp(p);
+    cJSON *j = t ? cJSON_Parse(t) : NULL;
+    free(t);
+    return j;
+}
+
+static void test_key_lookup(void)
+{
+    char home[512], p[1024], *key = NULL, warn[1024];
+    const char *src;
+    snprintf(home, sizeof(home), "%s/home", tmp);
+    snprintf(p, sizeof(p), "%s/private", home);
+    mkdir(home, 0700);
+    mkdir(p, 0700);
+    setenv("HOME", home, 1);
+    unsetenv("WANDB_API_KEY");
+    unsetenv("NETRC");
+    const char *url = "http://127.0.0.1:8080";
+
+    warn[0] = '\0';
+    CHECK_OK(wb_resolve_key(url, NULL, &key, &src, warn, sizeof(warn)));
+    CHECK(key == NULL && strcmp(src, "none") == 0);
+
+    /* netrc: machine is the netloc (host:port) of the base URL; other machines are ignored */
+    snprintf(p, sizeof(p), "%s/.netrc", home);
+    t_write(p, "machine api.wandb.ai login user password wrongmachinekey\n"
+               "machine 127.0.0.1:8080\n  login user\n  password netrckey111\n", 0600);
+    CHECK_OK(wb_resolve_key(url, NULL, &key, &src, warn, sizeof(warn)));
+    CHECK(key && strcmp(key, "netrckey111") == 0 && strcmp(src, "netrc") == 0);
+    CHECK(warn[0] == '\0');
+    free(key);
+    /* $NETRC wins over ~/.netrc */
+    snprintf(p, sizeof(p), "%s/other-netrc", tmp);
+    t_write(p, "machine 127.0.0.1:8080 login u password envnetrckey\n", 0600);
+    setenv("NETRC", p, 1);
+    CHECK_OK(wb_resolve_key(url, NULL, &key, &src, warn, sizeof(warn)));
+    CHECK(key && strcmp(key, "envnetrckey") == 0);
+    free(key);
+    unsetenv("NETRC");
+
+    /* ~/private/wandb_api.sh beats netrc; `export` and quotes are accepted */
+    snprintf(p, sizeof(p), "%s/private/wandb_api.sh", home);
+    t_write(p, "# my key\nexport WANDB_API_KEY=\"shkey222\"\n", 0600);
+    CHECK_OK(wb_resolve_key(url, NULL, &key, &src, warn, sizeof(warn)));
+    CHECK(key && strcmp(key, "shkey222") == 0 && strcmp(src, "~/private/wandb_api.sh") == 0);
+    CHECK(warn[0] == '\0');
+    free(key);
+    /* readable by others: a warning naming the file and the fix, never the key */
+    chmod(p, 0644);
+    CHECK_OK(wb_resolve_key(url, NULL, &key, &src, warn, sizeof(warn)));
+    CHECK(strstr(warn, "readable by group or others") && strstr(warn, "chmod 600"));
+    CHECK(!strstr(warn, "shkey222"));
+    free(key);
+    t_write(p, "WANDB_API_KEY='shkey333'\n", 0600);
+    CHECK_OK(wb_resolve_key(url, NULL, &key, &src, warn, sizeof(warn)));
+    CHECK(key && strcmp(key, "shkey333") == 0);
+    free(key);
+
+    /* WANDB_API_KEY beats the file, the explicit key beats everything */
+    setenv("WANDB_API_KEY", "envkey444", 1);
+    CHECK_OK(wb_resolve_key(url, NULL, &key, &src, warn, sizeof(warn)));
+    CHECK(key && strcmp(key, "envkey444") == 0 && strcmp(src, "WANDB_API_KEY") == 0);
+    free(key);
+    CHECK_OK(wb_resolve_key(url, "explicit555", &key, &src, warn, sizeof(warn)));
+    CHECK(key && strcmp(key, "explicit555") == 0 && strcmp(src, "option") == 0);
+    free(key);
+    unsetenv("WANDB_API_KEY");
+
+    /* through djct_log_init: key file warning surfaces; auto mode without a key goes offline */
+    char runs[512];
+    snprintf(runs, sizeof(runs), "%s/runs-key", tmp);
+    chmod(p, 0640);
+    djct_log_options o = base_opts(runs);
+    o.mode = DJCT_LOG_MODE_OFFLINE;
+    CHECK_OK(djct_log_init(&o));
+    CHECK(strcmp(djct_log_key_source(), "none") == 0); /* offline: no key needed, none read */
+    CHECK_OK(djct_log_finish(0));
+    unlink(p);
+    snprintf(p, sizeof(p), "%s/.netrc", home);
+    unlink(p);
+    unsetenv("WANDB_MODE");
+    o.mode = DJCT_LOG_MODE_AUTO;
+    CHECK_OK(djct_log_init(&o));
+    CHECK(strstr(djct_log_warnings(), "no wandb API key found") != NULL);
+    CHECK(strcmp(djct_log_key_source(), "none") == 0);
+    CHECK_OK(djct_log_finish(0));
+    /* explicit online without a key: an error that says what to do */
+    o.mode = DJCT_LOG_MODE_ONLINE;
+    CHECK_ERR(djct_log_init(&o), DJCT_EINVAL, "no API key");
+    setenv("WANDB_MODE", "bogus", 1);
+    o.mode = DJCT_LOG_MODE_AUTO;
+    CHECK_ERR(djct_log_init(&o), DJCT_EINVAL, "WANDB_MODE='bogus'");
+    setenv("WANDB_MODE", "offline", 1);
+    o.version = 99;
+    CHECK_ERR(djct_log_init(&o), DJCT_EINVAL, "djct_log_options version 99");
+}
+
+static void test_activate_and_steps(void)
+{
+    char runs[512];
+    snprintf(runs, sizeof(runs), "%s/runs-act", tmp);
+    CHECK_OK(djct_log("before_init", 1)); /* a no-op, not an error */
+    CHECK_OK(djct_log_flush(NULL, -1));
+    djct_log_options o = base_opts(runs);
+    o.mode = DJCT_LOG_MODE_OFFLINE;
+    o.run_id = "actrun";
+    o.config_json = "{\"lr\":0.1,\"arch\":\"mlp\"}";
+    o.csv = 1;
+    CHECK_OK(djct_log_init(&o));
+    CHECK_ERR(djct_log_init(&o), DJCT_EINVAL, "called twice");
+    CHECK(djct_log_is_active());
+    CHECK_OK(djct_log("a", 1.0));
+    CHECK_OK(djct_log("a", 3.0)); /* accumulates: mean 2 */
+    djct_log_deactivate();
+    CHECK(!djct_log_is_active());
+    CHECK_OK(djct_log("b", 2.0)); /* ignored */
+    djct_log_activate();
+    CHECK_OK(djct_log_reduce("c", 5.0, DJCT_REDUCE_SUM));
+    CHECK_OK(djct_log_reduce("c", 6.0, DJCT_REDUCE_SUM));
+    CHECK_ERR(djct_log_reduce("c", 1.0, DJCT_REDUCE_MAX), DJCT_EINVAL, "'c'");
+    CHECK_ERR(djct_log(NULL, 1.0), DJCT_EINVAL, "name");
+    CHECK_OK(djct_log_reduce("m", 4.0, DJCT_REDUCE_MIN));
+    CHECK_OK(djct_log_reduce("m", -4.0, DJCT_REDUCE_MIN));
+    CHECK_OK(djct_log_flush("val_", -1));
+    cJSON *row = cJSON_Parse(djct_log_last_row());
+    CHECK(row != NULL);
+    CHECK_NEAR(json_num(row, "val_a"), 2.0, 1e-12);
+    CHECK_NEAR(json_num(row, "val_c"), 11.0, 1e-12);
+    CHECK_NEAR(json_num(row, "val_m"), -4.0, 1e-12);
+    CHECK(cJSON_GetObjectItem(row, "val_b") == NULL && cJSON_GetObjectItem(row, "a") == NULL);
+    CHECK_NEAR(json_num(row, "_step"), 0, 0);
+    CHECK(json_num(row, "_runtime") >= 0 && json_num(row, "_timestamp") > 1.6e9);
+    cJSON_Delete(row);
+    /* nothing buffered: no row, the step does not advance */
+    CHECK_OK(djct_log_flush(NULL, -1));
+    CHECK_OK(djct_log("loss", 0.5));
+    CHECK_OK(djct_log_flush(NULL, 10));
+    CHECK_OK(djct_log("loss", 0.25));
+    CHECK_OK(djct_log("weird", NAN));
+    CHECK_OK(djct_log_flush(NULL, -1));
+    CHECK(strstr(djct_log_last_row(), "\"_step\":11") && strstr(djct_log_last_row(), "\"weird\":NaN"));
+    CHECK_OK(djct_log("loss", 0.1));
+    CHECK_ERR(djct_log_flush(NULL, 5), DJCT_EINVAL, "step 5 is not after the last step 11");
+    CHECK_OK(djct_log_config_set("epochs", "12"));
+    CHECK_OK(djct_log_config_set("note", "plain text"));
+    CHECK_OK(djct_log_summary_set("best", "0.01"));
+    char dir[1024];
+    snprintf(dir, sizeof(dir), "%s", djct_log_run_dir());
+    CHECK(strstr(dir, "/runs-act/actrun") != NULL);
+    CHECK_OK(djct_log_finish(7));
+    CHECK(djct_log_run_dir() == NULL);
+
+    char p[1200];
+    snprintf(p, sizeof(p), "%s/history.jsonl", dir);
+    CHECK(t_count_lines(p) == 3);
+    cJSON *cfg = read_json(dir, "config.json"), *run = read_json(dir, "run.json"), *sum = read_json(dir, "summary.json");
+    CHECK(cfg && json_num(cfg, "lr") == 0.1 && json_num(cfg, "epochs") == 12);
+    CHECK(cfg && cJSON_IsString(cJSON_GetObjectItem(cfg, "note")));
+    CHECK(run && json_num(run, "exit_code") == 7 && cJSON_IsTrue(cJSON_GetObjectItem(run, "finished")));
+    CHECK(run && strcmp(cJSON_GetStringValue(cJSON_GetObjectItem(run, "mode")), "offline") == 0);
+    CHECK(run && strcmp(cJSON_GetStringValue(cJSON_GetObjectItem(run, "run_id")), "actrun") == 0);
+    CHECK(sum == NULL); /* holds a NaN token, which cJSON does not parse: check the text */
+    snprintf(p, sizeof(p), "%s/summary.json", dir);
+    char *st = t_slurp(p);
+    CHECK(st && strstr(st, "\"loss\":0.25") && strstr(st, "\"best\":0.01") && strstr(st, "\"_step\":11") &&
+          strstr(st, "\"_wandb\":{\"runtime\":"));
+    free(st);
+    snprintf(p, sizeof(p), "%s/history.csv", dir);
+    char *csv = t_slurp(p);
+    CHECK(csv && strncmp(csv, "_step,_runtime,_timestamp,val_a,val_c,val_m,loss,weird\n", 55) == 0);
+    CHECK(t_count_lines(p) == 4);
+    free(csv);
+    cJSON_Delete(cfg);
+    cJSON_Delete(run);
+    cJSON_Delete(sum);
+
+    /* resume the same run id (a requeued job): appended, steps and runtime continue; a torn last
+     * line from a killed job is cut */
+    snprintf(p, sizeof(p), "%s/history.jsonl", dir);
+    FILE *f = fopen(p, "a");
+    fputs("{\"loss\":0.987654321,\"_st", f);
+    fclose(f);
+    CHECK_OK(djct_log_init(&o));
+    CHECK_OK(djct_log("loss", 0.05));
+    CHECK_OK(djct_log_flush(NULL, -1));
+    CHECK(strstr(djct_log_last_row(), "\"_step\":12") != NULL);
+    CHECK_OK(djct_log_finish(0));
+    CHECK(t_count_lines(p) == 4);
+    char *h = t_slurp(p);
+    CHECK(h && !strstr(h, "\"_st\n") && !strstr(h, "0.987654321"));
+    free(h);
+    cfg = read_json(dir, "config.json");
+    CHECK(cfg && json_num(cfg, "epochs") == 12); /* the first job's config entries survive */
+    cJSON_Delete(cfg);
+    snprintf(p, sizeof(p), "%s/history.csv", dir);
+    CHECK(t_count_lines(p) == 5);
+}
+
+static void test_online_exact(void)
+{
+    test_srv s = servers[0];
+    if (srv_wait(&s) != 0) {
+        CHECK(!"wandb_server.py did not start");
+        return;
+    }
+    char runs[512];
+    snprintf(runs, sizeof(runs), "%s/runs-online", tmp);
+    djct_log_options o = base_opts(runs);
+    o.mode = DJCT_LOG_MODE_ONLINE;
+    o.base_url = s.url;
+    o.api_key = TEST_KEY;
+    o.run_id = "onl1";
+    o.run_name = "display-1";
+    o.group = "grp";
+    o.tags = "mpi, c";
+    o.notes = "a note";
+    o.config_json = "{\"lr\":0.01,\"ranks\":4}";
+    CHECK_OK(djct_log_init(&o));
+    for (int i = 0; i < 20; i++) {
+        CHECK_OK(djct_log("loss", 1.0 / (i + 1)));
+        CHECK_OK(djct_log("acc", i * 0.05));
+        CHECK_OK(djct_log_flush(NULL, -1));
+        if (i % 5 == 4)
+            t_sleep(0.15);
+    }
+    char dir[1024];
+    snprintf(dir, sizeof(dir), "%s", djct_log_run_dir());
+    djct_log_stats stt;
+    CHECK_OK(djct_log_get_stats(&stt));
+    CHECK(stt.rows == 20);
+    CHECK_OK(djct_log_finish(3));
+    CHECK(strcmp(djct_log_warnings(), "") == 0);
+
+    cJSON *st = srv_state(&s), *run = srv_run(st, "test-entity/proj/onl1");
+    CHECK(run != NULL);
+    CHECK(history_exact(srv_file(run, "wandb-history.jsonl"), 20, 0));
+    CHECK(cJSON_IsTrue(cJSON_GetObjectItem(run, "complete")) && json_num(run, "exitcode") == 3);
+    cJSON *sum = cJSON_GetArrayItem(srv_file(run, "wandb-summary.json"), 0);
+    cJSON *sj = sum ? cJSON_Parse(sum->valuestring) : NULL;
+    CHECK(sj && json_num(sj, "_step") == 19 && fabs(json_num(sj, "loss") - 0.05) < 1e-12);
+    CHECK(sj && cJSON_GetObjectItem(sj, "_wandb") && cJSON_GetObjectItem(sj, "_runtime"));
+    cJSON_Delete(sj);
+    /* the UpsertBucket variables */
+    cJSON *up = cJSON_GetArrayItem(cJSON_GetObjectItem(run, "upserts"), 0);
+    CHECK(up && strcmp(cJSON_GetStringValue(cJSON_GetObjectItem(up, "name")), "onl1") == 0);
+    CHECK(up && strcmp(cJSON_GetStringValue(cJSON_GetObjectItem(up, "project")), "proj") == 0);
+    CHECK(up && cJSON_IsNull(cJSON_GetObjectItem(up, "entity")));
+    CHECK(up && strcmp(cJSON_GetStringValue(cJSON_GetObjectItem(up, "displayName")), "display-1") == 0);
+    CHECK(up && strcmp(cJSON_GetStringValue(cJSON_GetObjectItem(up, "groupName")), "grp") == 0);
+    CHECK(up && strcmp(cJSON_GetStringValue(cJSON_GetObjectItem(up, "notes")), "a note") == 0);
+    cJSON *tags = cJSON_GetObjectItem(up, "tags");
+    CHECK(cJSON_GetArraySize(tags) == 2 && !strcmp(cJSON_GetArrayItem(tags, 1)->valuestring, "c"));
+    cJSON *cfg = up ? cJSON_Parse(cJSON_GetStringValue(cJSON_GetObjectItem(up, "config"))) : NULL;
+    CHECK(cfg && json_num(cJSON_GetObjectItem(cfg, "lr"), "value") == 0.01);
+    CHECK(cfg && json_num(cJSON_GetObjectItem(cfg, "ranks"), "value") == 4);
+    cJSON_Delete(cfg);
+    /* every request: Basic api:<key>; file_stream offsets contiguous from 0, complete only last */
+    cJSON *reqs = srv_requests(&s), *r;
+    int n_fs = 0, bad_auth = 0, next = 0, contiguous = 1, complete_at = -1, idx = 0, n_gql = 0;
+    cJSON_ArrayForEach(r, reqs)
+    {
+        const char *kind = cJSON_GetStringValue(cJSON_GetObjectItem(r, "kind"));
+        bad_auth += strcmp(cJSON_GetStringValue(cJSON_GetObjectItem(r, "auth")), "ok") != 0;
+        if (!strcmp(kind, "gql"))
+            n_gql++;
+        if (strcmp(kind, "fs"))
+            continue;
+        if (!strstr(cJSON_GetStringValue(cJSON_GetObjectItem(r, "path")), "/files/test-entity/proj/onl1/file_stream"))
+            contiguous = 0;
+        cJSON *body = cJSON_GetObjectItem(r, "body");
+        cJSON *h = cJSON_GetObjectItem(cJSON_GetObjectItem(body, "files"), "wandb-history.jsonl");
+        if (h) {
+            contiguous &= (int)json_num(h, "offset") == next;
+            next += cJSON_GetArraySize(cJSON_GetObjectItem(h, "content"));
+        }
+        if (cJSON_IsTrue(cJSON_GetObjectItem(body, "complete")))
+            complete_at = idx;
+        idx++;
+        n_fs++;
+    }
+    CHECK(bad_auth == 0 && n_gql == 1);
+    CHECK(contiguous && next == 20);
+    CHECK(complete_at == n_fs - 1);
+    CHECK(n_fs >= 2 && n_fs < 20); /* batched, not one request per row */
+    cJSON_Delete(reqs);
+    cJSON_Delete(st);
+    /* the key is never in the journal */
+    CHECK(!t_grep_dir(dir, TEST_KEY));
+    cJSON *us = read_json(dir, "upload-state.json");
+    CHECK(us && json_num(us, "history_acked") == 20 && cJSON_IsTrue(cJSON_GetObjectItem(us, "complete_sent")));
+    cJSON_Delete(us);
+    srv_stop(&s);
+}
+
+static void test_faults_exactly_once(void)
+{
+    test_srv s = servers[1];
+    if (srv_wait(&s) != 0) {
+        CHECK(!"wandb_server.py did not start");
+        return;
+    }
+    CHECK_OK(srv_control(&s, "{\"gql\":[500,\"drop\"],\"fs\":[500,\"429:0.3\",\"drop\",\"applydrop\",502,\"ok\","
+                             "\"applydrop\"]}"));
+    char runs[512];
+    snprintf(runs, sizeof(runs), "%s/runs-faults", tmp);
+    djct_log_options o = base_opts(runs);
+    o.mode = DJCT_LOG_MODE_ONLINE;
+    o.base_url = s.url;
+    o.api_key = TEST_KEY;
+    o.run_id = "flt1";
+    o.entity = "team";
+    CHECK_OK(djct_log_init(&o));
+    double worst = 0;
+    for (int i = 0; i < 30; i++) {
+        CHECK_OK(djct_log("x", i));
+        double t0 = t_now();
+        CHECK_OK(djct_log_flush(NULL, -1));
+        double dt = t_now() - t0;
+        worst = dt > worst ? dt : worst;
+        t_sleep(0.03);
+    }
+    CHECK(worst < 0.1); /* the training loop never waits for the retries */
+    CHECK_OK(djct_log_finish(0));
+    cJSON *st = srv_state(&s), *run = srv_run(st, "team/proj/flt1");
+    CHECK(history_exact(srv_file(run, "wandb-history.jsonl"), 30, 0));
+    CHECK(cJSON_IsTrue(cJSON_GetObjectItem(run, "complete")) && json_num(run, "exitcode") == 0);
+    /* Retry-After honoured: the request after the 429 came >= 0.3 s later */
+    cJSON *reqs = srv_requests(&s), *r;
+    double t429 = -1, after = -1;
+    int n429 = 0;
+    cJSON_ArrayForEach(r, reqs)
+    {
+        if (strcmp(cJSON_GetStringValue(cJSON_GetObjectItem(r, "kind")), "fs"))
+            continue;
+        if (t429 >= 0 && after < 0)
+            after = json_num(r, "t");
+        if (json_num(r, "status") == 429) {
+            t429 = json_num(r, "t");
+            n429++;
+        }
+    }
+    CHECK(n429 == 1 && after - t429 >= 0.28);
+    cJSON_Delete(reqs);
+    cJSON_Delete(st);
+    srv_stop(&s);
+}
+
+static void test_final_4xx_then_sync(void)
+{
+    test_srv s = servers[2];
+    if (srv_wait(&s) != 0) {
+        CHECK(!"wandb_server.py did not start");
+        return;
+    }
+    char runs[512], dir[1024];
+    snprintf(runs, sizeof(runs), "%s/runs-final", tmp);
+    djct_log_options o = base_opts(runs);
+    o.mode = DJCT_LOG_MODE_ONLINE;
+    o.base_url = s.url;
+    o.api_key = TEST_KEY;
+    o.run_id = "fin1";
+    CHECK_OK(djct_log_init(&o));
+    snprintf(dir, sizeof(dir), "%s", djct_log_run_dir());
+    for (int i = 0; i < 5; i++) {
+        CHECK_OK(djct_log("y", i));
+        CHECK_OK(djct_log_flush(NULL, -1));
+    }
+    djct_log_stats stt = {0};
+    for (int i = 0; i < 100 && stt.rows_acked < 5; i++) {
+        t_sleep(0.05);
+        djct_log_get_stats(&stt);
+    }
+    CHECK(stt.rows_acked == 5 && stt.upload_state == 1);
+    CHECK_OK(srv_control(&s, "{\"fs_always\":404}"));
+    for (int i = 5; i < 12; i++) {
+        CHECK_OK(djct_log("y", i));
+        CHECK_OK(djct_log_flush(NULL, -1));
+        t_sleep(0.02);
+    }
+    for (int i = 0; i < 100 && stt.upload_state != 2; i++) {
+        t_sleep(0.05);
+        djct_log_get_stats(&stt);
+    }
+    CHECK(stt.upload_state == 2);
+    CHECK(strstr(djct_log_warnings(), "HTTP 404") && strstr(djct_log_warnings(), "djct_sync"));
+    /* journaling goes on after the stream stopped */
+    CHECK_OK(djct_log("y", 12));
+    CHECK_OK(djct_log_flush(NULL, -1));
+    CHECK_ERR(djct_log_finish(0), DJCT_EIO, "djct_sync");
+    char p[1200];
+    snprintf(p, sizeof(p), "%s/history.jsonl", dir);
+    CHECK(t_count_lines(p) == 13);
+    cJSON *us = read_json(dir, "upload-state.json");
+    CHECK(us && json_num(us, "history_acked") == 5 && cJSON_IsString(cJSON_GetObjectItem(us, "fatal")));
+    cJSON_Delete(us);
+    /* the 404 was not retried: exactly one 404 answer */
+    cJSON *reqs = srv_requests(&s), *r;
+    int n404 = 0;
+    cJSON_ArrayForEach(r, reqs) n404 += json_num(r, "status") == 404;
+    CHECK(n404 == 1);
+    cJSON_Delete(reqs);
+
+    /* later, from a login node: djct_sync resumes at the acknowledged offset */
+    CHECK_OK(srv_control(&s, "{\"fs_always\":null}"));
+    djct_sync_options so = DJCT_SYNC_OPTIONS_INIT;
+    so.api_key = TEST_KEY;
+    so.retry_min_s = 0.05;
+    so.timeout_s = 20;
+    int64_t sent = -1;
+    CHECK_OK(djct_log_sync(dir, &so, &sent));
+    CHECK(sent == 8);
+    cJSON *st = srv_state(&s), *run = srv_run(st, "test-entity/proj/fin1");
+    CHECK(history_exact(srv_file(run, "wandb-history.jsonl"), 13, 0));
+    CHECK(cJSON_IsTrue(cJSON_GetObjectItem(run, "complete")) && json_num(run, "exitcode") == 0);
+    reqs = srv_requests(&s);
+    int first_sync_offset = -1, seen404 = 0;
+    cJSON_ArrayForEach(r, reqs)
+    {
+        if (json_num(r, "status") == 404)
+            seen404 = 1;
+        cJSON *h = cJSON_GetObjectItem(cJSON_GetObjectItem(cJSON_GetObjectItem(r, "body"), "files"),
+                                       "wandb-history.jsonl");
+        if (seen404 && json_num(r, "status") == 200 && h && first_sync_offset < 0)
+            first_sync_offset = (int)json_num(h, "offset");
+    }
+    CHECK(first_sync_offset == 5);
+    cJSON_Delete(reqs);
+    cJSON_Delete(st);
+    srv_stop(&s);
+}
+
+static void test_offline_then_sync(void)
+{
+    test_srv s = servers[3];
+    if (srv_wait(&s) != 0) {
+        CHECK(!"wandb_server.py did not start");
+        return;
+    }
+    char runs[512], dir[1024];
+    snprintf(runs, sizeof(runs), "%s/runs-offline", tmp);
+    djct_log_options o = base_opts(runs);
+    o.mode = DJCT_LOG_MODE_OFFLINE;
+    o.base_url = s.url; /* recorded in run.json for djct_sync; offline never connects */
+    o.run_id = "off1";
+    o.config_json = "{\"batch\":32}";
+    CHECK_OK(djct_log_init(&o));
+    snprintf(dir, sizeof(dir), "%s", djct_log_run_dir());
+    for (int i = 0; i < 7; i++) {
+        CHECK_OK(djct_log_reduce("z", i, DJCT_REDUCE_MAX));
+        CHECK_OK(djct_log_flush("train_", -1));
+    }
+    CHECK_OK(djct_log_finish(2));
+    cJSON *reqs = srv_requests(&s);
+    CHECK(cJSON_GetArraySize(reqs) == 0);
+    cJSON_Delete(reqs);
+
+    /* the app, as a user runs it */
+    char cmd[2048];
+    const char *build = getenv("BUILD") ? getenv("BUILD") : "build";
+    setenv("WANDB_API_KEY", TEST_KEY, 1);
+    snprintf(cmd, sizeof(cmd), "%s/bin/djct_sync --retry-min 0.05 %s > %s/sync.out 2>&1", build, dir, tmp);
+    int rc = system(cmd);
+    unsetenv("WANDB_API_KEY");
+    CHECK(rc == 0);
+    snprintf(cmd, sizeof(cmd), "%s/sync.out", tmp);
+    char *out = t_slurp(cmd);
+    CHECK(out && strstr(out, "7 history lines") && !strstr(out, TEST_KEY));
+    if (rc != 0 && out)
+        fprintf(stderr, "djct_sync said: %s\n", out);
+    free(out);
+    cJSON *st = srv_state(&s), *run = srv_run(st, "test-entity/proj/off1");
+    CHECK(history_exact(srv_file(run, "wandb-history.jsonl"), 7, 0));
+    CHECK(cJSON_IsTrue(cJSON_GetObjectItem(run, "complete")) && json_num(run, "exitcode") == 2);
+    cJSON *line = cJSON_GetArrayItem(srv_file(run, "wandb-history.jsonl"), 6);
+    CHECK(line && strstr(line->valuestring, "\"train_z\":6"));
+    cJSON *up = cJSON_GetArrayItem(cJSON_GetObjectItem(run, "upserts"), 0);
+    CHECK(up && strstr(cJSON_GetStringValue(cJSON_GetObjectItem(up, "config")), "\"batch\":{\"value\":32}"));
+    cJSON_Delete(st);
+
+    /* syncing again sends no history; without upload-state the server's historyLineCount is used */
+    djct_sync_options so = DJCT_SYNC_OPTIONS_INIT;
+    so.api_key = TEST_KEY;
+    int64_t sent = -1;
+    CHECK_OK(djct_log_sync(dir, &so, &sent));
+    CHECK(sent == 0);
+    char p[1200];
+    snprintf(p, sizeof(p), "%s/upload-state.json", dir);
+    unlink(p);
+    CHECK_OK(djct_log_sync(dir, &so, &sent));
+    CHECK(sent == 0);
+    st = srv_state(&s);
+    CHECK(history_exact(srv_file(srv_run(st, "test-entity/proj/off1"), "wandb-history.jsonl"), 7, 0));
+    cJSON_Delete(st);
+    CHECK(!t_grep_dir(dir, TEST_KEY));
+
+    /* errors name the problem */
+    CHECK_ERR(djct_log_sync(tmp, &so, NULL), DJCT_EINVAL, "not a djct run directory");
+    so.api_key = NULL;
+    unsetenv("WANDB_API_KEY");
+    CHECK_ERR(djct_log_sync(dir, &so, NULL), DJCT_EINVAL, "no wandb API key");
+    srv_stop(&s);
+}
+
+static void test_preempt_and_slow(void)
+{
+    test_srv s = servers[4];
+    if (srv_wait(&s) != 0) {
+        CHECK(!"wandb_server.py did not start");
+        return;
+    }
+    /* every file_stream answer takes 0.5 s: flush must not notice */
+    CHECK_OK(srv_control(&s, "{\"fs_always\":\"slow:0.5\"}"));
+    char runs[512];
+    snprintf(runs, sizeof(runs), "%s/runs-preempt", tmp);
+    djct_log_options o = base_opts(runs);
+    o.mode = DJCT_LOG_MODE_ONLINE;
+    o.base_url = s.url;
+    o.api_key = TEST_KEY;
+    o.run_id = "pre1";
+    o.no_fsync = 1;
+    CHECK_OK(djct_log_init(&o));
+    double worst = 0;
+    for (int i = 0; i < 40; i++) {
+        djct_log("q", i);
+        double t0 = t_now();
+        CHECK_OK(djct_log_flush(NULL, -1));
+        double dt = t_now() - t0;
+        worst = dt > worst ? dt : worst;
+        t_sleep(0.01);
+    }
+    CHECK(worst < 0.05);
+    CHECK_OK(djct_log_mark_preempting());
+    CHECK_OK(djct_log_finish(0));
+    cJSON *st = srv_state(&s), *run = srv_run(st, "test-entity/proj/pre1");
+    CHECK(cJSON_IsTrue(cJSON_GetObjectItem(run, "preempting")));
+    CHECK(!cJSON_IsTrue(cJSON_GetObjectItem(run, "complete")));
+    CHECK(history_exact(srv_file(run, "wandb-history.jsonl"), 40, 0));
+    cJSON_Delete(st);
+    char dir[1024];
+    snprintf(dir, sizeof(dir), "%s/pre1", runs);
+    cJSON *rj = read_json(dir, "run.json");
+    CHECK(rj && cJSON_IsTrue(cJSON_GetObjectItem(rj, "preempted")) && cJSON_IsNull(cJSON_GetObjectItem(rj, "exit_code")));
+    cJSON_Delete(rj);
+
+    /* a dead server: finish gives up at its time limit and says how to recover */
+    CHECK_OK(srv_control(&s, "{\"fs_always\":500}"));
+    o.run_id = "pre2";
+    o.finish_timeout_s = 0.5;
+    CHECK_OK(djct_log_init(&o));
+    djct_log("q", 1);
+    CHECK_OK(djct_log_flush(NULL, -1));
+    double t0 = t_now();
+    int rc = djct_log_finish(0);
+    CHECK(rc == DJCT_ETIMEOUT && strstr(djct_last_error(), "djct_sync"));
+    CHECK(t_now() - t0 < 2.0);
+    srv_stop(&s);
+}
+
+int main(void)
+{
+    snprintf(tmp, sizeof(tmp), "/tmp/djct-test-log-XXXXXX");
+    if (!mkdtemp(tmp)) {
+        perror("mkdtemp");
+        return 1;
+    }
+    setenv("WANDB_MODE", "offline", 1);
+    unsetenv("WANDB_BASE_URL");
+    unsetenv("WANDB_PROJECT");
+    unsetenv("WANDB_ENTITY");
+    unsetenv("WANDB_RUN_ID");
+    const char *tags[5] = {"exact", "faults", "final", "sync", "preempt"};
+    for (int i = 0; i < 5; i++)
+        if (srv_spawn(&servers[i], tmp, tags[i]) != 0)
+            fprintf(stderr, "cannot spawn python3 %s\n", t_server_script());
+    struct {
+        const char *name;
+        void (*fn)(void);
+    } parts[] = {{"key lookup", test_key_lookup},
+                 {"activate, steps, journal, resume", test_activate_and_steps},
+                 {"online: exact requests", test_online_exact},
+                 {"online: injected failures", test_faults_exactly_once},
+                 {"online: final 4xx, then djct_sync", test_final_4xx_then_sync},
+                 {"offline, then djct_sync", test_offline_then_sync},
+                 {"slow server, preempting, finish limit", test_preempt_and_slow}};
+    for (size_t i = 0; i < sizeof(parts) / sizeof(parts[0]); i++) {
+        double t0 = t_now();
+        int before = harness_failed;
+        parts[i].fn();
+        printf("%-40s %5.2f s%s\n", parts[i].name, t_now() - t0, harness_failed > before ? "  FAILED" : "");
+    }
+    if (!harness_failed) {
+        char cmd[512];
+        snprintf(cmd, sizeof(cmd), "rm -rf %s", tmp);
+        if (system(cmd) != 0)
+            fprintf(stderr, "could not remove %s\n", tmp);
+    } else {
+        fprintf(stderr, "kept %s for inspection\n", tmp);
+    }
+    return harness_report();
+}

@@ -1,0 +1,223 @@
+/* The logging singleton over real ranks: mean/sum/min/max across ranks, key sets that differ
+ * between ranks (reduced over the ranks that logged each key, no deadlock), the one-collective fast
+ * path once key sets agree, inactive ranks, and that only rank 0 writes files or connects (ranks > 0
+ * point at a trap socket of their own and must see no connection and write nothing). */
+#define HARNESS_MPI
+#include "harness.h"
+#include "wandb_testlib.h"
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+
+static int rank, size;
+static char tmp[256];
+
+static cJSON *flush_row(const char *prefix, int *rc)
+{
+    *rc = djct_log_flush(prefix, -1);
+    return rank == 0 ? cJSON_Parse(djct_log_last_row()) : NULL;
+}
+
+static double num(cJSON *o, const char *k) { return json_num(o, k); }
+
+static void test_reductions(void)
+{
+    char runs[512];
+    snprintf(runs, sizeof(runs), "%s/runs-red-%d", tmp, rank);
+    djct_log_options o = DJCT_LOG_OPTIONS_INIT;
+    o.mode = DJCT_LOG_MODE_OFFLINE;
+    o.dir = runs;
+    o.run_id = "red1";
+    o.no_fsync = 1;
+    CHECK_OK(djct_log_init(&o));
+    CHECK(djct_log_run_id() && strcmp(djct_log_run_id(), "red1") == 0);
+    double n = size, sum_r = n * (n - 1) / 2;
+    int rc;
+
+    /* 1: same keys everywhere (first flush takes the key-gathering path: nothing agreed yet) */
+    for (int pass = 0; pass < 3; pass++) {
+        CHECK_OK(djct_log("loss", rank + 1 + pass));
+        CHECK_OK(djct_log_reduce("count", 1, DJCT_REDUCE_SUM));
+        CHECK_OK(djct_log_reduce("lo", rank - pass, DJCT_REDUCE_MIN));
+        CHECK_OK(djct_log_reduce("hi", rank + pass, DJCT_REDUCE_MAX));
+        CHECK_OK(djct_log("acc", rank));
+        CHECK_OK(djct_log("acc", rank + 2)); /* two values on this rank: mean over all 2n values */
+        cJSON *row = flush_row(NULL, &rc);
+        CHECK(rc == 0);
+        if (rank == 0) {
+            CHECK_NEAR(num(row, "loss"), (n + 1) / 2 + pass, 1e-12);
+            CHECK_NEAR(num(row, "count"), n, 0);
+            CHECK_NEAR(num(row, "lo"), -pass, 0);
+            CHECK_NEAR(num(row, "hi"), n - 1 + pass, 0);
+            CHECK_NEAR(num(row, "acc"), (2 * sum_r + 2 * n) / (2 * n), 1e-12);
+            CHECK_NEAR(num(row, "_step"), pass, 0);
+        }
+        cJSON_Delete(row);
+    }
+    djct_log_stats st;
+    CHECK_OK(djct_log_get_stats(&st));
+    CHECK(st.flushes == 3 && st.fast_flushes == 2); /* agreed key set: one packed collective */
+
+    /* 2: different key sets: a key is reduced over the ranks that logged it */
+    CHECK_OK(djct_log("common", rank));
+    if (rank % 2 == 0)
+        CHECK_OK(djct_log("even", rank));
+    char mine[32];
+    snprintf(mine, sizeof(mine), "only_r%d", rank);
+    CHECK_OK(djct_log_reduce(mine, 10 * rank, DJCT_REDUCE_SUM));
+    if (rank == size - 1)
+        CHECK_OK(djct_log_reduce("last_min", -7, DJCT_REDUCE_MIN));
+    cJSON *row = flush_row("val_", &rc);
+    CHECK(rc == 0);
+    if (rank == 0) {
+        CHECK_NEAR(num(row, "val_common"), sum_r / n, 1e-12);
+        double es = 0, ec = 0;
+        for (int r = 0; r < size; r += 2)
+            es += r, ec++;
+        CHECK_NEAR(num(row, "val_even"), es / ec, 1e-12);
+        for (int r = 0; r < size; r++) {
+            char k[40];
+            snprintf(k, sizeof(k), "val_only_r%d", r);
+            CHECK_NEAR(num(row, k), 10 * r, 0);
+        }
+        CHECK_NEAR(num(row, "val_last_min"), -7, 0);
+        CHECK(cJSON_GetObjectItem(row, "val_loss") == NULL);
+    }
+    cJSON_Delete(row);
+
+    /* 3: nobody logs: no row, no step; 4: one rank logs, another is inactive */
+    CHECK_OK(djct_log_flush(NULL, -1));
+    if (rank == 1)
+        djct_log_deactivate();
+    CHECK_OK(djct_log("solo", 100 + rank)); /* ignored on rank 1 */
+    row = flush_row(NULL, &rc);
+    CHECK(rc == 0);
+    if (rank == 0) {
+        double s = 0;
+        for (int r = 0; r < size; r++)
+            s += r == 1 ? 0 : 100 + r;
+        CHECK_NEAR(num(row, "solo"), s / (n - 1), 1e-12);
+        CHECK_NEAR(num(row, "_step"), 4, 0);
+    }
+    cJSON_Delete(row);
+    djct_log_activate();
+    /* 5: more keys than the agreed vector on one rank only: still right */
+    for (int k = 0; k < (rank == 0 ? 50 : 3); k++) {
+        char name[32];
+        snprintf(name, sizeof(name), "k%02d", k);
+        CHECK_OK(djct_log(name, k));
+    }
+    row = flush_row(NULL, &rc);
+    CHECK(rc == 0);
+    if (rank == 0)
+        CHECK(num(row, "k49") == 49 && num(row, "k00") == 0 && num(row, "k02") == 2);
+    cJSON_Delete(row);
+    /* an explicit step that is not increasing fails alike on every rank, no hang */
+    CHECK_OK(djct_log("late", 1));
+    CHECK_ERR(djct_log_flush(NULL, 2), DJCT_EINVAL, "not after the last step");
+    CHECK_OK(djct_log_finish(0));
+
+    /* rank 0 alone wrote the journal */
+    char p[1024];
+    snprintf(p, sizeof(p), "%s/red1/history.jsonl", runs);
+    CHECK((access(p, F_OK) == 0) == (rank == 0));
+    if (rank == 0)
+        CHECK(t_count_lines(p) == 6);
+}
+
+static void test_only_rank0_connects(void)
+{
+    test_srv s = {0};
+    int trap = -1, port = 0;
+    char url[64] = "", runs[512];
+    snprintf(runs, sizeof(runs), "%s/runs-conn-%d", tmp, rank);
+    if (rank == 0) {
+        if (srv_spawn(&s, tmp, "mpi") != 0 || srv_wait(&s) != 0)
+            CHECK(!"wandb_server.py did not start");
+        snprintf(url, sizeof(url), "%s", s.url);
+    } else {
+        /* a listening socket nobody should ever reach */
+        trap = socket(AF_INET, SOCK_STREAM, 0);
+        struct sockaddr_in a = {0};
+        a.sin_family = AF_INET;
+        a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        socklen_t l = sizeof(a);
+        CHECK(bind(trap, (struct sockaddr *)&a, sizeof(a)) == 0 && listen(trap, 8) == 0);
+        getsockname(trap, (struct sockaddr *)&a, &l);
+        port = ntohs(a.sin_port);
+        snprintf(url, sizeof(url), "http://127.0.0.1:%d", port);
+        fcntl(trap, F_SETFL, O_NONBLOCK);
+    }
+    djct_log_options o = DJCT_LOG_OPTIONS_INIT;
+    o.mode = DJCT_LOG_MODE_ONLINE;
+    o.dir = runs;
+    o.project = "mpiproj";
+    o.run_id = "conn1";
+    o.base_url = url;
+    o.api_key = TEST_KEY;
+    o.batch_interval_s = 0.1;
+    o.retry_min_s = 0.05;
+    o.retry_max_s = 0.3;
+    o.finish_timeout_s = 20;
+    CHECK_OK(djct_log_init(&o));
+    for (int i = 0; i < 10; i++) {
+        CHECK_OK(djct_log("x", rank * 10 + i));
+        CHECK_OK(djct_log_reduce("ranks", 1, DJCT_REDUCE_SUM));
+        CHECK_OK(djct_log_flush(NULL, -1));
+    }
+    CHECK_OK(djct_log_finish(0));
+    if (rank == 0) {
+        cJSON *st = srv_state(&s), *run = srv_run(st, "test-entity/mpiproj/conn1");
+        cJSON *h = srv_file(run, "wandb-history.jsonl");
+        CHECK(history_exact(h, 10, 0));
+        cJSON *l9 = cJSON_Parse(cJSON_GetStringValue(cJSON_GetArrayItem(h, 9)));
+        CHECK_NEAR(num(l9, "x"), 10.0 * (size - 1) / 2 + 9, 1e-12);
+        CHECK_NEAR(num(l9, "ranks"), size, 0);
+        cJSON_Delete(l9);
+        CHECK(cJSON_IsTrue(cJSON_GetObjectItem(run, "complete")));
+        cJSON *reqs = srv_requests(&s), *r;
+        int gql = 0;
+        cJSON_ArrayForEach(r, reqs) gql += !strcmp(cJSON_GetStringValue(cJSON_GetObjectItem(r, "kind")), "gql");
+        CHECK(gql == 1); /* one run, created once: not one per rank */
+        cJSON_Delete(reqs);
+        cJSON_Delete(st);
+        srv_stop(&s);
+    } else {
+        int c = accept(trap, NULL, NULL);
+        CHECK(c < 0 && (errno == EAGAIN || errno == EWOULDBLOCK));
+        if (c >= 0)
+            close(c);
+        close(trap);
+        CHECK(access(runs, F_OK) != 0); /* not even the directory */
+    }
+}
+
+int main(int argc, char **argv)
+{
+    MPI_Init(&argc, &argv);
+    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+    MPI_Comm_size(MPI_COMM_WORLD, &size);
+    if (rank == 0) {
+        snprintf(tmp, sizeof(tmp), "/tmp/djct-test-logmpi-XXXXXX");
+        if (!mkdtemp(tmp))
+            tmp[0] = '\0';
+    }
+    MPI_Bcast(tmp, sizeof(tmp), MPI_CHAR, 0, MPI_COMM_WORLD);
+    unsetenv("WANDB_MODE");
+    unsetenv("WANDB_API_KEY");
+    unsetenv("WANDB_BASE_URL");
+    test_reductions();
+    MPI_Barrier(MPI_COMM_WORLD);
+    test_only_rank0_connects();
+    int failed = harness_failed, any = 0;
+    MPI_Allreduce(&failed, &any, 1, MPI_INT, MPI_SUM, MPI_COMM_WORLD);
+    if (rank == 0 && !any) {
+        char cmd[512];
+        snprintf(cmd, sizeof(cmd), "rm -rf %s", tmp);
+        if (system(cmd) != 0)
+            fprintf(stderr, "could not remove %s\n", tmp);
+    }
+    return harness_report_mpi();
+}
