@@ -7,5 +7,7 @@
 #include "error.h"
 #include "version.h"
 #include "array.h"
+#include "qlz.h"
+#include "djcdata.h"
 
 #endif /* DJCT_DJCT_H */
