@@ -16,7 +16,7 @@ DJCT_BEGIN_DECLS
 /** Largest chunk payload the compressor accepts (0xFFFFFFFF - 400). */
 #define DJCT_QLZ_MAX_CHUNK ((size_t)0xFFFFFFFFu - 400u)
 /** Worst-case compressed chunk size for `n` input bytes (header + body, stored or compressed). */
-#define DJCT_QLZ_BOUND(n) ((size_t)(n) + ((size_t)(n) / 8u) + 9u + 16u)
+#define DJCT_QLZ_BOUND(n) ((size_t)(n) + ((size_t)(n) / 8u) + 64u)
 
 typedef struct djct_qlz_dstate djct_qlz_dstate; /* decompressor: streaming buffer + counter */
 typedef struct djct_qlz_cstate djct_qlz_cstate; /* compressor: hash table + streaming buffer */

@@ -1,0 +1,14 @@
+/* QuickLZ internals shared with the djcdata reader: the same functions as qlz.h, but the error
+ * message carries no offset; *err_off receives the byte offset within the chunk instead, so the
+ * caller can report an absolute file offset. */
+#ifndef DJCT_QLZ_INT_H
+#define DJCT_QLZ_INT_H
+
+#include "djct/qlz.h"
+
+int djct_qlz_header_int(size_t *csize, size_t *dsize, int *compressed, const unsigned char *p,
+                        size_t avail, size_t *err_off);
+int djct_qlz_decompress_int(djct_qlz_dstate *st, const unsigned char *src, size_t src_len,
+                            unsigned char *dst, size_t dst_cap, size_t *out_len, size_t *err_off);
+
+#endif /* DJCT_QLZ_INT_H */
