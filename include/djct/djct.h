@@ -7,6 +7,7 @@
 #include "error.h"
 #include "version.h"
 #include "array.h"
+#include "h5.h"
 #include "qlz.h"
 #include "djcdata.h"
 
