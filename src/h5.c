@@ -332,6 +332,7 @@ static int open_array(djct_h5_file *f, hid_t grp, const char *obj, djct_array *l
     }
     lay->shape[0] = (int64_t)n - 1;
     lay->shape[1] = -(int64_t)h->ext[0];
+    lay->n_row_splits = (size_t)n; /* as the djcdata meta reader: marks the layout array ragged */
     for (int i = 1; i < rank; i++)
         lay->shape[i + 1] = (int64_t)h->ext[i];
 done:

@@ -8,6 +8,7 @@
 #include "version.h"
 #include "array.h"
 #include "h5.h"
+#include "dataset.h"
 #include "qlz.h"
 #include "djcdata.h"
 
