@@ -37,6 +37,11 @@ DJCT_API djct_format djct_djcdata_format_of(const char *path);
  *  @return 0, DJCT_EIO (cannot open/read), DJCT_EINVAL (malformed file), DJCT_ENOMEM. */
 DJCT_API int djct_djcdata_read_meta(djct_file_meta *out, const char *path);
 
+/** As djct_djcdata_read_meta() for an image in memory; `format` is DJCT_FORMAT_DJCTD or
+ *  DJCT_FORMAT_DJCSA, `name_for_errors` becomes out->path (NULL: "<memory>"). */
+DJCT_API int djct_djcdata_read_meta_mem(djct_file_meta *out, const void *buf, size_t len,
+                                        djct_format format, const char *name_for_errors);
+
 /** Read a whole file into *out (overwritten, not freed): for a .djctd all records concatenated
  *  (djcdata.md section 5: values and events along axis 0, row splits merged, names from the first
  *  record); for a .djcsa one record holding the array as its only feature.
