@@ -688,7 +688,7 @@ static hid_t make_dataset(hid_t loc, const char *name, hid_t ftype, int rank, co
         if (i > 0)
             row_bytes *= dims[i];
     }
-    if (sp < 0 || pl < 0)
+    if (sp < 0 || pl < 0 || H5Pset_obj_track_times(pl, 0) < 0) /* no timestamps: same record, same bytes */
         goto done;
     if (chunked) {
         hsize_t ch[DJCT_MAX_DIMS];
@@ -707,12 +707,22 @@ done:
     return ds;
 }
 
+/* group creation without timestamps, so that writing the same record twice gives the same bytes */
+static hid_t new_group(hid_t loc, const char *name)
+{
+    hid_t pl = H5Pcreate(H5P_GROUP_CREATE), g = -1;
+    if (pl >= 0 && H5Pset_obj_track_times(pl, 0) >= 0)
+        g = H5Gcreate2(loc, name, H5P_DEFAULT, pl, H5P_DEFAULT);
+    CLOSE(H5Pclose, pl);
+    return g;
+}
+
 static int write_array(const char *path, hid_t cg, const char *obj, const char *member, const djct_array *a,
                        size_t chunk_bytes, int gzip)
 {
     hid_t g = -1, ds = -1;
     int rc = 0;
-    if ((g = H5Gcreate2(cg, member, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT)) < 0)
+    if ((g = new_group(cg, member)) < 0)
         return h5fail(DJCT_EIO, path, obj, "cannot create group");
     const char *nm = a->name ? a->name : "";
     if (write_str_attr(g, "name", &nm, 1, 1) < 0 ||
@@ -794,7 +804,7 @@ int djct_h5_write(const char *path, const djct_record *rec, const djct_h5_write_
     for (int c = 0; c < 3 && rc == 0; c++) {
         char obj[64];
         snprintf(obj, sizeof(obj), "/%s", CONTAINERS[c]);
-        if ((cg = H5Gcreate2(fid, CONTAINERS[c], H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT)) < 0) {
+        if ((cg = new_group(fid, CONTAINERS[c])) < 0) {
             rc = h5fail(DJCT_EIO, path, obj, "cannot create group");
             break;
         }
