@@ -231,6 +231,8 @@ static int read_qblock(src_t *s, void **out, uint64_t expect, const char *expect
                        total, sum);
     unsigned char *buf = NULL;
     if (out) {
+        if (!s->ds && (rc = djct_qlz_dstate_create(&s->ds)))
+            return rc;
         if (!(buf = malloc(total ? (size_t)total : 1)))
             return djct_error_oom();
         djct_qlz_dstate_reset(s->ds);
@@ -689,7 +691,7 @@ static int src_open(src_t *s, const char *path)
         return djct_error_set(DJCT_EIO, "file '%s': not a regular file", path);
     }
     s->size = (uint64_t)st.st_size;
-    return djct_qlz_dstate_create(&s->ds);
+    return 0; /* the 1 MB decoder state is made on the first block that needs it */
 }
 
 static int src_mem(src_t *s, const void *buf, size_t len, const char *name)
@@ -698,7 +700,7 @@ static int src_mem(src_t *s, const void *buf, size_t len, const char *name)
     s->name = name ? name : "<memory>";
     s->mem = buf ? buf : (const unsigned char *)"";
     s->size = len;
-    return djct_qlz_dstate_create(&s->ds);
+    return 0;
 }
 
 static void src_close(src_t *s)
