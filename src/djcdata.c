@@ -244,6 +244,28 @@ static int read_qblock(src_t *s, void **out, uint64_t expect, const char *expect
         int comp;
         char w[200];
         snprintf(w, sizeof(w), "%s chunk %u", where, i);
+        if (out && !s->mem && csz[i] >= 9) {
+            /* file: a stored chunk is read straight into the output (no staging copy) */
+            unsigned char h[9];
+            size_t hl;
+            if ((rc = src_read(s, h, 9, w, "chunk header")))
+                goto fail;
+            if ((rc = djct_qlz_header_int(&cs, &dsz, &comp, h, 9, &eo))) {
+                rc = src_err(s, cstart + eo, w, "%s", djct_last_error());
+                goto fail;
+            }
+            hl = (h[0] & 2) ? 9 : 3;
+            if (!comp && cs == csz[i] && dsz <= total - done) {
+                memcpy(buf + done, h + hl, 9 - hl);
+                if ((rc = src_read(s, buf + done + (9 - hl), dsz - (9 - hl), w, "stored chunk")))
+                    goto fail;
+                djct_qlz_stored_into_state(s->ds, buf + done, dsz);
+                done += dsz;
+                continue;
+            }
+            if ((rc = src_seek(s, cstart))) /* compressed or inconsistent: the general path */
+                goto fail;
+        }
         if (out) {
             const unsigned char *p = NULL;
             size_t got = 0;

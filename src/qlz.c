@@ -281,6 +281,16 @@ int djct_qlz_decompress_int(djct_qlz_dstate *st, const unsigned char *src, size_
     return 0;
 }
 
+void djct_qlz_stored_into_state(djct_qlz_dstate *st, const unsigned char *data, size_t dsize)
+{
+    if (st->counter + dsize - 1 >= BUFSZ) {
+        st->counter = 0;
+    } else {
+        memcpy(st->buf + st->counter, data, dsize);
+        st->counter += dsize;
+    }
+}
+
 int djct_qlz_decompress(djct_qlz_dstate *s, const void *src, size_t src_len, void *dst, size_t dst_cap,
                         size_t *out_len)
 {
