@@ -68,6 +68,7 @@ struct djct_h5_file {
     char          *path;
     hid_t          fid;
     uint64_t       max_bytes;      /* bound on any declared extent, from the file size */
+    size_t         chunk_cache;    /* bytes of HDF5 chunk cache per values dataset (0: default) */
     djct_file_meta meta;
     size_t         n;              /* flat arrays: features, truths, weights */
     h5arr         *a;
@@ -232,7 +233,12 @@ static int open_array(djct_h5_file *f, hid_t grp, const char *obj, djct_array *l
     htri_t ex = H5Lexists(grp, "values", H5P_DEFAULT);
     if (ex <= 0)
         return h5fail(DJCT_EINVAL, path, where, "dataset missing; every array group needs a 'values' dataset");
-    if ((h->ds = H5Dopen2(grp, "values", H5P_DEFAULT)) < 0)
+    hid_t dapl = H5Pcreate(H5P_DATASET_ACCESS);
+    if (dapl >= 0 && f->chunk_cache) /* random event access: keep decoded chunks instead of re-reading them */
+        H5Pset_chunk_cache(dapl, 100003, f->chunk_cache, 0.75);
+    h->ds = H5Dopen2(grp, "values", dapl >= 0 ? dapl : H5P_DEFAULT);
+    CLOSE(H5Pclose, dapl);
+    if (h->ds < 0)
         return h5fail(DJCT_EINVAL, path, where, "cannot be opened as a dataset");
     if ((t = H5Dget_type(h->ds)) < 0 || (sp = H5Dget_space(h->ds)) < 0) {
         rc = h5fail(DJCT_EINVAL, path, where, "type or dataspace unreadable");
@@ -342,7 +348,9 @@ done:
     return rc;
 }
 
-int djct_h5_file_open(djct_h5_file **out, const char *path)
+int djct_h5_file_open(djct_h5_file **out, const char *path) { return djct_h5_file_open_cached(out, path, 0); }
+
+int djct_h5_file_open_cached(djct_h5_file **out, const char *path, size_t chunk_cache_bytes)
 {
     DJCT_CHECK_ARG(out);
     DJCT_CHECK_ARG(path);
@@ -356,6 +364,7 @@ int djct_h5_file_open(djct_h5_file **out, const char *path)
         return djct_error_oom();
     }
     f->fid = -1;
+    f->chunk_cache = chunk_cache_bytes;
     f->max_bytes = (uint64_t)st.st_size * 1100u + (1u << 20);
     int rc = 0;
     hid_t ag = -1;
@@ -572,8 +581,12 @@ static int gather(djct_h5_file *f, size_t k, const int64_t *events, int64_t firs
     }
     if (!any || h->row_values == 0)
         goto done;
-    hsize_t mdim = total * h->row_values;
-    if ((ms = H5Screate_simple(1, &mdim, NULL)) < 0 ||
+    /* the memory space has the file's shape (total rows): HDF5 then copies whole rows instead of
+     * iterating element by element between differently shaped spaces */
+    hsize_t mdims[DJCT_MAX_DIMS];
+    memcpy(mdims, h->ext, sizeof(hsize_t) * (size_t)h->rank);
+    mdims[0] = total;
+    if ((ms = H5Screate_simple(h->rank, mdims, NULL)) < 0 ||
         H5Dread(h->ds, h->dtype == DJCT_DTYPE_FLOAT32 ? H5T_NATIVE_FLOAT : H5T_NATIVE_INT32, ms, fs, H5P_DEFAULT,
                 dst) < 0)
         rc = h5fail(DJCT_EIO, f->path, h->obj, "values cannot be read");

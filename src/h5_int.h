@@ -9,6 +9,9 @@ typedef struct djct_h5_file djct_h5_file;
 
 /* Open and validate `path`; the layout and event counts are in djct_h5_file_meta(). */
 int djct_h5_file_open(djct_h5_file **out, const char *path);
+/* As above with an HDF5 chunk cache of `chunk_cache_bytes` per values dataset (0: HDF5's 1 MiB),
+ * for random access to events: chunks are decoded once and reused. */
+int djct_h5_file_open_cached(djct_h5_file **out, const char *path, size_t chunk_cache_bytes);
 void djct_h5_file_close(djct_h5_file *f);
 /* Borrowed; valid until close. layout arrays are flat-indexed features, truths, weights. */
 const djct_file_meta *djct_h5_file_meta(const djct_h5_file *f);

@@ -233,6 +233,26 @@ static void test_lists_and_contents(void)
     free(seen);
 }
 
+/* a tiny cache budget: HDF5 files are read event by event with hyperslab gathers (the path for
+ * files too large to keep), .djctd files are decoded again when evicted; same batches */
+static void test_small_cache(void)
+{
+    djct_dataset_options o = DJCT_DATASET_OPTIONS_INIT;
+    o.batch_elements = 60;
+    o.seed = 42;
+    o.shuffle = DJCT_SHUFFLE_GLOBAL;
+    djct_dataset *a = NULL, *b = NULL;
+    CHECK_OK(djct_dataset_open(&a, P("mixed"), &o));
+    o.cache_bytes = 1;
+    CHECK_OK(djct_dataset_open(&b, P("mixed"), &o));
+    int bad = 0;
+    uint64_t ha, hb;
+    int64_t na = run_epoch(a, &ha, NULL, &bad), nb = run_epoch(b, &hb, NULL, &bad);
+    CHECK(na == nb && ha == hb && bad == 0);
+    djct_dataset_free(a);
+    djct_dataset_free(b);
+}
+
 static void test_seek_and_prefetch(void)
 {
     djct_dataset_options o = DJCT_DATASET_OPTIONS_INIT;
@@ -386,6 +406,7 @@ int main(void)
     test_djcdata_examples();
     test_count_mode();
     test_lists_and_contents();
+    test_small_cache();
     test_seek_and_prefetch();
     test_thread_error();
     test_bad_input();
