@@ -13,5 +13,9 @@
 #include "comm.h"
 #include "model.h"
 #include "log.h"
+#include "h5.h"
+#include "dataset.h"
+#include "qlz.h"
+#include "djcdata.h"
 
 #endif /* DJCT_DJCT_H */

@@ -1,0 +1,253 @@
+/* djct_inspect: what is in .djctd/.djcsa/.h5 files: arrays (container, name, dtype, shape,
+ * feature names), record/event/element counts and a per-event element summary, from metadata
+ * only (row splits are decoded, values are not) unless --values asks for values.
+ * Exit 0 ok, 1 when a file cannot be read, 2 on usage errors. */
+#include <cJSON.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "djct/djct.h"
+
+#define PROG "djct_inspect"
+
+/* one option table drives parsing and --help */
+static const struct opt {
+    const char *name, *arg, *help;
+} OPTS[] = {
+    {"--json", NULL, "print one JSON object {\"files\": [...]} instead of text"},
+    {"--values", "N", "also read the values and print the first N of every array (decompresses)"},
+    {"--help", NULL, "show this help and exit"},
+};
+
+static void usage(FILE *f)
+{
+    fprintf(f, "usage: " PROG " [--json] [--values N] FILE...\n"
+               "Show the arrays, dtypes, shapes, feature names, record/event/element counts and the\n"
+               "elements-per-event summary of djcdata (.djctd, .djcsa) and djct HDF5 (.h5) files.\n"
+               "Only metadata is read (row splits, no values) unless --values is given.\n\noptions:\n");
+    for (size_t i = 0; i < sizeof(OPTS) / sizeof(OPTS[0]); i++)
+        fprintf(f, "  %-12s %s\n", OPTS[i].arg ? "--values N" : OPTS[i].name, OPTS[i].help);
+    fprintf(f, "\nexit status: 0 ok, 1 a file could not be read, 2 usage error\n");
+}
+
+static const char *const CONT[3] = {"features", "truths", "weights"};
+
+static const djct_array *cont(const djct_record *r, int c, size_t *n)
+{
+    *n = c == 0 ? r->n_features : c == 1 ? r->n_truths : r->n_weights;
+    return c == 0 ? r->features : c == 1 ? r->truths : r->weights;
+}
+
+static int read_meta(djct_file_meta *m, const char *path, djct_format f)
+{
+    if (f == DJCT_FORMAT_H5)
+        return djct_h5_read_meta(m, path);
+    return djct_djcdata_read_meta(m, path);
+}
+
+static int read_full(djct_record *r, const char *path, djct_format f)
+{
+    if (f == DJCT_FORMAT_H5)
+        return djct_h5_read(r, path);
+    return djct_djcdata_read(r, path);
+}
+
+static const char *fmt_name(djct_format f)
+{
+    return f == DJCT_FORMAT_DJCTD ? "djctd" : f == DJCT_FORMAT_DJCSA ? "djcsa" : f == DJCT_FORMAT_H5 ? "h5" : "unknown";
+}
+
+typedef struct {
+    int64_t min, max;
+    double mean;
+} summary;
+
+static summary summarise(const djct_file_meta *m)
+{
+    summary s = {0, 0, 0.0};
+    if (!m->event_elements || m->n_events <= 0)
+        return s;
+    s.min = s.max = m->event_elements[0];
+    double sum = 0;
+    for (int64_t e = 0; e < m->n_events; e++) {
+        int64_t v = m->event_elements[e];
+        s.min = v < s.min ? v : s.min;
+        s.max = v > s.max ? v : s.max;
+        sum += (double)v;
+    }
+    s.mean = sum / (double)m->n_events;
+    return s;
+}
+
+static double value_at(const djct_array *a, size_t i)
+{
+    return a->dtype == DJCT_DTYPE_INT32 ? (double)((const int32_t *)a->values)[i] : (double)((const float *)a->values)[i];
+}
+
+static void print_text(const djct_file_meta *m, const djct_record *vals, long nvals)
+{
+    printf("%s\n  format %s, %zu record%s, %" PRId64 " events, %" PRId64 " elements\n", m->path, fmt_name(m->format),
+           m->n_records, m->n_records == 1 ? "" : "s", m->n_events, m->n_elements);
+    if (m->event_elements) {
+        summary s = summarise(m);
+        printf("  elements per event: min %" PRId64 ", mean %.2f, max %" PRId64 "\n", s.min, s.mean, s.max);
+    } else {
+        printf("  elements per event: not ragged (1 element = 1 event)\n");
+    }
+    for (int c = 0; c < 3; c++) {
+        size_t n, nv = 0;
+        const djct_array *a = cont(&m->layout, c, &n), *va = vals ? cont(vals, c, &nv) : NULL;
+        printf("  %s: %zu array%s\n", CONT[c], n, n == 1 ? "" : "s");
+        for (size_t i = 0; i < n; i++) {
+            printf("    [%zu] '%s' %s shape [", i, a[i].name ? a[i].name : "", djct_dtype_name(a[i].dtype));
+            for (int d = 0; d < a[i].ndim; d++)
+                printf("%s%" PRId64, d ? ", " : "", a[i].shape[d]);
+            printf("]%s", a[i].n_row_splits ? " ragged" : "");
+            if (a[i].n_feature_names) {
+                printf(" features:");
+                for (size_t k = 0; k < a[i].n_feature_names; k++)
+                    printf(" %s", a[i].feature_names[k]);
+            }
+            printf("\n");
+            if (va && i < nv) {
+                size_t k, lim = (size_t)nvals < va[i].n_values ? (size_t)nvals : va[i].n_values;
+                printf("        values:");
+                for (k = 0; k < lim; k++)
+                    printf(" %.9g", value_at(&va[i], k));
+                printf("%s\n", lim < va[i].n_values ? " ..." : "");
+            }
+        }
+    }
+}
+
+static cJSON *to_json(const djct_file_meta *m, const djct_record *vals, long nvals)
+{
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "path", m->path);
+    cJSON_AddStringToObject(o, "format", fmt_name(m->format));
+    cJSON_AddNumberToObject(o, "records", (double)m->n_records);
+    cJSON_AddNumberToObject(o, "events", (double)m->n_events);
+    cJSON_AddNumberToObject(o, "elements", (double)m->n_elements);
+    cJSON_AddBoolToObject(o, "ragged", m->event_elements != NULL);
+    if (m->event_elements) {
+        summary s = summarise(m);
+        cJSON *e = cJSON_AddObjectToObject(o, "elements_per_event");
+        cJSON_AddNumberToObject(e, "min", (double)s.min);
+        cJSON_AddNumberToObject(e, "mean", s.mean);
+        cJSON_AddNumberToObject(e, "max", (double)s.max);
+    }
+    cJSON *arrs = cJSON_AddArrayToObject(o, "arrays");
+    for (int c = 0; c < 3; c++) {
+        size_t n, nv = 0;
+        const djct_array *a = cont(&m->layout, c, &n), *va = vals ? cont(vals, c, &nv) : NULL;
+        for (size_t i = 0; i < n; i++) {
+            cJSON *x = cJSON_CreateObject();
+            cJSON_AddStringToObject(x, "container", CONT[c]);
+            cJSON_AddNumberToObject(x, "index", (double)i);
+            cJSON_AddStringToObject(x, "name", a[i].name ? a[i].name : "");
+            cJSON_AddStringToObject(x, "dtype", djct_dtype_name(a[i].dtype));
+            cJSON *sh = cJSON_AddArrayToObject(x, "shape");
+            for (int d = 0; d < a[i].ndim; d++)
+                cJSON_AddItemToArray(sh, cJSON_CreateNumber((double)a[i].shape[d]));
+            cJSON_AddBoolToObject(x, "ragged", a[i].n_row_splits > 0);
+            cJSON *fn = cJSON_AddArrayToObject(x, "feature_names");
+            for (size_t k = 0; k < a[i].n_feature_names; k++)
+                cJSON_AddItemToArray(fn, cJSON_CreateString(a[i].feature_names[k]));
+            if (va && i < nv) {
+                cJSON *v = cJSON_AddArrayToObject(x, "values");
+                size_t lim = (size_t)nvals < va[i].n_values ? (size_t)nvals : va[i].n_values;
+                for (size_t k = 0; k < lim; k++)
+                    cJSON_AddItemToArray(v, cJSON_CreateNumber(value_at(&va[i], k)));
+            }
+            cJSON_AddItemToArray(arrs, x);
+        }
+    }
+    return o;
+}
+
+int main(int argc, char **argv)
+{
+    int json = 0, nfiles = 0, failed = 0;
+    long nvals = -1;
+    char **files = calloc((size_t)argc, sizeof(char *));
+    if (!files)
+        return 1;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+            usage(stdout);
+            free(files);
+            return 0;
+        } else if (!strcmp(a, "--json")) {
+            json = 1;
+        } else if (!strcmp(a, "--values") || !strncmp(a, "--values=", 9)) {
+            const char *v = a[8] == '=' ? a + 9 : (i + 1 < argc ? argv[++i] : NULL);
+            char *end;
+            errno = 0;
+            nvals = v ? strtol(v, &end, 10) : -1;
+            if (!v || *end || errno || nvals < 0) {
+                fprintf(stderr, PROG ": --values needs a count >= 0, got '%s'\n", v ? v : "");
+                free(files);
+                return 2;
+            }
+        } else if (a[0] == '-' && a[1]) {
+            fprintf(stderr, PROG ": unknown option '%s'; see --help\n", a);
+            free(files);
+            return 2;
+        } else {
+            files[nfiles++] = argv[i];
+        }
+    }
+    if (!nfiles) {
+        usage(stderr);
+        free(files);
+        return 2;
+    }
+    cJSON *root = json ? cJSON_CreateObject() : NULL;
+    cJSON *jfiles = json ? cJSON_AddArrayToObject(root, "files") : NULL;
+    for (int i = 0; i < nfiles; i++) {
+        const char *p = files[i];
+        djct_format f = djct_djcdata_format_of(p);
+        djct_file_meta m;
+        djct_record vals;
+        int have_vals = 0;
+        if (f == DJCT_FORMAT_UNKNOWN) {
+            fprintf(stderr, PROG ": file '%s': not a .djctd, .djcsa or .h5 file (or cannot be opened)\n", p);
+            failed = 1;
+            continue;
+        }
+        if (read_meta(&m, p, f) != 0) {
+            fprintf(stderr, PROG ": %s\n", djct_last_error());
+            failed = 1;
+            continue;
+        }
+        if (nvals >= 0) {
+            if (read_full(&vals, p, f) != 0) {
+                fprintf(stderr, PROG ": %s\n", djct_last_error());
+                failed = 1;
+                djct_file_meta_clear(&m);
+                continue;
+            }
+            have_vals = 1;
+        }
+        if (json)
+            cJSON_AddItemToArray(jfiles, to_json(&m, have_vals ? &vals : NULL, nvals));
+        else
+            print_text(&m, have_vals ? &vals : NULL, nvals);
+        if (have_vals)
+            djct_record_clear(&vals);
+        djct_file_meta_clear(&m);
+    }
+    if (json) {
+        char *s = cJSON_Print(root);
+        if (s)
+            printf("%s\n", s);
+        free(s);
+        cJSON_Delete(root);
+    }
+    free(files);
+    return failed ? 1 : 0;
+}

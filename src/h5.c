@@ -1,0 +1,838 @@
+/* The djct-ragged-1 HDF5 layout (docs/hdf5_layout.md): write with libhdf5, and read only after
+ * validating every group, dataset, dtype, extent and row split, so that a hostile file fails
+ * with one line naming file, object and field instead of crashing or allocating wildly.
+ * HDF5's automatic error printing is switched off per call (it is per thread in threadsafe
+ * builds) and the innermost HDF5 message is appended to djct's error. */
+#include "djct/h5.h"
+#include "djct/error.h"
+#include "djct_int.h"
+#include "h5_int.h"
+
+#include <hdf5.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static const char *const CONTAINERS[3] = {"features", "truths", "weights"};
+#define MAX_ARRAYS_PER_GROUP 4096
+#define MAX_FEATURE_NAMES 1000000
+#define MAX_STRING_BYTES (1 << 20)
+
+/* ---- errors ----------------------------------------------------------------------------- */
+
+static herr_t walk_first(unsigned n, const H5E_error2_t *e, void *data)
+{
+    if (n == 0 && e->desc)
+        snprintf((char *)data, 200, "%s", e->desc);
+    return 0;
+}
+
+/* one line: '<path>': <object>: <what> (hdf5: <innermost message>) */
+static int h5fail(int code, const char *path, const char *obj, const char *what)
+{
+    char detail[200] = "";
+    H5Ewalk2(H5E_DEFAULT, H5E_WALK_UPWARD, walk_first, detail);
+    H5Eclear2(H5E_DEFAULT);
+    if (detail[0])
+        return djct_error_set(code, "'%s': %s: %s (hdf5: %s)", path, obj, what, detail);
+    return djct_error_set(code, "'%s': %s: %s", path, obj, what);
+}
+
+static void h5_quiet(void) { H5Eset_auto2(H5E_DEFAULT, NULL, NULL); }
+
+#define CLOSE(fn, h)                                                                       \
+    do {                                                                                   \
+        if ((h) >= 0)                                                                      \
+            fn(h);                                                                         \
+        (h) = -1;                                                                          \
+    } while (0)
+
+/* ---- the open, validated file ---------------------------------------------------------- */
+
+typedef struct {
+    char    obj[64];               /* "/features/000" for messages */
+    hid_t   ds;                    /* the values dataset */
+    int     ragged;
+    int     rank;                  /* of `values` */
+    hsize_t ext[DJCT_MAX_DIMS];
+    size_t  row_values;            /* values per ragged element or per event */
+    int64_t *rs;                   /* row splits (ragged only) */
+    djct_dtype dtype;
+} h5arr;
+
+struct djct_h5_file {
+    char          *path;
+    hid_t          fid;
+    uint64_t       max_bytes;      /* bound on any declared extent, from the file size */
+    size_t         chunk_cache;    /* bytes of HDF5 chunk cache per values dataset (0: default) */
+    djct_file_meta meta;
+    size_t         n;              /* flat arrays: features, truths, weights */
+    h5arr         *a;
+};
+
+void djct_h5_file_close(djct_h5_file *f)
+{
+    if (!f)
+        return;
+    for (size_t i = 0; i < f->n; i++) {
+        CLOSE(H5Dclose, f->a[i].ds);
+        free(f->a[i].rs);
+    }
+    free(f->a);
+    CLOSE(H5Fclose, f->fid);
+    djct_file_meta_clear(&f->meta);
+    free(f->path);
+    free(f);
+}
+
+const djct_file_meta *djct_h5_file_meta(const djct_h5_file *f) { return &f->meta; }
+
+const int64_t *djct_h5_file_row_splits(const djct_h5_file *f, size_t k) { return k < f->n ? f->a[k].rs : NULL; }
+
+/* Read a string attribute (fixed or variable length) into n strings.
+ * Returns 1 when absent, 0 when read, <0 on error (message set). */
+static int read_strings(const char *path, const char *obj, hid_t loc, const char *aname, char ***out, size_t *nout)
+{
+    char where[128];
+    snprintf(where, sizeof(where), "%s attribute '%s'", obj, aname);
+    htri_t ex = H5Aexists(loc, aname);
+    if (ex < 0)
+        return h5fail(DJCT_EINVAL, path, where, "cannot be checked");
+    if (ex == 0)
+        return 1;
+    int rc = 0;
+    hid_t a = -1, ft = -1, mt = -1, sp = -1;
+    char **res = NULL;
+    size_t n = 0;
+    if ((a = H5Aopen(loc, aname, H5P_DEFAULT)) < 0 || (ft = H5Aget_type(a)) < 0 || (sp = H5Aget_space(a)) < 0) {
+        rc = h5fail(DJCT_EINVAL, path, where, "cannot be opened");
+        goto done;
+    }
+    if (H5Tget_class(ft) != H5T_STRING) {
+        rc = djct_error_set(DJCT_EINVAL, "'%s': %s: must be a string (or array of strings); "
+                            "write it with h5py as str or list of str", path, where);
+        goto done;
+    }
+    hssize_t np = H5Sget_simple_extent_npoints(sp);
+    if (np < 0 || np > MAX_FEATURE_NAMES) {
+        rc = djct_error_set(DJCT_EINVAL, "'%s': %s: %" PRId64 " strings is outside 0..%d", path, where, (int64_t)np,
+                            MAX_FEATURE_NAMES);
+        goto done;
+    }
+    n = (size_t)np;
+    if (!(res = calloc(n + 1, sizeof(char *)))) {
+        rc = djct_error_oom();
+        goto done;
+    }
+    if (H5Tis_variable_str(ft) > 0) {
+        char **tmp = calloc(n + 1, sizeof(char *));
+        if (!tmp || (mt = H5Tcopy(H5T_C_S1)) < 0 || H5Tset_size(mt, H5T_VARIABLE) < 0 ||
+            H5Tset_cset(mt, H5Tget_cset(ft)) < 0) {
+            free(tmp);
+            rc = tmp ? h5fail(DJCT_EINVAL, path, where, "string type") : djct_error_oom();
+            goto done;
+        }
+        if (n && H5Aread(a, mt, tmp) < 0) {
+            free(tmp);
+            rc = h5fail(DJCT_EINVAL, path, where, "cannot be read");
+            goto done;
+        }
+        for (size_t i = 0; i < n && rc == 0; i++) {
+            const char *s = tmp[i] ? tmp[i] : "";
+            if (strlen(s) > MAX_STRING_BYTES)
+                rc = djct_error_set(DJCT_EINVAL, "'%s': %s: string %zu longer than %d bytes", path, where, i,
+                                    MAX_STRING_BYTES);
+            else if (!(res[i] = strdup(s)))
+                rc = djct_error_oom();
+        }
+        if (n)
+            H5Dvlen_reclaim(mt, sp, H5P_DEFAULT, tmp);
+        free(tmp);
+    } else {
+        size_t sz = H5Tget_size(ft);
+        if (sz == 0 || sz > MAX_STRING_BYTES) {
+            rc = djct_error_set(DJCT_EINVAL, "'%s': %s: fixed string size %zu outside 1..%d", path, where, sz,
+                                MAX_STRING_BYTES);
+            goto done;
+        }
+        char *buf = calloc(n ? n : 1, sz + 1);
+        if (!buf || (mt = H5Tcopy(H5T_C_S1)) < 0 || H5Tset_size(mt, sz + 1) < 0 ||
+            H5Tset_strpad(mt, H5T_STR_NULLTERM) < 0 || H5Tset_cset(mt, H5Tget_cset(ft)) < 0) {
+            free(buf);
+            rc = buf ? h5fail(DJCT_EINVAL, path, where, "string type") : djct_error_oom();
+            goto done;
+        }
+        if (n && H5Aread(a, mt, buf) < 0) {
+            free(buf);
+            rc = h5fail(DJCT_EINVAL, path, where, "cannot be read");
+            goto done;
+        }
+        for (size_t i = 0; i < n && rc == 0; i++) {
+            buf[i * (sz + 1) + sz] = 0;
+            if (!(res[i] = strdup(buf + i * (sz + 1))))
+                rc = djct_error_oom();
+        }
+        free(buf);
+    }
+done:
+    CLOSE(H5Tclose, mt);
+    CLOSE(H5Tclose, ft);
+    CLOSE(H5Sclose, sp);
+    CLOSE(H5Aclose, a);
+    if (rc < 0) {
+        for (size_t i = 0; res && i < n; i++)
+            free(res[i]);
+        free(res);
+        return rc;
+    }
+    *out = res;
+    *nout = n;
+    return 0;
+}
+
+static void free_strings(char **s, size_t n)
+{
+    for (size_t i = 0; s && i < n; i++)
+        free(s[i]);
+    free(s);
+}
+
+/* Validate one array group and fill the layout array + the h5arr. */
+static int open_array(djct_h5_file *f, hid_t grp, const char *obj, djct_array *lay, h5arr *h)
+{
+    const char *path = f->path;
+    char where[128];
+    int rc = 0;
+    hid_t t = -1, sp = -1, rsd = -1;
+    char **strs = NULL;
+    size_t ns = 0;
+
+    /* name: optional string attribute */
+    if ((rc = read_strings(path, obj, grp, "name", &strs, &ns)) < 0)
+        return rc;
+    if (rc == 0 && ns != 1) {
+        free_strings(strs, ns);
+        return djct_error_set(DJCT_EINVAL, "'%s': %s attribute 'name': holds %zu strings, want one", path, obj, ns);
+    }
+    lay->name = rc == 0 ? strs[0] : strdup("");
+    if (rc == 0)
+        free(strs);
+    if (!lay->name)
+        return djct_error_oom();
+    rc = read_strings(path, obj, grp, "feature_names", &lay->feature_names, &lay->n_feature_names);
+    if (rc < 0)
+        return rc;
+    rc = 0;
+
+    /* values */
+    snprintf(where, sizeof(where), "%s/values", obj);
+    htri_t ex = H5Lexists(grp, "values", H5P_DEFAULT);
+    if (ex <= 0)
+        return h5fail(DJCT_EINVAL, path, where, "dataset missing; every array group needs a 'values' dataset");
+    hid_t dapl = H5Pcreate(H5P_DATASET_ACCESS);
+    if (dapl >= 0 && f->chunk_cache) /* random event access: keep decoded chunks instead of re-reading them */
+        H5Pset_chunk_cache(dapl, 100003, f->chunk_cache, 0.75);
+    h->ds = H5Dopen2(grp, "values", dapl >= 0 ? dapl : H5P_DEFAULT);
+    CLOSE(H5Pclose, dapl);
+    if (h->ds < 0)
+        return h5fail(DJCT_EINVAL, path, where, "cannot be opened as a dataset");
+    if ((t = H5Dget_type(h->ds)) < 0 || (sp = H5Dget_space(h->ds)) < 0) {
+        rc = h5fail(DJCT_EINVAL, path, where, "type or dataspace unreadable");
+        goto done;
+    }
+    H5T_class_t cls = H5Tget_class(t);
+    size_t tsz = H5Tget_size(t);
+    if (cls == H5T_FLOAT && tsz == 4)
+        h->dtype = DJCT_DTYPE_FLOAT32;
+    else if (cls == H5T_INTEGER && tsz == 4 && H5Tget_sign(t) == H5T_SGN_2)
+        h->dtype = DJCT_DTYPE_INT32;
+    else {
+        rc = djct_error_set(DJCT_EINVAL, "'%s': %s: dtype (class %d, %zu bytes) is not float32 or int32; "
+                            "convert with numpy .astype('float32') or 'int32'", path, where, (int)cls, tsz);
+        goto done;
+    }
+    lay->dtype = h->dtype;
+    int rank = H5Sget_simple_extent_ndims(sp);
+    if (rank < 1 || rank > DJCT_MAX_DIMS - 1) {
+        rc = djct_error_set(DJCT_EINVAL, "'%s': %s: rank %d outside 1..%d", path, where, rank, DJCT_MAX_DIMS - 1);
+        goto done;
+    }
+    h->rank = rank;
+    H5Sget_simple_extent_dims(sp, h->ext, NULL);
+    /* the declared size must be plausible for the file: deflate cannot exceed ~1032:1 */
+    uint64_t total = 4;
+    for (int i = 0; i < rank; i++) {
+        if (h->ext[i] && total > f->max_bytes / h->ext[i]) {
+            rc = djct_error_set(DJCT_EINVAL, "'%s': %s: extent %d = %llu makes the dataset larger than the file "
+                                "can hold (limit %" PRIu64 " bytes)", path, where, i,
+                                (unsigned long long)h->ext[i], f->max_bytes);
+            goto done;
+        }
+        total *= h->ext[i];
+    }
+    h->row_values = 1;
+    for (int i = 1; i < rank; i++)
+        h->row_values *= (size_t)h->ext[i];
+
+    /* row_splits: optional; present = ragged */
+    snprintf(where, sizeof(where), "%s/row_splits", obj);
+    if ((ex = H5Lexists(grp, "row_splits", H5P_DEFAULT)) < 0) {
+        rc = h5fail(DJCT_EINVAL, path, where, "cannot be checked");
+        goto done;
+    }
+    h->ragged = ex > 0;
+    lay->ndim = rank + h->ragged;
+    if (!h->ragged) {
+        for (int i = 0; i < rank; i++)
+            lay->shape[i] = (int64_t)h->ext[i];
+        goto done;
+    }
+    CLOSE(H5Tclose, t);
+    CLOSE(H5Sclose, sp);
+    if ((rsd = H5Dopen2(grp, "row_splits", H5P_DEFAULT)) < 0 || (t = H5Dget_type(rsd)) < 0 ||
+        (sp = H5Dget_space(rsd)) < 0) {
+        rc = h5fail(DJCT_EINVAL, path, where, "cannot be opened as a dataset");
+        goto done;
+    }
+    if (H5Tget_class(t) != H5T_INTEGER) {
+        rc = djct_error_set(DJCT_EINVAL, "'%s': %s: dtype must be an integer (int64), got class %d", path, where,
+                            (int)H5Tget_class(t));
+        goto done;
+    }
+    hsize_t n = 0;
+    if (H5Sget_simple_extent_ndims(sp) != 1 || H5Sget_simple_extent_dims(sp, &n, NULL) < 0 || n < 1) {
+        rc = djct_error_set(DJCT_EINVAL, "'%s': %s: must be 1-D with events+1 >= 1 entries", path, where);
+        goto done;
+    }
+    if (n > f->max_bytes / 8) {
+        rc = djct_error_set(DJCT_EINVAL, "'%s': %s: %llu entries is more than the file can hold", path, where,
+                            (unsigned long long)n);
+        goto done;
+    }
+    if (!(h->rs = malloc(n * sizeof(int64_t)))) {
+        rc = djct_error_oom();
+        goto done;
+    }
+    if (H5Dread(rsd, H5T_NATIVE_INT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, h->rs) < 0) {
+        rc = h5fail(DJCT_EINVAL, path, where, "cannot be read");
+        goto done;
+    }
+    if (h->rs[0] != 0) {
+        rc = djct_error_set(DJCT_EINVAL, "'%s': %s: entry 0 is %" PRId64 ", must be 0", path, where, h->rs[0]);
+        goto done;
+    }
+    for (hsize_t i = 1; i < n; i++)
+        if (h->rs[i] < h->rs[i - 1]) {
+            rc = djct_error_set(DJCT_EINVAL, "'%s': %s: decreases at entry %llu (%" PRId64 " after %" PRId64 ")",
+                                path, where, (unsigned long long)i, h->rs[i], h->rs[i - 1]);
+            goto done;
+        }
+    if ((uint64_t)h->rs[n - 1] != (uint64_t)h->ext[0]) {
+        rc = djct_error_set(DJCT_EINVAL, "'%s': %s: last entry %" PRId64 " != %llu rows of %s/values", path, where,
+                            h->rs[n - 1], (unsigned long long)h->ext[0], obj);
+        goto done;
+    }
+    lay->shape[0] = (int64_t)n - 1;
+    lay->shape[1] = -(int64_t)h->ext[0];
+    lay->n_row_splits = (size_t)n; /* as the djcdata meta reader: marks the layout array ragged */
+    for (int i = 1; i < rank; i++)
+        lay->shape[i + 1] = (int64_t)h->ext[i];
+done:
+    CLOSE(H5Tclose, t);
+    CLOSE(H5Sclose, sp);
+    CLOSE(H5Dclose, rsd);
+    return rc;
+}
+
+int djct_h5_file_open(djct_h5_file **out, const char *path) { return djct_h5_file_open_cached(out, path, 0); }
+
+int djct_h5_file_open_cached(djct_h5_file **out, const char *path, size_t chunk_cache_bytes)
+{
+    DJCT_CHECK_ARG(out);
+    DJCT_CHECK_ARG(path);
+    h5_quiet();
+    struct stat st;
+    if (stat(path, &st) != 0)
+        return djct_error_set(DJCT_EIO, "'%s': cannot open: %s", path, strerror(errno));
+    djct_h5_file *f = calloc(1, sizeof(*f));
+    if (!f || !(f->path = strdup(path))) {
+        free(f);
+        return djct_error_oom();
+    }
+    f->fid = -1;
+    f->chunk_cache = chunk_cache_bytes;
+    f->max_bytes = (uint64_t)st.st_size * 1100u + (1u << 20);
+    int rc = 0;
+    hid_t ag = -1;
+    char **strs = NULL;
+    size_t ns = 0;
+    if (H5Fis_hdf5(path) <= 0) {
+        H5Eclear2(H5E_DEFAULT);
+        rc = djct_error_set(DJCT_EINVAL, "'%s': not an HDF5 file (no HDF5 signature)", path);
+        goto fail;
+    }
+    if ((f->fid = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT)) < 0) {
+        rc = h5fail(DJCT_EIO, path, "/", "cannot be opened by libhdf5");
+        goto fail;
+    }
+    if ((rc = read_strings(path, "/", f->fid, "djct_format", &strs, &ns)) != 0) {
+        if (rc > 0)
+            rc = djct_error_set(DJCT_EINVAL, "'%s': /: attribute 'djct_format' missing; not a djct HDF5 file "
+                                "(set it to \"" DJCT_H5_LAYOUT "\", see docs/hdf5_layout.md)", path);
+        goto fail;
+    }
+    if (ns != 1 || strcmp(strs[0], DJCT_H5_LAYOUT) != 0) {
+        rc = djct_error_set(DJCT_EINVAL, "'%s': /: attribute 'djct_format' is \"%s\", this reader knows \""
+                            DJCT_H5_LAYOUT "\"", path, ns ? strs[0] : "");
+        goto fail;
+    }
+    djct_record *lay = &f->meta.layout;
+    djct_array **slots[3] = {&lay->features, &lay->truths, &lay->weights};
+    size_t *counts[3] = {&lay->n_features, &lay->n_truths, &lay->n_weights};
+    size_t nper[3] = {0, 0, 0};
+    hid_t grps[3] = {-1, -1, -1};
+    for (int c = 0; c < 3; c++) {
+        htri_t ex = H5Lexists(f->fid, CONTAINERS[c], H5P_DEFAULT);
+        if (ex <= 0) {
+            if (c == 0) {
+                rc = h5fail(DJCT_EINVAL, path, "/features", "group missing; a djct file needs at least one feature array");
+                goto close_grps;
+            }
+            continue; /* truths and weights may be absent: empty */
+        }
+        char obj[32];
+        snprintf(obj, sizeof(obj), "/%s", CONTAINERS[c]);
+        H5G_info_t gi;
+        if ((grps[c] = H5Gopen2(f->fid, CONTAINERS[c], H5P_DEFAULT)) < 0 || H5Gget_info(grps[c], &gi) < 0) {
+            rc = h5fail(DJCT_EINVAL, path, obj, "is not a readable group");
+            goto close_grps;
+        }
+        if (gi.nlinks > MAX_ARRAYS_PER_GROUP) {
+            rc = djct_error_set(DJCT_EINVAL, "'%s': %s: %llu members, at most %d arrays", path, obj,
+                                (unsigned long long)gi.nlinks, MAX_ARRAYS_PER_GROUP);
+            goto close_grps;
+        }
+        nper[c] = (size_t)gi.nlinks;
+    }
+    if (nper[0] == 0) {
+        rc = djct_error_set(DJCT_EINVAL, "'%s': /features: no arrays (members 000, 001, ...); a djct file needs "
+                            "at least one feature array", path);
+        goto close_grps;
+    }
+    f->n = nper[0] + nper[1] + nper[2];
+    if (!(f->a = calloc(f->n, sizeof(h5arr)))) {
+        rc = djct_error_oom();
+        goto close_grps;
+    }
+    for (size_t k = 0; k < f->n; k++)
+        f->a[k].ds = -1;
+    size_t k = 0;
+    for (int c = 0; c < 3; c++) {
+        if (!nper[c])
+            continue;
+        if (!(*slots[c] = calloc(nper[c], sizeof(djct_array)))) {
+            rc = djct_error_oom();
+            goto close_grps;
+        }
+        *counts[c] = nper[c];
+        for (size_t i = 0; i < nper[c]; i++, k++) {
+            char member[24];
+            snprintf(member, sizeof(member), "%03zu", i);
+            h5arr *h = &f->a[k];
+            snprintf(h->obj, sizeof(h->obj), "/%s/%s", CONTAINERS[c], member);
+            if (H5Lexists(grps[c], member, H5P_DEFAULT) <= 0) {
+                rc = h5fail(DJCT_EINVAL, path, h->obj, "group missing; array groups must be named 000, 001, ... "
+                            "without gaps");
+                goto close_grps;
+            }
+            if ((ag = H5Gopen2(grps[c], member, H5P_DEFAULT)) < 0) {
+                rc = h5fail(DJCT_EINVAL, path, h->obj, "is not a group");
+                goto close_grps;
+            }
+            rc = open_array(f, ag, h->obj, &(*slots[c])[i], h);
+            CLOSE(H5Gclose, ag);
+            if (rc < 0)
+                goto close_grps;
+            int64_t ev = h->ragged ? (*slots[c])[i].shape[0] : (int64_t)h->ext[0];
+            if (k == 0)
+                f->meta.n_events = ev;
+            else if (ev != f->meta.n_events) {
+                rc = djct_error_set(DJCT_EINVAL, "'%s': %s: %" PRId64 " events, but %s has %" PRId64
+                                    "; every array must have one row per event", path, h->obj, ev, f->a[0].obj,
+                                    f->meta.n_events);
+                goto close_grps;
+            }
+        }
+    }
+close_grps:
+    for (int c = 0; c < 3; c++)
+        CLOSE(H5Gclose, grps[c]);
+    if (rc < 0)
+        goto fail;
+    /* per-event elements: sum over the distinct row-split vectors (djcdata.md section 11) */
+    f->meta.n_records = 1;
+    f->meta.format = DJCT_FORMAT_H5;
+    if (!(f->meta.path = strdup(path))) {
+        rc = djct_error_oom();
+        goto fail;
+    }
+    int64_t ne = f->meta.n_events;
+    f->meta.n_elements = ne;
+    for (size_t i = 0; i < f->n; i++) {
+        if (!f->a[i].ragged)
+            continue;
+        int dup = 0;
+        for (size_t j = 0; j < i && !dup; j++)
+            dup = f->a[j].ragged && !memcmp(f->a[j].rs, f->a[i].rs, (size_t)(ne + 1) * sizeof(int64_t));
+        if (dup)
+            continue;
+        if (!f->meta.event_elements) {
+            if (!(f->meta.event_elements = calloc((size_t)ne + 1, sizeof(int64_t)))) {
+                rc = djct_error_oom();
+                goto fail;
+            }
+            f->meta.n_elements = 0;
+        }
+        for (int64_t e = 0; e < ne; e++)
+            f->meta.event_elements[e] += f->a[i].rs[e + 1] - f->a[i].rs[e];
+        f->meta.n_elements += f->a[i].rs[ne];
+    }
+    free_strings(strs, ns);
+    *out = f;
+    return 0;
+fail:
+    free_strings(strs, ns);
+    CLOSE(H5Gclose, ag);
+    djct_h5_file_close(f);
+    return rc;
+}
+
+djct_format djct_h5_format_of(const char *path)
+{
+    static const unsigned char sig[8] = {0x89, 'H', 'D', 'F', '\r', '\n', 0x1a, '\n'};
+    unsigned char b[8];
+    FILE *fp = path ? fopen(path, "rb") : NULL;
+    if (!fp)
+        return DJCT_FORMAT_UNKNOWN;
+    size_t got = fread(b, 1, 8, fp);
+    fclose(fp);
+    return got == 8 && !memcmp(b, sig, 8) ? DJCT_FORMAT_H5 : DJCT_FORMAT_UNKNOWN;
+}
+
+int djct_h5_read_meta(djct_file_meta *out, const char *path)
+{
+    DJCT_CHECK_ARG(out);
+    djct_h5_file *f = NULL;
+    int rc = djct_h5_file_open(&f, path);
+    if (rc < 0)
+        return rc;
+    *out = f->meta;
+    memset(&f->meta, 0, sizeof(f->meta));
+    djct_h5_file_close(f);
+    return 0;
+}
+
+/* ---- reading values -------------------------------------------------------------------- */
+
+/* Select rows of runs [start, start+count) (one per event, or the elements of each event) and
+ * read them into dst. Either `events` (sorted) or the range first..first+n is used. */
+static int gather(djct_h5_file *f, size_t k, const int64_t *events, int64_t first, size_t n, void *dst)
+{
+    h5arr *h = &f->a[k];
+    hid_t fs = -1, ms = -1;
+    int rc = 0, any = 0;
+    hsize_t total = 0;
+    if ((fs = H5Dget_space(h->ds)) < 0 || H5Sselect_none(fs) < 0)
+        return h5fail(DJCT_EIO, f->path, h->obj, "dataspace");
+    hsize_t start[DJCT_MAX_DIMS] = {0}, count[DJCT_MAX_DIMS];
+    for (int i = 0; i < h->rank; i++)
+        count[i] = h->ext[i];
+    size_t i = 0;
+    while (i < n) {
+        int64_t e0 = events ? events[i] : first + (int64_t)i;
+        if (e0 < 0 || e0 >= f->meta.n_events) {
+            rc = djct_error_set(DJCT_EINVAL, "'%s': event %" PRId64 " outside 0..%" PRId64, f->path, e0,
+                                f->meta.n_events - 1);
+            goto done;
+        }
+        int64_t e1 = e0 + 1;
+        i++;
+        /* coalesce consecutive events into one run */
+        while (i < n && (events ? events[i] : first + (int64_t)i) == e1 && e1 < f->meta.n_events) {
+            e1++;
+            i++;
+        }
+        hsize_t r0 = h->ragged ? (hsize_t)h->rs[e0] : (hsize_t)e0;
+        hsize_t r1 = h->ragged ? (hsize_t)h->rs[e1] : (hsize_t)e1;
+        if (r1 == r0)
+            continue;
+        start[0] = r0;
+        count[0] = r1 - r0;
+        if (H5Sselect_hyperslab(fs, any ? H5S_SELECT_OR : H5S_SELECT_SET, start, NULL, count, NULL) < 0) {
+            rc = h5fail(DJCT_EIO, f->path, h->obj, "hyperslab selection failed");
+            goto done;
+        }
+        any = 1;
+        total += count[0];
+    }
+    if (!any || h->row_values == 0)
+        goto done;
+    /* the memory space has the file's shape (total rows): HDF5 then copies whole rows instead of
+     * iterating element by element between differently shaped spaces */
+    hsize_t mdims[DJCT_MAX_DIMS];
+    memcpy(mdims, h->ext, sizeof(hsize_t) * (size_t)h->rank);
+    mdims[0] = total;
+    if ((ms = H5Screate_simple(h->rank, mdims, NULL)) < 0 ||
+        H5Dread(h->ds, h->dtype == DJCT_DTYPE_FLOAT32 ? H5T_NATIVE_FLOAT : H5T_NATIVE_INT32, ms, fs, H5P_DEFAULT,
+                dst) < 0)
+        rc = h5fail(DJCT_EIO, f->path, h->obj, "values cannot be read");
+done:
+    CLOSE(H5Sclose, ms);
+    CLOSE(H5Sclose, fs);
+    return rc;
+}
+
+int djct_h5_file_gather(djct_h5_file *f, size_t k, const int64_t *events, size_t n, void *dst)
+{
+    DJCT_CHECK_ARG(f);
+    if (k >= f->n)
+        return djct_error_set(DJCT_EINVAL, "'%s': array index %zu outside 0..%zu", f->path, k, f->n - 1);
+    h5_quiet();
+    return gather(f, k, events, 0, n, dst);
+}
+
+int djct_h5_read_events(djct_record *out, const char *path, int64_t first_event, int64_t n_events)
+{
+    DJCT_CHECK_ARG(out);
+    djct_h5_file *f = NULL;
+    int rc = djct_h5_file_open(&f, path);
+    if (rc < 0)
+        return rc;
+    if (first_event < 0 || n_events < 0 || first_event > f->meta.n_events - n_events) {
+        rc = djct_error_set(DJCT_EINVAL, "'%s': events %" PRId64 "..+%" PRId64 " outside the file's %" PRId64
+                            " events", path, first_event, n_events, f->meta.n_events);
+        djct_h5_file_close(f);
+        return rc;
+    }
+    djct_record r = f->meta.layout; /* take the layout arrays over, then fill values */
+    memset(&f->meta.layout, 0, sizeof(f->meta.layout));
+    size_t k = 0;
+    djct_array *lists[3] = {r.features, r.truths, r.weights};
+    size_t ns[3] = {r.n_features, r.n_truths, r.n_weights};
+    for (int c = 0; c < 3 && rc == 0; c++)
+        for (size_t i = 0; i < ns[c] && rc == 0; i++, k++) {
+            djct_array *a = &lists[c][i];
+            h5arr *h = &f->a[k];
+            int64_t rows = n_events, base = 0;
+            a->shape[0] = n_events;
+            if (h->ragged) {
+                base = h->rs[first_event];
+                rows = h->rs[first_event + n_events] - base;
+                a->shape[1] = -rows;
+                a->n_row_splits = (size_t)n_events + 1;
+                if (!(a->row_splits = malloc(a->n_row_splits * sizeof(int64_t)))) {
+                    rc = djct_error_oom();
+                    break;
+                }
+                for (int64_t e = 0; e <= n_events; e++)
+                    a->row_splits[e] = h->rs[first_event + e] - base;
+            }
+            a->n_values = (size_t)rows * h->row_values;
+            if (!(a->values = malloc(a->n_values * 4 + 4))) {
+                rc = djct_error_oom();
+                break;
+            }
+            if (n_events)
+                rc = gather(f, k, NULL, first_event, (size_t)n_events, a->values);
+        }
+    djct_h5_file_close(f);
+    if (rc < 0) {
+        djct_record_clear(&r);
+        return rc;
+    }
+    *out = r;
+    return 0;
+}
+
+int djct_h5_read(djct_record *out, const char *path)
+{
+    DJCT_CHECK_ARG(out);
+    djct_file_meta m;
+    int rc = djct_h5_read_meta(&m, path);
+    if (rc < 0)
+        return rc;
+    int64_t n = m.n_events;
+    djct_file_meta_clear(&m);
+    return djct_h5_read_events(out, path, 0, n);
+}
+
+/* ---- writing --------------------------------------------------------------------------- */
+
+static int write_str_attr(hid_t loc, const char *aname, const char *const *s, size_t n, int scalar)
+{
+    hid_t t = H5Tcopy(H5T_C_S1), sp = -1, a = -1;
+    int ok = t >= 0 && H5Tset_size(t, H5T_VARIABLE) >= 0 && H5Tset_cset(t, H5T_CSET_UTF8) >= 0;
+    hsize_t dim = n;
+    if (ok)
+        ok = (sp = scalar ? H5Screate(H5S_SCALAR) : H5Screate_simple(1, &dim, NULL)) >= 0;
+    if (ok)
+        ok = (a = H5Acreate2(loc, aname, t, sp, H5P_DEFAULT, H5P_DEFAULT)) >= 0;
+    if (ok)
+        ok = H5Awrite(a, t, s) >= 0;
+    CLOSE(H5Aclose, a);
+    CLOSE(H5Sclose, sp);
+    CLOSE(H5Tclose, t);
+    return ok ? 0 : -1;
+}
+
+static hid_t make_dataset(hid_t loc, const char *name, hid_t ftype, int rank, const hsize_t *dims,
+                          size_t chunk_bytes, int gzip)
+{
+    hid_t sp = H5Screate_simple(rank, dims, NULL), pl = H5Pcreate(H5P_DATASET_CREATE), ds = -1;
+    int chunked = 1;
+    size_t row_bytes = H5Tget_size(ftype);
+    for (int i = 0; i < rank; i++) {
+        if (dims[i] == 0)
+            chunked = 0; /* fixed-size zero extents cannot be chunked */
+        if (i > 0)
+            row_bytes *= dims[i];
+    }
+    if (sp < 0 || pl < 0 || H5Pset_obj_track_times(pl, 0) < 0) /* no timestamps: same record, same bytes */
+        goto done;
+    if (chunked) {
+        hsize_t ch[DJCT_MAX_DIMS];
+        memcpy(ch, dims, sizeof(hsize_t) * (size_t)rank);
+        hsize_t rows = row_bytes ? chunk_bytes / row_bytes : dims[0];
+        ch[0] = rows < 1 ? 1 : rows > dims[0] ? dims[0] : rows;
+        if (H5Pset_chunk(pl, rank, ch) < 0)
+            goto done;
+        if (gzip > 0 && (H5Pset_shuffle(pl) < 0 || H5Pset_deflate(pl, (unsigned)gzip) < 0))
+            goto done;
+    }
+    ds = H5Dcreate2(loc, name, ftype, sp, H5P_DEFAULT, pl, H5P_DEFAULT);
+done:
+    CLOSE(H5Pclose, pl);
+    CLOSE(H5Sclose, sp);
+    return ds;
+}
+
+/* group creation without timestamps, so that writing the same record twice gives the same bytes */
+static hid_t new_group(hid_t loc, const char *name)
+{
+    hid_t pl = H5Pcreate(H5P_GROUP_CREATE), g = -1;
+    if (pl >= 0 && H5Pset_obj_track_times(pl, 0) >= 0)
+        g = H5Gcreate2(loc, name, H5P_DEFAULT, pl, H5P_DEFAULT);
+    CLOSE(H5Pclose, pl);
+    return g;
+}
+
+static int write_array(const char *path, hid_t cg, const char *obj, const char *member, const djct_array *a,
+                       size_t chunk_bytes, int gzip)
+{
+    hid_t g = -1, ds = -1;
+    int rc = 0;
+    if ((g = new_group(cg, member)) < 0)
+        return h5fail(DJCT_EIO, path, obj, "cannot create group");
+    const char *nm = a->name ? a->name : "";
+    if (write_str_attr(g, "name", &nm, 1, 1) < 0 ||
+        (a->n_feature_names &&
+         write_str_attr(g, "feature_names", (const char *const *)a->feature_names, a->n_feature_names, 0) < 0)) {
+        rc = h5fail(DJCT_EIO, path, obj, "cannot write attributes");
+        goto done;
+    }
+    int ragged = djct_array_is_ragged(a);
+    hsize_t dims[DJCT_MAX_DIMS];
+    int rank = a->ndim - ragged;
+    if (ragged) {
+        dims[0] = (hsize_t)(-a->shape[1]);
+        for (int i = 2; i < a->ndim; i++)
+            dims[i - 1] = (hsize_t)a->shape[i];
+    } else {
+        for (int i = 0; i < a->ndim; i++)
+            dims[i] = (hsize_t)a->shape[i];
+    }
+    int f32 = a->dtype == DJCT_DTYPE_FLOAT32;
+    if ((ds = make_dataset(g, "values", f32 ? H5T_IEEE_F32LE : H5T_STD_I32LE, rank, dims, chunk_bytes, gzip)) < 0 ||
+        (a->n_values && H5Dwrite(ds, f32 ? H5T_NATIVE_FLOAT : H5T_NATIVE_INT32, H5S_ALL, H5S_ALL, H5P_DEFAULT,
+                                 a->values) < 0)) {
+        rc = h5fail(DJCT_EIO, path, obj, "cannot write values");
+        goto done;
+    }
+    if (ragged) {
+        CLOSE(H5Dclose, ds);
+        hsize_t n = a->n_row_splits;
+        if ((ds = make_dataset(g, "row_splits", H5T_STD_I64LE, 1, &n, chunk_bytes, gzip)) < 0 ||
+            H5Dwrite(ds, H5T_NATIVE_INT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, a->row_splits) < 0) {
+            rc = h5fail(DJCT_EIO, path, obj, "cannot write row_splits");
+            goto done;
+        }
+    }
+done:
+    CLOSE(H5Dclose, ds);
+    CLOSE(H5Gclose, g);
+    return rc;
+}
+
+int djct_h5_write(const char *path, const djct_record *rec, const djct_h5_write_options *opts)
+{
+    DJCT_CHECK_ARG(path);
+    DJCT_CHECK_ARG(rec);
+    DJCT_CHECK_VERSION(opts, DJCT_H5_WRITE_OPTIONS_VERSION, "djct_h5_write_options");
+    size_t chunk = opts && opts->chunk_bytes ? opts->chunk_bytes : (size_t)1 << 20;
+    int gzip = opts ? opts->gzip_level : 0;
+    if (gzip < 0 || gzip > 9)
+        return djct_error_set(DJCT_EINVAL, "djct_h5_write_options.gzip_level %d outside 0..9", gzip);
+    const djct_array *lists[3] = {rec->features, rec->truths, rec->weights};
+    size_t ns[3] = {rec->n_features, rec->n_truths, rec->n_weights};
+    if (ns[0] == 0)
+        return djct_error_set(DJCT_EINVAL, "'%s': the record has no feature array; djct files need at least one", path);
+    int64_t ev = djct_array_nrows(&lists[0][0]);
+    for (int c = 0; c < 3; c++)
+        for (size_t i = 0; i < ns[c]; i++) {
+            const djct_array *a = &lists[c][i];
+            int rc = djct_array_validate(a);
+            if (rc < 0)
+                return djct_error_prefix("'%s': %s %zu", path, CONTAINERS[c], i);
+            if (a->dtype != DJCT_DTYPE_FLOAT32 && a->dtype != DJCT_DTYPE_INT32)
+                return djct_error_set(DJCT_EINVAL, "'%s': %s %zu: dtype %s; the layout holds float32 or int32", path,
+                                      CONTAINERS[c], i, djct_dtype_name(a->dtype));
+            if (djct_array_nrows(a) != ev)
+                return djct_error_set(DJCT_EINVAL, "'%s': %s %zu: %" PRId64 " events, features 0 has %" PRId64, path,
+                                      CONTAINERS[c], i, djct_array_nrows(a), ev);
+        }
+    h5_quiet();
+    hid_t fid = H5Fcreate(path, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT), cg = -1;
+    if (fid < 0)
+        return h5fail(DJCT_EIO, path, "/", "cannot create the file");
+    int rc = 0;
+    const char *fmt = DJCT_H5_LAYOUT;
+    if (write_str_attr(fid, "djct_format", &fmt, 1, 1) < 0) {
+        rc = h5fail(DJCT_EIO, path, "/", "cannot write attribute djct_format");
+        goto done;
+    }
+    for (int c = 0; c < 3 && rc == 0; c++) {
+        char obj[64];
+        snprintf(obj, sizeof(obj), "/%s", CONTAINERS[c]);
+        if ((cg = new_group(fid, CONTAINERS[c])) < 0) {
+            rc = h5fail(DJCT_EIO, path, obj, "cannot create group");
+            break;
+        }
+        for (size_t i = 0; i < ns[c] && rc == 0; i++) {
+            char member[24];
+            snprintf(member, sizeof(member), "%03zu", i);
+            snprintf(obj, sizeof(obj), "/%s/%s", CONTAINERS[c], member);
+            rc = write_array(path, cg, obj, member, &lists[c][i], chunk, gzip);
+        }
+        CLOSE(H5Gclose, cg);
+    }
+done:
+    if (H5Fclose(fid) < 0 && rc == 0)
+        rc = h5fail(DJCT_EIO, path, "/", "cannot close (flush) the file");
+    if (rc < 0)
+        unlink(path);
+    return rc;
+}

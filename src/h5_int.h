@@ -1,0 +1,24 @@
+/* Internals of the HDF5 layout shared with the dataset: an open, validated file whose row splits
+ * are in memory, and a gather of arbitrary (sorted) events straight into caller memory. */
+#ifndef DJCT_H5_INT_H
+#define DJCT_H5_INT_H
+
+#include "djct/h5.h"
+
+typedef struct djct_h5_file djct_h5_file;
+
+/* Open and validate `path`; the layout and event counts are in djct_h5_file_meta(). */
+int djct_h5_file_open(djct_h5_file **out, const char *path);
+/* As above with an HDF5 chunk cache of `chunk_cache_bytes` per values dataset (0: HDF5's 1 MiB),
+ * for random access to events: chunks are decoded once and reused. */
+int djct_h5_file_open_cached(djct_h5_file **out, const char *path, size_t chunk_cache_bytes);
+void djct_h5_file_close(djct_h5_file *f);
+/* Borrowed; valid until close. layout arrays are flat-indexed features, truths, weights. */
+const djct_file_meta *djct_h5_file_meta(const djct_h5_file *f);
+/* Row splits of flat array k (NULL when not ragged); n_events + 1 entries. */
+const int64_t *djct_h5_file_row_splits(const djct_h5_file *f, size_t k);
+/* Read the value rows of events[0..n) (strictly increasing) of flat array k into dst, packed in
+ * that order: for a ragged array the elements of each event, else one row per event. */
+int djct_h5_file_gather(djct_h5_file *f, size_t k, const int64_t *events, size_t n, void *dst);
+
+#endif /* DJCT_H5_INT_H */

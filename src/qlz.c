@@ -1,0 +1,490 @@
+/* QuickLZ 1.5.0 level 3 with the 1,000,000-byte streaming buffer, written from djcdata.md
+ * section 9 (no reference code). The decoder trusts nothing: every read of the body and every
+ * match source/target is bounds-checked, so corrupt chunks give DJCT_EINVAL, never an
+ * out-of-bounds access or a hang (each item advances the output by at least one byte).
+ * The compressor follows section 9.5 step by step so its output is byte-identical to the
+ * reference qlz_compress. */
+#include "djct/qlz.h"
+#include "djct/error.h"
+#include "djct_int.h"
+#include "qlz_int.h"
+
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define BUFSZ DJCT_QLZ_STREAMING_BUFFER
+#define HASH_VALUES 4096
+#define POINTERS 16
+
+struct djct_qlz_dstate {
+    size_t counter;             /* bytes of buf used by the current stream */
+    unsigned char buf[BUFSZ];   /* history of streaming-mode chunks */
+};
+
+struct djct_qlz_cstate {
+    size_t counter;
+    uint8_t cnt[HASH_VALUES];               /* 8-bit insertion counters */
+    uint32_t slot[HASH_VALUES][POINTERS];   /* positions: in buf (streaming) or the chunk (direct) */
+    unsigned char buf[BUFSZ];
+};
+
+static inline uint32_t rd32(const unsigned char *p)
+{
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+static inline void wr32(unsigned char *p, uint32_t v)
+{
+    p[0] = (unsigned char)v;
+    p[1] = (unsigned char)(v >> 8);
+    p[2] = (unsigned char)(v >> 16);
+    p[3] = (unsigned char)(v >> 24);
+}
+
+/* ---- states ------------------------------------------------------------------------------ */
+
+int djct_qlz_dstate_create(djct_qlz_dstate **out)
+{
+    DJCT_CHECK_ARG(out);
+    /* The spec's state is zero-initialised, but a byte of buf is never read before this stream
+     * wrote it (matches may only reach back `counter + d` bytes), so plain malloc suffices and
+     * saves zeroing 1 MB per block. */
+    if (!(*out = malloc(sizeof(**out))))
+        return djct_error_oom();
+    (*out)->counter = 0;
+    return 0;
+}
+
+void djct_qlz_dstate_reset(djct_qlz_dstate *s)
+{
+    if (s)
+        s->counter = 0; /* history beyond the counter is never referenced: no need to zero 1 MB */
+}
+
+void djct_qlz_dstate_free(djct_qlz_dstate *s) { free(s); }
+
+int djct_qlz_cstate_create(djct_qlz_cstate **out)
+{
+    DJCT_CHECK_ARG(out);
+    if (!(*out = calloc(1, sizeof(**out))))
+        return djct_error_oom();
+    return 0;
+}
+
+void djct_qlz_cstate_reset(djct_qlz_cstate *s)
+{
+    if (!s)
+        return;
+    s->counter = 0;
+    memset(s->cnt, 0, sizeof(s->cnt));
+}
+
+void djct_qlz_cstate_free(djct_qlz_cstate *s) { free(s); }
+
+/* ---- header -------------------------------------------------------------------------------- */
+
+int djct_qlz_header_int(size_t *csize, size_t *dsize, int *compressed, const unsigned char *p,
+                        size_t avail, size_t *err_off)
+{
+    *err_off = 0;
+    if (avail < 1)
+        return djct_error_set(DJCT_EINVAL, "chunk header missing (0 bytes left)");
+    unsigned f = p[0];
+    if ((f & 0xFC) != 0x6C)
+        return djct_error_set(DJCT_EINVAL,
+                              "chunk flag byte 0x%02x is not QuickLZ level 3 with a 1000000-byte "
+                              "streaming buffer (want 0x6c..0x6f)", f);
+    size_t hl = (f & 2) ? 9 : 3;
+    if (avail < hl)
+        return djct_error_set(DJCT_EINVAL, "chunk header needs %zu bytes, only %zu left", hl, avail);
+    if (hl == 9) {
+        *csize = rd32(p + 1);
+        *dsize = rd32(p + 5);
+    } else {
+        *csize = p[1];
+        *dsize = p[2];
+    }
+    *compressed = (int)(f & 1);
+    if (*csize < hl)
+        return djct_error_set(DJCT_EINVAL, "chunk size %zu is smaller than its %zu-byte header", *csize, hl);
+    if (*dsize == 0)
+        return djct_error_set(DJCT_EINVAL, "chunk says it decompresses to 0 bytes (never written)");
+    if (!*compressed && *csize - hl != *dsize)
+        return djct_error_set(DJCT_EINVAL, "stored chunk of %zu bytes holds %zu bytes of data, header says %zu",
+                              *csize, *csize - hl, *dsize);
+    return 0;
+}
+
+int djct_qlz_header(size_t *csize, size_t *dsize, int *compressed, const void *src, size_t avail)
+{
+    DJCT_CHECK_ARG(csize);
+    DJCT_CHECK_ARG(dsize);
+    DJCT_CHECK_ARG(compressed);
+    DJCT_CHECK_ARG(src || !avail);
+    size_t off;
+    int rc = djct_qlz_header_int(csize, dsize, compressed, src, avail, &off);
+    if (rc)
+        djct_error_prefix("byte %zu of the chunk", off);
+    return rc;
+}
+
+/* ---- decoder --------------------------------------------------------------------------------- */
+
+/* Decode a compressed body (section 9.3) into t[0..D); t[-hist..0) is valid history.
+ * On error *err_off is the body offset of the offending item. */
+static int decode_body(const unsigned char *src, size_t slen, unsigned char *t, size_t D, size_t hist,
+                       size_t *err_off)
+{
+    static const unsigned char tz[16] = {4, 0, 1, 0, 2, 0, 1, 0, 3, 0, 1, 0, 2, 0, 1, 0};
+    size_t s = 0, d = 0;
+    uint32_t cw = 1;
+    for (;;) {
+        if (cw == 1) {
+            if (slen - s < 4) {
+                *err_off = s;
+                return djct_error_set(DJCT_EINVAL, "control word runs past the end of the %zu-byte body "
+                                      "(output at %zu of %zu)", slen, d, D);
+            }
+            cw = rd32(src + s);
+            s += 4;
+        }
+        if (cw & 1) {
+            cw >>= 1;
+            if (s >= slen) {
+                *err_off = s;
+                return djct_error_set(DJCT_EINVAL, "match runs past the end of the %zu-byte body", slen);
+            }
+            unsigned b0 = src[s];
+            uint32_t f = 0;
+            for (size_t i = 0; i < 4 && s + i < slen; i++)
+                f |= (uint32_t)src[s + i] << (8 * i);
+            uint32_t off, len;
+            size_t nb;
+            if ((b0 & 3) == 0) {
+                off = b0 >> 2; len = 3; nb = 1;
+            } else if ((b0 & 3) == 1) {
+                off = (f & 0xFFFF) >> 2; len = 3; nb = 2;
+            } else if ((b0 & 3) == 2) {
+                off = (f & 0xFFFF) >> 6; len = ((f >> 2) & 15) + 3; nb = 2;
+            } else if ((b0 & 127) != 3) {
+                off = (f >> 7) & 0x1FFFF; len = ((f >> 2) & 31) + 2; nb = 3;
+            } else {
+                off = f >> 15; len = ((f >> 7) & 255) + 3; nb = 4;
+            }
+            if (slen - s < nb) {
+                *err_off = s;
+                return djct_error_set(DJCT_EINVAL, "%zu-byte match code runs past the end of the %zu-byte body",
+                                      nb, slen);
+            }
+            if (off < 3) {
+                *err_off = s;
+                return djct_error_set(DJCT_EINVAL, "match offset %u < 3 (never written by QuickLZ)", (unsigned)off);
+            }
+            if (off > d + hist) {
+                *err_off = s;
+                return djct_error_set(DJCT_EINVAL, "match offset %u reaches before the start of the stream "
+                                      "(%zu bytes of history)", (unsigned)off, d + hist);
+            }
+            if (len > D - d) {
+                *err_off = s;
+                return djct_error_set(DJCT_EINVAL, "match of %u bytes at output %zu overruns the chunk's %zu bytes",
+                                      (unsigned)len, d, D);
+            }
+            unsigned char *o = t + d;
+            const unsigned char *from = o - off;
+            if (off >= len) {
+                memcpy(o, from, len);
+            } else {
+                for (uint32_t i = 0; i < len; i++) /* overlapping: forward, byte by byte */
+                    o[i] = from[i];
+            }
+            s += nb;
+            d += len;
+        } else if (d + 11 < D) {
+            size_t n = tz[cw & 0xF];
+            if (slen - s < n) {
+                *err_off = s;
+                return djct_error_set(DJCT_EINVAL, "literals run past the end of the %zu-byte body", slen);
+            }
+            memcpy(t + d, src + s, n);
+            s += n;
+            d += n;
+            cw >>= n;
+        } else {
+            while (d < D) {
+                if (cw == 1) {
+                    s += 4; /* skip a control word unread */
+                    cw = 1u << 31;
+                }
+                if (s >= slen) {
+                    *err_off = slen;
+                    return djct_error_set(DJCT_EINVAL, "literal tail runs past the end of the %zu-byte body "
+                                          "(output at %zu of %zu)", slen, d, D);
+                }
+                t[d++] = src[s++];
+                cw >>= 1;
+            }
+            /* the reference pads bodies shorter than 9 bytes to 9; otherwise every byte is used */
+            if (s != slen && !(slen == 9 && s < 9)) {
+                *err_off = s;
+                return djct_error_set(DJCT_EINVAL, "body has %zu unused bytes after the last item", slen - s);
+            }
+            return 0;
+        }
+    }
+}
+
+int djct_qlz_decompress_int(djct_qlz_dstate *st, const unsigned char *src, size_t src_len,
+                            unsigned char *dst, size_t dst_cap, size_t *out_len, size_t *err_off)
+{
+    size_t csize, dsize;
+    int comp, rc;
+    if ((rc = djct_qlz_header_int(&csize, &dsize, &comp, src, src_len, err_off)))
+        return rc;
+    size_t hl = (src[0] & 2) ? 9 : 3;
+    if (csize != src_len) {
+        *err_off = 1;
+        return djct_error_set(DJCT_EINVAL, "chunk header says %zu bytes, the block gives it %zu", csize, src_len);
+    }
+    if (dsize > dst_cap) {
+        *err_off = hl - 4;
+        return djct_error_set(DJCT_EINVAL, "chunk decompresses to %zu bytes, only %zu remain of the block",
+                              dsize, dst_cap);
+    }
+    const unsigned char *body = src + hl;
+    size_t blen = csize - hl;
+    if (st->counter + dsize - 1 >= BUFSZ) {
+        /* direct: history is this chunk's own output */
+        if (comp) {
+            if ((rc = decode_body(body, blen, dst, dsize, 0, err_off))) {
+                *err_off += hl;
+                return rc;
+            }
+        } else {
+            memcpy(dst, body, dsize);
+        }
+        st->counter = 0;
+    } else {
+        unsigned char *t = st->buf + st->counter;
+        if (comp) {
+            if ((rc = decode_body(body, blen, t, dsize, st->counter, err_off))) {
+                *err_off += hl;
+                return rc;
+            }
+        } else {
+            memcpy(t, body, dsize);
+        }
+        memcpy(dst, t, dsize);
+        st->counter += dsize;
+    }
+    *out_len = dsize;
+    return 0;
+}
+
+void djct_qlz_stored_into_state(djct_qlz_dstate *st, const unsigned char *data, size_t dsize)
+{
+    if (st->counter + dsize - 1 >= BUFSZ) {
+        st->counter = 0;
+    } else {
+        memcpy(st->buf + st->counter, data, dsize);
+        st->counter += dsize;
+    }
+}
+
+int djct_qlz_decompress(djct_qlz_dstate *s, const void *src, size_t src_len, void *dst, size_t dst_cap,
+                        size_t *out_len)
+{
+    DJCT_CHECK_ARG(s);
+    DJCT_CHECK_ARG(src || !src_len);
+    DJCT_CHECK_ARG(dst || !dst_cap);
+    DJCT_CHECK_ARG(out_len);
+    size_t off = 0;
+    int rc = djct_qlz_decompress_int(s, src, src_len, dst, dst_cap, out_len, &off);
+    if (rc)
+        djct_error_prefix("byte %zu of the chunk", off);
+    return rc;
+}
+
+/* ---- compressor ------------------------------------------------------------------------------ */
+
+static inline uint32_t hash3(const unsigned char *p)
+{
+    uint32_t v = (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16;
+    return ((v >> 12) ^ v) & 0xFFF;
+}
+
+/* The level-3 core over B[start .. start+n): returns the body length (>= 9), or 0 when it gives
+ * up (the caller then stores the chunk). Positions in the hash table are absolute in B. */
+static size_t compress_core(const unsigned char *B, size_t start, size_t n, unsigned char *out,
+                            djct_qlz_cstate *st)
+{
+    const unsigned char *in = B + start;
+    size_t p = 0, o = 4, cwpos = 0;
+    uint32_t acc = 1u << 31;
+    if (n >= 11) {
+        while (p <= n - 11) {
+            if (acc & 1) {
+                if (p > n / 2 && o > p - (p >> 5))
+                    return 0;
+                wr32(out + cwpos, (acc >> 1) | (1u << 31));
+                cwpos = o;
+                o += 4;
+                acc = 1u << 31;
+            }
+            size_t rem = n - 4 - p;
+            if (rem > 255)
+                rem = 255;
+            const unsigned char *cur = in + p;
+            size_t P = start + p;
+            uint32_t h = hash3(cur);
+            unsigned c = st->cnt[h];
+            uint32_t *sl = st->slot[h];
+            size_t best_pos = sl[0], best_len = 0;
+            if (c >= 1 && best_pos + 2 < P && B[best_pos] == cur[0] && B[best_pos + 1] == cur[1] &&
+                B[best_pos + 2] == cur[2]) {
+                size_t m = 3;
+                while (m < rem && B[best_pos + m] == cur[m])
+                    m++;
+                best_len = m;
+            }
+            for (unsigned k = 1; k < POINTERS && k < c; k++) {
+                size_t q = sl[k];
+                if (q + 2 < P && B[q] == cur[0] && B[q + 1] == cur[1] && B[q + 2] == cur[2]) {
+                    size_t m = 3;
+                    while (m < rem && B[q + m] == cur[m])
+                        m++;
+                    if (m > best_len || (m == best_len && q > best_pos)) {
+                        best_pos = q;
+                        best_len = m;
+                    }
+                }
+            }
+            sl[c & (POINTERS - 1)] = (uint32_t)P;
+            st->cnt[h] = (uint8_t)(c + 1);
+            if (best_len >= 3 && P - best_pos < 131071) {
+                for (size_t u = 1; u < best_len; u++) {
+                    uint32_t h2 = hash3(cur + u);
+                    unsigned j = st->cnt[h2];
+                    st->cnt[h2] = (uint8_t)(j + 1);
+                    st->slot[h2][j & (POINTERS - 1)] = (uint32_t)(P + u);
+                }
+                acc = (acc >> 1) | (1u << 31);
+                uint32_t off = (uint32_t)(P - best_pos), len = (uint32_t)best_len;
+                if (len == 3 && off <= 63) {
+                    out[o++] = (unsigned char)(off << 2);
+                } else if (len == 3 && off <= 16383) {
+                    uint32_t f = (off << 2) | 1;
+                    out[o++] = (unsigned char)f;
+                    out[o++] = (unsigned char)(f >> 8);
+                } else if (len <= 18 && off <= 1023) {
+                    uint32_t f = ((len - 3) << 2) | (off << 6) | 2;
+                    out[o++] = (unsigned char)f;
+                    out[o++] = (unsigned char)(f >> 8);
+                } else if (len <= 33) {
+                    uint32_t f = ((len - 2) << 2) | (off << 7) | 3;
+                    out[o++] = (unsigned char)f;
+                    out[o++] = (unsigned char)(f >> 8);
+                    out[o++] = (unsigned char)(f >> 16);
+                } else {
+                    uint32_t f = ((len - 3) << 7) | (off << 15) | 3;
+                    wr32(out + o, f);
+                    o += 4;
+                }
+                p += best_len;
+            } else {
+                out[o++] = *cur;
+                p++;
+                acc >>= 1;
+            }
+        }
+    }
+    while (p < n) { /* tail: literals only, no hash insertion at level 3 */
+        if (acc & 1) {
+            wr32(out + cwpos, (acc >> 1) | (1u << 31));
+            cwpos = o;
+            o += 4;
+            acc = 1u << 31;
+        }
+        out[o++] = in[p++];
+        acc >>= 1;
+    }
+    while (!(acc & 1))
+        acc >>= 1;
+    wr32(out + cwpos, (acc >> 1) | (1u << 31));
+    if (o < 9) { /* the reference leaves these uninitialised; zeros keep output deterministic */
+        memset(out + o, 0, 9 - o);
+        o = 9;
+    }
+    return o;
+}
+
+static void put_header(unsigned char *dst, size_t base, int compressed, size_t csize, size_t n)
+{
+    dst[0] = (unsigned char)(0x6C | (base == 9 ? 2 : 0) | (compressed ? 1 : 0));
+    if (base == 9) {
+        wr32(dst + 1, (uint32_t)csize);
+        wr32(dst + 5, (uint32_t)n);
+    } else {
+        dst[1] = (unsigned char)csize;
+        dst[2] = (unsigned char)n;
+    }
+}
+
+int djct_qlz_compress(djct_qlz_cstate *st, const void *src, size_t n, void *dst, size_t dst_cap,
+                      size_t *out_len)
+{
+    DJCT_CHECK_ARG(st);
+    DJCT_CHECK_ARG(src);
+    DJCT_CHECK_ARG(dst);
+    DJCT_CHECK_ARG(out_len);
+    if (n == 0 || n > DJCT_QLZ_MAX_CHUNK)
+        return djct_error_set(DJCT_EINVAL, "qlz_compress: chunk of %zu bytes outside 1..%zu", n,
+                              (size_t)DJCT_QLZ_MAX_CHUNK);
+    if (dst_cap < DJCT_QLZ_BOUND(n))
+        return djct_error_set(DJCT_EINVAL, "qlz_compress: output buffer of %zu bytes < DJCT_QLZ_BOUND(%zu) = %zu",
+                              dst_cap, n, (size_t)DJCT_QLZ_BOUND(n));
+    unsigned char *d = dst;
+    size_t base = n < 216 ? 3 : 9, body;
+    int compressed = 1;
+    if (st->counter + n - 1 >= BUFSZ) {
+        memset(st->cnt, 0, sizeof(st->cnt));
+        body = compress_core(src, 0, n, d + base, st);
+        memset(st->cnt, 0, sizeof(st->cnt));
+        if (!body) {
+            memcpy(d + base, src, n);
+            body = n;
+            compressed = 0;
+        }
+        st->counter = 0;
+    } else {
+        memcpy(st->buf + st->counter, src, n);
+        body = compress_core(st->buf, st->counter, n, d + base, st);
+        if (!body) {
+            memcpy(d + base, src, n);
+            body = n;
+            compressed = 0;
+            memset(st->cnt, 0, sizeof(st->cnt));
+        }
+        st->counter += n;
+    }
+    put_header(d, base, compressed, base + body, n);
+    *out_len = base + body;
+    return 0;
+}
+
+int djct_qlz_store(const void *src, size_t n, void *dst, size_t dst_cap, int small_header, size_t *out_len)
+{
+    DJCT_CHECK_ARG(src);
+    DJCT_CHECK_ARG(dst);
+    DJCT_CHECK_ARG(out_len);
+    size_t base = (small_header && n <= 252) ? 3 : 9;
+    if (n == 0 || n > (size_t)0xFFFFFFFFu - 9)
+        return djct_error_set(DJCT_EINVAL, "qlz_store: chunk of %zu bytes outside 1..%zu", n,
+                              (size_t)0xFFFFFFFFu - 9);
+    if (dst_cap < n + base)
+        return djct_error_set(DJCT_EINVAL, "qlz_store: output buffer of %zu bytes < %zu", dst_cap, n + base);
+    put_header(dst, base, 0, n + base, n);
+    memcpy((unsigned char *)dst + base, src, n);
+    *out_len = n + base;
+    return 0;
+}

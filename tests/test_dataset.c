@@ -1,0 +1,418 @@
+/* dataset module, one process: djcdata's batching examples (section 11), count-mode batches,
+ * file lists (directory, glob, list file, comma list, mixed .djctd and HDF5), batch contents vs
+ * source events, determinism per seed and epoch, seek, prefetch and its wait time, errors from
+ * the prefetch thread, and bad input with message checks. */
+#include "harness.h"
+#include "data_fixtures.h"
+
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+static char dir[256];
+
+static const char *P(const char *name)
+{
+    static char buf[8][512];
+    static int i;
+    i = (i + 1) % 8;
+    snprintf(buf[i], sizeof(buf[i]), "%s/%s", dir, name);
+    return buf[i];
+}
+
+/* batches of one unshuffled single-file dataset as lists of event ids; returns steps */
+static int64_t plan_of(const char *path, int64_t L, int sq, int strict, int64_t out[][8], int64_t *nper,
+                       int64_t *dropped)
+{
+    djct_dataset_options o = DJCT_DATASET_OPTIONS_INIT;
+    o.batch_elements = L;
+    o.squared_limit = sq;
+    o.strict = strict;
+    o.shuffle = DJCT_SHUFFLE_NONE;
+    o.prefetch_depth = 0;
+    djct_dataset *ds = NULL;
+    CHECK_OK(djct_dataset_open(&ds, path, &o));
+    if (!ds)
+        return -1;
+    int64_t steps = djct_dataset_steps(ds);
+    for (int64_t s = 0; s < steps && s < 16; s++) {
+        const int64_t *ev;
+        size_t n;
+        CHECK_OK(djct_dataset_plan_events(ds, s, 0, &ev, &n));
+        nper[s] = (int64_t)n;
+        for (size_t i = 0; i < n && i < 8; i++)
+            out[s][i] = ev[i];
+    }
+    djct_plan_stats st;
+    CHECK_OK(djct_dataset_plan_stats(ds, &st));
+    *dropped = st.dropped_events;
+    /* the batches themselves agree with the plan and the sources */
+    djct_batch *b;
+    int64_t got = 0;
+    while (djct_dataset_next(ds, &b) == 0 && b) {
+        CHECK(fx_check_batch(b, 1));
+        CHECK(b->n_events == nper[b->step]);
+        got++;
+        djct_batch_release(ds, b);
+    }
+    CHECK(got == steps);
+    djct_dataset_free(ds);
+    return steps;
+}
+
+static void test_djcdata_examples(void)
+{
+    int64_t c1[7] = {3, 4, 2, 6, 1, 9, 2};
+    CHECK_OK(fx_write(P("ex1.h5"), c1, 7, 0, 1));
+    int64_t b[16][8], n[16], dropped;
+    /* L = 7 strict: [3,4] [2] [6,1] [2]; the [9] is dropped */
+    CHECK(plan_of(P("ex1.h5"), 7, 0, 1, b, n, &dropped) == 4);
+    CHECK(n[0] == 2 && b[0][0] == 0 && b[0][1] == 1);
+    CHECK(n[1] == 1 && b[1][0] == 2);
+    CHECK(n[2] == 2 && b[2][0] == 3 && b[2][1] == 4);
+    CHECK(n[3] == 1 && b[3][0] == 6);
+    CHECK(dropped == 1);
+    /* non-strict: the [9] is served alone */
+    CHECK(plan_of(P("ex1.h5"), 7, 0, 0, b, n, &dropped) == 5);
+    CHECK(n[3] == 1 && b[3][0] == 5 && n[4] == 1 && b[4][0] == 6 && dropped == 0);
+    /* squared, L = 16: every event alone, [6] and [9] yielded (6, 9 <= 16) */
+    CHECK(plan_of(P("ex1.h5"), 16, 1, 1, b, n, &dropped) == 7);
+    int ok = 1;
+    for (int i = 0; i < 7; i++)
+        ok &= n[i] == 1 && b[i][0] == i;
+    CHECK(ok && dropped == 0);
+    /* [0,0,5,0] with L = 5: [0,0,5]; the trailing [0] is dropped */
+    int64_t c2[4] = {0, 0, 5, 0};
+    CHECK_OK(fx_write(P("ex2.djctd"), c2, 4, 0, 1));
+    CHECK(plan_of(P("ex2.djctd"), 5, 0, 1, b, n, &dropped) == 1);
+    CHECK(n[0] == 3 && b[0][2] == 2 && dropped == 1);
+    /* a dropped event closes the batch before it, as in djcdata: [3,9,2] -> [3] [2] */
+    int64_t c3[3] = {3, 9, 2};
+    CHECK_OK(fx_write(P("ex3.h5"), c3, 3, 0, 1));
+    CHECK(plan_of(P("ex3.h5"), 7, 0, 1, b, n, &dropped) == 2);
+    CHECK(n[0] == 1 && n[1] == 1 && b[1][0] == 2 && dropped == 1);
+}
+
+static void test_count_mode(void)
+{
+    int64_t c[7] = {0};
+    CHECK_OK(fx_write(P("flat.djctd"), c, 7, 0, 0));
+    djct_dataset_options o = DJCT_DATASET_OPTIONS_INIT;
+    o.batch_events = 3;
+    o.shuffle = DJCT_SHUFFLE_NONE;
+    djct_dataset *ds;
+    CHECK_OK(djct_dataset_open(&ds, P("flat.djctd"), &o));
+    CHECK(djct_dataset_steps(ds) == 3 && !djct_dataset_counts_elements(ds));
+    djct_batch *b;
+    int64_t sizes[3] = {0}, s = 0;
+    while (djct_dataset_next(ds, &b) == 0 && b) {
+        CHECK(fx_check_batch(b, 0));
+        CHECK(b->record.features[0].row_splits == NULL && b->record.features[0].shape[1] == 2);
+        sizes[s++] = b->n_events;
+        djct_batch_release(ds, b);
+    }
+    CHECK(sizes[0] == 3 && sizes[1] == 3 && sizes[2] == 1);
+    djct_dataset_free(ds);
+    o.drop_last = 1;
+    CHECK_OK(djct_dataset_open(&ds, P("flat.djctd"), &o));
+    djct_plan_stats st;
+    CHECK_OK(djct_dataset_plan_stats(ds, &st));
+    CHECK(djct_dataset_steps(ds) == 2 && st.dropped_events == 1);
+    djct_dataset_free(ds);
+}
+
+/* 6 files, mixed formats, 40 events each with counts 1..; ids continue across files */
+static int64_t make_mixed(const char *sub, int n_files, int64_t per)
+{
+    char d[512];
+    snprintf(d, sizeof(d), "%s/%s", dir, sub);
+    mkdir(d, 0755);
+    int64_t c[4096];
+    for (int f = 0; f < n_files; f++) {
+        for (int64_t e = 0; e < per; e++)
+            c[e] = (f * per + e) * 7 % 23;
+        char p[600];
+        snprintf(p, sizeof(p), "%s/part%02d.%s", d, f, f % 2 ? "h5" : "djctd");
+        CHECK_OK(fx_write(p, c, per, f * per, 1));
+    }
+    return n_files * per;
+}
+
+/* all batches of one epoch; checks contents; returns events seen, fills a hash of the order */
+static int64_t run_epoch(djct_dataset *ds, uint64_t *order_hash, char *seen, int *bad)
+{
+    djct_batch *b;
+    int64_t total = 0;
+    uint64_t h = 1469598103934665603ull;
+    int rc;
+    while ((rc = djct_dataset_next(ds, &b)) == 0 && b) {
+        if (!fx_check_batch(b, 1))
+            (*bad)++;
+        for (int64_t i = 0; i < b->n_events; i++) {
+            h = (h ^ (uint64_t)b->event_ids[i]) * 1099511628211ull;
+            if (seen)
+                seen[b->event_ids[i]]++;
+        }
+        total += b->n_events;
+        djct_batch_release(ds, b);
+    }
+    CHECK_OK(rc);
+    *order_hash = h;
+    return total;
+}
+
+static void test_lists_and_contents(void)
+{
+    int64_t N = make_mixed("mixed", 6, 40);
+    djct_dataset_options o = DJCT_DATASET_OPTIONS_INIT;
+    o.batch_elements = 60;
+    o.seed = 42;
+    o.shuffle = DJCT_SHUFFLE_GLOBAL;
+    djct_dataset *ds = NULL;
+    /* directory */
+    CHECK_OK(djct_dataset_open(&ds, P("mixed"), &o));
+    CHECK(djct_dataset_n_files(ds) == 6 && djct_dataset_n_events(ds) == N);
+    CHECK(djct_dataset_file(ds, 1)->format == DJCT_FORMAT_H5 && djct_dataset_file(ds, 0)->format == DJCT_FORMAT_DJCTD);
+    char *seen = calloc((size_t)N, 1);
+    int bad = 0;
+    uint64_t h1, h2, h3;
+    djct_plan_stats st;
+    CHECK_OK(djct_dataset_plan_stats(ds, &st));
+    int64_t got = run_epoch(ds, &h1, seen, &bad);
+    CHECK(bad == 0);
+    int once = 1, zero_dropped = 0;
+    for (int64_t g = 0; g < N; g++) {
+        if (seen[g] == 0)
+            zero_dropped++;
+        else if (seen[g] != 1)
+            once = 0;
+    }
+    CHECK(once && got + st.dropped_events == N && zero_dropped == st.dropped_events);
+    /* counts (g*7)%23 <= 22 < 60: nothing is dropped for size; only all-zero batches could be */
+    CHECK(st.dropped_events == 0);
+    djct_dataset_free(ds);
+
+    /* glob, list file and comma list give the same files, so the same plan */
+    CHECK_OK(djct_dataset_open(&ds, P("mixed/part*"), &o));
+    CHECK(djct_dataset_n_files(ds) == 6);
+    run_epoch(ds, &h2, NULL, &bad);
+    CHECK(h2 == h1);
+    djct_dataset_free(ds);
+    FILE *fp = fopen(P("list.txt"), "w");
+    fprintf(fp, "# parts\nmixed/part00.djctd\n  mixed/part01.h5\n\n%s\nmixed/part03.h5\nmixed/part04.djctd\n"
+                "mixed/part05.h5\n", P("mixed/part02.djctd"));
+    fclose(fp);
+    CHECK_OK(djct_dataset_open(&ds, P("list.txt"), &o));
+    CHECK(djct_dataset_n_files(ds) == 6);
+    run_epoch(ds, &h3, NULL, &bad);
+    CHECK(h3 == h1);
+    djct_dataset_free(ds);
+    char spec[2048];
+    snprintf(spec, sizeof(spec), "%s,%s", P("mixed/part0[0-2]*"), P("mixed/part0[3-5]*"));
+    CHECK_OK(djct_dataset_open(&ds, spec, &o));
+    CHECK(djct_dataset_n_files(ds) == 6);
+    djct_plan_stats st2;
+    CHECK_OK(djct_dataset_plan_stats(ds, &st2));
+    CHECK(st2.hash == st.hash);
+    /* another epoch: another order, same events; back to epoch 0: the first order again */
+    CHECK_OK(djct_dataset_begin_epoch(ds, 1));
+    memset(seen, 0, (size_t)N);
+    uint64_t h4;
+    got = run_epoch(ds, &h4, seen, &bad);
+    CHECK(h4 != h1 && got == N);
+    CHECK_OK(djct_dataset_begin_epoch(ds, 0));
+    run_epoch(ds, &h4, NULL, &bad);
+    CHECK(h4 == h1 && bad == 0);
+    djct_dataset_free(ds);
+    /* another seed: another order */
+    o.seed = 43;
+    CHECK_OK(djct_dataset_open(&ds, P("mixed"), &o));
+    run_epoch(ds, &h4, NULL, &bad);
+    CHECK(h4 != h1);
+    djct_dataset_free(ds);
+    free(seen);
+}
+
+/* a tiny cache budget: HDF5 files are read event by event with hyperslab gathers (the path for
+ * files too large to keep), .djctd files are decoded again when evicted; same batches */
+static void test_small_cache(void)
+{
+    djct_dataset_options o = DJCT_DATASET_OPTIONS_INIT;
+    o.batch_elements = 60;
+    o.seed = 42;
+    o.shuffle = DJCT_SHUFFLE_GLOBAL;
+    djct_dataset *a = NULL, *b = NULL;
+    CHECK_OK(djct_dataset_open(&a, P("mixed"), &o));
+    o.cache_bytes = 1;
+    CHECK_OK(djct_dataset_open(&b, P("mixed"), &o));
+    int bad = 0;
+    uint64_t ha, hb;
+    int64_t na = run_epoch(a, &ha, NULL, &bad), nb = run_epoch(b, &hb, NULL, &bad);
+    CHECK(na == nb && ha == hb && bad == 0);
+    djct_dataset_free(a);
+    djct_dataset_free(b);
+}
+
+static void test_seek_and_prefetch(void)
+{
+    djct_dataset_options o = DJCT_DATASET_OPTIONS_INIT;
+    o.batch_elements = 50;
+    o.seed = 7;
+    o.prefetch_depth = 3;
+    djct_dataset *a = NULL, *b = NULL;
+    CHECK_OK(djct_dataset_open(&a, P("mixed"), &o));
+    CHECK_OK(djct_dataset_begin_epoch(a, 2));
+    int64_t steps = djct_dataset_steps(a);
+    CHECK(steps > 8);
+    djct_batch *x = NULL, *y = NULL;
+    /* reference: the batch at step 5 of epoch 2 */
+    for (int s = 0; s <= 5; s++) {
+        if (x)
+            djct_batch_release(a, x);
+        CHECK_OK(djct_dataset_next(a, &x));
+    }
+    CHECK(x && x->step == 5 && x->epoch == 2 && djct_dataset_position(a) == 6);
+    o.prefetch_depth = 0;
+    CHECK_OK(djct_dataset_open(&b, P("mixed"), &o));
+    CHECK_OK(djct_dataset_seek(b, 2, 5));
+    CHECK_OK(djct_dataset_next(b, &y));
+    CHECK(y && x && y->n_events == x->n_events && y->step == 5 &&
+          !memcmp(y->event_ids, x->event_ids, sizeof(int64_t) * (size_t)x->n_events) &&
+          y->record.features[0].n_values == x->record.features[0].n_values &&
+          !memcmp(y->record.features[0].values, x->record.features[0].values, x->record.features[0].n_values * 4) &&
+          !memcmp(y->record.features[0].row_splits, x->record.features[0].row_splits, 8 * (size_t)(x->n_events + 1)));
+    djct_batch_release(a, x);
+    djct_batch_release(b, y);
+    CHECK_ERR(djct_dataset_seek(b, 2, steps + 1), DJCT_EINVAL, "outside 0..");
+    CHECK_OK(djct_dataset_seek(b, 2, steps));
+    CHECK_OK(djct_dataset_next(b, &y));
+    CHECK(y == NULL);
+    djct_dataset_free(a);
+
+    /* wait time: synchronous reads wait for every batch; with prefetch and a consumer slower
+     * than the reader, the waits (after the first) are near zero. Each next() reports its own. */
+    double sync_sum = 0, pre_sum = 0;
+    int n_sync = 0, n_pre = 0;
+    CHECK_OK(djct_dataset_seek(b, 0, 0));
+    while (djct_dataset_next(b, &y) == 0 && y) {
+        sync_sum += y->wait_seconds;
+        CHECK(y->wait_seconds == djct_dataset_last_wait_seconds(b));
+        n_sync++;
+        djct_batch_release(b, y);
+    }
+    CHECK(djct_dataset_wait_seconds(b) >= sync_sum - 1e-9 && sync_sum > 0);
+    djct_dataset_free(b);
+    o.prefetch_depth = 4;
+    CHECK_OK(djct_dataset_open(&b, P("mixed"), &o));
+    double before = djct_dataset_wait_seconds(b);
+    while (djct_dataset_next(b, &y) == 0 && y) {
+        if (y->step > 0) {
+            pre_sum += y->wait_seconds;
+            n_pre++;
+        }
+        djct_batch_release(b, y);
+        struct timespec ts = {0, 3000000}; /* 3 ms of "training" */
+        nanosleep(&ts, NULL);
+    }
+    CHECK(n_pre + 1 == n_sync);
+    CHECK(djct_dataset_wait_seconds(b) >= before);
+    printf("wait per batch: synchronous %.1f us, prefetch %.1f us\n", 1e6 * sync_sum / n_sync,
+           1e6 * pre_sum / (n_pre ? n_pre : 1));
+    CHECK(pre_sum / (n_pre ? n_pre : 1) < sync_sum / n_sync);
+    djct_dataset_free(b);
+}
+
+static void test_thread_error(void)
+{
+    /* two files; the second is read only from step ~20 on, and is broken after open */
+    int64_t c[200];
+    for (int i = 0; i < 200; i++)
+        c[i] = 5;
+    CHECK_OK(fx_write(P("e0.djctd"), c, 200, 0, 1));
+    CHECK_OK(fx_write(P("e1.djctd"), c, 200, 200, 1));
+    djct_dataset_options o = DJCT_DATASET_OPTIONS_INIT;
+    o.batch_elements = 50;
+    o.shuffle = DJCT_SHUFFLE_NONE;
+    o.prefetch_depth = 1;
+    djct_dataset *ds;
+    char spec[1100];
+    snprintf(spec, sizeof(spec), "%s,%s", P("e0.djctd"), P("e1.djctd"));
+    CHECK_OK(djct_dataset_open(&ds, spec, &o));
+    FILE *fp = fopen(P("e1.djctd"), "r+b");
+    fseek(fp, 0, SEEK_SET);
+    fputs("garbage garbage garbage", fp);
+    fclose(fp);
+    djct_batch *b;
+    int rc, n = 0;
+    while ((rc = djct_dataset_next(ds, &b)) == 0 && b) {
+        n++;
+        djct_batch_release(ds, b);
+    }
+    CHECK(rc < 0 && n == 20);
+    CHECK(strstr(djct_last_error(), "e1.djctd") != NULL);
+    if (rc >= 0 || !strstr(djct_last_error(), "e1.djctd"))
+        fprintf(stderr, "  -> rc %d after %d batches: %s\n", rc, n, djct_last_error());
+    djct_dataset_free(ds);
+}
+
+static void test_bad_input(void)
+{
+    djct_dataset *ds = NULL;
+    djct_dataset_options o = DJCT_DATASET_OPTIONS_INIT;
+    o.batch_elements = 10;
+    CHECK_ERR(djct_dataset_open(&ds, P("nope.h5"), &o), DJCT_EIO, "nope.h5");
+    CHECK_ERR(djct_dataset_open(&ds, P("nothing*.h5"), &o), DJCT_EINVAL, "no file matches");
+    mkdir(P("empty"), 0755);
+    CHECK_ERR(djct_dataset_open(&ds, P("empty"), &o), DJCT_EINVAL, "holds no .djctd, .h5 or .hdf5 file");
+    FILE *fp = fopen(P("badlist.txt"), "w");
+    fprintf(fp, "mixed/part00.djctd\nmixed/missing.h5\n");
+    fclose(fp);
+    CHECK_ERR(djct_dataset_open(&ds, P("badlist.txt"), &o), DJCT_EIO, "badlist.txt' line 2");
+    /* inconsistent arrays: a regular file next to ragged ones */
+    int64_t c[3] = {1, 2, 3};
+    CHECK_OK(fx_write(P("flat3.h5"), c, 3, 0, 0));
+    char spec[1100];
+    snprintf(spec, sizeof(spec), "%s,%s", P("mixed/part00.djctd"), P("flat3.h5"));
+    CHECK_ERR(djct_dataset_open(&ds, spec, &o), DJCT_EINVAL, "raggedness differs");
+    CHECK_ERR(djct_dataset_open(&ds, spec, &o), DJCT_EINVAL, "flat3.h5");
+    /* a hostile HDF5 file in the list */
+    fp = fopen(P("junk.h5"), "wb");
+    fputs("\x89HDF\r\n\x1a\n and then nothing useful", fp);
+    fclose(fp);
+    snprintf(spec, sizeof(spec), "%s,%s", P("mixed/part00.djctd"), P("junk.h5"));
+    int rc = djct_dataset_open(&ds, spec, &o);
+    CHECK(rc == DJCT_EIO || rc == DJCT_EINVAL);
+    CHECK(strstr(djct_last_error(), "junk.h5") != NULL);
+    /* options */
+    o.rank = 2;
+    o.world_size = 2;
+    CHECK_ERR(djct_dataset_open(&ds, P("mixed"), &o), DJCT_EINVAL, "rank 2 / world_size 2");
+    o.rank = 0;
+    o.batch_elements = 0;
+    o.batch_events = 0;
+    CHECK_ERR(djct_dataset_open(&ds, P("mixed"), &o), DJCT_EINVAL, "attempting empty split");
+    o.batch_events = 4;
+    o.version = 77;
+    CHECK_ERR(djct_dataset_open(&ds, P("mixed"), &o), DJCT_EINVAL, "djct_dataset_options version 77");
+    CHECK(ds == NULL);
+    djct_dataset_free(NULL);
+    djct_batch_release(NULL, NULL);
+}
+
+int main(void)
+{
+    snprintf(dir, sizeof(dir), "/tmp/djct_test_dataset_%d", (int)getpid());
+    mkdir(dir, 0755);
+    test_djcdata_examples();
+    test_count_mode();
+    test_lists_and_contents();
+    test_small_cache();
+    test_seek_and_prefetch();
+    test_thread_error();
+    test_bad_input();
+    char cmd[300];
+    snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+    if (system(cmd) != 0)
+        fprintf(stderr, "cannot remove %s\n", dir);
+    return harness_report();
+}

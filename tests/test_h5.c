@@ -1,0 +1,392 @@
+/* h5 module: round trips (plain and gzip) bit-identical, metadata from row splits only,
+ * hyperslab event ranges, h5py interoperability both ways (the docs' snippet is executed), and
+ * hostile files built with libhdf5 directly, each rejected with a message naming the field. */
+#include "harness.h"
+#include "h5_int.h"
+
+#include <hdf5.h>
+#include <unistd.h>
+
+static char dir[256];
+
+static void path_of(char *buf, const char *name) { snprintf(buf, 512, "%s/%s", dir, name); }
+
+/* E events: points ragged [E, -T, 3] f32 with counts (7*e) % 5, ids ragged i32 sharing the
+ * row splits, label int32 [E, 1], weight f32 [E] */
+static void make_record(djct_record *r, int E)
+{
+    memset(r, 0, sizeof(*r));
+    r->features = calloc(2, sizeof(djct_array));
+    r->truths = calloc(1, sizeof(djct_array));
+    r->weights = calloc(1, sizeof(djct_array));
+    r->n_features = 2;
+    r->n_truths = r->n_weights = 1;
+    int64_t *rs = malloc(sizeof(int64_t) * (E + 1));
+    rs[0] = 0;
+    for (int e = 0; e < E; e++)
+        rs[e + 1] = rs[e] + (7 * e) % 5;
+    int64_t T = rs[E];
+    djct_array *p = &r->features[0];
+    p->name = strdup("points");
+    p->feature_names = calloc(3, sizeof(char *));
+    p->feature_names[0] = strdup("x");
+    p->feature_names[1] = strdup("y");
+    p->feature_names[2] = strdup("energy");
+    p->n_feature_names = 3;
+    p->dtype = DJCT_DTYPE_FLOAT32;
+    p->ndim = 3;
+    p->shape[0] = E;
+    p->shape[1] = -T;
+    p->shape[2] = 3;
+    p->row_splits = rs;
+    p->n_row_splits = E + 1;
+    p->n_values = T * 3;
+    float *v = malloc(4 * p->n_values + 4);
+    for (size_t i = 0; i < p->n_values; i++)
+        v[i] = (float)i * 0.25f - 3.0f;
+    p->values = v;
+    djct_array *ids = &r->features[1];
+    ids->name = strdup("ids");
+    ids->dtype = DJCT_DTYPE_INT32;
+    ids->ndim = 2;
+    ids->shape[0] = E;
+    ids->shape[1] = -T;
+    ids->row_splits = malloc(sizeof(int64_t) * (E + 1));
+    memcpy(ids->row_splits, rs, sizeof(int64_t) * (E + 1));
+    ids->n_row_splits = E + 1;
+    ids->n_values = T;
+    int32_t *iv = malloc(4 * T + 4);
+    for (int64_t i = 0; i < T; i++)
+        iv[i] = (int32_t)(i * 3 - 5);
+    ids->values = iv;
+    djct_array *l = &r->truths[0];
+    l->name = strdup("label");
+    l->dtype = DJCT_DTYPE_INT32;
+    l->ndim = 2;
+    l->shape[0] = E;
+    l->shape[1] = 1;
+    l->n_values = E;
+    int32_t *lv = malloc(4 * E + 4);
+    for (int e = 0; e < E; e++)
+        lv[e] = e % 3;
+    l->values = lv;
+    djct_array *w = &r->weights[0];
+    w->name = strdup("");
+    w->dtype = DJCT_DTYPE_FLOAT32;
+    w->ndim = 1;
+    w->shape[0] = E;
+    w->n_values = E;
+    float *wv = malloc(4 * E + 4);
+    for (int e = 0; e < E; e++)
+        wv[e] = 1.0f / (float)(e + 1);
+    w->values = wv;
+}
+
+static int arrays_equal(const djct_array *a, const djct_array *b)
+{
+    if (a->dtype != b->dtype || a->ndim != b->ndim || a->n_values != b->n_values ||
+        memcmp(a->shape, b->shape, sizeof(int64_t) * a->ndim) || strcmp(a->name, b->name) ||
+        a->n_feature_names != b->n_feature_names || !a->row_splits != !b->row_splits)
+        return 0;
+    for (size_t i = 0; i < a->n_feature_names; i++)
+        if (strcmp(a->feature_names[i], b->feature_names[i]))
+            return 0;
+    if (a->row_splits && memcmp(a->row_splits, b->row_splits, 8 * a->n_row_splits))
+        return 0;
+    return memcmp(a->values, b->values, 4 * a->n_values) == 0;
+}
+
+static int records_equal(const djct_record *a, const djct_record *b)
+{
+    if (a->n_features != b->n_features || a->n_truths != b->n_truths || a->n_weights != b->n_weights)
+        return 0;
+    for (size_t i = 0; i < a->n_features; i++)
+        if (!arrays_equal(&a->features[i], &b->features[i]))
+            return 0;
+    for (size_t i = 0; i < a->n_truths; i++)
+        if (!arrays_equal(&a->truths[i], &b->truths[i]))
+            return 0;
+    for (size_t i = 0; i < a->n_weights; i++)
+        if (!arrays_equal(&a->weights[i], &b->weights[i]))
+            return 0;
+    return 1;
+}
+
+static void test_roundtrip(void)
+{
+    djct_record r, back;
+    make_record(&r, 50);
+    char p[512], pz[512];
+    path_of(p, "plain.h5");
+    path_of(pz, "gzip.h5");
+    djct_h5_write_options o = DJCT_H5_WRITE_OPTIONS_INIT;
+    o.chunk_bytes = 64; /* many small chunks: the gathers cross chunk boundaries */
+    CHECK_OK(djct_h5_write(p, &r, &o));
+    o.gzip_level = 4;
+    CHECK_OK(djct_h5_write(pz, &r, &o));
+    CHECK(djct_h5_format_of(p) == DJCT_FORMAT_H5);
+    CHECK(djct_h5_format_of("/nonexistent") == DJCT_FORMAT_UNKNOWN);
+    for (int z = 0; z < 2; z++) {
+        CHECK_OK(djct_h5_read(&back, z ? pz : p));
+        CHECK(records_equal(&r, &back));
+        djct_record_clear(&back);
+    }
+    djct_file_meta m;
+    CHECK_OK(djct_h5_read_meta(&m, p));
+    CHECK(m.n_events == 50 && m.n_records == 1 && m.format == DJCT_FORMAT_H5);
+    /* points and ids share one row-split vector: counted once */
+    int ok = 1;
+    for (int e = 0; e < 50; e++)
+        ok &= m.event_elements[e] == (7 * e) % 5;
+    CHECK(ok);
+    CHECK(m.n_elements == r.features[0].row_splits[50]);
+    CHECK(m.layout.n_features == 2 && !strcmp(m.layout.features[0].feature_names[2], "energy"));
+    CHECK(m.layout.features[0].values == NULL && m.layout.features[0].shape[1] == r.features[0].shape[1]);
+    djct_file_meta_clear(&m);
+
+    /* a slice: events 7..7+11 */
+    CHECK_OK(djct_h5_read_events(&back, pz, 7, 11));
+    const djct_array *s = &back.features[0];
+    CHECK(s->shape[0] == 11 && s->row_splits[0] == 0);
+    int64_t b0 = r.features[0].row_splits[7];
+    CHECK(s->row_splits[11] == r.features[0].row_splits[18] - b0);
+    CHECK(!memcmp(s->values, (float *)r.features[0].values + b0 * 3, s->n_values * 4));
+    CHECK(((int32_t *)back.truths[0].values)[0] == 7 % 3);
+    CHECK_OK(djct_array_validate(s));
+    djct_record_clear(&back);
+    CHECK_OK(djct_h5_read_events(&back, p, 50, 0));
+    CHECK(back.features[0].shape[0] == 0 && back.features[0].n_values == 0);
+    djct_record_clear(&back);
+    CHECK_ERR(djct_h5_read_events(&back, p, 45, 6), DJCT_EINVAL, "outside the file's 50 events");
+
+    /* gather: arbitrary sorted events */
+    djct_h5_file *f = NULL;
+    CHECK_OK(djct_h5_file_open(&f, pz));
+    int64_t ev[4] = {1, 2, 9, 30};
+    float got[64];
+    CHECK_OK(djct_h5_file_gather(f, 0, ev, 4, got));
+    const int64_t *rs = djct_h5_file_row_splits(f, 0);
+    size_t at = 0;
+    ok = 1;
+    for (int i = 0; i < 4; i++)
+        for (int64_t j = rs[ev[i]] * 3; j < rs[ev[i] + 1] * 3; j++)
+            ok &= got[at++] == ((float *)r.features[0].values)[j];
+    CHECK(ok && at > 0);
+    int32_t lab[4];
+    CHECK_OK(djct_h5_file_gather(f, 2, ev, 4, lab));
+    CHECK(lab[2] == 0 && lab[3] == 0 && lab[0] == 1);
+    djct_h5_file_close(f);
+
+    /* bad writes */
+    o.gzip_level = 12;
+    CHECK_ERR(djct_h5_write(p, &r, &o), DJCT_EINVAL, "gzip_level 12");
+    o.version = 9;
+    CHECK_ERR(djct_h5_write(p, &r, &o), DJCT_EINVAL, "djct_h5_write_options version 9");
+    r.truths[0].shape[0] = 49;
+    r.truths[0].n_values = 49;
+    CHECK_ERR(djct_h5_write(p, &r, NULL), DJCT_EINVAL, "truths 0: 49 events");
+    r.truths[0].shape[0] = 50;
+    r.truths[0].n_values = 50;
+    CHECK_ERR(djct_h5_write("/nonexistent-dir/x.h5", &r, NULL), DJCT_EIO, "cannot create");
+    djct_record_clear(&r);
+}
+
+/* ---- hostile files, built with libhdf5 directly ---- */
+
+static hid_t new_file(const char *p, const char *fmt)
+{
+    hid_t f = H5Fcreate(p, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+    if (fmt) {
+        hid_t t = H5Tcopy(H5T_C_S1), s = H5Screate(H5S_SCALAR);
+        H5Tset_size(t, strlen(fmt));
+        hid_t a = H5Acreate2(f, "djct_format", t, s, H5P_DEFAULT, H5P_DEFAULT);
+        H5Awrite(a, t, fmt);
+        H5Aclose(a);
+        H5Sclose(s);
+        H5Tclose(t);
+    }
+    return f;
+}
+
+static void add_ds(hid_t loc, const char *name, hid_t type, int rank, const hsize_t *dims, const void *data, int chunk)
+{
+    hid_t s = H5Screate_simple(rank, dims, NULL), pl = H5Pcreate(H5P_DATASET_CREATE);
+    if (chunk) {
+        hsize_t c[8] = {1, 1, 1, 1, 1, 1, 1, 1};
+        H5Pset_chunk(pl, rank, c);
+    }
+    hid_t d = H5Dcreate2(loc, name, type, s, H5P_DEFAULT, pl, H5P_DEFAULT);
+    if (data)
+        H5Dwrite(d, type, H5S_ALL, H5S_ALL, H5P_DEFAULT, data);
+    H5Dclose(d);
+    H5Pclose(pl);
+    H5Sclose(s);
+}
+
+/* write a file with features/000 ragged (rs, nvals rows of float) and optional extras */
+static void hostile(const char *p, const char *fmt, const int64_t *rs, hsize_t nrs, hsize_t nvals, hid_t vtype,
+                    int variant)
+{
+    hid_t f = new_file(p, fmt);
+    hid_t g = H5Gcreate2(f, "features", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    hid_t a = H5Gcreate2(g, variant == 1 ? "001" : "000", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    float v[64] = {0};
+    if (variant != 2)
+        add_ds(a, "values", vtype, 1, &nvals, nvals <= 64 ? v : NULL, nvals > 64);
+    if (rs)
+        add_ds(a, "row_splits", H5T_NATIVE_INT64, 1, &nrs, rs, 0);
+    if (variant == 3) { /* a second array with a different event count */
+        hid_t b = H5Gcreate2(g, "001", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+        hsize_t d = 5;
+        add_ds(b, "values", H5T_NATIVE_FLOAT, 1, &d, v, 0);
+        H5Gclose(b);
+    }
+    if (variant == 4) { /* name attribute that is an integer */
+        hid_t s = H5Screate(H5S_SCALAR);
+        hid_t at = H5Acreate2(a, "name", H5T_NATIVE_INT, s, H5P_DEFAULT, H5P_DEFAULT);
+        int x = 3;
+        H5Awrite(at, H5T_NATIVE_INT, &x);
+        H5Aclose(at);
+        H5Sclose(s);
+    }
+    H5Gclose(a);
+    H5Gclose(g);
+    H5Fclose(f);
+}
+
+static void test_hostile(void)
+{
+    char p[512];
+    path_of(p, "bad.h5");
+    djct_file_meta m;
+    djct_record r;
+    int64_t rs_ok[4] = {0, 2, 2, 5};
+    hostile(p, "djct-ragged-1", rs_ok, 4, 5, H5T_NATIVE_FLOAT, 0);
+    CHECK_OK(djct_h5_read_meta(&m, p));
+    CHECK(m.n_events == 3 && m.event_elements[2] == 3);
+    djct_file_meta_clear(&m);
+
+    CHECK_ERR(djct_h5_read_meta(&m, "/nonexistent.h5"), DJCT_EIO, "/nonexistent.h5': cannot open");
+    FILE *fp = fopen(p, "wb");
+    fputs("definitely not hdf5", fp);
+    fclose(fp);
+    CHECK_ERR(djct_h5_read_meta(&m, p), DJCT_EINVAL, "not an HDF5 file");
+
+    hostile(p, NULL, rs_ok, 4, 5, H5T_NATIVE_FLOAT, 0);
+    CHECK_ERR(djct_h5_read_meta(&m, p), DJCT_EINVAL, "attribute 'djct_format' missing");
+    hostile(p, "djct-ragged-9", rs_ok, 4, 5, H5T_NATIVE_FLOAT, 0);
+    CHECK_ERR(djct_h5_read(&r, p), DJCT_EINVAL, "is \"djct-ragged-9\"");
+    hostile(p, "djct-ragged-1", rs_ok, 4, 5, H5T_NATIVE_DOUBLE, 0);
+    CHECK_ERR(djct_h5_read_meta(&m, p), DJCT_EINVAL, "/features/000/values: dtype (class 1, 8 bytes)");
+    hostile(p, "djct-ragged-1", rs_ok, 4, 5, H5T_NATIVE_FLOAT, 1);
+    CHECK_ERR(djct_h5_read_meta(&m, p), DJCT_EINVAL, "/features/000: group missing");
+    hostile(p, "djct-ragged-1", rs_ok, 4, 5, H5T_NATIVE_FLOAT, 2);
+    CHECK_ERR(djct_h5_read_meta(&m, p), DJCT_EINVAL, "/features/000/values: dataset missing");
+    hostile(p, "djct-ragged-1", rs_ok, 4, 5, H5T_NATIVE_FLOAT, 3);
+    CHECK_ERR(djct_h5_read_meta(&m, p), DJCT_EINVAL, "/features/001: 5 events, but /features/000 has 3");
+    hostile(p, "djct-ragged-1", rs_ok, 4, 5, H5T_NATIVE_FLOAT, 4);
+    CHECK_ERR(djct_h5_read_meta(&m, p), DJCT_EINVAL, "attribute 'name': must be a string");
+    int64_t rs_dec[4] = {0, 3, 2, 5};
+    hostile(p, "djct-ragged-1", rs_dec, 4, 5, H5T_NATIVE_FLOAT, 0);
+    CHECK_ERR(djct_h5_read_meta(&m, p), DJCT_EINVAL, "row_splits: decreases at entry 2 (2 after 3)");
+    int64_t rs_first[4] = {1, 2, 2, 5};
+    hostile(p, "djct-ragged-1", rs_first, 4, 5, H5T_NATIVE_FLOAT, 0);
+    CHECK_ERR(djct_h5_read_meta(&m, p), DJCT_EINVAL, "row_splits: entry 0 is 1");
+    hostile(p, "djct-ragged-1", rs_ok, 4, 6, H5T_NATIVE_FLOAT, 0);
+    CHECK_ERR(djct_h5_read(&r, p), DJCT_EINVAL, "row_splits: last entry 5 != 6 rows of /features/000/values");
+    /* a chunked dataset declaring 2^40 floats but storing nothing */
+    int64_t rs_huge[2] = {0, (int64_t)1 << 40};
+    hostile(p, "djct-ragged-1", rs_huge, 2, (hsize_t)1 << 40, H5T_NATIVE_FLOAT, 0);
+    CHECK_ERR(djct_h5_read(&r, p), DJCT_EINVAL, "larger than the file can hold");
+    /* no features group */
+    hid_t f = new_file(p, "djct-ragged-1");
+    H5Fclose(f);
+    CHECK_ERR(djct_h5_read_meta(&m, p), DJCT_EINVAL, "/features: group missing");
+    /* a truncated valid file */
+    djct_record good;
+    make_record(&good, 20);
+    CHECK_OK(djct_h5_write(p, &good, NULL));
+    djct_record_clear(&good);
+    CHECK(truncate(p, 1500) == 0);
+    int rc = djct_h5_read(&r, p);
+    CHECK(rc == DJCT_EIO || rc == DJCT_EINVAL);
+    CHECK(strstr(djct_last_error(), "bad.h5") != NULL);
+}
+
+/* ---- h5py both ways: the snippet of docs/hdf5_layout.md writes, djct reads; djct writes,
+ *      h5py reads and compares with the same formulas ---- */
+static void test_h5py(void)
+{
+    if (system("/usr/bin/python3 -c 'import h5py, numpy' 2>/dev/null") != 0) {
+        harness_skip("/usr/bin/python3 with h5py and numpy not available");
+        return;
+    }
+    char py[512], out[512], cmd[2048];
+    path_of(py, "doc_snippet.py");
+    path_of(out, "from_h5py.h5");
+    snprintf(cmd, sizeof(cmd),
+             "sed -n '/^```python$/,/^```$/p' docs/hdf5_layout.md | sed '1d;$d' > '%s' && /usr/bin/python3 '%s' '%s'",
+             py, py, out);
+    CHECK(system(cmd) == 0);
+    djct_record r;
+    CHECK_OK(djct_h5_read(&r, out));
+    if (r.n_features == 2 && r.n_truths == 2) {
+        const djct_array *p = &r.features[0];
+        CHECK(!strcmp(p->name, "points") && p->n_feature_names == 4 && !strcmp(p->feature_names[3], "energy"));
+        CHECK(p->ndim == 3 && p->shape[0] == 4 && p->shape[1] == -10 && p->shape[2] == 4);
+        CHECK(p->row_splits[1] == 3 && p->row_splits[2] == 3 && p->row_splits[4] == 10);
+        CHECK(((float *)p->values)[39] == 19.5f);
+        CHECK(r.features[1].dtype == DJCT_DTYPE_INT32 && !djct_array_is_ragged(&r.features[1]));
+        CHECK(((int32_t *)r.features[1].values)[2] == 5);
+        CHECK(r.truths[0].ndim == 2 && ((int32_t *)r.truths[0].values)[2] == 2);
+        CHECK(r.truths[1].dtype == DJCT_DTYPE_FLOAT32 && ((float *)r.truths[1].values)[2] == 2.25f);
+        CHECK(r.n_weights == 0);
+    } else
+        CHECK(0);
+    djct_record_clear(&r);
+
+    djct_record w;
+    make_record(&w, 30);
+    djct_h5_write_options o = DJCT_H5_WRITE_OPTIONS_INIT;
+    o.gzip_level = 1;
+    path_of(out, "for_h5py.h5");
+    CHECK_OK(djct_h5_write(out, &w, &o));
+    djct_record_clear(&w);
+    snprintf(cmd, sizeof(cmd),
+             "/usr/bin/python3 - '%s' <<'EOF'\n"
+             "import sys, h5py, numpy as np\n"
+             "f = h5py.File(sys.argv[1], 'r')\n"
+             "assert f.attrs['djct_format'] == 'djct-ragged-1'\n"
+             "E = 30\n"
+             "rs = np.concatenate([[0], np.cumsum([(7 * e) %% 5 for e in range(E)])])\n"
+             "p = f['features/000']\n"
+             "assert p.attrs['name'] == 'points' and list(p.attrs['feature_names']) == ['x', 'y', 'energy']\n"
+             "assert np.array_equal(p['row_splits'][...], rs) and p['row_splits'].dtype == np.int64\n"
+             "v = p['values'][...]\n"
+             "assert v.dtype == np.float32 and v.shape == (rs[-1], 3)\n"
+             "assert np.array_equal(v.ravel(), np.arange(rs[-1] * 3, dtype=np.float32) * 0.25 - 3)\n"
+             "ids = f['features/001/values'][...]\n"
+             "assert ids.dtype == np.int32 and np.array_equal(ids, np.arange(rs[-1]) * 3 - 5)\n"
+             "assert np.array_equal(f['truths/000/values'][...][:, 0], np.arange(E) %% 3)\n"
+             "assert np.array_equal(f['weights/000/values'][...], (1 / np.arange(1, E + 1)).astype(np.float32))\n"
+             "print('h5py ok')\n"
+             "EOF",
+             out);
+    CHECK(system(cmd) == 0);
+}
+
+int main(void)
+{
+    snprintf(dir, sizeof(dir), "/tmp/djct_test_h5_%d", (int)getpid());
+    char cmd[512];
+    snprintf(cmd, sizeof(cmd), "mkdir -p %s", dir);
+    if (system(cmd) != 0)
+        return 1;
+    test_roundtrip();
+    test_hostile();
+    test_h5py();
+    snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+    if (system(cmd) != 0)
+        fprintf(stderr, "cannot remove %s\n", dir);
+    return harness_report();
+}
