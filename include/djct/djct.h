@@ -17,5 +17,7 @@
 #include "dataset.h"
 #include "qlz.h"
 #include "djcdata.h"
+#include "trainer.h"
+#include "gen.h"
 
 #endif /* DJCT_DJCT_H */

@@ -1,0 +1,741 @@
+/* The step loop: data -> forward -> losses -> backward (+ bucketed reduction as gradients become
+ * ready) -> one agreement collective -> optimizer. Every decision that must be the same on all
+ * ranks (skip a non-finite step, stop on a signal, checkpoint by the clock) comes out of the single
+ * agreement allreduce of each step, so ranks can never take different branches. */
+#include "djct/trainer.h"
+#include "djct/checkpoint.h"
+#include "djct/error.h"
+#include "djct/log.h"
+#include "djct/signals.h"
+#include "comm_int.h"
+#include "djct_int.h"
+
+#include <cjson/cJSON.h>
+#include <inttypes.h>
+#include <math.h>
+#include <mpi.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+/* slots of the per-step agreement vector (summed over ranks) */
+enum {
+    AG_LOSS_W,    /* loss * weight */
+    AG_WEIGHT,    /* weight used for the loss mean (events) */
+    AG_EVENTS,
+    AG_ELEMENTS,
+    AG_NONFINITE, /* > 0: some rank saw a non-finite loss */
+    AG_PREEMPT,   /* > 0: some rank got SIGUSR1/SIGTERM */
+    AG_STOP,      /* > 0: some rank got SIGINT or a callback asked to stop */
+    AG_CKPT_DUE,  /* > 0: rank 0's clock says checkpoint */
+    AG_N
+};
+
+typedef struct {
+    double *v;
+    size_t n, cap;
+} series;
+
+struct djct_trainer {
+    djct_model *model;
+    djct_optimizer *opt;
+    djct_comm *comm;
+    djct_loader *train, *val;
+    djct_trainer_options o;
+    char *run_dir;
+    MPI_Comm mpi;
+    int rank, size;
+
+    djct_comm_plan *plan;
+    djct_comm_buffer *bufs;
+    size_t nbufs;
+    float *grads;
+    size_t ngrads;
+    int step_open;  /* a non-blocking reduction was started this step */
+    int hook_error; /* first error inside the gradient-ready hook */
+
+    djct_array *targets; /* scratch: truths + weights, shallow copies */
+    size_t targets_cap;
+
+    int64_t epoch, step, global_step, skipped;
+    int stop_reason;
+    int callback_stop;
+    double last_ckpt_time;
+    series s_step, s_data, s_compute, s_comm;
+    double ev_s, el_s, last_loss;
+    double sum_events, sum_elements, sum_time; /* this epoch, for throughput */
+};
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static int push(series *s, double x)
+{
+    if (s->n == s->cap) {
+        size_t nc = s->cap ? s->cap * 2 : 256;
+        double *nv = realloc(s->v, nc * sizeof(double));
+        if (!nv)
+            return djct_error_oom();
+        s->v = nv;
+        s->cap = nc;
+    }
+    s->v[s->n++] = x;
+    return 0;
+}
+
+static int cmp_d(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static double median(series *s)
+{
+    if (!s->n)
+        return 0;
+    double *tmp = malloc(s->n * sizeof(double));
+    if (!tmp)
+        return s->v[s->n - 1];
+    memcpy(tmp, s->v, s->n * sizeof(double));
+    qsort(tmp, s->n, sizeof(double), cmp_d);
+    double m = s->n % 2 ? tmp[s->n / 2] : 0.5 * (tmp[s->n / 2 - 1] + tmp[s->n / 2]);
+    free(tmp);
+    return m;
+}
+
+static int mpi_err(int rc, const char *what)
+{
+    if (rc == MPI_SUCCESS)
+        return 0;
+    char msg[MPI_MAX_ERROR_STRING];
+    int len = 0;
+    MPI_Error_string(rc, msg, &len);
+    return djct_error_set(DJCT_EMPI, "trainer: %s failed: %s", what, msg);
+}
+
+/* the gradient-ready hook: runs inside backward on the calling thread */
+static void on_grad_ready(void *user, size_t index)
+{
+    djct_trainer *t = user;
+    if (!t->step_open || t->hook_error)
+        return;
+    int rc = djct_comm_plan_mark_ready(t->plan, index);
+    if (rc)
+        t->hook_error = rc;
+}
+
+void djct_trainer_free(djct_trainer *t)
+{
+    if (!t)
+        return;
+    if (t->model)
+        djct_model_set_grad_ready_hook(t->model, NULL, NULL);
+    djct_comm_plan_free(t->plan);
+    free(t->bufs);
+    free(t->targets);
+    free(t->run_dir);
+    free(t->s_step.v);
+    free(t->s_data.v);
+    free(t->s_compute.v);
+    free(t->s_comm.v);
+    free(t);
+}
+
+int djct_trainer_create(djct_trainer **out, djct_model *model, djct_optimizer *opt, djct_comm *comm,
+                        djct_loader *train, djct_loader *val, const djct_trainer_options *opts)
+{
+    DJCT_CHECK_ARG(out);
+    DJCT_CHECK_ARG(model);
+    DJCT_CHECK_ARG(opt);
+    DJCT_CHECK_ARG(comm);
+    DJCT_CHECK_ARG(train);
+    DJCT_CHECK_VERSION(opts, DJCT_TRAINER_OPTIONS_VERSION, "djct_trainer_options");
+    if (!train->begin_epoch || !train->next || !train->release)
+        return djct_error_set(DJCT_EINVAL, "trainer: the training loader lacks begin_epoch/next/release");
+    if (val && (!val->begin_epoch || !val->next || !val->release))
+        return djct_error_set(DJCT_EINVAL, "trainer: the validation loader lacks begin_epoch/next/release");
+    djct_trainer_options o = DJCT_TRAINER_OPTIONS_INIT;
+    if (opts)
+        o = *opts;
+    if (o.weighting < DJCT_WEIGHT_EVENTS || o.weighting > DJCT_WEIGHT_NONE)
+        return djct_error_set(DJCT_EINVAL, "trainer: weighting %d is not one of events(0), elements(1), none(2)",
+                              o.weighting);
+    if (o.epochs < 0 || o.max_steps < 0 || o.checkpoint_every_steps < 0 || o.checkpoint_every_minutes < 0)
+        return djct_error_set(DJCT_EINVAL, "trainer: epochs, max_steps and checkpoint intervals must be >= 0");
+
+    djct_trainer *t = calloc(1, sizeof(*t));
+    if (!t)
+        return djct_error_oom();
+    int rc = 0;
+    t->model = model;
+    t->opt = opt;
+    t->comm = comm;
+    t->train = train;
+    t->val = val;
+    t->o = o;
+    t->mpi = djct_comm_mpi(comm);
+    t->rank = djct_comm_rank(comm);
+    t->size = djct_comm_size(comm);
+    if (o.run_dir && !(t->run_dir = strdup(o.run_dir))) {
+        rc = djct_error_oom();
+        goto fail;
+    }
+    t->o.run_dir = t->run_dir;
+    if (t->o.log_every <= 0)
+        t->o.log_every = 1;
+
+    /* every rank starts from rank 0's parameters */
+    float *params = NULL;
+    size_t nparams = 0;
+    if ((rc = djct_model_params(model, &params, &nparams)) || (rc = djct_model_grads(model, &t->grads, &t->ngrads)))
+        goto fail;
+    djct_comm_buffer pb = {params, nparams, DJCT_DTYPE_FLOAT32, -1};
+    if ((rc = djct_comm_broadcast(comm, &pb, 1, 0)) || (rc = djct_comm_check_consistent(comm, &pb, 1, NULL)))
+        goto fail;
+
+    /* one buffer per parameter, in backward order: consecutive views of the gradient slab, so
+     * every bucket reduces in place */
+    t->nbufs = djct_model_n_params(model);
+    if (t->nbufs == 0) {
+        rc = djct_error_set(DJCT_EINVAL, "trainer: the model has no trainable parameters");
+        goto fail;
+    }
+    if (!(t->bufs = calloc(t->nbufs, sizeof(*t->bufs)))) {
+        rc = djct_error_oom();
+        goto fail;
+    }
+    for (size_t i = 0; i < t->nbufs; i++) {
+        size_t off = 0, cnt = 0;
+        if ((rc = djct_model_param_info(model, i, NULL, &off, &cnt)))
+            goto fail;
+        t->bufs[i] = (djct_comm_buffer){t->grads + off, cnt, DJCT_DTYPE_FLOAT32, -1};
+    }
+    djct_comm_plan_options po = DJCT_COMM_PLAN_OPTIONS_INIT;
+    po.bucket_bytes = o.bucket_bytes;
+    if ((rc = djct_comm_plan_create(&t->plan, comm, t->bufs, t->nbufs, &po)))
+        goto fail;
+    if (o.overlap && o.average && (rc = djct_model_set_grad_ready_hook(model, on_grad_ready, t)))
+        goto fail;
+    t->last_ckpt_time = now_s();
+    t->stop_reason = DJCT_STOP_DONE;
+    *out = t;
+    return 0;
+fail:
+    djct_trainer_free(t);
+    return rc;
+}
+
+/* targets = truths followed by weights (shallow copies; the batch owns the memory) */
+static int make_targets(djct_trainer *t, const djct_record *b, const djct_array **targets, size_t *n)
+{
+    if (b->n_weights == 0) {
+        *targets = b->truths;
+        *n = b->n_truths;
+        return 0;
+    }
+    size_t need = b->n_truths + b->n_weights;
+    if (need > t->targets_cap) {
+        djct_array *nv = realloc(t->targets, need * sizeof(djct_array));
+        if (!nv)
+            return djct_error_oom();
+        t->targets = nv;
+        t->targets_cap = need;
+    }
+    memcpy(t->targets, b->truths, b->n_truths * sizeof(djct_array));
+    memcpy(t->targets + b->n_truths, b->weights, b->n_weights * sizeof(djct_array));
+    *targets = t->targets;
+    *n = need;
+    return 0;
+}
+
+static int log_metric(void *user, const char *name, double value)
+{
+    (void)user;
+    djct_log(name, value);
+    return 0;
+}
+
+static int grads_finite(const float *g, size_t n)
+{
+    /* NaN and Inf propagate through the sum; an overflow to Inf also counts as non-finite */
+    float acc = 0.f;
+    for (size_t i = 0; i < n; i++)
+        acc += g[i] * 0.f;
+    return isfinite(acc);
+}
+
+/* one training step; *agreed receives the summed agreement vector */
+static int train_step(djct_trainer *t, djct_step_report *r, double ag[AG_N])
+{
+    double t0 = now_s();
+    const djct_record *batch = NULL;
+    djct_batch_info info = {0, 0};
+    double wait0 = t->train->wait_seconds ? t->train->wait_seconds(t->train->self) : 0;
+    int rc = t->train->next(t->train->self, &batch, &info);
+    if (rc)
+        return djct_error_prefix("trainer: epoch %" PRId64 " step %" PRId64 ": data", t->epoch, t->step);
+    double t1 = now_s();
+    double t_data = t->train->wait_seconds ? t->train->wait_seconds(t->train->self) - wait0 : t1 - t0;
+
+    const djct_array *targets = NULL;
+    size_t ntargets = 0;
+    double loss = NAN, t_comm = 0;
+    double weight = t->o.weighting == DJCT_WEIGHT_ELEMENTS ? (double)info.n_elements
+                    : t->o.weighting == DJCT_WEIGHT_EVENTS ? (double)info.n_events
+                                                           : 1.0;
+    /* always a weighted reduction (the op must be the same on every rank): weighting "none" is
+     * weight 1 per rank, i.e. the plain average, and an empty batch anywhere still gets weight 0 */
+    djct_comm_op op = DJCT_COMM_WEIGHTED;
+    int overlap = t->o.overlap && t->o.average;
+
+    int empty = info.n_events == 0;
+    if (empty)
+        weight = 0; /* a rank with nothing this step contributes nothing (comm zeroes its buffers) */
+    if ((rc = make_targets(t, batch, &targets, &ntargets)) || (rc = djct_model_zero_grad(t->model)))
+        goto out;
+    if (!empty && (rc = djct_model_forward(t->model, batch->features, batch->n_features, targets, ntargets)))
+        goto out;
+    if (overlap) {
+        t->hook_error = 0;
+        if ((rc = djct_comm_plan_start(t->plan, op, weight)))
+            goto out;
+        t->step_open = 1;
+    }
+    rc = empty ? (loss = 0, 0) : djct_model_backward(t->model, &loss);
+    if (rc) {
+        if (t->step_open) { /* keep the collectives matched across ranks */
+            djct_comm_plan_finish(t->plan);
+            t->step_open = 0;
+        }
+        goto out;
+    }
+    if (t->o.average) {
+        double c0 = now_s();
+        if (overlap) {
+            rc = t->hook_error ? t->hook_error : djct_comm_plan_finish(t->plan);
+            t->step_open = 0;
+        } else {
+            rc = djct_comm_plan_reduce(t->plan, op, weight);
+        }
+        t_comm += now_s() - c0;
+        if (rc)
+            goto out;
+    }
+    djct_model_collect_metrics(t->model, log_metric, NULL);
+
+    /* the agreement collective */
+    double local[AG_N] = {0};
+    int finite = empty || (isfinite(loss) && grads_finite(t->grads, t->ngrads));
+    local[AG_LOSS_W] = finite ? loss * (double)info.n_events : 0;
+    local[AG_WEIGHT] = (double)info.n_events;
+    local[AG_EVENTS] = (double)info.n_events;
+    local[AG_ELEMENTS] = (double)info.n_elements;
+    local[AG_NONFINITE] = !finite;
+    local[AG_PREEMPT] = djct_signals_pending() == DJCT_SIGNAL_PREEMPT;
+    local[AG_STOP] = djct_signals_pending() == DJCT_SIGNAL_STOP || t->callback_stop;
+    local[AG_CKPT_DUE] = t->rank == 0 && t->run_dir && t->o.checkpoint_every_minutes > 0 &&
+                         now_s() - t->last_ckpt_time >= 60.0 * t->o.checkpoint_every_minutes;
+    double c1 = now_s();
+    rc = mpi_err(MPI_Allreduce(local, ag, AG_N, MPI_DOUBLE, MPI_SUM, t->mpi), "step agreement (MPI_Allreduce)");
+    t_comm += now_s() - c1;
+    if (rc)
+        goto out;
+
+    double lr = djct_optimizer_lr(t->opt);
+    r->skipped = ag[AG_NONFINITE] > 0;
+    if (!r->skipped) {
+        if ((rc = djct_optimizer_step(t->opt)))
+            goto out;
+        t->global_step++;
+    } else {
+        t->skipped++;
+    }
+    double t_step = now_s() - t0;
+    r->epoch = t->epoch;
+    r->step = t->step;
+    r->global_step = t->global_step;
+    r->validation = 0;
+    r->loss = ag[AG_WEIGHT] > 0 ? ag[AG_LOSS_W] / ag[AG_WEIGHT] : NAN;
+    if (r->skipped)
+        r->loss = NAN;
+    r->lr = lr;
+    r->events = (int64_t)ag[AG_EVENTS];
+    r->elements = (int64_t)ag[AG_ELEMENTS];
+    r->t_step = t_step;
+    r->t_data = t_data;
+    r->t_comm = t_comm;
+    r->t_compute = t_step - t_data - t_comm;
+    r->events_per_s = t_step > 0 ? (double)r->events / t_step : 0;
+    r->elements_per_s = t_step > 0 ? (double)r->elements / t_step : 0;
+out:
+    t->train->release(t->train->self, batch);
+    if (rc)
+        djct_error_prefix("trainer: epoch %" PRId64 " step %" PRId64, t->epoch, t->step);
+    return rc;
+}
+
+static void log_step(djct_trainer *t, const djct_step_report *r)
+{
+    if (!r->skipped)
+        djct_log_reduce("loss", r->loss, DJCT_REDUCE_MEAN);
+    djct_log_reduce("skipped_steps", (double)t->skipped, DJCT_REDUCE_MAX);
+    djct_log_reduce("lr", r->lr, DJCT_REDUCE_MAX);
+    djct_log_reduce("epoch", (double)r->epoch, DJCT_REDUCE_MAX);
+    djct_log_reduce("global_step", (double)r->global_step, DJCT_REDUCE_MAX);
+    djct_log_reduce("events_per_s", r->events_per_s, DJCT_REDUCE_MIN);
+    djct_log_reduce("elements_per_s", r->elements_per_s, DJCT_REDUCE_MIN);
+    djct_log("t_step", r->t_step);
+    djct_log("t_data", r->t_data);
+    djct_log("t_compute", r->t_compute);
+    djct_log("t_comm", r->t_comm);
+}
+
+int djct_trainer_save_checkpoint(djct_trainer *t)
+{
+    DJCT_CHECK_ARG(t);
+    if (!t->run_dir)
+        return djct_error_set(DJCT_EINVAL, "trainer: no run directory, cannot checkpoint; set run_dir");
+    int rc = 0, rc0 = 0;
+    char *dir = NULL;
+    if (t->rank == 0) {
+        rc = djct_ckpt_begin(&dir, t->run_dir, t->global_step);
+        if (rc == 0) {
+            size_t n = strlen(dir) + 32;
+            char *p = malloc(n);
+            if (!p)
+                rc = djct_error_oom();
+            if (rc == 0) {
+                snprintf(p, n, "%s/model.pt", dir);
+                rc = djct_model_save(t->model, p);
+            }
+            if (rc == 0) {
+                snprintf(p, n, "%s/optimizer.pt", dir);
+                rc = djct_optimizer_save(t->opt, p);
+            }
+            free(p);
+        }
+        if (rc == 0) {
+            char meta[512];
+            snprintf(meta, sizeof(meta),
+                     "{\"epoch\": %" PRId64 ", \"step\": %" PRId64 ", \"global_step\": %" PRId64
+                     ", \"skipped\": %" PRId64 ", \"world_size\": %d, \"seed\": %" PRIu64 "}",
+                     t->epoch, t->step, t->global_step, t->skipped, t->size, t->o.seed);
+            rc = djct_ckpt_commit(NULL, t->run_dir, t->global_step, meta, t->o.keep_checkpoints);
+        }
+        free(dir);
+    }
+    /* everyone learns whether rank 0 succeeded */
+    int ok = rc == 0;
+    int mrc = mpi_err(MPI_Bcast(&ok, 1, MPI_INT, 0, t->mpi), "checkpoint result broadcast");
+    if (mrc)
+        return mrc;
+    if (!ok && t->rank != 0)
+        rc0 = djct_error_set(DJCT_EIO, "trainer: rank 0 failed to write the checkpoint of step %" PRId64,
+                             t->global_step);
+    t->last_ckpt_time = now_s();
+    return rc ? rc : rc0;
+}
+
+int djct_trainer_resume(djct_trainer *t, int *resumed, int64_t *step)
+{
+    DJCT_CHECK_ARG(t);
+    if (resumed)
+        *resumed = 0;
+    if (step)
+        *step = -1;
+    if (!t->run_dir)
+        return 0;
+    /* rank 0 picks the checkpoint; everyone uses that one */
+    char path[4096] = "";
+    int64_t found = -1;
+    if (t->rank == 0) {
+        char *dir = NULL;
+        int rc = djct_ckpt_find_latest(&dir, &found, t->run_dir);
+        if (rc == 0 && dir)
+            snprintf(path, sizeof(path), "%s", dir);
+        free(dir);
+    }
+    int rc = mpi_err(MPI_Bcast(path, sizeof(path), MPI_CHAR, 0, t->mpi), "resume path broadcast");
+    if (rc)
+        return rc;
+    if (!path[0])
+        return 0;
+    char *meta = NULL;
+    int ok = 1;
+    char err[1024] = "";
+    rc = djct_ckpt_read_meta(&meta, path);
+    cJSON *m = rc == 0 ? cJSON_Parse(meta) : NULL;
+    free(meta);
+    if (rc == 0 && !m)
+        rc = djct_error_set(DJCT_EINVAL, "checkpoint '%s': metadata unreadable", path);
+    if (rc == 0) {
+        cJSON *e = cJSON_GetObjectItem(m, "epoch"), *s = cJSON_GetObjectItem(m, "step"),
+              *g = cJSON_GetObjectItem(m, "global_step"), *k = cJSON_GetObjectItem(m, "skipped"),
+              *w = cJSON_GetObjectItem(m, "world_size");
+        if (!cJSON_IsNumber(e) || !cJSON_IsNumber(s) || !cJSON_IsNumber(g))
+            rc = djct_error_set(DJCT_EINVAL, "checkpoint '%s': metadata lacks epoch/step/global_step", path);
+        else if (cJSON_IsNumber(w) && w->valueint != t->size)
+            rc = djct_error_set(DJCT_EINVAL,
+                                "checkpoint '%s' was written with %d ranks, this run has %d; resume with %d ranks "
+                                "(the data plan depends on the rank count)",
+                                path, w->valueint, t->size, w->valueint);
+        else {
+            t->epoch = (int64_t)e->valuedouble;
+            t->step = (int64_t)s->valuedouble;
+            t->global_step = (int64_t)g->valuedouble;
+            t->skipped = cJSON_IsNumber(k) ? (int64_t)k->valuedouble : 0;
+        }
+    }
+    cJSON_Delete(m);
+    /* parameters: load the saved module and copy its slab into ours (same layout) */
+    if (rc == 0) {
+        char p[4200];
+        djct_model *saved = NULL;
+        snprintf(p, sizeof(p), "%s/model.pt", path);
+        rc = djct_model_load(&saved, p, NULL);
+        float *src = NULL, *dst = NULL;
+        size_t ns = 0, nd = 0;
+        if (rc == 0 && (rc = djct_model_params(saved, &src, &ns)) == 0 && (rc = djct_model_params(t->model, &dst, &nd)) == 0) {
+            if (ns != nd)
+                rc = djct_error_set(DJCT_EINVAL, "checkpoint '%s': model has %zu parameters, this model %zu", path,
+                                    ns, nd);
+            else
+                memcpy(dst, src, ns * sizeof(float));
+        }
+        djct_model_free(saved);
+        if (rc == 0) {
+            snprintf(p, sizeof(p), "%s/optimizer.pt", path);
+            rc = djct_optimizer_load(t->opt, p);
+        }
+    }
+    if (rc) {
+        ok = 0;
+        snprintf(err, sizeof(err), "%s", djct_last_error());
+    }
+    int all_ok = 0;
+    int mrc = mpi_err(MPI_Allreduce(&ok, &all_ok, 1, MPI_INT, MPI_MIN, t->mpi), "resume agreement");
+    if (mrc)
+        return mrc;
+    if (!all_ok)
+        return rc ? djct_error_set(rc, "%s", err)
+                  : djct_error_set(DJCT_EIO, "trainer: another rank failed to resume from '%s'", path);
+    if (resumed)
+        *resumed = 1;
+    if (step)
+        *step = t->global_step;
+    return 0;
+}
+
+int djct_trainer_train_epoch(djct_trainer *t)
+{
+    DJCT_CHECK_ARG(t);
+    int64_t nsteps = 0;
+    int rc = t->train->begin_epoch(t->train->self, t->epoch, t->step, &nsteps);
+    if (rc)
+        return djct_error_prefix("trainer: epoch %" PRId64 ": data", t->epoch);
+    /* every rank must run the same number of steps */
+    int64_t mn = 0, mx = 0;
+    if ((rc = mpi_err(MPI_Allreduce(&nsteps, &mn, 1, MPI_INT64_T, MPI_MIN, t->mpi), "step count check")) ||
+        (rc = mpi_err(MPI_Allreduce(&nsteps, &mx, 1, MPI_INT64_T, MPI_MAX, t->mpi), "step count check")))
+        return rc;
+    if (mn != mx)
+        return djct_error_set(DJCT_EINVAL,
+                              "trainer: epoch %" PRId64 ": ranks disagree on the step count (%" PRId64 "..%" PRId64
+                              "); a loader must give every rank the same number of steps",
+                              t->epoch, mn, mx);
+    if ((rc = djct_model_train(t->model, 1)))
+        return rc;
+    t->s_step.n = t->s_data.n = t->s_compute.n = t->s_comm.n = 0;
+    t->sum_events = t->sum_elements = t->sum_time = 0;
+    t->stop_reason = DJCT_STOP_DONE;
+    for (; t->step < nsteps; t->step++) {
+        djct_step_report r;
+        double ag[AG_N];
+        memset(&r, 0, sizeof(r));
+        r.steps = nsteps;
+        if ((rc = train_step(t, &r, ag)))
+            return rc;
+        push(&t->s_step, r.t_step);
+        push(&t->s_data, r.t_data);
+        push(&t->s_compute, r.t_compute);
+        push(&t->s_comm, r.t_comm);
+        t->sum_events += (double)r.events;
+        t->sum_elements += (double)r.elements;
+        t->sum_time += r.t_step;
+        t->ev_s = t->sum_time > 0 ? t->sum_events / t->sum_time : 0;
+        t->el_s = t->sum_time > 0 ? t->sum_elements / t->sum_time : 0;
+        if (!r.skipped)
+            t->last_loss = r.loss;
+        log_step(t, &r);
+        int last = t->step + 1 == nsteps;
+        if ((t->step + 1) % t->o.log_every == 0 || last) {
+            if ((rc = djct_log_flush(NULL, -1)))
+                return rc;
+        }
+        if (t->o.train_callback && t->o.train_callback(t->o.callback_user, &r))
+            t->callback_stop = 1;
+        if (r.skipped && t->o.nonfinite == DJCT_NONFINITE_STOP) {
+            t->stop_reason = DJCT_STOP_NONFINITE;
+            return djct_error_set(DJCT_EINVAL,
+                                  "trainer: non-finite loss or gradient at epoch %" PRId64 " step %" PRId64
+                                  " (global step %" PRId64 "); lower the learning rate or use --nonfinite skip",
+                                  t->epoch, t->step, t->global_step);
+        }
+        int ckpt = t->run_dir && ((t->o.checkpoint_every_steps > 0 && !r.skipped &&
+                                   t->global_step % t->o.checkpoint_every_steps == 0) ||
+                                  ag[AG_CKPT_DUE] > 0);
+        if (ag[AG_PREEMPT] > 0)
+            t->stop_reason = DJCT_STOP_PREEMPTED;
+        else if (ag[AG_STOP] > 0)
+            t->stop_reason = DJCT_STOP_INTERRUPTED;
+        int stopping = t->stop_reason != DJCT_STOP_DONE ||
+                       (t->o.max_steps > 0 && t->global_step >= t->o.max_steps);
+        if (ckpt && !stopping) {
+            t->step++; /* the checkpoint records the next step to run */
+            rc = djct_trainer_save_checkpoint(t);
+            t->step--;
+            if (rc)
+                return rc;
+        }
+        if (stopping) {
+            t->step++;
+            break;
+        }
+    }
+    return 0;
+}
+
+int djct_trainer_val_epoch(djct_trainer *t, double *loss_out)
+{
+    DJCT_CHECK_ARG(t);
+    if (!t->val)
+        return djct_error_set(DJCT_EINVAL, "trainer: no validation loader");
+    int64_t nsteps = 0;
+    int rc = t->val->begin_epoch(t->val->self, 0, 0, &nsteps);
+    if (rc)
+        return djct_error_prefix("trainer: validation data");
+    if ((rc = djct_model_train(t->model, 0)))
+        return rc;
+    double sum[2] = {0, 0}, tot[2] = {0, 0};
+    for (int64_t s = 0; s < nsteps && rc == 0; s++) {
+        const djct_record *b = NULL;
+        djct_batch_info info = {0, 0};
+        double t0 = now_s();
+        if ((rc = t->val->next(t->val->self, &b, &info)))
+            break;
+        const djct_array *targets = NULL;
+        size_t nt = 0;
+        double loss = NAN;
+        rc = make_targets(t, b, &targets, &nt);
+        if (rc == 0)
+            rc = djct_model_forward(t->model, b->features, b->n_features, targets, nt);
+        if (rc == 0)
+            rc = djct_model_sum_all_losses(t->model, &loss);
+        if (rc == 0) {
+            djct_model_clear_all_losses(t->model);
+            djct_model_collect_metrics(t->model, log_metric, NULL);
+            if (isfinite(loss)) {
+                sum[0] += loss * (double)info.n_events;
+                sum[1] += (double)info.n_events;
+            }
+        }
+        t->val->release(t->val->self, b);
+        if (rc == 0 && t->o.val_callback) {
+            djct_step_report r;
+            memset(&r, 0, sizeof(r));
+            r.epoch = t->epoch;
+            r.step = s;
+            r.steps = nsteps;
+            r.global_step = t->global_step;
+            r.validation = 1;
+            r.loss = loss;
+            r.events = info.n_events;
+            r.elements = info.n_elements;
+            r.t_step = now_s() - t0;
+            t->o.val_callback(t->o.callback_user, &r);
+        }
+    }
+    /* always reach the collectives, so a failing rank does not strand the others */
+    int ok = rc == 0, all_ok = 0;
+    int mrc = mpi_err(MPI_Allreduce(&ok, &all_ok, 1, MPI_INT, MPI_MIN, t->mpi), "validation agreement");
+    if (mrc == 0)
+        mrc = mpi_err(MPI_Allreduce(sum, tot, 2, MPI_DOUBLE, MPI_SUM, t->mpi), "validation loss reduction");
+    int trc = djct_model_train(t->model, 1);
+    if (rc)
+        return rc;
+    if (mrc)
+        return mrc;
+    if (!all_ok)
+        return djct_error_set(DJCT_ERROR, "trainer: validation failed on another rank");
+    double vloss = tot[1] > 0 ? tot[0] / tot[1] : NAN;
+    djct_log_reduce("loss", vloss, DJCT_REDUCE_MEAN);
+    djct_log_reduce("epoch", (double)t->epoch, DJCT_REDUCE_MAX);
+    if ((rc = djct_log_flush("val_", -1)))
+        return rc;
+    if (loss_out)
+        *loss_out = vloss;
+    return trc;
+}
+
+int djct_trainer_fit(djct_trainer *t)
+{
+    DJCT_CHECK_ARG(t);
+    int rc = 0;
+    t->stop_reason = DJCT_STOP_DONE;
+    while (t->epoch < t->o.epochs) {
+        if ((rc = djct_trainer_train_epoch(t)))
+            return rc;
+        if (t->stop_reason != DJCT_STOP_DONE)
+            break;
+        if (t->o.max_steps > 0 && t->global_step >= t->o.max_steps)
+            break;
+        /* the epoch is complete */
+        if (t->val && t->o.validate && (rc = djct_trainer_val_epoch(t, NULL)))
+            return rc;
+        t->epoch++;
+        t->step = 0;
+    }
+    if (t->run_dir && (rc = djct_trainer_save_checkpoint(t)))
+        return rc;
+    return 0;
+}
+
+int djct_trainer_stop_reason(const djct_trainer *t) { return t ? t->stop_reason : DJCT_STOP_DONE; }
+
+void djct_trainer_position(const djct_trainer *t, int64_t *global_step, int64_t *skipped, int64_t *epoch,
+                           int64_t *step)
+{
+    if (global_step)
+        *global_step = t ? t->global_step : 0;
+    if (skipped)
+        *skipped = t ? t->skipped : 0;
+    if (epoch)
+        *epoch = t ? t->epoch : 0;
+    if (step)
+        *step = t ? t->step : 0;
+}
+
+void djct_trainer_epoch_stats(const djct_trainer *t, double *t_step, double *t_data, double *t_compute,
+                              double *t_comm, double *events_per_s, double *elements_per_s, double *last_loss)
+{
+    djct_trainer *m = (djct_trainer *)t;
+    if (t_step)
+        *t_step = median(&m->s_step);
+    if (t_data)
+        *t_data = median(&m->s_data);
+    if (t_compute)
+        *t_compute = median(&m->s_compute);
+    if (t_comm)
+        *t_comm = median(&m->s_comm);
+    if (events_per_s)
+        *events_per_s = m->ev_s;
+    if (elements_per_s)
+        *elements_per_s = m->el_s;
+    if (last_loss)
+        *last_loss = m->last_loss;
+}
