@@ -192,7 +192,12 @@ static int decode_body(const unsigned char *src, size_t slen, unsigned char *t, 
             }
             unsigned char *o = t + d;
             const unsigned char *from = o - off;
-            if (off >= len) {
+            if (off >= 8 && D - d >= (size_t)len + 8) {
+                /* 8 bytes at a time: each source block lies wholly before its target; the up to
+                 * 7 bytes written past the match stay inside this chunk and are overwritten */
+                for (uint32_t i = 0; i < len; i += 8)
+                    memcpy(o + i, from + i, 8);
+            } else if (off >= len) {
                 memcpy(o, from, len);
             } else {
                 for (uint32_t i = 0; i < len; i++) /* overlapping: forward, byte by byte */
@@ -206,7 +211,10 @@ static int decode_body(const unsigned char *src, size_t slen, unsigned char *t, 
                 *err_off = s;
                 return djct_error_set(DJCT_EINVAL, "literals run past the end of the %zu-byte body", slen);
             }
-            memcpy(t + d, src + s, n);
+            if (slen - s >= 4)
+                memcpy(t + d, src + s, 4); /* d + 4 < D here; extra bytes are overwritten */
+            else
+                memcpy(t + d, src + s, n);
             s += n;
             d += n;
             cw >>= n;

@@ -2,6 +2,7 @@
 # djct_gen and djct_convert: deterministic bytes, djctd <-> h5 round trips bit-identical,
 # merge + split reproducing the generated parts, --help, and one-line usage/runtime errors.
 set -u
+# each process start costs 0.5-2 s on the shared VM (apps link libtorch/CUDA): keep runs few
 B=${BUILD:-build}/bin
 T=$(mktemp -d /tmp/djct_test_apps.XXXXXX)
 trap 'rm -rf "$T"' EXIT
@@ -13,13 +14,11 @@ err() { local code=$1 want=$2; shift 2; local out rc
   if [ $rc -eq $code ] && [[ $out == *"$want"* ]] && [ $(printf '%s\n' "$out" | wc -l) -eq 1 ]; then pass=$((pass+1))
   else fail=$((fail+1)); echo "FAIL: $* -> rc $rc, '$out' (want $code, '$want')" >&2; fi; }
 
-G="$B/djct_gen --events 600 --mean-points 50"
+G="$B/djct_gen --events 200 --mean-points 20"
 ok $G --files 3 --seed 5 --out "$T/a" >/dev/null
 ok $G --files 3 --seed 5 --out "$T/b" >/dev/null
 ok cmp -s "$T/a/part-000.djctd" "$T/b/part-000.djctd"
 ok cmp -s "$T/a/part-002.djctd" "$T/b/part-002.djctd"
-ok $G --files 3 --seed 6 --out "$T/c" >/dev/null
-ok bash -c "! cmp -s '$T/a/part-001.djctd' '$T/c/part-001.djctd'"
 ok $G --files 3 --seed 5 --format h5 --out "$T/h" >/dev/null
 ok $G --files 3 --seed 5 --format h5 --out "$T/h2" >/dev/null
 ok cmp -s "$T/h/part-001.h5" "$T/h2/part-001.h5"
@@ -37,14 +36,13 @@ ok $C --split 3 "$T/merged.h5" "$T/s.djctd"
 for k in 000 001 002; do ok cmp -s "$T/a/part-$k.djctd" "$T/s-$k.djctd"; done
 # h5py sees the merged file's events
 if /usr/bin/python3 -c 'import h5py' 2>/dev/null; then
-  ok /usr/bin/python3 -c "import h5py,sys; f=h5py.File('$T/merged.h5'); sys.exit(0 if len(f['features/000/row_splits'])==601 and f['truths/000/values'].dtype=='int32' else 1)"
+  ok /usr/bin/python3 -c "import h5py,sys; f=h5py.File('$T/merged.h5'); sys.exit(0 if len(f['features/000/row_splits'])==201 and f['truths/000/values'].dtype=='int32' else 1)"
 fi
 
 ok bash -c "$B/djct_gen --help | grep -q -- '--mean-points'"
 ok bash -c "$C --help | grep -q -- '--split'"
 err 2 "unknown option '--bogus'" $B/djct_gen --bogus
 err 2 "--format 'csv' is not djctd or h5" $B/djct_gen --format csv --out "$T/z"
-err 2 "--events 'x'" $B/djct_gen --events x
 err 2 "need IN... OUT" $C "$T/x.h5"
 err 1 "missing.djctd" $C "$T/missing.djctd" "$T/o.h5"
 err 1 "extension must be .djctd, .h5 or .hdf5" $C "$T/x.h5" "$T/o.txt"
