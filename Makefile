@@ -70,7 +70,7 @@ CFLAGS_ALL   := -std=c11 $(OPT) -g -pthread -fPIC -fvisibility=hidden $(WARN) $(
 CXXFLAGS_ALL := -std=c++17 $(OPT) -g -pthread -fPIC -fvisibility=hidden -Wall -Wextra -Wno-unused-parameter \
                 $(TORCH_CXXFLAGS) $(SANFLAGS) $(CXXFLAGS)
 LIBS_ALL     := $(TORCH_LIBS) $(HDF5_LIBS) $(DEP_LIBS) $(CUDA_LIBS) $(MPI_LIBS) -ldl
-LDFLAGS_ALL  := -pthread $(SANFLAGS) $(LDFLAGS)
+LDFLAGS_ALL  := -pthread -Wl,--as-needed $(SANFLAGS) $(LDFLAGS)
 
 # ---- sources (discovered: adding a module needs no Makefile edit) ---------------------------
 C_SRCS   := $(wildcard src/*.c)
@@ -171,7 +171,8 @@ fuzz-build: $(FUZZ_TARGETS)
 fuzz: fuzz-build
 	@for f in $(FUZZ_TARGETS); do n=$$(basename $$f); mkdir -p $(BUILD)/fuzz/corpus-$$n; \
 	  echo "fuzz: $$n for $(FUZZ_SECONDS) s"; \
-	  $$f -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=1024 -timeout=10 $(BUILD)/fuzz/corpus-$$n tests/fuzz/corpus/$$n \
+	  $$f -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=1024 -timeout=10 -artifact_prefix=$(BUILD)/fuzz/ \
+	    $(BUILD)/fuzz/corpus-$$n tests/fuzz/corpus/$$n \
 	    2>&1 | tail -n 3 || exit 1; done
 
 # ---- run tests --------------------------------------------------------------------------------

@@ -60,7 +60,13 @@ if [ "$WITH_TORCH" != 0 ]; then
     abi=$(printf '#include <torch/csrc/api/include/torch/version.h>\n' >/dev/null; \
           grep -ho '_GLIBCXX_USE_CXX11_ABI=[01]' /usr/lib/x86_64-linux-gnu/cmake/Torch/TorchConfig.cmake 2>/dev/null | head -1)
     mk+=("TORCH_CXXFLAGS := -I$TORCH_INC -D${abi:-_GLIBCXX_USE_CXX11_ABI=1}")
-    mk+=("TORCH_LIBS := -Wl,--no-as-needed -ltorch -ltorch_cpu -lc10 -Wl,--as-needed")
+    # torch_cuda registers CUDA by static initialisers only, so it must be linked --no-as-needed
+    # (STYLE.md); the CPU libraries go --as-needed so programs that use no model do not load libtorch
+    tl="-ltorch -ltorch_cpu -lc10"
+    if ls /usr/lib/x86_64-linux-gnu/libtorch_cuda.so* >/dev/null 2>&1; then
+      tl="-Wl,--no-as-needed -ltorch_cuda -Wl,--as-needed $tl"
+    fi
+    mk+=("TORCH_LIBS := $tl")
   elif [ "$WITH_TORCH" = 1 ]; then
     bad "WITH_TORCH=1 but libtorch was not found; install libtorch-dev (scripts/install-deps.sh)"
   else
