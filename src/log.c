@@ -346,7 +346,8 @@ static int reduce_union(reduced *out, char **names_blob, unsigned char **ops_out
         }
         u[un++] = (entry){(char *)nm, op, 0, 0, 0, 0};
     }
-    qsort(u, (size_t)un, sizeof(entry), cmp_entry);
+    if (un > 1)
+        qsort(u, (size_t)un, sizeof(entry), cmp_entry);
     vec = calloc(4 + 2 * (size_t)un, sizeof(double));
     ops = malloc((size_t)un + 1);
     uname = malloc(sizeof(char *) * ((size_t)un + 1));
@@ -414,7 +415,8 @@ static int reduce_all(reduced *out, char **blob, unsigned char **ops_keep, int *
     *blob = NULL;
     *ops_keep = NULL;
     *fast = 1;
-    qsort(g.e, (size_t)g.n, sizeof(entry), cmp_entry);
+    if (g.n > 1)
+        qsort(g.e, (size_t)g.n, sizeof(entry), cmp_entry);
     index_rebuild(g.icap ? g.icap : 64); /* qsort moved the entries */
     if (!g.have_mpi || g.size == 1) {
         out->name = malloc(sizeof(char *) * ((size_t)g.n + 1));
