@@ -62,9 +62,14 @@ typedef struct {
     FILE *csv_f;
     int preempted;
     double finish_timeout_s;
+    double summary_written; /* mono_s() of the last summary.json rewrite */
+    char *pending;          /* history rows not yet folded into the summary */
+    size_t pending_len, pending_cap;
     djct_log_stats stats;
     char warn[4096];
 } log_state;
+
+#define SUMMARY_EVERY_S 1.0
 
 static log_state g = {.mu = PTHREAD_MUTEX_INITIALIZER, .key_source = "none"};
 
@@ -341,7 +346,8 @@ static int reduce_union(reduced *out, char **names_blob, unsigned char **ops_out
         }
         u[un++] = (entry){(char *)nm, op, 0, 0, 0, 0};
     }
-    qsort(u, (size_t)un, sizeof(entry), cmp_entry);
+    if (un > 1)
+        qsort(u, (size_t)un, sizeof(entry), cmp_entry);
     vec = calloc(4 + 2 * (size_t)un, sizeof(double));
     ops = malloc((size_t)un + 1);
     uname = malloc(sizeof(char *) * ((size_t)un + 1));
@@ -409,7 +415,8 @@ static int reduce_all(reduced *out, char **blob, unsigned char **ops_keep, int *
     *blob = NULL;
     *ops_keep = NULL;
     *fast = 1;
-    qsort(g.e, (size_t)g.n, sizeof(entry), cmp_entry);
+    if (g.n > 1)
+        qsort(g.e, (size_t)g.n, sizeof(entry), cmp_entry);
     index_rebuild(g.icap ? g.icap : 64); /* qsort moved the entries */
     if (!g.have_mpi || g.size == 1) {
         out->name = malloc(sizeof(char *) * ((size_t)g.n + 1));
@@ -506,6 +513,15 @@ static int str_append(char **buf, size_t *len, size_t *cap, const char *s, size_
 static int append_key(char **buf, size_t *len, size_t *cap, const char *prefix, const char *name)
 {
     char tmp[512];
+    int n = snprintf(tmp + 1, sizeof(tmp) - 3, "%s%s", prefix, name);
+    int plain = n > 0 && n < (int)sizeof(tmp) - 3;
+    for (int i = 1; plain && i <= n; i++)
+        plain = tmp[i] != '"' && tmp[i] != '\\' && (unsigned char)tmp[i] >= 0x20;
+    if (plain) { /* the common case needs no escaping: skip cJSON's allocations */
+        tmp[0] = '"';
+        tmp[n + 1] = '"';
+        return str_append(buf, len, cap, tmp, (size_t)n + 2);
+    }
     snprintf(tmp, sizeof(tmp), "%s%s", prefix, name);
     cJSON *s = cJSON_CreateString(tmp);
     char *q = s ? cJSON_PrintUnformatted(s) : NULL;
@@ -665,8 +681,31 @@ static int csv_row_write(const reduced *red, const char *prefix, int64_t step, d
 
 /* summary.json: last value per key + _step/_runtime/_timestamp/_wandb.runtime, user overrides on top.
  * Values are kept as raw JSON text so NaN/Infinity survive as bare tokens. */
+static void summary_put_raw(const char *key, const char *raw);
+
+static void summary_fold(void *ctx, const char *key, double v)
+{
+    char num[64];
+    if (strcmp(key, "_step") == 0)
+        snprintf(num, sizeof(num), "%.0f", v);
+    else
+        jr_fmt_double(num, sizeof(num), v);
+    summary_put_raw(key, num);
+    if (strcmp(key, "_runtime") == 0) {
+        snprintf(num, sizeof(num), "{\"runtime\":%.0f}", floor(v));
+        summary_put_raw("_wandb", num);
+    }
+}
+
 static int summary_write(int do_fsync)
 {
+    /* fold the rows written since the last rewrite: last value per key wins */
+    char *save = NULL;
+    for (char *l = g.pending ? strtok_r(g.pending, "\n", &save) : NULL; l; l = strtok_r(NULL, "\n", &save))
+        jr_flat_parse(l, summary_fold, NULL);
+    g.pending_len = 0;
+    if (g.pending)
+        g.pending[0] = '\0';
     cJSON *s = cJSON_Duplicate(g.summary, 1);
     if (!s)
         return djct_error_oom();
@@ -723,23 +762,20 @@ static int write_row(const reduced *red, const char *prefix, int64_t step)
         return rc;
     }
     g.stats.rows++;
-    char key[512];
-    for (int i = 0; i < red->n; i++) {
-        snprintf(key, sizeof(key), "%s%s", prefix, red->name[i]);
-        jr_fmt_double(num, sizeof(num), red->value[i]);
-        summary_put_raw(key, num);
-    }
-    snprintf(num, sizeof(num), "%" PRId64, step);
-    summary_put_raw("_step", num);
-    jr_fmt_double(num, sizeof(num), runtime);
-    summary_put_raw("_runtime", num);
-    jr_fmt_double(num, sizeof(num), ts);
-    summary_put_raw("_timestamp", num);
-    snprintf(num, sizeof(num), "{\"runtime\":%.0f}", floor(runtime));
-    summary_put_raw("_wandb", num);
-    if ((rc = summary_write(0)) < 0) {
+    /* summary.json is derivable from history.jsonl: fold the rows into it and rewrite it at most
+     * once a second (and at finish), not on every flush, which would cost more than the reduction */
+    if ((rc = str_append(&g.pending, &g.pending_len, &g.pending_cap, line, len)) < 0 ||
+        (rc = str_append(&g.pending, &g.pending_len, &g.pending_cap, "\n", 1)) < 0) {
         free(line);
         return rc;
+    }
+    double tnow = mono_s();
+    if (tnow - g.summary_written >= SUMMARY_EVERY_S) {
+        if ((rc = summary_write(0)) < 0) {
+            free(line);
+            return rc;
+        }
+        g.summary_written = tnow;
     }
     if (g.console) {
         printf("[djct] step %" PRId64 ":", step);
@@ -770,7 +806,9 @@ int djct_log_flush(const char *prefix, int64_t step)
     reduced red;
     char *blob;
     unsigned char *ops;
+    double t0 = mono_s();
     int fast, rc = reduce_all(&red, &blob, &ops, &fast);
+    g.stats.reduce_seconds += mono_s() - t0;
     g.stats.flushes++;
     g.stats.fast_flushes += rc == 0 && fast;
     if (rc == 0 && red.n > 0) {
@@ -1089,6 +1127,9 @@ static void release_all(void)
     }
     free(g.last_row);
     g.last_row = NULL;
+    free(g.pending);
+    g.pending = NULL;
+    g.pending_len = g.pending_cap = 0;
     int fin = 0;
     if (g.have_mpi) {
         MPI_Finalized(&fin);

@@ -141,6 +141,7 @@ typedef struct {
     int64_t rows;           /* history rows written (rank 0) */
     int64_t rows_acked;     /* history rows the server acknowledged (rank 0, online) */
     int upload_state;       /* 0 idle/offline, 1 streaming, 2 stopped by a fatal error, 3 complete */
+    double reduce_seconds;  /* time spent in the cross-rank reduction (all flushes) */
 } djct_log_stats;
 
 /** Fill *out with the current counters. */
