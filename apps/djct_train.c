@@ -404,8 +404,12 @@ int main(int argc, char **argv)
             fflush(stdout);
             gen_rc = djct_gen_cached(dir, &go, &generated);
             if (gen_rc == 0)
-                printf(generated ? "generated in %.1f s (cached for later runs)\n" : "using the cached copy%.0f\n",
-                       generated ? now_s() - g0 : 0.0);
+            {
+                if (generated)
+                    printf("generated in %.1f s (cached for later runs)\n", now_s() - g0);
+                else
+                    printf("using the cached copy\n");
+            }
             if (gen_rc)
                 fprintf(stderr, "djct_train: rank 0: embedded dataset: %s\n", djct_last_error());
         }
@@ -455,6 +459,8 @@ int main(int argc, char **argv)
     mo.hidden = c.hidden;
     mo.n_layers = c.layers;
     mo.n_classes = c.classes;
+    if (!c.data && c.classes == 0)
+        mo.n_classes = 3; /* the embedded showers: narrow, medium, wide */
     djct_model *model = NULL;
     int mrc = (!strcmp(c.model, "pointcloud") || !strcmp(c.model, "mlp")) ? djct_model_builtin(&model, c.model, &mo)
                                                                           : djct_model_load(&model, c.model, &mo);

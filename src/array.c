@@ -33,7 +33,8 @@ const char *djct_dtype_name(djct_dtype t)
     return "unknown";
 }
 
-int djct_array_is_ragged(const djct_array *a) { return a && a->row_splits != NULL; }
+/* metadata layouts carry n_row_splits without the splits themselves */
+int djct_array_is_ragged(const djct_array *a) { return a && (a->row_splits != NULL || a->n_row_splits > 0); }
 
 int64_t djct_array_nrows(const djct_array *a) { return a && a->ndim > 0 ? a->shape[0] : 0; }
 
@@ -86,6 +87,8 @@ int djct_array_validate(const djct_array *a)
         if (a->shape[0] < 0 || a->n_row_splits != (size_t)a->shape[0] + 1)
             return djct_error_set(DJCT_EINVAL, "array '%s': %zu row splits for %" PRId64 " events (want events+1)",
                                   ANAME(a), a->n_row_splits, a->shape[0]);
+        if (!a->row_splits)
+            return djct_error_set(DJCT_EINVAL, "array '%s': ragged but its row splits are not loaded", ANAME(a));
         if (a->row_splits[0] != 0)
             return djct_error_set(DJCT_EINVAL, "array '%s': row_splits[0] = %" PRId64 ", must be 0", ANAME(a),
                                   a->row_splits[0]);

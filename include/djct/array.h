@@ -79,7 +79,7 @@ typedef struct djct_file_meta {
 /** Free what the meta points to and zero it. NULL is fine. */
 DJCT_API void djct_file_meta_clear(djct_file_meta *m);
 
-/** Non-zero when the array has row splits. */
+/** Non-zero when the array is ragged: it has row splits, or (a metadata layout) says how many. */
 DJCT_API int djct_array_is_ragged(const djct_array *a);
 /** Number of events (rows, shape[0]). */
 DJCT_API int64_t djct_array_nrows(const djct_array *a);
