@@ -1,0 +1,234 @@
+/* trainer: N ranks with their own batches end with the parameters of one model trained on the
+ * combined batches (checked against a reference computed in-process with the plain model API),
+ * also with unequal batch sizes where the event weighting matters; plain averaging then differs.
+ * The trained model, with logging and losses switched off, saves and runs with targets absent. */
+#define HARNESS_MPI
+#include "harness.h"
+
+#include <math.h>
+#include <unistd.h>
+
+#define F 6     /* inputs */
+#define C 3     /* classes */
+#define STEPS 6
+#define MAXB 64
+
+typedef struct {
+    int rank, size, unequal;
+    int64_t step;
+    float x[MAXB * F];
+    int32_t y[MAXB];
+    djct_array feat, lab;
+    djct_record rec;
+} mem_loader;
+
+static int batch_of(int rank, int unequal) { return unequal ? 3 + 5 * rank : 8; }
+
+/* the events of (step, rank): consecutive global ids, all ranks of a step back to back */
+static int64_t first_id(int64_t step, int rank, int size, int unequal)
+{
+    int64_t per_step = 0, before = 0;
+    for (int r = 0; r < size; r++) {
+        per_step += batch_of(r, unequal);
+        if (r < rank)
+            before += batch_of(r, unequal);
+    }
+    return step * per_step + before;
+}
+
+static void fill(int64_t g0, int n, float *x, int32_t *y)
+{
+    for (int i = 0; i < n; i++) {
+        int64_t g = g0 + i;
+        for (int j = 0; j < F; j++)
+            x[i * F + j] = (float)sin(0.37 * (double)g + 1.3 * j) + (float)((g * 7 + j) % C == 0);
+        y[i] = (int32_t)((g * 7) % C);
+    }
+}
+
+static void set_arrays(mem_loader *l, int n)
+{
+    l->feat = (djct_array){.name = "x", .dtype = DJCT_DTYPE_FLOAT32, .ndim = 2, .shape = {n, F},
+                           .values = l->x, .n_values = (size_t)n * F};
+    l->lab = (djct_array){.name = "label", .dtype = DJCT_DTYPE_INT32, .ndim = 1, .shape = {n},
+                          .values = l->y, .n_values = (size_t)n};
+    l->rec = (djct_record){.features = &l->feat, .n_features = 1, .truths = &l->lab, .n_truths = 1};
+}
+
+static int ml_begin(void *self, int64_t epoch, int64_t start, int64_t *n)
+{
+    mem_loader *l = self;
+    (void)epoch;
+    l->step = start;
+    *n = STEPS;
+    return 0;
+}
+
+static int ml_next(void *self, const djct_record **batch, djct_batch_info *info)
+{
+    mem_loader *l = self;
+    int n = batch_of(l->rank, l->unequal);
+    fill(first_id(l->step, l->rank, l->size, l->unequal), n, l->x, l->y);
+    set_arrays(l, n);
+    l->step++;
+    *batch = &l->rec;
+    info->n_events = n;
+    info->n_elements = n;
+    return 0;
+}
+
+static void ml_release(void *self, const djct_record *b) { (void)self; (void)b; }
+
+static double max_diff(const float *a, const float *b, size_t n)
+{
+    double m = 0;
+    for (size_t i = 0; i < n; i++)
+        m = fmax(m, fabs((double)a[i] - (double)b[i]));
+    return m;
+}
+
+static djct_model *make_model(void)
+{
+    djct_model *m = NULL;
+    djct_model_options mo = DJCT_MODEL_OPTIONS_INIT;
+    mo.n_inputs = F;
+    mo.hidden = 16;
+    mo.n_layers = 1;
+    mo.n_classes = C;
+    djct_torch_seed(7);
+    if (djct_model_builtin(&m, "mlp", &mo))
+        fprintf(stderr, "model: %s\n", djct_last_error());
+    return m;
+}
+
+static djct_optimizer *make_opt(djct_model *m)
+{
+    djct_optimizer *o = NULL;
+    djct_optimizer_options oo = DJCT_OPTIMIZER_OPTIONS_INIT;
+    oo.kind = DJCT_OPTIM_SGD;
+    oo.lr = 0.2;
+    oo.momentum = 0.5;
+    if (djct_optimizer_create(&o, m, &oo))
+        fprintf(stderr, "optimizer: %s\n", djct_last_error());
+    return o;
+}
+
+/* train with the trainer over `size` ranks; compare with one model on the combined batches */
+static double run_case(djct_comm *comm, int unequal, int weighting, int overlap)
+{
+    int rank = djct_comm_rank(comm), size = djct_comm_size(comm);
+    djct_model *m = make_model();
+    djct_optimizer *o = make_opt(m);
+    mem_loader l = {.rank = rank, .size = size, .unequal = unequal};
+    djct_loader ld = {&l, ml_begin, ml_next, ml_release, NULL, NULL};
+    djct_trainer_options to = DJCT_TRAINER_OPTIONS_INIT;
+    to.weighting = weighting;
+    to.overlap = overlap;
+    to.epochs = 1;
+    djct_trainer *t = NULL;
+    CHECK_OK(djct_trainer_create(&t, m, o, comm, &ld, NULL, &to));
+    CHECK_OK(djct_trainer_fit(t));
+    int64_t gs = 0;
+    djct_trainer_position(t, &gs, NULL, NULL, NULL);
+    CHECK(gs == STEPS);
+
+    /* reference: one model, the combined batch of every step */
+    djct_model *ref = make_model();
+    djct_optimizer *ro = make_opt(ref);
+    static float x[MAXB * 8 * F];
+    static int32_t y[MAXB * 8];
+    int total = 0;
+    for (int r = 0; r < size; r++)
+        total += batch_of(r, unequal);
+    for (int64_t s = 0; s < STEPS; s++) {
+        fill(first_id(s, 0, size, unequal), total, x, y);
+        djct_array fa = {.name = "x", .dtype = DJCT_DTYPE_FLOAT32, .ndim = 2, .shape = {total, F}, .values = x,
+                         .n_values = (size_t)total * F};
+        djct_array la = {.name = "label", .dtype = DJCT_DTYPE_INT32, .ndim = 1, .shape = {total}, .values = y,
+                         .n_values = (size_t)total};
+        djct_model_zero_grad(ref);
+        CHECK_OK(djct_model_forward(ref, &fa, 1, &la, 1));
+        CHECK_OK(djct_model_backward(ref, NULL));
+        CHECK_OK(djct_optimizer_step(ro));
+    }
+    float *p = NULL, *q = NULL;
+    size_t np = 0, nq = 0;
+    djct_model_params(m, &p, &np);
+    djct_model_params(ref, &q, &nq);
+    double d = np == nq ? max_diff(p, q, np) : 1e9;
+
+    /* replicas agree bit for bit across ranks */
+    djct_comm_buffer pb = {p, np, DJCT_DTYPE_FLOAT32, -1};
+    CHECK_OK(djct_comm_check_consistent(comm, &pb, 1, NULL));
+
+    djct_trainer_free(t);
+    djct_optimizer_free(o);
+    djct_optimizer_free(ro);
+    djct_model_free(ref);
+    djct_model_free(m);
+    return d;
+}
+
+int main(int argc, char **argv)
+{
+    if (djct_comm_init_mpi(&argc, &argv, DJCT_THREAD_FUNNELED)) {
+        fprintf(stderr, "%s\n", djct_last_error());
+        return 1;
+    }
+    djct_comm *comm = NULL;
+    djct_comm_options co = DJCT_COMM_OPTIONS_INIT;
+    co.device = DJCT_COMM_DEVICE_NONE;
+    co.timeout_seconds = 120;
+    CHECK_OK(djct_comm_create(&comm, &co));
+    int rank = djct_comm_rank(comm);
+    djct_model *probe = NULL;
+    if (djct_model_builtin(&probe, "mlp", NULL) == DJCT_ENOTSUP) {
+        harness_skip("no libtorch in this build");
+        djct_comm_free(comm);
+        return harness_report_mpi();
+    }
+    djct_model_free(probe);
+    djct_torch_set_num_threads(1);
+
+    double d1 = run_case(comm, 0, DJCT_WEIGHT_EVENTS, 1);
+    if (rank == 0)
+        printf("equal batches, overlap: max |param - reference| = %.3g\n", d1);
+    CHECK(d1 < 2e-5);
+    double d2 = run_case(comm, 0, DJCT_WEIGHT_EVENTS, 0);
+    CHECK(d2 < 2e-5);
+    double d3 = run_case(comm, 1, DJCT_WEIGHT_EVENTS, 1);
+    if (rank == 0)
+        printf("unequal batches, event weighting: %.3g\n", d3);
+    CHECK(d3 < 2e-5);
+    double d4 = run_case(comm, 1, DJCT_WEIGHT_NONE, 1);
+    if (rank == 0)
+        printf("unequal batches, plain average: %.3g (must differ)\n", d4);
+    CHECK(d4 > 1e-4);
+
+    /* pure inference after training: everything switched off, saved, reloaded, targets absent */
+    djct_model *m = make_model();
+    CHECK_OK(djct_model_switch_all_logging(m, 0));
+    CHECK_OK(djct_model_switch_all_losses(m, 0));
+    char path[128];
+    snprintf(path, sizeof(path), "/tmp/djct_test_trainer_%d_%ld.pt", rank, (long)getpid());
+    CHECK_OK(djct_model_save(m, path));
+    djct_model *back = NULL;
+    CHECK_OK(djct_model_load(&back, path, NULL));
+    float x[4 * F];
+    int32_t y[4];
+    fill(0, 4, x, y);
+    djct_array fa = {.name = "x", .dtype = DJCT_DTYPE_FLOAT32, .ndim = 2, .shape = {4, F}, .values = x, .n_values = 4 * F};
+    CHECK_OK(djct_model_train(back, 0));
+    CHECK_OK(djct_model_forward(back, &fa, 1, NULL, 0));
+    CHECK(djct_model_n_outputs(back) >= 1);
+    const float *out = NULL;
+    int64_t shape[DJCT_MAX_DIMS];
+    int ndim = 0;
+    CHECK_OK(djct_model_output(back, 0, &out, shape, &ndim));
+    CHECK(ndim >= 1 && shape[0] == 4);
+    unlink(path);
+    djct_model_free(back);
+    djct_model_free(m);
+    djct_comm_free(comm);
+    return harness_report_mpi();
+}
