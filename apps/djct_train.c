@@ -594,7 +594,11 @@ int main(int argc, char **argv)
     double wall = now_s() - t_fit;
     int reason = djct_trainer_stop_reason(tr);
     if (frc) {
-        fprintf(stderr, "djct_train: rank %d: %s\n", g_rank, djct_last_error());
+        const char *msg = djct_last_error();
+        fprintf(stderr, "djct_train: rank %d: %s%s\n", g_rank, msg,
+                strstr(msg, "Target") && strstr(msg, "out of bounds")
+                    ? "; a label is >= the model's number of classes: set --classes"
+                    : "");
         djct_log_finish(1);
         djct_comm_abort(comm, 1, "training failed");
     }

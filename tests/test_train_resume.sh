@@ -1,0 +1,92 @@
+#!/usr/bin/env bash
+# djct_train checkpoints, resume and preemption with 2 real ranks:
+#  - a run killed with SIGKILL and resumed ends with weights bit-identical to an uninterrupted run
+#  - SIGUSR1 to ONE rank: all ranks agree at a step boundary, checkpoint, exit 75; the resumed run
+#    finishes bit-identical too
+#  - SIGINT to one rank: a checkpoint and exit 130
+set -u
+pass=0; fail=0
+ok() { if "$@"; then pass=$((pass+1)); else fail=$((fail+1)); echo "FAIL: $*" >&2; fi; }
+BUILD=${BUILD:-build}
+MPIRUN=${MPIRUN:-mpirun --allow-run-as-root --oversubscribe --bind-to none}
+PY=/usr/bin/python3
+tmp=$(mktemp -d /tmp/djct_resume.XXXXXX); trap 'kill -9 $(jobs -p) 2>/dev/null; rm -rf "$tmp"' EXIT
+if ! "$PY" -c 'import torch' 2>/dev/null || [ "${HAVE_TORCH:-1}" = 0 ]; then
+  echo "skip: no libtorch / python3-torch"; echo "0 passed, 0 failed, 1 skipped"; exit 0
+fi
+"$BUILD/bin/djct_gen" --events 2000 --files 3 --seed 5 --out "$tmp/data" >/dev/null || { echo "FAIL: djct_gen"; exit 1; }
+common=(--data "$tmp/data" --classes 3 --epochs 2 --batch-elements 3000 --seed 3 --threads 1 --wandb-mode offline
+        --progress none --no-validate --checkpoint-every-minutes 0)
+train() { $MPIRUN -np 2 "$BUILD/bin/djct_train" "${common[@]}" "$@"; }
+
+same_params() { # same_params A.pt B.pt: every parameter bit-identical
+  "$PY" - "$1" "$2" <<'PY'
+import sys, torch
+a = dict(torch.jit.load(sys.argv[1]).named_parameters()); b = dict(torch.jit.load(sys.argv[2]).named_parameters())
+assert a.keys() == b.keys(), (a.keys(), b.keys())
+bad = [k for k in a if not torch.equal(a[k], b[k])]
+print("identical" if not bad else "differ: " + ", ".join(bad))
+sys.exit(1 if bad else 0)
+PY
+}
+steps_of() { sed -n 's/.*"steps": \([0-9]*\).*/\1/p' "$1/summary.json"; }
+wait_for() { # wait_for SECONDS CMD...: poll until CMD succeeds
+  local end=$(( $(date +%s) + $1 )); shift
+  until "$@"; do [ "$(date +%s)" -ge "$end" ] && return 1; sleep 0.1; done
+}
+ckpt_at_least() { ls -d "$1"/checkpoints/step-* 2>/dev/null | sed 's/.*step-//' | awk -v m="$2" '$1>=m{f=1} END{exit !f}' \
+                  && [ -f "$(ls -d "$1"/checkpoints/step-* | head -1)/DONE" ]; }
+rank_pids() { # the djct_train rank processes of run dir $1 (mpirun's children), oldest first
+  for p in $(pgrep -x djct_train); do tr '\0' ' ' < /proc/$p/cmdline | grep -q -- "--run-dir $1 " && echo $p; done; }
+history_rows() { [ "$(cat "$1"/wandb/*/history.jsonl 2>/dev/null | wc -l)" -ge "$2" ]; }
+
+# A: uninterrupted
+train --run-dir "$tmp/A" --checkpoint-every-steps 7 > "$tmp/A.log" 2>&1; rc=$?
+ok test $rc = 0
+ok test -f "$tmp/A/model.pt"
+total=$(steps_of "$tmp/A"); echo "uninterrupted: $total steps"
+ok test "${total:-0}" -gt 20
+
+# B: SIGKILL after the first checkpoints, then --resume
+train --run-dir "$tmp/B" --checkpoint-every-steps 7 > "$tmp/B1.log" 2>&1 &
+pid=$!
+ok wait_for 60 ckpt_at_least "$tmp/B" 14
+kill -9 $pid $(pgrep -P $pid) 2>/dev/null; wait $pid 2>/dev/null
+ok test ! -f "$tmp/B/model.pt"     # it really died before the end
+train --run-dir "$tmp/B" --checkpoint-every-steps 7 --resume > "$tmp/B2.log" 2>&1; rc=$?
+ok test $rc = 0
+ok grep -q "resumed from the checkpoint of step" "$tmp/B2.log"
+ok same_params "$tmp/A/model.pt" "$tmp/B/model.pt"
+# the journal continues the same run: one run id, rows from both parts
+ok test "$(ls "$tmp/B/wandb" | wc -l)" = 1
+
+# C: SIGUSR1 to rank 1 only -> every rank stops, checkpoint, exit 75; then resume
+train --run-dir "$tmp/C" > "$tmp/C1.log" 2>&1 &
+pid=$!
+ok wait_for 60 history_rows "$tmp/C" 5
+ranks=($(rank_pids "$tmp/C"))
+ok test "${#ranks[@]}" = 2
+kill -USR1 "${ranks[1]:-0}"
+wait $pid; rc=$?
+ok test $rc = 75
+ok grep -q "preempted at step" "$tmp/C1.log"
+ok test -n "$(ls -d "$tmp"/C/checkpoints/step-* 2>/dev/null)"
+ok grep -q '"stop": "preempted"' "$tmp/C/summary.json"
+train --run-dir "$tmp/C" --resume > "$tmp/C2.log" 2>&1; rc=$?
+ok test $rc = 0
+ok same_params "$tmp/A/model.pt" "$tmp/C/model.pt"
+ok test "$(steps_of "$tmp/C")" = "$total"
+
+# D: SIGINT to rank 0 -> clean stop with a checkpoint, exit 130
+train --run-dir "$tmp/D" > "$tmp/D.log" 2>&1 &
+pid=$!
+ok wait_for 60 history_rows "$tmp/D" 5
+ranks=($(rank_pids "$tmp/D"))
+kill -INT "${ranks[0]:-0}"
+wait $pid; rc=$?
+ok test $rc = 130
+ok test -n "$(ls -d "$tmp"/D/checkpoints/step-* 2>/dev/null)"
+
+[ $fail -gt 0 ] && for f in "$tmp"/*.log; do echo "---- $f"; tail -5 "$f"; done
+echo "$pass passed, $fail failed"
+[ $fail -eq 0 ]
