@@ -87,6 +87,9 @@ LIB_A    := $(BUILD)/lib/libdjct.a
 LIB_SO   := $(BUILD)/lib/libdjct.so
 APPS     := $(patsubst apps/%.c,$(BUILD)/bin/%,$(wildcard apps/djct_*.c))
 BENCHES  := $(patsubst bench/%.c,$(BUILD)/bench/%,$(wildcard bench/*.c))
+ifeq ($(HAVE_TORCH),1)
+  BENCHES  += $(patsubst bench/%.cpp,$(BUILD)/bench/%,$(wildcard bench/*.cpp))
+endif
 TESTS    := $(patsubst tests/%.c,$(BUILD)/tests/%,$(wildcard tests/test_*.c)) $(BUILD)/tests/test_headers_cxx
 HEADERS  := $(wildcard include/djct/*.h)
 FUZZ_TARGETS := $(patsubst tests/fuzz/%.c,$(BUILD)/fuzz/%,$(wildcard tests/fuzz/fuzz_*.c))
@@ -134,6 +137,12 @@ $(BUILD)/bin/%: apps/%.c $(LIB_A)
 $(BUILD)/bench/%: bench/%.c $(LIB_A)
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS_ALL) $(CFLAGS_ALL) -MMD -MP -c $< -o $@.o
+	$(LINKER) $(LDFLAGS_ALL) -o $@ $@.o $(LIB_A) $(LIBS_ALL)
+
+# C++ baselines (plain libtorch loops), built only with libtorch
+$(BUILD)/bench/%: bench/%.cpp $(LIB_A)
+	@mkdir -p $(dir $@)
+	$(CXX) $(CPPFLAGS_ALL) $(CXXFLAGS_ALL) -MMD -MP -c $< -o $@.o
 	$(LINKER) $(LDFLAGS_ALL) -o $@ $@.o $(LIB_A) $(LIBS_ALL)
 
 $(BUILD)/tests/%: tests/%.c tests/harness.h $(LIB_A)
