@@ -44,6 +44,8 @@ endif
 ifeq ($(SAN),1)
   BUILD   ?= build-san
   SANFLAGS := -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
+  # libtorch does not export the typeinfo UBSan's vptr check needs (e.g. c10::DynamicType)
+  SANCXXFLAGS := -fno-sanitize=vptr
 else
   BUILD   ?= build
   SANFLAGS :=
@@ -68,7 +70,7 @@ CPPFLAGS_ALL := -Iinclude -Isrc -D_GNU_SOURCE $(MPI_CFLAGS) $(HDF5_CFLAGS) $(DEP
 WARN    := -Wall -Wextra -Wpedantic -Wshadow -Wstrict-prototypes -Wno-unused-parameter
 CFLAGS_ALL   := -std=c11 $(OPT) -g -pthread -fPIC -fvisibility=hidden $(WARN) $(SANFLAGS) $(CFLAGS)
 CXXFLAGS_ALL := -std=c++17 $(OPT) -g -pthread -fPIC -fvisibility=hidden -Wall -Wextra -Wno-unused-parameter \
-                $(TORCH_CXXFLAGS) $(SANFLAGS) $(CXXFLAGS)
+                $(TORCH_CXXFLAGS) $(SANFLAGS) $(SANCXXFLAGS) $(CXXFLAGS)
 LIBS_ALL     := $(TORCH_LIBS) $(HDF5_LIBS) $(DEP_LIBS) $(CUDA_LIBS) $(MPI_LIBS) -ldl
 LDFLAGS_ALL  := -pthread $(SANFLAGS) $(LDFLAGS)
 
