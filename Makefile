@@ -44,6 +44,8 @@ endif
 ifeq ($(SAN),1)
   BUILD   ?= build-san
   SANFLAGS := -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
+  # libtorch does not export the typeinfo UBSan's vptr check needs (e.g. c10::DynamicType)
+  SANCXXFLAGS := -fno-sanitize=vptr
 else
   BUILD   ?= build
   SANFLAGS :=
@@ -68,7 +70,7 @@ CPPFLAGS_ALL := -Iinclude -Isrc -D_GNU_SOURCE $(MPI_CFLAGS) $(HDF5_CFLAGS) $(DEP
 WARN    := -Wall -Wextra -Wpedantic -Wshadow -Wstrict-prototypes -Wno-unused-parameter
 CFLAGS_ALL   := -std=c11 $(OPT) -g -pthread -fPIC -fvisibility=hidden $(WARN) $(SANFLAGS) $(CFLAGS)
 CXXFLAGS_ALL := -std=c++17 $(OPT) -g -pthread -fPIC -fvisibility=hidden -Wall -Wextra -Wno-unused-parameter \
-                $(TORCH_CXXFLAGS) $(SANFLAGS) $(CXXFLAGS)
+                $(TORCH_CXXFLAGS) $(SANFLAGS) $(SANCXXFLAGS) $(CXXFLAGS)
 LIBS_ALL     := $(TORCH_LIBS) $(HDF5_LIBS) $(DEP_LIBS) $(CUDA_LIBS) $(MPI_LIBS) -ldl
 LDFLAGS_ALL  := -pthread -Wl,--as-needed $(SANFLAGS) $(LDFLAGS)
 
@@ -87,6 +89,9 @@ LIB_A    := $(BUILD)/lib/libdjct.a
 LIB_SO   := $(BUILD)/lib/libdjct.so
 APPS     := $(patsubst apps/%.c,$(BUILD)/bin/%,$(wildcard apps/djct_*.c))
 BENCHES  := $(patsubst bench/%.c,$(BUILD)/bench/%,$(wildcard bench/*.c))
+ifeq ($(HAVE_TORCH),1)
+  BENCHES  += $(patsubst bench/%.cpp,$(BUILD)/bench/%,$(wildcard bench/*.cpp))
+endif
 TESTS    := $(patsubst tests/%.c,$(BUILD)/tests/%,$(wildcard tests/test_*.c)) $(BUILD)/tests/test_headers_cxx
 HEADERS  := $(wildcard include/djct/*.h)
 FUZZ_TARGETS := $(patsubst tests/fuzz/%.c,$(BUILD)/fuzz/%,$(wildcard tests/fuzz/fuzz_*.c))
@@ -134,6 +139,12 @@ $(BUILD)/bin/%: apps/%.c $(LIB_A)
 $(BUILD)/bench/%: bench/%.c $(LIB_A)
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS_ALL) $(CFLAGS_ALL) -MMD -MP -c $< -o $@.o
+	$(LINKER) $(LDFLAGS_ALL) -o $@ $@.o $(LIB_A) $(LIBS_ALL)
+
+# C++ baselines (plain libtorch loops), built only with libtorch
+$(BUILD)/bench/%: bench/%.cpp $(LIB_A)
+	@mkdir -p $(dir $@)
+	$(CXX) $(CPPFLAGS_ALL) $(CXXFLAGS_ALL) -MMD -MP -c $< -o $@.o
 	$(LINKER) $(LDFLAGS_ALL) -o $@ $@.o $(LIB_A) $(LIBS_ALL)
 
 $(BUILD)/tests/%: tests/%.c tests/harness.h $(LIB_A)

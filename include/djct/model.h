@@ -77,7 +77,7 @@ DJCT_API void djct_model_free(djct_model *m) DJCT_NOEXCEPT;
 DJCT_API int djct_model_save(djct_model *m, const char *path) DJCT_NOEXCEPT;
 
 /** Training (on != 0) or evaluation mode (module.train()/eval()). In evaluation mode forward
- *  builds no autograd graph. */
+ *  runs with autograd disabled (as under torch.no_grad()) and djct_model_backward() refuses. */
 DJCT_API int djct_model_train(djct_model *m, int on) DJCT_NOEXCEPT;
 
 /** Run forward(features, targets). Each djct_array becomes one tensor, or two for a ragged array
