@@ -5,7 +5,7 @@
 # from our own pid files (and checked against /proc/PID/comm) are ever signalled.
 #
 # Usage (as root):
-#   slurm_cluster.sh up [--nodes N] [--netns] [--cpus C]   start (idempotent: already up in the
+#   slurm_cluster.sh up [--nodes N] [--netns] [--cpus C] [--gpus G]   start (idempotent: already up in the
 #                                       same mode -> exit 0); prints nothing on stdout
 #   slurm_cluster.sh env               print `export SLURM_CONF=...` (eval it in the caller)
 #   slurm_cluster.sh status            daemons, sinfo, squeue; exit 1 when not up
@@ -40,7 +40,7 @@ die() { echo "slurm_cluster: error: $*" >&2; exit 1; }
 now_ms() { date +%s%3N; }
 secs_since() { local d=$(( $(now_ms) - $1 )); printf '%d.%d' $((d / 1000)) $(((d % 1000) / 100)); }
 
-NODES=1 NETNS=0 CPUS=4
+NODES=1 NETNS=0 CPUS=4 GPUS=0
 load_state() { # the mode of the running cluster, if any
     [ -r "$STATE" ] || return 1
     # shellcheck disable=SC1090
@@ -94,6 +94,16 @@ write_conf() { # write_conf SLURM_USER
     local h ctl mem i node
     h=$(hostname -s)
     ctl=127.0.0.1; [ "$NETNS" = 1 ] && ctl=$SUBNET.254
+    local gres=""
+    if [ "$GPUS" -gt 0 ]; then
+        # pretend GPUs: device files are empty regular files, so SLURM's gres/gpu plugin hands out
+        # indices and sets CUDA_VISIBLE_DEVICES per job/step exactly as on a GPU node
+        gres=" Gres=gpu:$GPUS"
+        mkdir -p "$ROOT/dev"
+        for i in $(seq 0 $((GPUS - 1))); do : > "$ROOT/dev/gpu$i"; done
+        echo "# written by djct scripts/slurm_cluster.sh" > "$ROOT/etc/gres.conf"
+        echo "Name=gpu File=$ROOT/dev/gpu[0-$((GPUS - 1))]" >> "$ROOT/etc/gres.conf"
+    fi
     mem=$(awk -v n="$NODES" '/^MemTotal:/ { m = int($2 / 1024 * 0.8 / n); print (m < 256 ? 256 : m) }' /proc/meminfo)
     cat > "$CONF" <<EOF
 # written by djct scripts/slurm_cluster.sh; removed by its \`down\`
@@ -134,6 +144,7 @@ EnforcePartLimits=ALL
 ReturnToService=2
 JobRequeue=1
 MailProg=/bin/true
+GresTypes=gpu
 SlurmctldTimeout=30
 SlurmdTimeout=30
 InactiveLimit=0
@@ -147,18 +158,18 @@ EOF
             i=0
             for node in $(node_names); do
                 i=$((i + 1))
-                echo "NodeName=$node NodeHostname=$node NodeAddr=$SUBNET.$i CPUs=$CPUS RealMemory=$mem State=UNKNOWN"
+                echo "NodeName=$node NodeHostname=$node NodeAddr=$SUBNET.$i CPUs=$CPUS RealMemory=$mem$gres State=UNKNOWN"
             done
         elif [ "$NODES" -gt 1 ]; then
             echo "TaskProlog=$ROOT/etc/taskprolog.sh"
             i=0
             for node in $(node_names); do
                 i=$((i + 1))
-                echo "NodeName=$node NodeHostname=$h NodeAddr=127.0.0.1 Port=$((PORT + i)) CPUs=$CPUS RealMemory=$mem State=UNKNOWN"
+                echo "NodeName=$node NodeHostname=$h NodeAddr=127.0.0.1 Port=$((PORT + i)) CPUs=$CPUS RealMemory=$mem$gres State=UNKNOWN"
             done
         else
             echo "SlurmdPort=$((PORT + 1))"
-            echo "NodeName=$h NodeHostname=$h NodeAddr=127.0.0.1 CPUs=$CPUS RealMemory=$mem State=UNKNOWN"
+            echo "NodeName=$h NodeHostname=$h NodeAddr=127.0.0.1 CPUs=$CPUS RealMemory=$mem$gres State=UNKNOWN"
         fi
         echo "PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP"
     } >> "$CONF"
@@ -217,23 +228,26 @@ net_down() {
 nodes_idle() { scontrol -o show node 2>/dev/null | grep -cE ' State=(IDLE|ALLOCATED|MIXED)[ +]' || true; }
 
 cmd_up() {
-    local want_nodes=1 want_netns=0 want_cpus=4 slurm_user=root t0 node i c n want
+    local want_nodes=1 want_netns=0 want_cpus=4 want_gpus=0 slurm_user=root t0 node i c n want
     while [ $# -gt 0 ]; do
         case $1 in
             --nodes) want_nodes=$2; shift 2 ;;
             --netns) want_netns=1; shift ;;
             --cpus) want_cpus=$2; shift 2 ;;
-            *) die "up: unknown option '$1'; use --nodes N, --netns, --cpus C" ;;
+            --gpus) want_gpus=$2; shift 2 ;;
+            *) die "up: unknown option '$1'; use --nodes N, --netns, --cpus C, --gpus G" ;;
         esac
     done
     [[ $want_nodes =~ ^[1-9][0-9]*$ ]] || die "up: --nodes '$want_nodes' is not a positive number"
     [[ $want_cpus =~ ^[1-9][0-9]*$ ]] || die "up: --cpus '$want_cpus' is not a positive number"
+    [[ $want_gpus =~ ^[0-9]+$ ]] || die "up: --gpus '$want_gpus' is not a number"
     [ "$(id -u)" = 0 ] || die "up must run as root (munged, slurmd)"
     for c in munged munge unmunge slurmctld slurmd scontrol sinfo sbatch srun; do
         command -v $c >/dev/null || die "$c not found; run scripts/install-deps.sh"
     done
     if ctl_alive && load_state; then
         if [ "$NODES" = "$want_nodes" ] && [ "$NETNS" = "$want_netns" ] && [ "$CPUS" = "$want_cpus" ] \
+           && [ "$GPUS" = "$want_gpus" ] \
            && [ "$(nodes_idle)" = "$NODES" ]; then
             log "already up ($NODES node(s), netns=$NETNS) under $ROOT"; return 0
         fi
@@ -245,12 +259,12 @@ cmd_up() {
         log "cleaning up a previous cluster under $ROOT"
         "$SELF" down >/dev/null 2>&1 || true
     fi
-    NODES=$want_nodes NETNS=$want_netns CPUS=$want_cpus
+    NODES=$want_nodes NETNS=$want_netns CPUS=$want_cpus GPUS=$want_gpus
     t0=$(now_ms)
     id slurm >/dev/null 2>&1 && slurm_user=slurm
     mkdir -p "$ROOT"/{state,spool,log,run,tmp,etc}
     touch "$OWNER_MARK"
-    printf 'NODES=%s\nNETNS=%s\nCPUS=%s\n' "$NODES" "$NETNS" "$CPUS" > "$STATE"
+    printf 'NODES=%s\nNETNS=%s\nCPUS=%s\nGPUS=%s\n' "$NODES" "$NETNS" "$CPUS" "$GPUS" > "$STATE"
     for node in $(node_names); do
         mkdir -p "$ROOT/spool/$node" "$ROOT/tmp/$node"; chmod 1777 "$ROOT/tmp/$node"
     done
@@ -338,7 +352,7 @@ cmd_down() {
 cmd_status() {
     local f pid rc=0
     load_state || { echo "not up (no $STATE)"; return 1; }
-    echo "mode: nodes=$NODES netns=$NETNS cpus=$CPUS root=$ROOT conf=$CONF"
+    echo "mode: nodes=$NODES netns=$NETNS cpus=$CPUS gpus=$GPUS root=$ROOT conf=$CONF"
     for f in "$ROOT"/run/slurmctld.pid "$ROOT"/run/slurmd-*.pid "$ROOT"/run/munged.pid; do
         [ -e "$f" ] || continue
         pid=$(tr -dc '0-9' < "$f")
