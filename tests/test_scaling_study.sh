@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 TRAINER=${TRAINER:-$PWD/tests/fake_trainer.sh}
 TRAINER_ARGS=${TRAINER_ARGS:-}
 pass=0; fail=0
-ok() { if "$@"; then pass=$((pass + 1)); else fail=$((fail + 1)); echo "FAIL: $*" >&2; fi; }
+ok() { if "$@"; then pass=$((pass + 1)); else fail=$((fail + 1)); echo "FAIL: $*" >&2; return 1; fi; }
 tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 FAKE_STEP_S=0.01 DJCT_BIN=$TRAINER
 st=scripts/scaling_study

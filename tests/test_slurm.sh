@@ -12,7 +12,7 @@ TRAINER=${TRAINER:-$PWD/tests/fake_trainer.sh}
 MPIPROG=$PWD/$BUILD/tests/test_harness_mpi
 S=$PWD/scripts/slurm_cluster.sh
 pass=0; fail=0
-ok() { if "$@"; then pass=$((pass + 1)); else fail=$((fail + 1)); echo "FAIL: $*" >&2; fi; }
+ok() { if "$@"; then pass=$((pass + 1)); else fail=$((fail + 1)); echo "FAIL: $*" >&2; return 1; fi; }
 has() { grep -q -- "$1" "$2" || { echo "FAIL: '$1' not in $2:" >&2; sed 's/^/    /' "$2" >&2; return 1; }; }
 finish() { echo "$pass passed, $fail failed"; [ $fail -eq 0 ]; }
 
