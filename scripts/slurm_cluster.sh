@@ -7,14 +7,21 @@
 # Usage (as root):
 #   slurm_cluster.sh up [--nodes N] [--netns] [--cpus C] [--gpus G]   start (idempotent: already up in the
 #                                       same mode -> exit 0); prints nothing on stdout
+#   slurm_cluster.sh exec CMD...       run a client command (sbatch, squeue, ...) against the cluster
+#   slurm_cluster.sh shell             an interactive shell that can reach the cluster
 #   slurm_cluster.sh env               print `export SLURM_CONF=...` (eval it in the caller)
 #   slurm_cluster.sh status            daemons, sinfo, squeue; exit 1 when not up
 #   slurm_cluster.sh wait JOBID [TIMEOUT_S]   poll every 0.2 s; exit with the job's exit code
 #   slurm_cluster.sh selftest          srun, sbatch + mpirun, sbatch + srun --mpi=pmix, scancel --signal
 #   slurm_cluster.sh down              cancel jobs, stop what `up` started, remove namespaces and root
+# Isolation (default): the daemons live in a private network namespace (djct-sc<PORT>) with only
+# loopback, so nothing listens on the host's interfaces; clients reach them through `exec`/`shell`
+# (nsenter --net; jobs run inside already). --host-network: daemons in the host's namespace instead
+# (they bind 0.0.0.0:PORT, PORT+1..; SLURM has no bind-address option) for hosts without netns rights.
 # Modes: default one node named $(hostname -s) on 127.0.0.1; --nodes N: N slurmd (djct-n1..N) on
 # 127.0.0.1 with one hostname; --netns --nodes N: each slurmd in its own network + UTS namespace
-# (hostname djct-nX, address $SUBNET.X on bridge djct-br0; controller at $SUBNET.254), so ranks on
+# (hostname djct-nX, address $SUBNET.X on bridge djct-br0 inside the private namespace; controller
+# at $SUBNET.254), so ranks on
 # different "nodes" talk real TCP. `up` records the mode; later commands read it.
 # Knobs (environment): DJCT_SLURM_ROOT=/tmp/djct-slurm  DJCT_SLURM_PORT=16817 (slurmctld; slurmd
 #   use PORT+1..)  DJCT_SLURM_SUBNET=10.201.0  DJCT_SLURM_TIMEOUT=60 (s until nodes IDLE)
@@ -40,12 +47,23 @@ die() { echo "slurm_cluster: error: $*" >&2; exit 1; }
 now_ms() { date +%s%3N; }
 secs_since() { local d=$(( $(now_ms) - $1 )); printf '%d.%d' $((d / 1000)) $(((d % 1000) / 100)); }
 
-NODES=1 NETNS=0 CPUS=4 GPUS=0
+NODES=1 NETNS=0 CPUS=4 GPUS=0 ISOLATE=0
+CTLNS=djct-sc$PORT
 load_state() { # the mode of the running cluster, if any
     [ -r "$STATE" ] || return 1
     # shellcheck disable=SC1090
     . "$STATE"
 }
+
+# run a command where the cluster's network is (the private namespace, or here)
+inns() { if [ "$ISOLATE" = 1 ]; then nsenter --net="/run/netns/$CTLNS" "$@"; else "$@"; fi; }
+client() { local c=$1; shift; if [ "$ISOLATE" = 1 ]; then inns "$c" "$@"; else command "$c" "$@"; fi; }
+scontrol() { client scontrol "$@"; }
+squeue() { client squeue "$@"; }
+scancel() { client scancel "$@"; }
+sinfo() { client sinfo "$@"; }
+sbatch() { client sbatch "$@"; }
+srun() { client srun "$@"; }
 
 node_names() {
     if [ "$NETNS" = 1 ] || [ "$NODES" -gt 1 ]; then seq -f 'djct-n%g' 1 "$NODES"
@@ -191,17 +209,19 @@ EOF
 net_up() { # bridge djct-br0 ($SUBNET.254) + namespace djct-nX ($SUBNET.X) per node
     local i node
     for c in ip nsenter unshare; do command -v $c >/dev/null || die "--netns needs $c (iproute2, util-linux)"; done
-    ip link add "$BRIDGE" type bridge || die "cannot create bridge $BRIDGE (network namespaces not allowed here?)"
-    echo "bridge $BRIDGE" >> "$ROOT/run/netns.list"
-    ip addr add "$SUBNET.254/24" dev "$BRIDGE"
-    ip link set "$BRIDGE" up
+    local br=(ip)   # the bridge and the controller's address: in the private namespace if isolated
+    [ "$ISOLATE" = 1 ] && br=(ip -n "$CTLNS")
+    "${br[@]}" link add "$BRIDGE" type bridge || die "cannot create bridge $BRIDGE (network namespaces not allowed here?)"
+    [ "$ISOLATE" = 1 ] || echo "bridge $BRIDGE" >> "$ROOT/run/netns.list"
+    "${br[@]}" addr add "$SUBNET.254/24" dev "$BRIDGE"
+    "${br[@]}" link set "$BRIDGE" up
     i=0
     for node in $(node_names); do
         i=$((i + 1))
         ip netns add "$node"
         echo "netns $node" >> "$ROOT/run/netns.list"
-        ip link add "djct-v$i" type veth peer name eth0 netns "$node"
-        ip link set "djct-v$i" master "$BRIDGE" up
+        "${br[@]}" link add "djct-v$i" type veth peer name eth0 netns "$node"
+        "${br[@]}" link set "djct-v$i" master "$BRIDGE" up
         ip -n "$node" addr add "$SUBNET.$i/24" dev eth0
         ip -n "$node" link set eth0 up
         ip -n "$node" link set lo up
@@ -228,14 +248,15 @@ net_down() {
 nodes_idle() { scontrol -o show node 2>/dev/null | grep -cE ' State=(IDLE|ALLOCATED|MIXED)[ +]' || true; }
 
 cmd_up() {
-    local want_nodes=1 want_netns=0 want_cpus=4 want_gpus=0 slurm_user=root t0 node i c n want
+    local want_nodes=1 want_netns=0 want_cpus=4 want_gpus=0 want_isolate=1 slurm_user=root t0 node i c n want
     while [ $# -gt 0 ]; do
         case $1 in
             --nodes) want_nodes=$2; shift 2 ;;
             --netns) want_netns=1; shift ;;
             --cpus) want_cpus=$2; shift 2 ;;
             --gpus) want_gpus=$2; shift 2 ;;
-            *) die "up: unknown option '$1'; use --nodes N, --netns, --cpus C, --gpus G" ;;
+            --host-network) want_isolate=0; shift ;;
+            *) die "up: unknown option '$1'; use --nodes N, --netns, --cpus C, --gpus G, --host-network" ;;
         esac
     done
     [[ $want_nodes =~ ^[1-9][0-9]*$ ]] || die "up: --nodes '$want_nodes' is not a positive number"
@@ -247,11 +268,11 @@ cmd_up() {
     done
     if ctl_alive && load_state; then
         if [ "$NODES" = "$want_nodes" ] && [ "$NETNS" = "$want_netns" ] && [ "$CPUS" = "$want_cpus" ] \
-           && [ "$GPUS" = "$want_gpus" ] \
+           && [ "$GPUS" = "$want_gpus" ] && [ "$ISOLATE" = "$want_isolate" ] \
            && [ "$(nodes_idle)" = "$NODES" ]; then
             log "already up ($NODES node(s), netns=$NETNS) under $ROOT"; return 0
         fi
-        die "a cluster with another mode (nodes=$NODES netns=$NETNS cpus=$CPUS) is up under $ROOT; run '$0 down' first"
+        die "a cluster with another mode (nodes=$NODES netns=$NETNS cpus=$CPUS gpus=$GPUS isolated=$ISOLATE) is up under $ROOT; run '$0 down' first"
     fi
     if [ -e "$ROOT" ]; then
         [ -e "$OWNER_MARK" ] || [ -z "$(ls -A "$ROOT")" ] \
@@ -259,12 +280,28 @@ cmd_up() {
         log "cleaning up a previous cluster under $ROOT"
         "$SELF" down >/dev/null 2>&1 || true
     fi
-    NODES=$want_nodes NETNS=$want_netns CPUS=$want_cpus GPUS=$want_gpus
+    NODES=$want_nodes NETNS=$want_netns CPUS=$want_cpus GPUS=$want_gpus ISOLATE=$want_isolate
+    if [ "$ISOLATE" = 1 ] || [ "$NETNS" = 1 ]; then
+        for c in ip nsenter unshare; do command -v $c >/dev/null || die "needs $c (iproute2, util-linux); or use --host-network"; done
+    fi
     t0=$(now_ms)
     id slurm >/dev/null 2>&1 && slurm_user=slurm
     mkdir -p "$ROOT"/{state,spool,log,run,tmp,etc}
     touch "$OWNER_MARK"
-    printf 'NODES=%s\nNETNS=%s\nCPUS=%s\nGPUS=%s\n' "$NODES" "$NETNS" "$CPUS" "$GPUS" > "$STATE"
+    printf 'NODES=%s\nNETNS=%s\nCPUS=%s\nGPUS=%s\nISOLATE=%s\n' "$NODES" "$NETNS" "$CPUS" "$GPUS" "$ISOLATE" > "$STATE"
+    if [ "$ISOLATE" = 1 ]; then
+        ip netns del "$CTLNS" 2>/dev/null || true   # a leftover of a crashed run with this port
+        ip netns add "$CTLNS" 2>"$ROOT/run/netns.err" \
+            || die "cannot create network namespace $CTLNS ($(cat "$ROOT/run/netns.err")); use --host-network"
+        echo "netns $CTLNS" >> "$ROOT/run/netns.list"
+        ip -n "$CTLNS" link set lo up
+        # SLURM binds through getaddrinfo(AI_ADDRCONFIG), which finds nothing where only lo has an
+        # address ("Unable to resolve \"(null)\"", fatal): one address on a veth pair that leads nowhere
+        ip -n "$CTLNS" link add djct-sa type veth peer name djct-sb
+        ip -n "$CTLNS" addr add "$SUBNET.253/32" dev djct-sa
+        ip -n "$CTLNS" link set djct-sa up
+        ip -n "$CTLNS" link set djct-sb up
+    fi
     for node in $(node_names); do
         mkdir -p "$ROOT/spool/$node" "$ROOT/tmp/$node"; chmod 1777 "$ROOT/tmp/$node"
     done
@@ -290,7 +327,7 @@ cmd_up() {
 
     write_conf "$slurm_user"
     [ "$NETNS" = 1 ] && net_up
-    slurmctld -f "$CONF" || die "slurmctld failed to start; see $ROOT/log/slurmctld.log"
+    inns slurmctld -f "$CONF" || die "slurmctld failed to start; see $ROOT/log/slurmctld.log"
     i=0
     for node in $(node_names); do
         i=$((i + 1))
@@ -301,11 +338,17 @@ cmd_up() {
                 "hostname '$node' && exec slurmd -f '$CONF' -N '$node'" \
                 || die "slurmd $node failed to start; see $ROOT/log/slurmd-$node.log"
         else
-            slurmd -f "$CONF" -N "$node" || die "slurmd $node failed to start; see $ROOT/log/slurmd-$node.log"
+            inns slurmd -f "$CONF" -N "$node" || die "slurmd $node failed to start; see $ROOT/log/slurmd-$node.log"
         fi
     done
     want=$(node_names | wc -l)
     for i in $(seq $((TIMEOUT * 5))); do
+        # a dead daemon never becomes IDLE (and scontrol then waits ~10 s per call): stop at once
+        ctl_alive || { tail -n 5 "$ROOT/log/slurmctld.log" >&2; die "slurmctld died; see $ROOT/log/slurmctld.log"; }
+        for node in $(node_names); do
+            pid_of "$ROOT/run/slurmd-$node.pid" slurmd >/dev/null || [ "$i" -lt 10 ] || {
+                tail -n 5 "$ROOT/log/slurmd-$node.log" >&2; die "slurmd $node died; see $ROOT/log/slurmd-$node.log"; }
+        done
         n=$(scontrol -o show node 2>/dev/null | grep -c ' State=IDLE ' || true)
         [ "$n" = "$want" ] && break
         sleep 0.2
@@ -315,7 +358,9 @@ cmd_up() {
         tail -n 20 "$ROOT"/log/*.log >&2 || true
         die "only $n of $want nodes IDLE after ${TIMEOUT} s; logs in $ROOT/log ('$0 down' cleans up)"
     fi
-    log "up in $(secs_since "$t0") s: $want node(s) x $CPUS CPUs, netns=$NETNS; export SLURM_CONF=$CONF"
+    log "up in $(secs_since "$t0") s: $want node(s) x $CPUS CPUs, netns=$NETNS, isolated=$ISOLATE"
+    if [ "$ISOLATE" = 1 ]; then log "clients: $0 exec sbatch ... (or: $0 shell)"
+    else log "clients: export SLURM_CONF=$CONF"; fi
 }
 
 cmd_down() {
@@ -352,7 +397,7 @@ cmd_down() {
 cmd_status() {
     local f pid rc=0
     load_state || { echo "not up (no $STATE)"; return 1; }
-    echo "mode: nodes=$NODES netns=$NETNS cpus=$CPUS gpus=$GPUS root=$ROOT conf=$CONF"
+    echo "mode: nodes=$NODES netns=$NETNS cpus=$CPUS gpus=$GPUS isolated=$ISOLATE root=$ROOT conf=$CONF"
     for f in "$ROOT"/run/slurmctld.pid "$ROOT"/run/slurmd-*.pid "$ROOT"/run/munged.pid; do
         [ -e "$f" ] || continue
         pid=$(tr -dc '0-9' < "$f")
@@ -369,6 +414,7 @@ cmd_status() {
 # RUNNING -> REQUEUED/PENDING -> RUNNING; keep waiting through that. Exit code = the job's.
 cmd_wait() {
     local jid=${1:?usage: slurm_cluster.sh wait JOBID [TIMEOUT_S]} limit=${2:-3600} t0 line state code
+    load_state || true
     t0=$(date +%s)
     while :; do
         line=$(scontrol -o show job "$jid" 2>/dev/null) || die "job $jid unknown (SLURM_CONF=$SLURM_CONF)"
@@ -411,7 +457,7 @@ EOF
     mpicc -O2 -o "$d/hello" "$d/hello.c"
     good() { grep -c "HELLO .*size=$np sum=$((np * (np + 1) / 2)) " <<<"$1" || true; }
     verdict() { if [ "$2" = "$3" ]; then log "PASS $1"; else log "FAIL $1 ($2 of $3)"; fails=$((fails + 1)); fi; }
-    out=$(cd "$d" && timeout 120 srun --mpi=pmix -N "$n" -n "$np" ./hello 2>&1 || true)
+    out=$(cd "$d" && inns timeout 120 srun --mpi=pmix -N "$n" -n "$np" ./hello 2>&1 || true)
     verdict "srun --mpi=pmix -N $n -n $np" "$(good "$out")" "$np"
     cat > "$d/job.sh" <<EOF
 #!/bin/bash
@@ -441,6 +487,9 @@ case ${1:-} in
     up) shift; cmd_up "$@" ;;
     down) cmd_down ;;
     env) echo "export SLURM_CONF=$CONF" ;;
+    exec) shift; load_state || die "not up"; [ $# -gt 0 ] || die "exec: no command"; inns "$@" ;;
+    shell) load_state || die "not up"; echo "slurm_cluster: shell with SLURM_CONF=$CONF; exit to leave" >&2
+           inns "${SHELL:-/bin/bash}" ;;
     status) cmd_status ;;
     wait) shift; cmd_wait "$@" ;;
     selftest) cmd_selftest ;;

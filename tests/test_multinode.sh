@@ -124,6 +124,7 @@ if ! "$S" up --netns --nodes 2 --cpus 2 --gpus 2 2>"$tmp/up.log"; then
 fi
 pass=$((pass + 1))
 eval "$("$S" env)"
+sbatch() { "$S" exec sbatch "$@"; }
 cd "$tmp"
 unset DJCT_ARGS DJCT_RUN_DIR DJCT_RUN_ID DJCT_BIN DJCT_LAUNCHER
 for L in mpirun srun; do
