@@ -70,11 +70,16 @@ write_checkpoint() { # write_checkpoint STEP: every rank its file, rank 0 waits 
 step=$start
 while [ "$step" -lt "$max_steps" ]; do
     if [ $got_signal = 1 ] && [ ! -e "$stop_file" ]; then
-        # first rank to see the signal picks the stop step; the others follow the file
-        (set -o noclobber; echo $((step + 1)) > "$stop_file") 2>/dev/null || true
+        # the first rank to see the signal picks the stop step; the others follow the file. Written
+        # aside and hard-linked (atomic, fails if present), in this shell: a subshell would not keep
+        # the trap, and a second USR1 (srun + --full deliver two) would kill it mid-write.
+        echo $((step + 1)) > "$stop_file.$rank"
+        ln "$stop_file.$rank" "$stop_file" 2>/dev/null || true
+        rm -f "$stop_file.$rank"
     fi
-    if [ -e "$stop_file" ] && [ "$step" -ge "$(cat "$stop_file")" ]; then
-        s=$(cat "$stop_file")
+    s=""
+    if [ -e "$stop_file" ]; then read -r s < "$stop_file" || s=""; fi
+    if [[ $s =~ ^[0-9]+$ ]] && [ "$step" -ge "$s" ]; then
         write_checkpoint "$s" || exit 1
         # like the real trainer's barrier after DONE: mpirun and srun --kill-on-bad-exit kill the
         # other ranks as soon as one exits non-zero, so nobody leaves before the checkpoint is complete
