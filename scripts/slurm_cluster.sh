@@ -21,12 +21,12 @@
 # Modes: default one node named $(hostname -s) on 127.0.0.1; --nodes N: N slurmd (djct-n1..N) on
 # 127.0.0.1 with one hostname; --netns --nodes N: each slurmd in its own network + UTS namespace
 # (hostname djct-nX, address $SUBNET.X on bridge djct-br0 inside the private namespace; controller
-# at $SUBNET.254), so ranks on
-# different "nodes" talk real TCP. `up` records the mode; later commands read it.
+# at $SUBNET.254), so ranks on different "nodes" talk real TCP. --gpus G: G pretend GPUs per node
+# (gres; no CUDA_VISIBLE_DEVICES). `up` records the mode; later commands read it.
 # Knobs (environment): DJCT_SLURM_ROOT=/tmp/djct-slurm  DJCT_SLURM_PORT=16817 (slurmctld; slurmd
 #   use PORT+1..)  DJCT_SLURM_SUBNET=10.201.0  DJCT_SLURM_TIMEOUT=60 (s until nodes IDLE)
 #   DJCT_SLURM_KEEP=0 (1: `down` keeps the logs in ROOT)
-# Facts and pitfalls behind every line: ../shared/docs/slurm_local.md (project copy: docs/hpc.md).
+# Facts and pitfalls: docs/hpc.md ("The local SLURM cluster") and ../shared/docs/slurm_local.md.
 set -euo pipefail
 
 ROOT=${DJCT_SLURM_ROOT:-/tmp/djct-slurm}
@@ -493,5 +493,5 @@ case ${1:-} in
     status) cmd_status ;;
     wait) shift; cmd_wait "$@" ;;
     selftest) cmd_selftest ;;
-    *) sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'; [ -z "${1:-}" ] || [ "$1" = -h ] || [ "$1" = --help ] || exit 2 ;;
+    *) sed -n '2,/^set -euo/p' "$0" | grep '^#' | sed 's/^# \{0,1\}//'; [ -z "${1:-}" ] || [ "$1" = -h ] || [ "$1" = --help ] || exit 2 ;;
 esac

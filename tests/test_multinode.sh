@@ -30,6 +30,7 @@ cleanup() {
     rm -rf "$tmp"
 }
 trap cleanup EXIT
+trap 'exit 143' TERM INT   # a runner timeout still runs cleanup
 cleanup_ns_leftovers() { ip netns del $NS1 2>/dev/null; ip netns del $NS2 2>/dev/null; true; }
 cleanup_ns_leftovers
 if ! err=$(ip netns add $NS1 2>&1); then

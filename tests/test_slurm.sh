@@ -41,6 +41,7 @@ export DJCT_SLURM_ROOT=/tmp/djct-slurm-test DJCT_SLURM_PORT=16837
 tmp=$(mktemp -d /tmp/djct-slurm-t.XXXXXX); chmod 755 "$tmp"
 etc_before=$(ls -la /etc/slurm 2>/dev/null | md5sum)
 trap '"$S" down >/dev/null 2>&1; rm -rf "$tmp"' EXIT
+trap 'exit 143' TERM INT   # a runner timeout still runs the EXIT trap (down)
 up=(--cpus 8 --gpus 2)
 "$S" up "${up[@]}" 2>"$tmp/up.log"; rc=$?
 if [ $rc != 0 ] && grep -q 'cannot create network namespace' "$tmp/up.log"; then
