@@ -4,7 +4,10 @@
 # the (fake) trainer gets USR1, writes a checkpoint, requeues itself, resumes under the same run id
 # and finishes with exit 0; djct_submit and the scaling study submit real jobs; `down` leaves
 # nothing behind. Needs root (daemons); otherwise prints skip lines. About 1-2 minutes.
-# LEAD: when djct_train lands, set TRAINER=$BUILD/bin/djct_train below (the checks stay the same).
+# LEAD: when djct_train lands, set TRAINER=$BUILD/bin/djct_train below. The job-level checks (exit
+# codes, Restarts=, the template's output, checkpoints/step-N/DONE, summary.json) stay; the ones
+# reading fake_trainer.log / ranks/rank-N.log are fake-only: switch them to the trainer's journal
+# (run id, resume step) and give it data options through DJCT_ARGS.
 set -u
 cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build}
@@ -69,6 +72,9 @@ for L in mpirun srun; do
         DJCT_ARGS="--max-steps 200 --batch-elements 500" sbatch --parsable -t 30 -n 2 \
         -o "$tmp/pre-$L.out" "$OLDPWD/scripts/slurm/djct_cpu.sbatch")
 done
+# an array job: only the signalled task may restart (requeue target <array job>_<task>)
+arr=$(FAKE_STEP_S=0.05 DJCT_LAUNCHER=srun DJCT_BIN=$TRAINER DJCT_ARGS="--max-steps 100" \
+    sbatch --parsable -t 30 -n 1 --array=0-1 -o "$tmp/arr-%a.out" "$OLDPWD/scripts/slurm/djct_cpu.sbatch")
 for L in mpirun srun; do
     for i in $(seq 300); do [ -s "$tmp/run-$L/ranks/rank-1.step" ] && break; sleep 0.1; done
     ok test -s "$tmp/run-$L/ranks/rank-1.step"
@@ -77,6 +83,8 @@ done
 # srun's ranks also get the signal directly (--full); both must end in one checkpoint
 ok scancel --signal=USR1 --batch "${pre_job[mpirun]}"
 ok scancel --signal=USR1 --full "${pre_job[srun]}"
+for i in $(seq 300); do [ -s "$tmp/runs/djct-${arr}_1/ranks/rank-0.step" ] && break; sleep 0.1; done
+ok scancel --signal=USR1 --batch "${arr}_1"
 # --- the GPU template with 2 ranks, a real MPI program, both launchers ---------------------------
 # (-t 30: the templates' --signal=B:USR1@300 would fire at once with a shorter limit)
 declare -A mpi_job
@@ -108,6 +116,12 @@ for L in mpirun srun; do
     ok has '"ranks": 2' "$r/summary.json"
     ok has 'WANDB_MODE=offline' "$r/ranks/rank-1.log"
 done
+for t in 0 1; do ok "$S" wait "${arr}_$t" 240 2>/dev/null; done
+ok test "$(scontrol -o show job "${arr}_0" | grep -oE 'Restarts=[0-9]+')" = Restarts=0
+ok test "$(scontrol -o show job "${arr}_1" | grep -oE 'Restarts=[0-9]+')" = Restarts=1
+ok has "requeueing job ${arr}_1" "$tmp/arr-1.out"
+ok test "$(grep -c "^start run_id=djct-${arr}_1 " "$tmp/runs/djct-${arr}_1/fake_trainer.log")" = 2
+ok test "$(grep -c "^start run_id=djct-${arr}_0 " "$tmp/runs/djct-${arr}_0/fake_trainer.log")" = 1
 # mpirun leaves the batch step's SLURM_PROCID (0) on every rank; the trainer must ask MPI
 ok test "$(grep -c 'SLURM_PROCID=0' "$tmp"/run-mpirun/ranks/rank-*.log | awk -F: '{s+=$2} END {print s}')" -ge 2
 
