@@ -99,9 +99,11 @@ stop_pids() {
 
 # slurmstepd daemons of OUR cluster: they keep our slurmd log open
 our_stepds() {
-    local p
+    local p fd
     for p in $(pgrep -x slurmstepd 2>/dev/null || true); do
-        if ls -l "/proc/$p/fd" 2>/dev/null | grep -qF -- "$ROOT/"; then echo "$p"; fi
+        for fd in "/proc/$p/fd/"*; do
+            if [[ $(readlink "$fd" 2>/dev/null) == "$ROOT/"* ]]; then echo "$p"; break; fi
+        done
     done
 }
 

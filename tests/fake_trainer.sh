@@ -54,11 +54,11 @@ got_signal=0
 trap 'got_signal=1' USR1 TERM
 
 write_checkpoint() { # write_checkpoint STEP: every rank its file, rank 0 waits for all, then DONE
-    local d=$ck/step-$1 i n
+    local d=$ck/step-$1 n
     mkdir -p "$d"
     echo "run_id=$run_id step=$1" > "$d/rank-$rank.state"
     [ "$rank" = 0 ] || return 0
-    for i in $(seq 600); do
+    for _ in $(seq 600); do
         n=$(ls "$d"/rank-*.state 2>/dev/null | wc -l)
         [ "$n" -ge "$size" ] && { touch "$d/DONE"; return 0; }
         sleep 0.05
@@ -83,7 +83,7 @@ while [ "$step" -lt "$max_steps" ]; do
         write_checkpoint "$s" || exit 1
         # like the real trainer's barrier after DONE: mpirun and srun --kill-on-bad-exit kill the
         # other ranks as soon as one exits non-zero, so nobody leaves before the checkpoint is complete
-        for i in $(seq 600); do [ -e "$ck/step-$s/DONE" ] && break; sleep 0.05; done
+        for _ in $(seq 600); do [ -e "$ck/step-$s/DONE" ] && break; sleep 0.05; done
         say "preempted: checkpoint step $s written, exit 75 (requeue me)"
         exit 75
     fi

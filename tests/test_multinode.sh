@@ -6,7 +6,7 @@
 # mode (one slurmd per namespace) runs scripts/slurm/djct_multinode.sbatch on 2 nodes x 2 ranks with
 # mpirun and with srun --mpi=pmix. Needs root and namespaces; otherwise prints skip lines. ~30-60 s.
 set -u
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/.." || exit 1
 BUILD=${BUILD:-build}
 MPIPROG=$PWD/$BUILD/tests/test_harness_mpi
 S=$PWD/scripts/slurm_cluster.sh
@@ -126,7 +126,7 @@ fi
 pass=$((pass + 1))
 eval "$("$S" env)"
 sbatch() { "$S" exec sbatch "$@"; }
-cd "$tmp"
+cd "$tmp" || exit 1
 unset DJCT_ARGS DJCT_RUN_DIR DJCT_RUN_ID DJCT_BIN DJCT_LAUNCHER
 for L in mpirun srun; do
     # the GPU template as written, on 2 nodes x 2 pretend GPUs (slurm_cluster.sh --gpus)
@@ -137,7 +137,7 @@ for L in mpirun srun; do
     ok test "$(grep -c 'host=djct-n2 ' "$tmp/slurm-$L.out")" = 2
     ok grep -q "on 2 node(s) \[djct-n\[1-2\]\], 4 ranks, launcher $L" "$tmp/slurm-$L.out"
 done
-cd "$OLDPWD"
+cd "$OLDPWD" || exit 1
 ok "$S" down 2>/dev/null
 ok test -z "$(ip netns list | grep -E '^djct-(n[0-9]|mn)')"
 ok test "$(grep -c 'djct slurm_cluster.sh netns node' /etc/hosts)" = 0

@@ -3,7 +3,7 @@
 # CSV rows and efficiencies, non-empty PNG plots, the table; then its error paths. ~10 s.
 # LEAD: when djct_train lands, set TRAINER=$BUILD/bin/djct_train (+ data options in TRAINER_ARGS).
 set -u
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/.." || exit 1
 TRAINER=${TRAINER:-$PWD/tests/fake_trainer.sh}
 TRAINER_ARGS=${TRAINER_ARGS:-}
 pass=0; fail=0

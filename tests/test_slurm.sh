@@ -9,7 +9,7 @@
 # reading fake_trainer.log / ranks/rank-N.log are fake-only: switch them to the trainer's journal
 # (run id, resume step) and give it data options through DJCT_ARGS.
 set -u
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/.." || exit 1
 BUILD=${BUILD:-build}
 TRAINER=${TRAINER:-$PWD/tests/fake_trainer.sh}
 MPIPROG=$PWD/$BUILD/tests/test_harness_mpi
@@ -62,7 +62,7 @@ export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1   # jobs run as
 ok "$S" up "${up[@]}" 2>/dev/null                                   # idempotent
 ok "$S" status >/dev/null
 ok test "$(scontrol show config | grep -c "$DJCT_SLURM_ROOT/etc/slurm.conf")" -ge 1
-cd "$tmp"
+cd "$tmp" || exit 1
 unset DJCT_ARGS DJCT_RUN_DIR DJCT_RUN_ID DJCT_LAUNCHER DJCT_BIN WANDB_RUN_ID
 
 # --- preemption: fake trainer, USR1 to the batch shell (mpirun) or to everything (srun) ----------
@@ -76,14 +76,14 @@ done
 arr=$(FAKE_STEP_S=0.05 DJCT_LAUNCHER=srun DJCT_BIN=$TRAINER DJCT_ARGS="--max-steps 100" \
     sbatch --parsable -t 30 -n 1 --array=0-1 -o "$tmp/arr-%a.out" "$OLDPWD/scripts/slurm/djct_cpu.sbatch")
 for L in mpirun srun; do
-    for i in $(seq 300); do [ -s "$tmp/run-$L/ranks/rank-1.step" ] && break; sleep 0.1; done
+    for _ in $(seq 300); do [ -s "$tmp/run-$L/ranks/rank-1.step" ] && break; sleep 0.1; done
     ok test -s "$tmp/run-$L/ranks/rank-1.step"
 done
 # mpirun's ranks are in the batch step: only the batch shell's trap can reach them (--batch);
 # srun's ranks also get the signal directly (--full); both must end in one checkpoint
 ok scancel --signal=USR1 --batch "${pre_job[mpirun]}"
 ok scancel --signal=USR1 --full "${pre_job[srun]}"
-for i in $(seq 300); do [ -s "$tmp/runs/djct-${arr}_1/ranks/rank-0.step" ] && break; sleep 0.1; done
+for _ in $(seq 300); do [ -s "$tmp/runs/djct-${arr}_1/ranks/rank-0.step" ] && break; sleep 0.1; done
 ok scancel --signal=USR1 --batch "${arr}_1"
 # --- the GPU template with 2 ranks, a real MPI program, both launchers ---------------------------
 # (-t 30: the templates' --signal=B:USR1@300 would fire at once with a shorter limit)
@@ -144,7 +144,7 @@ fi
 
 # --- down: no daemon of ours left, root removed, /etc/slurm untouched ---------------------------
 pids=$(cat "$DJCT_SLURM_ROOT"/run/*.pid 2>/dev/null | tr -dc '0-9\n')
-cd "$OLDPWD"
+cd "$OLDPWD" || exit 1
 ok "$S" down 2>/dev/null
 gone() { case $(cat "/proc/$1/comm" 2>/dev/null) in slurmctld|slurmd|munged) return 1 ;; esac; }
 for p in $pids; do ok gone "$p"; done
