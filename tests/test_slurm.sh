@@ -92,6 +92,8 @@ for L in mpirun srun; do
     mpi_job[$L]=$(DJCT_LAUNCHER=$L DJCT_BIN=$MPIPROG sbatch --parsable -t 30 --ntasks-per-node=2 \
         --gpus-per-node=2 -o "$tmp/mpi-$L.out" "$OLDPWD/scripts/slurm/djct_1node.sbatch")
 done
+nobin=$(DJCT_BIN=/nonexistent/djct_train sbatch --parsable -t 30 -n 1 -o "$tmp/nobin.out" \
+    "$OLDPWD/scripts/slurm/djct_cpu.sbatch")
 for L in mpirun srun; do
     ok "$S" wait "${mpi_job[$L]}" 180 2>/dev/null
     ok has "launcher $L" "$tmp/mpi-$L.out"
@@ -122,6 +124,9 @@ ok test "$(scontrol -o show job "${arr}_1" | grep -oE 'Restarts=[0-9]+')" = Rest
 ok has "requeueing job ${arr}_1" "$tmp/arr-1.out"
 ok test "$(grep -c "^start run_id=djct-${arr}_1 " "$tmp/runs/djct-${arr}_1/fake_trainer.log")" = 2
 ok test "$(grep -c "^start run_id=djct-${arr}_0 " "$tmp/runs/djct-${arr}_0/fake_trainer.log")" = 1
+# a missing trainer: exit 1 and a message naming it, not a requeue loop
+"$S" wait "$nobin" 60 2>/dev/null; ok test $? = 1
+ok has "trainer '/nonexistent/djct_train' not found" "$tmp/nobin.out"
 # mpirun leaves the batch step's SLURM_PROCID (0) on every rank; the trainer must ask MPI
 ok test "$(grep -c 'SLURM_PROCID=0' "$tmp"/run-mpirun/ranks/rank-*.log | awk -F: '{s+=$2} END {print s}')" -ge 2
 
