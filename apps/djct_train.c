@@ -49,7 +49,7 @@ typedef struct {
     double bucket_mb, watchdog;
     /* logging */
     char *wandb_mode, *project, *entity, *run_name, *group, *tags, *notes;
-    int log_every, csv, validate;
+    int log_every, csv, validate, model_logging;
     char *progress;
     double print_every;
 } cfg;
@@ -131,6 +131,8 @@ static const djct_opt T[] = {
     {"log-every", 0, DJCT_OPT_INT, O(log_every), "1", NULL, 1, 1000000, "N", "write a metrics row every N steps", NULL},
     {"csv", 0, DJCT_OPT_FLAG, O(csv), "1", NULL, 0, 0, NULL, "also write history.csv in the journal", NULL},
     {"validate", 0, DJCT_OPT_FLAG, O(validate), "1", NULL, 0, 0, NULL, "validate after every epoch (val_ metrics)", NULL},
+    {"model-logging", 0, DJCT_OPT_FLAG, O(model_logging), "1", NULL, 0, 0, NULL,
+     "switch on every LoggingModule of the model (accuracy, resolution, ...)", NULL},
     {"progress", 0, DJCT_OPT_CHOICE, O(progress), "auto", "auto|bar|lines|none", 0, 0, NULL,
      "rank 0 progress: a bar on a terminal, plain lines otherwise", NULL},
     {"print-every", 0, DJCT_OPT_DOUBLE, O(print_every), "10", NULL, 0, 1e6, "S", "seconds between plain progress lines", NULL},
@@ -467,6 +469,9 @@ int main(int argc, char **argv)
     if (mrc)
         FAIL("--model '%s': %s", c.model, djct_last_error());
 
+    if (djct_model_switch_all_logging(model, c.model_logging))
+        FAIL("--model-logging: %s", djct_last_error());
+
     djct_optimizer_options oo = DJCT_OPTIMIZER_OPTIONS_INIT;
     oo.kind = !strcmp(c.optimizer, "sgd") ? DJCT_OPTIM_SGD : !strcmp(c.optimizer, "adamw") ? DJCT_OPTIM_ADAMW : DJCT_OPTIM_ADAM;
     oo.lr = c.lr;
@@ -607,8 +612,7 @@ int main(int argc, char **argv)
     djct_trainer_position(tr, &gstep, &skipped, &ep, &st);
     double ts = 0, td = 0, tc = 0, tm = 0, evs = 0, els = 0, loss = NAN, vloss = NAN;
     djct_trainer_epoch_stats(tr, &ts, &td, &tc, &tm, &evs, &els, &loss);
-    if (reason == DJCT_STOP_DONE && val_ds && c.validate)
-        djct_trainer_val_epoch(tr, &vloss);
+    djct_trainer_last_val_loss(tr, &vloss);
     int exit_code = reason == DJCT_STOP_PREEMPTED ? DJCT_EXIT_REQUEUE : reason == DJCT_STOP_INTERRUPTED ? 130 : 0;
     if (g_rank == 0) {
         char p[4200];

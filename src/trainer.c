@@ -65,6 +65,7 @@ struct djct_trainer {
     series s_step, s_data, s_compute, s_comm;
     double ev_s, el_s, last_loss;
     double sum_events, sum_elements, sum_time; /* this epoch, for throughput */
+    double last_val_loss;
 };
 
 static double now_s(void)
@@ -223,6 +224,7 @@ int djct_trainer_create(djct_trainer **out, djct_model *model, djct_optimizer *o
         goto fail;
     t->last_ckpt_time = now_s();
     t->stop_reason = DJCT_STOP_DONE;
+    t->last_val_loss = NAN;
     *out = t;
     return 0;
 fail:
@@ -673,6 +675,7 @@ int djct_trainer_val_epoch(djct_trainer *t, double *loss_out)
     if (!all_ok)
         return djct_error_set(DJCT_ERROR, "trainer: validation failed on another rank");
     double vloss = tot[1] > 0 ? tot[0] / tot[1] : NAN;
+    t->last_val_loss = vloss;
     djct_log_reduce("loss", vloss, DJCT_REDUCE_MEAN);
     djct_log_reduce("epoch", (double)t->epoch, DJCT_REDUCE_MAX);
     if ((rc = djct_log_flush("val_", -1)))
@@ -738,4 +741,10 @@ void djct_trainer_epoch_stats(const djct_trainer *t, double *t_step, double *t_d
         *elements_per_s = m->el_s;
     if (last_loss)
         *last_loss = m->last_loss;
+}
+
+void djct_trainer_last_val_loss(const djct_trainer *t, double *loss)
+{
+    if (loss)
+        *loss = t ? t->last_val_loss : NAN;
 }

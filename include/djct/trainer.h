@@ -157,6 +157,9 @@ DJCT_API void djct_trainer_epoch_stats(const djct_trainer *t, double *t_step, do
                                        double *t_compute, double *t_comm, double *events_per_s,
                                        double *elements_per_s, double *last_loss);
 
+/** The event-weighted loss of the last val_epoch into *loss (NaN when none ran). */
+DJCT_API void djct_trainer_last_val_loss(const djct_trainer *t, double *loss);
+
 DJCT_END_DECLS
 
 #endif /* DJCT_TRAINER_H */
