@@ -68,13 +68,15 @@ static const char *suggest(const djct_opt *t, size_t n, const char *name)
     return best;
 }
 
+/* on the command line options are shown with their dashes, in files as keys */
 static int unknown(const djct_opt *t, size_t n, const char *name, const char *origin)
 {
     const char *s = suggest(t, n, name);
+    const char *d = strcmp(origin, "command line") ? "" : "--";
     if (s)
-        return djct_error_set(DJCT_EINVAL, "%s: unknown option '%s'; did you mean '%s'? (see --help)", origin,
-                              name, s);
-    return djct_error_set(DJCT_EINVAL, "%s: unknown option '%s'; see --help for the options", origin, name);
+        return djct_error_set(DJCT_EINVAL, "%s: unknown option '%s%s'; did you mean '%s%s'? (see --help)", origin,
+                              d, name, d, s);
+    return djct_error_set(DJCT_EINVAL, "%s: unknown option '%s%s'; see --help for the options", origin, d, name);
 }
 
 static int range_err(const djct_opt *o, const char *value, const char *origin)

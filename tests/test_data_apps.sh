@@ -42,7 +42,8 @@ fi
 ok bash -c "$B/djct_gen --help | grep -q -- '--mean-points'"
 ok bash -c "$C --help | grep -q -- '--split'"
 err 2 "unknown option '--bogus'" $B/djct_gen --bogus
-err 2 "--format 'csv' is not djctd or h5" $B/djct_gen --format csv --out "$T/z"
+err 2 "--format 'csv' is not allowed; use one of djctd|h5" $B/djct_gen --format csv --out "$T/z"
+err 2 "--events 0 is out of range" $B/djct_gen --events 0 --out "$T/z"
 err 2 "need IN... OUT" $C "$T/x.h5"
 err 1 "missing.djctd" $C "$T/missing.djctd" "$T/o.h5"
 err 1 "extension must be .djctd, .h5 or .hdf5" $C "$T/x.h5" "$T/o.txt"

@@ -54,7 +54,7 @@ int main(void)
     char *a4[] = {"p", "--optimizer", "lamb"};
     CHECK_ERR(parse(&c, 3, a4), DJCT_EINVAL, "use one of sgd|adam|adamw");
     char *a5[] = {"p", "--epoch", "3"};
-    CHECK_ERR(parse(&c, 3, a5), DJCT_EINVAL, "did you mean 'epochs'");
+    CHECK_ERR(parse(&c, 3, a5), DJCT_EINVAL, "unknown option '--epoch'; did you mean '--epochs'");
     char *a6[] = {"p", "--lr"};
     CHECK_ERR(parse(&c, 2, a6), DJCT_EINVAL, "--lr needs a value");
     char *a7[] = {"p", "stray"};
