@@ -311,7 +311,7 @@ int main(int argc, char **argv)
                 djct_opts_print_help(T, NT,
                                      "usage: mpirun -np N djct_train [options]   (or srun; no options: the embedded "
                                      "point-cloud default)\nexit codes: 0 done, 1 failure, 2 usage, 75 preempted "
-                                     "(checkpoint written; requeue with --resume), 130 interrupted",
+                                     "(checkpoint written; requeue with --resume), 130 interrupted\n-h,--help: this text; --version: version and build features",
                                      stdout);
             djct_comm_finalize_mpi();
             return 0;
@@ -633,11 +633,14 @@ int main(int argc, char **argv)
                          run_id);
         snprintf(p, sizeof(p), "%s/summary.json", run_dir);
         djct_write_file_atomic(p, js, (size_t)n);
-        if (reason == DJCT_STOP_DONE)
-            printf("done: %" PRId64 " steps in %.1f s, final loss %.4f%s%.4f, %.0f events/s, %.0f elements/s; "
+        if (reason == DJCT_STOP_DONE) {
+            char val[64] = "";
+            if (isfinite(vloss))
+                snprintf(val, sizeof(val), ", val loss %.4f", vloss);
+            printf("done: %" PRId64 " steps in %.1f s, final loss %.4f%s, %.0f events/s, %.0f elements/s; "
                    "step %.2f ms (data %.2f, compute %.2f, comm %.2f)\nrun directory: %s\n",
-                   gstep, wall, loss, isfinite(vloss) ? ", val loss " : "", isfinite(vloss) ? vloss : 0.0, evs, els,
-                   1e3 * ts, 1e3 * td, 1e3 * tc, 1e3 * tm, run_dir);
+                   gstep, wall, loss, val, evs, els, 1e3 * ts, 1e3 * td, 1e3 * tc, 1e3 * tm, run_dir);
+        }
         else
             printf("%s at step %" PRId64 ": checkpoint written in %s/checkpoints; %s\n",
                    reason == DJCT_STOP_PREEMPTED ? "preempted" : "interrupted", gstep, run_dir,
