@@ -44,7 +44,7 @@ typedef struct {
     int keep_ckpt;
     char *nonfinite;
     /* distributed */
-    int average, overlap, threads;
+    int average, overlap, threads, check_consistency;
     char *weighting, *device, *backend;
     double bucket_mb, watchdog;
     /* logging */
@@ -111,6 +111,8 @@ static const djct_opt T[] = {
     {"backend", 0, DJCT_OPT_CHOICE, O(backend), "auto", "auto|mpi|nccl", 0, 0, NULL, "gradient reduction backend", NULL},
     {"watchdog-seconds", 0, DJCT_OPT_DOUBLE, O(watchdog), "600", NULL, 0, 1e6, "S",
      "fail naming the missing ranks when a collective takes longer (0: off)", NULL},
+    {"check-consistency", 0, DJCT_OPT_FLAG, O(check_consistency), "0", NULL, 0, 0, NULL,
+     "at the end, compare every rank's parameters with rank 0's (hash); fail naming the ranks that differ", NULL},
 
     {"checkpoint-every-steps", 0, DJCT_OPT_INT64, O(ckpt_steps), "0", NULL, 0, 1e15, "N",
      "checkpoint every N steps (0: off)", "Checkpoints"},
@@ -613,6 +615,22 @@ int main(int argc, char **argv)
     double ts = 0, td = 0, tc = 0, tm = 0, evs = 0, els = 0, loss = NAN, vloss = NAN;
     djct_trainer_epoch_stats(tr, &ts, &td, &tc, &tm, &evs, &els, &loss);
     djct_trainer_last_val_loss(tr, &vloss);
+    if (c.check_consistency) {
+        /* replicas must agree after training; a diagnostic for multi-node runs (tests/test_multinode.sh) */
+        float *params = NULL;
+        size_t nparams = 0;
+        int ndiff = 0;
+        djct_comm_buffer pb = {NULL, 0, DJCT_DTYPE_FLOAT32, -1};
+        if (djct_model_params(model, &params, &nparams) == 0) {
+            pb.ptr = params;
+            pb.count = nparams;
+            pb.device = strcmp(c.device, "cuda") ? -1 : djct_comm_device(comm);
+        }
+        if (!pb.ptr || djct_comm_check_consistent(comm, &pb, 1, &ndiff))
+            FAIL("--check-consistency: %s", djct_last_error());
+        if (g_rank == 0)
+            printf("consistency: the %zu parameters are identical on all %d ranks\n", nparams, size);
+    }
     int exit_code = reason == DJCT_STOP_PREEMPTED ? DJCT_EXIT_REQUEUE : reason == DJCT_STOP_INTERRUPTED ? 130 : 0;
     if (g_rank == 0) {
         char p[4200];
@@ -633,14 +651,13 @@ int main(int argc, char **argv)
                          run_id);
         snprintf(p, sizeof(p), "%s/summary.json", run_dir);
         djct_write_file_atomic(p, js, (size_t)n);
-        if (reason == DJCT_STOP_DONE) {
-            char val[64] = "";
-            if (isfinite(vloss))
-                snprintf(val, sizeof(val), ", val loss %.4f", vloss);
+        char vl[64] = "";
+        if (isfinite(vloss))
+            snprintf(vl, sizeof(vl), ", val loss %.4f", vloss);
+        if (reason == DJCT_STOP_DONE)
             printf("done: %" PRId64 " steps in %.1f s, final loss %.4f%s, %.0f events/s, %.0f elements/s; "
                    "step %.2f ms (data %.2f, compute %.2f, comm %.2f)\nrun directory: %s\n",
-                   gstep, wall, loss, val, evs, els, 1e3 * ts, 1e3 * td, 1e3 * tc, 1e3 * tm, run_dir);
-        }
+                   gstep, wall, loss, vl, evs, els, 1e3 * ts, 1e3 * td, 1e3 * tc, 1e3 * tm, run_dir);
         else
             printf("%s at step %" PRId64 ": checkpoint written in %s/checkpoints; %s\n",
                    reason == DJCT_STOP_PREEMPTED ? "preempted" : "interrupted", gstep, run_dir,

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # fake_trainer.sh - stands in for djct_train (same options, run directory, checkpoints, exit codes
-# and summary.json) so the SLURM templates and scripts/scaling_study can be tested before the real
-# trainer exists. One process per rank, started by mpirun or srun; no MPI: ranks agree through files
+# and summary.json) where only plumbing is under test: the SLURM templates' array-task requeue and
+# rank environment, scripts/scaling_study's SLURM submission and arithmetic on known timings. It
+# starts in milliseconds (djct_train: seconds of libtorch start-up); everything that trains uses the
+# real djct_train. One process per rank, started by mpirun or srun; no MPI: ranks agree through files
 # in the run directory. Timings in summary.json come from a simple model, not from measurement:
 #   t_compute = batch_elements * FAKE_S_PER_ELEMENT, t_data = 0.1 t_compute + 0.5 ms,
 #   t_comm = 0 for 1 rank, else 2 ms + 1 ms * log2(ranks)

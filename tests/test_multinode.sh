@@ -2,9 +2,11 @@
 # Multi-node without a cluster: two emulated hosts = two network + UTS namespaces (own hostnames,
 # own addresses on a veth pair). Part 1: Open MPI alone, mpirun in host 1 starts the remote orted
 # through a fake rsh agent that enters host 2's namespace; 4 ranks (2 per host) run an allreduce
-# probe (the veth counters must show its 1 MiB) and the project's test_harness_mpi over TCP. Part 2: the local SLURM cluster in netns
+# probe (the veth counters must show its 1 MiB), the project's test_harness_mpi, and djct_train on a
+# small data set with --check-consistency (identical parameters on every rank at the end; and the
+# check fails with --no-average) over TCP. Part 2: the local SLURM cluster in netns
 # mode (one slurmd per namespace) runs scripts/slurm/djct_multinode.sbatch on 2 nodes x 2 ranks with
-# mpirun and with srun --mpi=pmix. Needs root and namespaces; otherwise prints skip lines. ~30-60 s.
+# mpirun and with srun --mpi=pmix. Needs root and namespaces; otherwise prints skip lines. ~1-1.5 min.
 set -u
 cd "$(dirname "$0")/.." || exit 1
 BUILD=${BUILD:-build}
@@ -102,20 +104,44 @@ in_h1 "$MPI $MPIPROG" > "$tmp/mpi.out" 2>&1
 ok test $? = 0
 ok grep -q '^16 passed, 0 failed' "$tmp/mpi.out" || sed 's/^/    /' "$tmp/mpi.out" >&2
 
-# ===== LEAD HOOK: real training across the two hosts =============================================
-# When djct_train exists: run it here with 4 ranks across the hosts, e.g.
-#   in_h1 "$MPI $PWD/$BUILD/bin/djct_train --max-steps 20 --run-dir $tmp/train --wandb-mode disabled"
-# and check that it exits 0 and that every rank finishes with identical parameters (e.g. a
-# per-rank parameter checksum the trainer writes into the run directory, all equal).
-trainer_identical_params() {
-    if ! "$PWD/$BUILD/bin/djct_train" --help 2>/dev/null | grep -q -- '--run-dir'; then
-        echo "skip: identical parameters on every rank across hosts: djct_train is not available yet"
-        return 0
+# --- real training across the two hosts: djct_train, 2 + 2 ranks over TCP -----------------------
+# The data sit on a path both hosts see (a shared file system on a real cluster). --check-consistency
+# hashes every rank's parameters at the end and fails naming the ranks that differ from rank 0; with
+# --no-average (no gradient exchange) the replicas drift apart, so the check must then fail.
+TRAINER=$PWD/$BUILD/bin/djct_train
+trainer_across_hosts() {
+    if [ ! -x "$TRAINER" ] || [ ! -x "$PWD/$BUILD/bin/djct_gen" ]; then
+        echo "FAIL: $TRAINER or djct_gen not built (make)" >&2; fail=$((fail + 1)); return 1
     fi
-    echo "skip: identical parameters on every rank across hosts: check not written yet (LEAD HOOK)"
+    if ! "$TRAINER" --version | grep -q 'libtorch yes'; then
+        echo "skip: djct_train across hosts: built without libtorch"; return 0
+    fi
+    export DJCT_CACHE=${DJCT_CACHE:-$tmp/cache}
+    "$PWD/$BUILD/bin/djct_gen" --events 300 --files 2 --seed 5 --out "$tmp/data" >/dev/null || return 1
+    local steps=6 targs="--data $tmp/data --classes 3 --batch-elements 1500 --seed 3 --threads 1 \
+--wandb-mode offline --progress none --no-validate --checkpoint-every-minutes 0 --check-consistency"
+    local tx0 tx1 rc np
+    tx0=$(bytes $NS1 $V1 tx)
+    timeout 300 ip netns exec $NS1 unshare --uts /bin/sh -c "hostname djct-h1; $MPI $TRAINER $targs \
+        --max-steps $steps --run-dir $tmp/train" > "$tmp/train.out" 2>&1; rc=$?
+    tx1=$(bytes $NS1 $V1 tx)
+    ok test $rc = 0 || tail -n 30 "$tmp/train.out" | sed 's/^/    /' >&2
+    np=$(sed -n 's/^consistency: the \([0-9]*\) parameters are identical on all 4 ranks$/\1/p' "$tmp/train.out")
+    ok test -n "$np"
+    ok grep -q '"ranks": 4, .*"steps": '$steps', .*"stop": "done"' "$tmp/train/summary.json"
+    ok test -s "$tmp/train/model.pt"
+    # every step's gradient average crossed the veth: at least one full copy of the parameters
+    echo "djct_train, 4 ranks on 2 hosts: $steps steps, ${np:-?} parameters identical on every rank;" \
+        "veth $V1: +$((tx1 - tx0)) bytes sent"
+    ok test $((tx1 - tx0)) -gt $((steps * ${np:-1000000} * 4))
+    # the check can fail: without gradient averaging the ranks on both hosts drift apart
+    timeout 300 ip netns exec $NS1 unshare --uts /bin/sh -c "hostname djct-h1; $MPI $TRAINER $targs \
+        --max-steps 1 --no-average --run-dir $tmp/noavg" > "$tmp/noavg.out" 2>&1; rc=$?
+    ok test $rc != 0
+    ok grep -q 'check-consistency: parameters differ from rank 0 on ranks 1, 2, 3' "$tmp/noavg.out" \
+        || grep 'djct_train' "$tmp/noavg.out" | sed 's/^/    /' >&2
 }
-trainer_identical_params
-# ==================================================================================================
+trainer_across_hosts
 
 # --- part 2: SLURM, one slurmd per namespace, the multi-node template ----------------------------
 ip netns del $NS1; ip netns del $NS2
