@@ -53,6 +53,11 @@ endif
 
 .DEFAULT_GOAL := all
 
+# build with every core unless the caller chose (-j N); the README's two commands rely on it
+ifeq ($(filter -j%,$(MAKEFLAGS)),)
+  MAKEFLAGS += -j$(shell nproc 2>/dev/null || echo 2)
+endif
+
 # ---- dependency detection (once; re-run when a knob changes or with `make config`) ----------
 KNOBS := WITH_TORCH=$(WITH_TORCH) WITH_CUDA=$(WITH_CUDA) CUDA_HOME=$(CUDA_HOME) MPICC=$(MPICC) CXX=$(CXX)
 NOCONFIG_GOALS := clean distclean help
