@@ -1,6 +1,8 @@
-/* Logging benchmarks, side by side with a baseline (medians over repeats):
+/* Logging benchmarks, side by side with a baseline (medians over interleaved rounds):
  *  1. flush latency: N metrics logged + djct_log_flush vs one MPI_Reduce (and MPI_Allreduce) of a
- *     packed vector of N doubles; flush without and with fsync;
+ *     packed vector of N doubles, and vs MPI_Allreduce of the 4+2N doubles djct sends (plain, and as
+ *     one element of a contiguous type with a user op); the reduction alone, the flush without and
+ *     with fsync. Every call is timed on its own after a barrier: median and mean per call;
  *  2. step time of a loop (1 ms of work, 20 metrics, flush) with logging disabled, offline, online
  *     against a server that never answers (a listening socket nobody accepts on) and online
  *     against a refused port (every request fails and is retried).
@@ -51,7 +53,23 @@ static void spin(double s)
 
 static char names[1024][32];
 
-static double time_flush(int metrics, int iters, const char *dir, int do_fsync, const char *run_id, double *reduce)
+/* per-iteration samples -> median over iterations and mean (both: slowest rank) */
+typedef struct {
+    double med, mean;
+} lat;
+
+static lat summarise(double *t, int n)
+{
+    double s = 0;
+    for (int i = 0; i < n; i++)
+        s += t[i];
+    lat l = {median(t, n), s / n};
+    l.med = max_over_ranks(l.med);
+    l.mean = max_over_ranks(l.mean);
+    return l;
+}
+
+static lat time_flush(int metrics, int iters, const char *dir, int do_fsync, const char *run_id, lat *reduce)
 {
     djct_log_options o = DJCT_LOG_OPTIONS_INIT;
     o.mode = DJCT_LOG_MODE_OFFLINE;
@@ -65,45 +83,78 @@ static double time_flush(int metrics, int iters, const char *dir, int do_fsync, 
     for (int k = 0; k < metrics; k++) /* warm-up: the first flush agrees on the key set */
         djct_log(names[k], k);
     djct_log_flush(NULL, -1);
-    djct_log_stats st0;
-    djct_log_get_stats(&st0);
-    double first = st0.reduce_seconds;
-    double t = 0;
+    double *t = malloc(sizeof(double) * (size_t)iters), *rd = malloc(sizeof(double) * (size_t)iters);
+    djct_log_stats st;
+    djct_log_get_stats(&st);
+    double before = st.reduce_seconds;
     for (int it = 0; it < iters; it++) {
         MPI_Barrier(MPI_COMM_WORLD); /* latency of one flush, not pipelined throughput */
         double t0 = now();
         for (int k = 0; k < metrics; k++)
             djct_log(names[k], it + k + rank);
         djct_log_flush(NULL, -1);
-        t += now() - t0;
+        t[it] = now() - t0;
+        djct_log_get_stats(&st); /* the collective part alone, this flush */
+        rd[it] = st.reduce_seconds - before;
+        before = st.reduce_seconds;
     }
-    t /= iters;
-    djct_log_stats st;
-    djct_log_get_stats(&st);
-    if (reduce) /* the collective part alone (the warm-up flush is the slow path: excluded) */
-        *reduce = max_over_ranks((st.reduce_seconds - first) / iters);
+    if (st.fast_flushes != st.flushes - 1 && rank == 0)
+        fprintf(stderr, "log_flush: only %lld of %lld flushes took the fast path\n", (long long)st.fast_flushes,
+                (long long)st.flushes);
     djct_log_finish(0);
-    return max_over_ranks(t);
+    if (reduce)
+        *reduce = summarise(rd, iters);
+    lat l = summarise(t, iters);
+    free(t);
+    free(rd);
+    return l;
 }
 
-static double time_reduce(int n, int iters, int all)
+/* a copy of the shape djct used before: one element of a contiguous type, user op (all sums here) */
+static int user_len;
+static void user_sum(void *in_, void *inout_, int *len, MPI_Datatype *dt)
+{
+    const double *in = in_;
+    double *io = inout_;
+    for (int i = 0; i < *len * user_len; i++)
+        io[i] += in[i];
+}
+
+/* kind 0: MPI_Reduce of n doubles; 1: MPI_Allreduce of n doubles; 2: MPI_Allreduce of one element
+ * of a contiguous type of n doubles with a user op */
+static lat time_reduce(int n, int iters, int kind)
 {
     double *in = calloc((size_t)n, sizeof(double)), *out = calloc((size_t)n, sizeof(double));
-    double t = 0;
+    double *t = malloc(sizeof(double) * (size_t)iters);
+    MPI_Datatype dt = MPI_DATATYPE_NULL;
+    MPI_Op op = MPI_OP_NULL;
+    if (kind == 2) {
+        user_len = n;
+        MPI_Type_contiguous(n, MPI_DOUBLE, &dt);
+        MPI_Type_commit(&dt);
+        MPI_Op_create(user_sum, 1, &op);
+    }
     for (int it = 0; it < iters; it++) {
         in[0] = it;
         MPI_Barrier(MPI_COMM_WORLD);
         double t0 = now();
-        if (all)
+        if (kind == 1)
             MPI_Allreduce(in, out, n, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD);
+        else if (kind == 2)
+            MPI_Allreduce(in, out, 1, dt, op, MPI_COMM_WORLD);
         else
             MPI_Reduce(in, out, n, MPI_DOUBLE, MPI_SUM, 0, MPI_COMM_WORLD);
-        t += now() - t0;
+        t[it] = now() - t0;
     }
-    t /= iters;
+    if (kind == 2) {
+        MPI_Op_free(&op);
+        MPI_Type_free(&dt);
+    }
+    lat l = summarise(t, iters);
     free(in);
     free(out);
-    return max_over_ranks(t);
+    free(t);
+    return l;
 }
 
 static double time_steps(int mode, const char *url, const char *dir, const char *run_id, int steps)
@@ -179,29 +230,41 @@ int main(int argc, char **argv)
     snprintf(root, sizeof(root), "%s/djct-bench-log-%d", dir, (int)getpid());
     MPI_Bcast(root, sizeof(root), MPI_CHAR, 0, MPI_COMM_WORLD);
 
-    double *red = malloc(sizeof(double) * (size_t)repeats), *all = malloc(sizeof(double) * (size_t)repeats);
-    double *fl = malloc(sizeof(double) * (size_t)repeats), *fs = malloc(sizeof(double) * (size_t)repeats);
-    double *rd = malloc(sizeof(double) * (size_t)repeats);
-    for (int r = 0; r < repeats; r++) {
+    enum { NL = 7 };
+    const char *lab[NL] = {"MPI_Reduce of N doubles (baseline)", "MPI_Allreduce of N doubles",
+                           "MPI_Allreduce of 4+2N doubles", "MPI_Allreduce, 1 x type(4+2N), user op",
+                           "djct_log_flush: the reduction alone", "djct_log x N + djct_log_flush (no fsync)",
+                           "djct_log x N + djct_log_flush (fsync)"};
+    enum { MAXR = 32 };
+    double am[NL][MAXR], aa[NL][MAXR], rm[NL][MAXR], ra[NL][MAXR]; /* absolute, ratio: median, mean */
+    if (repeats > MAXR)
+        repeats = MAXR;
+    for (int r = 0; r < repeats; r++) { /* interleaved: one of each per round */
         char id[32];
-        red[r] = time_reduce(metrics, iters, 0);
-        all[r] = time_reduce(metrics, iters, 1);
+        lat l[NL];
+        l[0] = time_reduce(metrics, iters, 0);
+        l[1] = time_reduce(metrics, iters, 1);
+        l[2] = time_reduce(4 + 2 * metrics, iters, 1);
+        l[3] = time_reduce(4 + 2 * metrics, iters, 2);
         snprintf(id, sizeof(id), "nofsync%d", r);
-        fl[r] = time_flush(metrics, iters, root, 0, id, &rd[r]);
+        l[5] = time_flush(metrics, iters, root, 0, id, &l[4]);
         snprintf(id, sizeof(id), "fsync%d", r);
-        fs[r] = time_flush(metrics, iters / 10 > 0 ? iters / 10 : 1, root, 1, id, NULL);
+        l[6] = time_flush(metrics, iters / 10 > 0 ? iters / 10 : 1, root, 1, id, NULL);
+        for (int k = 0; k < NL; k++) { /* ratios per round, against this round's baseline */
+            am[k][r] = l[k].med;
+            aa[k][r] = l[k].mean;
+            rm[k][r] = l[k].med / l[0].med;
+            ra[k][r] = l[k].mean / l[0].mean;
+        }
     }
-    double mr = median(red, repeats), ma = median(all, repeats), mf = median(fl, repeats), mfs = median(fs, repeats);
-    double mrd = median(rd, repeats);
     if (rank == 0) {
-        printf("## flush latency: %d ranks, %d metrics, %d iters x %d repeats (median, slowest rank)\n", size, metrics,
-               iters, repeats);
-        printf("%-44s %10s %8s\n", "", "us/flush", "ratio");
-        printf("%-44s %10.2f %8.2f\n", "MPI_Reduce of the packed vector (baseline)", mr * 1e6, 1.0);
-        printf("%-44s %10.2f %8.2f\n", "MPI_Allreduce of the packed vector", ma * 1e6, ma / mr);
-        printf("%-44s %10.2f %8.2f\n", "djct_log_flush: the packed reduction alone", mrd * 1e6, mrd / mr);
-        printf("%-44s %10.2f %8.2f\n", "djct_log x N + djct_log_flush (no fsync)", mf * 1e6, mf / mr);
-        printf("%-44s %10.2f %8.2f\n", "djct_log x N + djct_log_flush (fsync)", mfs * 1e6, mfs / mr);
+        printf("## flush latency: %d ranks, %d metrics, %d iters x %d rounds (slowest rank; median over\n"
+               "## iterations, then over rounds; a ratio is taken per round against that round's baseline)\n",
+               size, metrics, iters, repeats);
+        printf("%-42s %10s %7s %10s %7s\n", "", "median us", "ratio", "mean us", "ratio");
+        for (int k = 0; k < NL; k++)
+            printf("%-42s %10.2f %7.2f %10.2f %7.2f\n", lab[k], median(am[k], repeats) * 1e6,
+                   median(rm[k], repeats), median(aa[k], repeats) * 1e6, median(ra[k], repeats));
     }
 
     /* step time with a slow / failing server vs logging disabled */
@@ -254,11 +317,6 @@ int main(int argc, char **argv)
         if (system(cmd) != 0)
             fprintf(stderr, "log_flush: could not remove %s\n", root);
     }
-    free(red);
-    free(all);
-    free(fl);
-    free(fs);
-    free(rd);
     MPI_Finalize();
     return 0;
 }

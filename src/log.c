@@ -23,9 +23,12 @@
 #include <time.h>
 #include <unistd.h>
 
+/* A buffered metric. Entries outlive the flush (cnt 0: not logged since the last flush), so the
+ * steady state neither allocates, hashes names nor sorts: see reduce_all(). */
 typedef struct {
     char *name;
     int op;
+    uint64_t h; /* hash of (name, op): the key-set hash is built from these */
     double sum, cnt, min, max;
 } entry;
 
@@ -40,10 +43,19 @@ typedef struct {
     int dtype_len; /* doubles per element of dtype, 0: none */
     int cap;       /* keys per rank the packed collective carries (agreed by all ranks) */
     /* the buffer */
-    entry *e;
+    entry *e;   /* sorted by name when `sorted` */
     int n, ecap;
+    int live;   /* entries with cnt > 0: logged since the last flush */
+    int sorted; /* 0: a new name arrived, reduce_all sorts and re-indexes once */
     int *index; /* open addressing: entry index + 1, 0 empty */
     int icap;
+    /* the flush's working buffers, kept across flushes */
+    double *vec;         /* (HDR + cap) doubles */
+    double *cnts;        /* cap counts */
+    unsigned char *ops;  /* cap per-key ops */
+    const char **rname;  /* fast path result: names (the entries' own) */
+    double *rvalue;      /* ... and values */
+    int wcap;            /* keys the four buffers above hold */
     /* steps */
     int64_t last_step;
     double t0_mono, runtime_base;
@@ -118,11 +130,47 @@ static uint64_t fnv(const char *s, uint64_t h)
     return h;
 }
 
-static void buffer_clear(void)
+static int index_rebuild(int icap);
+
+static uint64_t entry_hash(const char *name, int op)
+{
+    return (fnv(name, 1469598103934665603ULL) ^ (uint64_t)(op + 1)) * 1099511628211ULL;
+}
+
+/* After a flush: keep the names (the next step usually logs the same ones) but forget the values.
+ * Names not logged in this flush are dropped once they outnumber the live ones, so a run that
+ * invents names (e.g. per-epoch keys) does not grow the buffer without bound. */
+static void buffer_reset(void)
+{
+    int stale = g.n - g.live;
+    if (stale > 64 && stale > g.live) {
+        int m = 0;
+        for (int i = 0; i < g.n; i++) {
+            if (g.e[i].cnt > 0)
+                g.e[m++] = g.e[i]; /* keeps the sorted order */
+            else
+                free(g.e[i].name);
+        }
+        g.n = m;
+        if (g.index && index_rebuild(g.icap) < 0) { /* out of memory: forget the names instead */
+            for (int i = 0; i < g.n; i++)
+                free(g.e[i].name);
+            g.n = 0;
+            memset(g.index, 0, sizeof(int) * (size_t)g.icap);
+        }
+    }
+    for (int i = 0; i < g.n; i++)
+        g.e[i].cnt = 0;
+    g.live = 0;
+}
+
+/* Drop everything (finish). */
+static void buffer_free(void)
 {
     for (int i = 0; i < g.n; i++)
         free(g.e[i].name);
-    g.n = 0;
+    g.n = g.live = 0;
+    g.sorted = 0;
     if (g.index)
         memset(g.index, 0, sizeof(int) * (size_t)g.icap);
 }
@@ -152,6 +200,15 @@ static int buffer_add(const char *name, double v, int op)
     while (g.index[h]) {
         entry *e = &g.e[g.index[h] - 1];
         if (strcmp(e->name, name) == 0) {
+            if (e->cnt == 0) { /* first time since the last flush */
+                if (e->op != op) {
+                    e->op = op;
+                    e->h = entry_hash(name, op);
+                }
+                *e = (entry){e->name, op, e->h, v, 1, v, v};
+                g.live++;
+                return 0;
+            }
             if (e->op != op)
                 return djct_error_set(DJCT_EINVAL, "metric '%s' was logged with reduce op %d and now %d in the same "
                                       "flush; use one op per name", name, e->op, op);
@@ -174,8 +231,10 @@ static int buffer_add(const char *name, double v, int op)
     char *nm = strdup(name);
     if (!nm)
         return djct_error_oom();
-    g.e[g.n] = (entry){nm, op, v, 1, v, v};
+    g.e[g.n] = (entry){nm, op, entry_hash(name, op), v, 1, v, v};
     g.index[h] = ++g.n;
+    g.live++;
+    g.sorted = 0;
     if (2 * g.n > g.icap)
         return index_rebuild(g.icap * 2);
     return 0;
@@ -221,8 +280,13 @@ int djct_log_is_active(void)
 }
 
 /* ---- the packed reduction ------------------------------------------------------------------------ */
-/* One element of g.dtype is a whole vector: [hash, mismatch, nmax, nmin, (value, count) per key].
- * Being one MPI element it is never split by the MPI library, so the op always sees the header. */
+/* One element of g.dtype is a whole vector: [hash, mismatch, nmax, nmin, need_counts, value per key].
+ * Being one MPI element it is never split by the MPI library, so the op always sees the header.
+ * Counts (for means, and to tell who logged a key) travel in a second, plain MPI_SUM allreduce, and
+ * only when needed: need_counts (max over ranks) is 0 when every rank logged each mean metric
+ * exactly once, the usual one-value-per-step case, where the count is the number of ranks. */
+
+#define HDR 5 /* header doubles */
 
 static const unsigned char *red_ops; /* per-key op for the vector being reduced (under g.mu) */
 
@@ -236,15 +300,15 @@ static void combine(void *in_, void *inout_, int *len, MPI_Datatype *dt)
             io[1] = 1;
         io[2] = in[2] > io[2] ? in[2] : io[2];
         io[3] = in[3] < io[3] ? in[3] : io[3];
-        int nk = (per - 4) / 2;
+        io[4] = in[4] > io[4] ? in[4] : io[4];
+        int nk = per - HDR;
         for (int k = 0; k < nk; k++) {
-            double a = in[4 + 2 * k], *b = &io[4 + 2 * k];
+            double a = in[HDR + k], *b = &io[HDR + k];
             switch (red_ops[k]) {
             case DJCT_REDUCE_MIN: *b = a < *b ? a : *b; break;
             case DJCT_REDUCE_MAX: *b = a > *b ? a : *b; break;
             default: *b += a;
             }
-            io[5 + 2 * k] += in[5 + 2 * k];
         }
     }
 }
@@ -276,6 +340,7 @@ typedef struct {
     int n;
     const char **name;
     double *value;
+    int own; /* 1: name/value were allocated for this flush (slow path); 0: g.rname/g.rvalue */
 } reduced;
 
 static double finish_value(int op, double v, double cnt) { return op == DJCT_REDUCE_MEAN ? v / cnt : v; }
@@ -284,8 +349,10 @@ static double finish_value(int op, double v, double cnt) { return op == DJCT_RED
 static int reduce_union(reduced *out, char **names_blob, unsigned char **ops_out)
 {
     int rc = 0, mylen = 0;
+    out->own = 1;
     for (int i = 0; i < g.n; i++)
-        mylen += (int)strlen(g.e[i].name) + 2;
+        if (g.e[i].cnt > 0)
+            mylen += (int)strlen(g.e[i].name) + 2;
     int *lens = calloc((size_t)g.size, sizeof(int)), *displs = calloc((size_t)g.size, sizeof(int));
     char *mine = malloc((size_t)mylen + 1), *all = NULL;
     double *vec = NULL;
@@ -297,6 +364,8 @@ static int reduce_union(reduced *out, char **names_blob, unsigned char **ops_out
     }
     char *p = mine;
     for (int i = 0; i < g.n; i++) {
+        if (g.e[i].cnt == 0)
+            continue;
         *p++ = (char)('0' + g.e[i].op);
         size_t l = strlen(g.e[i].name) + 1;
         memcpy(p, g.e[i].name, l);
@@ -344,11 +413,11 @@ static int reduce_union(reduced *out, char **names_blob, unsigned char **ops_out
             }
             u = nu;
         }
-        u[un++] = (entry){(char *)nm, op, 0, 0, 0, 0};
+        u[un++] = (entry){(char *)nm, op, 0, 0, 0, 0, 0};
     }
     if (un > 1)
         qsort(u, (size_t)un, sizeof(entry), cmp_entry);
-    vec = calloc(4 + 2 * (size_t)un, sizeof(double));
+    vec = calloc(HDR + 2 * (size_t)un, sizeof(double)); /* header, values, then counts */
     ops = malloc((size_t)un + 1);
     uname = malloc(sizeof(char *) * ((size_t)un + 1));
     out->value = malloc(sizeof(double) * ((size_t)un + 1));
@@ -357,33 +426,35 @@ static int reduce_union(reduced *out, char **names_blob, unsigned char **ops_out
         rc = djct_error_oom();
         goto done;
     }
-    /* my entries are sorted too: merge */
+    double *cnt = vec + HDR + un;
+    /* my entries are sorted too: merge (entries not logged in this flush count as absent) */
     for (int i = 0, j = 0; i < un; i++) {
         ops[i] = (unsigned char)u[i].op;
         while (j < g.n && strcmp(g.e[j].name, u[i].name) < 0)
             j++;
-        if (j < g.n && strcmp(g.e[j].name, u[i].name) == 0) {
-            vec[4 + 2 * i] = local_value(&g.e[j]);
-            vec[5 + 2 * i] = g.e[j].cnt;
+        if (j < g.n && g.e[j].cnt > 0 && strcmp(g.e[j].name, u[i].name) == 0) {
+            vec[HDR + i] = local_value(&g.e[j]);
+            cnt[i] = g.e[j].cnt;
         } else {
-            vec[4 + 2 * i] = identity(u[i].op);
+            vec[HDR + i] = identity(u[i].op);
         }
     }
-    if ((rc = set_dtype(4 + 2 * un)) < 0) {
+    if ((rc = set_dtype(HDR + un)) < 0) {
         free(u);
         goto done;
     }
     red_ops = ops;
-    if (MPI_Allreduce(MPI_IN_PLACE, vec, 1, g.dtype, g.op, g.comm) != MPI_SUCCESS) {
+    if (MPI_Allreduce(MPI_IN_PLACE, vec, 1, g.dtype, g.op, g.comm) != MPI_SUCCESS ||
+        MPI_Allreduce(MPI_IN_PLACE, cnt, un, MPI_DOUBLE, MPI_SUM, g.comm) != MPI_SUCCESS) {
         free(u);
         rc = djct_error_set(DJCT_EMPI, "logging flush: MPI_Allreduce over the key union failed");
         goto done;
     }
     out->n = 0;
     for (int i = 0; i < un; i++) {
-        if (vec[5 + 2 * i] > 0) {
+        if (cnt[i] > 0) {
             uname[out->n] = u[i].name;
-            out->value[out->n++] = finish_value(u[i].op, vec[4 + 2 * i], vec[5 + 2 * i]);
+            out->value[out->n++] = finish_value(u[i].op, vec[HDR + i], cnt[i]);
         }
     }
     out->name = uname;
@@ -406,87 +477,118 @@ done:
     return rc;
 }
 
-/* Reduce the buffer over all ranks. Every rank reaches the same decisions from collective results. */
+static int work_reserve(int keys)
+{
+    if (keys <= g.wcap)
+        return 0;
+    int c = keys < 64 ? 64 : keys;
+    double *v = realloc(g.vec, sizeof(double) * (HDR + (size_t)c)), *rv = NULL;
+    if (v)
+        g.vec = v;
+    double *cn = v ? realloc(g.cnts, sizeof(double) * (size_t)c) : NULL;
+    if (cn)
+        g.cnts = cn;
+    unsigned char *o = cn ? realloc(g.ops, (size_t)c) : NULL;
+    if (o)
+        g.ops = o;
+    const char **rn = o ? realloc(g.rname, sizeof(char *) * (size_t)c) : NULL;
+    if (rn)
+        g.rname = rn;
+    if (rn && (rv = realloc(g.rvalue, sizeof(double) * (size_t)c)) != NULL)
+        g.rvalue = rv;
+    if (!rv)
+        return djct_error_oom();
+    g.wcap = c;
+    return 0;
+}
+
+/* Reduce the buffer over all ranks. Every rank reaches the same decisions from collective results.
+ * The steady state (same names as the last flush, each mean metric logged once per rank) costs one
+ * pass over the entries and one MPI_Allreduce of HDR + keys doubles: entries stay sorted and indexed across flushes, each carries the hash of its
+ * (name, op), and the buffers are kept, so nothing here sorts, hashes strings or allocates. That
+ * matters at 2 ranks, where the collective itself takes about 1-2 us. */
 static int reduce_all(reduced *out, char **blob, unsigned char **ops_keep, int *fast)
 {
     out->n = 0;
     out->name = NULL;
     out->value = NULL;
+    out->own = 0;
     *blob = NULL;
     *ops_keep = NULL;
     *fast = 1;
-    if (g.n > 1)
-        qsort(g.e, (size_t)g.n, sizeof(entry), cmp_entry);
-    index_rebuild(g.icap ? g.icap : 64); /* qsort moved the entries */
+    if (!g.sorted) { /* new names since the last sort: once, not per flush */
+        if (g.n > 1)
+            qsort(g.e, (size_t)g.n, sizeof(entry), cmp_entry);
+        int rc = index_rebuild(g.icap ? g.icap : 64); /* qsort moved the entries */
+        if (rc < 0)
+            return rc;
+        g.sorted = 1;
+    }
+    int K = g.cap, rc;
+    if ((rc = work_reserve(g.live > K ? g.live : K)) < 0)
+        return rc;
+    out->name = g.rname;
+    out->value = g.rvalue;
     if (!g.have_mpi || g.size == 1) {
-        out->name = malloc(sizeof(char *) * ((size_t)g.n + 1));
-        out->value = malloc(sizeof(double) * ((size_t)g.n + 1));
-        if (!out->name || !out->value)
-            return djct_error_oom();
         for (int i = 0; i < g.n; i++) {
-            out->name[i] = g.e[i].name;
-            out->value[i] = finish_value(g.e[i].op, local_value(&g.e[i]), g.e[i].cnt);
+            if (g.e[i].cnt > 0) {
+                out->name[out->n] = g.e[i].name;
+                out->value[out->n++] = finish_value(g.e[i].op, local_value(&g.e[i]), g.e[i].cnt);
+            }
         }
-        out->n = g.n;
         return 0;
     }
+    double *vec = g.vec, *cnt = g.cnts;
+    unsigned char *ops = g.ops;
     uint64_t h = 1469598103934665603ULL;
-    for (int i = 0; i < g.n; i++) {
-        h = fnv(g.e[i].name, h);
-        h = (h ^ (uint64_t)(g.e[i].op + 1)) * 1099511628211ULL;
-    }
-    int K = g.cap, len = 4 + 2 * K, rc;
-    double *vec = calloc((size_t)len, sizeof(double));
-    unsigned char *ops = calloc((size_t)K + 1, 1);
-    if (!vec || !ops) {
-        free(vec);
-        free(ops);
-        return djct_error_oom();
+    int need_counts = 0;
+    if (g.live <= K) {
+        int k = 0;
+        for (int i = 0; i < g.n; i++) {
+            const entry *e = &g.e[i];
+            if (e->cnt == 0)
+                continue;
+            h = (h ^ e->h) * 1099511628211ULL;
+            ops[k] = (unsigned char)e->op;
+            vec[HDR + k] = local_value(e);
+            cnt[k] = e->cnt;
+            need_counts |= e->op == DJCT_REDUCE_MEAN && e->cnt != 1;
+            k++;
+        }
+        for (; k < K; k++) { /* the agreed vector is longer than my key set: the hash differs anyway */
+            ops[k] = DJCT_REDUCE_SUM;
+            vec[HDR + k] = cnt[k] = 0;
+        }
+    } else {
+        memset(vec + HDR, 0, sizeof(double) * (size_t)K);
+        memset(ops, DJCT_REDUCE_SUM, (size_t)K);
     }
     vec[0] = (double)(h & ((1ULL << 52) - 1));
-    vec[1] = g.n > K ? 1 : 0; /* too many keys for the agreed vector: take the slow path */
-    vec[2] = vec[3] = g.n;
-    if (g.n <= K) {
-        for (int i = 0; i < g.n; i++) {
-            ops[i] = (unsigned char)g.e[i].op;
-            vec[4 + 2 * i] = local_value(&g.e[i]);
-            vec[5 + 2 * i] = g.e[i].cnt;
-        }
-    }
-    if ((rc = set_dtype(len)) < 0) {
-        free(vec);
-        free(ops);
+    vec[1] = g.live > K ? 1 : 0; /* too many keys for the agreed vector: take the slow path */
+    vec[2] = vec[3] = g.live;
+    vec[4] = need_counts;
+    if ((rc = set_dtype(HDR + K)) < 0)
         return rc;
-    }
     red_ops = ops;
-    if (MPI_Allreduce(MPI_IN_PLACE, vec, 1, g.dtype, g.op, g.comm) != MPI_SUCCESS) {
-        free(vec);
-        free(ops);
+    if (MPI_Allreduce(MPI_IN_PLACE, vec, 1, g.dtype, g.op, g.comm) != MPI_SUCCESS)
         return djct_error_set(DJCT_EMPI, "logging flush: MPI_Allreduce of the packed metrics failed");
-    }
     if (vec[1] == 0 && vec[2] == vec[3]) {
-        /* every rank logged exactly my keys with the same ops */
-        out->name = malloc(sizeof(char *) * ((size_t)g.n + 1));
-        out->value = malloc(sizeof(double) * ((size_t)g.n + 1));
-        if (!out->name || !out->value) {
-            free(vec);
-            free(ops);
-            return djct_error_oom();
-        }
+        /* every rank logged exactly my keys with the same ops; every rank saw the same vec[4] */
+        if (vec[4] != 0 && MPI_Allreduce(MPI_IN_PLACE, cnt, K, MPI_DOUBLE, MPI_SUM, g.comm) != MPI_SUCCESS)
+            return djct_error_set(DJCT_EMPI, "logging flush: MPI_Allreduce of the metric counts failed");
+        int k = 0;
         for (int i = 0; i < g.n; i++) {
-            out->name[out->n] = g.e[i].name;
-            out->value[out->n++] = finish_value(g.e[i].op, vec[4 + 2 * i], vec[5 + 2 * i]);
+            if (g.e[i].cnt > 0) {
+                out->name[k] = g.e[i].name;
+                out->value[k] = finish_value(g.e[i].op, vec[HDR + k], vec[4] != 0 ? cnt[k] : g.size);
+                k++;
+            }
         }
-        g.cap = g.n; /* shrink to what is used */
-        free(vec);
-        free(ops);
+        out->n = k;
+        g.cap = g.live; /* shrink to what is used */
         return 0;
     }
-    free(vec);
-    free(ops);
     *fast = 0;
-    free(out->name);
-    free(out->value);
     out->name = NULL;
     out->value = NULL;
     return reduce_union(out, blob, ops_keep);
@@ -799,7 +901,7 @@ int djct_log_flush(const char *prefix, int64_t step)
 {
     pthread_mutex_lock(&g.mu);
     if (!g.initialised || g.mode == DJCT_LOG_MODE_DISABLED) {
-        buffer_clear();
+        buffer_free();
         pthread_mutex_unlock(&g.mu);
         return 0;
     }
@@ -822,9 +924,11 @@ int djct_log_flush(const char *prefix, int64_t step)
                 rc = write_row(&red, prefix ? prefix : "", s);
         }
     }
-    buffer_clear(); /* the fast path's names are the buffer's own */
-    free(red.name);
-    free(red.value);
+    buffer_reset(); /* the fast path's names are the buffer's own */
+    if (red.own) {
+        free(red.name);
+        free(red.value);
+    }
     free(blob);
     free(ops);
     pthread_mutex_unlock(&g.mu);
@@ -1108,12 +1212,23 @@ static void release_all(void)
     free(g.cols);
     g.cols = NULL;
     g.ncols = 0;
-    buffer_clear();
+    buffer_free();
     free(g.e);
     free(g.index);
     g.e = NULL;
     g.index = NULL;
     g.ecap = g.icap = 0;
+    free(g.vec);
+    free(g.cnts);
+    free(g.ops);
+    free(g.rname);
+    free(g.rvalue);
+    g.vec = NULL;
+    g.cnts = NULL;
+    g.ops = NULL;
+    g.rname = NULL;
+    g.rvalue = NULL;
+    g.wcap = 0;
     cJSON_Delete(g.summary);
     cJSON_Delete(g.summary_user);
     cJSON_Delete(g.config);

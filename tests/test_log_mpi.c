@@ -194,6 +194,62 @@ static void test_only_rank0_connects(void)
     }
 }
 
+/* Names outlive a flush (the fast path neither sorts nor allocates): a mean logged a different
+ * number of times per rank stays exact on the fast path, a name may change its op between flushes,
+ * and names invented per flush are reduced right and do not pile up. */
+static void test_buffer_reuse(void)
+{
+    char runs[512];
+    snprintf(runs, sizeof(runs), "%s/runs-reuse-%d", tmp, rank);
+    djct_log_options o = DJCT_LOG_OPTIONS_INIT;
+    o.mode = DJCT_LOG_MODE_OFFLINE;
+    o.dir = runs;
+    o.run_id = "reuse1";
+    o.no_fsync = 1;
+    CHECK_OK(djct_log_init(&o));
+    double n = size;
+    int rc;
+    for (int pass = 0; pass < 4; pass++) {
+        /* rank 0 logs m twice, the others once: mean over all n + 1 values */
+        CHECK_OK(djct_log("m", rank + pass));
+        if (rank == 0)
+            CHECK_OK(djct_log("m", 10));
+        /* x: mean on even passes, sum on odd ones */
+        CHECK_OK(djct_log_reduce("x", rank + 1, pass % 2 ? DJCT_REDUCE_SUM : DJCT_REDUCE_MEAN));
+        cJSON *row = flush_row(NULL, &rc);
+        CHECK(rc == 0);
+        if (rank == 0) {
+            CHECK_NEAR(num(row, "m"), (n * (n - 1) / 2 + n * pass + 10) / (n + 1), 1e-12);
+            CHECK_NEAR(num(row, "x"), pass % 2 ? n * (n + 1) / 2 : (n + 1) / 2, 1e-12);
+        }
+        cJSON_Delete(row);
+    }
+    djct_log_stats st;
+    CHECK_OK(djct_log_get_stats(&st));
+    CHECK(st.flushes == 4 && st.fast_flushes >= 1); /* passes with the same (name, op) set as before */
+    for (int pass = 0; pass < 5; pass++) { /* 100 new names per flush */
+        for (int k = 0; k < 100; k++) {
+            char name[32];
+            snprintf(name, sizeof(name), "p%d_k%03d", pass, k);
+            CHECK_OK(djct_log(name, rank + k));
+        }
+        cJSON *row = flush_row(NULL, &rc);
+        CHECK(rc == 0);
+        if (rank == 0) {
+            char first[32], last[32], old[32];
+            snprintf(first, sizeof(first), "p%d_k000", pass);
+            snprintf(last, sizeof(last), "p%d_k099", pass);
+            snprintf(old, sizeof(old), "p%d_k000", pass - 1);
+            CHECK(cJSON_GetArraySize(row) == 100 + 3); /* + _step, _runtime, _timestamp */
+            CHECK_NEAR(num(row, first), (n - 1) / 2, 1e-12);
+            CHECK_NEAR(num(row, last), (n - 1) / 2 + 99, 1e-12);
+            CHECK(cJSON_GetObjectItem(row, old) == NULL);
+        }
+        cJSON_Delete(row);
+    }
+    CHECK_OK(djct_log_finish(0));
+}
+
 int main(int argc, char **argv)
 {
     MPI_Init(&argc, &argv);
@@ -209,6 +265,8 @@ int main(int argc, char **argv)
     unsetenv("WANDB_API_KEY");
     unsetenv("WANDB_BASE_URL");
     test_reductions();
+    MPI_Barrier(MPI_COMM_WORLD);
+    test_buffer_reuse();
     MPI_Barrier(MPI_COMM_WORLD);
     test_only_rank0_connects();
     int failed = harness_failed, any = 0;

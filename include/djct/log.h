@@ -137,7 +137,9 @@ DJCT_API const char *djct_log_last_row(void);
 /** Counters for tests and benchmarks. */
 typedef struct {
     int64_t flushes;        /* flush calls that ran the collective */
-    int64_t fast_flushes;   /* ... of which finished with the one packed collective */
+    int64_t fast_flushes;   /* ... of which finished without gathering key lists: the one packed
+                               collective (plus a count allreduce when some rank logged a mean
+                               metric more than once before the flush) */
     int64_t rows;           /* history rows written (rank 0) */
     int64_t rows_acked;     /* history rows the server acknowledged (rank 0, online) */
     int upload_state;       /* 0 idle/offline, 1 streaming, 2 stopped by a fatal error, 3 complete */
