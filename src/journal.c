@@ -199,19 +199,73 @@ int jr_history_append(jr_history *h, const char *line, size_t len)
     return 0;
 }
 
+static void *syncer_main(void *arg)
+{
+    jr_history *h = arg;
+    int fd = fileno(h->f);
+    pthread_mutex_lock(&h->mu);
+    for (;;) {
+        while (!h->dirty && !h->closing)
+            pthread_cond_wait(&h->cv, &h->mu);
+        if (!h->dirty && h->closing)
+            break;
+        h->dirty = 0;
+        pthread_mutex_unlock(&h->mu);
+        int rc = fsync(fd), e = errno; /* the disk wait happens here, not in the training loop */
+        pthread_mutex_lock(&h->mu);
+        if (rc != 0 && !h->sync_errno)
+            h->sync_errno = e;
+    }
+    pthread_mutex_unlock(&h->mu);
+    return NULL;
+}
+
 int jr_history_sync(jr_history *h, int do_fsync)
 {
     if (!h->f)
         return 0;
-    if (fflush(h->f) != 0 || (do_fsync && fsync(fileno(h->f)) != 0))
+    if (fflush(h->f) != 0)
         return djct_error_set(DJCT_EIO, "cannot flush the history journal: %s; is the disk full?", strerror(errno));
+    if (!do_fsync)
+        return 0;
+    if (!h->syncer_on) {
+        if (pthread_mutex_init(&h->mu, NULL) || pthread_cond_init(&h->cv, NULL) ||
+            pthread_create(&h->syncer, NULL, syncer_main, h)) {
+            /* no thread: fsync in line, as before */
+            return fsync(fileno(h->f)) == 0 ? 0
+                                             : djct_error_set(DJCT_EIO, "cannot fsync the history journal: %s",
+                                                              strerror(errno));
+        }
+        h->syncer_on = 1;
+    }
+    pthread_mutex_lock(&h->mu);
+    int e = h->sync_errno;
+    h->sync_errno = 0;
+    h->dirty = 1;
+    pthread_cond_signal(&h->cv);
+    pthread_mutex_unlock(&h->mu);
+    if (e)
+        return djct_error_set(DJCT_EIO, "fsync of the history journal failed: %s; is the disk full?", strerror(e));
     return 0;
 }
 
 void jr_history_close(jr_history *h)
 {
-    if (h->f)
+    if (h->syncer_on) {
+        pthread_mutex_lock(&h->mu);
+        h->closing = 1;
+        pthread_cond_signal(&h->cv);
+        pthread_mutex_unlock(&h->mu);
+        pthread_join(h->syncer, NULL);
+        pthread_mutex_destroy(&h->mu);
+        pthread_cond_destroy(&h->cv);
+        h->syncer_on = 0;
+    }
+    if (h->f) {
+        fflush(h->f);
+        fsync(fileno(h->f)); /* the last rows reach the disk before the run ends */
         fclose(h->f);
+    }
     h->f = NULL;
 }
 

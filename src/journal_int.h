@@ -6,6 +6,7 @@
 #define DJCT_JOURNAL_INT_H
 
 #include <stdint.h>
+#include <pthread.h>
 #include <stdio.h>
 
 #include <cjson/cJSON.h>
@@ -29,19 +30,26 @@ int jr_read_file(const char *path, char **out, size_t *len);
 /* Read dir/name and parse it as JSON: 0 with *out (cJSON*, caller deletes), 1 when missing, or DJCT_EIO/EINVAL. */
 int jr_read_json(const char *dir, const char *name, cJSON **out);
 
-/* The appending side of history.jsonl (rank 0). */
+/* The appending side of history.jsonl (rank 0). Appends are flushed to the kernel at every sync
+ * (a killed job loses nothing); the fsync that protects against a node crash runs on a background
+ * thread, coalesced, so the training loop never waits for the disk. */
 typedef struct {
     FILE *f;
     int64_t lines;        /* complete lines in the file */
     int64_t last_step;    /* _step of the last line, -1 when empty */
     double last_runtime;  /* _runtime of the last line, 0 when empty */
+    pthread_t syncer;     /* background fsync thread (started by the first sync that asks for it) */
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int syncer_on, dirty, closing, sync_errno; /* under mu */
 } jr_history;
 
 /* Open (creating) dir/history.jsonl for appending. An existing file is scanned for its line count
  * and last _step/_runtime (resume); a torn last line (job killed mid-write) is cut off. */
 int jr_history_open(jr_history *h, const char *dir);
 int jr_history_append(jr_history *h, const char *line, size_t len); /* line without '\n' */
-int jr_history_sync(jr_history *h, int do_fsync);                    /* fflush (+ fsync) */
+int jr_history_sync(jr_history *h, int do_fsync); /* fflush; + a background fsync; reports an
+                                                      earlier background fsync failure */
 void jr_history_close(jr_history *h);
 
 /* Parse one flat history line {"k":number,...}: calls fn(ctx, key, value) per member (numbers,
