@@ -6,6 +6,7 @@
 #   djct1, djct2          djct_train with 1 and 2 ranks
 #   djct2_noavg           2 ranks, --no-average (no gradient communication: the compute-scaling bound)
 #   djct2_noovl           2 ranks, --no-overlap (buckets reduced after backward instead of during it)
+#   djct2_nofsync, djct1_nofsync   --no-fsync: the journal is not fsync'ed at every row (default: it is)
 #   ddp1, ddp2            bench/ddp_mlp.py, DDP with 1 and 2 processes (torch.multiprocessing.spawn)
 # djct throughput is steady state: global events / wall time between the journal rows of steps
 # WARMUP and STEPS (history.jsonl _runtime), so start-up and the first steps are excluded but
@@ -22,7 +23,7 @@ BUILD=${BUILD:-$root/build}
 PYTHON=${PYTHON:-/usr/bin/python3}
 OUT=${OUT:-/tmp/train_bench-$$}
 DATA_DIR=${DATA_DIR:-${DJCT_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/djct}/fashion_mnist}
-CONFIGS=${CONFIGS:-djct1 djct2 djct2_noavg djct2_noovl ddp1 ddp2}
+CONFIGS=${CONFIGS:-djct1 djct1_nofsync djct2 djct2_nofsync djct2_noavg djct2_noovl ddp1 ddp2}
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 # the same for both sides: glibc malloc keeps freed memory (no mmap/munmap page-fault churn, see
 # ../shared/docs/perf_baselines.md), one thread per process for torch, OpenMP and OpenBLAS
@@ -49,6 +50,7 @@ run_one() { # round config
     djct*)
       [[ $cfg == *_noavg ]] && extra+=(--no-average)
       [[ $cfg == *_noovl ]] && extra+=(--no-overlap)
+      [[ $cfg == *_nofsync ]] && extra+=(--no-fsync)
       rm -rf "$dir"
       "${MPIRUN[@]}" -np "$np" "$train" --model mlp --data "$DATA_DIR/train.h5" --batch-events 128 \
         --optimizer adam --lr 0.001 --epochs 1 --max-steps "$STEPS" --threads 1 --no-validate \

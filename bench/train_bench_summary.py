@@ -40,7 +40,10 @@ for c in cfgs:
 ratios = [("djct 2 ranks / DDP 2 processes (target >= 2)", "djct2", "ddp2"),
           ("djct 2 ranks / djct 2 ranks --no-average (target >= 0.9)", "djct2", "djct2_noavg"),
           ("djct 2 ranks overlap / --no-overlap (what overlap saves)", "djct2", "djct2_noovl"),
+          ("djct 2 ranks --no-fsync / DDP 2 processes", "djct2_nofsync", "ddp2"),
+          ("djct 2 ranks --no-fsync / default (cost of the per-row journal fsync)", "djct2_nofsync", "djct2"),
           ("djct 1 rank / DDP 1 process", "djct1", "ddp1"),
+          ("djct 1 rank --no-fsync / DDP 1 process", "djct1_nofsync", "ddp1"),
           ("djct 2 ranks / 1 rank (scaling)", "djct2", "djct1"),
           ("djct 2 ranks --no-average / 1 rank (compute scaling bound)", "djct2_noavg", "djct1"),
           ("DDP 2 / 1 process (scaling)", "ddp2", "ddp1")]
