@@ -49,7 +49,7 @@ typedef struct {
     double bucket_mb, watchdog;
     /* logging */
     char *wandb_mode, *project, *entity, *run_name, *group, *tags, *notes;
-    int log_every, csv, validate, model_logging;
+    int log_every, csv, fsync, validate, model_logging;
     char *progress;
     double print_every;
 } cfg;
@@ -132,6 +132,7 @@ static const djct_opt T[] = {
     {"notes", 0, DJCT_OPT_STRING, O(notes), NULL, NULL, 0, 0, "TEXT", "wandb notes", NULL},
     {"log-every", 0, DJCT_OPT_INT, O(log_every), "1", NULL, 1, 1000000, "N", "write a metrics row every N steps", NULL},
     {"csv", 0, DJCT_OPT_FLAG, O(csv), "1", NULL, 0, 0, NULL, "also write history.csv in the journal", NULL},
+    {"fsync", 0, DJCT_OPT_FLAG, O(fsync), "1", NULL, 0, 0, NULL, "fsync the journal at every metrics row (off: faster, a crash may lose the last rows)", NULL},
     {"validate", 0, DJCT_OPT_FLAG, O(validate), "1", NULL, 0, 0, NULL, "validate after every epoch (val_ metrics)", NULL},
     {"model-logging", 0, DJCT_OPT_FLAG, O(model_logging), "1", NULL, 0, 0, NULL,
      "switch on every LoggingModule of the model (accuracy, resolution, ...)", NULL},
@@ -515,6 +516,7 @@ int main(int argc, char **argv)
                                                   : DJCT_LOG_MODE_AUTO;
     lo.dir = log_root;
     lo.csv = c.csv;
+    lo.no_fsync = !c.fsync;
     if (djct_log_init(&lo))
         FAIL("logging: %s", djct_last_error());
     if (g_rank == 0) {
