@@ -45,10 +45,12 @@ int main(int argc, char **argv)
     memset(&c, 0, sizeof(c));
     if (djct_opts_defaults(T, NT, &c) || djct_opts_parse_argv(T, NT, &c, argc, argv, NULL)) {
         fprintf(stderr, "djct_gen: %s\n", djct_last_error());
+        djct_opts_free(T, NT, &c);
         return 2;
     }
     if (c.files > c.events) {
         fprintf(stderr, "djct_gen: --files %" PRId64 " is more than --events %" PRId64 "\n", c.files, c.events);
+        djct_opts_free(T, NT, &c);
         return 2;
     }
     djct_gen_options go = DJCT_GEN_OPTIONS_INIT;

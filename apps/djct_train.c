@@ -143,11 +143,14 @@ static const djct_opt T[] = {
 #define NT (sizeof(T) / sizeof(T[0]))
 
 static int g_rank;
+static cfg *g_cfg; /* freed on usage exits */
 
 static void die_usage(const char *msg)
 {
     if (g_rank == 0)
         fprintf(stderr, "djct_train: %s\n", msg);
+    if (g_cfg)
+        djct_opts_free(T, NT, g_cfg);
     djct_comm_finalize_mpi();
     exit(2);
 }
@@ -323,6 +326,7 @@ int main(int argc, char **argv)
     /* options: all validated before any heavy work */
     cfg c;
     memset(&c, 0, sizeof(c));
+    g_cfg = &c;
     if (djct_opts_defaults(T, NT, &c) || djct_opts_parse_argv(T, NT, &c, argc, argv, NULL))
         die_usage(djct_last_error());
     if (strcmp(c.model, "pointcloud") && strcmp(c.model, "mlp")) {

@@ -1203,7 +1203,7 @@ int djct_dataset_next(djct_dataset *ds, djct_batch **out)
     DJCT_CHECK_ARG(ds);
     DJCT_CHECK_ARG(out);
     *out = NULL;
-    double t0 = now_s();
+    double t0 = now_s(), t1;
     bint *b = NULL;
     int rc = 0;
     if (ds->cursor >= ds->steps) {
@@ -1213,10 +1213,13 @@ int djct_dataset_next(djct_dataset *ds, djct_batch **out)
     if (!ds->running) {
         if ((rc = build_batch(ds, ds->cursor, &b)) < 0)
             return rc;
+        t1 = now_s();
     } else {
         pthread_mutex_lock(&ds->mu);
         while (ds->qcount == 0 && !ds->done && !ds->err)
             pthread_cond_wait(&ds->cv_item, &ds->mu);
+        /* the wait ends when a batch is there; waking the producer below is hand-off cost */
+        t1 = now_s();
         if (ds->qcount) {
             b = ds->q[ds->qhead];
             ds->qhead = (ds->qhead + 1) % ds->o.prefetch_depth;
@@ -1230,7 +1233,7 @@ int djct_dataset_next(djct_dataset *ds, djct_batch **out)
         if (rc < 0)
             return rc;
     }
-    ds->wait_last = now_s() - t0;
+    ds->wait_last = t1 - t0;
     ds->wait_total += ds->wait_last;
     b->b.wait_seconds = ds->wait_last;
     ds->cursor++;

@@ -118,6 +118,9 @@ static void *alloc_bufs(djct_comm_buffer *b, int slab)
         total += counts[k] * djct_dtype_size(dts[k]) + 64;
     char *mem = calloc(1, total), *p = mem;
     for (int k = 0; k < NB; k++) {
+        /* each buffer aligned to its element size; same-dtype neighbours stay back to back */
+        size_t es = djct_dtype_size(dts[k]);
+        p = mem + ((size_t)(p - mem) + es - 1) / es * es;
         b[k] = (djct_comm_buffer){p, counts[k], dts[k], -1};
         p += counts[k] * djct_dtype_size(dts[k]) + (slab ? 0 : 64);
     }

@@ -9,6 +9,12 @@
 #include <time.h>
 #include <unistd.h>
 
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
 static char dir[256];
 
 static const char *P(const char *name)
@@ -291,12 +297,14 @@ static void test_seek_and_prefetch(void)
 
     /* wait time: synchronous reads wait for every batch; with prefetch and a consumer slower
      * than the reader, the waits (after the first) are near zero. Each next() reports its own. */
-    double sync_sum = 0, pre_sum = 0;
+    double sync_sum = 0, pre_sum = 0, sync_w[4096], pre_w[4096];
     int n_sync = 0, n_pre = 0;
     CHECK_OK(djct_dataset_seek(b, 0, 0));
     while (djct_dataset_next(b, &y) == 0 && y) {
         sync_sum += y->wait_seconds;
         CHECK(y->wait_seconds == djct_dataset_last_wait_seconds(b));
+        if (n_sync < 4096)
+            sync_w[n_sync] = y->wait_seconds;
         n_sync++;
         djct_batch_release(b, y);
     }
@@ -308,6 +316,8 @@ static void test_seek_and_prefetch(void)
     while (djct_dataset_next(b, &y) == 0 && y) {
         if (y->step > 0) {
             pre_sum += y->wait_seconds;
+            if (n_pre < 4096)
+                pre_w[n_pre] = y->wait_seconds;
             n_pre++;
         }
         djct_batch_release(b, y);
@@ -318,7 +328,15 @@ static void test_seek_and_prefetch(void)
     CHECK(djct_dataset_wait_seconds(b) >= before);
     printf("wait per batch: synchronous %.1f us, prefetch %.1f us\n", 1e6 * sync_sum / n_sync,
            1e6 * pre_sum / (n_pre ? n_pre : 1));
-    CHECK(pre_sum / (n_pre ? n_pre : 1) < sync_sum / n_sync);
+    /* synchronous reads cost little for batches served from the decoded-file cache and a lot for
+     * those that decode a file, so the means are compared; the medians show the typical batch */
+    int ns = n_sync < 4096 ? n_sync : 4096, np = n_pre < 4096 ? n_pre : 4096;
+    qsort(sync_w, (size_t)ns, sizeof(double), cmp_double);
+    qsort(pre_w, (size_t)np, sizeof(double), cmp_double);
+    double med_sync = ns ? sync_w[ns / 2] : 0, med_pre = np ? pre_w[np / 2] : 0;
+    printf("median wait: synchronous %.1f us, prefetch %.1f us\n", 1e6 * med_sync, 1e6 * med_pre);
+    CHECK(pre_sum / (n_pre ? n_pre : 1) < 0.5 * sync_sum / n_sync);
+    CHECK(med_pre < 20e-6); /* the typical batch is already in the queue */
     djct_dataset_free(b);
 }
 
