@@ -132,7 +132,8 @@ static const djct_opt T[] = {
     {"notes", 0, DJCT_OPT_STRING, O(notes), NULL, NULL, 0, 0, "TEXT", "wandb notes", NULL},
     {"log-every", 0, DJCT_OPT_INT, O(log_every), "1", NULL, 1, 1000000, "N", "write a metrics row every N steps", NULL},
     {"csv", 0, DJCT_OPT_FLAG, O(csv), "1", NULL, 0, 0, NULL, "also write history.csv in the journal", NULL},
-    {"fsync", 0, DJCT_OPT_FLAG, O(fsync), "1", NULL, 0, 0, NULL, "fsync the journal at every metrics row (off: faster, a crash may lose the last rows)", NULL},
+    {"fsync", 0, DJCT_OPT_FLAG, O(fsync), "1", NULL, 0, 0, NULL, "fsync the journal in a background thread (off: a node crash may lose the last rows; a "
+     "killed job never does)", NULL},
     {"validate", 0, DJCT_OPT_FLAG, O(validate), "1", NULL, 0, 0, NULL, "validate after every epoch (val_ metrics)", NULL},
     {"model-logging", 0, DJCT_OPT_FLAG, O(model_logging), "1", NULL, 0, 0, NULL,
      "switch on every LoggingModule of the model (accuracy, resolution, ...)", NULL},
