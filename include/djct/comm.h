@@ -113,7 +113,7 @@ typedef enum {
 } djct_comm_op;
 
 /** Default bucket size: see docs/comm.md (measured on the 2-core CI machine, bench/allreduce). */
-#define DJCT_COMM_DEFAULT_BUCKET_BYTES ((size_t)1 << 20)
+#define DJCT_COMM_DEFAULT_BUCKET_BYTES ((size_t)4 << 20)
 
 typedef struct {
     unsigned int version;      /* always first */
