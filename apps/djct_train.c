@@ -275,19 +275,6 @@ static void random_id(char *buf, size_t n)
     buf[n < 9 ? n - 1 : 8] = '\0';
 }
 
-static int mkdirs(const char *path)
-{
-    char tmp[4096];
-    snprintf(tmp, sizeof(tmp), "%s", path);
-    for (char *p = tmp + 1; *p; p++)
-        if (*p == '/') {
-            *p = '\0';
-            mkdir(tmp, 0755);
-            *p = '/';
-        }
-    return mkdir(tmp, 0755) == 0 || errno == EEXIST ? 0 : -1;
-}
-
 #define FAIL(...)                                                                                  \
     do {                                                                                           \
         fprintf(stderr, "djct_train: rank %d: ", g_rank);                                          \
@@ -389,8 +376,8 @@ int main(int argc, char **argv)
     if (djct_comm_broadcast(comm, idb, 2, 0))
         FAIL("%s", djct_last_error());
     if (g_rank == 0) {
-        if (mkdirs(run_dir))
-            FAIL("cannot create run directory '%s': %s; pass a writable --run-dir", run_dir, strerror(errno));
+        if (djct_mkdirs(run_dir))
+            FAIL("run directory: %s; pass a writable --run-dir", djct_last_error());
         char p[4200];
         snprintf(p, sizeof(p), "%s/run_id", run_dir);
         djct_write_file_atomic(p, run_id, strlen(run_id));

@@ -38,8 +38,9 @@ static char *fmt_path(const char *run_dir, const char *fmt, int64_t step)
     return p;
 }
 
-static int mkdir_p(const char *path)
+int djct_mkdirs(const char *path)
 {
+    DJCT_CHECK_ARG(path);
     char tmp[PATH_MAX];
     if (snprintf(tmp, sizeof(tmp), "%s", path) >= (int)sizeof(tmp))
         return djct_error_set(DJCT_EINVAL, "path too long: '%s'", path);
@@ -69,8 +70,9 @@ static int fsync_path(const char *path, int dir)
     return 0;
 }
 
-static int rm_rf(const char *path)
+int djct_remove_tree(const char *path)
 {
+    DJCT_CHECK_ARG(path);
     DIR *d = opendir(path);
     if (!d)
         return errno == ENOENT ? 0 : (unlink(path) ? djct_error_set(DJCT_EIO, "cannot remove '%s': %s", path,
@@ -88,7 +90,7 @@ static int rm_rf(const char *path)
         }
         struct stat st;
         if (lstat(p, &st) == 0 && S_ISDIR(st.st_mode))
-            rc = rm_rf(p);
+            rc = djct_remove_tree(p);
         else if (unlink(p) && errno != ENOENT)
             rc = djct_error_set(DJCT_EIO, "cannot remove '%s': %s", p, strerror(errno));
         free(p);
@@ -226,7 +228,7 @@ int djct_ckpt_begin(char **tmp_dir, const char *run_dir, int64_t step)
         free(p);
         return djct_error_oom();
     }
-    if ((rc = mkdir_p(sub)) || (rc = rm_rf(p)) || (rc = mkdir_p(p))) {
+    if ((rc = djct_mkdirs(sub)) || (rc = djct_remove_tree(p)) || (rc = djct_mkdirs(p))) {
         free(p);
         free(sub);
         return djct_error_prefix("checkpoint of step %" PRId64, step);
@@ -398,7 +400,7 @@ int djct_ckpt_commit(char **final_dir, const char *run_dir, int64_t step, const 
         goto out;
     /* a checkpoint of the same step written earlier (e.g. before a crash) is replaced */
     struct stat st;
-    if (stat(fin, &st) == 0 && (rc = rm_rf(fin)))
+    if (stat(fin, &st) == 0 && (rc = djct_remove_tree(fin)))
         goto out;
     if (rename(tmp, fin)) {
         rc = djct_error_set(DJCT_EIO, "rename '%s' -> '%s' failed: %s", tmp, fin, strerror(errno));
@@ -424,7 +426,7 @@ int djct_ckpt_commit(char **final_dir, const char *run_dir, int64_t step, const 
                 continue;
             char *old = fmt_path(run_dir, "step-%" PRId64, steps[i]);
             if (old)
-                rm_rf(old);
+                djct_remove_tree(old);
             free(old);
         }
     }
@@ -434,7 +436,7 @@ int djct_ckpt_commit(char **final_dir, const char *run_dir, int64_t step, const 
             if (steps[i] <= step) {
                 char *old = fmt_path(run_dir, ".step-%" PRId64 ".partial", steps[i]);
                 if (old)
-                    rm_rf(old);
+                    djct_remove_tree(old);
                 free(old);
             }
     free(steps);

@@ -154,16 +154,17 @@ int djct_gen_cached(const char *dir, const djct_gen_options *opts, int *generate
     struct stat st;
     if (stat(done, &st) == 0)
         return 0;
-    /* parents of dir */
+    /* the parents of dir (dir itself appears by the rename below) */
     {
-        char p[4096];
-        snprintf(p, sizeof(p), "%s", dir);
-        for (char *c = p + 1; *c; c++)
-            if (*c == '/') {
-                *c = '\0';
-                mkdir(p, 0755);
-                *c = '/';
-            }
+        char parent[4096];
+        snprintf(parent, sizeof(parent), "%s", dir);
+        char *slash = strrchr(parent, '/');
+        if (slash && slash != parent) {
+            *slash = '\0';
+            int prc = djct_mkdirs(parent);
+            if (prc)
+                return djct_error_prefix("gen: set DJCT_CACHE to a writable directory");
+        }
     }
     snprintf(tmp, sizeof(tmp), "%s.tmp.%ld", dir, (long)getpid());
     if (mkdir(tmp, 0755) != 0 && errno != EEXIST)
@@ -187,16 +188,17 @@ int djct_gen_cached(const char *dir, const djct_gen_options *opts, int *generate
     if (rc == 0 && rename(tmp, dir) != 0) {
         /* another job finished first: use its copy */
         if (stat(done, &st) == 0) {
-            char cmd[8500];
-            snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmp);
-            if (system(cmd) != 0)
-                rc = 0;
+            djct_remove_tree(tmp);
             return 0;
         }
         rc = djct_error_set(DJCT_EIO, "gen: cannot rename '%s' to '%s': %s", tmp, dir, strerror(errno));
     }
-    if (rc)
-        return rc;
+    if (rc) {
+        char msg[1024];
+        snprintf(msg, sizeof(msg), "%s", djct_last_error());
+        djct_remove_tree(tmp); /* never leave half a set behind */
+        return djct_error_set(rc, "%s", msg);
+    }
     if (generated)
         *generated = 1;
     return 0;

@@ -1,6 +1,7 @@
 /* The run journal: atomic whole-file writes, the append-only history.jsonl and its line reader.
  * Only rank 0 (and djct_sync) ever calls into this file. */
 #include "journal_int.h"
+#include "djct/checkpoint.h"
 #include "djct/error.h"
 #include "djct_int.h"
 
@@ -15,20 +16,11 @@
 
 int jr_mkdirs(const char *path)
 {
-    char buf[4096];
-    size_t n = strlen(path);
-    if (n == 0 || n >= sizeof(buf))
-        return djct_error_set(DJCT_EINVAL, "run directory path '%s' is empty or too long", path);
-    memcpy(buf, path, n + 1);
-    for (size_t i = 1; i <= n; i++) {
-        if (buf[i] == '/' || buf[i] == '\0') {
-            char c = buf[i];
-            buf[i] = '\0';
-            if (mkdir(buf, 0755) != 0 && errno != EEXIST)
-                return djct_error_set(DJCT_EIO, "cannot create directory '%s': %s; check the log dir option "
-                                      "or $DJCT_LOG_DIR", buf, strerror(errno));
-            buf[i] = c;
-        }
+    int rc = djct_mkdirs(path);
+    if (rc) {
+        char msg[1024];
+        snprintf(msg, sizeof(msg), "%s", djct_last_error());
+        return djct_error_set(rc, "%s; check the log dir option or $DJCT_LOG_DIR", msg);
     }
     return 0;
 }

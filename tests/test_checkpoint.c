@@ -107,8 +107,16 @@ int main(void)
     free(data);
     CHECK_ERR(djct_read_file(&data, &len, "/nonexistent/x"), DJCT_EIO, "cannot open '/nonexistent/x'");
 
-    char cmd[300];
-    snprintf(cmd, sizeof(cmd), "rm -rf %s", run);
-    CHECK(system(cmd) == 0);
+    /* mkdir -p and rm -rf */
+    char deep[300];
+    snprintf(deep, sizeof(deep), "%s/a/b/c", run);
+    CHECK_OK(djct_mkdirs(deep));
+    CHECK_OK(djct_mkdirs(deep)); /* existing: fine */
+    put(deep, "f", "x");
+    CHECK_ERR(djct_mkdirs("/proc/djct-no/x"), DJCT_EIO, "cannot create directory '/proc/djct-no'");
+    CHECK_OK(djct_remove_tree(run));
+    struct stat st;
+    CHECK(stat(run, &st) != 0);
+    CHECK_OK(djct_remove_tree(run)); /* gone already: fine */
     return harness_report();
 }

@@ -47,6 +47,12 @@ DJCT_API int djct_ckpt_read_meta(char **meta_json, const char *dir);
  *  fsync of the directory): readers see the old or the new content, never a mix. */
 DJCT_API int djct_write_file_atomic(const char *path, const void *data, size_t len);
 
+/** Create `path` and its missing parents (mode 0755), like `mkdir -p`. */
+DJCT_API int djct_mkdirs(const char *path);
+
+/** Remove `path` and everything below it, like `rm -rf` (no error when it does not exist). */
+DJCT_API int djct_remove_tree(const char *path);
+
 /** Read a whole file into a malloc'ed buffer (NUL-terminated for convenience). */
 DJCT_API int djct_read_file(void **data, size_t *len, const char *path);
 
