@@ -383,11 +383,21 @@ static int source_get(djct_dataset *ds, size_t file, source **out)
         size_t rows = (size_t)(ds->ragged[k] ? -a->shape[1] : a->shape[0]);
         total += rows * ds->row_values[k] * djct_dtype_size(a->dtype);
     }
-    /* HDF5 files up to a quarter of the budget are read whole once and served from memory:
-     * libhdf5 spends ~50 us per hyperslab run, far more than copying from a cached file.
-     * Larger files are read event by event with hyperslab selections. */
-    int h5_gather = m->format == DJCT_FORMAT_H5 && total > budget / 4;
-    if (h5_gather) {
+    /* Files whose arrays libhdf5 lets us map (uncompressed, native) are always gathered event by
+     * event from the mapping: a rank touches only its own events. Other HDF5 files up to a quarter
+     * of the budget are read whole once and served from memory (libhdf5 spends ~50 us per
+     * hyperslab run); larger ones are gathered through libhdf5 with a chunk cache. */
+    int h5_gather = m->format == DJCT_FORMAT_H5;
+    if (h5_gather && total <= budget / 4) {
+        if ((rc = djct_h5_file_open(&s.h5, m->path)) < 0)
+            return rc;
+        if (!djct_h5_file_direct(s.h5)) {
+            djct_h5_file_close(s.h5);
+            s.h5 = NULL;
+            h5_gather = 0;
+        }
+    }
+    if (h5_gather && !s.h5) {
         /* a chunk cache up to a quarter of the budget, so random events do not re-read chunks */
         size_t vb = 0;
         for (size_t k = 0; k < ds->n_arrays; k++) {
@@ -401,6 +411,10 @@ static int source_get(djct_dataset *ds, size_t file, source **out)
         size_t cc = vb + ((size_t)1 << 20) < budget / 4 ? vb + ((size_t)1 << 20) : budget / 4;
         if ((rc = djct_h5_file_open_cached(&s.h5, m->path, cc)) < 0)
             return rc;
+        /* what the chunk caches may grow to; a mapped file lives in the page cache instead */
+        s.bytes = djct_h5_file_direct(s.h5) ? 0 : 4096 + cc * ds->n_arrays;
+    }
+    if (h5_gather) {
         if (djct_h5_file_meta(s.h5)->n_events != m->n_events) {
             rc = djct_error_set(DJCT_EINVAL, "dataset: '%s' now has %" PRId64 " events, had %" PRId64
                                 " when the dataset was opened", m->path, djct_h5_file_meta(s.h5)->n_events,
@@ -408,7 +422,8 @@ static int source_get(djct_dataset *ds, size_t file, source **out)
             source_clear(&s);
             return rc;
         }
-        s.bytes = 4096 + cc * ds->n_arrays; /* what the chunk caches may grow to */
+        if (!s.bytes)
+            s.bytes = 4096; /* mapped: the page cache holds the data, not the dataset */
     } else {
         if ((rc = m->format == DJCT_FORMAT_H5 ? djct_h5_read(&s.rec, m->path) : djct_djcdata_read(&s.rec, m->path)) < 0)
             return rc;

@@ -14,6 +14,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -62,6 +64,12 @@ typedef struct {
     size_t  row_values;            /* values per ragged element or per event */
     int64_t *rs;                   /* row splits (ragged only) */
     djct_dtype dtype;
+    /* direct reads: the raw bytes are native, unfiltered and at known file offsets, so rows are
+     * copied from the file mapping without libhdf5 (one hyperslab run costs ~50 us in libhdf5) */
+    int      direct;
+    hsize_t  chunk_rows;           /* rows per chunk (contiguous: all rows, one "chunk") */
+    size_t   n_chunks;
+    uint64_t *chunk_off;           /* file offset of each chunk, in row order */
 } h5arr;
 
 struct djct_h5_file {
@@ -72,6 +80,8 @@ struct djct_h5_file {
     djct_file_meta meta;
     size_t         n;              /* flat arrays: features, truths, weights */
     h5arr         *a;
+    uint64_t       file_size;
+    const char    *map;            /* read-only mapping of the whole file when an array is direct */
 };
 
 void djct_h5_file_close(djct_h5_file *f)
@@ -81,7 +91,10 @@ void djct_h5_file_close(djct_h5_file *f)
     for (size_t i = 0; i < f->n; i++) {
         CLOSE(H5Dclose, f->a[i].ds);
         free(f->a[i].rs);
+        free(f->a[i].chunk_off);
     }
+    if (f->map)
+        munmap((void *)f->map, (size_t)f->file_size);
     free(f->a);
     CLOSE(H5Fclose, f->fid);
     djct_file_meta_clear(&f->meta);
@@ -348,6 +361,188 @@ done:
     return rc;
 }
 
+
+/* ---- direct reads ------------------------------------------------------------------------ */
+
+#define MAX_DIRECT_CHUNKS ((size_t)1 << 20)
+
+/* Decide whether array h can be read straight from the file: little-endian native dtype, no
+ * filters, contiguous storage or chunks spanning whole rows, every chunk allocated, unfiltered
+ * and inside the file. Anything else (compression, userblock, missing chunks) stays with libhdf5. */
+static void probe_direct(djct_h5_file *f, h5arr *h)
+{
+    hid_t t = -1, dcpl = -1;
+    h->direct = 0;
+    size_t row_bytes = h->row_values * 4;
+    if (h->ext[0] == 0 || row_bytes == 0 || (t = H5Dget_type(h->ds)) < 0)
+        goto done;
+    if (H5Tequal(t, h->dtype == DJCT_DTYPE_FLOAT32 ? H5T_NATIVE_FLOAT : H5T_NATIVE_INT32) <= 0)
+        goto done;
+    if ((dcpl = H5Dget_create_plist(h->ds)) < 0 || H5Pget_nfilters(dcpl) != 0)
+        goto done;
+    uint64_t bytes = (uint64_t)h->ext[0] * row_bytes;
+    H5D_layout_t lay = H5Pget_layout(dcpl);
+    if (lay == H5D_CONTIGUOUS) {
+        if (H5Pget_external_count(dcpl) != 0)
+            goto done;
+        haddr_t off = H5Dget_offset(h->ds);
+        if (off == HADDR_UNDEF || off > f->file_size || bytes > f->file_size - off)
+            goto done;
+        if (!(h->chunk_off = malloc(sizeof(uint64_t))))
+            goto done;
+        h->chunk_rows = h->ext[0];
+        h->n_chunks = 1;
+        h->chunk_off[0] = off;
+    } else if (lay == H5D_CHUNKED) {
+        hsize_t cd[DJCT_MAX_DIMS];
+        if (H5Pget_chunk(dcpl, h->rank, cd) != h->rank || cd[0] == 0)
+            goto done;
+        for (int i = 1; i < h->rank; i++)
+            if (cd[i] != h->ext[i])
+                goto done; /* chunks must hold whole rows */
+        size_t n = (size_t)((h->ext[0] + cd[0] - 1) / cd[0]);
+        uint64_t cbytes = (uint64_t)cd[0] * row_bytes;
+        if (n > MAX_DIRECT_CHUNKS || !(h->chunk_off = malloc(n * sizeof(uint64_t))))
+            goto done;
+        hsize_t coord[DJCT_MAX_DIMS] = {0};
+        for (size_t c = 0; c < n; c++) {
+            unsigned mask = 0;
+            haddr_t addr = HADDR_UNDEF;
+            hsize_t size = 0;
+            coord[0] = (hsize_t)c * cd[0];
+            if (H5Dget_chunk_info_by_coord(h->ds, coord, &mask, &addr, &size) < 0 || mask != 0 ||
+                addr == HADDR_UNDEF || size != cbytes || addr > f->file_size || size > f->file_size - addr)
+                goto done;
+            h->chunk_off[c] = addr;
+        }
+        h->chunk_rows = cd[0];
+        h->n_chunks = n;
+    } else
+        goto done;
+    h->direct = 1;
+done:
+    if (!h->direct) {
+        free(h->chunk_off);
+        h->chunk_off = NULL;
+    }
+    H5Eclear2(H5E_DEFAULT);
+    CLOSE(H5Tclose, t);
+    CLOSE(H5Pclose, dcpl);
+}
+
+/* copy rows [r0, r1) of a direct array to dst */
+static void direct_rows(const djct_h5_file *f, const h5arr *h, hsize_t r0, hsize_t r1, char *dst)
+{
+    size_t rb = h->row_values * 4;
+    while (r0 < r1) {
+        size_t c = (size_t)(r0 / h->chunk_rows);
+        hsize_t in = r0 - (hsize_t)c * h->chunk_rows, take = h->chunk_rows - in;
+        if (take > r1 - r0)
+            take = r1 - r0;
+        memcpy(dst, f->map + h->chunk_off[c] + in * rb, (size_t)take * rb);
+        dst += take * rb;
+        r0 += take;
+    }
+}
+
+/* Map the file when some array is direct, and check on the first and last row of each direct
+ * array that the mapping holds what libhdf5 reads; any doubt turns direct reads off. */
+static void setup_direct(djct_h5_file *f)
+{
+    hid_t fcpl = H5Fget_create_plist(f->fid);
+    hsize_t ub = 1;
+    if (fcpl < 0 || H5Pget_userblock(fcpl, &ub) < 0 || ub != 0) {
+        CLOSE(H5Pclose, fcpl);
+        goto off;
+    }
+    CLOSE(H5Pclose, fcpl);
+    int any = 0;
+    for (size_t k = 0; k < f->n; k++) {
+        probe_direct(f, &f->a[k]);
+        any |= f->a[k].direct;
+    }
+    if (!any)
+        return;
+    int fd = open(f->path, O_RDONLY | O_CLOEXEC);
+    struct stat st;
+    if (fd < 0 || fstat(fd, &st) != 0 || (uint64_t)st.st_size != f->file_size) {
+        if (fd >= 0)
+            close(fd);
+        goto off;
+    }
+    void *m = mmap(NULL, (size_t)f->file_size, PROT_READ, MAP_SHARED, fd, 0);
+    close(fd);
+    if (m == MAP_FAILED)
+        goto off;
+    f->map = m;
+    for (size_t k = 0; k < f->n; k++) {
+        h5arr *h = &f->a[k];
+        if (!h->direct)
+            continue;
+        size_t rb = h->row_values * 4;
+        char *a = malloc(2 * rb), *b = malloc(2 * rb);
+        int64_t ev[2] = {0, f->meta.n_events - 1};
+        int ok = a && b && f->meta.n_events > 0;
+        if (ok) {
+            /* rows of the first and last event through libhdf5 vs the mapping */
+            hsize_t r[2][2];
+            for (int i = 0; i < 2; i++) {
+                r[i][0] = h->ragged ? (hsize_t)h->rs[ev[i]] : (hsize_t)ev[i];
+                r[i][1] = h->ragged ? (hsize_t)h->rs[ev[i] + 1] : (hsize_t)ev[i] + 1;
+                if (r[i][1] > r[i][0] + 1)
+                    r[i][1] = r[i][0] + 1;
+            }
+            for (int i = 0; i < 2 && ok; i++) {
+                if (r[i][1] == r[i][0])
+                    continue;
+                h->direct = 0;
+                hsize_t start[DJCT_MAX_DIMS] = {0}, count[DJCT_MAX_DIMS];
+                memcpy(count, h->ext, sizeof(hsize_t) * (size_t)h->rank);
+                start[0] = r[i][0];
+                count[0] = 1;
+                hid_t fs = H5Dget_space(h->ds), ms = -1;
+                ok = fs >= 0 && H5Sselect_hyperslab(fs, H5S_SELECT_SET, start, NULL, count, NULL) >= 0 &&
+                     (ms = H5Screate_simple(h->rank, count, NULL)) >= 0 &&
+                     H5Dread(h->ds, h->dtype == DJCT_DTYPE_FLOAT32 ? H5T_NATIVE_FLOAT : H5T_NATIVE_INT32, ms,
+                             fs, H5P_DEFAULT, a) >= 0;
+                CLOSE(H5Sclose, ms);
+                CLOSE(H5Sclose, fs);
+                h->direct = 1;
+                if (ok) {
+                    direct_rows(f, h, r[i][0], r[i][0] + 1, b);
+                    ok = memcmp(a, b, rb) == 0;
+                }
+            }
+        }
+        free(a);
+        free(b);
+        H5Eclear2(H5E_DEFAULT);
+        if (!ok) {
+            h->direct = 0;
+            free(h->chunk_off);
+            h->chunk_off = NULL;
+        }
+    }
+    return;
+off:
+    H5Eclear2(H5E_DEFAULT);
+    for (size_t k = 0; k < f->n; k++) {
+        f->a[k].direct = 0;
+        free(f->a[k].chunk_off);
+        f->a[k].chunk_off = NULL;
+    }
+}
+
+int djct_h5_file_direct(const djct_h5_file *f)
+{
+    if (!f || !f->map)
+        return 0;
+    for (size_t k = 0; k < f->n; k++)
+        if (!f->a[k].direct && f->a[k].row_values)
+            return 0;
+    return 1;
+}
+
 int djct_h5_file_open(djct_h5_file **out, const char *path) { return djct_h5_file_open_cached(out, path, 0); }
 
 int djct_h5_file_open_cached(djct_h5_file **out, const char *path, size_t chunk_cache_bytes)
@@ -366,6 +561,7 @@ int djct_h5_file_open_cached(djct_h5_file **out, const char *path, size_t chunk_
     f->fid = -1;
     f->chunk_cache = chunk_cache_bytes;
     f->max_bytes = (uint64_t)st.st_size * 1100u + (1u << 20);
+    f->file_size = (uint64_t)st.st_size;
     int rc = 0;
     hid_t ag = -1;
     char **strs = NULL;
@@ -501,6 +697,7 @@ close_grps:
             f->meta.event_elements[e] += f->a[i].rs[e + 1] - f->a[i].rs[e];
         f->meta.n_elements += f->a[i].rs[ne];
     }
+    setup_direct(f);
     free_strings(strs, ns);
     *out = f;
     return 0;
@@ -546,6 +743,22 @@ static int gather(djct_h5_file *f, size_t k, const int64_t *events, int64_t firs
     hid_t fs = -1, ms = -1;
     int rc = 0, any = 0;
     hsize_t total = 0;
+    if (h->direct) {
+        char *out = dst;
+        for (size_t i = 0; i < n;) {
+            int64_t e0 = events ? events[i] : first + (int64_t)i, e1 = e0 + 1;
+            if (e0 < 0 || e0 >= f->meta.n_events)
+                return djct_error_set(DJCT_EINVAL, "'%s': event %" PRId64 " outside 0..%" PRId64, f->path, e0,
+                                      f->meta.n_events - 1);
+            for (i++; i < n && (events ? events[i] : first + (int64_t)i) == e1 && e1 < f->meta.n_events; i++)
+                e1++;
+            hsize_t r0 = h->ragged ? (hsize_t)h->rs[e0] : (hsize_t)e0;
+            hsize_t r1 = h->ragged ? (hsize_t)h->rs[e1] : (hsize_t)e1;
+            direct_rows(f, h, r0, r1, out);
+            out += (size_t)(r1 - r0) * h->row_values * 4;
+        }
+        return 0;
+    }
     if ((fs = H5Dget_space(h->ds)) < 0 || H5Sselect_none(fs) < 0)
         return h5fail(DJCT_EIO, f->path, h->obj, "dataspace");
     hsize_t start[DJCT_MAX_DIMS] = {0}, count[DJCT_MAX_DIMS];

@@ -19,6 +19,10 @@ const djct_file_meta *djct_h5_file_meta(const djct_h5_file *f);
 const int64_t *djct_h5_file_row_splits(const djct_h5_file *f, size_t k);
 /* Read the value rows of events[0..n) (strictly increasing) of flat array k into dst, packed in
  * that order: for a ragged array the elements of each event, else one row per event. */
+/* 1 when every array with values is read straight from a mapping of the file (native dtype, no
+ * filters, no userblock, all chunks allocated): gathers then cost a memcpy per event run and
+ * no libhdf5 call. */
+int djct_h5_file_direct(const djct_h5_file *f);
 int djct_h5_file_gather(djct_h5_file *f, size_t k, const int64_t *events, size_t n, void *dst);
 
 #endif /* DJCT_H5_INT_H */
