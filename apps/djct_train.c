@@ -49,7 +49,7 @@ typedef struct {
     double bucket_mb, watchdog;
     /* logging */
     char *wandb_mode, *project, *entity, *run_name, *group, *tags, *notes;
-    int log_every, csv, fsync, validate, model_logging;
+    int log_every, csv, fsync, validate, model_logging, malloc_tune;
     char *progress;
     double print_every;
 } cfg;
@@ -134,6 +134,9 @@ static const djct_opt T[] = {
     {"csv", 0, DJCT_OPT_FLAG, O(csv), "1", NULL, 0, 0, NULL, "also write history.csv in the journal", NULL},
     {"fsync", 0, DJCT_OPT_FLAG, O(fsync), "1", NULL, 0, 0, NULL, "fsync the journal in a background thread (off: a node crash may lose the last rows; a "
      "killed job never does)", NULL},
+    {"malloc-tune", 0, DJCT_OPT_FLAG, O(malloc_tune), "1", NULL, 0, 0, NULL,
+     "keep freed memory in the process (glibc mallopt; unless MALLOC_*_ is set): no page-fault churn "
+     "from per-step tensors", NULL},
     {"validate", 0, DJCT_OPT_FLAG, O(validate), "1", NULL, 0, 0, NULL, "validate after every epoch (val_ metrics)", NULL},
     {"model-logging", 0, DJCT_OPT_FLAG, O(model_logging), "1", NULL, 0, 0, NULL,
      "switch on every LoggingModule of the model (accuracy, resolution, ...)", NULL},
@@ -327,6 +330,8 @@ int main(int argc, char **argv)
     }
     if (c.max_steps == 0 && c.epochs == 0)
         die_usage("--epochs 0 with --max-steps 0 would train nothing");
+    if (c.malloc_tune) /* before the model, data and buffers are allocated */
+        djct_tune_malloc();
 
     djct_comm_options co = DJCT_COMM_OPTIONS_INIT;
     co.device = strcmp(c.device, "cuda") ? DJCT_COMM_DEVICE_NONE : DJCT_COMM_DEVICE_AUTO;

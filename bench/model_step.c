@@ -28,6 +28,7 @@ int main(int argc, char **argv)
     const char *name = argc > 1 ? argv[1] : "mlp";
     int steps = argc > 2 ? atoi(argv[2]) : 200, warm = argc > 3 ? atoi(argv[3]) : 20;
     int pc = !strcmp(name, "pointcloud");
+    djct_tune_malloc(); /* as djct_train does; model_step_plain does the same mallopt */
     TRY(djct_torch_set_num_threads(1));
     TRY(djct_torch_seed(0));
     djct_model_options mo = DJCT_MODEL_OPTIONS_INIT;

@@ -6,6 +6,8 @@
 #include <torch/optim/adam.h>
 #include <ATen/Parallel.h>
 
+#include <malloc.h>
+#include <climits>
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -23,6 +25,8 @@ int main(int argc, char **argv)
     }
     bool pc = !strcmp(argv[2], "pointcloud");
     int steps = argc > 3 ? atoi(argv[3]) : 200, warm = argc > 4 ? atoi(argv[4]) : 20;
+    mallopt(M_MMAP_MAX, 0); /* what djct_tune_malloc() does for model_step */
+    mallopt(M_TRIM_THRESHOLD, INT_MAX);
     at::set_num_threads(1);
     torch::manual_seed(0);
     torch::jit::Module mod = torch::jit::load(argv[1]);
