@@ -302,53 +302,69 @@ static int train_step(djct_trainer *t, djct_step_report *r, double ag[AG_N])
         weight = 0; /* a rank with nothing this step contributes nothing (comm zeroes its buffers) */
     if ((rc = make_targets(t, batch, &targets, &ntargets)) || (rc = djct_model_zero_grad(t->model)))
         goto out;
-    if (!empty && (rc = djct_model_forward(t->model, batch->features, batch->n_features, targets, ntargets)))
+    if (!empty && ((rc = djct_model_forward(t->model, batch->features, batch->n_features, targets, ntargets)) ||
+                   (rc = djct_model_sum_all_losses(t->model, &loss))))
         goto out;
+    if (empty)
+        loss = 0;
+
+    /* the agreement collective: with gradient averaging it is started here, before backward, and
+     * completes while the gradient buckets are reduced, so it adds no synchronisation point of its
+     * own. Non-finite gradients need no vote then: every rank holds the same averaged gradients
+     * and takes the same decision from them. Without averaging the gradients are local, so the
+     * vote (blocking) comes after backward. */
+    double local[AG_N] = {0};
+    local[AG_LOSS_W] = isfinite(loss) ? loss * (double)info.n_events : 0;
+    local[AG_WEIGHT] = (double)info.n_events;
+    local[AG_EVENTS] = (double)info.n_events;
+    local[AG_ELEMENTS] = (double)info.n_elements;
+    local[AG_NONFINITE] = !isfinite(loss);
+    local[AG_PREEMPT] = djct_signals_pending() == DJCT_SIGNAL_PREEMPT;
+    local[AG_STOP] = djct_signals_pending() == DJCT_SIGNAL_STOP || t->callback_stop;
+    local[AG_CKPT_DUE] = t->rank == 0 && t->run_dir && t->o.checkpoint_every_minutes > 0 &&
+                         now_s() - t->last_ckpt_time >= 60.0 * t->o.checkpoint_every_minutes;
+    MPI_Request ag_req = MPI_REQUEST_NULL;
+    if (t->o.average &&
+        (rc = mpi_err(MPI_Iallreduce(local, ag, AG_N, MPI_DOUBLE, MPI_SUM, t->mpi, &ag_req),
+                      "step agreement (MPI_Iallreduce)")))
+        goto out;
+
     if (overlap) {
         t->hook_error = 0;
         if ((rc = djct_comm_plan_start(t->plan, op, weight)))
-            goto out;
+            goto wait_ag;
         t->step_open = 1;
     }
-    rc = empty ? (loss = 0, 0) : djct_model_backward(t->model, &loss);
+    rc = empty ? 0 : djct_model_backward(t->model, NULL);
     if (rc) {
         if (t->step_open) { /* keep the collectives matched across ranks */
             djct_comm_plan_finish(t->plan);
             t->step_open = 0;
         }
-        goto out;
+        goto wait_ag;
     }
+    double c0 = now_s();
     if (t->o.average) {
-        double c0 = now_s();
         if (overlap) {
             rc = t->hook_error ? t->hook_error : djct_comm_plan_finish(t->plan);
             t->step_open = 0;
         } else {
             rc = djct_comm_plan_reduce(t->plan, op, weight);
         }
-        t_comm += now_s() - c0;
-        if (rc)
-            goto out;
+        int wrc = mpi_err(MPI_Wait(&ag_req, MPI_STATUS_IGNORE), "step agreement (MPI_Wait)");
+        rc = rc ? rc : wrc;
+        if (!rc && !grads_finite(t->grads, t->ngrads))
+            ag[AG_NONFINITE] += 1; /* the same averaged gradients on every rank: the same decision */
+    } else {
+        local[AG_NONFINITE] = !empty && (!isfinite(loss) || !grads_finite(t->grads, t->ngrads));
+        if (local[AG_NONFINITE])
+            local[AG_LOSS_W] = 0;
+        rc = mpi_err(MPI_Allreduce(local, ag, AG_N, MPI_DOUBLE, MPI_SUM, t->mpi), "step agreement (MPI_Allreduce)");
     }
-    djct_model_collect_metrics(t->model, log_metric, NULL);
-
-    /* the agreement collective */
-    double local[AG_N] = {0};
-    int finite = empty || (isfinite(loss) && grads_finite(t->grads, t->ngrads));
-    local[AG_LOSS_W] = finite ? loss * (double)info.n_events : 0;
-    local[AG_WEIGHT] = (double)info.n_events;
-    local[AG_EVENTS] = (double)info.n_events;
-    local[AG_ELEMENTS] = (double)info.n_elements;
-    local[AG_NONFINITE] = !finite;
-    local[AG_PREEMPT] = djct_signals_pending() == DJCT_SIGNAL_PREEMPT;
-    local[AG_STOP] = djct_signals_pending() == DJCT_SIGNAL_STOP || t->callback_stop;
-    local[AG_CKPT_DUE] = t->rank == 0 && t->run_dir && t->o.checkpoint_every_minutes > 0 &&
-                         now_s() - t->last_ckpt_time >= 60.0 * t->o.checkpoint_every_minutes;
-    double c1 = now_s();
-    rc = mpi_err(MPI_Allreduce(local, ag, AG_N, MPI_DOUBLE, MPI_SUM, t->mpi), "step agreement (MPI_Allreduce)");
-    t_comm += now_s() - c1;
+    t_comm += now_s() - c0;
     if (rc)
         goto out;
+    djct_model_collect_metrics(t->model, log_metric, NULL);
 
     double lr = djct_optimizer_lr(t->opt);
     r->skipped = ag[AG_NONFINITE] > 0;
@@ -376,6 +392,9 @@ static int train_step(djct_trainer *t, djct_step_report *r, double ag[AG_N])
     r->t_compute = t_step - t_data - t_comm;
     r->events_per_s = t_step > 0 ? (double)r->events / t_step : 0;
     r->elements_per_s = t_step > 0 ? (double)r->elements / t_step : 0;
+wait_ag:
+    if (ag_req != MPI_REQUEST_NULL) /* complete the started vote so collectives stay matched */
+        MPI_Wait(&ag_req, MPI_STATUS_IGNORE);
 out:
     t->train->release(t->train->self, batch);
     if (rc)

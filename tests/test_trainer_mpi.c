@@ -15,6 +15,8 @@
 
 typedef struct {
     int rank, size, unequal;
+    int64_t nan_step; /* >= 0: this rank's batch of that step gets a NaN input (-1: never) */
+    int nan_rank;
     int64_t step;
     float x[MAXB * F];
     int32_t y[MAXB];
@@ -69,6 +71,8 @@ static int ml_next(void *self, const djct_record **batch, djct_batch_info *info)
     mem_loader *l = self;
     int n = batch_of(l->rank, l->unequal);
     fill(first_id(l->step, l->rank, l->size, l->unequal), n, l->x, l->y);
+    if (l->step == l->nan_step && l->rank == l->nan_rank)
+        l->x[1] = NAN;
     set_arrays(l, n);
     l->step++;
     *batch = &l->rec;
@@ -113,13 +117,15 @@ static djct_optimizer *make_opt(djct_model *m)
     return o;
 }
 
-/* train with the trainer over `size` ranks; compare with one model on the combined batches */
-static double run_case(djct_comm *comm, int unequal, int weighting, int overlap)
+/* train with the trainer over `size` ranks; compare with one model on the combined batches.
+ * nan_step >= 0: the last rank's batch of that step holds a NaN, so that step must be skipped
+ * on every rank (the reference skips it too). */
+static double run_case_nan(djct_comm *comm, int unequal, int weighting, int overlap, int64_t nan_step)
 {
     int rank = djct_comm_rank(comm), size = djct_comm_size(comm);
     djct_model *m = make_model();
     djct_optimizer *o = make_opt(m);
-    mem_loader l = {.rank = rank, .size = size, .unequal = unequal};
+    mem_loader l = {.rank = rank, .size = size, .unequal = unequal, .nan_step = nan_step, .nan_rank = size - 1};
     djct_loader ld = {&l, ml_begin, ml_next, ml_release, NULL, NULL};
     djct_trainer_options to = DJCT_TRAINER_OPTIONS_INIT;
     to.weighting = weighting;
@@ -128,9 +134,10 @@ static double run_case(djct_comm *comm, int unequal, int weighting, int overlap)
     djct_trainer *t = NULL;
     CHECK_OK(djct_trainer_create(&t, m, o, comm, &ld, NULL, &to));
     CHECK_OK(djct_trainer_fit(t));
-    int64_t gs = 0;
-    djct_trainer_position(t, &gs, NULL, NULL, NULL);
-    CHECK(gs == STEPS);
+    int64_t gs = 0, skipped = -1;
+    djct_trainer_position(t, &gs, &skipped, NULL, NULL);
+    CHECK(gs == (nan_step >= 0 ? STEPS - 1 : STEPS));
+    CHECK(skipped == (nan_step >= 0 ? 1 : 0));
 
     /* reference: one model, the combined batch of every step */
     djct_model *ref = make_model();
@@ -141,6 +148,8 @@ static double run_case(djct_comm *comm, int unequal, int weighting, int overlap)
     for (int r = 0; r < size; r++)
         total += batch_of(r, unequal);
     for (int64_t s = 0; s < STEPS; s++) {
+        if (s == nan_step)
+            continue;
         fill(first_id(s, 0, size, unequal), total, x, y);
         djct_array fa = {.name = "x", .dtype = DJCT_DTYPE_FLOAT32, .ndim = 2, .shape = {total, F}, .values = x,
                          .n_values = (size_t)total * F};
@@ -167,6 +176,39 @@ static double run_case(djct_comm *comm, int unequal, int weighting, int overlap)
     djct_model_free(ref);
     djct_model_free(m);
     return d;
+}
+
+static double run_case(djct_comm *comm, int unequal, int weighting, int overlap)
+{
+    return run_case_nan(comm, unequal, weighting, overlap, -1);
+}
+
+/* nonfinite = stop: fit fails on every rank with a message that names the step */
+static void run_nan_stop(djct_comm *comm, int average)
+{
+    int rank = djct_comm_rank(comm), size = djct_comm_size(comm);
+    djct_model *m = make_model();
+    djct_optimizer *o = make_opt(m);
+    mem_loader l = {.rank = rank, .size = size, .nan_step = 2, .nan_rank = 0};
+    djct_loader ld = {&l, ml_begin, ml_next, ml_release, NULL, NULL};
+    djct_trainer_options to = DJCT_TRAINER_OPTIONS_INIT;
+    to.epochs = 1;
+    to.average = average;
+    to.nonfinite = DJCT_NONFINITE_STOP;
+    djct_trainer *t = NULL;
+    CHECK_OK(djct_trainer_create(&t, m, o, comm, &ld, NULL, &to));
+    CHECK(djct_trainer_fit(t) < 0);
+    const char *e = djct_last_error();
+    if (rank == 0)
+        printf("nonfinite=stop (average %d): %s\n", average, e);
+    CHECK(strstr(e, "non-finite") != NULL);
+    CHECK(strstr(e, "step 2") != NULL);
+    int64_t gs = -1;
+    djct_trainer_position(t, &gs, NULL, NULL, NULL);
+    CHECK(gs == 2);
+    djct_trainer_free(t);
+    djct_optimizer_free(o);
+    djct_model_free(m);
 }
 
 int main(int argc, char **argv)
@@ -204,6 +246,17 @@ int main(int argc, char **argv)
     if (rank == 0)
         printf("unequal batches, plain average: %.3g (must differ)\n", d4);
     CHECK(d4 > 1e-4);
+
+    /* a NaN on one rank skips the step everywhere (both the overlapped and the blocking
+     * reduction), and the replicas stay equal to the reference without that step */
+    double d5 = run_case_nan(comm, 0, DJCT_WEIGHT_EVENTS, 1, 3);
+    if (rank == 0)
+        printf("NaN at step 3 on the last rank, overlap: %.3g\n", d5);
+    CHECK(d5 < 2e-5);
+    double d6 = run_case_nan(comm, 1, DJCT_WEIGHT_EVENTS, 0, 0);
+    CHECK(d6 < 2e-5);
+    run_nan_stop(comm, 1);
+    run_nan_stop(comm, 0);
 
     /* pure inference after training: everything switched off, saved, reloaded, targets absent */
     djct_model *m = make_model();
