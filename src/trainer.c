@@ -1,7 +1,8 @@
-/* The step loop: data -> forward -> losses -> backward (+ bucketed reduction as gradients become
- * ready) -> one agreement collective -> optimizer. Every decision that must be the same on all
- * ranks (skip a non-finite step, stop on a signal, checkpoint by the clock) comes out of the single
- * agreement allreduce of each step, so ranks can never take different branches. */
+/* The step loop: data -> forward -> losses -> (agreement collective started) -> backward (+
+ * bucketed reduction as gradients become ready) -> agreement completed -> optimizer. Every
+ * decision that must be the same on all ranks (skip a non-finite step, stop on a signal,
+ * checkpoint by the clock) comes out of the single agreement allreduce of each step or from the
+ * averaged gradients every rank holds identically, so ranks can never take different branches. */
 #include "djct/trainer.h"
 #include "djct/checkpoint.h"
 #include "djct/error.h"

@@ -3,8 +3,9 @@
  *
  * One step on every rank: next batch of the rank's shard -> forward with targets ->
  * sum_all_losses -> backward (gradient buckets are reduced as they become ready when `overlap` is
- * on) -> weighted gradient average -> one small agreement collective (global loss, events,
- * elements, non-finite flag, pending signals, checkpoint clock) -> optimizer step (or skip).
+ * on) -> weighted gradient average -> optimizer step (or skip). One small agreement collective
+ * (global loss, events, elements, non-finite flag, pending signals, checkpoint clock) is started
+ * after forward and completes with the gradient buckets.
  * Decisions that must agree across ranks are taken from that collective, never by one rank alone.
  * See docs/training.md. */
 #ifndef DJCT_TRAINER_H
