@@ -339,6 +339,7 @@ static void overlap(djct_comm *comm)
 int main(int argc, char **argv)
 {
     const char *only = "";
+    djct_tune_malloc(); /* as djct_train: MPI's per-call temporaries reuse heap memory */
     if (djct_comm_init_mpi(&argc, &argv, DJCT_THREAD_FUNNELED) < 0)
         die("init");
     for (int i = 1; i < argc; i++) {

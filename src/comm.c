@@ -99,6 +99,11 @@ int djct_comm_init_mpi(int *argc, char ***argv, int required_level)
     int init = 0, provided = MPI_THREAD_SINGLE;
     MPI_Initialized(&init);
     if (!init) {
+        /* Open MPI's non-blocking allreduce (libnbc, used by overlapped buckets and watched
+         * collectives) picks a binomial tree for 2 ranks: 1.7x the blocking allreduce's time at
+         * 1 MiB on shared memory. Rabenseifner (reduce-scatter + allgather) matches the blocking
+         * one at every size (docs/comm.md). A user's own setting wins; other MPIs ignore it. */
+        setenv("OMPI_MCA_coll_libnbc_iallreduce_algorithm", "3", 0);
         int rc = MPI_Init_thread(argc, argv, to_mpi_level(required_level), &provided);
         if (rc != MPI_SUCCESS)
             return djct_error_set(DJCT_EMPI, "MPI_Init_thread failed (code %d); is the program started with mpirun or srun --mpi=pmix?", rc);
@@ -1157,13 +1162,24 @@ static int poll_inflight(djct_comm_plan *p)
     return 0;
 }
 
-static int launch_ready(djct_comm_plan *p)
+/* Launch the buckets whose buffers are all ready, in order. The last host bucket is kept for
+ * djct_comm_plan_finish: its gradients are the last ones backward produces, so there is nothing
+ * left to overlap with, and finish reduces it with the blocking path (tuned algorithms, the
+ * division fused into the reduction) instead of a non-blocking one that only progresses when
+ * polled. A plan of one bucket (an MLP of 1 MB) thus costs what the blocking reduction costs. */
+static int launch_ready(djct_comm_plan *p, int final)
 {
     int rc;
     while (p->next_launch < p->nb && p->b[p->next_launch].pending == 0) {
-        if ((rc = launch(p, p->next_launch, 0)) < 0)
+        size_t k = p->next_launch;
+        int last_host = k + 1 == p->nb && p->b[k].device < 0;
+        if (last_host && !final)
+            break;
+        if ((rc = launch(p, k, last_host)) < 0)
             return rc;
         p->next_launch++;
+        if (last_host)
+            complete(p, k);
     }
     return 0;
 }
@@ -1175,7 +1191,7 @@ int djct_comm_plan_start(djct_comm_plan *p, djct_comm_op op, double weight)
     if (rc < 0)
         return rc;
     /* buckets made only of zero-length buffers do not exist; a plan may have none at all */
-    return launch_ready(p);
+    return launch_ready(p, 0);
 }
 
 int djct_comm_plan_mark_ready(djct_comm_plan *p, size_t index)
@@ -1192,7 +1208,7 @@ int djct_comm_plan_mark_ready(djct_comm_plan *p, size_t index)
     p->ready[index] = 1;
     for (size_t k = p->b_first[index]; k < p->b_end[index]; k++)
         p->b[k].pending--;
-    int rc = launch_ready(p);
+    int rc = launch_ready(p, 0);
     return rc < 0 ? rc : poll_inflight(p);
 }
 
@@ -1215,7 +1231,7 @@ int djct_comm_plan_finish(djct_comm_plan *p)
             for (size_t k = p->b_first[i]; k < p->b_end[i]; k++)
                 p->b[k].pending--;
         }
-    if ((rc = launch_ready(p)) < 0)
+    if ((rc = launch_ready(p, 1)) < 0)
         goto out;
     /* host buckets: wait oldest first, unpacking each as it lands */
     for (size_t k = 0; k < p->nb; k++) {
