@@ -6,6 +6,9 @@
 #   djct1, djct2          djct_train with 1 and 2 ranks
 #   djct2_noavg           2 ranks, --no-average (no gradient communication: the compute-scaling bound)
 #   djct2_noovl           2 ranks, --no-overlap (buckets reduced after backward instead of during it)
+#   djct2_sb, djct2_sb_noovl   2 ranks with 256 KiB buckets (5 buckets for the 1 MB MLP, so that
+#                         there is something to overlap; the default 4 MiB bucket holds the whole
+#                         MLP, whose one bucket is always reduced after backward)
 #   djct2_nofsync, djct1_nofsync   --no-fsync: the journal is not fsync'ed at every row (default: it is)
 #   ddp1, ddp2            bench/ddp_mlp.py, DDP with 1 and 2 processes (torch.multiprocessing.spawn)
 # djct throughput is steady state: global events / wall time between the journal rows of steps
@@ -49,7 +52,8 @@ run_one() { # round config
   case $cfg in
     djct*)
       [[ $cfg == *_noavg ]] && extra+=(--no-average)
-      [[ $cfg == *_noovl ]] && extra+=(--no-overlap)
+      [[ $cfg == *_noovl* ]] && extra+=(--no-overlap)
+      [[ $cfg == *_sb* ]] && extra+=(--bucket-mb 0.25)
       [[ $cfg == *_nofsync ]] && extra+=(--no-fsync)
       rm -rf "$dir"
       "${MPIRUN[@]}" -np "$np" "$train" --model mlp --data "$DATA_DIR/train.h5" --batch-events 128 \
