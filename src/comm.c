@@ -7,6 +7,7 @@
 #include "djct_int.h"
 
 #include <math.h>
+#include <sched.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -425,6 +426,8 @@ static int wd_timeout(djct_comm *c, double waited)
                           c->rank, c->what, idx, (unsigned long long)c->seq, waited, list, detail);
 }
 
+#define WAIT_SPIN_SECONDS 100e-6
+
 /* Wait for requests; with a timeout, poll so the watchdog can act and answer peers. */
 static int wait_reqs(djct_comm *c, int n, MPI_Request *reqs)
 {
@@ -435,16 +438,23 @@ static int wait_reqs(djct_comm *c, int n, MPI_Request *reqs)
         return 0;
     }
     double t0 = now_s();
+    int yield = 0;
     for (unsigned long it = 0;; it++) {
         int flag = 0;
         MPI_TRY(c, MPI_Testall(n, reqs, &flag, MPI_STATUSES_IGNORE));
         if (flag)
             return 0;
+        if (yield)
+            sched_yield();
         if ((it & 63) == 0) {
             wd_answer(c);
             double w = now_s() - t0;
             if (w > c->timeout)
                 return wd_timeout(c, w);
+            /* spin briefly (the peer is usually about to arrive), then give the core away on
+             * every poll: a rank that waits long is waiting for a peer or for its own helper
+             * threads (prefetch, journal) that may need this core */
+            yield = w > WAIT_SPIN_SECONDS;
         }
     }
 }
