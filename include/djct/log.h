@@ -86,10 +86,10 @@ DJCT_API int djct_log(const char *name, double value);
 DJCT_API int djct_log_reduce(const char *name, double value, djct_reduce_op op);
 
 /** Collective: every rank must call it, in the same order as its other collectives, also while
- *  inactive. Reduces the metrics buffered on all ranks to rank 0 (a metric logged by only some
- *  ranks is reduced over those ranks) with one packed collective when the ranks logged the same
- *  keys as at the last flush, otherwise with a second, key-gathering path; never deadlocks on
- *  different key sets. Rank 0 writes one history row with names prefixed by `prefix` (NULL or ""
+ *  inactive. Reduces the metrics buffered on all ranks (a metric logged by only some ranks is
+ *  reduced over those ranks) with one packed MPI_Allreduce when every rank's keys fit the key
+ *  layout agreed at the last key-gathering flush, otherwise with that key-gathering path, which
+ *  also agrees the layout for the next flushes; never deadlocks on different key sets. Rank 0 writes one history row with names prefixed by `prefix` (NULL or ""
  *  for none, e.g. "val_"), plus `_step`, `_runtime` and `_timestamp`, fsyncs the journal and hands
  *  it to the uploader without waiting. `step` -1 means last step + 1; an explicit step must be
  *  greater than the last one. Nothing buffered on any rank: no row, the step does not advance.
@@ -137,9 +137,8 @@ DJCT_API const char *djct_log_last_row(void);
 /** Counters for tests and benchmarks. */
 typedef struct {
     int64_t flushes;        /* flush calls that ran the collective */
-    int64_t fast_flushes;   /* ... of which finished without gathering key lists: the one packed
-                               collective (plus a count allreduce when some rank logged a mean
-                               metric more than once before the flush) */
+    int64_t fast_flushes;   /* ... of which finished with the one packed collective (the keys fit
+                               the agreed layout, or nobody logged) */
     int64_t rows;           /* history rows written (rank 0) */
     int64_t rows_acked;     /* history rows the server acknowledged (rank 0, online) */
     int upload_state;       /* 0 idle/offline, 1 streaming, 2 stopped by a fatal error, 3 complete */
