@@ -1,8 +1,9 @@
-/* Logging benchmarks, side by side with a baseline (medians over interleaved rounds):
+/* Logging benchmarks, side by side with a baseline (interleaved rounds, medians over rounds):
  *  1. flush latency: N metrics logged + djct_log_flush vs one MPI_Reduce (and MPI_Allreduce) of a
- *     packed vector of N doubles, and vs MPI_Allreduce of the 4+2N doubles djct sends (plain, and as
- *     one element of a contiguous type with a user op); the reduction alone, the flush without and
- *     with fsync. Every call is timed on its own after a barrier: median and mean per call;
+ *     packed vector of N doubles, and vs MPI_Allreduce of one element of a contiguous type of the
+ *     4+N doubles djct sends, with a user op; the reduction alone, the flush without and with
+ *     fsync. Every call is timed on its own after a barrier: median and mean per call, slowest rank.
+ *     Each round prints its ratios to that round's MPI_Reduce; the table gives medians over rounds;
  *  2. step time of a loop (1 ms of work, 20 metrics, flush) with logging disabled, offline, online
  *     against a server that never answers (a listening socket nobody accepts on) and online
  *     against a refused port (every request fails and is retried).
@@ -98,9 +99,9 @@ static lat time_flush(int metrics, int iters, const char *dir, int do_fsync, con
         rd[it] = st.reduce_seconds - before;
         before = st.reduce_seconds;
     }
-    if (st.fast_flushes != st.flushes - 1 && rank == 0)
-        fprintf(stderr, "log_flush: only %lld of %lld flushes took the fast path\n", (long long)st.fast_flushes,
-                (long long)st.flushes);
+    if (st.fast_flushes != st.flushes - 1 && rank == 0) /* all but the warm-up's key gathering */
+        fprintf(stderr, "log_flush: only %lld of %lld flushes took the one packed collective\n",
+                (long long)st.fast_flushes, (long long)st.flushes);
     djct_log_finish(0);
     if (reduce)
         *reduce = summarise(rd, iters);
@@ -110,7 +111,7 @@ static lat time_flush(int metrics, int iters, const char *dir, int do_fsync, con
     return l;
 }
 
-/* a copy of the shape djct used before: one element of a contiguous type, user op (all sums here) */
+/* the shape djct sends: one element of a contiguous type, user op (all sums here) */
 static int user_len;
 static void user_sum(void *in_, void *inout_, int *len, MPI_Datatype *dt)
 {
@@ -230,35 +231,40 @@ int main(int argc, char **argv)
     snprintf(root, sizeof(root), "%s/djct-bench-log-%d", dir, (int)getpid());
     MPI_Bcast(root, sizeof(root), MPI_CHAR, 0, MPI_COMM_WORLD);
 
-    enum { NL = 7 };
+    enum { NL = 6 };
     const char *lab[NL] = {"MPI_Reduce of N doubles (baseline)", "MPI_Allreduce of N doubles",
-                           "MPI_Allreduce of 4+2N doubles", "MPI_Allreduce, 1 x type(4+2N), user op",
-                           "djct_log_flush: the reduction alone", "djct_log x N + djct_log_flush (no fsync)",
-                           "djct_log x N + djct_log_flush (fsync)"};
+                           "MPI_Allreduce, 1 x type(4+N), user op", "djct_log_flush: the reduction alone",
+                           "djct_log x N + djct_log_flush (no fsync)", "djct_log x N + djct_log_flush (fsync)"};
     enum { MAXR = 32 };
     double am[NL][MAXR], aa[NL][MAXR], rm[NL][MAXR], ra[NL][MAXR]; /* absolute, ratio: median, mean */
     if (repeats > MAXR)
         repeats = MAXR;
+    if (rank == 0)
+        printf("## flush latency per round: median us per call (slowest rank) and ratio to MPI_Reduce\n"
+               "%-6s %10s %14s %7s %14s %7s\n", "round", "MPI_Reduce", "djct reduction", "ratio", "djct flush",
+               "ratio");
     for (int r = 0; r < repeats; r++) { /* interleaved: one of each per round */
         char id[32];
         lat l[NL];
         l[0] = time_reduce(metrics, iters, 0);
         l[1] = time_reduce(metrics, iters, 1);
-        l[2] = time_reduce(4 + 2 * metrics, iters, 1);
-        l[3] = time_reduce(4 + 2 * metrics, iters, 2);
+        l[2] = time_reduce(4 + metrics, iters, 2);
         snprintf(id, sizeof(id), "nofsync%d", r);
-        l[5] = time_flush(metrics, iters, root, 0, id, &l[4]);
+        l[4] = time_flush(metrics, iters, root, 0, id, &l[3]);
         snprintf(id, sizeof(id), "fsync%d", r);
-        l[6] = time_flush(metrics, iters / 10 > 0 ? iters / 10 : 1, root, 1, id, NULL);
+        l[5] = time_flush(metrics, iters / 10 > 0 ? iters / 10 : 1, root, 1, id, NULL);
         for (int k = 0; k < NL; k++) { /* ratios per round, against this round's baseline */
             am[k][r] = l[k].med;
             aa[k][r] = l[k].mean;
             rm[k][r] = l[k].med / l[0].med;
             ra[k][r] = l[k].mean / l[0].mean;
         }
+        if (rank == 0)
+            printf("%-6d %10.2f %14.2f %7.2f %14.2f %7.2f\n", r, l[0].med * 1e6, l[3].med * 1e6, rm[3][r],
+                   l[4].med * 1e6, rm[4][r]);
     }
     if (rank == 0) {
-        printf("## flush latency: %d ranks, %d metrics, %d iters x %d rounds (slowest rank; median over\n"
+        printf("\n## flush latency: %d ranks, %d metrics, %d iters x %d rounds (slowest rank; median over\n"
                "## iterations, then over rounds; a ratio is taken per round against that round's baseline)\n",
                size, metrics, iters, repeats);
         printf("%-42s %10s %7s %10s %7s\n", "", "median us", "ratio", "mean us", "ratio");
