@@ -45,6 +45,7 @@ typedef struct {
     unsigned char *op;  /* n, djct_reduce_op */
     int *cidx;          /* n: index into the count slots, -1: none */
     double hash;        /* of names, ops and count slots (52 bits): the op checks ranks agree */
+    double *ident;      /* n + ncnt: the vector's values and counts when nothing is logged */
     double *vec;        /* the packed vector: room for HDR + 3 n doubles (the gathering path's) */
     const char **rname; /* n: a flush's result, names (borrowed from arena) */
     double *rvalue;     /* ... and values */
@@ -374,6 +375,7 @@ static void layout_free(layout *L)
     free(L->name);
     free(L->op);
     free(L->cidx);
+    free(L->ident);
     free(L->vec);
     free(L->rname);
     free(L->rvalue);
@@ -389,10 +391,11 @@ static int layout_alloc(layout *L, int n, size_t bytes)
     L->name = malloc(sizeof(char *) * m);
     L->op = malloc(m);
     L->cidx = malloc(sizeof(int) * m);
+    L->ident = malloc(sizeof(double) * 2 * m);
     L->vec = malloc(sizeof(double) * (HDR + 3 * m));
     L->rname = malloc(sizeof(char *) * m);
     L->rvalue = malloc(sizeof(double) * m);
-    if (!L->arena || !L->name || !L->op || !L->cidx || !L->vec || !L->rname || !L->rvalue) {
+    if (!L->arena || !L->name || !L->op || !L->cidx || !L->ident || !L->vec || !L->rname || !L->rvalue) {
         layout_free(L);
         return djct_error_oom();
     }
@@ -432,10 +435,8 @@ static void layout_pack(void)
     layout *L = &g.lay;
     double *vec = layout_vec(), *v = vec + HDR, *c = v + L->n;
     int mism = 0, uncounted = 0;
-    for (int k = 0; k < L->n; k++)
-        v[k] = identity(L->op[k]);
-    for (int k = 0; k < L->ncnt; k++)
-        c[k] = 0;
+    if (L->n)
+        memcpy(v, L->ident, sizeof(double) * (size_t)(L->n + L->ncnt));
     for (int i = 0; i < g.n && !mism; i++) {
         const entry *e = &g.e[i];
         if (e->cnt == 0)
@@ -467,6 +468,15 @@ static void layout_unpack(reduced *out)
     layout *L = &g.lay;
     const double *v = L->vec + HDR, *c = v + L->n;
     int n = 0;
+    out->name = L->rname;
+    out->value = L->rvalue;
+    if (L->ncnt == 0) { /* every key, in layout order: rname is set at install */
+        double d = (double)g.size;
+        for (int k = 0; k < L->n; k++)
+            L->rvalue[k] = L->op[k] == DJCT_REDUCE_MEAN ? v[k] / d : v[k];
+        out->n = L->n;
+        return;
+    }
     for (int k = 0; k < L->n; k++) {
         double cnt = L->cidx[k] >= 0 ? c[L->cidx[k]] : (double)g.size;
         if (cnt == 0)
@@ -475,8 +485,6 @@ static void layout_unpack(reduced *out)
         L->rvalue[n++] = finish_value(L->op[k], v[k], cnt);
     }
     out->n = n;
-    out->name = L->rname;
-    out->value = L->rvalue;
 }
 
 typedef struct {
@@ -600,20 +608,25 @@ static int reduce_gather(reduced *out)
     L->vec[0] = L->vec[1] = L->vec[2] = L->vec[3] = 0;
     if ((rc = reduce_vec(L->vec, HDR + 3 * L->n, L->n, L->op)) < 0)
         goto done;
-    /* the next flush's layout: a count slot where this flush needed one */
+    /* every union key was logged somewhere (cnt > 0): the result is the layout in order, which is
+     * also the names the fast path's unpack expects. The next flush's layout has a count slot
+     * where this flush needed one, and starts its vector from the identities. */
     uint64_t h = 1469598103934665603ULL;
     L->ncnt = 0;
-    out->n = 0;
     for (int k = 0; k < L->n; k++) {
+        L->rname[k] = L->name[k];
+        L->rvalue[k] = finish_value(L->op[k], v[k], cnt[k]);
         int every_once = logged[k] == g.size && (L->op[k] != DJCT_REDUCE_MEAN || cnt[k] == g.size);
         L->cidx[k] = every_once ? -1 : L->ncnt++;
         h = (fnv(L->name[k], h) ^ (uint64_t)(L->op[k] + 1) ^ (every_once ? 0 : 16)) * 1099511628211ULL;
-        if (cnt[k] > 0) {
-            L->rname[out->n] = L->name[k];
-            L->rvalue[out->n++] = finish_value(L->op[k], v[k], cnt[k]);
-        }
     }
     L->hash = (double)(h & ((1ULL << 52) - 1));
+    for (int k = 0; k < L->n; k++) {
+        L->ident[k] = identity(L->op[k]);
+        if (L->cidx[k] >= 0)
+            L->ident[L->n + L->cidx[k]] = 0;
+    }
+    out->n = L->n;
     out->name = L->rname;
     out->value = L->rvalue;
     goto done;
