@@ -1171,6 +1171,9 @@ static int init_rank0(const djct_log_options *o, int *mode_out)
             mode = DJCT_LOG_MODE_ONLINE;
         }
     }
+    const char *ca = NULL, *ca_source;
+    if (mode == DJCT_LOG_MODE_ONLINE && (rc = wb_resolve_ca(o->ca_bundle, &ca, &ca_source)) < 0)
+        return rc;
     const char *id = env_or(o->run_id, "WANDB_RUN_ID");
     if (id) {
         if (!valid_run_id(id))
@@ -1256,6 +1259,7 @@ static int init_rank0(const djct_log_options *o, int *mode_out)
         wc.batch_interval_s = o->batch_interval_s;
         wc.heartbeat_s = o->heartbeat_s;
         wc.insecure = o->insecure;
+        wc.ca_bundle = ca;
         if ((rc = wb_uploader_create(&g.up, &wc)) < 0 || (rc = wb_uploader_start(g.up)) < 0)
             return rc;
     }
@@ -1529,6 +1533,13 @@ int djct_log_sync(const char *run_dir, const djct_sync_options *opts, int64_t *l
         cJSON_Delete(run);
         return rc;
     }
+    const char *ca, *ca_source;
+    if ((rc = wb_resolve_ca(o->ca_bundle, &ca, &ca_source)) < 0) {
+        memset(key, 0, strlen(key));
+        free(key);
+        cJSON_Delete(run);
+        return djct_error_prefix("%s", run_dir);
+    }
     int finished = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(run, "finished"));
     int preempted = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(run, "preempted"));
     cJSON *ec = cJSON_GetObjectItemCaseSensitive(run, "exit_code");
@@ -1547,6 +1558,7 @@ int djct_log_sync(const char *run_dir, const djct_sync_options *opts, int64_t *l
     wc.init_timeout_s = total;
     wb_uploader *u = NULL;
     wc.insecure = o->insecure;
+    wc.ca_bundle = ca;
     rc = wb_uploader_create(&u, &wc);
     memset(key, 0, strlen(key));
     free(key);

@@ -54,12 +54,15 @@ typedef struct {
     double retry_max_s;        /* backoff cap; 0: 60 */
     int insecure;              /* 1: disable TLS certificate verification (explicit opt-out only) */
     void *mpi_comm;            /* pointer to an MPI_Comm to use; NULL: MPI_COMM_WORLD (if MPI is up) */
+    const char *ca_bundle;     /* PEM file of the CAs to trust (instead of the system's), verification
+                                  stays on; NULL: $REQUESTS_CA_BUNDLE, $CURL_CA_BUNDLE, $SSL_CERT_FILE
+                                  (the first set), else the system's CAs */
 } djct_log_options;
 
-#define DJCT_LOG_OPTIONS_VERSION 1
+#define DJCT_LOG_OPTIONS_VERSION 2
 #define DJCT_LOG_OPTIONS_INIT                                                                      \
     { DJCT_LOG_OPTIONS_VERSION, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,            \
-      DJCT_LOG_MODE_AUTO, NULL, NULL, NULL, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, NULL }
+      DJCT_LOG_MODE_AUTO, NULL, NULL, NULL, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, NULL, NULL }
 
 /** Start the logging singleton. Collective over the communicator when MPI is initialised (call it
  *  on every rank, after MPI_Init); without MPI it runs as a single process. Rank 0 resolves the
@@ -160,11 +163,12 @@ typedef struct {
     double retry_min_s;       /* 0: 2 */
     double retry_max_s;       /* 0: 60 */
     double timeout_s;         /* give up after this long in total; 0: 600 */
-    int insecure;             /* 1: disable TLS certificate verification */
+    int insecure;             /* 1: disable TLS certificate verification (explicit opt-out only) */
+    const char *ca_bundle;    /* as djct_log_options.ca_bundle */
 } djct_sync_options;
 
-#define DJCT_SYNC_OPTIONS_VERSION 1
-#define DJCT_SYNC_OPTIONS_INIT { DJCT_SYNC_OPTIONS_VERSION, NULL, NULL, NULL, NULL, 0, 0, 0, 0, 0 }
+#define DJCT_SYNC_OPTIONS_VERSION 2
+#define DJCT_SYNC_OPTIONS_INIT { DJCT_SYNC_OPTIONS_VERSION, NULL, NULL, NULL, NULL, 0, 0, 0, 0, 0, NULL }
 
 /** Upload the journal in `run_dir` (offline or partially uploaded): creates or finds the run
  *  (UpsertBucket), streams history from what the server and upload-state.json say is already there
