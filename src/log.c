@@ -1538,7 +1538,7 @@ int djct_log_sync(const char *run_dir, const djct_sync_options *opts, int64_t *l
         memset(key, 0, strlen(key));
         free(key);
         cJSON_Delete(run);
-        return djct_error_prefix("%s", run_dir);
+        return rc;
     }
     int finished = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(run, "finished"));
     int preempted = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(run, "preempted"));
