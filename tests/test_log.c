@@ -462,6 +462,24 @@ static void test_final_4xx_then_sync(void)
     srv_stop(&s);
 }
 
+/* run the djct_sync app on `dir` with the key in its environment (and `env`, "VAR=value " or "");
+ * it must succeed and say `expect`, and never the key */
+static void sync_app(const char *env, const char *dir, const char *expect)
+{
+    char cmd[4096];
+    const char *build = getenv("BUILD") ? getenv("BUILD") : "build";
+    snprintf(cmd, sizeof(cmd), "%sWANDB_API_KEY=%s %s/bin/djct_sync --retry-min 0.05 %s > %s/sync.out 2>&1", env,
+             TEST_KEY, build, dir, tmp);
+    int rc = system(cmd);
+    CHECK(rc == 0);
+    snprintf(cmd, sizeof(cmd), "%s/sync.out", tmp);
+    char *out = t_slurp(cmd);
+    CHECK(out && strstr(out, expect) && !strstr(out, TEST_KEY));
+    if (rc != 0 && out)
+        fprintf(stderr, "djct_sync said: %s\n", out);
+    free(out);
+}
+
 static void test_offline_then_sync(void)
 {
     test_srv s = servers[3];
@@ -487,20 +505,7 @@ static void test_offline_then_sync(void)
     CHECK(cJSON_GetArraySize(reqs) == 0);
     cJSON_Delete(reqs);
 
-    /* the app, as a user runs it */
-    char cmd[2048];
-    const char *build = getenv("BUILD") ? getenv("BUILD") : "build";
-    setenv("WANDB_API_KEY", TEST_KEY, 1);
-    snprintf(cmd, sizeof(cmd), "%s/bin/djct_sync --retry-min 0.05 %s > %s/sync.out 2>&1", build, dir, tmp);
-    int rc = system(cmd);
-    unsetenv("WANDB_API_KEY");
-    CHECK(rc == 0);
-    snprintf(cmd, sizeof(cmd), "%s/sync.out", tmp);
-    char *out = t_slurp(cmd);
-    CHECK(out && strstr(out, "7 history lines") && !strstr(out, TEST_KEY));
-    if (rc != 0 && out)
-        fprintf(stderr, "djct_sync said: %s\n", out);
-    free(out);
+    sync_app("", dir, "7 history lines"); /* the app, as a user runs it */
     cJSON *st = srv_state(&s), *run = srv_run(st, "test-entity/proj/off1");
     CHECK(history_exact(srv_file(run, "wandb-history.jsonl"), 7, 0));
     CHECK(cJSON_IsTrue(cJSON_GetObjectItem(run, "complete")) && json_num(run, "exitcode") == 2);
@@ -702,18 +707,9 @@ static void test_tls(void)
     CHECK(srv_count(&s, "gql") == 0);
 
     /* (c) the app, trusting the test CA through $CURL_CA_BUNDLE: every row arrives */
-    char cmd[3000];
-    const char *build = getenv("BUILD") ? getenv("BUILD") : "build";
-    snprintf(cmd, sizeof(cmd), "CURL_CA_BUNDLE=%s WANDB_API_KEY=%s %s/bin/djct_sync --retry-min 0.05 %s > %s/tls-sync.out 2>&1",
-             ca, TEST_KEY, build, dir, tmp);
-    int rc = system(cmd);
-    CHECK(rc == 0);
-    snprintf(p, sizeof(p), "%s/tls-sync.out", tmp);
-    char *out = t_slurp(p);
-    CHECK(out && strstr(out, "4 history lines") && !strstr(out, TEST_KEY));
-    if (rc != 0 && out)
-        fprintf(stderr, "djct_sync said: %s\n", out);
-    free(out);
+    char env[800];
+    snprintf(env, sizeof(env), "CURL_CA_BUNDLE=%s ", ca);
+    sync_app(env, dir, "4 history lines");
     cJSON *sst = srv_state(&s), *run = srv_run(sst, "test-entity/proj/tls1");
     CHECK(history_exact(srv_file(run, "wandb-history.jsonl"), 4, 0));
     CHECK(cJSON_IsTrue(cJSON_GetObjectItem(run, "complete")) && json_num(run, "exitcode") == 0);

@@ -23,16 +23,22 @@ static cJSON *flush_row(const char *prefix, int *rc)
 
 static double num(cJSON *o, const char *k) { return json_num(o, k); }
 
-static void test_reductions(void)
+/* an offline run of this id, each rank with a directory of its own (only rank 0 may write one) */
+static void init_offline(const char *run_id)
 {
     char runs[512];
-    snprintf(runs, sizeof(runs), "%s/runs-red-%d", tmp, rank);
+    snprintf(runs, sizeof(runs), "%s/runs-%s-%d", tmp, run_id, rank);
     djct_log_options o = DJCT_LOG_OPTIONS_INIT;
     o.mode = DJCT_LOG_MODE_OFFLINE;
     o.dir = runs;
-    o.run_id = "red1";
+    o.run_id = run_id;
     o.no_fsync = 1;
     CHECK_OK(djct_log_init(&o));
+}
+
+static void test_reductions(void)
+{
+    init_offline("red1");
     CHECK(djct_log_run_id() && strcmp(djct_log_run_id(), "red1") == 0);
     double n = size, sum_r = n * (n - 1) / 2;
     int rc;
@@ -122,7 +128,7 @@ static void test_reductions(void)
 
     /* rank 0 alone wrote the journal */
     char p[1024];
-    snprintf(p, sizeof(p), "%s/red1/history.jsonl", runs);
+    snprintf(p, sizeof(p), "%s/runs-red1-%d/red1/history.jsonl", tmp, rank);
     CHECK((access(p, F_OK) == 0) == (rank == 0));
     if (rank == 0)
         CHECK(t_count_lines(p) == 6);
@@ -180,18 +186,21 @@ static void check_abcd(cJSON *row, unsigned in, int step)
     CHECK(cJSON_GetArraySize(row) == 4 + 3);
 }
 
+/* log a..d, flush: fast (1) or gathering (0) as wanted, and exact over the ranks in `in` */
+static void abcd_flush(int want_fast, unsigned in, int step)
+{
+    cJSON *row;
+    log_abcd();
+    CHECK(flush_fast(NULL, &row) == want_fast);
+    check_abcd(row, in, step);
+    cJSON_Delete(row);
+}
+
 /* The agreed key layout across its transitions, flush by flush: which flushes take the one packed
  * collective (fast) and which gather the keys, with exact results either way. */
 static void test_layout_transitions(void)
 {
-    char runs[512];
-    snprintf(runs, sizeof(runs), "%s/runs-layout-%d", tmp, rank);
-    djct_log_options o = DJCT_LOG_OPTIONS_INIT;
-    o.mode = DJCT_LOG_MODE_OFFLINE;
-    o.dir = runs;
-    o.run_id = "layout1";
-    o.no_fsync = 1;
-    CHECK_OK(djct_log_init(&o));
+    init_offline("layout1");
     unsigned every = (1u << size) - 1;
     cJSON *row;
 
@@ -200,16 +209,8 @@ static void test_layout_transitions(void)
     CHECK(row == NULL || cJSON_GetArraySize(row) == 0);
     cJSON_Delete(row);
     /* the first keys gather; the same keys again (odd ranks log them in another order) are fast */
-    log_abcd();
-    CHECK(flush_fast(NULL, &row) == 0);
-    check_abcd(row, every, 0);
-    cJSON_Delete(row);
-    for (int i = 1; i <= 2; i++) {
-        log_abcd();
-        CHECK(flush_fast(NULL, &row) == 1);
-        check_abcd(row, every, i);
-        cJSON_Delete(row);
-    }
+    for (int i = 0; i <= 2; i++)
+        abcd_flush(i > 0, every, i);
     /* different keys: a everywhere, e on even ranks only -> gather, e reduced over those ranks */
     for (int i = 3; i <= 4; i++) {
         CHECK_OK(djct_log("a", rank + 1));
@@ -229,20 +230,13 @@ static void test_layout_transitions(void)
         cJSON_Delete(row);
     }
     /* the same keys as at first again: gather once, then fast */
-    for (int i = 5; i <= 6; i++) {
-        log_abcd();
-        CHECK(flush_fast(NULL, &row) == (i == 6));
-        check_abcd(row, every, i);
-        cJSON_Delete(row);
-    }
+    for (int i = 5; i <= 6; i++)
+        abcd_flush(i == 6, every, i);
     /* nobody logs: fast, no row, the step does not move, and the layout stays */
     CHECK(flush_fast(NULL, &row) == 1);
     CHECK(row == NULL || num(row, "_step") == 6);
     cJSON_Delete(row);
-    log_abcd();
-    CHECK(flush_fast(NULL, &row) == 1);
-    check_abcd(row, every, 7);
-    cJSON_Delete(row);
+    abcd_flush(1, every, 7);
     /* a mean logged twice on rank 0 (a has no count slot): gather, then fast */
     for (int i = 8; i <= 9; i++) {
         log_abcd();
@@ -263,11 +257,8 @@ static void test_layout_transitions(void)
     for (int i = 10; i <= 12; i++) {
         if (rank == size - 1 && i < 12)
             djct_log_deactivate();
-        log_abcd();
+        abcd_flush(i > 10, i < 12 ? every & ~(1u << (size - 1)) : every, i);
         djct_log_activate();
-        CHECK(flush_fast(NULL, &row) == (i > 10));
-        check_abcd(row, i < 12 ? every & ~(1u << (size - 1)) : every, i);
-        cJSON_Delete(row);
     }
     /* one name, two ops: the lowest rank's wins (a sum here), every flush gathers */
     for (int i = 13; i <= 14; i++) {
@@ -369,14 +360,7 @@ static void test_only_rank0_connects(void)
  * not pile up. */
 static void test_buffer_reuse(void)
 {
-    char runs[512];
-    snprintf(runs, sizeof(runs), "%s/runs-reuse-%d", tmp, rank);
-    djct_log_options o = DJCT_LOG_OPTIONS_INIT;
-    o.mode = DJCT_LOG_MODE_OFFLINE;
-    o.dir = runs;
-    o.run_id = "reuse1";
-    o.no_fsync = 1;
-    CHECK_OK(djct_log_init(&o));
+    init_offline("reuse1");
     double n = size;
     int rc;
     for (int pass = 0; pass < 4; pass++) {
