@@ -65,6 +65,8 @@ typedef struct {
     int *lens, *displs; /* size each: the key-gathering path's Allgatherv counts */
     layout lay;         /* agreed by all ranks */
     double hdr_only[HDR]; /* the packed vector while the layout is empty */
+    int misfit;           /* since the last flush a key did not fit the layout (see slot_add) */
+    int uncounted;        /* keys without a count slot logged since the last flush */
     /* the buffer */
     entry *e;   /* in order of first use */
     int n, ecap;
@@ -202,6 +204,31 @@ static int index_rebuild(int icap)
     return 0;
 }
 
+/* NaN wins whatever the order (here, in the entries and in the cross-rank op alike) */
+static double min_nan(double a, double b) { return a < b || isnan(a) ? a : b; }
+static double max_nan(double a, double b) { return a > b || isnan(a) ? a : b; }
+
+/* The fast path's packing, done as values arrive: the value goes straight into its slot of the
+ * layout's vector (identities after each flush), and the flag the flush sends is kept up to date.
+ * So the flush itself has nothing to pack. */
+static void slot_add(const entry *e, double v, int first)
+{
+    layout *L = &g.lay;
+    int s = e->slot;
+    if (s < 0 || e->op != L->op[s]) { /* not in the layout, or another op there */
+        g.misfit = 1;
+        return;
+    }
+    double *x = L->vec + HDR + s;
+    *x = e->op == DJCT_REDUCE_MIN ? min_nan(v, *x) : e->op == DJCT_REDUCE_MAX ? max_nan(v, *x) : *x + v;
+    if (L->cidx[s] >= 0)
+        L->vec[HDR + L->n + L->cidx[s]] += 1;
+    else if (first)
+        g.uncounted++;
+    else if (e->op == DJCT_REDUCE_MEAN) /* its count would have to be the number of ranks */
+        g.misfit = 1;
+}
+
 static int buffer_add(const char *name, double v, int op)
 {
     if (!g.index && index_rebuild(64) < 0)
@@ -213,6 +240,7 @@ static int buffer_add(const char *name, double v, int op)
             if (e->cnt == 0) { /* first time since the last flush; the op may change */
                 *e = (entry){e->name, op, e->slot, v, 1, v, v};
                 g.live++;
+                slot_add(e, v, 1);
                 return 0;
             }
             if (e->op != op)
@@ -220,8 +248,9 @@ static int buffer_add(const char *name, double v, int op)
                                       "flush; use one op per name", name, e->op, op);
             e->sum += v;
             e->cnt += 1;
-            e->min = v < e->min ? v : e->min;
-            e->max = v > e->max ? v : e->max;
+            e->min = min_nan(v, e->min);
+            e->max = max_nan(v, e->max);
+            slot_add(e, v, 0);
             return 0;
         }
         h = (h + 1) & (size_t)(g.icap - 1);
@@ -238,6 +267,7 @@ static int buffer_add(const char *name, double v, int op)
     if (!nm)
         return djct_error_oom();
     g.e[g.n] = (entry){nm, op, layout_find(&g.lay, name), v, 1, v, v};
+    slot_add(&g.e[g.n], v, 1);
     g.index[h] = ++g.n;
     g.live++;
     if (2 * g.n > g.icap)
@@ -312,8 +342,8 @@ static void combine(void *in_, void *inout_, int *len, MPI_Datatype *dt)
         double *b = io + HDR;
         for (int k = 0; k < red_nv; k++) {
             switch (red_ops[k]) {
-            case DJCT_REDUCE_MIN: b[k] = a[k] < b[k] || isnan(a[k]) ? a[k] : b[k]; break;
-            case DJCT_REDUCE_MAX: b[k] = a[k] > b[k] || isnan(a[k]) ? a[k] : b[k]; break;
+            case DJCT_REDUCE_MIN: b[k] = min_nan(a[k], b[k]); break;
+            case DJCT_REDUCE_MAX: b[k] = max_nan(a[k], b[k]); break;
             default: b[k] += a[k];
             }
         }
@@ -424,45 +454,35 @@ static void layout_map_entries(void)
         g.e[i].slot = layout_find(&g.lay, g.e[i].name);
 }
 
-/* Fast path, pack: my values in the agreed layout. I raise the mismatch flag when my keys do not
- * fit it: a key outside it, another op, a mean logged more than once, or (when I logged anything)
- * a key without a count slot that I did not log. A rank that logged nothing says so instead:
- * whether that breaks the layout depends on whether anybody logged (see reduce_all). */
+/* Fast path: my values are already in the vector (slot_add). I raise the mismatch flag when my
+ * keys did not fit the layout: a key outside it, another op, a mean without a count slot logged
+ * more than once, or (when I logged anything) a key without a count slot that I did not log. A rank
+ * that logged nothing says so instead: whether that breaks the layout depends on whether anybody
+ * logged (see reduce_all). */
 static double *layout_vec(void) { return g.lay.vec ? g.lay.vec : g.hdr_only; }
 
-static void layout_pack(void)
+static void layout_header(void)
 {
     layout *L = &g.lay;
-    double *vec = layout_vec(), *v = vec + HDR, *c = v + L->n;
-    int mism = 0, uncounted = 0;
-    if (L->n)
-        memcpy(v, L->ident, sizeof(double) * (size_t)(L->n + L->ncnt));
-    for (int i = 0; i < g.n && !mism; i++) {
-        const entry *e = &g.e[i];
-        if (e->cnt == 0)
-            continue;
-        int s = e->slot;
-        if (s < 0 || e->op != L->op[s]) {
-            mism = 1;
-        } else {
-            v[s] = local_value(e, e->op);
-            if (L->cidx[s] >= 0)
-                c[L->cidx[s]] = e->cnt;
-            else if (e->op == DJCT_REDUCE_MEAN && e->cnt != 1)
-                mism = 1;
-            else
-                uncounted++;
-        }
-    }
-    if (g.live > 0 && uncounted != L->n - L->ncnt)
-        mism = 1;
-    vec[0] = mism;
+    double *vec = layout_vec();
+    vec[0] = g.misfit || (g.live > 0 && g.uncounted != L->n - L->ncnt);
     vec[1] = L->hash;
     vec[2] = g.live == 0;
     vec[3] = g.live > 0;
 }
 
-/* Fast path, unpack: a key without a count slot was logged by every rank, once if a mean. */
+/* after every flush: the vector back to the identities, nothing logged */
+static void layout_clear(void)
+{
+    layout *L = &g.lay;
+    if (L->n)
+        memcpy(L->vec + HDR, L->ident, sizeof(double) * (size_t)(L->n + L->ncnt));
+    g.misfit = 0;
+    g.uncounted = 0;
+}
+
+/* Fast path, unpack: a key without a count slot was logged by every rank, once if a mean. Only
+ * rank 0 writes the row; the others need the number of keys alone (does the step advance?). */
 static void layout_unpack(reduced *out)
 {
     layout *L = &g.lay;
@@ -471,10 +491,12 @@ static void layout_unpack(reduced *out)
     out->name = L->rname;
     out->value = L->rvalue;
     if (L->ncnt == 0) { /* every key, in layout order: rname is set at install */
+        out->n = L->n;
+        if (g.rank != 0)
+            return;
         double d = (double)g.size;
         for (int k = 0; k < L->n; k++)
             L->rvalue[k] = L->op[k] == DJCT_REDUCE_MEAN ? v[k] / d : v[k];
-        out->n = L->n;
         return;
     }
     for (int k = 0; k < L->n; k++) {
@@ -653,7 +675,7 @@ static int reduce_all(reduced *out, int *fast)
     *fast = 0;
     layout *L = &g.lay;
     double *vec = layout_vec();
-    layout_pack();
+    layout_header();
     int rc = reduce_vec(vec, HDR + L->n + L->ncnt, L->n, L->op);
     if (rc < 0)
         return rc;
@@ -997,6 +1019,7 @@ int djct_log_flush(const char *prefix, int64_t step)
         }
     }
     buffer_reset();
+    layout_clear();
     pthread_mutex_unlock(&g.mu);
     return rc;
 }
