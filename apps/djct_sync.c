@@ -20,6 +20,8 @@ static const opt_row OPTS[] = {
     {"--timeout", "SECONDS", "give up on one run after this long (default 600)"},
     {"--retry-min", "SECONDS", "first retry wait (default 2)"},
     {"--retry-max", "SECONDS", "longest retry wait (default 60)"},
+    {"--ca-bundle", "FILE", "verify the server with the CAs in this PEM file (default: $REQUESTS_CA_BUNDLE, "
+                            "$CURL_CA_BUNDLE, $SSL_CERT_FILE, else the system's)"},
     {"--insecure", NULL, "do not verify TLS certificates (only for a self-hosted server you trust)"},
     {"--version", NULL, "print the version"},
     {"--help", NULL, "this text"},
@@ -76,6 +78,8 @@ int main(int argc, char **argv)
             bad = parse_seconds(a, v, &o.retry_min_s), i++;
         } else if (!strcmp(a, "--retry-max")) {
             bad = parse_seconds(a, v, &o.retry_max_s), i++;
+        } else if (!strcmp(a, "--ca-bundle") && v) {
+            o.ca_bundle = v, i++;
         } else if (!strcmp(a, "--insecure")) {
             o.insecure = 1;
         } else if (a[0] == '-') {

@@ -1,13 +1,14 @@
-/* Logging benchmarks, side by side with a baseline (medians over interleaved rounds):
+/* Logging benchmarks, side by side with a baseline (interleaved rounds, medians over rounds):
  *  1. flush latency: N metrics logged + djct_log_flush vs one MPI_Reduce (and MPI_Allreduce) of a
- *     packed vector of N doubles, and vs MPI_Allreduce of the 4+2N doubles djct sends (plain, and as
- *     one element of a contiguous type with a user op); the reduction alone, the flush without and
- *     with fsync. Every call is timed on its own after a barrier: median and mean per call;
+ *     packed vector of N doubles, and vs MPI_Allreduce of one element of a contiguous type of the
+ *     4+N doubles djct sends, with a user op; the reduction alone, the flush without and with
+ *     fsync. Every call is timed on its own after a barrier: median and mean per call, slowest rank.
+ *     Each round prints its ratios to that round's MPI_Reduce; the table gives medians over rounds;
  *  2. step time of a loop (1 ms of work, 20 metrics, flush) with logging disabled, offline, online
  *     against a server that never answers (a listening socket nobody accepts on) and online
  *     against a refused port (every request fails and is retried).
  * usage: mpirun -np 2 build/bench/log_flush [--metrics 100] [--iters 1000] [--repeats 5] [--steps 100]
- *        [--dir /tmp] */
+ *        [--dir /tmp] [--arbitrary] */
 #include <arpa/inet.h>
 #include <mpi.h>
 #include <netinet/in.h>
@@ -69,7 +70,19 @@ static lat summarise(double *t, int n)
     return l;
 }
 
-static lat time_flush(int metrics, int iters, const char *dir, int do_fsync, const char *run_id, lat *reduce)
+/* the value of metric k at iteration it: by default integers (a mean over the ranks ends in .5),
+ * which the row formats quickly; with --arbitrary values as training produces them, with no short
+ * decimal form, so each takes the slow path of the shortest round-trip formatting */
+static int arbitrary;
+static double metric_value(int it, int k)
+{
+    return arbitrary ? (it + k + rank) * 0.1 + 1.0 / (k + 3) : it + k + rank;
+}
+
+/* log_inside 0: the N djct_log calls happen before the barrier and only djct_log_flush is timed,
+ * in the same place as the MPI_Reduce baseline; 1: the calls are timed too */
+static lat time_flush(int metrics, int iters, const char *dir, int do_fsync, int log_inside, const char *run_id,
+                      lat *reduce)
 {
     djct_log_options o = DJCT_LOG_OPTIONS_INIT;
     o.mode = DJCT_LOG_MODE_OFFLINE;
@@ -88,19 +101,21 @@ static lat time_flush(int metrics, int iters, const char *dir, int do_fsync, con
     djct_log_get_stats(&st);
     double before = st.reduce_seconds;
     for (int it = 0; it < iters; it++) {
+        for (int k = 0; k < metrics && !log_inside; k++)
+            djct_log(names[k], metric_value(it, k));
         MPI_Barrier(MPI_COMM_WORLD); /* latency of one flush, not pipelined throughput */
         double t0 = now();
-        for (int k = 0; k < metrics; k++)
-            djct_log(names[k], it + k + rank);
+        for (int k = 0; k < metrics && log_inside; k++)
+            djct_log(names[k], metric_value(it, k));
         djct_log_flush(NULL, -1);
         t[it] = now() - t0;
         djct_log_get_stats(&st); /* the collective part alone, this flush */
         rd[it] = st.reduce_seconds - before;
         before = st.reduce_seconds;
     }
-    if (st.fast_flushes != st.flushes - 1 && rank == 0)
-        fprintf(stderr, "log_flush: only %lld of %lld flushes took the fast path\n", (long long)st.fast_flushes,
-                (long long)st.flushes);
+    if (st.fast_flushes != st.flushes - 1 && rank == 0) /* all but the warm-up's key gathering */
+        fprintf(stderr, "log_flush: only %lld of %lld flushes took the one packed collective\n",
+                (long long)st.fast_flushes, (long long)st.flushes);
     djct_log_finish(0);
     if (reduce)
         *reduce = summarise(rd, iters);
@@ -110,7 +125,7 @@ static lat time_flush(int metrics, int iters, const char *dir, int do_fsync, con
     return l;
 }
 
-/* a copy of the shape djct used before: one element of a contiguous type, user op (all sums here) */
+/* the shape djct sends: one element of a contiguous type, user op (all sums here) */
 static int user_len;
 static void user_sum(void *in_, void *inout_, int *len, MPI_Datatype *dt)
 {
@@ -205,8 +220,13 @@ int main(int argc, char **argv)
     MPI_Comm_size(MPI_COMM_WORLD, &size);
     int metrics = 100, iters = 1000, repeats = 5, steps = 100;
     const char *dir = "/tmp";
-    for (int i = 1; i + 1 < argc; i += 2) {
-        if (!strcmp(argv[i], "--metrics"))
+    for (int i = 1; i < argc; i += 2) {
+        if (!strcmp(argv[i], "--arbitrary")) {
+            arbitrary = 1;
+            i--;
+        } else if (i + 1 >= argc) {
+            break;
+        } else if (!strcmp(argv[i], "--metrics"))
             metrics = atoi(argv[i + 1]);
         else if (!strcmp(argv[i], "--iters"))
             iters = atoi(argv[i + 1]);
@@ -230,37 +250,45 @@ int main(int argc, char **argv)
     snprintf(root, sizeof(root), "%s/djct-bench-log-%d", dir, (int)getpid());
     MPI_Bcast(root, sizeof(root), MPI_CHAR, 0, MPI_COMM_WORLD);
 
-    enum { NL = 7 };
+    enum { NL = 8 };
     const char *lab[NL] = {"MPI_Reduce of N doubles (baseline)", "MPI_Allreduce of N doubles",
-                           "MPI_Allreduce of 4+2N doubles", "MPI_Allreduce, 1 x type(4+2N), user op",
-                           "djct_log_flush: the reduction alone", "djct_log x N + djct_log_flush (no fsync)",
-                           "djct_log x N + djct_log_flush (fsync)"};
+                           "MPI_Allreduce, 1 x type(4+N), user op", "djct_log_flush: the reduction alone",
+                           "djct_log_flush (no fsync)", "djct_log x N + flush: the reduction alone",
+                           "djct_log x N + djct_log_flush (no fsync)", "djct_log x N + djct_log_flush (fsync)"};
     enum { MAXR = 32 };
     double am[NL][MAXR], aa[NL][MAXR], rm[NL][MAXR], ra[NL][MAXR]; /* absolute, ratio: median, mean */
     if (repeats > MAXR)
         repeats = MAXR;
+    if (rank == 0)
+        printf("## flush latency per round: median us per call (slowest rank) and its ratio to MPI_Reduce\n"
+               "%-5s %10s | %9s %6s | %9s %6s | %9s %6s\n", "round", "MPI_Reduce", "reduction", "ratio",
+               "flush", "ratio", "log+flush", "ratio");
     for (int r = 0; r < repeats; r++) { /* interleaved: one of each per round */
         char id[32];
         lat l[NL];
         l[0] = time_reduce(metrics, iters, 0);
         l[1] = time_reduce(metrics, iters, 1);
-        l[2] = time_reduce(4 + 2 * metrics, iters, 1);
-        l[3] = time_reduce(4 + 2 * metrics, iters, 2);
-        snprintf(id, sizeof(id), "nofsync%d", r);
-        l[5] = time_flush(metrics, iters, root, 0, id, &l[4]);
+        l[2] = time_reduce(4 + metrics, iters, 2);
+        snprintf(id, sizeof(id), "flush%d", r);
+        l[4] = time_flush(metrics, iters, root, 0, 0, id, &l[3]);
+        snprintf(id, sizeof(id), "logflush%d", r);
+        l[6] = time_flush(metrics, iters, root, 0, 1, id, &l[5]);
         snprintf(id, sizeof(id), "fsync%d", r);
-        l[6] = time_flush(metrics, iters / 10 > 0 ? iters / 10 : 1, root, 1, id, NULL);
+        l[7] = time_flush(metrics, iters / 10 > 0 ? iters / 10 : 1, root, 1, 1, id, NULL);
         for (int k = 0; k < NL; k++) { /* ratios per round, against this round's baseline */
             am[k][r] = l[k].med;
             aa[k][r] = l[k].mean;
             rm[k][r] = l[k].med / l[0].med;
             ra[k][r] = l[k].mean / l[0].mean;
         }
+        if (rank == 0)
+            printf("%-5d %10.2f | %9.2f %6.2f | %9.2f %6.2f | %9.2f %6.2f\n", r, l[0].med * 1e6, l[3].med * 1e6,
+                   rm[3][r], l[4].med * 1e6, rm[4][r], l[6].med * 1e6, rm[6][r]);
     }
     if (rank == 0) {
-        printf("## flush latency: %d ranks, %d metrics, %d iters x %d rounds (slowest rank; median over\n"
-               "## iterations, then over rounds; a ratio is taken per round against that round's baseline)\n",
-               size, metrics, iters, repeats);
+        printf("\n## flush latency: %d ranks, %d metrics (%s values), %d iters x %d rounds (slowest rank; median\n"
+               "## over iterations, then over rounds; a ratio is taken per round against that round's baseline)\n",
+               size, metrics, arbitrary ? "arbitrary" : "integer", iters, repeats);
         printf("%-42s %10s %7s %10s %7s\n", "", "median us", "ratio", "mean us", "ratio");
         for (int k = 0; k < NL; k++)
             printf("%-42s %10.2f %7.2f %10.2f %7.2f\n", lab[k], median(am[k], repeats) * 1e6,

@@ -14,6 +14,8 @@ PACKAGES=(
   libhdf5-dev hdf5-tools
   # logging / wandb
   libcurl4-openssl-dev libcjson-dev
+  # HTTPS test certificates (tests/test_log.c)
+  openssl
   # config files
   libinih-dev
   # libtorch bridge + an optimized BLAS (Debian's reference BLAS is ~13x slower)

@@ -23,14 +23,35 @@
 #include <time.h>
 #include <unistd.h>
 
-/* A buffered metric. Entries outlive the flush (cnt 0: not logged since the last flush), so the
- * steady state neither allocates, hashes names nor sorts: see reduce_all(). */
+/* A buffered metric. Entries outlive the flush (cnt 0: not logged since the last flush) and keep
+ * their slot in the agreed layout, so the steady state neither allocates, hashes nor compares
+ * names: see reduce_all(). */
 typedef struct {
     char *name;
     int op;
-    uint64_t h; /* hash of (name, op): the key-set hash is built from these */
+    int slot; /* index of this name in g.lay, -1: not in it */
     double sum, cnt, min, max;
 } entry;
+
+/* The key layout every rank agreed on at the last key-gathering flush (empty at start): names in
+ * strcmp order, so the order in which a rank logs does not matter. Key k is slot k of the packed
+ * vector on every rank. A key has a count slot unless every rank logged it at that flush (a mean:
+ * exactly once); without one, the fast path needs every rank to log it that way again. */
+typedef struct {
+    int n;              /* keys */
+    int ncnt;           /* keys with a count slot */
+    char *arena;        /* the names' bytes */
+    const char **name;  /* n, sorted */
+    unsigned char *op;  /* n, djct_reduce_op */
+    int *cidx;          /* n: index into the count slots, -1: none */
+    double hash;        /* of names, ops and count slots (52 bits): the op checks ranks agree */
+    double *ident;      /* n + ncnt: the vector's values and counts when nothing is logged */
+    double *vec;        /* the packed vector: room for HDR + 3 n doubles (the gathering path's) */
+    const char **rname; /* n: a flush's result, names (borrowed from arena) */
+    double *rvalue;     /* ... and values */
+} layout;
+
+#define HDR 4 /* header doubles of the packed vector (see combine()) */
 
 typedef struct {
     pthread_mutex_t mu;
@@ -41,21 +62,17 @@ typedef struct {
     MPI_Op op;
     MPI_Datatype dtype;
     int dtype_len; /* doubles per element of dtype, 0: none */
-    int cap;       /* keys per rank the packed collective carries (agreed by all ranks) */
+    int *lens, *displs; /* size each: the key-gathering path's Allgatherv counts */
+    layout lay;         /* agreed by all ranks */
+    double hdr_only[HDR]; /* the packed vector while the layout is empty */
+    int misfit;           /* since the last flush a key did not fit the layout (see slot_add) */
+    int uncounted;        /* keys without a count slot logged since the last flush */
     /* the buffer */
-    entry *e;   /* sorted by name when `sorted` */
+    entry *e;   /* in order of first use */
     int n, ecap;
     int live;   /* entries with cnt > 0: logged since the last flush */
-    int sorted; /* 0: a new name arrived, reduce_all sorts and re-indexes once */
     int *index; /* open addressing: entry index + 1, 0 empty */
     int icap;
-    /* the flush's working buffers, kept across flushes */
-    double *vec;         /* (HDR + cap) doubles */
-    double *cnts;        /* cap counts */
-    unsigned char *ops;  /* cap per-key ops */
-    const char **rname;  /* fast path result: names (the entries' own) */
-    double *rvalue;      /* ... and values */
-    int wcap;            /* keys the four buffers above hold */
     /* steps */
     int64_t last_step;
     double t0_mono, runtime_base;
@@ -131,11 +148,7 @@ static uint64_t fnv(const char *s, uint64_t h)
 }
 
 static int index_rebuild(int icap);
-
-static uint64_t entry_hash(const char *name, int op)
-{
-    return (fnv(name, 1469598103934665603ULL) ^ (uint64_t)(op + 1)) * 1099511628211ULL;
-}
+static int layout_find(const layout *L, const char *name);
 
 /* After a flush: keep the names (the next step usually logs the same ones) but forget the values.
  * Names not logged in this flush are dropped once they outnumber the live ones, so a run that
@@ -147,7 +160,7 @@ static void buffer_reset(void)
         int m = 0;
         for (int i = 0; i < g.n; i++) {
             if (g.e[i].cnt > 0)
-                g.e[m++] = g.e[i]; /* keeps the sorted order */
+                g.e[m++] = g.e[i];
             else
                 free(g.e[i].name);
         }
@@ -170,7 +183,6 @@ static void buffer_free(void)
     for (int i = 0; i < g.n; i++)
         free(g.e[i].name);
     g.n = g.live = 0;
-    g.sorted = 0;
     if (g.index)
         memset(g.index, 0, sizeof(int) * (size_t)g.icap);
 }
@@ -192,6 +204,31 @@ static int index_rebuild(int icap)
     return 0;
 }
 
+/* NaN wins whatever the order (here, in the entries and in the cross-rank op alike) */
+static double min_nan(double a, double b) { return a < b || isnan(a) ? a : b; }
+static double max_nan(double a, double b) { return a > b || isnan(a) ? a : b; }
+
+/* The fast path's packing, done as values arrive: the value goes straight into its slot of the
+ * layout's vector (identities after each flush), and the flag the flush sends is kept up to date.
+ * So the flush itself has nothing to pack. */
+static void slot_add(const entry *e, double v, int first)
+{
+    layout *L = &g.lay;
+    int s = e->slot;
+    if (s < 0 || e->op != L->op[s]) { /* not in the layout, or another op there */
+        g.misfit = 1;
+        return;
+    }
+    double *x = L->vec + HDR + s;
+    *x = e->op == DJCT_REDUCE_MIN ? min_nan(v, *x) : e->op == DJCT_REDUCE_MAX ? max_nan(v, *x) : *x + v;
+    if (L->cidx[s] >= 0)
+        L->vec[HDR + L->n + L->cidx[s]] += 1;
+    else if (first)
+        g.uncounted++;
+    else if (e->op == DJCT_REDUCE_MEAN) /* its count would have to be the number of ranks */
+        g.misfit = 1;
+}
+
 static int buffer_add(const char *name, double v, int op)
 {
     if (!g.index && index_rebuild(64) < 0)
@@ -200,13 +237,10 @@ static int buffer_add(const char *name, double v, int op)
     while (g.index[h]) {
         entry *e = &g.e[g.index[h] - 1];
         if (strcmp(e->name, name) == 0) {
-            if (e->cnt == 0) { /* first time since the last flush */
-                if (e->op != op) {
-                    e->op = op;
-                    e->h = entry_hash(name, op);
-                }
-                *e = (entry){e->name, op, e->h, v, 1, v, v};
+            if (e->cnt == 0) { /* first time since the last flush; the op may change */
+                *e = (entry){e->name, op, e->slot, v, 1, v, v};
                 g.live++;
+                slot_add(e, v, 1);
                 return 0;
             }
             if (e->op != op)
@@ -214,8 +248,9 @@ static int buffer_add(const char *name, double v, int op)
                                       "flush; use one op per name", name, e->op, op);
             e->sum += v;
             e->cnt += 1;
-            e->min = v < e->min ? v : e->min;
-            e->max = v > e->max ? v : e->max;
+            e->min = min_nan(v, e->min);
+            e->max = max_nan(v, e->max);
+            slot_add(e, v, 0);
             return 0;
         }
         h = (h + 1) & (size_t)(g.icap - 1);
@@ -231,10 +266,10 @@ static int buffer_add(const char *name, double v, int op)
     char *nm = strdup(name);
     if (!nm)
         return djct_error_oom();
-    g.e[g.n] = (entry){nm, op, entry_hash(name, op), v, 1, v, v};
+    g.e[g.n] = (entry){nm, op, layout_find(&g.lay, name), v, 1, v, v};
+    slot_add(&g.e[g.n], v, 1);
     g.index[h] = ++g.n;
     g.live++;
-    g.sorted = 0;
     if (2 * g.n > g.icap)
         return index_rebuild(g.icap * 2);
     return 0;
@@ -280,15 +315,18 @@ int djct_log_is_active(void)
 }
 
 /* ---- the packed reduction ------------------------------------------------------------------------ */
-/* One element of g.dtype is a whole vector: [hash, mismatch, nmax, nmin, need_counts, value per key].
- * Being one MPI element it is never split by the MPI library, so the op always sees the header.
- * Counts (for means, and to tell who logged a key) travel in a second, plain MPI_SUM allreduce, and
- * only when needed: need_counts (max over ranks) is 0 when every rank logged each mean metric
- * exactly once, the usual one-value-per-step case, where the count is the number of ranks. */
+/* The packed vector is one MPI element of a contiguous type, so MPI never splits it and the op
+ * always sees the header:
+ *   fast path:  [mismatch, layout hash, some rank logged nothing, some rank logged | a value per
+ *                layout key | a count per key with a count slot]
+ *   gathering:  [0, 0, 0, 0 | a value per union key | its count | 1 per key logged on this rank]
+ * combine() reduces each value with its key's op (mean and sum add, min, max), adds everything
+ * after the values, ORs the flags and raises the mismatch flag when two layout hashes differ. It is
+ * commutative and associative (NaN wins a min or max whatever the order), as MPI_Op_create(.., 1)
+ * promises, so any reduction tree gives every rank the same flags and counts. */
 
-#define HDR 5 /* header doubles */
-
-static const unsigned char *red_ops; /* per-key op for the vector being reduced (under g.mu) */
+static const unsigned char *red_ops; /* the op of each value slot (under g.mu) */
+static int red_nv;                   /* value slots; the rest after them is summed */
 
 static void combine(void *in_, void *inout_, int *len, MPI_Datatype *dt)
 {
@@ -296,20 +334,21 @@ static void combine(void *in_, void *inout_, int *len, MPI_Datatype *dt)
     double *io = inout_;
     int per = g.dtype_len;
     for (int el = 0; el < *len; el++, in += per, io += per) {
-        if (in[0] != io[0] || in[1] != 0)
-            io[1] = 1;
+        if (in[0] != 0 || in[1] != io[1])
+            io[0] = 1;
         io[2] = in[2] > io[2] ? in[2] : io[2];
-        io[3] = in[3] < io[3] ? in[3] : io[3];
-        io[4] = in[4] > io[4] ? in[4] : io[4];
-        int nk = per - HDR;
-        for (int k = 0; k < nk; k++) {
-            double a = in[HDR + k], *b = &io[HDR + k];
+        io[3] = in[3] > io[3] ? in[3] : io[3];
+        const double *a = in + HDR;
+        double *b = io + HDR;
+        for (int k = 0; k < red_nv; k++) {
             switch (red_ops[k]) {
-            case DJCT_REDUCE_MIN: *b = a < *b ? a : *b; break;
-            case DJCT_REDUCE_MAX: *b = a > *b ? a : *b; break;
-            default: *b += a;
+            case DJCT_REDUCE_MIN: b[k] = min_nan(a[k], b[k]); break;
+            case DJCT_REDUCE_MAX: b[k] = max_nan(a[k], b[k]); break;
+            default: b[k] += a[k];
             }
         }
+        for (int k = red_nv; k < per - HDR; k++)
+            b[k] += a[k];
     }
 }
 
@@ -326,272 +365,329 @@ static int set_dtype(int len)
     return 0;
 }
 
-static int cmp_entry(const void *a, const void *b) { return strcmp(((const entry *)a)->name, ((const entry *)b)->name); }
+static int multi(void) { return g.have_mpi && g.size > 1; }
 
-static double local_value(const entry *e)
+/* every rank gets the combined vector (one process: it already is) */
+static int reduce_vec(double *vec, int len, int nv, const unsigned char *ops)
 {
-    return e->op == DJCT_REDUCE_MIN ? e->min : e->op == DJCT_REDUCE_MAX ? e->max : e->sum;
+    if (!multi())
+        return 0;
+    int rc = set_dtype(len);
+    if (rc < 0)
+        return rc;
+    red_ops = ops;
+    red_nv = nv;
+    if (MPI_Allreduce(MPI_IN_PLACE, vec, 1, g.dtype, g.op, g.comm) != MPI_SUCCESS)
+        return djct_error_set(DJCT_EMPI, "logging flush: MPI_Allreduce of the packed metrics (%d doubles) failed",
+                              len);
+    return 0;
+}
+
+static double local_value(const entry *e, int op)
+{
+    return op == DJCT_REDUCE_MIN ? e->min : op == DJCT_REDUCE_MAX ? e->max : e->sum;
 }
 
 static double identity(int op) { return op == DJCT_REDUCE_MIN ? INFINITY : op == DJCT_REDUCE_MAX ? -INFINITY : 0.0; }
 
-/* result of a flush: names (borrowed from entries or the union), values */
+static double finish_value(int op, double v, double cnt) { return op == DJCT_REDUCE_MEAN ? v / cnt : v; }
+
+/* result of a flush: names and values, borrowed from g.lay until its next change */
 typedef struct {
     int n;
     const char **name;
     double *value;
-    int own; /* 1: name/value were allocated for this flush (slow path); 0: g.rname/g.rvalue */
 } reduced;
 
-static double finish_value(int op, double v, double cnt) { return op == DJCT_REDUCE_MEAN ? v / cnt : v; }
-
-/* the slow path: gather every rank's (op, name) list, reduce over the union */
-static int reduce_union(reduced *out, char **names_blob, unsigned char **ops_out)
+static void layout_free(layout *L)
 {
-    int rc = 0, mylen = 0;
-    out->own = 1;
+    free(L->arena);
+    free(L->name);
+    free(L->op);
+    free(L->cidx);
+    free(L->ident);
+    free(L->vec);
+    free(L->rname);
+    free(L->rvalue);
+    memset(L, 0, sizeof(*L));
+}
+
+/* room for n keys whose names take `bytes` with their NULs */
+static int layout_alloc(layout *L, int n, size_t bytes)
+{
+    size_t m = (size_t)n + 1;
+    memset(L, 0, sizeof(*L));
+    L->arena = malloc(bytes + 1);
+    L->name = malloc(sizeof(char *) * m);
+    L->op = malloc(m);
+    L->cidx = malloc(sizeof(int) * m);
+    L->ident = malloc(sizeof(double) * 2 * m);
+    L->vec = malloc(sizeof(double) * (HDR + 3 * m));
+    L->rname = malloc(sizeof(char *) * m);
+    L->rvalue = malloc(sizeof(double) * m);
+    if (!L->arena || !L->name || !L->op || !L->cidx || !L->ident || !L->vec || !L->rname || !L->rvalue) {
+        layout_free(L);
+        return djct_error_oom();
+    }
+    return 0;
+}
+
+static int layout_find(const layout *L, const char *name)
+{
+    int lo = 0, hi = L->n - 1;
+    while (lo <= hi) {
+        int mid = lo + (hi - lo) / 2, c = strcmp(L->name[mid], name);
+        if (c == 0)
+            return mid;
+        if (c < 0)
+            lo = mid + 1;
+        else
+            hi = mid - 1;
+    }
+    return -1;
+}
+
+/* the entries' slots follow a new layout (binary search: only when the layout changes) */
+static void layout_map_entries(void)
+{
+    for (int i = 0; i < g.n; i++)
+        g.e[i].slot = layout_find(&g.lay, g.e[i].name);
+}
+
+/* Fast path: my values are already in the vector (slot_add). I raise the mismatch flag when my
+ * keys did not fit the layout: a key outside it, another op, a mean without a count slot logged
+ * more than once, or (when I logged anything) a key without a count slot that I did not log. A rank
+ * that logged nothing says so instead: whether that breaks the layout depends on whether anybody
+ * logged (see reduce_all). */
+static double *layout_vec(void) { return g.lay.vec ? g.lay.vec : g.hdr_only; }
+
+static void layout_header(void)
+{
+    layout *L = &g.lay;
+    double *vec = layout_vec();
+    vec[0] = g.misfit || (g.live > 0 && g.uncounted != L->n - L->ncnt);
+    vec[1] = L->hash;
+    vec[2] = g.live == 0;
+    vec[3] = g.live > 0;
+}
+
+/* after every flush: the vector back to the identities, nothing logged */
+static void layout_clear(void)
+{
+    layout *L = &g.lay;
+    if (L->n)
+        memcpy(L->vec + HDR, L->ident, sizeof(double) * (size_t)(L->n + L->ncnt));
+    g.misfit = 0;
+    g.uncounted = 0;
+}
+
+/* Fast path, unpack: a key without a count slot was logged by every rank, once if a mean. Only
+ * rank 0 writes the row; the others need the number of keys alone (does the step advance?). */
+static void layout_unpack(reduced *out)
+{
+    layout *L = &g.lay;
+    const double *v = L->vec + HDR, *c = v + L->n;
+    int n = 0;
+    out->name = L->rname;
+    out->value = L->rvalue;
+    if (L->ncnt == 0) { /* every key, in layout order: rname is set at install */
+        out->n = L->n;
+        if (g.rank != 0)
+            return;
+        double d = (double)g.size;
+        for (int k = 0; k < L->n; k++)
+            L->rvalue[k] = L->op[k] == DJCT_REDUCE_MEAN ? v[k] / d : v[k];
+        return;
+    }
+    for (int k = 0; k < L->n; k++) {
+        double cnt = L->cidx[k] >= 0 ? c[L->cidx[k]] : (double)g.size;
+        if (cnt == 0)
+            continue;
+        L->rname[n] = L->name[k];
+        L->rvalue[n++] = finish_value(L->op[k], v[k], cnt);
+    }
+    out->n = n;
+}
+
+typedef struct {
+    const char *name;
+    int op, pos;
+} cand;
+
+static int cmp_cand(const void *a, const void *b)
+{
+    const cand *x = a, *y = b;
+    int c = strcmp(x->name, y->name);
+    return c ? c : (x->pos > y->pos) - (x->pos < y->pos);
+}
+
+/* The gathering path: every rank learns every rank's (op, name) list, the union becomes the new
+ * layout (the lowest rank's op wins a name logged with different ops) and one packed reduction
+ * over it gives the result: a key is reduced over the ranks that logged it. Every allocation is
+ * sized from collective results and checked collectively before the next collective, so a rank
+ * out of memory makes every rank drop this row alike instead of leaving the others waiting. */
+static int reduce_gather(reduced *out)
+{
+    layout nl = {0};
+    char *mine = NULL, *all = NULL;
+    cand *c = NULL;
+    int rc = 0, mylen = -1;
+    size_t bytes = 0;
     for (int i = 0; i < g.n; i++)
         if (g.e[i].cnt > 0)
-            mylen += (int)strlen(g.e[i].name) + 2;
-    int *lens = calloc((size_t)g.size, sizeof(int)), *displs = calloc((size_t)g.size, sizeof(int));
-    char *mine = malloc((size_t)mylen + 1), *all = NULL;
-    double *vec = NULL;
-    unsigned char *ops = NULL;
-    const char **uname = NULL;
-    if (!lens || !displs || !mine) {
-        rc = djct_error_oom();
-        goto done;
+            bytes += strlen(g.e[i].name) + 2;
+    if (bytes <= INT32_MAX && (mine = malloc(bytes + 1)) != NULL) {
+        char *p = mine;
+        for (int i = 0; i < g.n; i++) {
+            if (g.e[i].cnt == 0)
+                continue;
+            *p++ = (char)('0' + g.e[i].op);
+            size_t l = strlen(g.e[i].name) + 1;
+            memcpy(p, g.e[i].name, l);
+            p += l;
+        }
+        mylen = (int)bytes;
     }
-    char *p = mine;
-    for (int i = 0; i < g.n; i++) {
-        if (g.e[i].cnt == 0)
-            continue;
-        *p++ = (char)('0' + g.e[i].op);
-        size_t l = strlen(g.e[i].name) + 1;
-        memcpy(p, g.e[i].name, l);
-        p += l;
-    }
-    if (MPI_Allgather(&mylen, 1, MPI_INT, lens, 1, MPI_INT, g.comm) != MPI_SUCCESS) {
+    if (!multi())
+        g.lens[0] = mylen;
+    else if (MPI_Allgather(&mylen, 1, MPI_INT, g.lens, 1, MPI_INT, g.comm) != MPI_SUCCESS) {
         rc = djct_error_set(DJCT_EMPI, "logging flush: MPI_Allgather of key-list sizes failed");
         goto done;
     }
     int64_t total = 0;
     for (int r = 0; r < g.size; r++) {
-        displs[r] = (int)total;
-        total += lens[r];
+        if (g.lens[r] < 0) {
+            rc = djct_error_set(DJCT_ENOMEM, "logging flush: rank %d could not pack its %s key names (out of "
+                                "memory or over 2 GiB); this row is dropped on every rank", r,
+                                r == g.rank ? "" : "(not this rank's)");
+            goto drop;
+        }
+        g.displs[r] = (int)(total < INT32_MAX ? total : 0);
+        total += g.lens[r];
     }
-    if (total > INT32_MAX || !(all = malloc((size_t)total + 1))) {
-        rc = total > INT32_MAX ? djct_error_set(DJCT_EINVAL, "logging flush: key names exceed 2 GiB") : djct_error_oom();
+    if (total > INT32_MAX) {
+        rc = djct_error_set(DJCT_EINVAL, "logging flush: the key names of all ranks take %" PRId64 " bytes, more "
+                            "than MPI can gather (2 GiB); log fewer or shorter names (this row is dropped)", total);
+        goto drop;
+    }
+    int maxkeys = (int)(total / 3); /* each name takes an op digit, a character and a NUL at least */
+    int ok = (all = malloc((size_t)total + 1)) != NULL && (c = malloc(sizeof(cand) * ((size_t)maxkeys + 1))) != NULL &&
+             layout_alloc(&nl, maxkeys, (size_t)total) == 0;
+    int all_ok = ok;
+    if (multi() && MPI_Allreduce(&ok, &all_ok, 1, MPI_INT, MPI_MIN, g.comm) != MPI_SUCCESS) {
+        rc = djct_error_set(DJCT_EMPI, "logging flush: MPI_Allreduce of the allocation check failed");
         goto done;
     }
-    if (MPI_Allgatherv(mine, mylen, MPI_CHAR, all, lens, displs, MPI_CHAR, g.comm) != MPI_SUCCESS) {
+    if (!all_ok) {
+        rc = djct_error_set(DJCT_ENOMEM, "logging flush: %s ran out of memory for the key lists of all ranks "
+                            "(%" PRId64 " bytes); this row is dropped on every rank", ok ? "another rank" : "this rank",
+                            total);
+        goto drop;
+    }
+    if (!multi())
+        memcpy(all, mine, (size_t)total);
+    else if (MPI_Allgatherv(mine, mylen, MPI_CHAR, all, g.lens, g.displs, MPI_CHAR, g.comm) != MPI_SUCCESS) {
         rc = djct_error_set(DJCT_EMPI, "logging flush: MPI_Allgatherv of key names failed");
         goto done;
     }
-    /* union of names in rank order (the lowest rank's op wins), then sorted */
-    int ucap = 64, un = 0;
-    entry *u = malloc(sizeof(entry) * (size_t)ucap);
-    if (!u) {
-        rc = djct_error_oom();
-        goto done;
+    /* the union, sorted by name; among equal names the first (lowest rank) comes first */
+    int nc = 0;
+    for (int64_t off = 0; off < total; nc++) {
+        c[nc] = (cand){all + off + 1, all[off] - '0', nc};
+        off += (int64_t)strlen(all + off + 1) + 2;
     }
-    for (int64_t off = 0; off < total;) {
-        int op = all[off] - '0';
-        const char *nm = all + off + 1;
-        off += (int64_t)strlen(nm) + 2;
-        int dup = 0;
-        for (int i = 0; i < un && !dup; i++) /* first flushes only: O(U^2) is fine */
-            dup = strcmp(u[i].name, nm) == 0;
-        if (dup)
+    if (nc > 1)
+        qsort(c, (size_t)nc, sizeof(cand), cmp_cand);
+    char *a = nl.arena;
+    for (int i = 0; i < nc; i++) {
+        if (i > 0 && strcmp(c[i].name, c[i - 1].name) == 0)
             continue;
-        if (un == ucap) {
-            entry *nu = realloc(u, sizeof(entry) * (size_t)(ucap *= 2));
-            if (!nu) {
-                free(u);
-                rc = djct_error_oom();
-                goto done;
-            }
-            u = nu;
-        }
-        u[un++] = (entry){(char *)nm, op, 0, 0, 0, 0, 0};
+        size_t l = strlen(c[i].name) + 1;
+        memcpy(a, c[i].name, l);
+        nl.name[nl.n] = a;
+        nl.op[nl.n++] = (unsigned char)c[i].op;
+        a += l;
     }
-    if (un > 1)
-        qsort(u, (size_t)un, sizeof(entry), cmp_entry);
-    vec = calloc(HDR + 2 * (size_t)un, sizeof(double)); /* header, values, then counts */
-    ops = malloc((size_t)un + 1);
-    uname = malloc(sizeof(char *) * ((size_t)un + 1));
-    out->value = malloc(sizeof(double) * ((size_t)un + 1));
-    if (!vec || !ops || !uname || !out->value) {
-        free(u);
-        rc = djct_error_oom();
+    layout_free(&g.lay);
+    g.lay = nl;
+    nl = (layout){0};
+    layout_map_entries();
+    /* one reduction over the union: values, counts, and how many ranks logged each key */
+    layout *L = &g.lay;
+    double *v = L->vec + HDR, *cnt = v + L->n, *logged = cnt + L->n;
+    for (int k = 0; k < L->n; k++) {
+        v[k] = identity(L->op[k]);
+        cnt[k] = logged[k] = 0;
+    }
+    for (int i = 0; i < g.n; i++) {
+        const entry *e = &g.e[i];
+        if (e->cnt == 0 || e->slot < 0)
+            continue;
+        v[e->slot] = local_value(e, L->op[e->slot]);
+        cnt[e->slot] = e->cnt;
+        logged[e->slot] = 1;
+    }
+    L->vec[0] = L->vec[1] = L->vec[2] = L->vec[3] = 0;
+    if ((rc = reduce_vec(L->vec, HDR + 3 * L->n, L->n, L->op)) < 0)
         goto done;
+    /* every union key was logged somewhere (cnt > 0): the result is the layout in order, which is
+     * also the names the fast path's unpack expects. The next flush's layout has a count slot
+     * where this flush needed one, and starts its vector from the identities. */
+    uint64_t h = 1469598103934665603ULL;
+    L->ncnt = 0;
+    for (int k = 0; k < L->n; k++) {
+        L->rname[k] = L->name[k];
+        L->rvalue[k] = finish_value(L->op[k], v[k], cnt[k]);
+        int every_once = logged[k] == g.size && (L->op[k] != DJCT_REDUCE_MEAN || cnt[k] == g.size);
+        L->cidx[k] = every_once ? -1 : L->ncnt++;
+        h = (fnv(L->name[k], h) ^ (uint64_t)(L->op[k] + 1) ^ (every_once ? 0 : 16)) * 1099511628211ULL;
     }
-    double *cnt = vec + HDR + un;
-    /* my entries are sorted too: merge (entries not logged in this flush count as absent) */
-    for (int i = 0, j = 0; i < un; i++) {
-        ops[i] = (unsigned char)u[i].op;
-        while (j < g.n && strcmp(g.e[j].name, u[i].name) < 0)
-            j++;
-        if (j < g.n && g.e[j].cnt > 0 && strcmp(g.e[j].name, u[i].name) == 0) {
-            vec[HDR + i] = local_value(&g.e[j]);
-            cnt[i] = g.e[j].cnt;
-        } else {
-            vec[HDR + i] = identity(u[i].op);
-        }
+    L->hash = (double)(h & ((1ULL << 52) - 1));
+    for (int k = 0; k < L->n; k++) {
+        L->ident[k] = identity(L->op[k]);
+        if (L->cidx[k] >= 0)
+            L->ident[L->n + L->cidx[k]] = 0;
     }
-    if ((rc = set_dtype(HDR + un)) < 0) {
-        free(u);
-        goto done;
-    }
-    red_ops = ops;
-    if (MPI_Allreduce(MPI_IN_PLACE, vec, 1, g.dtype, g.op, g.comm) != MPI_SUCCESS ||
-        MPI_Allreduce(MPI_IN_PLACE, cnt, un, MPI_DOUBLE, MPI_SUM, g.comm) != MPI_SUCCESS) {
-        free(u);
-        rc = djct_error_set(DJCT_EMPI, "logging flush: MPI_Allreduce over the key union failed");
-        goto done;
-    }
-    out->n = 0;
-    for (int i = 0; i < un; i++) {
-        if (cnt[i] > 0) {
-            uname[out->n] = u[i].name;
-            out->value[out->n++] = finish_value(u[i].op, vec[HDR + i], cnt[i]);
-        }
-    }
-    out->name = uname;
-    uname = NULL;
-    g.cap = un;
-    free(u);
-    *names_blob = all;
-    all = NULL;
+    out->n = L->n;
+    out->name = L->rname;
+    out->value = L->rvalue;
+    goto done;
+drop: /* agreed by all ranks: start again from an empty layout */
+    layout_free(&g.lay);
+    layout_map_entries();
 done:
-    free(lens);
-    free(displs);
+    layout_free(&nl);
     free(mine);
     free(all);
-    free(vec);
-    free(uname);
-    if (ops_out)
-        *ops_out = ops;
-    else
-        free(ops);
+    free(c);
     return rc;
 }
 
-static int work_reserve(int keys)
-{
-    if (keys <= g.wcap)
-        return 0;
-    int c = keys < 64 ? 64 : keys;
-    double *v = realloc(g.vec, sizeof(double) * (HDR + (size_t)c)), *rv = NULL;
-    if (v)
-        g.vec = v;
-    double *cn = v ? realloc(g.cnts, sizeof(double) * (size_t)c) : NULL;
-    if (cn)
-        g.cnts = cn;
-    unsigned char *o = cn ? realloc(g.ops, (size_t)c) : NULL;
-    if (o)
-        g.ops = o;
-    const char **rn = o ? realloc(g.rname, sizeof(char *) * (size_t)c) : NULL;
-    if (rn)
-        g.rname = rn;
-    if (rn && (rv = realloc(g.rvalue, sizeof(double) * (size_t)c)) != NULL)
-        g.rvalue = rv;
-    if (!rv)
-        return djct_error_oom();
-    g.wcap = c;
-    return 0;
-}
-
 /* Reduce the buffer over all ranks. Every rank reaches the same decisions from collective results.
- * The steady state (same names as the last flush, each mean metric logged once per rank) costs one
- * pass over the entries and one MPI_Allreduce of HDR + keys doubles: entries stay sorted and indexed across flushes, each carries the hash of its
- * (name, op), and the buffers are kept, so nothing here sorts, hashes strings or allocates. That
- * matters at 2 ranks, where the collective itself takes about 1-2 us. */
-static int reduce_all(reduced *out, char **blob, unsigned char **ops_keep, int *fast)
+ * The steady state (the keys of the agreed layout) is one pass to pack, one MPI_Allreduce of
+ * HDR + keys (+ count slots) doubles and one pass to unpack: nothing here sorts, hashes or compares
+ * names, or allocates. That matters at 2 ranks, where the collective itself takes about 1-2 us. */
+static int reduce_all(reduced *out, int *fast)
 {
     out->n = 0;
     out->name = NULL;
     out->value = NULL;
-    out->own = 0;
-    *blob = NULL;
-    *ops_keep = NULL;
-    *fast = 1;
-    if (!g.sorted) { /* new names since the last sort: once, not per flush */
-        if (g.n > 1)
-            qsort(g.e, (size_t)g.n, sizeof(entry), cmp_entry);
-        int rc = index_rebuild(g.icap ? g.icap : 64); /* qsort moved the entries */
-        if (rc < 0)
-            return rc;
-        g.sorted = 1;
-    }
-    int K = g.cap, rc;
-    if ((rc = work_reserve(g.live > K ? g.live : K)) < 0)
-        return rc;
-    out->name = g.rname;
-    out->value = g.rvalue;
-    if (!g.have_mpi || g.size == 1) {
-        for (int i = 0; i < g.n; i++) {
-            if (g.e[i].cnt > 0) {
-                out->name[out->n] = g.e[i].name;
-                out->value[out->n++] = finish_value(g.e[i].op, local_value(&g.e[i]), g.e[i].cnt);
-            }
-        }
-        return 0;
-    }
-    double *vec = g.vec, *cnt = g.cnts;
-    unsigned char *ops = g.ops;
-    uint64_t h = 1469598103934665603ULL;
-    int need_counts = 0;
-    if (g.live <= K) {
-        int k = 0;
-        for (int i = 0; i < g.n; i++) {
-            const entry *e = &g.e[i];
-            if (e->cnt == 0)
-                continue;
-            h = (h ^ e->h) * 1099511628211ULL;
-            ops[k] = (unsigned char)e->op;
-            vec[HDR + k] = local_value(e);
-            cnt[k] = e->cnt;
-            need_counts |= e->op == DJCT_REDUCE_MEAN && e->cnt != 1;
-            k++;
-        }
-        for (; k < K; k++) { /* the agreed vector is longer than my key set: the hash differs anyway */
-            ops[k] = DJCT_REDUCE_SUM;
-            vec[HDR + k] = cnt[k] = 0;
-        }
-    } else {
-        memset(vec + HDR, 0, sizeof(double) * (size_t)K);
-        memset(ops, DJCT_REDUCE_SUM, (size_t)K);
-    }
-    vec[0] = (double)(h & ((1ULL << 52) - 1));
-    vec[1] = g.live > K ? 1 : 0; /* too many keys for the agreed vector: take the slow path */
-    vec[2] = vec[3] = g.live;
-    vec[4] = need_counts;
-    if ((rc = set_dtype(HDR + K)) < 0)
-        return rc;
-    red_ops = ops;
-    if (MPI_Allreduce(MPI_IN_PLACE, vec, 1, g.dtype, g.op, g.comm) != MPI_SUCCESS)
-        return djct_error_set(DJCT_EMPI, "logging flush: MPI_Allreduce of the packed metrics failed");
-    if (vec[1] == 0 && vec[2] == vec[3]) {
-        /* every rank logged exactly my keys with the same ops; every rank saw the same vec[4] */
-        if (vec[4] != 0 && MPI_Allreduce(MPI_IN_PLACE, cnt, K, MPI_DOUBLE, MPI_SUM, g.comm) != MPI_SUCCESS)
-            return djct_error_set(DJCT_EMPI, "logging flush: MPI_Allreduce of the metric counts failed");
-        int k = 0;
-        for (int i = 0; i < g.n; i++) {
-            if (g.e[i].cnt > 0) {
-                out->name[k] = g.e[i].name;
-                out->value[k] = finish_value(g.e[i].op, vec[HDR + k], vec[4] != 0 ? cnt[k] : g.size);
-                k++;
-            }
-        }
-        out->n = k;
-        g.cap = g.live; /* shrink to what is used */
-        return 0;
-    }
     *fast = 0;
-    out->name = NULL;
-    out->value = NULL;
-    return reduce_union(out, blob, ops_keep);
+    layout *L = &g.lay;
+    double *vec = layout_vec();
+    layout_header();
+    int rc = reduce_vec(vec, HDR + L->n + L->ncnt, L->n, L->op);
+    if (rc < 0)
+        return rc;
+    /* agreed: no rank's keys broke the layout, and if a rank logged nothing while others logged,
+     * every key has a count slot. Nobody logged at all: no row, and the layout stays. */
+    if (vec[0] == 0 && (vec[3] == 0 || vec[2] == 0 || L->ncnt == L->n)) {
+        if (vec[3] != 0)
+            layout_unpack(out);
+        *fast = 1;
+        return 0;
+    }
+    return reduce_gather(out);
 }
 
 /* ---- rank 0's sinks ------------------------------------------------------------------------------- */
@@ -906,10 +1002,8 @@ int djct_log_flush(const char *prefix, int64_t step)
         return 0;
     }
     reduced red;
-    char *blob;
-    unsigned char *ops;
     double t0 = mono_s();
-    int fast, rc = reduce_all(&red, &blob, &ops, &fast);
+    int fast, rc = reduce_all(&red, &fast);
     g.stats.reduce_seconds += mono_s() - t0;
     g.stats.flushes++;
     g.stats.fast_flushes += rc == 0 && fast;
@@ -924,13 +1018,8 @@ int djct_log_flush(const char *prefix, int64_t step)
                 rc = write_row(&red, prefix ? prefix : "", s);
         }
     }
-    buffer_reset(); /* the fast path's names are the buffer's own */
-    if (red.own) {
-        free(red.name);
-        free(red.value);
-    }
-    free(blob);
-    free(ops);
+    buffer_reset();
+    layout_clear();
     pthread_mutex_unlock(&g.mu);
     return rc;
 }
@@ -1105,6 +1194,9 @@ static int init_rank0(const djct_log_options *o, int *mode_out)
             mode = DJCT_LOG_MODE_ONLINE;
         }
     }
+    const char *ca = NULL, *ca_source;
+    if (mode == DJCT_LOG_MODE_ONLINE && (rc = wb_resolve_ca(o->ca_bundle, &ca, &ca_source)) < 0)
+        return rc;
     const char *id = env_or(o->run_id, "WANDB_RUN_ID");
     if (id) {
         if (!valid_run_id(id))
@@ -1190,6 +1282,7 @@ static int init_rank0(const djct_log_options *o, int *mode_out)
         wc.batch_interval_s = o->batch_interval_s;
         wc.heartbeat_s = o->heartbeat_s;
         wc.insecure = o->insecure;
+        wc.ca_bundle = ca;
         if ((rc = wb_uploader_create(&g.up, &wc)) < 0 || (rc = wb_uploader_start(g.up)) < 0)
             return rc;
     }
@@ -1218,17 +1311,10 @@ static void release_all(void)
     g.e = NULL;
     g.index = NULL;
     g.ecap = g.icap = 0;
-    free(g.vec);
-    free(g.cnts);
-    free(g.ops);
-    free(g.rname);
-    free(g.rvalue);
-    g.vec = NULL;
-    g.cnts = NULL;
-    g.ops = NULL;
-    g.rname = NULL;
-    g.rvalue = NULL;
-    g.wcap = 0;
+    layout_free(&g.lay);
+    free(g.lens);
+    free(g.displs);
+    g.lens = g.displs = NULL;
     cJSON_Delete(g.summary);
     cJSON_Delete(g.summary_user);
     cJSON_Delete(g.config);
@@ -1296,6 +1382,8 @@ int djct_log_init(const djct_log_options *opts)
         MPI_Op_create(combine, 1, &g.op);
         g.have_mpi = 1;
     }
+    g.lens = calloc((size_t)g.size, sizeof(int));
+    g.displs = calloc((size_t)g.size, sizeof(int));
     /* rank 0 decides; everyone learns the outcome (and no rank waits for a rank that failed) */
     struct {
         int rc, mode;
@@ -1313,6 +1401,13 @@ int djct_log_init(const djct_log_options *opts)
     if (g.have_mpi && g.size > 1 &&
         MPI_Bcast(&shared, (int)sizeof(shared), MPI_BYTE, 0, g.comm) != MPI_SUCCESS)
         shared.rc = djct_error_set(DJCT_EMPI, "djct_log_init: MPI_Bcast of the run settings failed");
+    /* the flush's gathering buffers: a rank without them could not take part, so all give up alike */
+    int ok = g.lens && g.displs, all_ok = ok;
+    if (g.have_mpi && g.size > 1 && MPI_Allreduce(&ok, &all_ok, 1, MPI_INT, MPI_MIN, g.comm) != MPI_SUCCESS)
+        all_ok = 0;
+    if (shared.rc == 0 && !all_ok)
+        shared.rc = djct_error_set(DJCT_ENOMEM, "djct_log_init: %s is out of memory (%d ints for the flush)",
+                                   ok ? "another rank" : "this rank", 2 * g.size);
     if (shared.rc < 0) {
         if (g.rank != 0)
             djct_error_set(shared.rc, "logging init failed on rank 0: %s", shared.msg);
@@ -1461,6 +1556,13 @@ int djct_log_sync(const char *run_dir, const djct_sync_options *opts, int64_t *l
         cJSON_Delete(run);
         return rc;
     }
+    const char *ca, *ca_source;
+    if ((rc = wb_resolve_ca(o->ca_bundle, &ca, &ca_source)) < 0) {
+        memset(key, 0, strlen(key));
+        free(key);
+        cJSON_Delete(run);
+        return rc;
+    }
     int finished = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(run, "finished"));
     int preempted = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(run, "preempted"));
     cJSON *ec = cJSON_GetObjectItemCaseSensitive(run, "exit_code");
@@ -1479,6 +1581,7 @@ int djct_log_sync(const char *run_dir, const djct_sync_options *opts, int64_t *l
     wc.init_timeout_s = total;
     wb_uploader *u = NULL;
     wc.insecure = o->insecure;
+    wc.ca_bundle = ca;
     rc = wb_uploader_create(&u, &wc);
     memset(key, 0, strlen(key));
     free(key);

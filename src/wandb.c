@@ -141,6 +141,29 @@ static char *key_from_netrc(const char *path, const char *machine, char *warn, s
     return key;
 }
 
+int wb_resolve_ca(const char *explicit_path, const char **path, const char **source)
+{
+    static const char *const vars[] = {"REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "SSL_CERT_FILE"};
+    *path = NULL;
+    *source = "system";
+    if (explicit_path && *explicit_path) {
+        *path = explicit_path;
+        *source = "the ca_bundle option";
+    }
+    for (size_t i = 0; !*path && i < sizeof(vars) / sizeof(vars[0]); i++) {
+        const char *v = getenv(vars[i]);
+        if (v && *v) {
+            *path = v;
+            *source = vars[i];
+        }
+    }
+    struct stat st;
+    if (*path && (stat(*path, &st) != 0 || !S_ISREG(st.st_mode) || access(*path, R_OK) != 0))
+        return djct_error_set(DJCT_EINVAL, "CA bundle '%s' (from %s) is not a readable file; point it at the PEM "
+                              "file of the CA that signed the server's certificate, or unset it", *path, *source);
+    return 0;
+}
+
 int wb_resolve_key(const char *base_url, const char *explicit_key, char **key, const char **source,
                    char *warn, size_t warn_size)
 {
@@ -242,7 +265,7 @@ static size_t on_header(char *p, size_t sz, size_t nm, void *ud)
 
 struct wb_uploader {
     wb_config cfg;             /* strings below are owned copies */
-    char *dir, *base_url, *api_key, *entity_override, *project_override;
+    char *dir, *base_url, *api_key, *entity_override, *project_override, *ca_bundle;
     CURL *curl;
     pthread_t thread;
     int started;
@@ -327,6 +350,10 @@ static long http_post(wb_uploader *u, const char *url, const char *body, wb_buf 
     curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, (long)(u->cfg.http_timeout_s * 1000));
     curl_easy_setopt(c, CURLOPT_SSL_VERIFYPEER, u->cfg.insecure ? 0L : 1L);
     curl_easy_setopt(c, CURLOPT_SSL_VERIFYHOST, u->cfg.insecure ? 0L : 2L);
+    if (u->ca_bundle) { /* exactly these CAs: not also the compiled-in CA directory */
+        curl_easy_setopt(c, CURLOPT_CAINFO, u->ca_bundle);
+        curl_easy_setopt(c, CURLOPT_CAPATH, NULL);
+    }
     curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
     curl_easy_setopt(c, CURLOPT_WRITEDATA, reply);
     curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
@@ -346,6 +373,11 @@ static long http_post(wb_uploader *u, const char *url, const char *body, wb_buf 
 }
 
 enum { KIND_FILESTREAM, KIND_UPSERT };
+
+#define TLS_HINT                                                                                   \
+    "; the server's TLS certificate is not trusted: set ca_bundle (or REQUESTS_CA_BUNDLE, "        \
+    "djct_sync --ca-bundle) to its CA's PEM file, or, for a server you trust, turn verification " \
+    "off explicitly (insecure, djct_sync --insecure)"
 
 /* §4 RetryMostFailures; UpsertBucket also retries 409 */
 static int retryable(int kind, long status, CURLcode cerr)
@@ -406,7 +438,9 @@ static int post_retry(wb_uploader *u, int kind, const char *what, const char *ur
                                   u->base_url, why);
         if (!retryable(kind, st, cerr))
             return djct_error_set(DJCT_EIO, "%s to %s: %s, a final answer (not retried)%s", what, u->base_url, why,
-                                  st == 401 || st == 403 ? "; check the API key" : "");
+                                  st == 401 || st == 403                   ? "; check the API key"
+                                  : cerr == CURLE_PEER_FAILED_VERIFICATION ? TLS_HINT
+                                                                           : "");
         double wait;
         if (ra >= 0) {
             wait = ra < u->cfg.retry_max_s ? ra : u->cfg.retry_max_s;
@@ -862,6 +896,7 @@ int wb_uploader_create(wb_uploader **out, const wb_config *cfg)
     u->api_key = dup_or_null(cfg->api_key);
     u->entity_override = dup_or_null(cfg->entity);
     u->project_override = dup_or_null(cfg->project);
+    u->ca_bundle = dup_or_null(cfg->ca_bundle);
     size_t bl = strlen(u->base_url);
     while (bl > 0 && u->base_url[bl - 1] == '/')
         u->base_url[--bl] = '\0';
@@ -1017,6 +1052,7 @@ void wb_uploader_free(wb_uploader *u)
     free(u->base_url);
     free(u->entity_override);
     free(u->project_override);
+    free(u->ca_bundle);
     free(u->entity);
     free(u->project);
     free(u->storage_id);

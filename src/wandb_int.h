@@ -18,6 +18,12 @@
 int wb_resolve_key(const char *base_url, const char *explicit_key, char **key, const char **source,
                    char *warn, size_t warn_size);
 
+/* The CA bundle to verify servers with: explicit > $REQUESTS_CA_BUNDLE > $CURL_CA_BUNDLE >
+ * $SSL_CERT_FILE (the first non-empty), else *path NULL (the system's CAs). *source names where it
+ * came from. Returns 0, or DJCT_EINVAL when the file cannot be read (the message names it and the
+ * variable it came from). *path is borrowed from `explicit_path` or the environment. */
+int wb_resolve_ca(const char *explicit_path, const char **path, const char **source);
+
 typedef struct {
     const char *dir;            /* run directory (read: run.json, config.json, history, summary) */
     const char *base_url;       /* no trailing '/' */
@@ -30,6 +36,7 @@ typedef struct {
     double batch_interval_s;
     double heartbeat_s;
     int insecure;
+    const char *ca_bundle;      /* PEM file of the CAs to trust, NULL: the system's (wb_resolve_ca) */
     size_t max_request_bytes;   /* 0: 4 MiB of history per request */
     size_t big_batch_bytes;     /* 0: 256 KiB pending wakes the thread before the interval */
 } wb_config;

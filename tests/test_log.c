@@ -9,7 +9,7 @@
 #include "wandb_testlib.h"
 
 static char tmp[256];
-static test_srv servers[5]; /* spawned together at the start: python starts slowly */
+static test_srv servers[6]; /* spawned together at the start: python starts slowly */
 
 static djct_log_options base_opts(const char *runs)
 {
@@ -462,6 +462,24 @@ static void test_final_4xx_then_sync(void)
     srv_stop(&s);
 }
 
+/* run the djct_sync app on `dir` with the key in its environment (and `env`, "VAR=value " or "");
+ * it must succeed and say `expect`, and never the key */
+static void sync_app(const char *env, const char *dir, const char *expect)
+{
+    char cmd[4096];
+    const char *build = getenv("BUILD") ? getenv("BUILD") : "build";
+    snprintf(cmd, sizeof(cmd), "%sWANDB_API_KEY=%s %s/bin/djct_sync --retry-min 0.05 %s > %s/sync.out 2>&1", env,
+             TEST_KEY, build, dir, tmp);
+    int rc = system(cmd);
+    CHECK(rc == 0);
+    snprintf(cmd, sizeof(cmd), "%s/sync.out", tmp);
+    char *out = t_slurp(cmd);
+    CHECK(out && strstr(out, expect) && !strstr(out, TEST_KEY));
+    if (rc != 0 && out)
+        fprintf(stderr, "djct_sync said: %s\n", out);
+    free(out);
+}
+
 static void test_offline_then_sync(void)
 {
     test_srv s = servers[3];
@@ -487,20 +505,7 @@ static void test_offline_then_sync(void)
     CHECK(cJSON_GetArraySize(reqs) == 0);
     cJSON_Delete(reqs);
 
-    /* the app, as a user runs it */
-    char cmd[2048];
-    const char *build = getenv("BUILD") ? getenv("BUILD") : "build";
-    setenv("WANDB_API_KEY", TEST_KEY, 1);
-    snprintf(cmd, sizeof(cmd), "%s/bin/djct_sync --retry-min 0.05 %s > %s/sync.out 2>&1", build, dir, tmp);
-    int rc = system(cmd);
-    unsetenv("WANDB_API_KEY");
-    CHECK(rc == 0);
-    snprintf(cmd, sizeof(cmd), "%s/sync.out", tmp);
-    char *out = t_slurp(cmd);
-    CHECK(out && strstr(out, "7 history lines") && !strstr(out, TEST_KEY));
-    if (rc != 0 && out)
-        fprintf(stderr, "djct_sync said: %s\n", out);
-    free(out);
+    sync_app("", dir, "7 history lines"); /* the app, as a user runs it */
     cJSON *st = srv_state(&s), *run = srv_run(st, "test-entity/proj/off1");
     CHECK(history_exact(srv_file(run, "wandb-history.jsonl"), 7, 0));
     CHECK(cJSON_IsTrue(cJSON_GetObjectItem(run, "complete")) && json_num(run, "exitcode") == 2);
@@ -589,6 +594,161 @@ static void test_preempt_and_slow(void)
     srv_stop(&s);
 }
 
+/* ---- HTTPS ------------------------------------------------------------------------------------- */
+
+static char tls_dir[600];
+static int have_tls; /* openssl made a CA, a server certificate it signed, and an unrelated CA */
+
+static int make_certs(void)
+{
+    snprintf(tls_dir, sizeof(tls_dir), "%s/tls", tmp);
+    char cmd[4096];
+    snprintf(cmd, sizeof(cmd),
+             "command -v openssl >/dev/null && mkdir -p %s && cd %s && "
+             "K='-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes' && "
+             "openssl req -x509 $K -keyout ca.key -out ca.pem -days 2 -subj '/CN=djct test CA' && "
+             "openssl req -x509 $K -keyout other-ca.key -out other-ca.pem -days 2 -subj '/CN=djct other CA' && "
+             "openssl req $K -keyout srv.key -out srv.csr -subj '/CN=127.0.0.1' && "
+             "printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\n' > ext && "
+             "openssl x509 -req -in srv.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out srv.pem -days 2 "
+             "-extfile ext",
+             tls_dir, tls_dir);
+    char quiet[4200];
+    snprintf(quiet, sizeof(quiet), "(%s) >%s/openssl.log 2>&1", cmd, tmp);
+    return system(quiet) == 0 ? 0 : -1;
+}
+
+/* requests the server logged, by kind ("gql", "fs", "tls": a refused TLS handshake) */
+static int srv_count(test_srv *s, const char *kind)
+{
+    cJSON *reqs = srv_requests(s), *r;
+    int n = 0;
+    cJSON_ArrayForEach(r, reqs) n += !strcmp(cJSON_GetStringValue(cJSON_GetObjectItem(r, "kind")), kind);
+    cJSON_Delete(reqs);
+    return n;
+}
+
+static int log_rows_online(djct_log_options *o, const char *run_id, int rows, char *dir, size_t dir_size)
+{
+    o->run_id = run_id;
+    int rc = djct_log_init(o);
+    if (rc != 0)
+        return rc;
+    snprintf(dir, dir_size, "%s", djct_log_run_dir());
+    for (int i = 0; i < rows; i++) {
+        CHECK_OK(djct_log("t", i));
+        CHECK_OK(djct_log_flush(NULL, -1));
+    }
+    return 0;
+}
+
+/* TLS verification stays on unless turned off explicitly: a server whose certificate the system
+ * does not trust is refused with one line naming the certificate and both ways out, and the rows
+ * stay in the journal for djct_sync; the opt-out uploads; a CA bundle (option or environment)
+ * uploads with verification on, and one with another CA is still refused. */
+static void test_tls(void)
+{
+    if (!have_tls) {
+        harness_skip("no openssl CLI to make test certificates (scripts/install-deps.sh installs it)");
+        return;
+    }
+    test_srv s = servers[5];
+    if (srv_wait(&s) != 0) {
+        CHECK(!"wandb_server.py --tls-cert did not start");
+        return;
+    }
+    unsetenv("REQUESTS_CA_BUNDLE");
+    unsetenv("CURL_CA_BUNDLE");
+    unsetenv("SSL_CERT_FILE");
+    char runs[512], dir[1024], ca[700], other[700], p[1200];
+    snprintf(runs, sizeof(runs), "%s/runs-tls", tmp);
+    snprintf(ca, sizeof(ca), "%s/ca.pem", tls_dir);
+    snprintf(other, sizeof(other), "%s/other-ca.pem", tls_dir);
+    djct_log_options o = base_opts(runs);
+    o.mode = DJCT_LOG_MODE_ONLINE;
+    o.base_url = s.url;
+    o.api_key = TEST_KEY;
+
+    /* (a) the default: refused at the handshake, one line, nothing lost */
+    CHECK_OK(log_rows_online(&o, "tls1", 4, dir, sizeof(dir)));
+    djct_log_stats st = {0};
+    for (int i = 0; i < 200 && st.upload_state != 2; i++) {
+        t_sleep(0.05);
+        djct_log_get_stats(&st);
+    }
+    CHECK(st.upload_state == 2 && st.rows_acked == 0);
+    const char *w = djct_log_warnings();
+    CHECK(strstr(w, "certificate") && strstr(w, "ca_bundle") && strstr(w, "insecure") && !strstr(w, TEST_KEY));
+    CHECK_ERR(djct_log_finish(0), DJCT_EIO, "TLS certificate is not trusted");
+    const char *msg = djct_last_error();
+    CHECK(!strchr(msg, '\n') && strstr(msg, "djct_sync") && !strstr(msg, TEST_KEY));
+    snprintf(p, sizeof(p), "%s/history.jsonl", dir);
+    CHECK(t_count_lines(p) == 4);
+    for (int i = 0; i < 100 && srv_count(&s, "tls") == 0; i++)
+        t_sleep(0.02);
+    CHECK(srv_count(&s, "tls") >= 1 && srv_count(&s, "gql") == 0 && srv_count(&s, "fs") == 0);
+
+    /* djct_sync verifies by default too; a bundle with another CA is refused; a missing one is named */
+    djct_sync_options so = DJCT_SYNC_OPTIONS_INIT;
+    so.api_key = TEST_KEY;
+    so.retry_min_s = 0.05;
+    so.timeout_s = 20;
+    int64_t sent = -1;
+    CHECK_ERR(djct_log_sync(dir, &so, &sent), DJCT_EIO, "certificate");
+    CHECK(sent == 0);
+    so.ca_bundle = other;
+    CHECK_ERR(djct_log_sync(dir, &so, NULL), DJCT_EIO, "certificate");
+    so.ca_bundle = "/nonexistent/ca.pem";
+    CHECK_ERR(djct_log_sync(dir, &so, NULL), DJCT_EINVAL, "CA bundle '/nonexistent/ca.pem' (from the ca_bundle");
+    setenv("SSL_CERT_FILE", "/nonexistent/env.pem", 1);
+    so.ca_bundle = NULL;
+    CHECK_ERR(djct_log_sync(dir, &so, NULL), DJCT_EINVAL, "(from SSL_CERT_FILE)");
+    unsetenv("SSL_CERT_FILE");
+    CHECK(srv_count(&s, "gql") == 0);
+
+    /* (c) the app, trusting the test CA through $CURL_CA_BUNDLE: every row arrives */
+    char env[800];
+    snprintf(env, sizeof(env), "CURL_CA_BUNDLE=%s ", ca);
+    sync_app(env, dir, "4 history lines");
+    cJSON *sst = srv_state(&s), *run = srv_run(sst, "test-entity/proj/tls1");
+    CHECK(history_exact(srv_file(run, "wandb-history.jsonl"), 4, 0));
+    CHECK(cJSON_IsTrue(cJSON_GetObjectItem(run, "complete")) && json_num(run, "exitcode") == 0);
+    cJSON_Delete(sst);
+
+    /* (b) the explicit opt-out uploads online */
+    o.insecure = 1;
+    CHECK_OK(log_rows_online(&o, "tls2", 3, dir, sizeof(dir)));
+    CHECK_OK(djct_log_finish(0));
+    /* (c) the option, online; it wins over an environment variable naming another CA */
+    o.insecure = 0;
+    o.ca_bundle = ca;
+    setenv("REQUESTS_CA_BUNDLE", other, 1);
+    CHECK_OK(log_rows_online(&o, "tls3", 3, dir, sizeof(dir)));
+    CHECK_OK(djct_log_finish(0));
+    /* ... and the environment alone is refused for the other CA, at the handshake */
+    o.ca_bundle = NULL;
+    CHECK_OK(log_rows_online(&o, "tls4", 1, dir, sizeof(dir)));
+    CHECK_ERR(djct_log_finish(0), DJCT_EIO, "certificate");
+    unsetenv("REQUESTS_CA_BUNDLE");
+    sst = srv_state(&s);
+    CHECK(history_exact(srv_file(srv_run(sst, "test-entity/proj/tls2"), "wandb-history.jsonl"), 3, 0));
+    CHECK(history_exact(srv_file(srv_run(sst, "test-entity/proj/tls3"), "wandb-history.jsonl"), 3, 0));
+    CHECK(srv_run(sst, "test-entity/proj/tls4") == NULL);
+    cJSON_Delete(sst);
+    /* a bundle that cannot be read stops init before the run directory exists */
+    o.ca_bundle = "/nonexistent/ca.pem";
+    o.run_id = "tls5";
+    CHECK_ERR(djct_log_init(&o), DJCT_EINVAL, "is not a readable file");
+    snprintf(p, sizeof(p), "%s/tls5", runs);
+    CHECK(access(p, F_OK) != 0);
+    /* the key went nowhere but the Authorization header */
+    CHECK(!t_grep_dir(runs, TEST_KEY) && !t_grep_dir(tls_dir, TEST_KEY));
+    char *lg = t_slurp(s.log);
+    CHECK(lg && !strstr(lg, TEST_KEY));
+    free(lg);
+    srv_stop(&s);
+}
+
 int main(void)
 {
     snprintf(tmp, sizeof(tmp), "/tmp/djct-test-log-XXXXXX");
@@ -605,6 +765,15 @@ int main(void)
     for (int i = 0; i < 5; i++)
         if (srv_spawn(&servers[i], tmp, tags[i]) != 0)
             fprintf(stderr, "cannot spawn python3 %s\n", t_server_script());
+    have_tls = make_certs() == 0;
+    if (have_tls) {
+        char cert[700], key[700], ca[700];
+        snprintf(cert, sizeof(cert), "%s/srv.pem", tls_dir);
+        snprintf(key, sizeof(key), "%s/srv.key", tls_dir);
+        snprintf(ca, sizeof(ca), "%s/ca.pem", tls_dir);
+        if (srv_spawn_tls(&servers[5], tmp, "tls", cert, key, ca) != 0)
+            fprintf(stderr, "cannot spawn python3 %s\n", t_server_script());
+    }
     struct {
         const char *name;
         void (*fn)(void);
@@ -614,7 +783,8 @@ int main(void)
                  {"online: injected failures", test_faults_exactly_once},
                  {"online: final 4xx, then djct_sync", test_final_4xx_then_sync},
                  {"offline, then djct_sync", test_offline_then_sync},
-                 {"slow server, preempting, finish limit", test_preempt_and_slow}};
+                 {"slow server, preempting, finish limit", test_preempt_and_slow},
+                 {"HTTPS: verification, opt-out, CA bundle", test_tls}};
     for (size_t i = 0; i < sizeof(parts) / sizeof(parts[0]); i++) {
         double t0 = t_now();
         int before = harness_failed;

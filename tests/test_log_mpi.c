@@ -8,6 +8,7 @@
 
 #include <arpa/inet.h>
 #include <fcntl.h>
+#include <math.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 
@@ -22,16 +23,22 @@ static cJSON *flush_row(const char *prefix, int *rc)
 
 static double num(cJSON *o, const char *k) { return json_num(o, k); }
 
-static void test_reductions(void)
+/* an offline run of this id, each rank with a directory of its own (only rank 0 may write one) */
+static void init_offline(const char *run_id)
 {
     char runs[512];
-    snprintf(runs, sizeof(runs), "%s/runs-red-%d", tmp, rank);
+    snprintf(runs, sizeof(runs), "%s/runs-%s-%d", tmp, run_id, rank);
     djct_log_options o = DJCT_LOG_OPTIONS_INIT;
     o.mode = DJCT_LOG_MODE_OFFLINE;
     o.dir = runs;
-    o.run_id = "red1";
+    o.run_id = run_id;
     o.no_fsync = 1;
     CHECK_OK(djct_log_init(&o));
+}
+
+static void test_reductions(void)
+{
+    init_offline("red1");
     CHECK(djct_log_run_id() && strcmp(djct_log_run_id(), "red1") == 0);
     double n = size, sum_r = n * (n - 1) / 2;
     int rc;
@@ -121,10 +128,163 @@ static void test_reductions(void)
 
     /* rank 0 alone wrote the journal */
     char p[1024];
-    snprintf(p, sizeof(p), "%s/red1/history.jsonl", runs);
+    snprintf(p, sizeof(p), "%s/runs-red1-%d/red1/history.jsonl", tmp, rank);
     CHECK((access(p, F_OK) == 0) == (rank == 0));
     if (rank == 0)
         CHECK(t_count_lines(p) == 6);
+}
+
+/* One flush; 1 when it took the one packed collective (the agreed layout), 0 when it gathered keys. */
+static int flush_fast(const char *prefix, cJSON **row)
+{
+    djct_log_stats a, b;
+    djct_log_get_stats(&a);
+    int rc;
+    *row = flush_row(prefix, &rc);
+    CHECK(rc == 0);
+    djct_log_get_stats(&b);
+    CHECK(b.flushes == a.flushes + 1);
+    return (int)(b.fast_flushes - a.fast_flushes);
+}
+
+/* log a (mean), b (sum), c (min), d (max); odd ranks in the opposite order */
+static void log_abcd(void)
+{
+    if (rank % 2 == 0) {
+        CHECK_OK(djct_log("a", rank + 1));
+        CHECK_OK(djct_log_reduce("b", 10 * rank, DJCT_REDUCE_SUM));
+        CHECK_OK(djct_log_reduce("c", -rank, DJCT_REDUCE_MIN));
+        CHECK_OK(djct_log_reduce("d", 0.5 * rank, DJCT_REDUCE_MAX));
+    } else {
+        CHECK_OK(djct_log_reduce("d", 0.5 * rank, DJCT_REDUCE_MAX));
+        CHECK_OK(djct_log_reduce("c", -rank, DJCT_REDUCE_MIN));
+        CHECK_OK(djct_log_reduce("b", 10 * rank, DJCT_REDUCE_SUM));
+        CHECK_OK(djct_log("a", rank + 1));
+    }
+}
+
+/* a..d over the ranks in `in` (a mask), exactly: integer sums, one division */
+static void check_abcd(cJSON *row, unsigned in, int step)
+{
+    if (rank != 0)
+        return;
+    double s = 0, cnt = 0, b = 0, c = INFINITY, d = -INFINITY;
+    for (int r = 0; r < size; r++) {
+        if (!(in >> r & 1))
+            continue;
+        s += r + 1;
+        cnt++;
+        b += 10 * r;
+        c = -r < c ? -r : c;
+        d = 0.5 * r > d ? 0.5 * r : d;
+    }
+    CHECK(num(row, "a") == s / cnt);
+    CHECK(num(row, "b") == b);
+    CHECK(num(row, "c") == c);
+    CHECK(num(row, "d") == d);
+    CHECK(num(row, "_step") == step);
+    CHECK(cJSON_GetArraySize(row) == 4 + 3);
+}
+
+/* log a..d, flush: fast (1) or gathering (0) as wanted, and exact over the ranks in `in` */
+static void abcd_flush(int want_fast, unsigned in, int step)
+{
+    cJSON *row;
+    log_abcd();
+    CHECK(flush_fast(NULL, &row) == want_fast);
+    check_abcd(row, in, step);
+    cJSON_Delete(row);
+}
+
+/* The agreed key layout across its transitions, flush by flush: which flushes take the one packed
+ * collective (fast) and which gather the keys, with exact results either way. */
+static void test_layout_transitions(void)
+{
+    init_offline("layout1");
+    unsigned every = (1u << size) - 1;
+    cJSON *row;
+
+    /* zero keys, empty layout: fast, no row */
+    CHECK(flush_fast(NULL, &row) == 1);
+    CHECK(row == NULL || cJSON_GetArraySize(row) == 0);
+    cJSON_Delete(row);
+    /* the first keys gather; the same keys again (odd ranks log them in another order) are fast */
+    for (int i = 0; i <= 2; i++)
+        abcd_flush(i > 0, every, i);
+    /* different keys: a everywhere, e on even ranks only -> gather, e reduced over those ranks */
+    for (int i = 3; i <= 4; i++) {
+        CHECK_OK(djct_log("a", rank + 1));
+        if (rank % 2 == 0)
+            CHECK_OK(djct_log_reduce("e", 100 + rank, DJCT_REDUCE_SUM));
+        CHECK(flush_fast("v_", &row) == (i == 4)); /* then fast: e has a count slot */
+        if (rank == 0) {
+            double es = 0;
+            for (int r = 0; r < size; r += 2)
+                es += 100 + r;
+            CHECK(num(row, "v_a") == (double)size * (size + 1) / 2 / size);
+            CHECK(num(row, "v_e") == es);
+            CHECK(cJSON_GetObjectItem(row, "v_b") == NULL);
+            CHECK(cJSON_GetArraySize(row) == 2 + 3);
+            CHECK(num(row, "_step") == i);
+        }
+        cJSON_Delete(row);
+    }
+    /* the same keys as at first again: gather once, then fast */
+    for (int i = 5; i <= 6; i++)
+        abcd_flush(i == 6, every, i);
+    /* nobody logs: fast, no row, the step does not move, and the layout stays */
+    CHECK(flush_fast(NULL, &row) == 1);
+    CHECK(row == NULL || num(row, "_step") == 6);
+    cJSON_Delete(row);
+    abcd_flush(1, every, 7);
+    /* a mean logged twice on rank 0 (a has no count slot): gather, then fast */
+    for (int i = 8; i <= 9; i++) {
+        log_abcd();
+        if (rank == 0)
+            CHECK_OK(djct_log("a", 8));
+        CHECK(flush_fast(NULL, &row) == (i == 9));
+        if (rank == 0) {
+            double s = 8;
+            for (int r = 0; r < size; r++)
+                s += r + 1;
+            CHECK(num(row, "a") == s / (size + 1));
+            CHECK(num(row, "b") == 10.0 * size * (size - 1) / 2);
+        }
+        cJSON_Delete(row);
+    }
+    /* the last rank inactive (logs nothing) while the others log: gather, then fast; active again: fast */
+    djct_log_flush(NULL, -1); /* nothing: fast */
+    for (int i = 10; i <= 12; i++) {
+        if (rank == size - 1 && i < 12)
+            djct_log_deactivate();
+        abcd_flush(i > 10, i < 12 ? every & ~(1u << (size - 1)) : every, i);
+        djct_log_activate();
+    }
+    /* one name, two ops: the lowest rank's wins (a sum here), every flush gathers */
+    for (int i = 13; i <= 14; i++) {
+        CHECK_OK(djct_log_reduce("z", rank + 1, rank == 0 ? DJCT_REDUCE_SUM : DJCT_REDUCE_MAX));
+        CHECK(flush_fast(NULL, &row) == 0);
+        if (rank == 0)
+            CHECK(num(row, "z") == (double)size * (size + 1) / 2);
+        cJSON_Delete(row);
+    }
+    /* g (mean) and k (sum) everywhere, then rank 1 leaves g out but logs k: gather, then fast */
+    for (int i = 15; i <= 17; i++) {
+        CHECK_OK(djct_log_reduce("k", rank, DJCT_REDUCE_SUM));
+        if (i == 15 || rank != 1)
+            CHECK_OK(djct_log("g", rank + 1));
+        CHECK(flush_fast(NULL, &row) == (i == 17));
+        if (rank == 0) {
+            double s = (double)size * (size + 1) / 2 - (i == 15 ? 0 : 2);
+            CHECK(num(row, "g") == s / (i == 15 ? size : size - 1));
+            CHECK(num(row, "k") == (double)size * (size - 1) / 2);
+        }
+        cJSON_Delete(row);
+    }
+    djct_log_stats st;
+    CHECK_OK(djct_log_get_stats(&st));
+    CHECK(st.flushes == 21 && st.fast_flushes == 12);
+    CHECK_OK(djct_log_finish(0));
 }
 
 static void test_only_rank0_connects(void)
@@ -195,18 +355,12 @@ static void test_only_rank0_connects(void)
 }
 
 /* Names outlive a flush (the fast path neither sorts nor allocates): a mean logged a different
- * number of times per rank stays exact on the fast path, a name may change its op between flushes,
- * and names invented per flush are reduced right and do not pile up. */
+ * number of times per rank stays exact on the fast path, a name may change its op between flushes
+ * (one key-gathering flush, then fast again), and names invented per flush are reduced right and do
+ * not pile up. */
 static void test_buffer_reuse(void)
 {
-    char runs[512];
-    snprintf(runs, sizeof(runs), "%s/runs-reuse-%d", tmp, rank);
-    djct_log_options o = DJCT_LOG_OPTIONS_INIT;
-    o.mode = DJCT_LOG_MODE_OFFLINE;
-    o.dir = runs;
-    o.run_id = "reuse1";
-    o.no_fsync = 1;
-    CHECK_OK(djct_log_init(&o));
+    init_offline("reuse1");
     double n = size;
     int rc;
     for (int pass = 0; pass < 4; pass++) {
@@ -214,19 +368,20 @@ static void test_buffer_reuse(void)
         CHECK_OK(djct_log("m", rank + pass));
         if (rank == 0)
             CHECK_OK(djct_log("m", 10));
-        /* x: mean on even passes, sum on odd ones */
-        CHECK_OK(djct_log_reduce("x", rank + 1, pass % 2 ? DJCT_REDUCE_SUM : DJCT_REDUCE_MEAN));
+        /* x: mean on passes 0 and 1, sum on 2 and 3 */
+        CHECK_OK(djct_log_reduce("x", rank + 1, pass >= 2 ? DJCT_REDUCE_SUM : DJCT_REDUCE_MEAN));
         cJSON *row = flush_row(NULL, &rc);
         CHECK(rc == 0);
         if (rank == 0) {
             CHECK_NEAR(num(row, "m"), (n * (n - 1) / 2 + n * pass + 10) / (n + 1), 1e-12);
-            CHECK_NEAR(num(row, "x"), pass % 2 ? n * (n + 1) / 2 : (n + 1) / 2, 1e-12);
+            CHECK_NEAR(num(row, "x"), pass >= 2 ? n * (n + 1) / 2 : (n + 1) / 2, 1e-12);
         }
         cJSON_Delete(row);
     }
     djct_log_stats st;
     CHECK_OK(djct_log_get_stats(&st));
-    CHECK(st.flushes == 4 && st.fast_flushes >= 1); /* passes with the same (name, op) set as before */
+    /* gathering: the first flush and the op change (passes 0 and 2); the layout's: 1 and 3 */
+    CHECK(st.flushes == 4 && st.fast_flushes == 2);
     for (int pass = 0; pass < 5; pass++) { /* 100 new names per flush */
         for (int k = 0; k < 100; k++) {
             char name[32];
@@ -267,6 +422,8 @@ int main(int argc, char **argv)
     test_reductions();
     MPI_Barrier(MPI_COMM_WORLD);
     test_buffer_reuse();
+    MPI_Barrier(MPI_COMM_WORLD);
+    test_layout_transitions();
     MPI_Barrier(MPI_COMM_WORLD);
     test_only_rank0_connects();
     int failed = harness_failed, any = 0;

@@ -4,6 +4,10 @@
 stores file[offset+i] = line like the SDK's test spy. Standard library only; listens on 127.0.0.1.
 
   python3 tests/wandb_server.py --port-file F --state S --log L [--lifetime 120]
+                                [--tls-cert CERT.pem --tls-key KEY.pem]
+
+With --tls-cert/--tls-key it speaks HTTPS (the TLS handshake runs in each request's thread, so a
+client that rejects the certificate, or never finishes the handshake, blocks nothing).
 
 The expected key comes from $DJCT_TEST_KEY (Basic auth "api:<key>", else 401). Every request is
 appended to L (JSONL: kind, path, auth ok/bad, status, fault, body) and the whole state is rewritten
@@ -18,6 +22,7 @@ import base64
 import json
 import os
 import socket
+import ssl
 import sys
 import threading
 import time
@@ -190,6 +195,19 @@ class Handler(BaseHTTPRequestHandler):
         return 200, {}
 
 
+class Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request, client_address):
+        e = sys.exc_info()[1]
+        if isinstance(e, ssl.SSLError):  # the client refused the certificate (or spoke plain HTTP)
+            log({"kind": "tls", "status": 0, "error": str(e), "t": time.time()})
+            return
+        if isinstance(e, ConnectionError):
+            return
+        super().handle_error(request, client_address)
+
+
 def main():
     global args
     p = argparse.ArgumentParser()
@@ -197,9 +215,14 @@ def main():
     p.add_argument("--state", required=True)
     p.add_argument("--log", required=True)
     p.add_argument("--lifetime", type=float, default=120)
+    p.add_argument("--tls-cert")
+    p.add_argument("--tls-key")
     args = p.parse_args()
-    srv = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    srv.daemon_threads = True
+    srv = Server(("127.0.0.1", 0), Handler)
+    if args.tls_cert:
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(args.tls_cert, args.tls_key)
+        srv.socket = ctx.wrap_socket(srv.socket, server_side=True, do_handshake_on_connect=False)
     with lock:
         save()
     open(args.log, "a").close()

@@ -26,6 +26,7 @@ typedef struct {
     pid_t pid;
     int port;
     char url[64], state[512], log[512], portf[512];
+    char ca[512]; /* HTTPS: the CA that signed its certificate ("" for plain HTTP) */
 } test_srv;
 
 static void t_sleep(double s)
@@ -119,16 +120,25 @@ static const char *t_server_script(void)
 }
 
 /* spawn the server; srv_wait() before use */
-static int srv_spawn(test_srv *s, const char *tmp, const char *tag)
+/* Start the server; with cert/key (PEM files) it speaks HTTPS, and `ca` is what signed cert. */
+static int srv_spawn_tls(test_srv *s, const char *tmp, const char *tag, const char *cert, const char *key,
+                         const char *ca)
 {
     memset(s, 0, sizeof(*s));
     snprintf(s->state, sizeof(s->state), "%s/srv-%s-state.json", tmp, tag);
     snprintf(s->log, sizeof(s->log), "%s/srv-%s-log.jsonl", tmp, tag);
     snprintf(s->portf, sizeof(s->portf), "%s/srv-%s-port", tmp, tag);
+    snprintf(s->ca, sizeof(s->ca), "%s", cert ? ca : "");
     setenv("DJCT_TEST_KEY", TEST_KEY, 1);
     char *argv[] = {"python3", (char *)t_server_script(), "--port-file", s->portf, "--state", s->state,
-                    "--log", s->log, "--lifetime", "150", NULL};
+                    "--log", s->log, "--lifetime", "150", cert ? "--tls-cert" : NULL, (char *)cert,
+                    "--tls-key", (char *)key, NULL};
     return posix_spawnp(&s->pid, "python3", NULL, NULL, argv, environ) != 0 ? -1 : 0;
+}
+
+static int srv_spawn(test_srv *s, const char *tmp, const char *tag)
+{
+    return srv_spawn_tls(s, tmp, tag, NULL, NULL, NULL);
 }
 
 /* wait (up to 30 s: python starts slowly on a loaded machine) for the port */
@@ -141,7 +151,7 @@ static int srv_wait(test_srv *s)
         if (p) {
             s->port = atoi(p);
             free(p);
-            snprintf(s->url, sizeof(s->url), "http://127.0.0.1:%d", s->port);
+            snprintf(s->url, sizeof(s->url), "%s://127.0.0.1:%d", s->ca[0] ? "https" : "http", s->port);
             return 0;
         }
         t_sleep(0.025);
@@ -160,6 +170,8 @@ static int srv_post(test_srv *s, const char *path, const char *json)
     curl_easy_setopt(c, CURLOPT_POSTFIELDS, json);
     curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, t_discard);
     curl_easy_setopt(c, CURLOPT_TIMEOUT, 10L);
+    if (s->ca[0])
+        curl_easy_setopt(c, CURLOPT_CAINFO, s->ca);
     int rc = curl_easy_perform(c) == CURLE_OK ? 0 : -1;
     curl_easy_cleanup(c);
     return rc;

@@ -54,12 +54,15 @@ typedef struct {
     double retry_max_s;        /* backoff cap; 0: 60 */
     int insecure;              /* 1: disable TLS certificate verification (explicit opt-out only) */
     void *mpi_comm;            /* pointer to an MPI_Comm to use; NULL: MPI_COMM_WORLD (if MPI is up) */
+    const char *ca_bundle;     /* PEM file of the CAs to trust (instead of the system's), verification
+                                  stays on; NULL: $REQUESTS_CA_BUNDLE, $CURL_CA_BUNDLE, $SSL_CERT_FILE
+                                  (the first set), else the system's CAs */
 } djct_log_options;
 
-#define DJCT_LOG_OPTIONS_VERSION 1
+#define DJCT_LOG_OPTIONS_VERSION 2
 #define DJCT_LOG_OPTIONS_INIT                                                                      \
     { DJCT_LOG_OPTIONS_VERSION, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,            \
-      DJCT_LOG_MODE_AUTO, NULL, NULL, NULL, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, NULL }
+      DJCT_LOG_MODE_AUTO, NULL, NULL, NULL, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, NULL, NULL }
 
 /** Start the logging singleton. Collective over the communicator when MPI is initialised (call it
  *  on every rank, after MPI_Init); without MPI it runs as a single process. Rank 0 resolves the
@@ -86,10 +89,10 @@ DJCT_API int djct_log(const char *name, double value);
 DJCT_API int djct_log_reduce(const char *name, double value, djct_reduce_op op);
 
 /** Collective: every rank must call it, in the same order as its other collectives, also while
- *  inactive. Reduces the metrics buffered on all ranks to rank 0 (a metric logged by only some
- *  ranks is reduced over those ranks) with one packed collective when the ranks logged the same
- *  keys as at the last flush, otherwise with a second, key-gathering path; never deadlocks on
- *  different key sets. Rank 0 writes one history row with names prefixed by `prefix` (NULL or ""
+ *  inactive. Reduces the metrics buffered on all ranks (a metric logged by only some ranks is
+ *  reduced over those ranks) with one packed MPI_Allreduce when every rank's keys fit the key
+ *  layout agreed at the last key-gathering flush, otherwise with that key-gathering path, which
+ *  also agrees the layout for the next flushes; never deadlocks on different key sets. Rank 0 writes one history row with names prefixed by `prefix` (NULL or ""
  *  for none, e.g. "val_"), plus `_step`, `_runtime` and `_timestamp`, fsyncs the journal and hands
  *  it to the uploader without waiting. `step` -1 means last step + 1; an explicit step must be
  *  greater than the last one. Nothing buffered on any rank: no row, the step does not advance.
@@ -137,9 +140,8 @@ DJCT_API const char *djct_log_last_row(void);
 /** Counters for tests and benchmarks. */
 typedef struct {
     int64_t flushes;        /* flush calls that ran the collective */
-    int64_t fast_flushes;   /* ... of which finished without gathering key lists: the one packed
-                               collective (plus a count allreduce when some rank logged a mean
-                               metric more than once before the flush) */
+    int64_t fast_flushes;   /* ... of which finished with the one packed collective (the keys fit
+                               the agreed layout, or nobody logged) */
     int64_t rows;           /* history rows written (rank 0) */
     int64_t rows_acked;     /* history rows the server acknowledged (rank 0, online) */
     int upload_state;       /* 0 idle/offline, 1 streaming, 2 stopped by a fatal error, 3 complete */
@@ -161,11 +163,12 @@ typedef struct {
     double retry_min_s;       /* 0: 2 */
     double retry_max_s;       /* 0: 60 */
     double timeout_s;         /* give up after this long in total; 0: 600 */
-    int insecure;             /* 1: disable TLS certificate verification */
+    int insecure;             /* 1: disable TLS certificate verification (explicit opt-out only) */
+    const char *ca_bundle;    /* as djct_log_options.ca_bundle */
 } djct_sync_options;
 
-#define DJCT_SYNC_OPTIONS_VERSION 1
-#define DJCT_SYNC_OPTIONS_INIT { DJCT_SYNC_OPTIONS_VERSION, NULL, NULL, NULL, NULL, 0, 0, 0, 0, 0 }
+#define DJCT_SYNC_OPTIONS_VERSION 2
+#define DJCT_SYNC_OPTIONS_INIT { DJCT_SYNC_OPTIONS_VERSION, NULL, NULL, NULL, NULL, 0, 0, 0, 0, 0, NULL }
 
 /** Upload the journal in `run_dir` (offline or partially uploaded): creates or finds the run
  *  (UpsertBucket), streams history from what the server and upload-state.json say is already there
