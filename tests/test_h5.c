@@ -1,11 +1,18 @@
 /* h5 module: round trips (plain and gzip) bit-identical, metadata from row splits only,
- * hyperslab event ranges, h5py interoperability both ways (the docs' snippet is executed), and
- * hostile files built with libhdf5 directly, each rejected with a message naming the field. */
+ * hyperslab event ranges, h5py interoperability both ways (the docs' snippet is executed),
+ * hostile files built with libhdf5 directly, each rejected with a message naming the field, and
+ * files libhdf5 itself crashes on (one-line error, later HDF5 calls refused, clean exit) or that
+ * shrink under a direct-read mapping. */
 #include "harness.h"
 #include "h5_int.h"
 
 #include <hdf5.h>
+#include <sys/wait.h>
 #include <unistd.h>
+
+/* libhdf5 1.10.8 segfaults in H5Aread -> H5HG_read on this file (corrupt global heap behind the
+ * variable-length string attribute /features/000 'name'); found by tests/fuzz/fuzz_h5.c */
+#define LIBHDF5_CRASH "tests/fuzz/corpus/fuzz_h5/libhdf5_crash_vlen_global_heap"
 
 static char dir[256];
 
@@ -313,6 +320,140 @@ static void test_hostile(void)
     CHECK(strstr(djct_last_error(), "bad.h5") != NULL);
 }
 
+/* ---- crashes ---- */
+
+/* direct reads copy from a mapping of the file: a file truncated after open gives SIGBUS there,
+ * which is an error for that read (libhdf5 is not involved, nothing is poisoned) */
+static void test_shrunk_mapping(void)
+{
+    char p[512], q[512];
+    path_of(p, "shrinks.h5");
+    path_of(q, "other.h5");
+    djct_record r, back;
+    make_record(&r, 40);
+    CHECK_OK(djct_h5_write(p, &r, NULL));
+    CHECK_OK(djct_h5_write(q, &r, NULL));
+    djct_h5_file *f = NULL;
+    CHECK_OK(djct_h5_file_open(&f, p));
+    if (!f)
+        return;
+    CHECK(djct_h5_file_direct(f) == 1);
+    int64_t ev[3] = {0, 5, 39};
+    float got[256];
+    CHECK_OK(djct_h5_file_gather(f, 0, ev, 3, got));
+    CHECK(truncate(p, 0) == 0);
+    char want[1024];
+    snprintf(want, sizeof(want), "'%s': /features/000/values: the file is shorter than when it was opened (SIGBUS "
+             "reading it); was it truncated or rewritten?", p);
+    CHECK_ERR(djct_h5_file_gather(f, 0, ev, 3, got), DJCT_EIO, want);
+    CHECK_ERR(djct_h5_file_gather(f, 2, ev, 3, got), DJCT_EIO, "/truths/000/values: the file is shorter");
+    CHECK(!djct_h5_poisoned());
+    djct_h5_file_close(f);
+    CHECK_OK(djct_h5_read(&back, q)); /* HDF5 still works */
+    CHECK(records_equal(&r, &back));
+    djct_record_clear(&back);
+    djct_record_clear(&r);
+}
+
+/* The crash input in a child process (it poisons the process it runs in): the one-line error,
+ * then every HDF5 call refused naming the crashed file, then a normal exit (libhdf5's own exit
+ * handler faults on the state its crash left; djct makes that exit quiet). The child reports its
+ * check counts through a pipe. */
+static void crash_child(int fd)
+{
+    char ok_path[512], want[1024];
+    path_of(ok_path, "fine.h5");
+    djct_record r, back;
+    make_record(&r, 10);
+    CHECK_OK(djct_h5_write(ok_path, &r, NULL));
+    djct_h5_file *before = NULL; /* opened before the crash */
+    CHECK_OK(djct_h5_file_open(&before, ok_path));
+    CHECK(!djct_h5_poisoned());
+
+    djct_file_meta m;
+    snprintf(want, sizeof(want), "'%s': libhdf5 crashed (SIGSEGV) while reading /features/000 attribute 'name' "
+             "(corrupt file?); HDF5 reading is disabled in this process, fix or remove the file", LIBHDF5_CRASH);
+    CHECK_ERR(djct_h5_read_meta(&m, LIBHDF5_CRASH), DJCT_EIO, want);
+    CHECK(strcmp(djct_last_error(), want) == 0);
+    CHECK(djct_h5_poisoned());
+
+    snprintf(want, sizeof(want), "'%s': HDF5 is disabled in this process since libhdf5 crashed on '%s' (corrupt "
+             "file?); fix or remove that file and restart", ok_path, LIBHDF5_CRASH);
+    CHECK_ERR(djct_h5_read(&back, ok_path), DJCT_EIO, want);
+    CHECK(strcmp(djct_last_error(), want) == 0);
+    CHECK_ERR(djct_h5_read_meta(&m, LIBHDF5_CRASH), DJCT_EIO, "HDF5 is disabled in this process");
+    CHECK_ERR(djct_h5_write(ok_path, &r, NULL), DJCT_EIO, "HDF5 is disabled in this process");
+    int64_t ev[1] = {3};
+    float got[64];
+    if (before) {
+        CHECK_ERR(djct_h5_file_gather(before, 0, ev, 1, got), DJCT_EIO, "HDF5 is disabled in this process");
+        djct_h5_file_close(before); /* frees djct's memory, makes no libhdf5 call */
+    }
+    djct_record_clear(&r);
+    int counts[2] = {harness_passed, harness_failed};
+    CHECK(write(fd, counts, sizeof(counts)) == (ssize_t)sizeof(counts));
+    close(fd);
+    exit(0);
+}
+
+static void test_libhdf5_crash(void)
+{
+    if (access(LIBHDF5_CRASH, R_OK) != 0) {
+        CHECK(!"the crash input is missing; run the test from the repository root");
+        return;
+    }
+    int p[2];
+    CHECK(pipe(p) == 0);
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid == 0) {
+        close(p[0]);
+        harness_passed = harness_failed = 0;
+        crash_child(p[1]);
+    }
+    close(p[1]);
+    int counts[2] = {0, 0}, st = 0;
+    ssize_t got = read(p[0], counts, sizeof(counts));
+    close(p[0]);
+    waitpid(pid, &st, 0);
+    CHECK(got == (ssize_t)sizeof(counts));
+    CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0); /* neither the crash nor the exit killed it */
+    if (!WIFEXITED(st) || WEXITSTATUS(st))
+        fprintf(stderr, "  -> crash child: wait status %#x\n", st);
+    harness_passed += counts[0];
+    harness_failed += counts[1];
+    CHECK(counts[0] >= 10 && counts[1] == 0);
+    CHECK(!djct_h5_poisoned()); /* this process was not involved */
+
+    /* the apps: one line per file on stderr, exit status 1 */
+    char ok_path[512], out[512], err[512], cmd[2048];
+    path_of(ok_path, "fine.h5");
+    path_of(out, "inspect.out");
+    path_of(err, "inspect.err");
+    const char *build = getenv("BUILD") ? getenv("BUILD") : "build";
+    snprintf(cmd, sizeof(cmd), "%s/bin/djct_inspect %s %s >%s 2>%s", build, LIBHDF5_CRASH, ok_path, out, err);
+    int rc = system(cmd);
+    CHECK(WIFEXITED(rc) && WEXITSTATUS(rc) == 1);
+    char text[4096] = "";
+    FILE *fp = fopen(err, "r");
+    size_t n = fp ? fread(text, 1, sizeof(text) - 1, fp) : 0;
+    if (fp)
+        fclose(fp);
+    text[n] = 0;
+    int lines = 0;
+    for (size_t i = 0; i < n; i++)
+        lines += text[i] == '\n';
+    CHECK(lines == 2);
+    char want[1024];
+    snprintf(want, sizeof(want), "djct_inspect: '%s': libhdf5 crashed (SIGSEGV) while reading /features/000 "
+             "attribute 'name' (corrupt file?); HDF5 reading is disabled in this process, fix or remove the file\n"
+             "djct_inspect: '%s': HDF5 is disabled in this process since libhdf5 crashed on '%s'", LIBHDF5_CRASH,
+             ok_path, LIBHDF5_CRASH);
+    CHECK(strncmp(text, want, strlen(want)) == 0);
+    if (strncmp(text, want, strlen(want)))
+        fprintf(stderr, "  -> djct_inspect said:\n%s", text);
+}
+
 /* ---- h5py both ways: the snippet of docs/hdf5_layout.md writes, djct reads; djct writes,
  *      h5py reads and compares with the same formulas ---- */
 static void test_h5py(void)
@@ -384,6 +525,8 @@ int main(void)
         return 1;
     test_roundtrip();
     test_hostile();
+    test_shrunk_mapping();
+    test_libhdf5_crash();
     test_h5py();
     snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
     if (system(cmd) != 0)
