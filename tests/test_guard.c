@@ -1,8 +1,10 @@
 /* crash guard: faults inside a guard come back as errors (SIGSEGV, SIGBUS in a shrunk mapping,
- * SIGFPE, stack overflow in a thread), nested guards and address ranges pick the right one, and
- * every fault outside a guard behaves as if djct were not there: the default core-dump death,
- * the sanitizer's report, or a handler installed before or after ours. Each case runs in a child
- * process; the parent asserts its exit status and output. */
+ * SIGFPE, stack overflow in a thread), nested guards and address ranges pick the right one, an
+ * endless loop in the given code is stopped by the CPU limit (and only there), and every fault
+ * outside a guard behaves as if djct were not there: the default core-dump death, the
+ * sanitizer's report, or a handler installed before or after ours. The exit guard turns a crash
+ * or a spin in an older exit handler into exit()'s status. Each case runs in a child process;
+ * the parent asserts its exit status and output. */
 #include "harness.h"
 #include "guard_int.h"
 
@@ -14,6 +16,7 @@
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #if defined(__SANITIZE_ADDRESS__)
@@ -40,6 +43,7 @@ static int in_child(int (*fn)(void), char *out, size_t cap)
     if (pid == 0) {
         struct rlimit no_core = {0, 0};
         setrlimit(RLIMIT_CORE, &no_core); /* the deaths below are on purpose */
+        alarm(60);                        /* a CPU limit that does not fire fails, not hangs */
         dup2(p[1], 1);
         dup2(p[1], 2);
         close(p[0]);
@@ -101,6 +105,33 @@ static int read_map(void *p)
 {
     map_read *m = p;
     return touch((char *)m->map + m->off);
+}
+
+static volatile unsigned long spins;
+
+__attribute__((noinline)) static int spin(void *forever)
+{
+    for (;;) {
+        spins++;
+        if (!forever && spins > 400000000ul)
+            return 5;
+    }
+}
+
+static double cpu_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+/* spin for `seconds` of CPU, then return 5 */
+static int spin_for(void *p)
+{
+    double until = cpu_now() + *(double *)p;
+    while (cpu_now() < until)
+        spins++;
+    return 5;
 }
 
 /* ---- child cases: exit 0 when every expectation held, else the number of the first miss ---- */
@@ -291,14 +322,67 @@ static int c_sent(void)
     return 1;
 }
 
+/* an endless loop in the given code stops at the CPU limit; the thread goes on normally */
+static int c_cpu_limit(void)
+{
+    djct_guard_install();
+    djct_guard g = {.sigs = DJCT_GUARD_ANY, .cpu_seconds = 0.2};
+    if (djct_guard_code_of((void (*)(void))spin, &g.code_lo, &g.code_hi) != 0 ||
+        !(g.code_lo <= (const char *)(uintptr_t)spin && (const char *)(uintptr_t)spin < g.code_hi))
+        return 1;
+    double t0 = cpu_now();
+    if (djct_guard_run(&g, spin, &g) != DJCT_ERROR || g.sig != SIGXCPU)
+        return 2;
+    double used = cpu_now() - t0;
+    if (used < 0.2 || used > 2)
+        return 3;
+    if (strcmp(djct_guard_signame(SIGXCPU), "SIGXCPU"))
+        return 4;
+    /* the limit is off again: a long unguarded spin is not interrupted */
+    double s = 0.5;
+    if (spin_for(&s) != 5)
+        return 5;
+    /* a body that finishes under the limit keeps its result */
+    djct_guard q = g;
+    q.cpu_seconds = 2;
+    s = 0.1;
+    if (djct_guard_run(&q, spin_for, &s) != 5 || q.sig != 0)
+        return 6;
+    return 0;
+}
+
+/* over the limit but in other code (here libc's range; the loop is in this program and makes no
+ * calls): not stopped */
+static int c_cpu_limit_elsewhere(void)
+{
+    djct_guard_install();
+    djct_guard g = {.sigs = DJCT_GUARD_ANY, .cpu_seconds = 0.05};
+    if (djct_guard_code_of((void (*)(void))abort, &g.code_lo, &g.code_hi) != 0)
+        return 1;
+    double t0 = cpu_now();
+    if (djct_guard_run(&g, spin, NULL) != 5 || g.sig != 0)
+        return 2;
+    return cpu_now() - t0 > 0.1 ? 0 : 3; /* it did run past the limit */
+}
+
 static void crash_at_exit(void) { read_noaccess(NULL); }
+
+static void spin_at_exit(void) { spin((void *)1); }
+
+static int c_exit_spin(void)
+{
+    atexit(spin_at_exit);
+    djct_guard_install();
+    djct_guard_exit_quietly(0.2);
+    exit(9);
+}
 
 /* djct_guard_exit_quietly(): a crash in an older exit handler ends the process with exit()'s status */
 static int c_exit_quietly(void)
 {
     atexit(crash_at_exit);
     djct_guard_install();
-    djct_guard_exit_quietly();
+    djct_guard_exit_quietly(0);
     printf("buffered, no newline"); /* a pipe: fully buffered, flushed by the exit guard */
     exit(7);
 }
@@ -319,6 +403,10 @@ int main(void)
     CHECK(noaccess != MAP_FAILED);
     char out[8192];
     int st;
+    /* this thread's guard resources (alternate stack, CPU timer) exist before the forks, as in a
+     * program that read files before: the children must get a timer of their own */
+    djct_guard pre = {.sigs = DJCT_GUARD_ANY};
+    CHECK(djct_guard_run(&pre, touch, dir) == '/' && pre.sig == 0);
 
     st = in_child(c_segv, out, sizeof(out));
     CHECK(exited(st, 0));
@@ -330,6 +418,13 @@ int main(void)
     CHECK(exited(st, 0));
     if (!exited(st, 0))
         fprintf(stderr, "  stack overflow child: status %#x\n%s\n", st, out);
+
+    st = in_child(c_cpu_limit, out, sizeof(out));
+    CHECK(exited(st, 0));
+    if (!exited(st, 0))
+        fprintf(stderr, "  cpu limit child: status %#x\n%s\n", st, out);
+    st = in_child(c_cpu_limit_elsewhere, out, sizeof(out));
+    CHECK(exited(st, 0));
 
     st = in_child(c_nested, out, sizeof(out));
     CHECK(died_of(st, out, SIGSEGV));
@@ -348,6 +443,8 @@ int main(void)
     st = in_child(c_exit_quietly, out, sizeof(out));
     CHECK(exited(st, 7));
     CHECK(strcmp(out, "buffered, no newline") == 0);
+    st = in_child(c_exit_spin, out, sizeof(out));
+    CHECK(exited(st, 9));
     st = in_child(c_exit_not_armed, out, sizeof(out));
     CHECK(died_of(st, out, SIGSEGV));
 
