@@ -20,6 +20,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -60,15 +62,30 @@ static void h5_quiet(void) { H5Eset_auto2(H5E_DEFAULT, NULL, NULL); }
 
 /* ---- crashes inside libhdf5 ----------------------------------------------------------------
  * libhdf5 1.10 faults on some corrupt files (a variable-length string whose global heap is
- * damaged crashes in H5Aread -> H5HG_read) before djct can check anything. Opening a file and
- * reading values through libhdf5 therefore run under the crash guard. After a caught crash
- * libhdf5's state (API context stack, the file's metadata cache, open objects) cannot be
- * trusted, so the process is poisoned: djct makes no further libhdf5 call, and every djct HDF5
- * function fails at once naming the file that crashed. */
+ * damaged crashes in H5Aread -> H5HG_read) or loops forever (another damaged global heap spins
+ * in its cache loader) before djct can check anything. Opening a file and reading values
+ * through libhdf5 therefore run under the crash guard, and opening also under a CPU-time limit
+ * for libhdf5's code. After a caught crash or loop libhdf5's state (API context stack, the
+ * file's metadata cache, open objects) cannot be trusted, so the process is poisoned: djct
+ * makes no further libhdf5 call, and every djct HDF5 function fails at once naming the file. */
 
 static atomic_int g_poison;              /* 0 clean, 1 being recorded, 2 g_crashed holds the file */
 static char g_crashed[512];
+static const char *g_crash_kind = "crashed"; /* or "looped" */
 static _Thread_local char tl_at[192];    /* the object being parsed now, for the crash message */
+/* CPU seconds libhdf5 may spend opening a file before it counts as looping: this plus one per
+ * 16 MiB of file (row splits are decompressed during open) */
+static double g_open_cpu = 60;
+static pthread_once_t g_code_once = PTHREAD_ONCE_INIT;
+static const char *g_h5_lo, *g_h5_hi;    /* libhdf5's code */
+
+static void find_libhdf5(void)
+{
+    if (djct_guard_code_of((void (*)(void))H5open, &g_h5_lo, &g_h5_hi) != 0)
+        g_h5_lo = g_h5_hi = NULL; /* no CPU limit then */
+}
+
+void djct_h5_set_open_cpu_limit(double seconds) { g_open_cpu = seconds; }
 
 static void at(const char *fmt, ...)
 {
@@ -88,29 +105,40 @@ static int poisoned(const char *path)
     int p = atomic_load(&g_poison);
     if (!p)
         return 0;
-    return djct_error_set(DJCT_EIO, "'%s': HDF5 is disabled in this process since libhdf5 crashed on '%s' "
+    return djct_error_set(DJCT_EIO, "'%s': HDF5 is disabled in this process since libhdf5 %s on '%s' "
                           "(corrupt file?); fix or remove that file and restart", path,
-                          p == 2 ? g_crashed : "a file another thread was reading");
+                          p == 2 ? g_crash_kind : "crashed", p == 2 ? g_crashed : "a file another thread was reading");
 }
 
 /* record that libhdf5 crashed (g->sig) on `path` while reading `obj`; poisons the process */
 static int crashed(const char *path, const djct_guard *g, const char *obj)
 {
     int clean = 0;
-    djct_guard_exit_quietly(); /* libhdf5's exit handler would crash on the state left behind */
+    djct_guard_exit_quietly(10); /* libhdf5's exit handler would crash on the state left behind */
     if (atomic_compare_exchange_strong(&g_poison, &clean, 1)) {
         snprintf(g_crashed, sizeof(g_crashed), "%s", path);
+        g_crash_kind = g->sig == SIGXCPU ? "looped" : "crashed";
         atomic_store(&g_poison, 2);
     }
+    if (g->sig == SIGXCPU)
+        return djct_error_set(DJCT_EIO, "'%s': libhdf5 still ran after %.0f s of CPU time reading %s (an endless "
+                              "loop on a corrupt file?); HDF5 reading is disabled in this process, fix or remove "
+                              "the file", path, g->cpu_seconds, obj);
     return djct_error_set(DJCT_EIO, "'%s': libhdf5 crashed (%s) while reading %s (corrupt file?); HDF5 reading "
                           "is disabled in this process, fix or remove the file", path,
                           djct_guard_signame(g->sig), obj);
 }
 
-/* Run body(arg), a series of libhdf5 calls on the file `path`, under the crash guard. */
-static int h5_guarded(const char *path, int (*body)(void *), void *arg)
+/* Run body(arg), a series of libhdf5 calls on the file `path`, under the crash guard; with
+ * cpu_seconds > 0 stopped once it spent that long in libhdf5's code. */
+static int h5_guarded(const char *path, double cpu_seconds, int (*body)(void *), void *arg)
 {
-    djct_guard g = {.sigs = DJCT_GUARD_ANY};
+    djct_guard g = {.sigs = DJCT_GUARD_ANY, .cpu_seconds = cpu_seconds};
+    if (cpu_seconds > 0) {
+        pthread_once(&g_code_once, find_libhdf5);
+        g.code_lo = g_h5_lo;
+        g.code_hi = g_h5_hi;
+    }
     int rc = djct_guard_run(&g, body, arg);
     return g.sig ? crashed(path, &g, tl_at) : rc;
 }
@@ -164,7 +192,7 @@ void djct_h5_file_close(djct_h5_file *f)
         return;
     if (!djct_h5_poisoned()) { /* else the libhdf5 handles are abandoned: no more libhdf5 calls */
         at("/ (closing the file)");
-        h5_guarded(f->path, close_body, f);
+        h5_guarded(f->path, 0, close_body, f);
     }
     for (size_t i = 0; i < f->n; i++) {
         free(f->a[i].rs);
@@ -833,7 +861,7 @@ int djct_h5_file_open_cached(djct_h5_file **out, const char *path, size_t chunk_
     f->chunk_cache = chunk_cache_bytes;
     f->max_bytes = (uint64_t)st.st_size * 1100u + (1u << 20);
     f->file_size = (uint64_t)st.st_size;
-    if ((rc = h5_guarded(path, open_body, f)) < 0) {
+    if ((rc = h5_guarded(path, g_open_cpu + (double)f->file_size / (16 << 20), open_body, f)) < 0) {
         djct_h5_file_close(f);
         return rc;
     }
@@ -975,7 +1003,7 @@ static int gather(djct_h5_file *f, size_t k, const int64_t *events, int64_t firs
         return map_guarded(f, a.h, gather_direct, &a);
     h5_quiet();
     at("%s/values", a.h->obj);
-    return h5_guarded(f->path, gather_h5, &a);
+    return h5_guarded(f->path, 0, gather_h5, &a);
 }
 
 int djct_h5_file_gather(djct_h5_file *f, size_t k, const int64_t *events, size_t n, void *dst)

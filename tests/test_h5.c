@@ -11,8 +11,10 @@
 #include <unistd.h>
 
 /* libhdf5 1.10.8 segfaults in H5Aread -> H5HG_read on this file (corrupt global heap behind the
- * variable-length string attribute /features/000 'name'); found by tests/fuzz/fuzz_h5.c */
+ * variable-length string attribute /features/000 'name'), and loops forever in the global heap's
+ * cache loader on the second (reading / 'djct_format'); both found by tests/fuzz/fuzz_h5.c */
 #define LIBHDF5_CRASH "tests/fuzz/corpus/fuzz_h5/libhdf5_crash_vlen_global_heap"
+#define LIBHDF5_LOOP "tests/fuzz/corpus/fuzz_h5/libhdf5_loop_global_heap"
 
 static char dir[256];
 
@@ -355,11 +357,11 @@ static void test_shrunk_mapping(void)
     djct_record_clear(&r);
 }
 
-/* The crash input in a child process (it poisons the process it runs in): the one-line error,
+/* A crash input in a child process (it poisons the process it runs in): the one-line error,
  * then every HDF5 call refused naming the crashed file, then a normal exit (libhdf5's own exit
  * handler faults on the state its crash left; djct makes that exit quiet). The child reports its
  * check counts through a pipe. */
-static void crash_child(int fd)
+static void crash_child(int fd, const char *input, const char *what, const char *kind)
 {
     char ok_path[512], want[1024];
     path_of(ok_path, "fine.h5");
@@ -371,17 +373,17 @@ static void crash_child(int fd)
     CHECK(!djct_h5_poisoned());
 
     djct_file_meta m;
-    snprintf(want, sizeof(want), "'%s': libhdf5 crashed (SIGSEGV) while reading /features/000 attribute 'name' "
-             "(corrupt file?); HDF5 reading is disabled in this process, fix or remove the file", LIBHDF5_CRASH);
-    CHECK_ERR(djct_h5_read_meta(&m, LIBHDF5_CRASH), DJCT_EIO, want);
+    snprintf(want, sizeof(want), "'%s': libhdf5 %s", input, what);
+    djct_h5_set_open_cpu_limit(1);
+    CHECK_ERR(djct_h5_read_meta(&m, input), DJCT_EIO, want);
     CHECK(strcmp(djct_last_error(), want) == 0);
     CHECK(djct_h5_poisoned());
 
-    snprintf(want, sizeof(want), "'%s': HDF5 is disabled in this process since libhdf5 crashed on '%s' (corrupt "
-             "file?); fix or remove that file and restart", ok_path, LIBHDF5_CRASH);
+    snprintf(want, sizeof(want), "'%s': HDF5 is disabled in this process since libhdf5 %s on '%s' (corrupt "
+             "file?); fix or remove that file and restart", ok_path, kind, input);
     CHECK_ERR(djct_h5_read(&back, ok_path), DJCT_EIO, want);
     CHECK(strcmp(djct_last_error(), want) == 0);
-    CHECK_ERR(djct_h5_read_meta(&m, LIBHDF5_CRASH), DJCT_EIO, "HDF5 is disabled in this process");
+    CHECK_ERR(djct_h5_read_meta(&m, input), DJCT_EIO, "HDF5 is disabled in this process");
     CHECK_ERR(djct_h5_write(ok_path, &r, NULL), DJCT_EIO, "HDF5 is disabled in this process");
     int64_t ev[1] = {3};
     float got[64];
@@ -396,9 +398,9 @@ static void crash_child(int fd)
     exit(0);
 }
 
-static void test_libhdf5_crash(void)
+static void libhdf5_crash_in_child(const char *input, const char *what, const char *kind)
 {
-    if (access(LIBHDF5_CRASH, R_OK) != 0) {
+    if (access(input, R_OK) != 0) {
         CHECK(!"the crash input is missing; run the test from the repository root");
         return;
     }
@@ -409,7 +411,7 @@ static void test_libhdf5_crash(void)
     if (pid == 0) {
         close(p[0]);
         harness_passed = harness_failed = 0;
-        crash_child(p[1]);
+        crash_child(p[1], input, what, kind);
     }
     close(p[1]);
     int counts[2] = {0, 0}, st = 0;
@@ -424,6 +426,15 @@ static void test_libhdf5_crash(void)
     harness_failed += counts[1];
     CHECK(counts[0] >= 10 && counts[1] == 0);
     CHECK(!djct_h5_poisoned()); /* this process was not involved */
+}
+
+static void test_libhdf5_crash(void)
+{
+    libhdf5_crash_in_child(LIBHDF5_CRASH, "crashed (SIGSEGV) while reading /features/000 attribute 'name' (corrupt "
+                           "file?); HDF5 reading is disabled in this process, fix or remove the file", "crashed");
+    libhdf5_crash_in_child(LIBHDF5_LOOP, "still ran after 1 s of CPU time reading / attribute 'djct_format' (an "
+                           "endless loop on a corrupt file?); HDF5 reading is disabled in this process, fix or "
+                           "remove the file", "looped");
 
     /* the apps: one line per file on stderr, exit status 1 */
     char ok_path[512], out[512], err[512], cmd[2048];
