@@ -320,6 +320,83 @@ static void free_strings(char **s, size_t n)
     free(s);
 }
 
+#define MAX_CHUNKS ((size_t)1 << 20)
+
+/* libhdf5 1.10 copies a whole chunk out of the buffer it read an unfiltered chunk into, whatever
+ * size the chunk index records, so a corrupt index makes it read past that buffer (found by
+ * fuzzing, under ASan; without it the bytes past are garbage or a fault). An unfiltered chunk
+ * stores exactly its bytes: every allocated chunk of dataset ds is checked before libhdf5 reads
+ * any (a dataset of more than MAX_CHUNKS chunks is not). When h is given and the chunks span
+ * whole rows, are all allocated and inside the file, their offsets stay in h for direct reads. */
+static int scan_chunks(djct_h5_file *f, hid_t ds, int rank, const hsize_t *ext, size_t tsize, const char *where,
+                       h5arr *h)
+{
+    hid_t dcpl = H5Dget_create_plist(ds);
+    hsize_t cd[DJCT_MAX_DIMS], idx[DJCT_MAX_DIMS] = {0}, coord[DJCT_MAX_DIMS];
+    uint64_t bytes = tsize;
+    size_t n = 1;
+    int rc = 0, rows = 1;
+    if (dcpl < 0) {
+        rc = h5fail(DJCT_EINVAL, f->path, where, "creation properties unreadable");
+        goto done;
+    }
+    if (H5Pget_layout(dcpl) != H5D_CHUNKED || H5Pget_nfilters(dcpl) != 0)
+        goto done;
+    if (H5Pget_chunk(dcpl, rank, cd) != rank) {
+        rc = h5fail(DJCT_EINVAL, f->path, where, "chunk shape unreadable");
+        goto done;
+    }
+    for (int i = 0; i < rank; i++) {
+        if (cd[i] == 0) {
+            rc = djct_error_set(DJCT_EINVAL, "'%s': %s: chunk dimension %d is 0; the file is corrupt", f->path, where, i);
+            goto done;
+        }
+        bytes = bytes > UINT64_MAX / cd[i] ? UINT64_MAX : bytes * cd[i];
+        hsize_t per = ext[i] / cd[i] + (ext[i] % cd[i] != 0);
+        n = per && n > MAX_CHUNKS / per ? MAX_CHUNKS + 1 : n * (size_t)per;
+        rows &= i == 0 || cd[i] == ext[i];
+    }
+    if (n == 0 || n > MAX_CHUNKS)
+        goto done;
+    if (h && rows && (h->chunk_off = malloc(n * sizeof(uint64_t)))) {
+        h->chunk_rows = cd[0];
+        h->n_chunks = n;
+    }
+    for (size_t c = 0; c < n; c++) {
+        for (int i = 0; i < rank; i++)
+            coord[i] = idx[i] * cd[i];
+        unsigned mask = 0;
+        haddr_t addr = HADDR_UNDEF;
+        hsize_t size = 0;
+        if (H5Dget_chunk_info_by_coord(ds, coord, &mask, &addr, &size) < 0) {
+            rc = h5fail(DJCT_EINVAL, f->path, where, "chunk index unreadable");
+            goto done;
+        }
+        if (addr != HADDR_UNDEF && size != bytes) {
+            rc = djct_error_set(DJCT_EINVAL, "'%s': %s: the chunk at row %llu stores %llu bytes, an unfiltered "
+                                "chunk of this shape holds %" PRIu64 "; the file is corrupt", f->path, where,
+                                (unsigned long long)coord[0], (unsigned long long)size, bytes);
+            goto done;
+        }
+        if (h && h->chunk_off) {
+            if (addr == HADDR_UNDEF || addr > f->file_size || size > f->file_size - addr) {
+                free(h->chunk_off); /* a chunk missing or outside the file: no direct reads */
+                h->chunk_off = NULL;
+            } else
+                h->chunk_off[c] = addr;
+        }
+        for (int i = rank - 1; i >= 0 && ++idx[i] * cd[i] >= ext[i]; i--)
+            idx[i] = 0;
+    }
+done:
+    if (rc < 0 && h) {
+        free(h->chunk_off);
+        h->chunk_off = NULL;
+    }
+    CLOSE(H5Pclose, dcpl);
+    return rc;
+}
+
 /* Validate one array group and fill the layout array + the h5arr. */
 static int open_array(djct_h5_file *f, hid_t grp, const char *obj, djct_array *lay, h5arr *h)
 {
@@ -397,6 +474,8 @@ static int open_array(djct_h5_file *f, hid_t grp, const char *obj, djct_array *l
     h->row_values = 1;
     for (int i = 1; i < rank; i++)
         h->row_values *= (size_t)h->ext[i];
+    if ((rc = scan_chunks(f, h->ds, rank, h->ext, tsz, where, h)) < 0)
+        goto done;
 
     /* row_splits: optional; present = ragged */
     snprintf(where, sizeof(where), "%s/row_splits", obj);
@@ -434,6 +513,8 @@ static int open_array(djct_h5_file *f, hid_t grp, const char *obj, djct_array *l
                             (unsigned long long)n);
         goto done;
     }
+    if ((rc = scan_chunks(f, rsd, 1, &n, H5Tget_size(t), where, NULL)) < 0)
+        goto done;
     if (!(h->rs = malloc(n * sizeof(int64_t)))) {
         rc = djct_error_oom();
         goto done;
@@ -472,11 +553,9 @@ done:
 
 /* ---- direct reads ------------------------------------------------------------------------ */
 
-#define MAX_DIRECT_CHUNKS ((size_t)1 << 20)
-
 /* Decide whether array h can be read straight from the file: little-endian native dtype, no
- * filters, contiguous storage or chunks spanning whole rows, every chunk allocated, unfiltered
- * and inside the file. Anything else (compression, userblock, missing chunks) stays with libhdf5. */
+ * filters, contiguous storage or chunks spanning whole rows, every chunk allocated and inside the
+ * file (scan_chunks). Anything else (compression, userblock, missing chunks) stays with libhdf5. */
 static void probe_direct(djct_h5_file *f, h5arr *h)
 {
     hid_t t = -1, dcpl = -1;
@@ -502,32 +581,9 @@ static void probe_direct(djct_h5_file *f, h5arr *h)
         h->chunk_rows = h->ext[0];
         h->n_chunks = 1;
         h->chunk_off[0] = off;
-    } else if (lay == H5D_CHUNKED) {
-        hsize_t cd[DJCT_MAX_DIMS];
-        if (H5Pget_chunk(dcpl, h->rank, cd) != h->rank || cd[0] == 0)
-            goto done;
-        for (int i = 1; i < h->rank; i++)
-            if (cd[i] != h->ext[i])
-                goto done; /* chunks must hold whole rows */
-        size_t n = (size_t)((h->ext[0] + cd[0] - 1) / cd[0]);
-        uint64_t cbytes = (uint64_t)cd[0] * row_bytes;
-        if (n > MAX_DIRECT_CHUNKS || !(h->chunk_off = malloc(n * sizeof(uint64_t))))
-            goto done;
-        hsize_t coord[DJCT_MAX_DIMS] = {0};
-        for (size_t c = 0; c < n; c++) {
-            unsigned mask = 0;
-            haddr_t addr = HADDR_UNDEF;
-            hsize_t size = 0;
-            coord[0] = (hsize_t)c * cd[0];
-            if (H5Dget_chunk_info_by_coord(h->ds, coord, &mask, &addr, &size) < 0 || mask != 0 ||
-                addr == HADDR_UNDEF || size != cbytes || addr > f->file_size || size > f->file_size - addr)
-                goto done;
-            h->chunk_off[c] = addr;
-        }
-        h->chunk_rows = cd[0];
-        h->n_chunks = n;
-    } else
-        goto done;
+    } else if (lay != H5D_CHUNKED || !h->chunk_off) {
+        goto done; /* chunked: scan_chunks() at open kept the offsets when they qualify */
+    }
     h->direct = 1;
 done:
     if (!h->direct) {

@@ -320,6 +320,35 @@ static void test_hostile(void)
     int rc = djct_h5_read(&r, p);
     CHECK(rc == DJCT_EIO || rc == DJCT_EINVAL);
     CHECK(strstr(djct_last_error(), "bad.h5") != NULL);
+    /* an unfiltered chunk whose index records fewer bytes than the chunk holds: libhdf5 would copy
+     * the full chunk out of the short buffer (a heap over-read, found by fuzz_h5 under ASan) */
+    for (int which = 0; which < 2; which++) {
+        f = new_file(p, "djct-ragged-1");
+        hid_t g = H5Gcreate2(f, "features", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+        hid_t a = H5Gcreate2(g, "000", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+        hsize_t nv = 6, nrs = 4, ch = 3, off = 0;
+        float v[6] = {0};
+        int64_t rs6[4] = {0, 2, 2, 6}; /* otherwise a valid file */
+        add_ds(a, "row_splits", H5T_NATIVE_INT64, 1, &nrs, rs6, 0);
+        hid_t sp = H5Screate_simple(1, &nv, NULL), pl = H5Pcreate(H5P_DATASET_CREATE);
+        H5Pset_chunk(pl, 1, &ch);
+        hid_t d = H5Dcreate2(a, "values", H5T_NATIVE_FLOAT, sp, H5P_DEFAULT, pl, H5P_DEFAULT);
+        if (which == 0) {
+            H5Dwrite(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, v);
+            off = 3;
+        }
+        CHECK(H5Dwrite_chunk(d, H5P_DEFAULT, 0, &off, 5, v) >= 0); /* 5 bytes, the chunk holds 12 */
+        H5Dclose(d);
+        H5Pclose(pl);
+        H5Sclose(sp);
+        H5Gclose(a);
+        H5Gclose(g);
+        H5Fclose(f);
+        char want[128];
+        snprintf(want, sizeof(want), "/features/000/values: the chunk at row %d stores 5 bytes, an unfiltered chunk "
+                 "of this shape holds 12; the file is corrupt", which ? 0 : 3);
+        CHECK_ERR(djct_h5_read_meta(&m, p), DJCT_EINVAL, want);
+    }
 }
 
 /* ---- crashes ---- */
