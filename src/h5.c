@@ -10,6 +10,7 @@
 #include "djct_int.h"
 #include "h5_int.h"
 #include "guard_int.h"
+#include "h5fd_int.h"
 
 #include <hdf5.h>
 #include <errno.h>
@@ -114,14 +115,14 @@ static int poisoned(const char *path)
 static int crashed(const char *path, const djct_guard *g, const char *obj)
 {
     int clean = 0;
-    djct_guard_exit_quietly(10); /* libhdf5's exit handler would crash on the state left behind */
+    djct_guard_exit_quietly(3); /* libhdf5's exit handler would crash or spin on the state left behind */
     if (atomic_compare_exchange_strong(&g_poison, &clean, 1)) {
         snprintf(g_crashed, sizeof(g_crashed), "%s", path);
         g_crash_kind = g->sig == SIGXCPU ? "looped" : "crashed";
         atomic_store(&g_poison, 2);
     }
     if (g->sig == SIGXCPU)
-        return djct_error_set(DJCT_EIO, "'%s': libhdf5 still ran after %.0f s of CPU time reading %s (an endless "
+        return djct_error_set(DJCT_EIO, "'%s': libhdf5 still ran after %g s of CPU time reading %s (an endless "
                               "loop on a corrupt file?); HDF5 reading is disabled in this process, fix or remove "
                               "the file", path, g->cpu_seconds, obj);
     return djct_error_set(DJCT_EIO, "'%s': libhdf5 crashed (%s) while reading %s (corrupt file?); HDF5 reading "
@@ -140,6 +141,7 @@ static int h5_guarded(const char *path, double cpu_seconds, int (*body)(void *),
         g.code_hi = g_h5_hi;
     }
     int rc = djct_guard_run(&g, body, arg);
+    djct_h5_fd_check_heaps(0); /* in case the guard jumped out of a string read */
     return g.sig ? crashed(path, &g, tl_at) : rc;
 }
 
@@ -257,8 +259,12 @@ static int read_strings(djct_h5_file *f, const char *obj, hid_t loc, const char 
             rc = tmp ? h5fail(DJCT_EINVAL, path, where, "string type") : djct_error_oom();
             goto done;
         }
-        /* libhdf5 1.10 crashes here on a corrupt global heap (H5HG_read): the guard catches it */
-        if (n && H5Aread(a, mt, tmp) < 0) {
+        /* the strings live in the global heap: djct's driver checks each collection libhdf5 loads;
+         * a corrupt object index still crashes libhdf5 1.10 here (H5HG_read): the guard catches it */
+        djct_h5_fd_check_heaps(1);
+        herr_t got = n ? H5Aread(a, mt, tmp) : 0;
+        djct_h5_fd_check_heaps(0);
+        if (got < 0) {
             rc = h5fail(DJCT_EINVAL, path, where, "cannot be read");
             goto done;
         }
@@ -321,21 +327,23 @@ static void free_strings(char **s, size_t n)
 }
 
 #define MAX_CHUNKS ((size_t)1 << 20)
+#define FEW_CHUNKS 256
 
 /* libhdf5 1.10 copies a whole chunk out of the buffer it read an unfiltered chunk into, whatever
  * size the chunk index records, so a corrupt index makes it read past that buffer (found by
  * fuzzing, under ASan; without it the bytes past are garbage or a fault). An unfiltered chunk
  * stores exactly its bytes: every allocated chunk of dataset ds is checked before libhdf5 reads
- * any (a dataset of more than MAX_CHUNKS chunks is not). When h is given and the chunks span
- * whole rows, are all allocated and inside the file, their offsets stay in h for direct reads. */
-static int scan_chunks(djct_h5_file *f, hid_t ds, int rank, const hsize_t *ext, size_t tsize, const char *where,
-                       h5arr *h)
+ * any. A few allocated chunks are listed by index; otherwise each chunk of the grid is looked up
+ * (O(log n) each; listing by index or coordinate costs O(n) per chunk in 1.10). A grid of more
+ * than MAX_CHUNKS chunks is not checked. */
+static int check_chunk_sizes(djct_h5_file *f, hid_t ds, int rank, const hsize_t *ext, size_t tsize,
+                             const char *where)
 {
-    hid_t dcpl = H5Dget_create_plist(ds);
-    hsize_t cd[DJCT_MAX_DIMS], idx[DJCT_MAX_DIMS] = {0}, coord[DJCT_MAX_DIMS];
+    hid_t dcpl = H5Dget_create_plist(ds), fs = -1;
+    hsize_t cd[DJCT_MAX_DIMS], idx[DJCT_MAX_DIMS] = {0}, coord[DJCT_MAX_DIMS] = {0}, nalloc = 0, size = 0;
     uint64_t bytes = tsize;
     size_t n = 1;
-    int rc = 0, rows = 1;
+    int rc = 0;
     if (dcpl < 0) {
         rc = h5fail(DJCT_EINVAL, f->path, where, "creation properties unreadable");
         goto done;
@@ -354,45 +362,41 @@ static int scan_chunks(djct_h5_file *f, hid_t ds, int rank, const hsize_t *ext, 
         bytes = bytes > UINT64_MAX / cd[i] ? UINT64_MAX : bytes * cd[i];
         hsize_t per = ext[i] / cd[i] + (ext[i] % cd[i] != 0);
         n = per && n > MAX_CHUNKS / per ? MAX_CHUNKS + 1 : n * (size_t)per;
-        rows &= i == 0 || cd[i] == ext[i];
     }
-    if (n == 0 || n > MAX_CHUNKS)
+    if (n == 0 || (fs = H5Dget_space(ds)) < 0 || H5Dget_num_chunks(ds, fs, &nalloc) < 0) {
+        rc = n ? h5fail(DJCT_EINVAL, f->path, where, "chunk index unreadable") : 0;
         goto done;
-    if (h && rows && (h->chunk_off = malloc(n * sizeof(uint64_t)))) {
-        h->chunk_rows = cd[0];
-        h->n_chunks = n;
     }
-    for (size_t c = 0; c < n; c++) {
-        for (int i = 0; i < rank; i++)
-            coord[i] = idx[i] * cd[i];
-        unsigned mask = 0;
-        haddr_t addr = HADDR_UNDEF;
-        hsize_t size = 0;
-        if (H5Dget_chunk_info_by_coord(ds, coord, &mask, &addr, &size) < 0) {
-            rc = h5fail(DJCT_EINVAL, f->path, where, "chunk index unreadable");
-            goto done;
+    if (nalloc <= FEW_CHUNKS) {
+        for (hsize_t c = 0; c < nalloc; c++) {
+            unsigned mask = 0;
+            haddr_t addr = HADDR_UNDEF;
+            if (H5Dget_chunk_info(ds, fs, c, coord, &mask, &addr, &size) < 0) {
+                rc = h5fail(DJCT_EINVAL, f->path, where, "chunk index unreadable");
+                goto done;
+            }
+            if (size != bytes)
+                break;
         }
-        if (addr != HADDR_UNDEF && size != bytes) {
-            rc = djct_error_set(DJCT_EINVAL, "'%s': %s: the chunk at row %llu stores %llu bytes, an unfiltered "
-                                "chunk of this shape holds %" PRIu64 "; the file is corrupt", f->path, where,
-                                (unsigned long long)coord[0], (unsigned long long)size, bytes);
-            goto done;
+    } else if (n <= MAX_CHUNKS) {
+        for (size_t c = 0; c < n; c++) {
+            for (int i = 0; i < rank; i++)
+                coord[i] = idx[i] * cd[i];
+            /* fails for a chunk that is not allocated: nothing to read there */
+            if (H5Dget_chunk_storage_size(ds, coord, &size) >= 0 && size != bytes)
+                break;
+            size = bytes;
+            for (int i = rank - 1; i >= 0 && ++idx[i] * cd[i] >= ext[i]; i--)
+                idx[i] = 0;
         }
-        if (h && h->chunk_off) {
-            if (addr == HADDR_UNDEF || addr > f->file_size || size > f->file_size - addr) {
-                free(h->chunk_off); /* a chunk missing or outside the file: no direct reads */
-                h->chunk_off = NULL;
-            } else
-                h->chunk_off[c] = addr;
-        }
-        for (int i = rank - 1; i >= 0 && ++idx[i] * cd[i] >= ext[i]; i--)
-            idx[i] = 0;
     }
+    H5Eclear2(H5E_DEFAULT);
+    if (size != bytes && nalloc)
+        rc = djct_error_set(DJCT_EINVAL, "'%s': %s: the chunk at row %llu stores %llu bytes, an unfiltered chunk "
+                            "of this shape holds %" PRIu64 "; the file is corrupt", f->path, where,
+                            (unsigned long long)coord[0], (unsigned long long)size, bytes);
 done:
-    if (rc < 0 && h) {
-        free(h->chunk_off);
-        h->chunk_off = NULL;
-    }
+    CLOSE(H5Sclose, fs);
     CLOSE(H5Pclose, dcpl);
     return rc;
 }
@@ -474,7 +478,7 @@ static int open_array(djct_h5_file *f, hid_t grp, const char *obj, djct_array *l
     h->row_values = 1;
     for (int i = 1; i < rank; i++)
         h->row_values *= (size_t)h->ext[i];
-    if ((rc = scan_chunks(f, h->ds, rank, h->ext, tsz, where, h)) < 0)
+    if ((rc = check_chunk_sizes(f, h->ds, rank, h->ext, tsz, where)) < 0)
         goto done;
 
     /* row_splits: optional; present = ragged */
@@ -513,7 +517,7 @@ static int open_array(djct_h5_file *f, hid_t grp, const char *obj, djct_array *l
                             (unsigned long long)n);
         goto done;
     }
-    if ((rc = scan_chunks(f, rsd, 1, &n, H5Tget_size(t), where, NULL)) < 0)
+    if ((rc = check_chunk_sizes(f, rsd, 1, &n, H5Tget_size(t), where)) < 0)
         goto done;
     if (!(h->rs = malloc(n * sizeof(int64_t)))) {
         rc = djct_error_oom();
@@ -553,9 +557,11 @@ done:
 
 /* ---- direct reads ------------------------------------------------------------------------ */
 
+#define MAX_DIRECT_CHUNKS ((size_t)1 << 20)
+
 /* Decide whether array h can be read straight from the file: little-endian native dtype, no
- * filters, contiguous storage or chunks spanning whole rows, every chunk allocated and inside the
- * file (scan_chunks). Anything else (compression, userblock, missing chunks) stays with libhdf5. */
+ * filters, contiguous storage or chunks spanning whole rows, every chunk allocated, unfiltered
+ * and inside the file. Anything else (compression, userblock, missing chunks) stays with libhdf5. */
 static void probe_direct(djct_h5_file *f, h5arr *h)
 {
     hid_t t = -1, dcpl = -1;
@@ -581,9 +587,32 @@ static void probe_direct(djct_h5_file *f, h5arr *h)
         h->chunk_rows = h->ext[0];
         h->n_chunks = 1;
         h->chunk_off[0] = off;
-    } else if (lay != H5D_CHUNKED || !h->chunk_off) {
-        goto done; /* chunked: scan_chunks() at open kept the offsets when they qualify */
-    }
+    } else if (lay == H5D_CHUNKED) {
+        hsize_t cd[DJCT_MAX_DIMS];
+        if (H5Pget_chunk(dcpl, h->rank, cd) != h->rank || cd[0] == 0)
+            goto done;
+        for (int i = 1; i < h->rank; i++)
+            if (cd[i] != h->ext[i])
+                goto done; /* chunks must hold whole rows */
+        size_t n = (size_t)((h->ext[0] + cd[0] - 1) / cd[0]);
+        uint64_t cbytes = (uint64_t)cd[0] * row_bytes;
+        if (n > MAX_DIRECT_CHUNKS || !(h->chunk_off = malloc(n * sizeof(uint64_t))))
+            goto done;
+        hsize_t coord[DJCT_MAX_DIMS] = {0};
+        for (size_t c = 0; c < n; c++) {
+            unsigned mask = 0;
+            haddr_t addr = HADDR_UNDEF;
+            hsize_t size = 0;
+            coord[0] = (hsize_t)c * cd[0];
+            if (H5Dget_chunk_info_by_coord(h->ds, coord, &mask, &addr, &size) < 0 || mask != 0 ||
+                addr == HADDR_UNDEF || size != cbytes || addr > f->file_size || size > f->file_size - addr)
+                goto done;
+            h->chunk_off[c] = addr;
+        }
+        h->chunk_rows = cd[0];
+        h->n_chunks = n;
+    } else
+        goto done;
     h->direct = 1;
 done:
     if (!h->direct) {
@@ -756,7 +785,7 @@ static int open_body(void *p)
         rc = djct_error_set(DJCT_EINVAL, "'%s': not an HDF5 file (no HDF5 signature)", path);
         goto fail;
     }
-    if ((f->fid = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT)) < 0) {
+    if ((f->fid = H5Fopen(path, H5F_ACC_RDONLY, djct_h5_fapl())) < 0) {
         rc = h5fail(DJCT_EIO, path, "/", "cannot be opened by libhdf5");
         goto fail;
     }

@@ -5,16 +5,20 @@
  * shrink under a direct-read mapping. */
 #include "harness.h"
 #include "h5_int.h"
+#include "h5fd_int.h"
 
 #include <hdf5.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
-/* libhdf5 1.10.8 segfaults in H5Aread -> H5HG_read on this file (corrupt global heap behind the
- * variable-length string attribute /features/000 'name'), and loops forever in the global heap's
- * cache loader on the second (reading / 'djct_format'); both found by tests/fuzz/fuzz_h5.c */
+/* Found by tests/fuzz/fuzz_h5.c; libhdf5 1.10.8 on its own segfaults in H5Aread -> H5HG_read on
+ * the first (a corrupt heap object index behind the string attribute /features/000 'name'),
+ * loops forever in the global heap loader on the second, and writes past a buffer in H5HG_read
+ * on the third (heap objects that run past their collection). */
 #define LIBHDF5_CRASH "tests/fuzz/corpus/fuzz_h5/libhdf5_crash_vlen_global_heap"
 #define LIBHDF5_LOOP "tests/fuzz/corpus/fuzz_h5/libhdf5_loop_global_heap"
+#define LIBHDF5_OVERFLOW "tests/fuzz/corpus/fuzz_h5/libhdf5_overflow_global_heap"
 
 static char dir[256];
 
@@ -390,7 +394,7 @@ static void test_shrunk_mapping(void)
  * then every HDF5 call refused naming the crashed file, then a normal exit (libhdf5's own exit
  * handler faults on the state its crash left; djct makes that exit quiet). The child reports its
  * check counts through a pipe. */
-static void crash_child(int fd, const char *input, const char *what, const char *kind)
+static void crash_child(int fd, const char *input, double cpu_limit, const char *what, const char *kind)
 {
     char ok_path[512], want[1024];
     path_of(ok_path, "fine.h5");
@@ -403,7 +407,7 @@ static void crash_child(int fd, const char *input, const char *what, const char 
 
     djct_file_meta m;
     snprintf(want, sizeof(want), "'%s': libhdf5 %s", input, what);
-    djct_h5_set_open_cpu_limit(1);
+    djct_h5_set_open_cpu_limit(cpu_limit);
     CHECK_ERR(djct_h5_read_meta(&m, input), DJCT_EIO, want);
     CHECK(strcmp(djct_last_error(), want) == 0);
     CHECK(djct_h5_poisoned());
@@ -427,7 +431,7 @@ static void crash_child(int fd, const char *input, const char *what, const char 
     exit(0);
 }
 
-static void libhdf5_crash_in_child(const char *input, const char *what, const char *kind)
+static void libhdf5_crash_in_child(const char *input, double cpu_limit, const char *what, const char *kind)
 {
     if (access(input, R_OK) != 0) {
         CHECK(!"the crash input is missing; run the test from the repository root");
@@ -440,7 +444,7 @@ static void libhdf5_crash_in_child(const char *input, const char *what, const ch
     if (pid == 0) {
         close(p[0]);
         harness_passed = harness_failed = 0;
-        crash_child(p[1], input, what, kind);
+        crash_child(p[1], input, cpu_limit, what, kind);
     }
     close(p[1]);
     int counts[2] = {0, 0}, st = 0;
@@ -459,11 +463,31 @@ static void libhdf5_crash_in_child(const char *input, const char *what, const ch
 
 static void test_libhdf5_crash(void)
 {
-    libhdf5_crash_in_child(LIBHDF5_CRASH, "crashed (SIGSEGV) while reading /features/000 attribute 'name' (corrupt "
-                           "file?); HDF5 reading is disabled in this process, fix or remove the file", "crashed");
-    libhdf5_crash_in_child(LIBHDF5_LOOP, "still ran after 1 s of CPU time reading / attribute 'djct_format' (an "
-                           "endless loop on a corrupt file?); HDF5 reading is disabled in this process, fix or "
-                           "remove the file", "looped");
+    libhdf5_crash_in_child(LIBHDF5_CRASH, 60, "crashed (SIGSEGV) while reading /features/000 attribute 'name' "
+                           "(corrupt file?); HDF5 reading is disabled in this process, fix or remove the file",
+                           "crashed");
+    /* the CPU limit: no loop input is left (djct's driver refuses the heap that looped), so a limit
+     * far below what opening this file takes: 8000 one-row chunks, whose index libhdf5 1.10
+     * walks once per chunk for direct reads */
+    char many[512];
+    path_of(many, "many_chunks.h5");
+    hid_t f = new_file(many, "djct-ragged-1");
+    hid_t g = H5Gcreate2(f, "features", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    hid_t a = H5Gcreate2(g, "000", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    hsize_t rows = 8000;
+    float *zeros = calloc(rows, sizeof(float));
+    add_ds(a, "values", H5T_NATIVE_FLOAT, 1, &rows, zeros, 1);
+    free(zeros);
+    H5Gclose(a);
+    H5Gclose(g);
+    H5Fclose(f);
+    struct stat st;
+    CHECK(stat(many, &st) == 0);
+    char what[512];
+    snprintf(what, sizeof(what), "still ran after %g s of CPU time reading /features/000/values (storage layout and "
+             "chunk index) (an endless loop on a corrupt file?); HDF5 reading is disabled in this process, fix or "
+             "remove the file", 0.05 + (double)st.st_size / (16 << 20)); /* the limit grows with the file */
+    libhdf5_crash_in_child(many, 0.05, what, "looped");
 
     /* the apps: one line per file on stderr, exit status 1 */
     char ok_path[512], out[512], err[512], cmd[2048];
@@ -492,6 +516,43 @@ static void test_libhdf5_crash(void)
     CHECK(strncmp(text, want, strlen(want)) == 0);
     if (strncmp(text, want, strlen(want)))
         fprintf(stderr, "  -> djct_inspect said:\n%s", text);
+}
+
+/* Global heaps: djct's file driver refuses collections libhdf5 1.10 would loop on or copy past,
+ * so those inputs fail cleanly and poison nothing. */
+static void test_global_heap(void)
+{
+    djct_file_meta m;
+    djct_h5_set_open_cpu_limit(60);
+    CHECK_ERR(djct_h5_read_meta(&m, LIBHDF5_LOOP), DJCT_EINVAL, "/ attribute 'djct_format': cannot be read (hdf5: "
+              "global heap collection at byte 2048 is corrupt: object 0 of 0 bytes at collection byte 240 has no "
+              "size (the loader would loop))");
+    CHECK_ERR(djct_h5_read_meta(&m, LIBHDF5_OVERFLOW), DJCT_EINVAL, "global heap collection at byte 2048 is "
+              "corrupt: object 5 of 65536 bytes at collection byte 120 runs past the collection's end");
+    CHECK(!djct_h5_poisoned());
+
+    /* the check itself, on a collection built by hand: header, "hello", free space to the end */
+    unsigned char b[4096] = "GCOL\1";
+    char why[160];
+    b[9] = 0x10; /* size 4096, little-endian, 8 bytes */
+    b[16] = 1;   /* object 1: index 1, 1 reference, 5 bytes */
+    b[18] = 1;
+    b[24] = 5;
+    memcpy(b + 32, "hello", 5);
+    uint64_t free_bytes = 4096 - 40; /* object 0 after 16 + 8 bytes: free space, its record included */
+    memcpy(b + 40 + 8, &free_bytes, 8);
+    CHECK(djct_h5_check_gheap(b, sizeof(b), 8, why, sizeof(why)) == 0);
+    b[24 + 1] = 0x10; /* 4101 bytes: past the end */
+    CHECK(djct_h5_check_gheap(b, sizeof(b), 8, why, sizeof(why)) < 0);
+    CHECK(strcmp(why, "object 1 of 4101 bytes at collection byte 16 runs past the collection's end") == 0);
+    b[24 + 1] = 0;
+    memset(b + 40 + 8, 0, 8); /* a free-space record of no size */
+    CHECK(djct_h5_check_gheap(b, sizeof(b), 8, why, sizeof(why)) < 0);
+    CHECK(strstr(why, "object 0 of 0 bytes at collection byte 40 has no size") != NULL);
+    memcpy(b + 40 + 8, &free_bytes, 8);
+    CHECK(djct_h5_check_gheap(b, sizeof(b) - 8, 8, why, sizeof(why)) < 0); /* shorter than it says */
+    CHECK(strstr(why, "collection size 4096 outside 16..4088") != NULL);
+    CHECK(djct_h5_check_gheap(b, sizeof(b), 8, why, sizeof(why)) == 0);
 }
 
 /* ---- h5py both ways: the snippet of docs/hdf5_layout.md writes, djct reads; djct writes,
@@ -567,6 +628,7 @@ int main(void)
     test_hostile();
     test_shrunk_mapping();
     test_libhdf5_crash();
+    test_global_heap();
     test_h5py();
     snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
     if (system(cmd) != 0)

@@ -4,10 +4,11 @@
  * up to "huge and unallocated", row splits of any value and type, attributes of the wrong kind),
  * so the layout checks themselves are exercised deeply. Either way the file is read with
  * djct_h5_read_meta, djct_h5_read and djct_h5_read_events; they must fail cleanly (one line) or
- * succeed with arrays that pass djct_array_validate. libhdf5 itself crashes on some file images
- * (the seed libhdf5_crash_* inputs): djct's crash guard must turn that into an error; the target
- * then lifts the poisoning so that one such input does not end the exploration. With
- * DJCT_FUZZ_GUARDED=DIR set, each input whose crash the guard caught is saved there. */
+ * succeed with arrays that pass djct_array_validate. libhdf5 itself crashes, loops or overflows
+ * a buffer on some file images (the seed libhdf5_* inputs): djct's file driver or crash guard
+ * must turn that into an error; after a caught crash the target lifts the poisoning so that one
+ * such input does not end the exploration. With DJCT_FUZZ_GUARDED=DIR set, each input whose
+ * crash the guard caught is saved there. */
 #include <hdf5.h>
 #include <stdint.h>
 #include <stdio.h>
