@@ -1,10 +1,11 @@
 /* The djct-ragged-1 HDF5 layout (docs/hdf5_layout.md): write with libhdf5, and read only after
  * validating every group, dataset, dtype, extent and row split, so that a hostile file fails
  * with one line naming file, object and field instead of crashing or allocating wildly.
- * libhdf5 itself can crash on a corrupt file before djct sees anything, so every libhdf5 call
- * that parses a file runs under the crash guard (guard_int.h); after a crash no more libhdf5
- * calls are made in the process. HDF5's automatic error printing is switched off per call (it
- * is per thread in threadsafe builds) and the innermost HDF5 message is appended to djct's error. */
+ * libhdf5 itself can crash on a corrupt file before djct sees anything, so files are read
+ * through djct's checking driver (h5fd_int.h) and every libhdf5 call that parses a file runs
+ * under the crash guard (guard_int.h); after a crash no more libhdf5 calls are made in the
+ * process. HDF5's automatic error printing is switched off per call (it is per thread in
+ * threadsafe builds) and the innermost HDF5 message is appended to djct's error. */
 #include "djct/h5.h"
 #include "djct/error.h"
 #include "djct_int.h"
