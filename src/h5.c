@@ -1,20 +1,29 @@
 /* The djct-ragged-1 HDF5 layout (docs/hdf5_layout.md): write with libhdf5, and read only after
  * validating every group, dataset, dtype, extent and row split, so that a hostile file fails
  * with one line naming file, object and field instead of crashing or allocating wildly.
- * HDF5's automatic error printing is switched off per call (it is per thread in threadsafe
- * builds) and the innermost HDF5 message is appended to djct's error. */
+ * libhdf5 itself can crash on a corrupt file before djct sees anything, so files are read
+ * through djct's checking driver (h5fd_int.h) and every libhdf5 call that parses a file runs
+ * under the crash guard (guard_int.h); after a crash no more libhdf5 calls are made in the
+ * process. HDF5's automatic error printing is switched off per call (it is per thread in
+ * threadsafe builds) and the innermost HDF5 message is appended to djct's error. */
 #include "djct/h5.h"
 #include "djct/error.h"
 #include "djct_int.h"
 #include "h5_int.h"
+#include "guard_int.h"
+#include "h5fd_int.h"
 
 #include <hdf5.h>
 #include <errno.h>
 #include <inttypes.h>
+#include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -53,6 +62,90 @@ static void h5_quiet(void) { H5Eset_auto2(H5E_DEFAULT, NULL, NULL); }
         (h) = -1;                                                                          \
     } while (0)
 
+/* ---- crashes inside libhdf5 ----------------------------------------------------------------
+ * libhdf5 1.10 faults on some corrupt files (a variable-length string whose global heap is
+ * damaged crashes in H5Aread -> H5HG_read) or loops forever (another damaged global heap spins
+ * in its cache loader) before djct can check anything. Opening a file and reading values
+ * through libhdf5 therefore run under the crash guard, and opening also under a CPU-time limit
+ * for libhdf5's code. After a caught crash or loop libhdf5's state (API context stack, the
+ * file's metadata cache, open objects) cannot be trusted, so the process is poisoned: djct
+ * makes no further libhdf5 call, and every djct HDF5 function fails at once naming the file. */
+
+static atomic_int g_poison;              /* 0 clean, 1 being recorded, 2 g_crashed holds the file */
+static char g_crashed[512];
+static const char *g_crash_kind = "crashed"; /* or "looped" */
+static _Thread_local char tl_at[192];    /* the object being parsed now, for the crash message */
+/* CPU seconds libhdf5 may spend opening a file before it counts as looping: this plus one per
+ * 16 MiB of file (row splits are decompressed during open) */
+static double g_open_cpu = 60;
+static pthread_once_t g_code_once = PTHREAD_ONCE_INIT;
+static const char *g_h5_lo, *g_h5_hi;    /* libhdf5's code */
+
+static void find_libhdf5(void)
+{
+    if (djct_guard_code_of((void (*)(void))H5open, &g_h5_lo, &g_h5_hi) != 0)
+        g_h5_lo = g_h5_hi = NULL; /* no CPU limit then */
+}
+
+void djct_h5_set_open_cpu_limit(double seconds) { g_open_cpu = seconds; }
+
+static void at(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(tl_at, sizeof(tl_at), fmt, ap);
+    va_end(ap);
+}
+
+int djct_h5_poisoned(void) { return atomic_load(&g_poison) != 0; }
+
+void djct_h5_unpoison(void) { atomic_store(&g_poison, 0); }
+
+/* 0, or the error for any HDF5 work on `path` once libhdf5 has crashed in this process */
+static int poisoned(const char *path)
+{
+    int p = atomic_load(&g_poison);
+    if (!p)
+        return 0;
+    return djct_error_set(DJCT_EIO, "'%s': HDF5 is disabled in this process since libhdf5 %s on '%s' "
+                          "(corrupt file?); fix or remove that file and restart", path,
+                          p == 2 ? g_crash_kind : "crashed", p == 2 ? g_crashed : "a file another thread was reading");
+}
+
+/* record that libhdf5 crashed (g->sig) on `path` while reading `obj`; poisons the process */
+static int crashed(const char *path, const djct_guard *g, const char *obj)
+{
+    int clean = 0;
+    djct_guard_exit_quietly(3); /* libhdf5's exit handler would crash or spin on the state left behind */
+    if (atomic_compare_exchange_strong(&g_poison, &clean, 1)) {
+        snprintf(g_crashed, sizeof(g_crashed), "%s", path);
+        g_crash_kind = g->sig == SIGXCPU ? "looped" : "crashed";
+        atomic_store(&g_poison, 2);
+    }
+    if (g->sig == SIGXCPU)
+        return djct_error_set(DJCT_EIO, "'%s': libhdf5 still ran after %g s of CPU time reading %s (an endless "
+                              "loop on a corrupt file?); HDF5 reading is disabled in this process, fix or remove "
+                              "the file", path, g->cpu_seconds, obj);
+    return djct_error_set(DJCT_EIO, "'%s': libhdf5 crashed (%s) while reading %s (corrupt file?); HDF5 reading "
+                          "is disabled in this process, fix or remove the file", path,
+                          djct_guard_signame(g->sig), obj);
+}
+
+/* Run body(arg), a series of libhdf5 calls on the file `path`, under the crash guard; with
+ * cpu_seconds > 0 stopped once it spent that long in libhdf5's code. */
+static int h5_guarded(const char *path, double cpu_seconds, int (*body)(void *), void *arg)
+{
+    djct_guard g = {.sigs = DJCT_GUARD_ANY, .cpu_seconds = cpu_seconds};
+    if (cpu_seconds > 0) {
+        pthread_once(&g_code_once, find_libhdf5);
+        g.code_lo = g_h5_lo;
+        g.code_hi = g_h5_hi;
+    }
+    int rc = djct_guard_run(&g, body, arg);
+    djct_h5_fd_check_heaps(0); /* in case the guard jumped out of a string read */
+    return g.sig ? crashed(path, &g, tl_at) : rc;
+}
+
 /* ---- the open, validated file ---------------------------------------------------------- */
 
 typedef struct {
@@ -82,21 +175,37 @@ struct djct_h5_file {
     h5arr         *a;
     uint64_t       file_size;
     const char    *map;            /* read-only mapping of the whole file when an array is direct */
+    /* buffers held across a libhdf5 call during open: here rather than in locals, so that a
+     * crash inside libhdf5 leaves nothing of djct's unreachable (close frees them) */
+    void          *scratch[2];
 };
+
+static int close_body(void *p)
+{
+    djct_h5_file *f = p;
+    for (size_t i = 0; i < f->n; i++)
+        CLOSE(H5Dclose, f->a[i].ds);
+    CLOSE(H5Fclose, f->fid);
+    return 0;
+}
 
 void djct_h5_file_close(djct_h5_file *f)
 {
     if (!f)
         return;
+    if (!djct_h5_poisoned()) { /* else the libhdf5 handles are abandoned: no more libhdf5 calls */
+        at("/ (closing the file)");
+        h5_guarded(f->path, 0, close_body, f);
+    }
     for (size_t i = 0; i < f->n; i++) {
-        CLOSE(H5Dclose, f->a[i].ds);
         free(f->a[i].rs);
         free(f->a[i].chunk_off);
     }
     if (f->map)
         munmap((void *)f->map, (size_t)f->file_size);
     free(f->a);
-    CLOSE(H5Fclose, f->fid);
+    free(f->scratch[0]);
+    free(f->scratch[1]);
     djct_file_meta_clear(&f->meta);
     free(f->path);
     free(f);
@@ -108,10 +217,12 @@ const int64_t *djct_h5_file_row_splits(const djct_h5_file *f, size_t k) { return
 
 /* Read a string attribute (fixed or variable length) into n strings.
  * Returns 1 when absent, 0 when read, <0 on error (message set). */
-static int read_strings(const char *path, const char *obj, hid_t loc, const char *aname, char ***out, size_t *nout)
+static int read_strings(djct_h5_file *f, const char *obj, hid_t loc, const char *aname, char ***out, size_t *nout)
 {
+    const char *path = f->path;
     char where[128];
     snprintf(where, sizeof(where), "%s attribute '%s'", obj, aname);
+    at("%s", where);
     htri_t ex = H5Aexists(loc, aname);
     if (ex < 0)
         return h5fail(DJCT_EINVAL, path, where, "cannot be checked");
@@ -137,20 +248,24 @@ static int read_strings(const char *path, const char *obj, hid_t loc, const char
         goto done;
     }
     n = (size_t)np;
-    if (!(res = calloc(n + 1, sizeof(char *)))) {
+    /* res and the read buffer live in f->scratch while libhdf5 runs */
+    if (!(res = f->scratch[0] = calloc(n + 1, sizeof(char *)))) {
         rc = djct_error_oom();
         goto done;
     }
     if (H5Tis_variable_str(ft) > 0) {
-        char **tmp = calloc(n + 1, sizeof(char *));
+        char **tmp = f->scratch[1] = calloc(n + 1, sizeof(char *));
         if (!tmp || (mt = H5Tcopy(H5T_C_S1)) < 0 || H5Tset_size(mt, H5T_VARIABLE) < 0 ||
             H5Tset_cset(mt, H5Tget_cset(ft)) < 0) {
-            free(tmp);
             rc = tmp ? h5fail(DJCT_EINVAL, path, where, "string type") : djct_error_oom();
             goto done;
         }
-        if (n && H5Aread(a, mt, tmp) < 0) {
-            free(tmp);
+        /* the strings live in the global heap: djct's driver checks each collection libhdf5 loads;
+         * a corrupt object index still crashes libhdf5 1.10 here (H5HG_read): the guard catches it */
+        djct_h5_fd_check_heaps(1);
+        herr_t got = n ? H5Aread(a, mt, tmp) : 0;
+        djct_h5_fd_check_heaps(0);
+        if (got < 0) {
             rc = h5fail(DJCT_EINVAL, path, where, "cannot be read");
             goto done;
         }
@@ -164,7 +279,6 @@ static int read_strings(const char *path, const char *obj, hid_t loc, const char
         }
         if (n)
             H5Dvlen_reclaim(mt, sp, H5P_DEFAULT, tmp);
-        free(tmp);
     } else {
         size_t sz = H5Tget_size(ft);
         if (sz == 0 || sz > MAX_STRING_BYTES) {
@@ -172,15 +286,13 @@ static int read_strings(const char *path, const char *obj, hid_t loc, const char
                                 MAX_STRING_BYTES);
             goto done;
         }
-        char *buf = calloc(n ? n : 1, sz + 1);
+        char *buf = f->scratch[1] = calloc(n ? n : 1, sz + 1);
         if (!buf || (mt = H5Tcopy(H5T_C_S1)) < 0 || H5Tset_size(mt, sz + 1) < 0 ||
             H5Tset_strpad(mt, H5T_STR_NULLTERM) < 0 || H5Tset_cset(mt, H5Tget_cset(ft)) < 0) {
-            free(buf);
             rc = buf ? h5fail(DJCT_EINVAL, path, where, "string type") : djct_error_oom();
             goto done;
         }
         if (n && H5Aread(a, mt, buf) < 0) {
-            free(buf);
             rc = h5fail(DJCT_EINVAL, path, where, "cannot be read");
             goto done;
         }
@@ -189,9 +301,10 @@ static int read_strings(const char *path, const char *obj, hid_t loc, const char
             if (!(res[i] = strdup(buf + i * (sz + 1))))
                 rc = djct_error_oom();
         }
-        free(buf);
     }
 done:
+    free(f->scratch[1]);
+    f->scratch[0] = f->scratch[1] = NULL;
     CLOSE(H5Tclose, mt);
     CLOSE(H5Tclose, ft);
     CLOSE(H5Sclose, sp);
@@ -214,6 +327,81 @@ static void free_strings(char **s, size_t n)
     free(s);
 }
 
+#define MAX_CHUNKS ((size_t)1 << 20)
+#define FEW_CHUNKS 256
+
+/* libhdf5 1.10 copies a whole chunk out of the buffer it read an unfiltered chunk into, whatever
+ * size the chunk index records, so a corrupt index makes it read past that buffer (found by
+ * fuzzing, under ASan; without it the bytes past are garbage or a fault). An unfiltered chunk
+ * stores exactly its bytes: every allocated chunk of dataset ds is checked before libhdf5 reads
+ * any. A few allocated chunks are listed by index; otherwise each chunk of the grid is looked up
+ * (O(log n) each; listing by index or coordinate costs O(n) per chunk in 1.10). A grid of more
+ * than MAX_CHUNKS chunks is not checked. */
+static int check_chunk_sizes(djct_h5_file *f, hid_t ds, int rank, const hsize_t *ext, size_t tsize,
+                             const char *where)
+{
+    hid_t dcpl = H5Dget_create_plist(ds), fs = -1;
+    hsize_t cd[DJCT_MAX_DIMS], idx[DJCT_MAX_DIMS] = {0}, coord[DJCT_MAX_DIMS] = {0}, nalloc = 0, size = 0;
+    uint64_t bytes = tsize;
+    size_t n = 1;
+    int rc = 0;
+    if (dcpl < 0) {
+        rc = h5fail(DJCT_EINVAL, f->path, where, "creation properties unreadable");
+        goto done;
+    }
+    if (H5Pget_layout(dcpl) != H5D_CHUNKED || H5Pget_nfilters(dcpl) != 0)
+        goto done;
+    if (H5Pget_chunk(dcpl, rank, cd) != rank) {
+        rc = h5fail(DJCT_EINVAL, f->path, where, "chunk shape unreadable");
+        goto done;
+    }
+    for (int i = 0; i < rank; i++) {
+        if (cd[i] == 0) {
+            rc = djct_error_set(DJCT_EINVAL, "'%s': %s: chunk dimension %d is 0; the file is corrupt", f->path, where, i);
+            goto done;
+        }
+        bytes = bytes > UINT64_MAX / cd[i] ? UINT64_MAX : bytes * cd[i];
+        hsize_t per = ext[i] / cd[i] + (ext[i] % cd[i] != 0);
+        n = per && n > MAX_CHUNKS / per ? MAX_CHUNKS + 1 : n * (size_t)per;
+    }
+    if (n == 0 || (fs = H5Dget_space(ds)) < 0 || H5Dget_num_chunks(ds, fs, &nalloc) < 0) {
+        rc = n ? h5fail(DJCT_EINVAL, f->path, where, "chunk index unreadable") : 0;
+        goto done;
+    }
+    if (nalloc <= FEW_CHUNKS) {
+        for (hsize_t c = 0; c < nalloc; c++) {
+            unsigned mask = 0;
+            haddr_t addr = HADDR_UNDEF;
+            if (H5Dget_chunk_info(ds, fs, c, coord, &mask, &addr, &size) < 0) {
+                rc = h5fail(DJCT_EINVAL, f->path, where, "chunk index unreadable");
+                goto done;
+            }
+            if (size != bytes)
+                break;
+        }
+    } else if (n <= MAX_CHUNKS) {
+        for (size_t c = 0; c < n; c++) {
+            for (int i = 0; i < rank; i++)
+                coord[i] = idx[i] * cd[i];
+            /* fails for a chunk that is not allocated: nothing to read there */
+            if (H5Dget_chunk_storage_size(ds, coord, &size) >= 0 && size != bytes)
+                break;
+            size = bytes;
+            for (int i = rank - 1; i >= 0 && ++idx[i] * cd[i] >= ext[i]; i--)
+                idx[i] = 0;
+        }
+    }
+    H5Eclear2(H5E_DEFAULT);
+    if (size != bytes && nalloc)
+        rc = djct_error_set(DJCT_EINVAL, "'%s': %s: the chunk at row %llu stores %llu bytes, an unfiltered chunk "
+                            "of this shape holds %" PRIu64 "; the file is corrupt", f->path, where,
+                            (unsigned long long)coord[0], (unsigned long long)size, bytes);
+done:
+    CLOSE(H5Sclose, fs);
+    CLOSE(H5Pclose, dcpl);
+    return rc;
+}
+
 /* Validate one array group and fill the layout array + the h5arr. */
 static int open_array(djct_h5_file *f, hid_t grp, const char *obj, djct_array *lay, h5arr *h)
 {
@@ -225,7 +413,7 @@ static int open_array(djct_h5_file *f, hid_t grp, const char *obj, djct_array *l
     size_t ns = 0;
 
     /* name: optional string attribute */
-    if ((rc = read_strings(path, obj, grp, "name", &strs, &ns)) < 0)
+    if ((rc = read_strings(f, obj, grp, "name", &strs, &ns)) < 0)
         return rc;
     if (rc == 0 && ns != 1) {
         free_strings(strs, ns);
@@ -236,13 +424,14 @@ static int open_array(djct_h5_file *f, hid_t grp, const char *obj, djct_array *l
         free(strs);
     if (!lay->name)
         return djct_error_oom();
-    rc = read_strings(path, obj, grp, "feature_names", &lay->feature_names, &lay->n_feature_names);
+    rc = read_strings(f, obj, grp, "feature_names", &lay->feature_names, &lay->n_feature_names);
     if (rc < 0)
         return rc;
     rc = 0;
 
     /* values */
     snprintf(where, sizeof(where), "%s/values", obj);
+    at("%s", where);
     htri_t ex = H5Lexists(grp, "values", H5P_DEFAULT);
     if (ex <= 0)
         return h5fail(DJCT_EINVAL, path, where, "dataset missing; every array group needs a 'values' dataset");
@@ -290,9 +479,12 @@ static int open_array(djct_h5_file *f, hid_t grp, const char *obj, djct_array *l
     h->row_values = 1;
     for (int i = 1; i < rank; i++)
         h->row_values *= (size_t)h->ext[i];
+    if ((rc = check_chunk_sizes(f, h->ds, rank, h->ext, tsz, where)) < 0)
+        goto done;
 
     /* row_splits: optional; present = ragged */
     snprintf(where, sizeof(where), "%s/row_splits", obj);
+    at("%s", where);
     if ((ex = H5Lexists(grp, "row_splits", H5P_DEFAULT)) < 0) {
         rc = h5fail(DJCT_EINVAL, path, where, "cannot be checked");
         goto done;
@@ -326,6 +518,8 @@ static int open_array(djct_h5_file *f, hid_t grp, const char *obj, djct_array *l
                             (unsigned long long)n);
         goto done;
     }
+    if ((rc = check_chunk_sizes(f, rsd, 1, &n, H5Tget_size(t), where)) < 0)
+        goto done;
     if (!(h->rs = malloc(n * sizeof(int64_t)))) {
         rc = djct_error_oom();
         goto done;
@@ -364,7 +558,10 @@ done:
 
 /* ---- direct reads ------------------------------------------------------------------------ */
 
-#define MAX_DIRECT_CHUNKS ((size_t)1 << 20)
+/* H5Dget_chunk_info_by_coord walks the whole chunk index per call in libhdf5 1.10, so finding
+ * the offsets is quadratic: 8192 chunks take 0.3 s, 16384 1.3 s, 60000 21 s (per array, per
+ * open). Arrays with more chunks are read through libhdf5. */
+#define MAX_DIRECT_CHUNKS ((size_t)8192)
 
 /* Decide whether array h can be read straight from the file: little-endian native dtype, no
  * filters, contiguous storage or chunks spanning whole rows, every chunk allocated, unfiltered
@@ -374,6 +571,7 @@ static void probe_direct(djct_h5_file *f, h5arr *h)
     hid_t t = -1, dcpl = -1;
     h->direct = 0;
     size_t row_bytes = h->row_values * 4;
+    at("%s/values (storage layout and chunk index)", h->obj);
     if (h->ext[0] == 0 || row_bytes == 0 || (t = H5Dget_type(h->ds)) < 0)
         goto done;
     if (H5Tequal(t, h->dtype == DJCT_DTYPE_FLOAT32 ? H5T_NATIVE_FLOAT : H5T_NATIVE_INT32) <= 0)
@@ -445,10 +643,39 @@ static void direct_rows(const djct_h5_file *f, const h5arr *h, hsize_t r0, hsize
     }
 }
 
+/* Run body(arg), copies out of f's mapping for array h, catching SIGBUS there: the file shrank
+ * under the mapping (truncated or rewritten since it was opened). libhdf5 is not involved, so
+ * this poisons nothing. */
+static int map_guarded(const djct_h5_file *f, const h5arr *h, int (*body)(void *), void *arg)
+{
+    djct_guard g = {.sigs = DJCT_GUARD_BUS, .lo = f->map, .hi = f->map + f->file_size};
+    int rc = djct_guard_run(&g, body, arg);
+    if (g.sig)
+        return djct_error_set(DJCT_EIO, "'%s': %s/values: the file is shorter than when it was opened (%s "
+                              "reading it); was it truncated or rewritten? restore it and open it again", f->path,
+                              h->obj, djct_guard_signame(g.sig));
+    return rc;
+}
+
+typedef struct {
+    const djct_h5_file *f;
+    const h5arr *h;
+    hsize_t r0, r1;
+    char *dst;
+} rows_args;
+
+static int rows_body(void *p)
+{
+    rows_args *a = p;
+    direct_rows(a->f, a->h, a->r0, a->r1, a->dst);
+    return 0;
+}
+
 /* Map the file when some array is direct, and check on the first and last row of each direct
  * array that the mapping holds what libhdf5 reads; any doubt turns direct reads off. */
 static void setup_direct(djct_h5_file *f)
 {
+    at("/ (file creation properties)");
     hid_t fcpl = H5Fget_create_plist(f->fid);
     hsize_t ub = 1;
     if (fcpl < 0 || H5Pget_userblock(fcpl, &ub) < 0 || ub != 0) {
@@ -480,7 +707,7 @@ static void setup_direct(djct_h5_file *f)
         if (!h->direct)
             continue;
         size_t rb = h->row_values * 4;
-        char *a = malloc(2 * rb), *b = malloc(2 * rb);
+        char *a = f->scratch[0] = malloc(2 * rb), *b = f->scratch[1] = malloc(2 * rb);
         int64_t ev[2] = {0, f->meta.n_events - 1};
         int ok = a && b && f->meta.n_events > 0;
         if (ok) {
@@ -500,6 +727,7 @@ static void setup_direct(djct_h5_file *f)
                 memcpy(count, h->ext, sizeof(hsize_t) * (size_t)h->rank);
                 start[0] = r[i][0];
                 count[0] = 1;
+                at("%s/values", h->obj);
                 hid_t fs = H5Dget_space(h->ds), ms = -1;
                 ok = fs >= 0 && H5Sselect_hyperslab(fs, H5S_SELECT_SET, start, NULL, count, NULL) >= 0 &&
                      (ms = H5Screate_simple(h->rank, count, NULL)) >= 0 &&
@@ -509,13 +737,14 @@ static void setup_direct(djct_h5_file *f)
                 CLOSE(H5Sclose, fs);
                 h->direct = 1;
                 if (ok) {
-                    direct_rows(f, h, r[i][0], r[i][0] + 1, b);
-                    ok = memcmp(a, b, rb) == 0;
+                    rows_args ra = {f, h, r[i][0], r[i][0] + 1, b};
+                    ok = map_guarded(f, h, rows_body, &ra) == 0 && memcmp(a, b, rb) == 0;
                 }
             }
         }
         free(a);
         free(b);
+        f->scratch[0] = f->scratch[1] = NULL;
         H5Eclear2(H5E_DEFAULT);
         if (!ok) {
             h->direct = 0;
@@ -545,37 +774,26 @@ int djct_h5_file_direct(const djct_h5_file *f)
 
 int djct_h5_file_open(djct_h5_file **out, const char *path) { return djct_h5_file_open_cached(out, path, 0); }
 
-int djct_h5_file_open_cached(djct_h5_file **out, const char *path, size_t chunk_cache_bytes)
+/* All of opening: every libhdf5 call that parses the file's metadata. f is freed by the caller. */
+static int open_body(void *p)
 {
-    DJCT_CHECK_ARG(out);
-    DJCT_CHECK_ARG(path);
-    h5_quiet();
-    struct stat st;
-    if (stat(path, &st) != 0)
-        return djct_error_set(DJCT_EIO, "'%s': cannot open: %s", path, strerror(errno));
-    djct_h5_file *f = calloc(1, sizeof(*f));
-    if (!f || !(f->path = strdup(path))) {
-        free(f);
-        return djct_error_oom();
-    }
-    f->fid = -1;
-    f->chunk_cache = chunk_cache_bytes;
-    f->max_bytes = (uint64_t)st.st_size * 1100u + (1u << 20);
-    f->file_size = (uint64_t)st.st_size;
+    djct_h5_file *f = p;
+    const char *path = f->path;
     int rc = 0;
     hid_t ag = -1;
     char **strs = NULL;
     size_t ns = 0;
+    at("/ (superblock)");
     if (H5Fis_hdf5(path) <= 0) {
         H5Eclear2(H5E_DEFAULT);
         rc = djct_error_set(DJCT_EINVAL, "'%s': not an HDF5 file (no HDF5 signature)", path);
         goto fail;
     }
-    if ((f->fid = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT)) < 0) {
+    if ((f->fid = H5Fopen(path, H5F_ACC_RDONLY, djct_h5_fapl())) < 0) {
         rc = h5fail(DJCT_EIO, path, "/", "cannot be opened by libhdf5");
         goto fail;
     }
-    if ((rc = read_strings(path, "/", f->fid, "djct_format", &strs, &ns)) != 0) {
+    if ((rc = read_strings(f, "/", f->fid, "djct_format", &strs, &ns)) != 0) {
         if (rc > 0)
             rc = djct_error_set(DJCT_EINVAL, "'%s': /: attribute 'djct_format' missing; not a djct HDF5 file "
                                 "(set it to \"" DJCT_H5_LAYOUT "\", see docs/hdf5_layout.md)", path);
@@ -586,12 +804,15 @@ int djct_h5_file_open_cached(djct_h5_file **out, const char *path, size_t chunk_
                             DJCT_H5_LAYOUT "\"", path, ns ? strs[0] : "");
         goto fail;
     }
+    free_strings(strs, ns); /* before more libhdf5 calls: a crash in them leaks nothing */
+    strs = NULL;
     djct_record *lay = &f->meta.layout;
     djct_array **slots[3] = {&lay->features, &lay->truths, &lay->weights};
     size_t *counts[3] = {&lay->n_features, &lay->n_truths, &lay->n_weights};
     size_t nper[3] = {0, 0, 0};
     hid_t grps[3] = {-1, -1, -1};
     for (int c = 0; c < 3; c++) {
+        at("/%s", CONTAINERS[c]);
         htri_t ex = H5Lexists(f->fid, CONTAINERS[c], H5P_DEFAULT);
         if (ex <= 0) {
             if (c == 0) {
@@ -640,6 +861,7 @@ int djct_h5_file_open_cached(djct_h5_file **out, const char *path, size_t chunk_
             snprintf(member, sizeof(member), "%03zu", i);
             h5arr *h = &f->a[k];
             snprintf(h->obj, sizeof(h->obj), "/%s/%s", CONTAINERS[c], member);
+            at("%s", h->obj);
             if (H5Lexists(grps[c], member, H5P_DEFAULT) <= 0) {
                 rc = h5fail(DJCT_EINVAL, path, h->obj, "group missing; array groups must be named 000, 001, ... "
                             "without gaps");
@@ -698,14 +920,42 @@ close_grps:
         f->meta.n_elements += f->a[i].rs[ne];
     }
     setup_direct(f);
-    free_strings(strs, ns);
-    *out = f;
     return 0;
 fail:
     free_strings(strs, ns);
     CLOSE(H5Gclose, ag);
-    djct_h5_file_close(f);
     return rc;
+}
+
+int djct_h5_file_open_cached(djct_h5_file **out, const char *path, size_t chunk_cache_bytes)
+{
+    DJCT_CHECK_ARG(out);
+    DJCT_CHECK_ARG(path);
+    int rc = poisoned(path);
+    if (rc < 0)
+        return rc;
+    /* (re)install the crash handlers here, not per read: an MPI or torch runtime may have put its
+     * own in since; ours then chains to it. If it fails, crashes stay crashes, as before. */
+    djct_guard_install();
+    h5_quiet();
+    struct stat st;
+    if (stat(path, &st) != 0)
+        return djct_error_set(DJCT_EIO, "'%s': cannot open: %s", path, strerror(errno));
+    djct_h5_file *f = calloc(1, sizeof(*f));
+    if (!f || !(f->path = strdup(path))) {
+        free(f);
+        return djct_error_oom();
+    }
+    f->fid = -1;
+    f->chunk_cache = chunk_cache_bytes;
+    f->max_bytes = (uint64_t)st.st_size * 1100u + (1u << 20);
+    f->file_size = (uint64_t)st.st_size;
+    if ((rc = h5_guarded(path, g_open_cpu + (double)f->file_size / (16 << 20), open_body, f)) < 0) {
+        djct_h5_file_close(f);
+        return rc;
+    }
+    *out = f;
+    return 0;
 }
 
 djct_format djct_h5_format_of(const char *path)
@@ -735,30 +985,52 @@ int djct_h5_read_meta(djct_file_meta *out, const char *path)
 
 /* ---- reading values -------------------------------------------------------------------- */
 
-/* Select rows of runs [start, start+count) (one per event, or the elements of each event) and
- * read them into dst. Either `events` (sorted) or the range first..first+n is used. */
-static int gather(djct_h5_file *f, size_t k, const int64_t *events, int64_t first, size_t n, void *dst)
+typedef struct {
+    djct_h5_file *f;
+    h5arr *h;
+    const int64_t *events; /* sorted, or NULL: the range first..first+n */
+    int64_t first;
+    size_t n;
+    void *dst;
+} gather_args;
+
+/* the rows of a direct array: memcpy from the mapping, event run by event run */
+static int gather_direct(void *p)
 {
-    h5arr *h = &f->a[k];
+    gather_args *a = p;
+    const djct_h5_file *f = a->f;
+    const h5arr *h = a->h;
+    const int64_t *events = a->events;
+    char *out = a->dst;
+    for (size_t i = 0; i < a->n;) {
+        int64_t e0 = events ? events[i] : a->first + (int64_t)i, e1 = e0 + 1;
+        if (e0 < 0 || e0 >= f->meta.n_events)
+            return djct_error_set(DJCT_EINVAL, "'%s': event %" PRId64 " outside 0..%" PRId64, f->path, e0,
+                                  f->meta.n_events - 1);
+        for (i++; i < a->n && (events ? events[i] : a->first + (int64_t)i) == e1 && e1 < f->meta.n_events; i++)
+            e1++;
+        hsize_t r0 = h->ragged ? (hsize_t)h->rs[e0] : (hsize_t)e0;
+        hsize_t r1 = h->ragged ? (hsize_t)h->rs[e1] : (hsize_t)e1;
+        direct_rows(f, h, r0, r1, out);
+        out += (size_t)(r1 - r0) * h->row_values * 4;
+    }
+    return 0;
+}
+
+/* Select rows of runs [start, start+count) (one per event, or the elements of each event) and
+ * read them into dst with one H5Dread. */
+static int gather_h5(void *p)
+{
+    gather_args *a = p;
+    djct_h5_file *f = a->f;
+    h5arr *h = a->h;
+    const int64_t *events = a->events;
+    int64_t first = a->first;
+    size_t n = a->n;
+    void *dst = a->dst;
     hid_t fs = -1, ms = -1;
     int rc = 0, any = 0;
     hsize_t total = 0;
-    if (h->direct) {
-        char *out = dst;
-        for (size_t i = 0; i < n;) {
-            int64_t e0 = events ? events[i] : first + (int64_t)i, e1 = e0 + 1;
-            if (e0 < 0 || e0 >= f->meta.n_events)
-                return djct_error_set(DJCT_EINVAL, "'%s': event %" PRId64 " outside 0..%" PRId64, f->path, e0,
-                                      f->meta.n_events - 1);
-            for (i++; i < n && (events ? events[i] : first + (int64_t)i) == e1 && e1 < f->meta.n_events; i++)
-                e1++;
-            hsize_t r0 = h->ragged ? (hsize_t)h->rs[e0] : (hsize_t)e0;
-            hsize_t r1 = h->ragged ? (hsize_t)h->rs[e1] : (hsize_t)e1;
-            direct_rows(f, h, r0, r1, out);
-            out += (size_t)(r1 - r0) * h->row_values * 4;
-        }
-        return 0;
-    }
     if ((fs = H5Dget_space(h->ds)) < 0 || H5Sselect_none(fs) < 0)
         return h5fail(DJCT_EIO, f->path, h->obj, "dataspace");
     hsize_t start[DJCT_MAX_DIMS] = {0}, count[DJCT_MAX_DIMS];
@@ -809,12 +1081,25 @@ done:
     return rc;
 }
 
+/* Rows of events (sorted) or of first..first+n of flat array k into dst, under the crash guard. */
+static int gather(djct_h5_file *f, size_t k, const int64_t *events, int64_t first, size_t n, void *dst)
+{
+    int rc = poisoned(f->path);
+    if (rc < 0)
+        return rc;
+    gather_args a = {f, &f->a[k], events, first, n, dst};
+    if (a.h->direct)
+        return map_guarded(f, a.h, gather_direct, &a);
+    h5_quiet();
+    at("%s/values", a.h->obj);
+    return h5_guarded(f->path, 0, gather_h5, &a);
+}
+
 int djct_h5_file_gather(djct_h5_file *f, size_t k, const int64_t *events, size_t n, void *dst)
 {
     DJCT_CHECK_ARG(f);
     if (k >= f->n)
         return djct_error_set(DJCT_EINVAL, "'%s': array index %zu outside 0..%zu", f->path, k, f->n - 1);
-    h5_quiet();
     return gather(f, k, events, 0, n, dst);
 }
 
@@ -995,6 +1280,9 @@ int djct_h5_write(const char *path, const djct_record *rec, const djct_h5_write_
     DJCT_CHECK_ARG(path);
     DJCT_CHECK_ARG(rec);
     DJCT_CHECK_VERSION(opts, DJCT_H5_WRITE_OPTIONS_VERSION, "djct_h5_write_options");
+    int rc = poisoned(path);
+    if (rc < 0)
+        return rc;
     size_t chunk = opts && opts->chunk_bytes ? opts->chunk_bytes : (size_t)1 << 20;
     int gzip = opts ? opts->gzip_level : 0;
     if (gzip < 0 || gzip > 9)
@@ -1007,8 +1295,7 @@ int djct_h5_write(const char *path, const djct_record *rec, const djct_h5_write_
     for (int c = 0; c < 3; c++)
         for (size_t i = 0; i < ns[c]; i++) {
             const djct_array *a = &lists[c][i];
-            int rc = djct_array_validate(a);
-            if (rc < 0)
+            if (djct_array_validate(a) < 0)
                 return djct_error_prefix("'%s': %s %zu", path, CONTAINERS[c], i);
             if (a->dtype != DJCT_DTYPE_FLOAT32 && a->dtype != DJCT_DTYPE_INT32)
                 return djct_error_set(DJCT_EINVAL, "'%s': %s %zu: dtype %s; the layout holds float32 or int32", path,
@@ -1021,7 +1308,6 @@ int djct_h5_write(const char *path, const djct_record *rec, const djct_h5_write_
     hid_t fid = H5Fcreate(path, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT), cg = -1;
     if (fid < 0)
         return h5fail(DJCT_EIO, path, "/", "cannot create the file");
-    int rc = 0;
     const char *fmt = DJCT_H5_LAYOUT;
     if (write_str_attr(fid, "djct_format", &fmt, 1, 1) < 0) {
         rc = h5fail(DJCT_EIO, path, "/", "cannot write attribute djct_format");

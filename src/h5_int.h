@@ -25,4 +25,13 @@ const int64_t *djct_h5_file_row_splits(const djct_h5_file *f, size_t k);
 int djct_h5_file_direct(const djct_h5_file *f);
 int djct_h5_file_gather(djct_h5_file *f, size_t k, const int64_t *events, size_t n, void *dst);
 
+/* 1 once libhdf5 crashed in this process (caught by the crash guard): every djct HDF5 function
+ * then fails at once, naming the file that crashed. */
+int djct_h5_poisoned(void);
+/* Fuzz targets only: forget the crash and let libhdf5 be used again, trusting its state. */
+void djct_h5_unpoison(void);
+/* CPU seconds libhdf5 may spend opening a file (plus 1 s per 16 MiB of file) before it counts as
+ * an endless loop on a corrupt file; default 60. For tests and fuzz targets. */
+void djct_h5_set_open_cpu_limit(double seconds);
+
 #endif /* DJCT_H5_INT_H */

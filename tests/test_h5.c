@@ -1,11 +1,24 @@
 /* h5 module: round trips (plain and gzip) bit-identical, metadata from row splits only,
- * hyperslab event ranges, h5py interoperability both ways (the docs' snippet is executed), and
- * hostile files built with libhdf5 directly, each rejected with a message naming the field. */
+ * hyperslab event ranges, h5py interoperability both ways (the docs' snippet is executed),
+ * hostile files built with libhdf5 directly, each rejected with a message naming the field, and
+ * files libhdf5 itself crashes on (one-line error, later HDF5 calls refused, clean exit) or that
+ * shrink under a direct-read mapping. */
 #include "harness.h"
 #include "h5_int.h"
+#include "h5fd_int.h"
 
 #include <hdf5.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
+
+/* Found by tests/fuzz/fuzz_h5.c; libhdf5 1.10.8 on its own segfaults in H5Aread -> H5HG_read on
+ * the first (a corrupt heap object index behind the string attribute /features/000 'name'),
+ * loops forever in the global heap loader on the second, and writes past a buffer in H5HG_read
+ * on the third (heap objects that run past their collection). */
+#define LIBHDF5_CRASH "tests/fuzz/corpus/fuzz_h5/libhdf5_crash_vlen_global_heap"
+#define LIBHDF5_LOOP "tests/fuzz/corpus/fuzz_h5/libhdf5_loop_global_heap"
+#define LIBHDF5_OVERFLOW "tests/fuzz/corpus/fuzz_h5/libhdf5_overflow_global_heap"
 
 static char dir[256];
 
@@ -342,6 +355,235 @@ static void test_hostile(void)
     int rc = djct_h5_read(&r, p);
     CHECK(rc == DJCT_EIO || rc == DJCT_EINVAL);
     CHECK(strstr(djct_last_error(), "bad.h5") != NULL);
+    /* an unfiltered chunk whose index records fewer bytes than the chunk holds: libhdf5 would copy
+     * the full chunk out of the short buffer (a heap over-read, found by fuzz_h5 under ASan) */
+    for (int which = 0; which < 2; which++) {
+        f = new_file(p, "djct-ragged-1");
+        hid_t g = H5Gcreate2(f, "features", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+        hid_t a = H5Gcreate2(g, "000", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+        hsize_t nv = 6, nrs = 4, ch = 3, off = 0;
+        float v[6] = {0};
+        int64_t rs6[4] = {0, 2, 2, 6}; /* otherwise a valid file */
+        add_ds(a, "row_splits", H5T_NATIVE_INT64, 1, &nrs, rs6, 0);
+        hid_t sp = H5Screate_simple(1, &nv, NULL), pl = H5Pcreate(H5P_DATASET_CREATE);
+        H5Pset_chunk(pl, 1, &ch);
+        hid_t d = H5Dcreate2(a, "values", H5T_NATIVE_FLOAT, sp, H5P_DEFAULT, pl, H5P_DEFAULT);
+        if (which == 0) {
+            H5Dwrite(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, v);
+            off = 3;
+        }
+        CHECK(H5Dwrite_chunk(d, H5P_DEFAULT, 0, &off, 5, v) >= 0); /* 5 bytes, the chunk holds 12 */
+        H5Dclose(d);
+        H5Pclose(pl);
+        H5Sclose(sp);
+        H5Gclose(a);
+        H5Gclose(g);
+        H5Fclose(f);
+        char want[128];
+        snprintf(want, sizeof(want), "/features/000/values: the chunk at row %d stores 5 bytes, an unfiltered chunk "
+                 "of this shape holds 12; the file is corrupt", which ? 0 : 3);
+        CHECK_ERR(djct_h5_read_meta(&m, p), DJCT_EINVAL, want);
+    }
+}
+
+/* ---- crashes ---- */
+
+/* direct reads copy from a mapping of the file: a file truncated after open gives SIGBUS there,
+ * which is an error for that read (libhdf5 is not involved, nothing is poisoned) */
+static void test_shrunk_mapping(void)
+{
+    char p[512], q[512];
+    path_of(p, "shrinks.h5");
+    path_of(q, "other.h5");
+    djct_record r, back;
+    make_record(&r, 40);
+    CHECK_OK(djct_h5_write(p, &r, NULL));
+    CHECK_OK(djct_h5_write(q, &r, NULL));
+    djct_h5_file *f = NULL;
+    CHECK_OK(djct_h5_file_open(&f, p));
+    if (!f)
+        return;
+    CHECK(djct_h5_file_direct(f) == 1);
+    int64_t ev[3] = {0, 5, 39};
+    float got[256];
+    CHECK_OK(djct_h5_file_gather(f, 0, ev, 3, got));
+    CHECK(truncate(p, 0) == 0);
+    char want[1024];
+    snprintf(want, sizeof(want), "'%s': /features/000/values: the file is shorter than when it was opened (SIGBUS "
+             "reading it); was it truncated or rewritten?", p);
+    CHECK_ERR(djct_h5_file_gather(f, 0, ev, 3, got), DJCT_EIO, want);
+    CHECK_ERR(djct_h5_file_gather(f, 2, ev, 3, got), DJCT_EIO, "/truths/000/values: the file is shorter");
+    CHECK(!djct_h5_poisoned());
+    djct_h5_file_close(f);
+    CHECK_OK(djct_h5_read(&back, q)); /* HDF5 still works */
+    CHECK(records_equal(&r, &back));
+    djct_record_clear(&back);
+    djct_record_clear(&r);
+}
+
+/* A crash input in a child process (it poisons the process it runs in): the one-line error,
+ * then every HDF5 call refused naming the crashed file, then a normal exit (libhdf5's own exit
+ * handler faults on the state its crash left; djct makes that exit quiet). The child reports its
+ * check counts through a pipe. */
+static void crash_child(int fd, const char *input, double cpu_limit, const char *what, const char *kind)
+{
+    char ok_path[512], want[1024];
+    path_of(ok_path, "fine.h5");
+    djct_record r, back;
+    make_record(&r, 10);
+    CHECK_OK(djct_h5_write(ok_path, &r, NULL));
+    djct_h5_file *before = NULL; /* opened before the crash */
+    CHECK_OK(djct_h5_file_open(&before, ok_path));
+    CHECK(!djct_h5_poisoned());
+
+    djct_file_meta m;
+    snprintf(want, sizeof(want), "'%s': libhdf5 %s", input, what);
+    djct_h5_set_open_cpu_limit(cpu_limit);
+    CHECK_ERR(djct_h5_read_meta(&m, input), DJCT_EIO, want);
+    CHECK(strcmp(djct_last_error(), want) == 0);
+    CHECK(djct_h5_poisoned());
+
+    snprintf(want, sizeof(want), "'%s': HDF5 is disabled in this process since libhdf5 %s on '%s' (corrupt "
+             "file?); fix or remove that file and restart", ok_path, kind, input);
+    CHECK_ERR(djct_h5_read(&back, ok_path), DJCT_EIO, want);
+    CHECK(strcmp(djct_last_error(), want) == 0);
+    CHECK_ERR(djct_h5_read_meta(&m, input), DJCT_EIO, "HDF5 is disabled in this process");
+    CHECK_ERR(djct_h5_write(ok_path, &r, NULL), DJCT_EIO, "HDF5 is disabled in this process");
+    int64_t ev[1] = {3};
+    float got[64];
+    if (before) {
+        CHECK_ERR(djct_h5_file_gather(before, 0, ev, 1, got), DJCT_EIO, "HDF5 is disabled in this process");
+        djct_h5_file_close(before); /* frees djct's memory, makes no libhdf5 call */
+    }
+    djct_record_clear(&r);
+    int counts[2] = {harness_passed, harness_failed};
+    CHECK(write(fd, counts, sizeof(counts)) == (ssize_t)sizeof(counts));
+    close(fd);
+    exit(0);
+}
+
+static void libhdf5_crash_in_child(const char *input, double cpu_limit, const char *what, const char *kind)
+{
+    if (access(input, R_OK) != 0) {
+        CHECK(!"the crash input is missing; run the test from the repository root");
+        return;
+    }
+    int p[2];
+    CHECK(pipe(p) == 0);
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid == 0) {
+        close(p[0]);
+        harness_passed = harness_failed = 0;
+        crash_child(p[1], input, cpu_limit, what, kind);
+    }
+    close(p[1]);
+    int counts[2] = {0, 0}, st = 0;
+    ssize_t got = read(p[0], counts, sizeof(counts));
+    close(p[0]);
+    waitpid(pid, &st, 0);
+    CHECK(got == (ssize_t)sizeof(counts));
+    CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0); /* neither the crash nor the exit killed it */
+    if (!WIFEXITED(st) || WEXITSTATUS(st))
+        fprintf(stderr, "  -> crash child: wait status %#x\n", st);
+    harness_passed += counts[0];
+    harness_failed += counts[1];
+    CHECK(counts[0] >= 10 && counts[1] == 0);
+    CHECK(!djct_h5_poisoned()); /* this process was not involved */
+}
+
+static void test_libhdf5_crash(void)
+{
+    libhdf5_crash_in_child(LIBHDF5_CRASH, 60, "crashed (SIGSEGV) while reading /features/000 attribute 'name' "
+                           "(corrupt file?); HDF5 reading is disabled in this process, fix or remove the file",
+                           "crashed");
+    /* the CPU limit: no loop input is left (djct's driver refuses the heap that looped), so a limit
+     * far below what opening this file takes: 8000 one-row chunks, whose index libhdf5 1.10
+     * walks once per chunk for direct reads */
+    char many[512];
+    path_of(many, "many_chunks.h5");
+    hid_t f = new_file(many, "djct-ragged-1");
+    hid_t g = H5Gcreate2(f, "features", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    hid_t a = H5Gcreate2(g, "000", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    hsize_t rows = 8000;
+    float *zeros = calloc(rows, sizeof(float));
+    add_ds(a, "values", H5T_NATIVE_FLOAT, 1, &rows, zeros, 1);
+    free(zeros);
+    H5Gclose(a);
+    H5Gclose(g);
+    H5Fclose(f);
+    struct stat st;
+    CHECK(stat(many, &st) == 0);
+    char what[512];
+    snprintf(what, sizeof(what), "still ran after %g s of CPU time reading /features/000/values (storage layout and "
+             "chunk index) (an endless loop on a corrupt file?); HDF5 reading is disabled in this process, fix or "
+             "remove the file", 0.05 + (double)st.st_size / (16 << 20)); /* the limit grows with the file */
+    libhdf5_crash_in_child(many, 0.05, what, "looped");
+
+    /* the apps: one line per file on stderr, exit status 1 */
+    char ok_path[512], out[512], err[512], cmd[2048];
+    path_of(ok_path, "fine.h5");
+    path_of(out, "inspect.out");
+    path_of(err, "inspect.err");
+    const char *build = getenv("BUILD") ? getenv("BUILD") : "build";
+    snprintf(cmd, sizeof(cmd), "%s/bin/djct_inspect %s %s >%s 2>%s", build, LIBHDF5_CRASH, ok_path, out, err);
+    int rc = system(cmd);
+    CHECK(WIFEXITED(rc) && WEXITSTATUS(rc) == 1);
+    char text[4096] = "";
+    FILE *fp = fopen(err, "r");
+    size_t n = fp ? fread(text, 1, sizeof(text) - 1, fp) : 0;
+    if (fp)
+        fclose(fp);
+    text[n] = 0;
+    int lines = 0;
+    for (size_t i = 0; i < n; i++)
+        lines += text[i] == '\n';
+    CHECK(lines == 2);
+    char want[1024];
+    snprintf(want, sizeof(want), "djct_inspect: '%s': libhdf5 crashed (SIGSEGV) while reading /features/000 "
+             "attribute 'name' (corrupt file?); HDF5 reading is disabled in this process, fix or remove the file\n"
+             "djct_inspect: '%s': HDF5 is disabled in this process since libhdf5 crashed on '%s'", LIBHDF5_CRASH,
+             ok_path, LIBHDF5_CRASH);
+    CHECK(strncmp(text, want, strlen(want)) == 0);
+    if (strncmp(text, want, strlen(want)))
+        fprintf(stderr, "  -> djct_inspect said:\n%s", text);
+}
+
+/* Global heaps: djct's file driver refuses collections libhdf5 1.10 would loop on or copy past,
+ * so those inputs fail cleanly and poison nothing. */
+static void test_global_heap(void)
+{
+    djct_file_meta m;
+    djct_h5_set_open_cpu_limit(60);
+    CHECK_ERR(djct_h5_read_meta(&m, LIBHDF5_LOOP), DJCT_EINVAL, "/ attribute 'djct_format': cannot be read (hdf5: "
+              "global heap collection at byte 2048 is corrupt: object 0 of 0 bytes at collection byte 240 has no "
+              "size (the loader would loop))");
+    CHECK_ERR(djct_h5_read_meta(&m, LIBHDF5_OVERFLOW), DJCT_EINVAL, "global heap collection at byte 2048 is "
+              "corrupt: object 5 of 65536 bytes at collection byte 120 runs past the collection's end");
+    CHECK(!djct_h5_poisoned());
+
+    /* the check itself, on a collection built by hand: header, "hello", free space to the end */
+    unsigned char b[4096] = "GCOL\1";
+    char why[160];
+    b[9] = 0x10; /* size 4096, little-endian, 8 bytes */
+    b[16] = 1;   /* object 1: index 1, 1 reference, 5 bytes */
+    b[18] = 1;
+    b[24] = 5;
+    memcpy(b + 32, "hello", 5);
+    uint64_t free_bytes = 4096 - 40; /* object 0 after 16 + 8 bytes: free space, its record included */
+    memcpy(b + 40 + 8, &free_bytes, 8);
+    CHECK(djct_h5_check_gheap(b, sizeof(b), 8, why, sizeof(why)) == 0);
+    b[24 + 1] = 0x10; /* 4101 bytes: past the end */
+    CHECK(djct_h5_check_gheap(b, sizeof(b), 8, why, sizeof(why)) < 0);
+    CHECK(strcmp(why, "object 1 of 4101 bytes at collection byte 16 runs past the collection's end") == 0);
+    b[24 + 1] = 0;
+    memset(b + 40 + 8, 0, 8); /* a free-space record of no size */
+    CHECK(djct_h5_check_gheap(b, sizeof(b), 8, why, sizeof(why)) < 0);
+    CHECK(strstr(why, "object 0 of 0 bytes at collection byte 40 has no size") != NULL);
+    memcpy(b + 40 + 8, &free_bytes, 8);
+    CHECK(djct_h5_check_gheap(b, sizeof(b) - 8, 8, why, sizeof(why)) < 0); /* shorter than it says */
+    CHECK(strstr(why, "collection size 4096 outside 16..4088") != NULL);
+    CHECK(djct_h5_check_gheap(b, sizeof(b), 8, why, sizeof(why)) == 0);
 }
 
 /* ---- h5py both ways: the snippet of docs/hdf5_layout.md writes, djct reads; djct writes,
@@ -415,6 +657,9 @@ int main(void)
         return 1;
     test_roundtrip();
     test_hostile();
+    test_shrunk_mapping();
+    test_libhdf5_crash();
+    test_global_heap();
     test_h5py();
     snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
     if (system(cmd) != 0)
