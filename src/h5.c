@@ -368,6 +368,7 @@ static int check_chunk_sizes(djct_h5_file *f, hid_t ds, int rank, const hsize_t 
         rc = n ? h5fail(DJCT_EINVAL, f->path, where, "chunk index unreadable") : 0;
         goto done;
     }
+    size = bytes; /* nothing wrong found yet */
     if (nalloc <= FEW_CHUNKS) {
         for (hsize_t c = 0; c < nalloc; c++) {
             unsigned mask = 0;
