@@ -267,6 +267,34 @@ static void add_ds(hid_t loc, const char *name, hid_t type, int rank, const hsiz
     H5Sclose(s);
 }
 
+/* a djct file whose /features/000/values is float [rows] in chunks of `chunk` rows, nothing
+ * written yet: the caller writes into v.d (and may add to group v.a), then end_values(&v) */
+typedef struct {
+    hid_t f, g, a, d;
+} values_file;
+
+static values_file start_values(const char *p, hsize_t rows, hsize_t chunk)
+{
+    values_file v;
+    v.f = new_file(p, "djct-ragged-1");
+    v.g = H5Gcreate2(v.f, "features", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    v.a = H5Gcreate2(v.g, "000", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    hid_t sp = H5Screate_simple(1, &rows, NULL), pl = H5Pcreate(H5P_DATASET_CREATE);
+    H5Pset_chunk(pl, 1, &chunk);
+    v.d = H5Dcreate2(v.a, "values", H5T_NATIVE_FLOAT, sp, H5P_DEFAULT, pl, H5P_DEFAULT);
+    H5Pclose(pl);
+    H5Sclose(sp);
+    return v;
+}
+
+static void end_values(values_file *v)
+{
+    H5Dclose(v->d);
+    H5Gclose(v->a);
+    H5Gclose(v->g);
+    H5Fclose(v->f);
+}
+
 /* write a file with features/000 ragged (rs, nvals rows of float) and optional extras */
 static void hostile(const char *p, const char *fmt, const int64_t *rs, hsize_t nrs, hsize_t nvals, hid_t vtype,
                     int variant)
@@ -358,27 +386,17 @@ static void test_hostile(void)
     /* an unfiltered chunk whose index records fewer bytes than the chunk holds: libhdf5 would copy
      * the full chunk out of the short buffer (a heap over-read, found by fuzz_h5 under ASan) */
     for (int which = 0; which < 2; which++) {
-        f = new_file(p, "djct-ragged-1");
-        hid_t g = H5Gcreate2(f, "features", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
-        hid_t a = H5Gcreate2(g, "000", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
-        hsize_t nv = 6, nrs = 4, ch = 3, off = 0;
+        values_file vf = start_values(p, 6, 3);
+        hsize_t nrs = 4, off = 0;
         float v[6] = {0};
         int64_t rs6[4] = {0, 2, 2, 6}; /* otherwise a valid file */
-        add_ds(a, "row_splits", H5T_NATIVE_INT64, 1, &nrs, rs6, 0);
-        hid_t sp = H5Screate_simple(1, &nv, NULL), pl = H5Pcreate(H5P_DATASET_CREATE);
-        H5Pset_chunk(pl, 1, &ch);
-        hid_t d = H5Dcreate2(a, "values", H5T_NATIVE_FLOAT, sp, H5P_DEFAULT, pl, H5P_DEFAULT);
+        add_ds(vf.a, "row_splits", H5T_NATIVE_INT64, 1, &nrs, rs6, 0);
         if (which == 0) {
-            H5Dwrite(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, v);
+            H5Dwrite(vf.d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, v);
             off = 3;
         }
-        CHECK(H5Dwrite_chunk(d, H5P_DEFAULT, 0, &off, 5, v) >= 0); /* 5 bytes, the chunk holds 12 */
-        H5Dclose(d);
-        H5Pclose(pl);
-        H5Sclose(sp);
-        H5Gclose(a);
-        H5Gclose(g);
-        H5Fclose(f);
+        CHECK(H5Dwrite_chunk(vf.d, H5P_DEFAULT, 0, &off, 5, v) >= 0); /* 5 bytes, the chunk holds 12 */
+        end_values(&vf);
         char want[128];
         snprintf(want, sizeof(want), "/features/000/values: the chunk at row %d stores 5 bytes, an unfiltered chunk "
                  "of this shape holds 12; the file is corrupt", which ? 0 : 3);
@@ -386,24 +404,14 @@ static void test_hostile(void)
     }
     /* a sparse array of 2^21 one-row chunks, 300 of them written: too many to check one by one, so
      * not checked; it opens (its values would be read through libhdf5) */
-    f = new_file(p, "djct-ragged-1");
-    hid_t g = H5Gcreate2(f, "features", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
-    hid_t a = H5Gcreate2(g, "000", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
-    hsize_t nv = (hsize_t)1 << 21, one = 1;
-    hid_t sp = H5Screate_simple(1, &nv, NULL), pl = H5Pcreate(H5P_DATASET_CREATE);
-    H5Pset_chunk(pl, 1, &one);
-    hid_t d = H5Dcreate2(a, "values", H5T_NATIVE_FLOAT, sp, H5P_DEFAULT, pl, H5P_DEFAULT);
+    hsize_t nv = (hsize_t)1 << 21;
+    values_file vf = start_values(p, nv, 1);
     float x = 1;
     for (hsize_t c = 0; c < 300; c++) {
         hsize_t off = c * 7;
-        H5Dwrite_chunk(d, H5P_DEFAULT, 0, &off, 4, &x);
+        H5Dwrite_chunk(vf.d, H5P_DEFAULT, 0, &off, 4, &x);
     }
-    H5Dclose(d);
-    H5Pclose(pl);
-    H5Sclose(sp);
-    H5Gclose(a);
-    H5Gclose(g);
-    H5Fclose(f);
+    end_values(&vf);
     CHECK_OK(djct_h5_read_meta(&m, p));
     CHECK(m.n_events == (int64_t)nv);
     djct_file_meta_clear(&m);
@@ -525,16 +533,11 @@ static void test_libhdf5_crash(void)
      * walks once per chunk for direct reads */
     char many[512];
     path_of(many, "many_chunks.h5");
-    hid_t f = new_file(many, "djct-ragged-1");
-    hid_t g = H5Gcreate2(f, "features", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
-    hid_t a = H5Gcreate2(g, "000", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
-    hsize_t rows = 8000;
-    float *zeros = calloc(rows, sizeof(float));
-    add_ds(a, "values", H5T_NATIVE_FLOAT, 1, &rows, zeros, 1);
+    values_file vf = start_values(many, 8000, 1);
+    float *zeros = calloc(8000, sizeof(float));
+    H5Dwrite(vf.d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, zeros);
     free(zeros);
-    H5Gclose(a);
-    H5Gclose(g);
-    H5Fclose(f);
+    end_values(&vf);
     struct stat st;
     CHECK(stat(many, &st) == 0);
     char what[512];
