@@ -29,7 +29,7 @@ static djct_log_options base_opts(const char *runs)
 
 static cJSON *read_json(const char *dir, const char *name)
 {
-    char p[1024];
+    char p[2200];
     snprintf(p, sizeof(p), "%s/%s", dir, name);
     char *t = t_slurp(p);
     cJSON *j = t ? cJSON_Parse(t) : NULL;
