@@ -391,7 +391,9 @@ static int source_get(djct_dataset *ds, size_t file, source **out)
     if (h5_gather && total <= budget / 4) {
         if ((rc = djct_h5_file_open(&s.h5, m->path)) < 0)
             return rc;
-        if (!djct_h5_file_direct(s.h5)) {
+        if (djct_h5_file_direct(s.h5)) {
+            s.bytes = 4096; /* mapped: the page cache holds the data, not the dataset */
+        } else {
             djct_h5_file_close(s.h5);
             s.h5 = NULL;
             h5_gather = 0;
@@ -412,7 +414,7 @@ static int source_get(djct_dataset *ds, size_t file, source **out)
         if ((rc = djct_h5_file_open_cached(&s.h5, m->path, cc)) < 0)
             return rc;
         /* what the chunk caches may grow to; a mapped file lives in the page cache instead */
-        s.bytes = djct_h5_file_direct(s.h5) ? 0 : 4096 + cc * ds->n_arrays;
+        s.bytes = 4096 + (djct_h5_file_direct(s.h5) ? 0 : cc * ds->n_arrays);
     }
     if (h5_gather) {
         if (djct_h5_file_meta(s.h5)->n_events != m->n_events) {
@@ -422,8 +424,6 @@ static int source_get(djct_dataset *ds, size_t file, source **out)
             source_clear(&s);
             return rc;
         }
-        if (!s.bytes)
-            s.bytes = 4096; /* mapped: the page cache holds the data, not the dataset */
     } else {
         if ((rc = m->format == DJCT_FORMAT_H5 ? djct_h5_read(&s.rec, m->path) : djct_djcdata_read(&s.rec, m->path)) < 0)
             return rc;

@@ -708,7 +708,7 @@ static void setup_direct(djct_h5_file *f)
         if (!h->direct)
             continue;
         size_t rb = h->row_values * 4;
-        char *a = f->scratch[0] = malloc(2 * rb), *b = f->scratch[1] = malloc(2 * rb);
+        char *a = f->scratch[0] = malloc(rb), *b = f->scratch[1] = malloc(rb); /* one row each */
         int64_t ev[2] = {0, f->meta.n_events - 1};
         int ok = a && b && f->meta.n_events > 0;
         if (ok) {
@@ -723,7 +723,6 @@ static void setup_direct(djct_h5_file *f)
             for (int i = 0; i < 2 && ok; i++) {
                 if (r[i][1] == r[i][0])
                     continue;
-                h->direct = 0;
                 hsize_t start[DJCT_MAX_DIMS] = {0}, count[DJCT_MAX_DIMS];
                 memcpy(count, h->ext, sizeof(hsize_t) * (size_t)h->rank);
                 start[0] = r[i][0];
@@ -736,7 +735,6 @@ static void setup_direct(djct_h5_file *f)
                              fs, H5P_DEFAULT, a) >= 0;
                 CLOSE(H5Sclose, ms);
                 CLOSE(H5Sclose, fs);
-                h->direct = 1;
                 if (ok) {
                     rows_args ra = {f, h, r[i][0], r[i][0] + 1, b};
                     ok = map_guarded(f, h, rows_body, &ra) == 0 && memcmp(a, b, rb) == 0;
