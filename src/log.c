@@ -53,6 +53,14 @@ typedef struct {
 
 #define HDR 4 /* header doubles of the packed vector (see combine()) */
 
+/* One metric as a rank logged it in the last flush: what the key-gathering path needs when rank 0
+ * finds that flush's keys did not fit the layout (see settle()). The name is the entry's. */
+typedef struct {
+    const char *name;
+    int op;
+    double sum, cnt, min, max;
+} held_rec;
+
 typedef struct {
     pthread_mutex_t mu;
     int initialised, active, mode;
@@ -67,6 +75,14 @@ typedef struct {
     double hdr_only[HDR]; /* the packed vector while the layout is empty */
     int misfit;           /* since the last flush a key did not fit the layout (see slot_add) */
     int uncounted;        /* keys without a count slot logged since the last flush */
+    /* rank 0's verdict on the last flush, which the other ranks learn at the next collective call */
+    held_rec *held;       /* heldcap == ecap: the last flush's logged values (never allocated in a flush) */
+    int nheld, heldcap;
+    char *held_prefix;    /* rank 0: prefix and step of the row that waits for the gathering path */
+    int64_t held_step;
+    MPI_Request *oreq;    /* rank 0: a send per rank (or one Ibcast); the others: one receive */
+    int noreq, opending;
+    int64_t omsg[2];      /* {the gathering path is needed, rank 0's last step} */
     /* the buffer */
     entry *e;   /* in order of first use */
     int n, ecap;
@@ -116,11 +132,16 @@ static double wall_s(void)
     return (double)tv.tv_sec + 1e-6 * (double)tv.tv_usec;
 }
 
+static pthread_mutex_t warn_mu = PTHREAD_MUTEX_INITIALIZER; /* g.warn: the writer thread warns too */
+
 static void warnf(const char *fmt, ...)
 {
+    pthread_mutex_lock(&warn_mu);
     size_t used = strlen(g.warn);
-    if (used + 2 >= sizeof(g.warn))
+    if (used + 2 >= sizeof(g.warn)) {
+        pthread_mutex_unlock(&warn_mu);
         return;
+    }
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(g.warn + used, sizeof(g.warn) - used - 1, fmt, ap);
@@ -128,6 +149,7 @@ static void warnf(const char *fmt, ...)
     used = strlen(g.warn);
     g.warn[used] = '\n';
     g.warn[used + 1] = '\0';
+    pthread_mutex_unlock(&warn_mu);
 }
 
 static const char *env_or(const char *opt, const char *env)
@@ -172,8 +194,16 @@ static void buffer_reset(void)
             memset(g.index, 0, sizeof(int) * (size_t)g.icap);
         }
     }
-    for (int i = 0; i < g.n; i++)
-        g.e[i].cnt = 0;
+    /* the values stay held for the gathering path that rank 0 may ask for (see settle) */
+    int m = 0;
+    for (int i = 0; i < g.n; i++) {
+        entry *e = &g.e[i];
+        if (e->cnt > 0) {
+            g.held[m++] = (held_rec){e->name, e->op, e->sum, e->cnt, e->min, e->max};
+            e->cnt = 0;
+        }
+    }
+    g.nheld = m;
     g.live = 0;
 }
 
@@ -261,7 +291,11 @@ static int buffer_add(const char *name, double v, int op)
         if (!ne)
             return djct_error_oom();
         g.e = ne;
-        g.ecap = nc;
+        held_rec *nh = realloc(g.held, sizeof(held_rec) * (size_t)nc); /* a flush copies into it */
+        if (!nh)
+            return djct_error_oom();
+        g.held = nh;
+        g.ecap = g.heldcap = nc;
     }
     char *nm = strdup(name);
     if (!nm)
@@ -399,12 +433,192 @@ typedef struct {
     double *value;
 } reduced;
 
+/* ---- rank 0's row writer ------------------------------------------------------------------------ */
+/* A flush on rank 0 hands its row (names, values, step, times) to this thread, which formats it,
+ * appends it to the journal and feeds the sinks; formatting 100 values takes 20-50 us, about 50
+ * times the reduction itself. Rows are written in flush order. The names point into a layout's
+ * arena, which is therefore freed only once no queued row can refer to it (arena_release). Sink
+ * state (journal, summary, CSV, console, last_row, rows) is under smu; nothing here takes g.mu. */
+typedef struct row_rec {
+    struct row_rec *next;
+    size_t cap;                /* bytes after the struct (records are reused) */
+    int64_t step;
+    double runtime, ts;
+    int n, ncnt, size;         /* keys, count slots, ranks (the count of a key without a slot) */
+    const char **name;         /* n: the layout's names (freed only with the layout, see retire) */
+    const unsigned char *op;   /* n: the layout's ops; NULL: raw holds the final values */
+    const int *cidx;           /* n: the layout's count slots */
+    double *raw;               /* n + ncnt: the reduced values, then the counts */
+    char *prefix;
+} row_rec;
+
+#define WRITER_QUEUE_MAX 4096 /* rows queued before a flush waits for the writer (a stalled disk) */
+#define WRITER_BATCH 32       /* a flush wakes the writer when this many rows wait ... */
+#define WRITER_DELAY_S 0.02   /* ... else the writer takes them after this long */
+
+static struct {
+    pthread_mutex_t mu;
+    pthread_cond_t work, idle;
+    pthread_t thr;
+    int on, stop, busy, qlen;
+    int drain;      /* someone waits for the queue to empty: write now */
+    row_rec *head, *tail;
+    void **retired; /* layout arrays that queued rows may still point into */
+    int nretired, retcap;
+    row_rec *spare; /* written records, for reuse */
+    int nspare;
+    int err;        /* the first error of a row write, reported by djct_log_finish */
+    char msg[512];
+} W = {.mu = PTHREAD_MUTEX_INITIALIZER, .work = PTHREAD_COND_INITIALIZER, .idle = PTHREAD_COND_INITIALIZER};
+
+static pthread_mutex_t smu = PTHREAD_MUTEX_INITIALIZER;
+static int64_t rows_written; /* under smu */
+
+static int row_write(const row_rec *r);
+
+#define WRITER_SPARE_MAX 64
+
+static void retired_free(void) /* W.mu held, nothing queued or being written */
+{
+    for (int i = 0; i < W.nretired; i++)
+        free(W.retired[i]);
+    W.nretired = 0;
+}
+
+/* the time WRITER_DELAY_S from now, for pthread_cond_timedwait */
+static struct timespec writer_deadline(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_REALTIME, &t);
+    t.tv_nsec += (long)(WRITER_DELAY_S * 1e9);
+    t.tv_sec += t.tv_nsec / 1000000000L;
+    t.tv_nsec %= 1000000000L;
+    return t;
+}
+
+/* Every WRITER_DELAY_S, or as soon as WRITER_BATCH rows wait or somebody drains, write every
+ * queued row. A flush thus signals this thread once per WRITER_BATCH rows, not per row: a wake-up
+ * costs the flushing thread a system call, more than the reduction itself. */
+static void *writer_main(void *arg)
+{
+    (void)arg;
+    pthread_mutex_lock(&W.mu);
+    while (!W.stop || W.head) {
+        struct timespec until = writer_deadline();
+        while (!W.stop && !(W.drain && W.head) && W.qlen < WRITER_BATCH)
+            if (pthread_cond_timedwait(&W.work, &W.mu, &until) == ETIMEDOUT)
+                break;
+        while (W.head) {
+            row_rec *r = W.head;
+            if (!(W.head = r->next))
+                W.tail = NULL;
+            W.qlen--;
+            W.busy = 1;
+            pthread_mutex_unlock(&W.mu);
+            pthread_mutex_lock(&smu);
+            int rc = row_write(r);
+            pthread_mutex_unlock(&smu);
+            pthread_mutex_lock(&W.mu);
+            if (rc < 0 && !W.err) { /* warned once: a full disk fails every row after it */
+                warnf("history row of step %" PRId64 " not written (nor, perhaps, later ones): %s", r->step,
+                      djct_last_error());
+                W.err = rc;
+                snprintf(W.msg, sizeof(W.msg), "%s", djct_last_error());
+            }
+            if (W.nspare < WRITER_SPARE_MAX) {
+                r->next = W.spare;
+                W.spare = r;
+                W.nspare++;
+            } else {
+                free(r);
+            }
+            W.busy = 0;
+            if (W.qlen == WRITER_QUEUE_MAX - 1)
+                pthread_cond_broadcast(&W.idle); /* a flush may be waiting for room */
+        }
+        retired_free();
+        pthread_cond_broadcast(&W.idle);
+    }
+    pthread_mutex_unlock(&W.mu);
+    return NULL;
+}
+
+static void writer_start(void)
+{
+    W.stop = W.err = 0;
+    W.msg[0] = '\0';
+    W.on = pthread_create(&W.thr, NULL, writer_main, NULL) == 0; /* else rows are written in line */
+}
+
+/* wait until every queued row is written */
+static void writer_drain(void)
+{
+    pthread_mutex_lock(&W.mu);
+    W.drain++;
+    pthread_cond_signal(&W.work);
+    while (W.on && (W.head || W.busy))
+        pthread_cond_wait(&W.idle, &W.mu);
+    W.drain--;
+    pthread_mutex_unlock(&W.mu);
+}
+
+static void writer_stop(void)
+{
+    if (!W.on)
+        return;
+    pthread_mutex_lock(&W.mu);
+    W.stop = 1;
+    pthread_cond_signal(&W.work);
+    pthread_mutex_unlock(&W.mu);
+    pthread_join(W.thr, NULL);
+    pthread_mutex_lock(&W.mu);
+    W.on = 0;
+    retired_free();
+    free(W.retired);
+    W.retired = NULL;
+    W.retcap = 0;
+    while (W.spare) {
+        row_rec *r = W.spare;
+        W.spare = r->next;
+        free(r);
+    }
+    W.nspare = 0;
+    pthread_mutex_unlock(&W.mu);
+}
+
+/* an array of a layout: freed now, or once the rows queued before this call are written */
+static void layout_release(void *a)
+{
+    if (!a)
+        return;
+    pthread_mutex_lock(&W.mu);
+    if (W.on && (W.head || W.busy)) {
+        if (W.nretired == W.retcap) {
+            int nc = W.retcap ? 2 * W.retcap : 8;
+            void **nr = realloc(W.retired, sizeof(void *) * (size_t)nc);
+            if (!nr) { /* cannot keep it safely: wait for the writer instead */
+                while (W.head || W.busy)
+                    pthread_cond_wait(&W.idle, &W.mu);
+                pthread_mutex_unlock(&W.mu);
+                free(a);
+                return;
+            }
+            W.retired = nr;
+            W.retcap = nc;
+        }
+        W.retired[W.nretired++] = a;
+        a = NULL;
+    }
+    pthread_mutex_unlock(&W.mu);
+    free(a);
+}
+
 static void layout_free(layout *L)
 {
-    free(L->arena);
-    free(L->name);
-    free(L->op);
-    free(L->cidx);
+    layout_release(L->arena);
+    layout_release(L->name);
+    layout_release(L->op);
+    layout_release(L->cidx);
     free(L->ident);
     free(L->vec);
     free(L->rname);
@@ -481,34 +695,6 @@ static void layout_clear(void)
     g.uncounted = 0;
 }
 
-/* Fast path, unpack: a key without a count slot was logged by every rank, once if a mean. Only
- * rank 0 writes the row; the others need the number of keys alone (does the step advance?). */
-static void layout_unpack(reduced *out)
-{
-    layout *L = &g.lay;
-    const double *v = L->vec + HDR, *c = v + L->n;
-    int n = 0;
-    out->name = L->rname;
-    out->value = L->rvalue;
-    if (L->ncnt == 0) { /* every key, in layout order: rname is set at install */
-        out->n = L->n;
-        if (g.rank != 0)
-            return;
-        double d = (double)g.size;
-        for (int k = 0; k < L->n; k++)
-            L->rvalue[k] = L->op[k] == DJCT_REDUCE_MEAN ? v[k] / d : v[k];
-        return;
-    }
-    for (int k = 0; k < L->n; k++) {
-        double cnt = L->cidx[k] >= 0 ? c[L->cidx[k]] : (double)g.size;
-        if (cnt == 0)
-            continue;
-        L->rname[n] = L->name[k];
-        L->rvalue[n++] = finish_value(L->op[k], v[k], cnt);
-    }
-    out->n = n;
-}
-
 typedef struct {
     const char *name;
     int op, pos;
@@ -526,24 +712,21 @@ static int cmp_cand(const void *a, const void *b)
  * over it gives the result: a key is reduced over the ranks that logged it. Every allocation is
  * sized from collective results and checked collectively before the next collective, so a rank
  * out of memory makes every rank drop this row alike instead of leaving the others waiting. */
-static int reduce_gather(reduced *out)
+static int reduce_gather(const held_rec *hv, int nh, reduced *out)
 {
     layout nl = {0};
     char *mine = NULL, *all = NULL;
     cand *c = NULL;
     int rc = 0, mylen = -1;
     size_t bytes = 0;
-    for (int i = 0; i < g.n; i++)
-        if (g.e[i].cnt > 0)
-            bytes += strlen(g.e[i].name) + 2;
+    for (int i = 0; i < nh; i++)
+        bytes += strlen(hv[i].name) + 2;
     if (bytes <= INT32_MAX && (mine = malloc(bytes + 1)) != NULL) {
         char *p = mine;
-        for (int i = 0; i < g.n; i++) {
-            if (g.e[i].cnt == 0)
-                continue;
-            *p++ = (char)('0' + g.e[i].op);
-            size_t l = strlen(g.e[i].name) + 1;
-            memcpy(p, g.e[i].name, l);
+        for (int i = 0; i < nh; i++) {
+            *p++ = (char)('0' + hv[i].op);
+            size_t l = strlen(hv[i].name) + 1;
+            memcpy(p, hv[i].name, l);
             p += l;
         }
         mylen = (int)bytes;
@@ -619,13 +802,14 @@ static int reduce_gather(reduced *out)
         v[k] = identity(L->op[k]);
         cnt[k] = logged[k] = 0;
     }
-    for (int i = 0; i < g.n; i++) {
-        const entry *e = &g.e[i];
-        if (e->cnt == 0 || e->slot < 0)
+    for (int i = 0; i < nh; i++) {
+        int k = layout_find(L, hv[i].name); /* every held name is in the union */
+        if (k < 0)
             continue;
-        v[e->slot] = local_value(e, L->op[e->slot]);
-        cnt[e->slot] = e->cnt;
-        logged[e->slot] = 1;
+        int op = L->op[k];
+        v[k] = op == DJCT_REDUCE_MIN ? hv[i].min : op == DJCT_REDUCE_MAX ? hv[i].max : hv[i].sum;
+        cnt[k] = hv[i].cnt;
+        logged[k] = 1;
     }
     L->vec[0] = L->vec[1] = L->vec[2] = L->vec[3] = 0;
     if ((rc = reduce_vec(L->vec, HDR + 3 * L->n, L->n, L->op)) < 0)
@@ -663,31 +847,152 @@ done:
     return rc;
 }
 
-/* Reduce the buffer over all ranks. Every rank reaches the same decisions from collective results.
- * The steady state (the keys of the agreed layout) is one pass to pack, one MPI_Allreduce of
- * HDR + keys (+ count slots) doubles and one pass to unpack: nothing here sorts, hashes or compares
- * names, or allocates. That matters at 2 ranks, where the collective itself takes about 1-2 us. */
-static int reduce_all(reduced *out, int *fast)
+/* The values logged since the last flush, written into the layout's vector afresh: after the
+ * gathering path changed the layout, the values slot_add() packed into the old one are void. */
+static void layout_repack(void)
 {
-    out->n = 0;
-    out->name = NULL;
-    out->value = NULL;
-    *fast = 0;
+    layout *L = &g.lay;
+    layout_clear();
+    double *v = L->vec ? L->vec + HDR : NULL;
+    for (int i = 0; i < g.n; i++) {
+        const entry *e = &g.e[i];
+        if (e->cnt == 0)
+            continue;
+        int s = e->slot;
+        if (s < 0 || e->op != L->op[s]) {
+            g.misfit = 1;
+            continue;
+        }
+        v[s] = local_value(e, e->op);
+        if (L->cidx[s] >= 0) {
+            v[L->n + L->cidx[s]] = e->cnt;
+        } else {
+            g.uncounted++;
+            if (e->op == DJCT_REDUCE_MEAN && e->cnt > 1)
+                g.misfit = 1;
+        }
+    }
+}
+
+/* the last flush's logged values, in case rank 0 asks for the gathering path (no allocation:
+ * heldcap follows the entries' capacity) */
+static void held_take(void)
+{
+    int m = 0;
+    for (int i = 0; i < g.n; i++) {
+        const entry *e = &g.e[i];
+        if (e->cnt > 0)
+            g.held[m++] = (held_rec){e->name, e->op, e->sum, e->cnt, e->min, e->max};
+    }
+    g.nheld = m;
+}
+
+static void row_emit(int n, int ncnt, const char **name, const unsigned char *op, const int *cidx,
+                     const double *raw, const char *prefix, int64_t step);
+
+/* the held flush through the gathering path (collective); rank 0 writes its row */
+static int gather_held(void)
+{
+    reduced red = {0};
+    int rc = reduce_gather(g.held, g.nheld, &red);
+    if (rc == 0 && g.rank == 0 && red.n > 0) /* every union key, in layout order, final values */
+        row_emit(red.n, 0, g.lay.name, NULL, NULL, red.value, g.held_prefix ? g.held_prefix : "", g.held_step);
+    free(g.held_prefix);
+    g.held_prefix = NULL;
+    g.nheld = 0;
+    layout_repack();
+    return rc;
+}
+
+/* Rank 0 tells every rank its verdict on this flush: {gathering path needed, last step}. Up to
+ * OUTCOME_P2P_MAX ranks it is a send per rank, beyond one non-blocking broadcast; either way
+ * nobody waits for it before the next collective logging call (settle()). */
+#define OUTCOME_P2P_MAX 16
+#define OUTCOME_TAG 4242
+
+static int post_outcome(void)
+{
+    int rc = MPI_SUCCESS;
+    g.noreq = 0;
+    if (g.size > OUTCOME_P2P_MAX) {
+        rc = MPI_Ibcast(g.omsg, 2, MPI_INT64_T, 0, g.comm, &g.oreq[0]);
+        g.noreq = 1;
+    } else if (g.rank == 0) {
+        for (int r = 1; r < g.size && rc == MPI_SUCCESS; r++, g.noreq++)
+            rc = MPI_Isend(g.omsg, 2, MPI_INT64_T, r, OUTCOME_TAG, g.comm, &g.oreq[r - 1]);
+    } else {
+        rc = MPI_Irecv(g.omsg, 2, MPI_INT64_T, 0, OUTCOME_TAG, g.comm, &g.oreq[0]);
+        g.noreq = 1;
+    }
+    g.opending = g.noreq > 0;
+    return rc == MPI_SUCCESS ? 0 : djct_error_set(DJCT_EMPI, "logging flush: posting rank 0's verdict failed");
+}
+
+/* Complete the last flush: learn rank 0's verdict and, when its keys did not fit the layout, run
+ * the gathering path over the held values (every rank, together). Called first by every
+ * collective logging call, so all ranks take the same path. */
+static int settle(void)
+{
+    if (!g.opending)
+        return 0;
+    g.opending = 0;
+    if (MPI_Waitall(g.noreq, g.oreq, MPI_STATUSES_IGNORE) != MPI_SUCCESS)
+        return djct_error_set(DJCT_EMPI, "logging flush: receiving rank 0's verdict on the last flush failed");
+    if (g.rank != 0) {
+        g.last_step = g.omsg[1];
+        g.stats.fast_flushes += g.omsg[0] == 0;
+    }
+    return g.omsg[0] ? gather_held() : 0;
+}
+
+/* One flush: one MPI_Reduce of the packed vector to rank 0, which alone can tell whether every
+ * rank's keys fit the agreed layout. If they did (the steady state), rank 0 unpacks and queues the
+ * row; nothing here sorts, hashes, compares names or allocates. If not, rank 0 keeps the row's
+ * step and the next collective call (settle) reduces the held values over the union of keys. */
+static int flush_now(const char *prefix, int64_t step)
+{
     layout *L = &g.lay;
     double *vec = layout_vec();
     layout_header();
-    int rc = reduce_vec(vec, HDR + L->n + L->ncnt, L->n, L->op);
-    if (rc < 0)
-        return rc;
-    /* agreed: no rank's keys broke the layout, and if a rank logged nothing while others logged,
-     * every key has a count slot. Nobody logged at all: no row, and the layout stays. */
-    if (vec[0] == 0 && (vec[3] == 0 || vec[2] == 0 || L->ncnt == L->n)) {
-        if (vec[3] != 0)
-            layout_unpack(out);
-        *fast = 1;
-        return 0;
+    g.stats.flushes++;
+    double t0 = mono_s();
+    if (multi()) {
+        int len = HDR + L->n + L->ncnt, rc = set_dtype(len);
+        if (rc < 0)
+            return rc;
+        red_ops = L->op;
+        red_nv = L->n;
+        if (MPI_Reduce(g.rank == 0 ? MPI_IN_PLACE : vec, vec, 1, g.dtype, g.op, 0, g.comm) != MPI_SUCCESS)
+            return djct_error_set(DJCT_EMPI, "logging flush: MPI_Reduce of the packed metrics (%d doubles) failed",
+                                  len);
     }
-    return reduce_gather(out);
+    int gather = 0, rc = 0;
+    if (g.rank == 0) {
+        /* the layout holds: no rank's keys broke it, and if a rank logged nothing while others
+         * logged, every key has a count slot. Nobody logged at all: no row, and the layout stays. */
+        if (vec[0] == 0 && (vec[3] == 0 || vec[2] == 0 || L->ncnt == L->n)) {
+            g.stats.fast_flushes++;
+            if (vec[3] != 0) { /* somebody logged, so some key has a count: the writer unpacks */
+                g.last_step = step < 0 ? g.last_step + 1 : step;
+                row_emit(L->n, L->ncnt, L->name, L->op, L->cidx, vec + HDR, prefix ? prefix : "", g.last_step);
+            }
+        } else {
+            gather = 1;
+            g.held_step = g.last_step = step < 0 ? g.last_step + 1 : step;
+            free(g.held_prefix);
+            g.held_prefix = strdup(prefix ? prefix : ""); /* NULL: the row gets no prefix */
+        }
+        g.omsg[0] = gather;
+        g.omsg[1] = g.last_step;
+    }
+    if (multi()) {
+        rc = post_outcome();
+    } else if (gather) {
+        held_take();
+        rc = gather_held();
+    }
+    g.stats.reduce_seconds += mono_s() - t0;
+    return rc;
 }
 
 /* ---- rank 0's sinks ------------------------------------------------------------------------------- */
@@ -926,9 +1231,39 @@ static void summary_put_raw(const char *key, const char *raw)
     cJSON_AddRawToObject(g.summary, key, raw);
 }
 
-static int write_row(const reduced *red, const char *prefix, int64_t step)
+/* one row into the journal and the other sinks (the writer thread, or in line; smu held) */
+static int row_write(const row_rec *r)
 {
-    double runtime = g.runtime_base + (mono_s() - g.t0_mono), ts = wall_s();
+    /* unpack: a key without a count slot was logged by every rank (once, if a mean); a key whose
+     * count is 0 was logged by nobody this time */
+    static const char **un;
+    static double *uv;
+    static int ucap;
+    if (r->n > ucap) {
+        const char **nn = realloc(un, sizeof(char *) * (size_t)r->n);
+        if (nn)
+            un = nn;
+        double *nv = nn ? realloc(uv, sizeof(double) * (size_t)r->n) : NULL;
+        if (!nv)
+            return djct_error_oom();
+        uv = nv;
+        ucap = r->n;
+    }
+    reduced rd = {0, un, uv}, *red = &rd;
+    for (int k = 0; k < r->n; k++) {
+        double v = r->raw[k];
+        if (r->op) {
+            double cnt = r->cidx[k] >= 0 ? r->raw[r->n + r->cidx[k]] : (double)r->size;
+            if (cnt == 0)
+                continue;
+            v = finish_value(r->op[k], v, cnt);
+        }
+        un[rd.n] = r->name[k];
+        uv[rd.n++] = v;
+    }
+    const char *prefix = r->prefix;
+    int64_t step = r->step;
+    double runtime = r->runtime, ts = r->ts;
     char *line = NULL, num[64];
     size_t len = 0, cap = 0;
     int rc = str_append(&line, &len, &cap, "{", 1);
@@ -959,7 +1294,7 @@ static int write_row(const reduced *red, const char *prefix, int64_t step)
         free(line);
         return rc;
     }
-    g.stats.rows++;
+    rows_written++;
     /* summary.json is derivable from history.jsonl: fold the rows into it and rewrite it at most
      * once a second (and at finish), not on every flush, which would cost more than the reduction */
     if ((rc = str_append(&g.pending, &g.pending_len, &g.pending_cap, line, len)) < 0 ||
@@ -993,6 +1328,69 @@ static int write_row(const reduced *red, const char *prefix, int64_t step)
     return 0;
 }
 
+/* rank 0: a row to the writer thread: the reduced vector as it is (the writer divides the means)
+ * and pointers to the layout's arrays, which outlive the row (layout_release) */
+static void row_emit(int n, int ncnt, const char **name, const unsigned char *op, const int *cidx,
+                     const double *raw, const char *prefix, int64_t step)
+{
+    size_t plen = strlen(prefix) + 1, vals = sizeof(double) * (size_t)(n + ncnt), need = vals + plen;
+    row_rec *r = NULL;
+    pthread_mutex_lock(&W.mu);
+    if (W.spare && W.spare->cap >= need) {
+        r = W.spare;
+        W.spare = r->next;
+        W.nspare--;
+    }
+    pthread_mutex_unlock(&W.mu);
+    if (!r && (r = malloc(sizeof(row_rec) + need + 256)) != NULL)
+        r->cap = need + 256;
+    if (!r) {
+        warnf("history row of step %" PRId64 " dropped: out of memory", step);
+        return;
+    }
+    r->next = NULL;
+    r->step = step;
+    r->runtime = g.runtime_base + (mono_s() - g.t0_mono);
+    r->ts = wall_s();
+    r->n = n;
+    r->ncnt = ncnt;
+    r->size = g.size;
+    r->name = name;
+    r->op = op;
+    r->cidx = cidx;
+    r->raw = (double *)(r + 1);
+    r->prefix = (char *)(r->raw + n + ncnt);
+    memcpy(r->raw, raw, vals);
+    memcpy(r->prefix, prefix, plen);
+    pthread_mutex_lock(&W.mu);
+    if (W.on) {
+        while (W.qlen >= WRITER_QUEUE_MAX) {
+            pthread_cond_signal(&W.work);
+            pthread_cond_wait(&W.idle, &W.mu);
+        }
+        if (W.tail)
+            W.tail->next = r;
+        else
+            W.head = r;
+        W.tail = r;
+        if (++W.qlen == WRITER_BATCH)
+            pthread_cond_signal(&W.work);
+        pthread_mutex_unlock(&W.mu);
+        return;
+    }
+    pthread_mutex_unlock(&W.mu);
+    pthread_mutex_lock(&smu);
+    int rc = row_write(r);
+    pthread_mutex_unlock(&smu);
+    if (rc < 0 && !W.err) {
+        warnf("history row of step %" PRId64 " not written (nor, perhaps, later ones): %s", step,
+              djct_last_error());
+        W.err = rc;
+        snprintf(W.msg, sizeof(W.msg), "%s", djct_last_error());
+    }
+    free(r);
+}
+
 int djct_log_flush(const char *prefix, int64_t step)
 {
     pthread_mutex_lock(&g.mu);
@@ -1001,25 +1399,23 @@ int djct_log_flush(const char *prefix, int64_t step)
         pthread_mutex_unlock(&g.mu);
         return 0;
     }
-    reduced red;
-    double t0 = mono_s();
-    int fast, rc = reduce_all(&red, &fast);
-    g.stats.reduce_seconds += mono_s() - t0;
-    g.stats.flushes++;
-    g.stats.fast_flushes += rc == 0 && fast;
-    if (rc == 0 && red.n > 0) {
-        int64_t s = step < 0 ? g.last_step + 1 : step;
-        if (s <= g.last_step) {
-            rc = djct_error_set(DJCT_EINVAL, "djct_log_flush: step %" PRId64 " is not after the last step %" PRId64
-                                "; pass -1 for the next step (this row was dropped)", step, g.last_step);
-        } else {
-            g.last_step = s;
-            if (g.rank == 0)
-                rc = write_row(&red, prefix ? prefix : "", s);
-        }
-    }
+    int rc = settle();
+    /* every rank knows the last step here (rank 0's, from settle), so a bad step fails alike */
+    if (rc == 0 && step >= 0 && step <= g.last_step)
+        rc = djct_error_set(DJCT_EINVAL, "djct_log_flush: step %" PRId64 " is not after the last step %" PRId64
+                            "; pass -1 for the next step (this row was dropped)", step, g.last_step);
+    else if (rc == 0)
+        rc = flush_now(prefix, step);
     buffer_reset();
     layout_clear();
+    pthread_mutex_unlock(&g.mu);
+    return rc;
+}
+
+int djct_log_settle(void)
+{
+    pthread_mutex_lock(&g.mu);
+    int rc = g.initialised && g.mode != DJCT_LOG_MODE_DISABLED ? settle() : 0;
     pthread_mutex_unlock(&g.mu);
     return rc;
 }
@@ -1069,10 +1465,12 @@ int djct_log_summary_set(const char *key, const char *json_or_value)
     if (!g.initialised)
         rc = djct_error_set(DJCT_EINVAL, "djct_log_summary_set('%s'): call djct_log_init first", key);
     else if (g.rank == 0 && g.dir) {
+        pthread_mutex_lock(&smu);
         cJSON_DeleteItemFromObjectCaseSensitive(g.summary_user, key);
         cJSON_AddItemToObject(g.summary_user, key, parse_value(json_or_value));
         if ((rc = summary_write(0)) == 0 && g.up)
             wb_uploader_notify(g.up, 1);
+        pthread_mutex_unlock(&smu);
     }
     pthread_mutex_unlock(&g.mu);
     return rc;
@@ -1292,6 +1690,7 @@ static int init_rank0(const djct_log_options *o, int *mode_out)
 
 static void release_all(void)
 {
+    writer_stop();
     if (g.up) {
         wb_uploader_free(g.up);
         g.up = NULL;
@@ -1315,6 +1714,11 @@ static void release_all(void)
     free(g.lens);
     free(g.displs);
     g.lens = g.displs = NULL;
+    free(g.held);
+    g.held = NULL;
+    g.nheld = g.heldcap = 0;
+    free(g.held_prefix);
+    g.held_prefix = NULL;
     cJSON_Delete(g.summary);
     cJSON_Delete(g.summary_user);
     cJSON_Delete(g.config);
@@ -1335,12 +1739,17 @@ static void release_all(void)
     if (g.have_mpi) {
         MPI_Finalized(&fin);
         if (!fin) {
+            if (g.opending) /* an error path left the last verdict in flight: rank 0 sent it */
+                MPI_Waitall(g.noreq, g.oreq, MPI_STATUSES_IGNORE);
             if (g.dtype_len)
                 MPI_Type_free(&g.dtype);
             MPI_Op_free(&g.op);
             MPI_Comm_free(&g.comm);
         }
     }
+    g.opending = 0;
+    free(g.oreq);
+    g.oreq = NULL;
     g.dtype_len = 0;
     g.have_mpi = 0;
     g.initialised = 0;
@@ -1384,6 +1793,7 @@ int djct_log_init(const djct_log_options *opts)
     }
     g.lens = calloc((size_t)g.size, sizeof(int));
     g.displs = calloc((size_t)g.size, sizeof(int));
+    g.oreq = calloc((size_t)g.size, sizeof(MPI_Request));
     /* rank 0 decides; everyone learns the outcome (and no rank waits for a rank that failed) */
     struct {
         int rc, mode;
@@ -1402,7 +1812,7 @@ int djct_log_init(const djct_log_options *opts)
         MPI_Bcast(&shared, (int)sizeof(shared), MPI_BYTE, 0, g.comm) != MPI_SUCCESS)
         shared.rc = djct_error_set(DJCT_EMPI, "djct_log_init: MPI_Bcast of the run settings failed");
     /* the flush's gathering buffers: a rank without them could not take part, so all give up alike */
-    int ok = g.lens && g.displs, all_ok = ok;
+    int ok = g.lens && g.displs && g.oreq, all_ok = ok;
     if (g.have_mpi && g.size > 1 && MPI_Allreduce(&ok, &all_ok, 1, MPI_INT, MPI_MIN, g.comm) != MPI_SUCCESS)
         all_ok = 0;
     if (shared.rc == 0 && !all_ok)
@@ -1421,6 +1831,11 @@ int djct_log_init(const djct_log_options *opts)
     }
     g.mode = shared.mode;
     g.last_step = shared.last_step;
+    pthread_mutex_lock(&smu);
+    rows_written = 0;
+    pthread_mutex_unlock(&smu);
+    if (g.rank == 0 && g.dir)
+        writer_start();
     snprintf(g.run_id, sizeof(g.run_id), "%s", shared.run_id);
     g.t0_mono = mono_s();
     g.active = 1;
@@ -1450,6 +1865,12 @@ int djct_log_finish(int exit_code)
         return 0;
     int rc = djct_log_flush(NULL, -1); /* anything still buffered (collective) */
     pthread_mutex_lock(&g.mu);
+    int r1 = settle(); /* the last flush's row, should its keys have changed (collective) */
+    if (rc == 0)
+        rc = r1;
+    writer_stop(); /* every row is written */
+    if (rc == 0 && W.err)
+        rc = djct_error_set(W.err, "%s", W.msg);
     if (g.rank == 0 && g.dir) {
         int r2 = jr_history_sync(&g.hist, 1);
         if (r2 == 0)
@@ -1489,6 +1910,7 @@ int djct_log_finish(int exit_code)
 
 const char *djct_log_warnings(void)
 {
+    writer_drain(); /* the warnings of every row flushed so far */
     pthread_mutex_lock(&g.mu);
     if (g.up) {
         char f[1024];
@@ -1506,13 +1928,23 @@ const char *djct_log_run_dir(void) { return g.initialised ? g.dir : NULL; }
 
 const char *djct_log_run_id(void) { return g.initialised && g.run_id[0] ? g.run_id : NULL; }
 
-const char *djct_log_last_row(void) { return g.last_row ? g.last_row : ""; }
+const char *djct_log_last_row(void)
+{
+    writer_drain();
+    pthread_mutex_lock(&smu);
+    const char *r = g.last_row ? g.last_row : "";
+    pthread_mutex_unlock(&smu);
+    return r;
+}
 
 int djct_log_get_stats(djct_log_stats *out)
 {
     DJCT_CHECK_ARG(out);
     pthread_mutex_lock(&g.mu);
     *out = g.stats;
+    pthread_mutex_lock(&smu);
+    out->rows = rows_written;
+    pthread_mutex_unlock(&smu);
     if (g.up)
         wb_uploader_stats(g.up, &out->rows_acked, NULL, &out->upload_state);
     pthread_mutex_unlock(&g.mu);

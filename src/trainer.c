@@ -702,6 +702,10 @@ int djct_trainer_val_epoch(djct_trainer *t, double *loss_out)
     djct_log_reduce("epoch", (double)t->epoch, DJCT_REDUCE_MAX);
     if ((rc = djct_log_flush("val_", -1)))
         return rc;
+    /* the val_ keys differ from the training keys, so the row waits for the key-gathering path:
+     * complete it now, so that the epoch's validation row is in the journal at the epoch's end */
+    if ((rc = djct_log_settle()))
+        return rc;
     if (loss_out)
         *loss_out = vloss;
     return trc;

@@ -933,8 +933,11 @@ int wb_uploader_start(wb_uploader *u)
 void wb_uploader_notify(wb_uploader *u, size_t new_bytes)
 {
     pthread_mutex_lock(&u->mu);
+    /* the first bytes of a batch wake the thread, which may be asleep until the next heartbeat, so
+     * that it times the batch interval from now; a big batch goes at once */
+    int first = u->pending_bytes == 0;
     u->pending_bytes += new_bytes ? new_bytes : 1;
-    if (u->pending_bytes >= (u->cfg.big_batch_bytes ? u->cfg.big_batch_bytes : (256u << 10)))
+    if (first || u->pending_bytes >= (u->cfg.big_batch_bytes ? u->cfg.big_batch_bytes : (256u << 10)))
         pthread_cond_broadcast(&u->cv);
     pthread_mutex_unlock(&u->mu);
 }

@@ -3,6 +3,9 @@
  * 127.0.0.1: exact requests, injected failures, a final 4xx, preempting, offline -> sync, resumed
  * sync. */
 #include <math.h>
+#include <signal.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
 
 #include "harness.h"
 #include "wandb_int.h"
@@ -249,6 +252,9 @@ static void test_online_exact(void)
     o.notes = "a note";
     o.config_json = "{\"lr\":0.01,\"ranks\":4}";
     CHECK_OK(djct_log_init(&o));
+    /* the uploader has created the run and sleeps until its heartbeat (5 s): the first row must
+     * wake it, or every row would wait for finish (n_fs >= 2 below) */
+    t_sleep(0.3);
     for (int i = 0; i < 20; i++) {
         CHECK_OK(djct_log("loss", 1.0 / (i + 1)));
         CHECK_OK(djct_log("acc", i * 0.05));
@@ -259,6 +265,7 @@ static void test_online_exact(void)
     char dir[1024];
     snprintf(dir, sizeof(dir), "%s", djct_log_run_dir());
     djct_log_stats stt;
+    CHECK(strstr(djct_log_last_row(), "\"_step\":19") != NULL); /* waits for the writer thread */
     CHECK_OK(djct_log_get_stats(&stt));
     CHECK(stt.rows == 20);
     CHECK_OK(djct_log_finish(3));
@@ -315,6 +322,8 @@ static void test_online_exact(void)
     CHECK(contiguous && next == 20);
     CHECK(complete_at == n_fs - 1);
     CHECK(n_fs >= 2 && n_fs < 20); /* batched, not one request per row */
+    if (!(n_fs >= 2 && n_fs < 20))
+        fprintf(stderr, "file_stream requests: %d\n", n_fs);
     cJSON_Delete(reqs);
     cJSON_Delete(st);
     /* the key is never in the journal */
@@ -749,6 +758,48 @@ static void test_tls(void)
     srv_stop(&s);
 }
 
+/* A row the journal cannot take (here: the file size limit, as a full disk would) is a warning, not
+ * a failed flush: a flush that failed on rank 0 alone would take rank 0 out of the training loop
+ * while the other ranks wait for it. djct_log_finish reports it. Run in a child process, which the
+ * size limit and SIGXFSZ would otherwise outlive. */
+static void test_journal_write_fails(void)
+{
+    char runs[512];
+    snprintf(runs, sizeof(runs), "%s/runs-full", tmp);
+    pid_t pid = fork();
+    if (pid == 0) {
+        djct_log_options o = base_opts(runs);
+        o.mode = DJCT_LOG_MODE_OFFLINE;
+        o.run_id = "full1";
+        if (djct_log_init(&o) != 0)
+            _exit(100);
+        signal(SIGXFSZ, SIG_IGN);
+        struct rlimit rl = {4096, 4096};
+        setrlimit(RLIMIT_FSIZE, &rl);
+        int bad_flush = 0;
+        for (int i = 0; i < 200; i++) {
+            djct_log("loss_with_a_long_name_to_fill_the_journal", 1.0 / (i + 3));
+            bad_flush |= djct_log_flush(NULL, -1) != 0;
+        }
+        int warned = strstr(djct_log_warnings(), "not written") != NULL;
+        int frc = djct_log_finish(0);
+        int named = strstr(djct_last_error(), "history") != NULL;
+        _exit((bad_flush ? 1 : 0) | (warned ? 0 : 2) | (frc == DJCT_EIO ? 0 : 4) | (named ? 0 : 8));
+    }
+    int st = 0;
+    CHECK(pid > 0 && waitpid(pid, &st, 0) == pid && WIFEXITED(st));
+    int code = WEXITSTATUS(st);
+    CHECK(code != 100);
+    CHECK(!(code & 1)); /* every flush returned 0 */
+    CHECK(!(code & 2)); /* a warning says which row was not written */
+    CHECK(!(code & 4)); /* finish: DJCT_EIO */
+    CHECK(!(code & 8)); /* ... naming the history journal */
+    char p[1024];
+    snprintf(p, sizeof(p), "%s/full1/history.jsonl", runs);
+    int lines = t_count_lines(p);
+    CHECK(lines > 10 && lines < 200); /* the rows before the limit are there */
+}
+
 int main(void)
 {
     snprintf(tmp, sizeof(tmp), "/tmp/djct-test-log-XXXXXX");
@@ -784,7 +835,8 @@ int main(void)
                  {"online: final 4xx, then djct_sync", test_final_4xx_then_sync},
                  {"offline, then djct_sync", test_offline_then_sync},
                  {"slow server, preempting, finish limit", test_preempt_and_slow},
-                 {"HTTPS: verification, opt-out, CA bundle", test_tls}};
+                 {"HTTPS: verification, opt-out, CA bundle", test_tls},
+                 {"journal write fails: warning, finish", test_journal_write_fails}};
     for (size_t i = 0; i < sizeof(parts) / sizeof(parts[0]); i++) {
         double t0 = t_now();
         int before = harness_failed;

@@ -18,6 +18,8 @@ static char tmp[256];
 static cJSON *flush_row(const char *prefix, int *rc)
 {
     *rc = djct_log_flush(prefix, -1);
+    if (*rc == 0)
+        *rc = djct_log_settle(); /* a row whose keys changed is completed here */
     return rank == 0 ? cJSON_Parse(djct_log_last_row()) : NULL;
 }
 
@@ -254,6 +256,7 @@ static void test_layout_transitions(void)
     }
     /* the last rank inactive (logs nothing) while the others log: gather, then fast; active again: fast */
     djct_log_flush(NULL, -1); /* nothing: fast */
+    djct_log_settle();        /* ranks > 0 count it once they know */
     for (int i = 10; i <= 12; i++) {
         if (rank == size - 1 && i < 12)
             djct_log_deactivate();
@@ -405,6 +408,84 @@ static void test_buffer_reuse(void)
     CHECK_OK(djct_log_finish(0));
 }
 
+/* The journal of run `id` (rank 0's directory), one parsed row per line; NULL elsewhere. */
+static cJSON *journal_rows(const char *id)
+{
+    if (rank != 0)
+        return NULL;
+    char p[1024], line[65536];
+    snprintf(p, sizeof(p), "%s/runs-%s-0/%s/history.jsonl", tmp, id, id);
+    FILE *f = fopen(p, "r");
+    cJSON *a = cJSON_CreateArray();
+    while (f && fgets(line, sizeof(line), f))
+        cJSON_AddItemToArray(a, cJSON_Parse(line));
+    if (f)
+        fclose(f);
+    return a;
+}
+
+/* A flush whose keys changed is known to be one only on rank 0 (the steady state is one
+ * MPI_Reduce): its row keeps its step and is written at the next collective logging call, before
+ * that call's own row, so the journal stays in step order with exact values. finish completes a
+ * last such flush. A bad explicit step fails on every rank alike before any communication, even
+ * when nobody logged. Thousands of rows queued faster than the writer thread writes them arrive
+ * complete and in order. */
+static void test_deferred_rows(void)
+{
+    init_offline("defer1");
+    double n = size;
+    CHECK_OK(djct_log("a", rank));                 /* step 0: gathering (first flush) */
+    CHECK_OK(djct_log_flush(NULL, -1));
+    CHECK_OK(djct_log("a", rank + 1));             /* step 1: fast */
+    CHECK_OK(djct_log_flush(NULL, -1));
+    CHECK_OK(djct_log_reduce("v", rank, DJCT_REDUCE_MAX)); /* step 2: new key, no a */
+    CHECK_OK(djct_log_flush("val_", -1));
+    CHECK_OK(djct_log_reduce("v", rank + 5, DJCT_REDUCE_MAX)); /* step 3: fast again */
+    CHECK_OK(djct_log_flush("val_", -1));
+    CHECK_ERR(djct_log_flush(NULL, 3), DJCT_EINVAL, "not after the last step"); /* nothing logged */
+    CHECK_OK(djct_log("late", rank));               /* step 10: new key, completed by finish */
+    CHECK_OK(djct_log_flush(NULL, 10));
+    CHECK_OK(djct_log_finish(0));
+    cJSON *rows = journal_rows("defer1");
+    if (rank == 0) {
+        CHECK(cJSON_GetArraySize(rows) == 5);
+        const double step[5] = {0, 1, 2, 3, 10};
+        for (int i = 0; i < cJSON_GetArraySize(rows) && i < 5; i++)
+            CHECK(num(cJSON_GetArrayItem(rows, i), "_step") == step[i]);
+        CHECK_NEAR(num(cJSON_GetArrayItem(rows, 0), "a"), (n - 1) / 2, 1e-12);
+        CHECK_NEAR(num(cJSON_GetArrayItem(rows, 1), "a"), (n + 1) / 2, 1e-12);
+        CHECK(num(cJSON_GetArrayItem(rows, 2), "val_v") == n - 1);
+        CHECK(cJSON_GetObjectItem(cJSON_GetArrayItem(rows, 2), "a") == NULL);
+        CHECK(num(cJSON_GetArrayItem(rows, 3), "val_v") == n + 4);
+        CHECK_NEAR(num(cJSON_GetArrayItem(rows, 4), "late"), (n - 1) / 2, 1e-12);
+    }
+    cJSON_Delete(rows);
+
+    /* more rows than the writer's queue holds, as fast as the ranks can flush */
+    init_offline("defer2");
+    const int N = 6000;
+    for (int i = 0; i < N; i++) {
+        CHECK_OK(djct_log_reduce("i", i, DJCT_REDUCE_SUM));
+        CHECK_OK(djct_log_flush(NULL, -1));
+    }
+    if (rank == 0)
+        CHECK(strstr(djct_log_last_row(), "\"_step\":5999") != NULL);
+    djct_log_stats st;
+    CHECK_OK(djct_log_get_stats(&st));
+    CHECK(rank != 0 || st.rows == N);
+    CHECK_OK(djct_log_finish(0));
+    rows = journal_rows("defer2");
+    if (rank == 0) {
+        int ok = cJSON_GetArraySize(rows) == N;
+        for (int i = 0; ok && i < N; i++) {
+            cJSON *r = cJSON_GetArrayItem(rows, i);
+            ok = num(r, "_step") == i && num(r, "i") == n * i;
+        }
+        CHECK(ok);
+    }
+    cJSON_Delete(rows);
+}
+
 int main(int argc, char **argv)
 {
     MPI_Init(&argc, &argv);
@@ -424,6 +505,8 @@ int main(int argc, char **argv)
     test_buffer_reuse();
     MPI_Barrier(MPI_COMM_WORLD);
     test_layout_transitions();
+    MPI_Barrier(MPI_COMM_WORLD);
+    test_deferred_rows();
     MPI_Barrier(MPI_COMM_WORLD);
     test_only_rank0_connects();
     int failed = harness_failed, any = 0;

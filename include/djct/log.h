@@ -89,15 +89,30 @@ DJCT_API int djct_log(const char *name, double value);
 DJCT_API int djct_log_reduce(const char *name, double value, djct_reduce_op op);
 
 /** Collective: every rank must call it, in the same order as its other collectives, also while
- *  inactive. Reduces the metrics buffered on all ranks (a metric logged by only some ranks is
- *  reduced over those ranks) with one packed MPI_Allreduce when every rank's keys fit the key
- *  layout agreed at the last key-gathering flush, otherwise with that key-gathering path, which
- *  also agrees the layout for the next flushes; never deadlocks on different key sets. Rank 0 writes one history row with names prefixed by `prefix` (NULL or ""
- *  for none, e.g. "val_"), plus `_step`, `_runtime` and `_timestamp`, fsyncs the journal and hands
- *  it to the uploader without waiting. `step` -1 means last step + 1; an explicit step must be
- *  greater than the last one. Nothing buffered on any rank: no row, the step does not advance.
- *  @return 0, DJCT_EINVAL (step not increasing: the row is dropped on every rank), DJCT_EIO, DJCT_EMPI. */
+ *  inactive. Reduces the metrics buffered on all ranks to rank 0 (a metric logged by only some ranks
+ *  is reduced over those ranks). In the steady state, when every rank's keys fit the key layout
+ *  agreed at the last key-gathering flush, that is one MPI_Reduce of a packed vector and rank 0
+ *  queues the row for its writer thread, which formats it, appends it to the journal (fsync'ed by
+ *  a background thread) and hands it to the uploader; the call waits for neither. When some rank's
+ *  keys did not fit, only rank 0 learns it from the reduction: the row keeps its step and is
+ *  produced by the key-gathering path at the next collective logging call (djct_log_flush,
+ *  djct_log_settle or djct_log_finish), which also agrees the layout for the next flushes. Never
+ *  deadlocks on different key sets. The row's names are prefixed by `prefix` (NULL or "" for none,
+ *  e.g. "val_"), plus `_step`, `_runtime` and `_timestamp`. `step` -1 means last step + 1; an
+ *  explicit step must be greater than the last one (checked alike on every rank, before any
+ *  communication). Nothing buffered on any rank: no row, the step does not advance. A row that
+ *  cannot be written (disk full) is a warning (djct_log_warnings) and djct_log_finish's error; it
+ *  does not fail the flush, which would leave rank 0 alone out of the training loop.
+ *  @return 0, DJCT_EINVAL (step not increasing: the row is dropped on every rank), DJCT_ENOMEM
+ *  (key-gathering path, on every rank alike), DJCT_EMPI. */
 DJCT_API int djct_log_flush(const char *prefix, int64_t step);
+
+/** Collective: complete the last flush now. If its keys did not fit the agreed layout, every rank
+ *  takes the key-gathering path and rank 0 queues the row (see djct_log_flush). Flush and finish do
+ *  this themselves; call it when the row of a flush whose keys changed (e.g. the first validation
+ *  flush) must exist before the next flush, or before reading djct_log_last_row().
+ *  @return 0, DJCT_ENOMEM, DJCT_EMPI. */
+DJCT_API int djct_log_settle(void);
 
 /** Set a config entry (rank 0's value is kept; other ranks may call it, it is ignored there).
  *  `json_or_value` is stored as JSON when it parses as JSON, else as a string. Rewrites config.json
@@ -134,15 +149,18 @@ DJCT_API const char *djct_log_run_dir(void);
 /** The run id (every rank knows it after init), or NULL. */
 DJCT_API const char *djct_log_run_id(void);
 
-/** The last history row written (rank 0, JSON text), or "". Borrowed until the next flush. */
+/** The last history row written (rank 0, JSON text), or "". Waits until the writer thread has
+ *  written every queued row. Borrowed until the next flush. */
 DJCT_API const char *djct_log_last_row(void);
 
 /** Counters for tests and benchmarks. */
 typedef struct {
     int64_t flushes;        /* flush calls that ran the collective */
     int64_t fast_flushes;   /* ... of which finished with the one packed collective (the keys fit
-                               the agreed layout, or nobody logged) */
-    int64_t rows;           /* history rows written (rank 0) */
+                               the agreed layout, or nobody logged); ranks > 0 count a flush when
+                               they learn rank 0's verdict, at the next collective logging call */
+    int64_t rows;           /* history rows written so far (rank 0; rows the writer thread has not
+                               written yet are not counted: djct_log_last_row() waits for them) */
     int64_t rows_acked;     /* history rows the server acknowledged (rank 0, online) */
     int upload_state;       /* 0 idle/offline, 1 streaming, 2 stopped by a fatal error, 3 complete */
     double reduce_seconds;  /* time spent in the cross-rank reduction (all flushes) */
