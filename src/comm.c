@@ -716,15 +716,28 @@ static VECTORIZE void sum_div_op(void *in, void *inout, int *len, MPI_Datatype *
 }
 
 /* dst (reduction dtype) = src (buffer dtype) * w; w == 0 writes zeros */
-static void pack_seg(void *dst, const void *src, size_t n, djct_dtype st, double w)
+VECTORIZE static void pack_seg(void *dst, const void *src, size_t n, djct_dtype st, double w)
 {
     if (w == 0.0) {
         memset(dst, 0, n * (st == DJCT_DTYPE_FLOAT64 ? 8 : 4));
         return;
     }
-    if (st == DJCT_DTYPE_FLOAT64 || st == DJCT_DTYPE_FLOAT32) {
+    if (w == 1.0 && (st == DJCT_DTYPE_FLOAT64 || st == DJCT_DTYPE_FLOAT32)) {
         memcpy(dst, src, n * djct_dtype_size(st));
-        scale_mul(dst, n, st, w);
+        return;
+    }
+    if (st == DJCT_DTYPE_FLOAT64) { /* copy and scale in one pass, as scale_mul after a copy */
+        double *d = dst;
+        const double *x = src;
+        for (size_t i = 0; i < n; i++)
+            d[i] = x[i] * w;
+        return;
+    }
+    if (st == DJCT_DTYPE_FLOAT32) {
+        float *d = dst, wf = (float)w;
+        const float *x = src;
+        for (size_t i = 0; i < n; i++)
+            d[i] = x[i] * wf;
         return;
     }
     float *d = dst, wf = (float)w;
@@ -738,11 +751,32 @@ static void pack_seg(void *dst, const void *src, size_t n, djct_dtype st, double
 }
 
 /* dst (buffer dtype) = src (reduction dtype) / div */
-static void unpack_seg(void *dst, void *src, size_t n, djct_dtype dt, double div)
+VECTORIZE static void unpack_seg(void *dst, void *src, size_t n, djct_dtype dt, double div)
 {
-    if (dt == DJCT_DTYPE_FLOAT64 || dt == DJCT_DTYPE_FLOAT32) {
-        scale_div(src, n, dt, div);
+    if (div == 1.0 && (dt == DJCT_DTYPE_FLOAT64 || dt == DJCT_DTYPE_FLOAT32)) {
         memcpy(dst, src, n * djct_dtype_size(dt));
+        return;
+    }
+    if (dt == DJCT_DTYPE_FLOAT64) { /* divide and copy in one pass, rounded as scale_div */
+        double *d = dst, r = 1.0 / div;
+        const double *x = src;
+        if (is_pow2(div))
+            for (size_t i = 0; i < n; i++)
+                d[i] = x[i] * r;
+        else
+            for (size_t i = 0; i < n; i++)
+                d[i] = x[i] / div;
+        return;
+    }
+    if (dt == DJCT_DTYPE_FLOAT32) {
+        float *d = dst, df = (float)div, r = 1.0f / df;
+        const float *x = src;
+        if (is_pow2(div))
+            for (size_t i = 0; i < n; i++)
+                d[i] = x[i] * r;
+        else
+            for (size_t i = 0; i < n; i++)
+                d[i] = x[i] / df;
         return;
     }
     scale_div(src, n, DJCT_DTYPE_FLOAT32, div);
@@ -1049,6 +1083,14 @@ static int start_step(djct_comm_plan *p, djct_comm_op op, double weight)
         if ((rc = coll_enter(c, "weight sum", SIZE_MAX)) < 0 || (rc = coll_allreduce(c, &w, 1, MPI_DOUBLE, MPI_SUM)) < 0)
             return rc;
         p->wsum = w;
+        /* every rank gave the same weight (equal batches): the weighted mean is the plain mean, so
+         * skip the multiply (sum / size instead of sum(w g) / (size w); equal up to rounding, and
+         * exact when w is a power of two) */
+        if (weight > 0 && w == weight * c->size) {
+            p->op = DJCT_COMM_AVERAGE;
+            p->weight = 1.0;
+            p->wsum = (double)c->size;
+        }
     }
     for (size_t k = 0; k < p->nb; k++) {
         p->b[k].pending = 0;
