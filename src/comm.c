@@ -826,6 +826,9 @@ struct djct_comm_plan {
     int               active;
     int               op;
     double            weight, wsum;
+    double            wbuf;      /* the weight sum in flight (MPI_Iallreduce posted at start) */
+    MPI_Request       wreq;
+    int               wpending;
     size_t            next_launch, ndone;
 };
 
@@ -1078,19 +1081,15 @@ static int start_step(djct_comm_plan *p, djct_comm_op op, double weight)
     p->weight = op == DJCT_COMM_WEIGHTED ? weight : 1.0;
     p->wsum = op == DJCT_COMM_AVERAGE ? (double)c->size : 1.0;
     if (op == DJCT_COMM_WEIGHTED) {
-        /* one scalar collective; the sum is needed to divide (and, on NCCL, to pre-multiply) */
-        double w = weight;
-        if ((rc = coll_enter(c, "weight sum", SIZE_MAX)) < 0 || (rc = coll_allreduce(c, &w, 1, MPI_DOUBLE, MPI_SUM)) < 0)
+        /* one scalar collective, not waited for here: the sum is needed only to divide (host:
+         * when a bucket lands; NCCL: to pre-multiply at launch), so the ranks do not synchronise
+         * between forward and backward. Weights are >= 0, so a rank's own weight already says
+         * whether it contributes. */
+        if ((rc = coll_enter(c, "weight sum", SIZE_MAX)) < 0)
             return rc;
-        p->wsum = w;
-        /* every rank gave the same weight (equal batches): the weighted mean is the plain mean, so
-         * skip the multiply (sum / size instead of sum(w g) / (size w); equal up to rounding, and
-         * exact when w is a power of two) */
-        if (weight > 0 && w == weight * c->size) {
-            p->op = DJCT_COMM_AVERAGE;
-            p->weight = 1.0;
-            p->wsum = (double)c->size;
-        }
+        p->wbuf = weight;
+        MPI_TRY(c, MPI_Iallreduce(MPI_IN_PLACE, &p->wbuf, 1, MPI_DOUBLE, MPI_SUM, c->world, &p->wreq));
+        p->wpending = 1;
     }
     for (size_t k = 0; k < p->nb; k++) {
         p->b[k].pending = 0;
@@ -1106,13 +1105,42 @@ static int start_step(djct_comm_plan *p, djct_comm_op op, double weight)
     return 0;
 }
 
+/* the weight sum of this step: wait for it (block) or only look (poll: *ready 0 while in flight) */
+static int weight_sum(djct_comm_plan *p, int block, int *ready)
+{
+    if (ready)
+        *ready = 1;
+    if (!p->wpending)
+        return 0;
+    if (block) {
+        djct_comm *c = p->c;
+        c->what = "weight sum";
+        c->what_index = SIZE_MAX;
+        int rc = wait_reqs(c, 1, &p->wreq);
+        if (rc < 0)
+            return rc;
+    } else {
+        int done = 0;
+        MPI_TRY(p->c, MPI_Test(&p->wreq, &done, MPI_STATUS_IGNORE));
+        if (!done) {
+            *ready = 0;
+            return 0;
+        }
+    }
+    p->wpending = 0;
+    p->wsum = p->wbuf;
+    return 0;
+}
+
 static int launch(djct_comm_plan *p, size_t k, int blocking)
 {
     djct_comm *c = p->c;
     bucket_t *bk = &p->b[k];
     int rc;
     /* all-zero weights: nothing to average; keep the collectives (peers issue them too) */
-    double w = p->op == DJCT_COMM_WEIGHTED ? (p->wsum > 0 ? p->weight : 0.0) : 1.0;
+    double w = p->op == DJCT_COMM_WEIGHTED ? p->weight : 1.0; /* all weights 0 <=> every rank's is */
+    if ((bk->device >= 0 || blocking) && (rc = weight_sum(p, 1, NULL)) < 0) /* NCCL: premultiply; blocking: divide */
+        return rc;
     if ((rc = coll_enter(c, "reduce bucket", k)) < 0)
         return rc;
     if (bk->device >= 0) {
@@ -1209,6 +1237,11 @@ static int poll_inflight(djct_comm_plan *p)
             MPI_TRY(p->c, MPI_Test(&bk->req, &done, MPI_STATUS_IGNORE));
         if (!done)
             return 0;
+        int known = 0;
+        if ((rc = weight_sum(p, 0, &known)) < 0)
+            return rc;
+        if (!known)
+            return 0; /* unpack once the divisor is known */
         complete(p, k);
     }
     return 0;
@@ -1283,7 +1316,7 @@ int djct_comm_plan_finish(djct_comm_plan *p)
             for (size_t k = p->b_first[i]; k < p->b_end[i]; k++)
                 p->b[k].pending--;
         }
-    if ((rc = launch_ready(p, 1)) < 0)
+    if ((rc = weight_sum(p, 1, NULL)) < 0 || (rc = launch_ready(p, 1)) < 0)
         goto out;
     /* host buckets: wait oldest first, unpacking each as it lands */
     for (size_t k = 0; k < p->nb; k++) {
@@ -1310,6 +1343,9 @@ int djct_comm_plan_finish(djct_comm_plan *p)
         rc = djct_error_set(DJCT_EINVAL, "rank %d: every rank passed weight 0, nothing to average; the buffers hold zeros. "
                             "Skip the optimizer step when no rank had events", c->rank);
 out:
+    if (p->wpending && !c->broken) /* an error path: keep the collectives matched */
+        MPI_Wait(&p->wreq, MPI_STATUS_IGNORE);
+    p->wpending = 0;
     p->active = 0;
     return rc;
 }
@@ -1325,6 +1361,9 @@ int djct_comm_plan_reduce(djct_comm_plan *p, djct_comm_op op, double weight)
         p->b[k].pending = 0;
         int blocking = p->b[k].device < 0;
         if ((rc = launch(p, k, blocking)) < 0) {
+            if (p->wpending && !p->c->broken)
+                MPI_Wait(&p->wreq, MPI_STATUS_IGNORE);
+            p->wpending = 0;
             p->active = 0;
             return rc;
         }
