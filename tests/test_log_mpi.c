@@ -430,9 +430,12 @@ static cJSON *journal_rows(const char *id)
  * last such flush. A bad explicit step fails on every rank alike before any communication, even
  * when nobody logged. Thousands of rows queued faster than the writer thread writes them arrive
  * complete and in order. */
-static void test_deferred_rows(void)
+static void test_deferred_rows(const char *tag)
 {
-    init_offline("defer1");
+    char id1[32], id2[32];
+    snprintf(id1, sizeof(id1), "defer1%s", tag);
+    snprintf(id2, sizeof(id2), "defer2%s", tag);
+    init_offline(id1);
     double n = size;
     CHECK_OK(djct_log("a", rank));                 /* step 0: gathering (first flush) */
     CHECK_OK(djct_log_flush(NULL, -1));
@@ -446,7 +449,7 @@ static void test_deferred_rows(void)
     CHECK_OK(djct_log("late", rank));               /* step 10: new key, completed by finish */
     CHECK_OK(djct_log_flush(NULL, 10));
     CHECK_OK(djct_log_finish(0));
-    cJSON *rows = journal_rows("defer1");
+    cJSON *rows = journal_rows(id1);
     if (rank == 0) {
         CHECK(cJSON_GetArraySize(rows) == 5);
         const double step[5] = {0, 1, 2, 3, 10};
@@ -462,7 +465,7 @@ static void test_deferred_rows(void)
     cJSON_Delete(rows);
 
     /* more rows than the writer's queue holds, as fast as the ranks can flush */
-    init_offline("defer2");
+    init_offline(id2);
     const int N = 6000;
     for (int i = 0; i < N; i++) {
         CHECK_OK(djct_log_reduce("i", i, DJCT_REDUCE_SUM));
@@ -474,7 +477,7 @@ static void test_deferred_rows(void)
     CHECK_OK(djct_log_get_stats(&st));
     CHECK(rank != 0 || st.rows == N);
     CHECK_OK(djct_log_finish(0));
-    rows = journal_rows("defer2");
+    rows = journal_rows(id2);
     if (rank == 0) {
         int ok = cJSON_GetArraySize(rows) == N;
         for (int i = 0; ok && i < N; i++) {
@@ -506,7 +509,11 @@ int main(int argc, char **argv)
     MPI_Barrier(MPI_COMM_WORLD);
     test_layout_transitions();
     MPI_Barrier(MPI_COMM_WORLD);
-    test_deferred_rows();
+    test_deferred_rows("");
+    MPI_Barrier(MPI_COMM_WORLD);
+    setenv("DJCT_LOG_VERDICT_BCAST", "1", 1); /* rank 0's verdict by MPI_Ibcast, as beyond 16 ranks */
+    test_deferred_rows("b");
+    unsetenv("DJCT_LOG_VERDICT_BCAST");
     MPI_Barrier(MPI_COMM_WORLD);
     test_only_rank0_connects();
     int failed = harness_failed, any = 0;
