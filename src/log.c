@@ -173,6 +173,22 @@ static uint64_t fnv(const char *s, uint64_t h)
 static int index_rebuild(int icap);
 static int layout_find(const layout *L, const char *name);
 
+/* The logged values into g.held, in case rank 0 asks for the gathering path; `clear` forgets them
+ * in the entries in the same pass (after a flush). No allocation: heldcap follows the entries'. */
+static void held_take(int clear)
+{
+    int m = 0;
+    for (int i = 0; i < g.n; i++) {
+        entry *e = &g.e[i];
+        if (e->cnt > 0) {
+            g.held[m++] = (held_rec){e->name, e->op, e->sum, e->cnt, e->min, e->max};
+            if (clear)
+                e->cnt = 0;
+        }
+    }
+    g.nheld = m;
+}
+
 /* After a flush: keep the names (the next step usually logs the same ones) but forget the values.
  * Names not logged in this flush are dropped once they outnumber the live ones, so a run that
  * invents names (e.g. per-epoch keys) does not grow the buffer without bound. */
@@ -195,16 +211,7 @@ static void buffer_reset(void)
             memset(g.index, 0, sizeof(int) * (size_t)g.icap);
         }
     }
-    /* the values stay held for the gathering path that rank 0 may ask for (see settle) */
-    int m = 0;
-    for (int i = 0; i < g.n; i++) {
-        entry *e = &g.e[i];
-        if (e->cnt > 0) {
-            g.held[m++] = (held_rec){e->name, e->op, e->sum, e->cnt, e->min, e->max};
-            e->cnt = 0;
-        }
-    }
-    g.nheld = m;
+    held_take(1); /* the values stay held for the gathering path rank 0 may ask for (settle) */
     g.live = 0;
 }
 
@@ -875,18 +882,6 @@ static void layout_repack(void)
     }
 }
 
-/* the last flush's logged values, in case rank 0 asks for the gathering path (no allocation:
- * heldcap follows the entries' capacity) */
-static void held_take(void)
-{
-    int m = 0;
-    for (int i = 0; i < g.n; i++) {
-        const entry *e = &g.e[i];
-        if (e->cnt > 0)
-            g.held[m++] = (held_rec){e->name, e->op, e->sum, e->cnt, e->min, e->max};
-    }
-    g.nheld = m;
-}
 
 static void row_emit(int n, int ncnt, const char **name, const unsigned char *op, const int *cidx,
                      const double *raw, const char *prefix, int64_t step);
@@ -989,7 +984,7 @@ static int flush_now(const char *prefix, int64_t step)
     if (multi()) {
         rc = post_outcome();
     } else if (gather) {
-        held_take();
+        held_take(0);
         rc = gather_held();
     }
     g.stats.reduce_seconds += mono_s() - t0;
