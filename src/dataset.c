@@ -387,15 +387,19 @@ static int source_get(djct_dataset *ds, size_t file, source **out)
      * event from the mapping: a rank touches only its own events. Other HDF5 files up to a quarter
      * of the budget are read whole once and served from memory (libhdf5 spends ~50 us per
      * hyperslab run); larger ones are gathered through libhdf5 with a chunk cache. */
-    int h5_gather = m->format == DJCT_FORMAT_H5;
+    int h5_gather = m->format == DJCT_FORMAT_H5, have_rec = 0;
     if (h5_gather && total <= budget / 4) {
         if ((rc = djct_h5_file_open(&s.h5, m->path)) < 0)
             return rc;
         if (djct_h5_file_direct(s.h5)) {
             s.bytes = 4096; /* mapped: the page cache holds the data, not the dataset */
-        } else {
+        } else { /* read whole, from the handle already open */
+            rc = djct_h5_file_read_all(s.h5, &s.rec);
             djct_h5_file_close(s.h5);
             s.h5 = NULL;
+            if (rc < 0)
+                return rc;
+            have_rec = 1;
             h5_gather = 0;
         }
     }
@@ -425,7 +429,8 @@ static int source_get(djct_dataset *ds, size_t file, source **out)
             return rc;
         }
     } else {
-        if ((rc = m->format == DJCT_FORMAT_H5 ? djct_h5_read(&s.rec, m->path) : djct_djcdata_read(&s.rec, m->path)) < 0)
+        if (!have_rec && (rc = m->format == DJCT_FORMAT_H5 ? djct_h5_read(&s.rec, m->path)
+                                                           : djct_djcdata_read(&s.rec, m->path)) < 0)
             return rc;
         const djct_array *l[3];
         size_t n[3], k = 0;

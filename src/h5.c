@@ -1102,22 +1102,17 @@ int djct_h5_file_gather(djct_h5_file *f, size_t k, const int64_t *events, size_t
     return gather(f, k, events, 0, n, dst);
 }
 
-int djct_h5_read_events(djct_record *out, const char *path, int64_t first_event, int64_t n_events)
+/* events first..first+n of an open file into a record; takes the layout arrays over from f, which
+ * is then good only for closing */
+static int read_range(djct_h5_file *f, djct_record *out, int64_t first_event, int64_t n_events)
 {
-    DJCT_CHECK_ARG(out);
-    djct_h5_file *f = NULL;
-    int rc = djct_h5_file_open(&f, path);
-    if (rc < 0)
-        return rc;
-    if (first_event < 0 || n_events < 0 || first_event > f->meta.n_events - n_events) {
-        rc = djct_error_set(DJCT_EINVAL, "'%s': events %" PRId64 "..+%" PRId64 " outside the file's %" PRId64
-                            " events", path, first_event, n_events, f->meta.n_events);
-        djct_h5_file_close(f);
-        return rc;
-    }
+    if (first_event < 0 || n_events < 0 || first_event > f->meta.n_events - n_events)
+        return djct_error_set(DJCT_EINVAL, "'%s': events %" PRId64 "..+%" PRId64 " outside the file's %" PRId64
+                              " events", f->path, first_event, n_events, f->meta.n_events);
     djct_record r = f->meta.layout; /* take the layout arrays over, then fill values */
     memset(&f->meta.layout, 0, sizeof(f->meta.layout));
     size_t k = 0;
+    int rc = 0;
     djct_array *lists[3] = {r.features, r.truths, r.weights};
     size_t ns[3] = {r.n_features, r.n_truths, r.n_weights};
     for (int c = 0; c < 3 && rc == 0; c++)
@@ -1146,7 +1141,6 @@ int djct_h5_read_events(djct_record *out, const char *path, int64_t first_event,
             if (n_events)
                 rc = gather(f, k, NULL, first_event, (size_t)n_events, a->values);
         }
-    djct_h5_file_close(f);
     if (rc < 0) {
         djct_record_clear(&r);
         return rc;
@@ -1155,16 +1149,34 @@ int djct_h5_read_events(djct_record *out, const char *path, int64_t first_event,
     return 0;
 }
 
+int djct_h5_file_read_all(djct_h5_file *f, djct_record *out)
+{
+    DJCT_CHECK_ARG(f && out);
+    return read_range(f, out, 0, f->meta.n_events);
+}
+
+int djct_h5_read_events(djct_record *out, const char *path, int64_t first_event, int64_t n_events)
+{
+    DJCT_CHECK_ARG(out);
+    djct_h5_file *f = NULL;
+    int rc = djct_h5_file_open(&f, path);
+    if (rc < 0)
+        return rc;
+    rc = read_range(f, out, first_event, n_events);
+    djct_h5_file_close(f);
+    return rc;
+}
+
 int djct_h5_read(djct_record *out, const char *path)
 {
     DJCT_CHECK_ARG(out);
-    djct_file_meta m;
-    int rc = djct_h5_read_meta(&m, path);
+    djct_h5_file *f = NULL;
+    int rc = djct_h5_file_open(&f, path); /* once: the meta and the values from one handle */
     if (rc < 0)
         return rc;
-    int64_t n = m.n_events;
-    djct_file_meta_clear(&m);
-    return djct_h5_read_events(out, path, 0, n);
+    rc = read_range(f, out, 0, f->meta.n_events);
+    djct_h5_file_close(f);
+    return rc;
 }
 
 /* ---- writing --------------------------------------------------------------------------- */

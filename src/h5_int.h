@@ -17,13 +17,16 @@ void djct_h5_file_close(djct_h5_file *f);
 const djct_file_meta *djct_h5_file_meta(const djct_h5_file *f);
 /* Row splits of flat array k (NULL when not ragged); n_events + 1 entries. */
 const int64_t *djct_h5_file_row_splits(const djct_h5_file *f, size_t k);
-/* Read the value rows of events[0..n) (strictly increasing) of flat array k into dst, packed in
- * that order: for a ragged array the elements of each event, else one row per event. */
 /* 1 when every array with values is read straight from a mapping of the file (native dtype, no
  * filters, no userblock, all chunks allocated): gathers then cost a memcpy per event run and
  * no libhdf5 call. */
 int djct_h5_file_direct(const djct_h5_file *f);
+/* Read the value rows of events[0..n) (strictly increasing) of flat array k into dst, packed in
+ * that order: for a ragged array the elements of each event, else one row per event. */
 int djct_h5_file_gather(djct_h5_file *f, size_t k, const int64_t *events, size_t n, void *dst);
+/* The whole file into a record (as djct_h5_read), from an open handle: the record takes the
+ * handle's layout over, so afterwards the handle is good only for djct_h5_file_close. */
+int djct_h5_file_read_all(djct_h5_file *f, djct_record *out);
 
 /* 1 once libhdf5 crashed in this process (caught by the crash guard): every djct HDF5 function
  * then fails at once, naming the file that crashed. */
