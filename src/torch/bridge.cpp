@@ -525,7 +525,8 @@ extern "C" int djct_model_backward(djct_model *m, double *loss) noexcept
         return djct_error_set(DJCT_EINVAL, "model '%s': backward in evaluation mode; call "
                               "djct_model_train(m, 1) before the forward", m->label.c_str());
     int rc = guard([&] {
-        int err = sum_losses(m);
+        /* forward clears the sum; djct_model_sum_all_losses since then already made it */
+        int err = m->loss.defined() ? 0 : sum_losses(m);
         if (err < 0)
             return err;
         if (!m->loss.requires_grad())
