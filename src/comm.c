@@ -636,51 +636,65 @@ static int is_pow2(double d)
     return d > 0 && frexp(d, &e) == 0.5;
 }
 
-/* x[i] *= w, or x[i] = 0 when w == 0 (so NaN from a weightless rank cannot leak) */
-VECTORIZE static void scale_mul(void *x, size_t n, djct_dtype rt, double w)
+/* dst[i] = src[i] * w (dst may be src), or 0 when w == 0 (so NaN from a weightless rank cannot
+ * leak); one pass, a copy when w == 1 */
+VECTORIZE static void mul_into(void *dst, const void *src, size_t n, djct_dtype rt, double w)
 {
-    if (w == 1.0)
-        return;
     if (w == 0.0) {
-        memset(x, 0, n * djct_dtype_size(rt));
+        memset(dst, 0, n * djct_dtype_size(rt));
+        return;
+    }
+    if (w == 1.0) {
+        if (dst != src)
+            memcpy(dst, src, n * djct_dtype_size(rt));
         return;
     }
     if (rt == DJCT_DTYPE_FLOAT64) {
-        double *d = x;
+        double *d = dst;
+        const double *x = src;
         for (size_t i = 0; i < n; i++)
-            d[i] *= w;
+            d[i] = x[i] * w;
     } else {
-        float *f = x, wf = (float)w;
+        float *d = dst, wf = (float)w;
+        const float *x = src;
         for (size_t i = 0; i < n; i++)
-            f[i] *= wf;
+            d[i] = x[i] * wf;
     }
 }
 
-/* x[i] /= d, correctly rounded (a multiply when 1/d is exact) */
-VECTORIZE static void scale_div(void *x, size_t n, djct_dtype rt, double d)
+/* dst[i] = src[i] / d (dst may be src), correctly rounded (a multiply when 1/d is exact); one
+ * pass, a copy when d == 1 */
+VECTORIZE static void div_into(void *dst, const void *src, size_t n, djct_dtype rt, double d)
 {
-    if (d == 1.0)
+    if (d == 1.0) {
+        if (dst != src)
+            memcpy(dst, src, n * djct_dtype_size(rt));
         return;
+    }
+    int p2 = is_pow2(d);
     if (rt == DJCT_DTYPE_FLOAT64) {
-        double *v = x;
-        if (is_pow2(d)) {
-            double r = 1.0 / d;
+        double *v = dst, r = 1.0 / d;
+        const double *x = src;
+        if (p2)
             for (size_t i = 0; i < n; i++)
-                v[i] *= r;
-        } else
+                v[i] = x[i] * r;
+        else
             for (size_t i = 0; i < n; i++)
-                v[i] /= d;
+                v[i] = x[i] / d;
     } else {
-        float *v = x, df = (float)d;
-        if (is_pow2(d)) {
-            float r = 1.0f / df;
+        float *v = dst, df = (float)d, r = 1.0f / df;
+        const float *x = src;
+        if (p2)
             for (size_t i = 0; i < n; i++)
-                v[i] *= r;
-        } else
+                v[i] = x[i] * r;
+        else
             for (size_t i = 0; i < n; i++)
-                v[i] /= df;
+                v[i] = x[i] / df;
     }
 }
+
+static void scale_mul(void *x, size_t n, djct_dtype rt, double w) { mul_into(x, x, n, rt, w); }
+static void scale_div(void *x, size_t n, djct_dtype rt, double d) { div_into(x, x, n, rt, d); }
 
 /* With two ranks every result element comes from exactly one application of the reduction
  * operator, whatever algorithm MPI picks (there is no identity to combine with). So the division
@@ -718,26 +732,12 @@ static VECTORIZE void sum_div_op(void *in, void *inout, int *len, MPI_Datatype *
 /* dst (reduction dtype) = src (buffer dtype) * w; w == 0 writes zeros */
 VECTORIZE static void pack_seg(void *dst, const void *src, size_t n, djct_dtype st, double w)
 {
+    if (st == DJCT_DTYPE_FLOAT64 || st == DJCT_DTYPE_FLOAT32) { /* copy and scale in one pass */
+        mul_into(dst, src, n, st, w);
+        return;
+    }
     if (w == 0.0) {
-        memset(dst, 0, n * (st == DJCT_DTYPE_FLOAT64 ? 8 : 4));
-        return;
-    }
-    if (w == 1.0 && (st == DJCT_DTYPE_FLOAT64 || st == DJCT_DTYPE_FLOAT32)) {
-        memcpy(dst, src, n * djct_dtype_size(st));
-        return;
-    }
-    if (st == DJCT_DTYPE_FLOAT64) { /* copy and scale in one pass, as scale_mul after a copy */
-        double *d = dst;
-        const double *x = src;
-        for (size_t i = 0; i < n; i++)
-            d[i] = x[i] * w;
-        return;
-    }
-    if (st == DJCT_DTYPE_FLOAT32) {
-        float *d = dst, wf = (float)w;
-        const float *x = src;
-        for (size_t i = 0; i < n; i++)
-            d[i] = x[i] * wf;
+        memset(dst, 0, n * 4);
         return;
     }
     float *d = dst, wf = (float)w;
@@ -753,30 +753,8 @@ VECTORIZE static void pack_seg(void *dst, const void *src, size_t n, djct_dtype 
 /* dst (buffer dtype) = src (reduction dtype) / div */
 VECTORIZE static void unpack_seg(void *dst, void *src, size_t n, djct_dtype dt, double div)
 {
-    if (div == 1.0 && (dt == DJCT_DTYPE_FLOAT64 || dt == DJCT_DTYPE_FLOAT32)) {
-        memcpy(dst, src, n * djct_dtype_size(dt));
-        return;
-    }
-    if (dt == DJCT_DTYPE_FLOAT64) { /* divide and copy in one pass, rounded as scale_div */
-        double *d = dst, r = 1.0 / div;
-        const double *x = src;
-        if (is_pow2(div))
-            for (size_t i = 0; i < n; i++)
-                d[i] = x[i] * r;
-        else
-            for (size_t i = 0; i < n; i++)
-                d[i] = x[i] / div;
-        return;
-    }
-    if (dt == DJCT_DTYPE_FLOAT32) {
-        float *d = dst, df = (float)div, r = 1.0f / df;
-        const float *x = src;
-        if (is_pow2(div))
-            for (size_t i = 0; i < n; i++)
-                d[i] = x[i] * r;
-        else
-            for (size_t i = 0; i < n; i++)
-                d[i] = x[i] / df;
+    if (dt == DJCT_DTYPE_FLOAT64 || dt == DJCT_DTYPE_FLOAT32) { /* divide and copy in one pass */
+        div_into(dst, src, n, dt, div);
         return;
     }
     scale_div(src, n, DJCT_DTYPE_FLOAT32, div);

@@ -484,6 +484,17 @@ static int64_t rows_written; /* under smu */
 
 static int row_write(const row_rec *r);
 
+/* a row write failed (W.mu held, or no writer thread): warn once, keep the first error for
+ * djct_log_finish; a full disk fails every row after it */
+static void row_failed(int rc, int64_t step)
+{
+    if (W.err)
+        return;
+    warnf("history row of step %" PRId64 " not written (nor, perhaps, later ones): %s", step, djct_last_error());
+    W.err = rc;
+    snprintf(W.msg, sizeof(W.msg), "%s", djct_last_error());
+}
+
 #define WRITER_SPARE_MAX 64
 
 static void retired_free(void) /* W.mu held, nothing queued or being written */
@@ -527,12 +538,8 @@ static void *writer_main(void *arg)
             int rc = row_write(r);
             pthread_mutex_unlock(&smu);
             pthread_mutex_lock(&W.mu);
-            if (rc < 0 && !W.err) { /* warned once: a full disk fails every row after it */
-                warnf("history row of step %" PRId64 " not written (nor, perhaps, later ones): %s", r->step,
-                      djct_last_error());
-                W.err = rc;
-                snprintf(W.msg, sizeof(W.msg), "%s", djct_last_error());
-            }
+            if (rc < 0)
+                row_failed(rc, r->step);
             if (W.nspare < WRITER_SPARE_MAX) {
                 r->next = W.spare;
                 W.spare = r;
@@ -963,20 +970,21 @@ static int flush_now(const char *prefix, int64_t step)
                                   len);
     }
     int gather = 0, rc = 0;
+    int64_t next = step < 0 ? g.last_step + 1 : step; /* the step of this flush's row, if it has one */
     if (g.rank == 0) {
         /* the layout holds: no rank's keys broke it, and if a rank logged nothing while others
          * logged, every key has a count slot. Nobody logged at all: no row, and the layout stays. */
         if (vec[0] == 0 && (vec[3] == 0 || vec[2] == 0 || L->ncnt == L->n)) {
             g.stats.fast_flushes++;
             if (vec[3] != 0) { /* somebody logged, so some key has a count: the writer unpacks */
-                g.last_step = step < 0 ? g.last_step + 1 : step;
+                g.last_step = next;
                 row_emit(L->n, L->ncnt, L->name, L->op, L->cidx, vec + HDR, prefix ? prefix : "", g.last_step);
             }
         } else {
             gather = 1;
-            g.held_step = g.last_step = step < 0 ? g.last_step + 1 : step;
+            g.held_step = g.last_step = next;
             free(g.held_prefix);
-            g.held_prefix = strdup(prefix ? prefix : ""); /* NULL: the row gets no prefix */
+            g.held_prefix = strdup(prefix ? prefix : ""); /* out of memory: the row loses its prefix */
         }
         g.omsg[0] = gather;
         g.omsg[1] = g.last_step;
@@ -1378,12 +1386,8 @@ static void row_emit(int n, int ncnt, const char **name, const unsigned char *op
     pthread_mutex_lock(&smu);
     int rc = row_write(r);
     pthread_mutex_unlock(&smu);
-    if (rc < 0 && !W.err) {
-        warnf("history row of step %" PRId64 " not written (nor, perhaps, later ones): %s", step,
-              djct_last_error());
-        W.err = rc;
-        snprintf(W.msg, sizeof(W.msg), "%s", djct_last_error());
-    }
+    if (rc < 0)
+        row_failed(rc, step);
     free(r);
 }
 
