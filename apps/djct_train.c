@@ -535,6 +535,7 @@ int main(int argc, char **argv)
         djct_log_config_set("ranks", buf);
         snprintf(buf, sizeof(buf), "%d", threads);
         djct_log_config_set("threads_per_rank", buf);
+        djct_log_config_set("blas", djct_blas_describe());
     }
 
     djct_loader train_ld, val_ld;
@@ -570,6 +571,7 @@ int main(int argc, char **argv)
     if (g_rank == 0) {
         printf("djct_train %s: %d rank%s x %d thread%s, model %s, run %s in %s\n", djct_version(), size,
                size == 1 ? "" : "s", threads, threads == 1 ? "" : "s", c.model, run_id, run_dir);
+        printf("BLAS: %s\n", djct_blas_describe());
         printf("data: %s (%zu files, %" PRId64 " events, %" PRId64 " steps/epoch)%s%s\n", train_spec,
                djct_dataset_n_files(train_ds), djct_dataset_n_events(train_ds), steps_per_epoch,
                val_ds ? ", validation: " : "", val_ds ? val_spec : "");

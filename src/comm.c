@@ -784,6 +784,7 @@ typedef struct {
     size_t       pending;   /* buffers not yet ready in this step */
     int          state;     /* 0 idle, 1 in flight, 2 done */
     int          divided;   /* this step's division already happened inside the reduction */
+    int          identity;  /* one rank, nonzero weight: the result is the input, nothing moved */
     MPI_Request  req;
     void        *event;     /* device buckets: CUDA event after the reduction */
 } bucket_t;
@@ -1153,6 +1154,15 @@ static int launch(djct_comm_plan *p, size_t k, int blocking)
         bk->state = 1;
         return 0;
     }
+    /* one rank with a nonzero weight: the average of one contribution is itself (w*g/w would
+     * only add a rounding), so nothing is packed, reduced or unpacked. Weight 0 takes the normal
+     * path, which zeroes. */
+    bk->identity = c->size == 1 && w != 0.0;
+    if (bk->identity) {
+        bk->req = MPI_REQUEST_NULL; /* "in flight" completes at once on every path */
+        bk->state = blocking ? 2 : 1;
+        return 0;
+    }
     if (bk->zero_copy)
         scale_mul(bk->data, bk->count, bk->rt, w);
     else
@@ -1186,7 +1196,7 @@ static void complete(djct_comm_plan *p, size_t k)
     bucket_t *bk = &p->b[k];
     bk->state = 2;
     p->ndone++;
-    if (bk->device >= 0)
+    if (bk->device >= 0 || bk->identity)
         return;
     double div = p->op == DJCT_COMM_SUM || bk->divided ? 1.0 : p->wsum > 0 ? p->wsum : 1.0;
     if (bk->zero_copy)

@@ -267,11 +267,27 @@ static int log_metric(void *user, const char *name, double value)
 
 static int grads_finite(const float *g, size_t n)
 {
-    /* NaN and Inf propagate through the sum; an overflow to Inf also counts as non-finite */
-    float acc = 0.f;
-    for (size_t i = 0; i < n; i++)
-        acc += g[i] * 0.f;
-    return isfinite(acc);
+    /* A float is NaN or Inf exactly when its exponent bits are all ones; adding one to the
+     * exponent of such a value (sign cleared) carries into bit 31, and into no other case. OR-ing
+     * that over 16 independent lanes vectorises at -O2 with SSE2; a running float sum (NaN and
+     * Inf propagate) is one serial chain of additions, ~10% of a small model's step. */
+    uint32_t m[16] = {0};
+    size_t i = 0;
+    for (; i + 16 <= n; i += 16)
+        for (int j = 0; j < 16; j++) {
+            uint32_t u;
+            memcpy(&u, g + i + j, sizeof u);
+            m[j] |= (u & 0x7fffffffu) + 0x00800000u;
+        }
+    for (; i < n; i++) {
+        uint32_t u;
+        memcpy(&u, g + i, sizeof u);
+        m[0] |= (u & 0x7fffffffu) + 0x00800000u;
+    }
+    uint32_t any = 0;
+    for (int j = 0; j < 16; j++)
+        any |= m[j];
+    return !(any & 0x80000000u);
 }
 
 /* one training step; *agreed receives the summed agreement vector */

@@ -3,6 +3,7 @@
  * `test_model --roundtrip IN.pt OUT.pt DATA.bin` is the C half of tests/test_python.sh. */
 #include "harness.h"
 
+#include <dlfcn.h>
 #include <math.h>
 #include <stdint.h>
 #include <unistd.h>
@@ -681,6 +682,40 @@ static int load_error(const char *path, const char *needle)
     return harness_report();
 }
 
+/* OpenBLAS's own pool follows the torch thread count unless the user sized it; djct_blas_describe
+ * names the library, its kernels and the pool */
+static void test_blas_threads(void)
+{
+    int (*get)(void) = NULL;
+    void *sym = dlsym(RTLD_DEFAULT, "openblas_get_num_threads");
+    if (!sym) {
+        harness_skip("the BLAS is not OpenBLAS");
+        CHECK(strstr(djct_blas_describe(), "not OpenBLAS") != NULL);
+        return;
+    }
+    memcpy(&get, &sym, sizeof get);
+    char *saved = getenv("OPENBLAS_NUM_THREADS") ? strdup(getenv("OPENBLAS_NUM_THREADS")) : NULL;
+    unsetenv("OPENBLAS_NUM_THREADS");
+    CHECK_OK(djct_torch_set_num_threads(2));
+    CHECK(get() == 2);
+    CHECK_OK(djct_torch_set_num_threads(1));
+    CHECK(get() == 1);
+    CHECK(djct_blas_set_threads(1) == 1);
+    const char *d = djct_blas_describe();
+    CHECK(!strncmp(d, "OpenBLAS 0.", 11) && strstr(d, " kernels") && strstr(d, ", 1 thread") && !strstr(d, "(OPENBLAS_NUM"));
+    /* the user's OPENBLAS_NUM_THREADS wins: the pool keeps its size and the report says why */
+    setenv("OPENBLAS_NUM_THREADS", "1", 1);
+    CHECK(djct_blas_set_threads(2) == 0);
+    CHECK(get() == 1);
+    CHECK(strstr(djct_blas_describe(), "1 thread (OPENBLAS_NUM_THREADS)") != NULL);
+    if (saved)
+        setenv("OPENBLAS_NUM_THREADS", saved, 1);
+    else
+        unsetenv("OPENBLAS_NUM_THREADS");
+    free(saved);
+    CHECK_OK(djct_torch_set_num_threads(1));
+}
+
 int main(int argc, char **argv)
 {
 #if !DJCT_HAVE_TORCH
@@ -699,5 +734,6 @@ int main(int argc, char **argv)
     test_pointcloud();
     test_optimizers();
     test_bad_input();
+    test_blas_threads();
     return harness_report();
 }

@@ -12,6 +12,7 @@
 #include "signals.h"
 #include "comm.h"
 #include "model.h"
+#include "blas.h"
 #include "log.h"
 #include "h5.h"
 #include "dataset.h"

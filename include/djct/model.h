@@ -46,7 +46,8 @@ typedef struct {
 
 /** Seed libtorch's generators (CPU and, when present, CUDA), like torch.manual_seed(). */
 DJCT_API int djct_torch_seed(uint64_t seed) DJCT_NOEXCEPT;
-/** Set libtorch's intra-op thread count (at::set_num_threads); n >= 1. */
+/** Set libtorch's intra-op thread count (at::set_num_threads) and OpenBLAS's pool to match
+ *  (djct_blas_set_threads); n >= 1. */
 DJCT_API int djct_torch_set_num_threads(int n) DJCT_NOEXCEPT;
 /** Number of CUDA devices this libtorch can use into *count (0 on a CPU-only build). */
 DJCT_API int djct_torch_cuda_device_count(int *count) DJCT_NOEXCEPT;

@@ -14,6 +14,7 @@
 
 extern "C" {
 #include "djct_int.h"
+#include "djct/blas.h"
 }
 
 std::string djct_torch_one_line(const char *what)
@@ -77,6 +78,7 @@ extern "C" int djct_torch_set_num_threads(int n) noexcept
         return djct_error_set(DJCT_EINVAL, "thread count %d: use 1 or more", n);
     return guard([&] {
         at::set_num_threads(n);
+        djct_blas_set_threads(n); /* OpenBLAS keeps its own pool, one thread per core by default */
         return 0;
     });
 }
