@@ -120,6 +120,9 @@ $(BUILD)/obj/%.o: %.c $(BUILD)/config.mk
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS_ALL) $(CFLAGS_ALL) -MMD -MP -c $< -o $@
 
+# the fused Adam pass: sqrtf without errno, so the compiler can vectorise it (src/adam.c)
+$(BUILD)/obj/src/adam.o: CFLAGS_ALL += -fno-math-errno
+
 $(BUILD)/obj/%.o: %.cpp $(BUILD)/config.mk
 	@mkdir -p $(dir $@)
 	$(CXX) $(CPPFLAGS_ALL) $(CXXFLAGS_ALL) -MMD -MP -c $< -o $@

@@ -532,6 +532,84 @@ static void test_optimizers(void)
     }
 }
 
+/* djct's fused Adam/AdamW pass against libtorch's own step (DJCT_TORCH_ADAM=1), same model, same
+ * batches: plain, L2 weight decay, decoupled weight decay. They may differ by float rounding only;
+ * a wrong bias correction, eps placement or decay form is orders of magnitude above the bound.
+ * Then the fused optimizer's state, loaded into a libtorch-stepped one, continues alike. */
+static void test_fused_adam(void)
+{
+    djct_model_options mo = DJCT_MODEL_OPTIONS_INIT;
+    mo.n_inputs = F;
+    mo.hidden = 8;
+    mo.n_layers = 1;
+    mo.n_classes = C;
+    djct_array feat = regular("x", DJCT_DTYPE_FLOAT32, X, 2, B, F);
+    djct_array targ = regular("label", DJCT_DTYPE_INT32, LAB, 1, B, 0);
+    const struct { int kind; double wd; const char *name; } cases[] = {
+        {DJCT_OPTIM_ADAM, 0.0, "adam"}, {DJCT_OPTIM_ADAM, 0.01, "adam+l2"}, {DJCT_OPTIM_ADAMW, 0.05, "adamw"}};
+    for (size_t c = 0; c < sizeof cases / sizeof *cases; c++) {
+        djct_model *m[2] = {NULL, NULL};
+        djct_optimizer *o[2] = {NULL, NULL};
+        djct_optimizer_options q = DJCT_OPTIMIZER_OPTIONS_INIT;
+        q.kind = cases[c].kind;
+        q.lr = 0.01;
+        q.weight_decay = cases[c].wd;
+        for (int i = 0; i < 2; i++) {
+            CHECK_OK(djct_torch_seed(11));
+            CHECK_OK(djct_model_builtin(&m[i], "mlp", &mo));
+            if (i)
+                setenv("DJCT_TORCH_ADAM", "1", 1);
+            CHECK_OK(djct_optimizer_create(&o[i], m[i], &q));
+            unsetenv("DJCT_TORCH_ADAM");
+        }
+        if (!o[0] || !o[1])
+            return;
+        float *p0, *p1, *start;
+        size_t n0, n1;
+        CHECK_OK(djct_model_params(m[0], &p0, &n0));
+        CHECK_OK(djct_model_params(m[1], &p1, &n1));
+        start = malloc(n0 * sizeof(float));
+        memcpy(start, p0, n0 * sizeof(float));
+        for (int step = 0; step < 25; step++)
+            for (int i = 0; i < 2; i++) {
+                CHECK_OK(djct_model_zero_grad(m[i]));
+                CHECK_OK(djct_model_forward(m[i], &feat, 1, &targ, 1));
+                CHECK_OK(djct_model_backward(m[i], NULL));
+                CHECK_OK(djct_optimizer_step(o[i]));
+            }
+        double diff = 0, moved = 0;
+        for (size_t j = 0; j < n0 && n0 == n1; j++) {
+            diff = fmax(diff, fabs((double)p0[j] - (double)p1[j]));
+            moved = fmax(moved, fabs((double)p0[j] - (double)start[j]));
+        }
+        if (!(diff < 1e-5 && moved > 0.05))
+            fprintf(stderr, "fused %s: max |fused - libtorch| %g, max move %g\n", cases[c].name, diff, moved);
+        CHECK(n0 == n1 && diff < 1e-5 && moved > 0.05);
+        /* the fused state is libtorch's: loaded into the libtorch-stepped optimizer, both go on alike */
+        void *buf = NULL;
+        size_t len = 0;
+        CHECK_OK(djct_optimizer_save_buffer(o[0], &buf, &len));
+        CHECK_OK(djct_optimizer_load_buffer(o[1], buf, len));
+        memcpy(p1, p0, n0 * sizeof(float));
+        for (int i = 0; i < 2; i++) {
+            CHECK_OK(djct_model_zero_grad(m[i]));
+            CHECK_OK(djct_model_forward(m[i], &feat, 1, &targ, 1));
+            CHECK_OK(djct_model_backward(m[i], NULL));
+            CHECK_OK(djct_optimizer_step(o[i]));
+        }
+        diff = 0;
+        for (size_t j = 0; j < n0; j++)
+            diff = fmax(diff, fabs((double)p0[j] - (double)p1[j]));
+        CHECK(diff < 1e-6);
+        free(buf);
+        free(start);
+        for (int i = 0; i < 2; i++) {
+            djct_optimizer_free(o[i]);
+            djct_model_free(m[i]);
+        }
+    }
+}
+
 static void test_bad_input(void)
 {
     djct_model *m = NULL;
@@ -733,6 +811,7 @@ int main(int argc, char **argv)
     test_mlp_training();
     test_pointcloud();
     test_optimizers();
+    test_fused_adam();
     test_bad_input();
     test_blas_threads();
     return harness_report();

@@ -1,6 +1,7 @@
 /* Optimizers over a model's parameter slab: libtorch's SGD/Adam/AdamW given the one flat
- * parameter tensor (whose .grad is the gradient slab), so their state is one slab per moment and
- * each step is a few vectorised passes. Learning-rate schedules are applied before each step. */
+ * parameter tensor (whose .grad is the gradient slab), so their state is one slab per moment.
+ * SGD steps with libtorch; Adam/AdamW keep libtorch's state but step with one fused pass
+ * (src/adam.c) instead of libtorch's eight. Learning-rate schedules are applied before each step. */
 #include "model_int.hpp"
 
 #include <cerrno>
@@ -17,6 +18,7 @@
 extern "C" {
 #include "djct_int.h"
 }
+#include "adam_int.h"
 
 struct djct_optimizer {
     djct_optimizer_options o;
@@ -24,6 +26,7 @@ struct djct_optimizer {
     torch::Tensor param;  /* shares storage with the model's slab; .grad is the gradient slab */
     std::unique_ptr<torch::optim::Optimizer> opt;
     int64_t steps = 0;
+    bool torch_adam = false; /* DJCT_TORCH_ADAM=1 at creation: libtorch's Adam step, not the fused pass */
 };
 
 static double lr_at(const djct_optimizer_options &o, int64_t step)
@@ -87,6 +90,8 @@ extern "C" int djct_optimizer_create(djct_optimizer **out, djct_model *m,
         op = new djct_optimizer();
         op->o = o;
         op->label = m->label;
+        const char *ta = getenv("DJCT_TORCH_ADAM");
+        op->torch_adam = ta && *ta && strcmp(ta, "0");
         /* a second handle on the slab, not the model's own tensor: its .grad is set here */
         op->param = m->flat.detach();
         op->param.mutable_grad() = m->flatgrad;
@@ -115,6 +120,45 @@ extern "C" int djct_optimizer_create(djct_optimizer **out, djct_model *m,
     return 0;
 }
 
+/* Adam/AdamW on a float32 CPU slab: libtorch's own state (created as its step() would create it,
+ * so save/load and a later libtorch step see the same thing), advanced by the fused pass of
+ * src/adam.c instead of libtorch's eight tensor operations. Returns false when the slab is not
+ * such a tensor (then libtorch steps). */
+template <class State>
+static bool fused_adam_step(djct_optimizer *o, double lr)
+{
+    torch::Tensor &p = o->param;
+    const torch::Tensor &g = p.grad();
+    if (p.device().type() != torch::kCPU || p.scalar_type() != torch::kFloat || !p.is_contiguous() ||
+        !g.defined() || g.device().type() != torch::kCPU || g.scalar_type() != torch::kFloat ||
+        !g.is_contiguous())
+        return false;
+    auto &states = o->opt->state();
+    const std::string key = c10::guts::to_string(p.unsafeGetTensorImpl());
+    auto it = states.find(key);
+    if (it == states.end()) {
+        auto st = std::make_unique<State>();
+        st->step(0);
+        st->exp_avg(torch::zeros_like(p, torch::MemoryFormat::Preserve));
+        st->exp_avg_sq(torch::zeros_like(p, torch::MemoryFormat::Preserve));
+        it = states.emplace(key, std::move(st)).first;
+    }
+    auto &st = static_cast<State &>(*it->second);
+    torch::Tensor &m = st.exp_avg(), &v = st.exp_avg_sq();
+    if (m.scalar_type() != torch::kFloat || v.scalar_type() != torch::kFloat || !m.is_contiguous() ||
+        !v.is_contiguous() || m.numel() != p.numel() || v.numel() != p.numel())
+        return false;
+    st.step(st.step() + 1);
+    djct_adam_mode mode = o->o.weight_decay == 0.0 ? DJCT_ADAM_PLAIN
+                          : o->o.kind == DJCT_OPTIM_ADAMW ? DJCT_ADAM_DECOUPLED : DJCT_ADAM_L2;
+    djct_adam_scalars k;
+    djct_adam_scalars_for(&k, lr, o->o.beta1, o->o.beta2, o->o.eps, o->o.weight_decay, mode,
+                          (long long)st.step());
+    djct_adam_pass(p.data_ptr<float>(), g.data_ptr<float>(), m.data_ptr<float>(), v.data_ptr<float>(),
+                   (size_t)p.numel(), &k, mode);
+    return true;
+}
+
 extern "C" int djct_optimizer_step(djct_optimizer *o) noexcept
 {
     DJCT_CHECK_ARG(o);
@@ -122,7 +166,12 @@ extern "C" int djct_optimizer_step(djct_optimizer *o) noexcept
         double lr = lr_at(o->o, o->steps);
         for (auto &g : o->opt->param_groups())
             g.options().set_lr(lr);
-        o->opt->step();
+        bool fused = o->torch_adam ? false
+                     : o->o.kind == DJCT_OPTIM_ADAM  ? fused_adam_step<torch::optim::AdamParamState>(o, lr)
+                     : o->o.kind == DJCT_OPTIM_ADAMW ? fused_adam_step<torch::optim::AdamWParamState>(o, lr)
+                                                     : false;
+        if (!fused)
+            o->opt->step();
         o->steps++;
         return 0;
     });
