@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Run djct's test suite from $BUILD: unit tests directly, *_mpi tests under $MPIRUN with every
-# rank count in --np, shell tests (tests/test_*.sh), and each fuzz target for $FUZZ_SECONDS.
+# rank count in --np, *_mpi1 tests under $MPIRUN with one rank,
+# shell tests (tests/test_*.sh), and each fuzz target for $FUZZ_SECONDS.
 # Each test's last "N passed, N failed[, N skipped]" line is summed; the final line is the total.
 # Usage: scripts/run-tests.sh [--np "2 4"] [--filter SUBSTRING] [--mpi-only]
 set -u
@@ -69,7 +70,10 @@ for t in "$BUILD"/tests/test_*; do
   case $t in *.o|*.d) continue;; esac
   name=$(basename "$t")
   match "$name" || continue
-  if [[ $name == *_mpi ]]; then
+  if [[ $name == *_mpi1 ]]; then
+    # tests of the one-rank paths: a single rank under the launcher (leak checking as below)
+    ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0" run_one "$name np=1" $MPIRUN -np 1 "$t"
+  elif [[ $name == *_mpi ]]; then
     # Open MPI dlcloses its components, so LeakSanitizer cannot attribute (or suppress) their
     # allocations: leak checking stays on for every non-MPI test only.
     for np in $NP; do

@@ -1,4 +1,4 @@
-/* comm on a single rank (a singleton MPI process, no mpirun): the average of one contribution is
+/* comm on a single rank (run as mpirun -np 1, whatever NP says): the average of one contribution is
  * the contribution itself, bit for bit, on the blocking and the overlapped paths, zero-copy and
  * packed buckets alike (w*g/w would round: the values below are chosen so that it does); weight 0
  * still zeroes (even NaN) and reports that nothing was averaged. */
