@@ -42,6 +42,9 @@ fi
 mkdir -p "$OUT"
 echo "train_bench: rounds $ROUNDS, steps $STEPS (warm-up $WARMUP), results in $OUT"
 echo "uptime at start: $(uptime)" | tee "$OUT/load.txt"
+# both sides use the same OpenBLAS kernels: the environment's OPENBLAS_CORETYPE, else OpenBLAS's own
+# pick for this CPU (djct_train's BLAS line in $OUT/r1_djct*.log names them)
+echo "OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-unset (OpenBLAS picks by CPU)}" | tee -a "$OUT/load.txt"
 
 run_one() { # round config
   local r=$1 cfg=$2 dir=$OUT/r$1_$2 np extra=()

@@ -193,6 +193,7 @@ int jr_history_append(jr_history *h, const char *line, size_t len)
 
 static void *syncer_main(void *arg)
 {
+    pthread_setname_np(pthread_self(), "djct-fsync"); /* shown by top -H, ps -L, gdb */
     jr_history *h = arg;
     int fd = fileno(h->f);
     pthread_mutex_lock(&h->mu);

@@ -520,6 +520,7 @@ static struct timespec writer_deadline(void)
  * costs the flushing thread a system call, more than the reduction itself. */
 static void *writer_main(void *arg)
 {
+    pthread_setname_np(pthread_self(), "djct-logwriter"); /* shown by top -H, ps -L, gdb */
     (void)arg;
     pthread_mutex_lock(&W.mu);
     while (!W.stop || W.head) {

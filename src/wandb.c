@@ -828,6 +828,7 @@ static void set_fatal(wb_uploader *u, int rc)
 
 static void *uploader_main(void *arg)
 {
+    pthread_setname_np(pthread_self(), "djct-upload"); /* shown by top -H, ps -L, gdb */
     wb_uploader *u = arg;
     int rc = ensure_upserted(u, now_s() + u->cfg.init_timeout_s);
     if (rc < 0) {

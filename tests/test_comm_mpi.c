@@ -392,8 +392,53 @@ static void test_watched_comm(void)
     djct_comm_free(c);
 }
 
+/* djct_comm_init_mpi's transport defaults are in effect inside Open MPI (read back through the
+ * MPI tool interface, not from the environment): vader copies through the shared segment, unless
+ * the launcher said otherwise */
+static char *launcher_copy_setting; /* the launcher's, read before djct_comm_init_mpi */
+
+static void test_transport_defaults(void)
+{
+    int provided, idx, count, verbosity, bind, scope;
+    MPI_Datatype dt;
+    MPI_T_enum et;
+    char name[128], desc[512];
+    int nlen = sizeof name, dlen = sizeof desc;
+    if (MPI_T_init_thread(MPI_THREAD_SINGLE, &provided) != MPI_SUCCESS) {
+        harness_skip("no MPI tool interface");
+        return;
+    }
+    if (MPI_T_cvar_get_index("btl_vader_single_copy_mechanism", &idx) != MPI_SUCCESS ||
+        MPI_T_cvar_get_info(idx, name, &nlen, &verbosity, &dt, &et, desc, &dlen, &bind, &scope) != MPI_SUCCESS ||
+        et == MPI_T_ENUM_NULL) {
+        harness_skip("this MPI has no vader single-copy setting");
+        MPI_T_finalize();
+        return;
+    }
+    MPI_T_cvar_handle h;
+    int value = -1, n = 0;
+    CHECK(MPI_T_cvar_handle_alloc(idx, NULL, &h, &count) == MPI_SUCCESS);
+    CHECK(MPI_T_cvar_read(h, &value) == MPI_SUCCESS);
+    MPI_T_cvar_handle_free(&h);
+    CHECK(MPI_T_enum_get_info(et, &n, name, &(int){sizeof name}) == MPI_SUCCESS);
+    char item[64] = "";
+    for (int i = 0; i < n; i++) {
+        int v, len = sizeof item;
+        char nm[64];
+        if (MPI_T_enum_get_item(et, i, &v, nm, &len) == MPI_SUCCESS && v == value)
+            snprintf(item, sizeof item, "%s", nm);
+    }
+    const char *env = launcher_copy_setting;
+    if (rank == 0 && strcmp(item, env ? env : "none"))
+        fprintf(stderr, "vader single copy: %s (environment: %s)\n", item, env ? env : "unset");
+    CHECK(!strcmp(item, env ? env : "none"));
+    MPI_T_finalize();
+}
+
 int main(int argc, char **argv)
 {
+    if (getenv("OMPI_MCA_btl_vader_single_copy_mechanism"))
+        launcher_copy_setting = strdup(getenv("OMPI_MCA_btl_vader_single_copy_mechanism"));
     CHECK_OK(djct_comm_init_mpi(&argc, &argv, DJCT_THREAD_FUNNELED));
     MPI_Comm_rank(MPI_COMM_WORLD, &rank);
     MPI_Comm_size(MPI_COMM_WORLD, &size);
@@ -401,6 +446,7 @@ int main(int argc, char **argv)
     CHECK_OK(djct_comm_init_mpi(&argc, &argv, DJCT_THREAD_SINGLE));
     CHECK_ERR(djct_comm_init_mpi(&argc, &argv, 7), DJCT_EINVAL, "thread level 7");
 
+    test_transport_defaults();
     test_bad_options();
     djct_comm *c = NULL;
     CHECK_OK(djct_comm_create(&c, NULL));
@@ -414,5 +460,6 @@ int main(int argc, char **argv)
     test_broadcast_and_check(c);
     djct_comm_free(c);
     test_watched_comm();
+    free(launcher_copy_setting);
     return harness_report_mpi();
 }
