@@ -209,7 +209,9 @@ static int on_train_step(void *user, const djct_step_report *r)
     p->t_last_print = now;
     double rate = p->done_steps / (now - p->t_start);
     char eta[32], ev[32], el[32];
-    fmt_eta(eta, sizeof(eta), (double)(p->total_steps - p->done_steps) / rate);
+    /* the step count is an estimate when batches are ragged (an epoch can take a step more) */
+    int64_t left = p->total_steps > p->done_steps ? p->total_steps - p->done_steps : 0;
+    fmt_eta(eta, sizeof(eta), (double)left / rate);
     si(ev, sizeof(ev), r->events_per_s);
     si(el, sizeof(el), r->elements_per_s);
     if (p->mode == 1) {
