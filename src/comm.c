@@ -34,6 +34,8 @@ struct djct_comm {
     int        broken;      /* a collective timed out: the communicator is unusable */
     int64_t    wd_out;      /* send buffer of queries and answers (MPI_Isend needs it to live) */
     MPI_Op     sum_div;     /* sum_div_op, for two ranks */
+    MPI_Op     wstat;       /* wstat_op: {sum, max, min} of the step's weights */
+    MPI_Datatype wstat_t;   /* three doubles */
     djct_nccl *nccl;
     char       gpu_note[192];
     char       host[MPI_MAX_PROCESSOR_NAME];
@@ -41,6 +43,7 @@ struct djct_comm {
 };
 
 static void sum_div_op(void *in, void *inout, int *len, MPI_Datatype *dt);
+static void wstat_op(void *in, void *inout, int *len, MPI_Datatype *dt);
 
 /* ============================ small helpers ============================ */
 
@@ -255,6 +258,8 @@ int djct_comm_create(djct_comm **out, const djct_comm_options *opts)
         return djct_error_oom();
     c->world = c->wd = c->local = MPI_COMM_NULL;
     c->sum_div = MPI_OP_NULL;
+    c->wstat = MPI_OP_NULL;
+    c->wstat_t = MPI_DATATYPE_NULL;
     c->timeout = o.timeout_seconds;
     c->device = -1;
     c->backend = DJCT_COMM_BACKEND_MPI;
@@ -285,6 +290,11 @@ int djct_comm_create(djct_comm **out, const djct_comm_options *opts)
     if (c->size == 2 && (rc = MPI_Op_create(sum_div_op, 1, &c->sum_div)) != MPI_SUCCESS) {
         c->sum_div = MPI_OP_NULL;
         rc = mpi_err(c, rc, "MPI_Op_create");
+        goto fail;
+    }
+    if ((rc = MPI_Type_contiguous(3, MPI_DOUBLE, &c->wstat_t)) != MPI_SUCCESS ||
+        (rc = MPI_Type_commit(&c->wstat_t)) != MPI_SUCCESS || (rc = MPI_Op_create(wstat_op, 1, &c->wstat)) != MPI_SUCCESS) {
+        rc = mpi_err(c, rc, "MPI_Op_create (weight statistics)");
         goto fail;
     }
     rc = choose_device(c, &o);
@@ -325,6 +335,10 @@ void djct_comm_free(djct_comm *c)
     /* after a watchdog timeout collectives are still pending: freeing would hang or abort */
     if (c->sum_div != MPI_OP_NULL)
         MPI_Op_free(&c->sum_div);
+    if (c->wstat != MPI_OP_NULL)
+        MPI_Op_free(&c->wstat);
+    if (c->wstat_t != MPI_DATATYPE_NULL)
+        MPI_Type_free(&c->wstat_t);
     if (!c->broken) {
         if (c->local != MPI_COMM_NULL)
             MPI_Comm_free(&c->local);
@@ -715,6 +729,19 @@ static void scale_div(void *x, size_t n, djct_dtype rt, double d) { div_into(x, 
  * non-blocking step is in flight. */
 static _Thread_local double tl_div;
 
+/* the step's weights: {sum, max, min} (three doubles per element of wstat_t) */
+static void wstat_op(void *in, void *inout, int *len, MPI_Datatype *dt)
+{
+    (void)dt;
+    const double *a = in;
+    double *b = inout;
+    for (int i = 0; i < *len; i++, a += 3, b += 3) {
+        b[0] += a[0];
+        b[1] = a[1] > b[1] ? a[1] : b[1];
+        b[2] = a[2] < b[2] ? a[2] : b[2];
+    }
+}
+
 static VECTORIZE void sum_div_op(void *in, void *inout, int *len, MPI_Datatype *dt)
 {
     size_t n = (size_t)*len;
@@ -796,6 +823,7 @@ typedef struct {
     int          state;     /* 0 idle, 1 in flight, 2 done */
     int          divided;   /* this step's division already happened inside the reduction */
     int          identity;  /* one rank, nonzero weight: the result is the input, nothing moved */
+    int          plain;     /* weighted, but every rank's weight is the same: summed unscaled, / size */
     MPI_Request  req;
     void        *event;     /* device buckets: CUDA event after the reduction */
 } bucket_t;
@@ -816,7 +844,8 @@ struct djct_comm_plan {
     int               active;
     int               op;
     double            weight, wsum;
-    double            wbuf;      /* the weight sum in flight (MPI_Iallreduce posted at start) */
+    double            wbuf[3];   /* {sum, max, min} of the weights, in flight (posted at start) */
+    int               wequal;    /* every rank passed the same weight (known once wpending is 0) */
     MPI_Request       wreq;
     int               wpending;
     size_t            next_launch, ndone;
@@ -1070,6 +1099,7 @@ static int start_step(djct_comm_plan *p, djct_comm_op op, double weight)
     p->op = op;
     p->weight = op == DJCT_COMM_WEIGHTED ? weight : 1.0;
     p->wsum = op == DJCT_COMM_AVERAGE ? (double)c->size : 1.0;
+    p->wequal = 0;
     if (op == DJCT_COMM_WEIGHTED) {
         /* one scalar collective, not waited for here: the sum is needed only to divide (host:
          * when a bucket lands; NCCL: to pre-multiply at launch), so the ranks do not synchronise
@@ -1077,8 +1107,8 @@ static int start_step(djct_comm_plan *p, djct_comm_op op, double weight)
          * whether it contributes. */
         if ((rc = coll_enter(c, "weight sum", SIZE_MAX)) < 0)
             return rc;
-        p->wbuf = weight;
-        MPI_TRY(c, MPI_Iallreduce(MPI_IN_PLACE, &p->wbuf, 1, MPI_DOUBLE, MPI_SUM, c->world, &p->wreq));
+        p->wbuf[0] = p->wbuf[1] = p->wbuf[2] = weight;
+        MPI_TRY(c, MPI_Iallreduce(MPI_IN_PLACE, p->wbuf, 1, c->wstat_t, c->wstat, c->world, &p->wreq));
         p->wpending = 1;
     }
     for (size_t k = 0; k < p->nb; k++) {
@@ -1118,7 +1148,8 @@ static int weight_sum(djct_comm_plan *p, int block, int *ready)
         }
     }
     p->wpending = 0;
-    p->wsum = p->wbuf;
+    p->wsum = p->wbuf[0];
+    p->wequal = p->wbuf[1] == p->wbuf[2];
     return 0;
 }
 
@@ -1131,6 +1162,12 @@ static int launch(djct_comm_plan *p, size_t k, int blocking)
     double w = p->op == DJCT_COMM_WEIGHTED ? p->weight : 1.0; /* all weights 0 <=> every rank's is */
     if ((bk->device >= 0 || blocking) && (rc = weight_sum(p, 1, NULL)) < 0) /* NCCL: premultiply; blocking: divide */
         return rc;
+    /* Equal nonzero weights everywhere (fixed-size batches): the weighted average is the plain
+     * one, so nothing is multiplied before the sum and the sum is divided by the rank count (no
+     * pass, and exact where w*g would round). Only where the weights are known by construction
+     * (device and blocking buckets), so every rank decides alike; a non-blocking bucket launched
+     * before the weights arrived is multiplied as before. */
+    bk->plain = p->op == DJCT_COMM_WEIGHTED && (bk->device >= 0 || blocking) && p->wequal && w > 0;
     if ((rc = coll_enter(c, "reduce bucket", k)) < 0)
         return rc;
     if (bk->device >= 0) {
@@ -1145,7 +1182,9 @@ static int launch(djct_comm_plan *p, size_t k, int blocking)
             }
         if (w == 0.0 && (rc = djct_nccl_zero(nc, bk->data, bk->count * es)) < 0)
             return rc;
-        if (p->op == DJCT_COMM_WEIGHTED)
+        if (bk->plain)
+            rc = djct_nccl_allreduce(nc, bk->data, bk->count, bk->rt, DJCT_NCCL_AVG, 1.0);
+        else if (p->op == DJCT_COMM_WEIGHTED)
             rc = djct_nccl_allreduce(nc, bk->data, bk->count, bk->rt, DJCT_NCCL_PREMUL, p->wsum > 0 ? w / p->wsum : 0.0);
         else
             rc = djct_nccl_allreduce(nc, bk->data, bk->count, bk->rt, p->op == DJCT_COMM_AVERAGE ? DJCT_NCCL_AVG : DJCT_NCCL_SUM, 1.0);
@@ -1174,19 +1213,20 @@ static int launch(djct_comm_plan *p, size_t k, int blocking)
         bk->state = blocking ? 2 : 1;
         return 0;
     }
+    double wm = bk->plain ? 1.0 : w;
     if (bk->zero_copy)
-        scale_mul(bk->data, bk->count, bk->rt, w);
+        scale_mul(bk->data, bk->count, bk->rt, wm);
     else
         for (size_t j = 0, pos = 0; j < bk->nseg; j++) {
             const seg_t *sg = &p->segs[bk->seg0 + j];
             pack_seg((char *)bk->data + pos * djct_dtype_size(bk->rt), elem_ptr(&p->bufs[sg->buf], sg->off), sg->count,
-                     p->bufs[sg->buf].dtype, w);
+                     p->bufs[sg->buf].dtype, wm);
             pos += sg->count;
         }
     MPI_Datatype t = bk->rt == DJCT_DTYPE_FLOAT64 ? MPI_DOUBLE : MPI_FLOAT;
     bk->divided = 0;
     if (blocking) {
-        double div = p->op == DJCT_COMM_SUM ? 1.0 : p->wsum > 0 ? p->wsum : 1.0;
+        double div = p->op == DJCT_COMM_SUM ? 1.0 : bk->plain ? (double)c->size : p->wsum > 0 ? p->wsum : 1.0;
         if (div != 1.0 && c->sum_div != MPI_OP_NULL) {
             tl_div = div;
             bk->divided = 1;
@@ -1209,7 +1249,7 @@ static void complete(djct_comm_plan *p, size_t k)
     p->ndone++;
     if (bk->device >= 0 || bk->identity)
         return;
-    double div = p->op == DJCT_COMM_SUM || bk->divided ? 1.0 : p->wsum > 0 ? p->wsum : 1.0;
+    double div = p->op == DJCT_COMM_SUM || bk->divided ? 1.0 : bk->plain ? (double)p->c->size : p->wsum > 0 ? p->wsum : 1.0;
     if (bk->zero_copy)
         scale_div(bk->data, bk->count, bk->rt, div);
     else

@@ -298,6 +298,50 @@ static void test_weights_and_errors(djct_comm *c)
     CHECK_ERR(djct_comm_plan_mark_ready(p, 0), DJCT_EINVAL, "outside a step");
     djct_comm_plan_free(p);
 
+    /* equal weights on every rank (fixed-size batches): the weighted average is the plain average,
+     * bit for bit, with no multiply before the sum. The data are chosen so that multiplying by 3
+     * first rounds differently (checked), so the test fails if the multiply is still done. One
+     * float32 buffer, blocking (plan_reduce) and overlapped (its only bucket is the last, blocking). */
+    enum { NE = 4096 };
+    float *e = malloc(NE * sizeof(float)), *avg = malloc(NE * sizeof(float));
+    djct_comm_buffer eb = {e, NE, DJCT_DTYPE_FLOAT32, -1};
+    CHECK_OK(djct_comm_plan_create(&p, c, &eb, 1, NULL));
+#define FILL_E()                                                                                   \
+    for (int i = 0; i < NE; i++)                                                                   \
+    e[i] = 0.1f * (float)(i + 1) / (float)(7 + rank)
+    FILL_E();
+    CHECK_OK(djct_comm_plan_reduce(p, DJCT_COMM_AVERAGE, 0.0));
+    memcpy(avg, e, NE * sizeof(float));
+    /* what the premultiplied formula would give: sum of 3*e over ranks / (3*size), in float */
+    int rounds_differ = 0;
+    {
+        float *t = malloc(NE * sizeof(float));
+        FILL_E();
+        for (int i = 0; i < NE; i++)
+            t[i] = e[i] * 3.0f;
+        MPI_Allreduce(MPI_IN_PLACE, t, NE, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD);
+        for (int i = 0; i < NE; i++)
+            rounds_differ += t[i] / (float)(3 * size) != avg[i];
+        free(t);
+    }
+    CHECK(rounds_differ > 0);
+    FILL_E();
+    CHECK_OK(djct_comm_plan_reduce(p, DJCT_COMM_WEIGHTED, 3.0));
+    CHECK(memcmp(e, avg, NE * sizeof(float)) == 0);
+    FILL_E();
+    CHECK_OK(djct_comm_plan_start(p, DJCT_COMM_WEIGHTED, 3.0));
+    CHECK_OK(djct_comm_plan_mark_ready(p, 0));
+    CHECK_OK(djct_comm_plan_finish(p));
+    CHECK(memcmp(e, avg, NE * sizeof(float)) == 0);
+    /* one rank's weight differs: the weighted formula again (not the plain average) */
+    FILL_E();
+    CHECK_OK(djct_comm_plan_reduce(p, DJCT_COMM_WEIGHTED, rank == 0 ? 1.0 : 3.0));
+    CHECK(memcmp(e, avg, NE * sizeof(float)) != 0);
+#undef FILL_E
+    djct_comm_plan_free(p);
+    free(e);
+    free(avg);
+
     /* unsupported dtype */
     int32_t iv[2];
     djct_comm_buffer ib = {iv, 2, DJCT_DTYPE_INT32, -1};
