@@ -1101,7 +1101,8 @@ static int start_step(djct_comm_plan *p, djct_comm_op op, double weight)
     p->wsum = op == DJCT_COMM_AVERAGE ? (double)c->size : 1.0;
     p->wequal = 0;
     if (op == DJCT_COMM_WEIGHTED) {
-        /* one scalar collective, not waited for here: the sum is needed only to divide (host:
+        /* one small collective ({sum, max, min} of the weights), not waited for here: the sum
+         * is needed only to divide, and equality only to skip the multiply (host:
          * when a bucket lands; NCCL: to pre-multiply at launch), so the ranks do not synchronise
          * between forward and backward. Weights are >= 0, so a rank's own weight already says
          * whether it contributes. */
