@@ -106,7 +106,7 @@ static const djct_opt T[] = {
      "weight of each rank's gradient in the average", NULL},
     {"overlap", 0, DJCT_OPT_FLAG, O(overlap), "1", NULL, 0, 0, NULL, "reduce gradient buckets during backward", NULL},
     {"bucket-mb", 0, DJCT_OPT_DOUBLE, O(bucket_mb), "0", NULL, 0, 1024, "MB", "gradient bucket size (0: default)", NULL},
-    {"threads", 0, DJCT_OPT_INT, O(threads), "0", NULL, 0, 1024, "N", "intra-op threads per rank (0: cores available to the rank)", NULL},
+    {"threads", 0, DJCT_OPT_INT, O(threads), "0", NULL, 0, 1024, "N", "threads per rank, libtorch's intra-op pool and OpenBLAS's (0: cores available to the rank)", NULL},
     {"device", 0, DJCT_OPT_CHOICE, O(device), "cpu", "cpu|cuda", 0, 0, NULL, "where the model runs", NULL},
     {"backend", 0, DJCT_OPT_CHOICE, O(backend), "auto", "auto|mpi|nccl", 0, 0, NULL, "gradient reduction backend", NULL},
     {"watchdog-seconds", 0, DJCT_OPT_DOUBLE, O(watchdog), "600", NULL, 0, 1e6, "S",
