@@ -39,6 +39,8 @@ for c in cfgs:
 
 ratios = [("djct 2 ranks / DDP 2 processes (target >= 2)", "djct2", "ddp2"),
           ("djct 2 ranks / djct 2 ranks --no-average (target >= 0.9)", "djct2", "djct2_noavg"),
+          ("djct 2 ranks --no-average / DDP 2 processes (the bound of the first ratio: no gradient communication)",
+           "djct2_noavg", "ddp2"),
           ("djct 2 ranks overlap / --no-overlap (what overlap saves)", "djct2", "djct2_noovl"),
           ("256 KiB buckets: overlap / --no-overlap", "djct2_sb", "djct2_sb_noovl"),
           ("djct 2 ranks --no-fsync / DDP 2 processes", "djct2_nofsync", "ddp2"),
