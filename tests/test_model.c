@@ -406,13 +406,29 @@ static void test_pointcloud(void)
     djct_model_free(m);
 }
 
-static void test_optimizers(void)
+/* the small one-hidden-layer MLP that the optimizer tests train on (X, LAB) */
+static djct_model_options small_mlp(void)
 {
     djct_model_options mo = DJCT_MODEL_OPTIONS_INIT;
     mo.n_inputs = F;
     mo.hidden = 8;
     mo.n_layers = 1;
     mo.n_classes = C;
+    return mo;
+}
+
+/* one training step of m with o on (feat, targ) */
+static void train_once(djct_model *m, djct_optimizer *o, const djct_array *feat, const djct_array *targ)
+{
+    CHECK_OK(djct_model_zero_grad(m));
+    CHECK_OK(djct_model_forward(m, feat, 1, targ, 1));
+    CHECK_OK(djct_model_backward(m, NULL));
+    CHECK_OK(djct_optimizer_step(o));
+}
+
+static void test_optimizers(void)
+{
+    djct_model_options mo = small_mlp();
     djct_array feat = regular("x", DJCT_DTYPE_FLOAT32, X, 2, B, F);
     djct_array targ = regular("label", DJCT_DTYPE_INT32, LAB, 1, B, 0);
 
@@ -434,10 +450,7 @@ static void test_optimizers(void)
     double lrs[16];
     for (int i = 0; i < 16; i++) {
         lrs[i] = djct_optimizer_lr(o);
-        CHECK_OK(djct_model_zero_grad(m));
-        CHECK_OK(djct_model_forward(m, &feat, 1, &targ, 1));
-        CHECK_OK(djct_model_backward(m, NULL));
-        CHECK_OK(djct_optimizer_step(o));
+        train_once(m, o, &feat, &targ);
     }
     CHECK_NEAR(lrs[0], 0.025, 1e-12);
     CHECK_NEAR(lrs[3], 0.1, 1e-12);
@@ -481,10 +494,7 @@ static void test_optimizers(void)
         CHECK_OK(djct_model_builtin(&a, "mlp", &mo));
         CHECK_OK(djct_optimizer_create(&oa, a, &q));
         for (int i = 0; i < 3; i++) {
-            CHECK_OK(djct_model_zero_grad(a));
-            CHECK_OK(djct_model_forward(a, &feat, 1, &targ, 1));
-            CHECK_OK(djct_model_backward(a, NULL));
-            CHECK_OK(djct_optimizer_step(oa));
+            train_once(a, oa, &feat, &targ);
         }
         char path[] = "/tmp/djct_test_opt_XXXXXX", mpath[] = "/tmp/djct_test_m_XXXXXX";
         close(mkstemp(path));
@@ -502,11 +512,7 @@ static void test_optimizers(void)
             CHECK_OK(djct_optimizer_load_buffer(ob, buf, len));
         CHECK(djct_optimizer_steps(ob) == 3);
         for (int i = 0; i < 2; i++) {
-            djct_model *mm = i ? b : a;
-            CHECK_OK(djct_model_zero_grad(mm));
-            CHECK_OK(djct_model_forward(mm, &feat, 1, &targ, 1));
-            CHECK_OK(djct_model_backward(mm, NULL));
-            CHECK_OK(djct_optimizer_step(i ? ob : oa));
+            train_once(i ? b : a, i ? ob : oa, &feat, &targ);
         }
         float *pa, *pb;
         size_t na, nb;
@@ -538,11 +544,7 @@ static void test_optimizers(void)
  * Then the fused optimizer's state, loaded into a libtorch-stepped one, continues alike. */
 static void test_fused_adam(void)
 {
-    djct_model_options mo = DJCT_MODEL_OPTIONS_INIT;
-    mo.n_inputs = F;
-    mo.hidden = 8;
-    mo.n_layers = 1;
-    mo.n_classes = C;
+    djct_model_options mo = small_mlp();
     djct_array feat = regular("x", DJCT_DTYPE_FLOAT32, X, 2, B, F);
     djct_array targ = regular("label", DJCT_DTYPE_INT32, LAB, 1, B, 0);
     const struct { int kind; double wd; const char *name; } cases[] = {
@@ -571,12 +573,8 @@ static void test_fused_adam(void)
         start = malloc(n0 * sizeof(float));
         memcpy(start, p0, n0 * sizeof(float));
         for (int step = 0; step < 25; step++)
-            for (int i = 0; i < 2; i++) {
-                CHECK_OK(djct_model_zero_grad(m[i]));
-                CHECK_OK(djct_model_forward(m[i], &feat, 1, &targ, 1));
-                CHECK_OK(djct_model_backward(m[i], NULL));
-                CHECK_OK(djct_optimizer_step(o[i]));
-            }
+            for (int i = 0; i < 2; i++)
+                train_once(m[i], o[i], &feat, &targ);
         double diff = 0, moved = 0;
         for (size_t j = 0; j < n0 && n0 == n1; j++) {
             diff = fmax(diff, fabs((double)p0[j] - (double)p1[j]));
@@ -591,12 +589,8 @@ static void test_fused_adam(void)
         CHECK_OK(djct_optimizer_save_buffer(o[0], &buf, &len));
         CHECK_OK(djct_optimizer_load_buffer(o[1], buf, len));
         memcpy(p1, p0, n0 * sizeof(float));
-        for (int i = 0; i < 2; i++) {
-            CHECK_OK(djct_model_zero_grad(m[i]));
-            CHECK_OK(djct_model_forward(m[i], &feat, 1, &targ, 1));
-            CHECK_OK(djct_model_backward(m[i], NULL));
-            CHECK_OK(djct_optimizer_step(o[i]));
-        }
+        for (int i = 0; i < 2; i++)
+            train_once(m[i], o[i], &feat, &targ);
         diff = 0;
         for (size_t j = 0; j < n0; j++)
             diff = fmax(diff, fabs((double)p0[j] - (double)p1[j]));
