@@ -622,7 +622,7 @@ static int make_certs(void)
              "openssl x509 -req -in srv.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out srv.pem -days 2 "
              "-extfile ext",
              tls_dir, tls_dir);
-    char quiet[4200];
+    char quiet[sizeof(cmd) + 512]; /* cmd, the log path (tmp is at most 255 bytes) and the shell glue */
     snprintf(quiet, sizeof(quiet), "(%s) >%s/openssl.log 2>&1", cmd, tmp);
     return system(quiet) == 0 ? 0 : -1;
 }

@@ -1,5 +1,6 @@
 /* Helpers for the logging tests: start/stop tests/wandb_server.py on 127.0.0.1, steer its faults,
- * read what it stored, and small file utilities. Header-only (static), test code only. */
+ * read what it stored, and small file utilities. Header-only (static inline: a test may use any
+ * subset without unused-function warnings), test code only. */
 #ifndef DJCT_WANDB_TESTLIB_H
 #define DJCT_WANDB_TESTLIB_H
 
@@ -29,20 +30,20 @@ typedef struct {
     char ca[512]; /* HTTPS: the CA that signed its certificate ("" for plain HTTP) */
 } test_srv;
 
-static void t_sleep(double s)
+static inline void t_sleep(double s)
 {
     struct timespec ts = {(time_t)s, (long)((s - (double)(time_t)s) * 1e9)};
     nanosleep(&ts, NULL);
 }
 
-static double t_now(void)
+static inline double t_now(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-static char *t_slurp(const char *path)
+static inline char *t_slurp(const char *path)
 {
     FILE *f = fopen(path, "rb");
     if (!f)
@@ -61,7 +62,7 @@ static char *t_slurp(const char *path)
     return b;
 }
 
-static void t_write(const char *path, const char *text, int mode)
+static inline void t_write(const char *path, const char *text, int mode)
 {
     FILE *f = fopen(path, "w");
     if (f) {
@@ -71,7 +72,7 @@ static void t_write(const char *path, const char *text, int mode)
     chmod(path, (mode_t)mode);
 }
 
-static int t_count_lines(const char *path)
+static inline int t_count_lines(const char *path)
 {
     char *t = t_slurp(path);
     int n = 0;
@@ -82,7 +83,7 @@ static int t_count_lines(const char *path)
 }
 
 /* 1 when `needle` occurs in any file under dir (recursive) */
-static int t_grep_dir(const char *dir, const char *needle)
+static inline int t_grep_dir(const char *dir, const char *needle)
 {
     DIR *d = opendir(dir);
     if (!d)
@@ -109,7 +110,7 @@ static int t_grep_dir(const char *dir, const char *needle)
     return found;
 }
 
-static const char *t_server_script(void)
+static inline const char *t_server_script(void)
 {
     const char *s = getenv("DJCT_TEST_SERVER");
     if (s)
@@ -121,7 +122,7 @@ static const char *t_server_script(void)
 
 /* spawn the server; srv_wait() before use */
 /* Start the server; with cert/key (PEM files) it speaks HTTPS, and `ca` is what signed cert. */
-static int srv_spawn_tls(test_srv *s, const char *tmp, const char *tag, const char *cert, const char *key,
+static inline int srv_spawn_tls(test_srv *s, const char *tmp, const char *tag, const char *cert, const char *key,
                          const char *ca)
 {
     memset(s, 0, sizeof(*s));
@@ -136,13 +137,13 @@ static int srv_spawn_tls(test_srv *s, const char *tmp, const char *tag, const ch
     return posix_spawnp(&s->pid, "python3", NULL, NULL, argv, environ) != 0 ? -1 : 0;
 }
 
-static int srv_spawn(test_srv *s, const char *tmp, const char *tag)
+static inline int srv_spawn(test_srv *s, const char *tmp, const char *tag)
 {
     return srv_spawn_tls(s, tmp, tag, NULL, NULL, NULL);
 }
 
 /* wait (up to 30 s: python starts slowly on a loaded machine) for the port */
-static int srv_wait(test_srv *s)
+static inline int srv_wait(test_srv *s)
 {
     if (s->pid <= 0)
         return -1;
@@ -159,9 +160,9 @@ static int srv_wait(test_srv *s)
     return -1;
 }
 
-static size_t t_discard(char *p, size_t sz, size_t nm, void *ud) { return sz * nm; }
+static inline size_t t_discard(char *p, size_t sz, size_t nm, void *ud) { return sz * nm; }
 
-static int srv_post(test_srv *s, const char *path, const char *json)
+static inline int srv_post(test_srv *s, const char *path, const char *json)
 {
     CURL *c = curl_easy_init();
     char url[256];
@@ -177,9 +178,9 @@ static int srv_post(test_srv *s, const char *path, const char *json)
     return rc;
 }
 
-static int srv_control(test_srv *s, const char *json) { return srv_post(s, "/_control", json); }
+static inline int srv_control(test_srv *s, const char *json) { return srv_post(s, "/_control", json); }
 
-static void srv_stop(test_srv *s)
+static inline void srv_stop(test_srv *s)
 {
     if (s->pid <= 0)
         return;
@@ -196,7 +197,7 @@ static void srv_stop(test_srv *s)
     s->pid = 0;
 }
 
-static cJSON *srv_state(test_srv *s)
+static inline cJSON *srv_state(test_srv *s)
 {
     char *t = t_slurp(s->state);
     cJSON *j = t ? cJSON_Parse(t) : NULL;
@@ -205,18 +206,18 @@ static cJSON *srv_state(test_srv *s)
 }
 
 /* the run "entity/project/run_id" in a state (borrowed) */
-static cJSON *srv_run(cJSON *st, const char *key)
+static inline cJSON *srv_run(cJSON *st, const char *key)
 {
     return cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(st, "runs"), key);
 }
 
-static cJSON *srv_file(cJSON *run, const char *name)
+static inline cJSON *srv_file(cJSON *run, const char *name)
 {
     return cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(run, "files"), name);
 }
 
 /* every request logged so far, as a JSON array (caller deletes) */
-static cJSON *srv_requests(test_srv *s)
+static inline cJSON *srv_requests(test_srv *s)
 {
     char *t = t_slurp(s->log), *save = NULL;
     cJSON *a = cJSON_CreateArray();
@@ -231,7 +232,7 @@ static cJSON *srv_requests(test_srv *s)
 
 /* history as stored by the server: 1 when lines 0..n-1 are present, no gaps, and line i has _step
  * first_step + i, nothing beyond n */
-static int history_exact(cJSON *hist, int n, int first_step)
+static inline int history_exact(cJSON *hist, int n, int first_step)
 {
     if (!cJSON_IsArray(hist) || cJSON_GetArraySize(hist) != n)
         return 0;
@@ -251,7 +252,7 @@ static int history_exact(cJSON *hist, int n, int first_step)
     return 1;
 }
 
-static double json_num(cJSON *o, const char *k)
+static inline double json_num(cJSON *o, const char *k)
 {
     cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
     return cJSON_IsNumber(v) ? v->valuedouble : -12345.0;
