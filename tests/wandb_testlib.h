@@ -27,7 +27,7 @@ typedef struct {
     pid_t pid;
     int port;
     char url[64], state[512], log[512], portf[512];
-    char ca[512]; /* HTTPS: the CA that signed its certificate ("" for plain HTTP) */
+    char ca[1024]; /* HTTPS: the CA that signed its certificate ("" for plain HTTP) */
 } test_srv;
 
 static inline void t_sleep(double s)
@@ -122,8 +122,8 @@ static inline const char *t_server_script(void)
 
 /* spawn the server; srv_wait() before use */
 /* Start the server; with cert/key (PEM files) it speaks HTTPS, and `ca` is what signed cert. */
-static inline int srv_spawn_tls(test_srv *s, const char *tmp, const char *tag, const char *cert, const char *key,
-                         const char *ca)
+static inline int srv_spawn_tls(test_srv *s, const char *tmp, const char *tag, const char *cert,
+                                const char *key, const char *ca)
 {
     memset(s, 0, sizeof(*s));
     snprintf(s->state, sizeof(s->state), "%s/srv-%s-state.json", tmp, tag);
