@@ -45,7 +45,7 @@ typedef struct {
     char *nonfinite;
     /* distributed */
     int average, overlap, threads, check_consistency;
-    char *weighting, *device, *backend;
+    char *weighting, *device, *backend, *jit_optimize;
     double bucket_mb, watchdog;
     /* logging */
     char *wandb_mode, *project, *entity, *run_name, *group, *tags, *notes;
@@ -108,6 +108,8 @@ static const djct_opt T[] = {
     {"bucket-mb", 0, DJCT_OPT_DOUBLE, O(bucket_mb), "0", NULL, 0, 1024, "MB", "gradient bucket size (0: default)", NULL},
     {"threads", 0, DJCT_OPT_INT, O(threads), "0", NULL, 0, 1024, "N", "threads per rank, libtorch's intra-op pool and OpenBLAS's (0: cores available to the rank)", NULL},
     {"device", 0, DJCT_OPT_CHOICE, O(device), "cpu", "cpu|cuda", 0, 0, NULL, "where the model runs", NULL},
+    {"jit-optimize", 0, DJCT_OPT_CHOICE, O(jit_optimize), "auto", "auto|on|off", 0, 0, NULL,
+     "TorchScript graph-executor optimisation (auto: off on cpu, where it only adds overhead; on with cuda)", NULL},
     {"backend", 0, DJCT_OPT_CHOICE, O(backend), "auto", "auto|mpi|nccl", 0, 0, NULL, "gradient reduction backend", NULL},
     {"watchdog-seconds", 0, DJCT_OPT_DOUBLE, O(watchdog), "600", NULL, 0, 1e6, "S",
      "fail naming the missing ranks when a collective takes longer (0: off)", NULL},
@@ -452,7 +454,8 @@ int main(int argc, char **argv)
 
     /* model: inputs per element from the first feature array */
     int threads = c.threads > 0 ? c.threads : threads_for_rank(comm);
-    if (djct_torch_set_num_threads(threads) || djct_torch_seed((uint64_t)c.seed))
+    int jit_opt = !strcmp(c.jit_optimize, "on") || (!strcmp(c.jit_optimize, "auto") && !strcmp(c.device, "cuda"));
+    if (djct_torch_set_num_threads(threads) || djct_torch_seed((uint64_t)c.seed) || djct_torch_set_jit_optimize(jit_opt))
         FAIL("%s", djct_last_error());
     djct_model_options mo = DJCT_MODEL_OPTIONS_INIT;
     mo.device_type = strcmp(c.device, "cuda") ? DJCT_DEVICE_CPU : DJCT_DEVICE_CUDA;

@@ -1,5 +1,6 @@
 /* Step time (forward + backward + Adam) of a built-in model through djct's C API.
  * Usage: model_step mlp|pointcloud [steps=200] [warmup=20] [save.pt]
+ * JIT_OPTIMIZE=0|1 in the environment sets djct_torch_set_jit_optimize (unset: libtorch's default, on).
  * Prints "bridge <model> median_ms <x>"; with save.pt, also saves the model so that
  * model_step_plain runs the very same TorchScript. The data follow bench/model_step_data.h. */
 #include <stdio.h>
@@ -30,6 +31,8 @@ int main(int argc, char **argv)
     int pc = !strcmp(name, "pointcloud");
     djct_tune_malloc(); /* as djct_train does; model_step_plain does the same mallopt */
     TRY(djct_torch_set_num_threads(1));
+    if (getenv("JIT_OPTIMIZE"))
+        TRY(djct_torch_set_jit_optimize(atoi(getenv("JIT_OPTIMIZE"))));
     TRY(djct_torch_seed(0));
     djct_model_options mo = DJCT_MODEL_OPTIONS_INIT;
     if (pc) { mo.n_inputs = PC_F; mo.hidden = PC_H; } else { mo.n_inputs = MLP_IN; mo.hidden = MLP_H; mo.n_classes = MLP_C; }

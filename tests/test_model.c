@@ -604,6 +604,53 @@ static void test_fused_adam(void)
     }
 }
 
+/* TorchScript's graph-executor optimisation off (djct_train's default on CPU) against on: the same
+ * training to float rounding, losses recorded alike; the loss and the parameters must move */
+static void test_jit_optimize(void)
+{
+    djct_model_options mo = small_mlp();
+    djct_array feat = regular("x", DJCT_DTYPE_FLOAT32, X, 2, B, F);
+    djct_array targ = regular("label", DJCT_DTYPE_INT32, LAB, 1, B, 0);
+    float *params[2] = {NULL, NULL};
+    double loss[2][2];
+    size_t n[2] = {0, 0};
+    for (int mode = 0; mode < 2; mode++) {
+        CHECK_OK(djct_torch_set_jit_optimize(mode));
+        CHECK_OK(djct_torch_seed(5));
+        djct_model *m = NULL;
+        djct_optimizer *o = NULL;
+        CHECK_OK(djct_model_builtin(&m, "mlp", &mo));
+        if (!m)
+            return;
+        CHECK_OK(djct_optimizer_create(&o, m, NULL));
+        for (int step = 0; step < 12; step++) {
+            double l = NAN;
+            CHECK_OK(djct_model_zero_grad(m));
+            CHECK_OK(djct_model_forward(m, &feat, 1, &targ, 1));
+            CHECK_OK(djct_model_backward(m, &l));
+            CHECK_OK(djct_optimizer_step(o));
+            if (step == 0 || step == 11)
+                loss[mode][step ? 1 : 0] = l;
+        }
+        float *p;
+        CHECK_OK(djct_model_params(m, &p, &n[mode]));
+        params[mode] = malloc(n[mode] * sizeof(float));
+        memcpy(params[mode], p, n[mode] * sizeof(float));
+        djct_optimizer_free(o);
+        djct_model_free(m);
+    }
+    CHECK_OK(djct_torch_set_jit_optimize(1)); /* libtorch's default for the other tests */
+    double diff = 0;
+    for (size_t j = 0; j < n[0] && n[0] == n[1]; j++)
+        diff = fmax(diff, fabs((double)params[0][j] - (double)params[1][j]));
+    CHECK(n[0] == n[1] && n[0] > 0 && diff < 1e-5);
+    CHECK_NEAR(loss[0][0], loss[1][0], 1e-6);
+    CHECK_NEAR(loss[0][1], loss[1][1], 1e-5);
+    CHECK(loss[0][1] < loss[0][0]);
+    free(params[0]);
+    free(params[1]);
+}
+
 static void test_bad_input(void)
 {
     djct_model *m = NULL;
@@ -806,6 +853,7 @@ int main(int argc, char **argv)
     test_pointcloud();
     test_optimizers();
     test_fused_adam();
+    test_jit_optimize();
     test_bad_input();
     test_blas_threads();
     return harness_report();

@@ -10,6 +10,7 @@
 #include <unordered_set>
 
 #include <ATen/Parallel.h>
+#include <torch/csrc/jit/python/update_graph_executor_opt.h>
 #include <torch/csrc/autograd/function_hook.h>
 
 extern "C" {
@@ -79,6 +80,14 @@ extern "C" int djct_torch_set_num_threads(int n) noexcept
     return guard([&] {
         at::set_num_threads(n);
         djct_blas_set_threads(n); /* OpenBLAS keeps its own pool, one thread per core by default */
+        return 0;
+    });
+}
+
+extern "C" int djct_torch_set_jit_optimize(int on) noexcept
+{
+    return guard([&] {
+        torch::jit::setGraphExecutorOptimize(on != 0);
         return 0;
     });
 }

@@ -18,6 +18,11 @@ int djct_torch_set_num_threads(int n)
     return notsup(__func__);
 }
 
+int djct_torch_set_jit_optimize(int on)
+{
+    return notsup(__func__);
+}
+
 int djct_torch_cuda_device_count(int *count)
 {
     return notsup(__func__);
