@@ -12,26 +12,11 @@
 #include <time.h>
 
 #include "djct/djct.h"
+#include "bench_util.h"
 
 static int rank, size, rounds = 3, reps = 20;
 static size_t max_bytes = (size_t)64 << 20, bucket_bytes = 0;
 
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-static int cmpd(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-static double median(double *v, int n)
-{
-    qsort(v, (size_t)n, sizeof(double), cmpd);
-    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-}
 static void die(const char *what)
 {
     char m[1200];
@@ -48,13 +33,13 @@ static double time_op(op_fn f, void *ctx, int n)
     f(ctx); /* warm-up: first touch, lazy MPI setup */
     for (int i = 0; i < n; i++) {
         MPI_Barrier(MPI_COMM_WORLD);
-        double t0 = now();
+        double t0 = bench_now_s();
         f(ctx);
-        double dt = now() - t0, mx = 0;
+        double dt = bench_now_s() - t0, mx = 0;
         MPI_Allreduce(&dt, &mx, 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
         t[i] = mx;
     }
-    double m = median(t, n);
+    double m = bench_median(t, n);
     free(t);
     return m;
 }
@@ -145,7 +130,7 @@ static void sweep(djct_comm *comm)
             mn = ratio[r] < mn ? ratio[r] : mn;
             mx = ratio[r] > mx ? ratio[r] : mx;
         }
-        double raw = median(traw, R), dj = median(tdj, R), rm = median(ratio, R), rs = median(rsum, R);
+        double raw = bench_median(traw, R), dj = bench_median(tdj, R), rm = bench_median(ratio, R), rs = bench_median(rsum, R);
         if (rank == 0) {
             printf("| %zu KiB | %.1f | %.2f | %.1f | %.2f | %.2f [%.2f..%.2f] | %.2f |\n", bytes >> 10, raw * 1e6,
                    busbw(bytes, raw), dj * 1e6, busbw(bytes, dj), rm, mn, mx, rs);
@@ -193,8 +178,8 @@ static void param_list(djct_comm *comm, const char *name, const size_t *sizes, s
     }
     if (rank == 0)
         printf("| %s | %zu | %.2f MB | %zu | %.1f | %.1f | %.1f | %.2f | %.2f |\n", name, n, total * 4 / 1e6,
-               djct_comm_plan_bucket_count(ps), median(tr, R) * 1e6, median(ts, R) * 1e6, median(tp, R) * 1e6,
-               median(rs, R), median(rp, R));
+               djct_comm_plan_bucket_count(ps), bench_median(tr, R) * 1e6, bench_median(ts, R) * 1e6, bench_median(tp, R) * 1e6,
+               bench_median(rs, R), bench_median(rp, R));
     djct_comm_plan_free(ps);
     djct_comm_plan_free(pp);
     for (size_t i = 0; i < n; i++)
@@ -252,10 +237,10 @@ static void buckets(djct_comm *comm)
             td[r] = time_op(djct_reduce, &c, n);
             rr[r] = tr[r] / td[r];
         }
-        double d = median(td, R);
+        double d = bench_median(td, R);
         if (rank == 0)
             printf("| %zu KiB | %zu | %.0f | %.2f | %.2f |\n", caps[k] >> 10, djct_comm_plan_bucket_count(p), d * 1e6,
-                   busbw(bytes, d), median(rr, R));
+                   busbw(bytes, d), bench_median(rr, R));
         djct_comm_plan_free(p);
     }
     free(buf);
@@ -265,10 +250,10 @@ static void buckets(djct_comm *comm)
 static void spin_compute(double seconds, djct_comm_plan *progress_plan, int polls)
 {
     /* pure CPU work; `polls` progress calls spread over it (the trainer would call between layers) */
-    double t0 = now(), slice = seconds / (polls + 1);
+    double t0 = bench_now_s(), slice = seconds / (polls + 1);
     volatile double x = 1.0;
     for (int k = 0; k <= polls; k++) {
-        while (now() - t0 < slice * (k + 1))
+        while (bench_now_s() - t0 < slice * (k + 1))
             x = x * 1.0000001 + 1e-9;
         if (progress_plan && k < polls)
             djct_comm_plan_progress(progress_plan);
@@ -295,16 +280,16 @@ static void overlap(djct_comm *comm)
         double *v = malloc(sizeof(double) * (size_t)n);
         for (int i = 0; i < n; i++) {
             MPI_Barrier(MPI_COMM_WORLD);
-            double t0 = now();
+            double t0 = bench_now_s();
             djct_comm_plan_reduce(p, DJCT_COMM_AVERAGE, 1);
-            v[i] = now() - t0;
+            v[i] = bench_now_s() - t0;
         }
-        tc[r] = median(v, n);
+        tc[r] = bench_median(v, n);
         double compute = tc[r]; /* backward as long as the communication: ideal overlap halves the step */
         for (int mode = 0; mode < 3; mode++) {
             for (int i = 0; i < n; i++) {
                 MPI_Barrier(MPI_COMM_WORLD);
-                double t0 = now();
+                double t0 = bench_now_s();
                 if (mode == 0) { /* serial: backward, then blocking reduce */
                     for (int k = 0; k < NBUF; k++)
                         spin_compute(compute / NBUF, NULL, 0);
@@ -317,14 +302,14 @@ static void overlap(djct_comm *comm)
                     }
                     djct_comm_plan_finish(p);
                 }
-                v[i] = now() - t0;
+                v[i] = bench_now_s() - t0;
             }
-            double m = median(v, n);
+            double m = bench_median(v, n);
             (mode == 0 ? ts : mode == 1 ? to : tp)[r] = m;
         }
         free(v);
     }
-    double c = median(tc, R), s = median(ts, R), o = median(to, R), q = median(tp, R);
+    double c = bench_median(tc, R), s = bench_median(ts, R), o = bench_median(to, R), q = bench_median(tp, R);
     if (rank == 0) {
         printf("\n## overlap, %d ranks: 16 buckets x 4 MiB, simulated backward as long as the reduction (%.1f ms)\n", size, c * 1e3);
         printf("| schedule | step ms | hidden communication |\n|---|---|---|\n");

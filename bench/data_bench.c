@@ -14,13 +14,7 @@
 #include <time.h>
 
 #include "djct/djct.h"
-
-static double now_s(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
+#include "bench_util.h"
 
 static uint64_t mix(uint64_t *s)
 {
@@ -30,17 +24,6 @@ static uint64_t mix(uint64_t *s)
     return z ^ (z >> 31);
 }
 static double unif(uint64_t *s) { return ((double)(mix(s) >> 11) + 0.5) / 9007199254740992.0; }
-
-static int cmp_d(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-static double median(double *v, int n)
-{
-    qsort(v, (size_t)n, sizeof(double), cmp_d);
-    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-}
 
 static void die(const char *what)
 {
@@ -57,7 +40,7 @@ static size_t file_size(const char *p)
 /* raw fread of the whole file into a buffer that has been written before (no page faults) */
 static double time_fread(const char *p, char *buf, size_t n)
 {
-    double t0 = now_s();
+    double t0 = bench_now_s();
     FILE *f = fopen(p, "rb");
     size_t got = f ? fread(buf, 1, n, f) : 0;
     if (f)
@@ -66,7 +49,7 @@ static double time_fread(const char *p, char *buf, size_t n)
         fprintf(stderr, "data_bench: short read of %s\n", p);
         exit(1);
     }
-    return now_s() - t0;
+    return bench_now_s() - t0;
 }
 
 static size_t payload(const djct_record *r)
@@ -180,9 +163,9 @@ int main(int argc, char **argv)
         djct_record x;
         const char *paths[3] = {pd, ph, pz};
         for (int k = 0; k < 3; k++) {
-            double t0 = now_s();
+            double t0 = bench_now_s();
             int rc = k == 0 ? djct_djcdata_read(&x, paths[k]) : djct_h5_read(&x, paths[k]);
-            t[DJCTD + k] = now_s() - t0;
+            t[DJCTD + k] = bench_now_s() - t0;
             if (rc < 0)
                 die(paths[k]);
             djct_record_clear(&x);
@@ -197,12 +180,12 @@ int main(int argc, char **argv)
                 die("dataset");
             djct_batch *b;
             size_t got = 0;
-            double t0 = now_s();
+            double t0 = bench_now_s();
             while (djct_dataset_next(ds, &b) == 0 && b) {
                 got += payload(&b->record);
                 djct_batch_release(ds, b);
             }
-            t[DS_DJCTD + k] = now_s() - t0;
+            t[DS_DJCTD + k] = bench_now_s() - t0;
             t[DS_DJCTD + k] *= (double)pay / (double)got; /* normalise to the same payload */
             djct_dataset_free(ds);
         }
@@ -216,7 +199,7 @@ int main(int argc, char **argv)
     printf("read throughput, hot page cache, median of %d rounds (ratio to raw fread per round)\n", reps);
     printf("| reader | MB/s | / raw fread |\n|---|---|---|\n");
     for (int k = 0; k < NR; k++)
-        printf("| %s | %.0f | %.3f |\n", names[k], median(mbs[k], reps), median(ratio[k], reps));
+        printf("| %s | %.0f | %.3f |\n", names[k], bench_median(mbs[k], reps), bench_median(ratio[k], reps));
 
     /* (2) straggler ratio from metadata: djct plan vs the two baselines, same data */
     printf("\nstraggler ratio (mean over steps of max/mean points per rank), %" PRId64 " events, cap %" PRId64
@@ -231,10 +214,10 @@ int main(int argc, char **argv)
         o.shuffle = DJCT_SHUFFLE_GLOBAL;
         o.seed = 1;
         djct_dataset *ds;
-        double t0 = now_s();
+        double t0 = bench_now_s();
         if (djct_dataset_open(&ds, ph, &o) < 0)
             die("dataset");
-        double tplan = now_s() - t0;
+        double tplan = bench_now_s() - t0;
         djct_plan_stats st;
         djct_dataset_plan_stats(ds, &st);
         const int64_t *cnt = djct_dataset_event_elements(ds);

@@ -20,22 +20,11 @@
 #include <unistd.h>
 
 #include "djct/djct.h"
+#include "bench_util.h"
 
 static int rank, size;
 
 static double now(void) { return MPI_Wtime(); }
-
-static int cmp_d(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
-static double median(double *v, int n)
-{
-    qsort(v, (size_t)n, sizeof(double), cmp_d);
-    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-}
 
 /* the slowest rank sets the pace */
 static double max_over_ranks(double v)
@@ -64,7 +53,7 @@ static lat summarise(double *t, int n)
     double s = 0;
     for (int i = 0; i < n; i++)
         s += t[i];
-    lat l = {median(t, n), s / n};
+    lat l = {bench_median(t, n), s / n};
     l.med = max_over_ranks(l.med);
     l.mean = max_over_ranks(l.mean);
     return l;
@@ -208,7 +197,7 @@ static double time_steps(int mode, const char *url, const char *dir, const char 
         t[s] = now() - t0;
     }
     djct_log_finish(0);
-    double m = median(t, steps);
+    double m = bench_median(t, steps);
     free(t);
     return max_over_ranks(m);
 }
@@ -291,8 +280,8 @@ int main(int argc, char **argv)
                size, metrics, arbitrary ? "arbitrary" : "integer", iters, repeats);
         printf("%-42s %10s %7s %10s %7s\n", "", "median us", "ratio", "mean us", "ratio");
         for (int k = 0; k < NL; k++)
-            printf("%-42s %10.2f %7.2f %10.2f %7.2f\n", lab[k], median(am[k], repeats) * 1e6,
-                   median(rm[k], repeats), median(aa[k], repeats) * 1e6, median(ra[k], repeats));
+            printf("%-42s %10.2f %7.2f %10.2f %7.2f\n", lab[k], bench_median(am[k], repeats) * 1e6,
+                   bench_median(rm[k], repeats), bench_median(aa[k], repeats) * 1e6, bench_median(ra[k], repeats));
     }
 
     /* step time with a slow / failing server vs logging disabled */
@@ -334,9 +323,9 @@ int main(int argc, char **argv)
         printf("\n## step time: 1 ms of work + 20 metrics + flush, %d steps x %d repeats, %d ranks\n", steps, reps,
                size);
         printf("%-44s %10s %8s\n", "", "ms/step", "ratio");
-        double base = median(st[0], reps);
+        double base = bench_median(st[0], reps);
         for (int m = 0; m < NM; m++) {
-            double v = median(st[m], reps);
+            double v = bench_median(st[m], reps);
             printf("%-44s %10.4f %8.3f\n", labels[m], v * 1e3, v / base);
         }
         close(trap);

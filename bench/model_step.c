@@ -10,18 +10,8 @@
 
 #include "djct/djct.h"
 #include "model_step_data.h"
+#include "bench_util.h"
 
-static double now_ms(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return t.tv_sec * 1e3 + t.tv_nsec / 1e6;
-}
-static int cmp(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
 #define TRY(call) do { if ((call) < 0) { fprintf(stderr, "model_step: %s\n", djct_last_error()); return 1; } } while (0)
 
 int main(int argc, char **argv)
@@ -62,15 +52,15 @@ int main(int argc, char **argv)
     TRY(djct_optimizer_create(&o, m, &oo));
     double *t = calloc((size_t)steps, sizeof *t), loss = 0;
     for (int s = -warm; s < steps; s++) {
-        double t0 = now_ms();
+        double t0 = 1e3 * bench_now_s();
         TRY(djct_model_zero_grad(m));
         TRY(djct_model_forward(m, &feat, 1, targ, pc ? 2 : 1));
         TRY(djct_model_backward(m, &loss));
         TRY(djct_optimizer_step(o));
         if (s >= 0)
-            t[s] = now_ms() - t0;
+            t[s] = 1e3 * bench_now_s() - t0;
     }
-    qsort(t, (size_t)steps, sizeof *t, cmp);
+    bench_sort(t, steps);
     printf("bridge %s median_ms %.4f last_loss %.4f\n", name, t[steps / 2], loss);
     djct_optimizer_free(o);
     djct_model_free(m);

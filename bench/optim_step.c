@@ -9,23 +9,8 @@
 #include <time.h>
 
 #include "djct/djct.h"
+#include "bench_util.h"
 
-static double now_us(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return t.tv_sec * 1e6 + t.tv_nsec / 1e3;
-}
-static int cmp(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-static double median(double *v, int n)
-{
-    qsort(v, (size_t)n, sizeof *v, cmp);
-    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-}
 #define TRY(call) do { if ((call) < 0) { fprintf(stderr, "optim_step: %s\n", djct_last_error()); exit(1); } } while (0)
 
 /* median step time (us) of `steps` steps after 20 warm-up steps; the gradient stays fixed */
@@ -43,12 +28,12 @@ static double time_steps(djct_model *m, int kind, double wd, int torch_adam, int
     unsetenv("DJCT_TORCH_ADAM");
     double *t = malloc(sizeof(double) * (size_t)steps);
     for (int i = 0; i < 20 + steps; i++) {
-        double t0 = now_us();
+        double t0 = 1e6 * bench_now_s();
         TRY(djct_optimizer_step(o));
         if (i >= 20)
-            t[i - 20] = now_us() - t0;
+            t[i - 20] = 1e6 * bench_now_s() - t0;
     }
-    double r = median(t, steps);
+    double r = bench_median(t, steps);
     free(t);
     djct_optimizer_free(o);
     return r;
@@ -94,7 +79,7 @@ int main(int argc, char **argv)
             l[r] = first ? a : b;
             q[r] = l[r] / f[r];
         }
-        printf("| %s | %.1f | %.1f | %.2f |\n", k[c].label, median(f, rounds), median(l, rounds), median(q, rounds));
+        printf("| %s | %.1f | %.1f | %.2f |\n", k[c].label, bench_median(f, rounds), bench_median(l, rounds), bench_median(q, rounds));
         free(f);
         free(l);
         free(q);
@@ -102,7 +87,7 @@ int main(int argc, char **argv)
     double *s = malloc(sizeof(double) * (size_t)rounds);
     for (int r = 0; r < rounds; r++)
         s[r] = time_steps(m, DJCT_OPTIM_SGD, 0.0, 0, steps);
-    printf("| sgd (momentum 0.9, libtorch) | - | %.1f | - |\n", median(s, rounds));
+    printf("| sgd (momentum 0.9, libtorch) | - | %.1f | - |\n", bench_median(s, rounds));
     free(s);
     djct_model_free(m);
     return 0;

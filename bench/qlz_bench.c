@@ -10,24 +10,7 @@
 #include <unistd.h>
 
 #include "djct/djct.h"
-
-static double now(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
-
-static int cmpd(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-static double median(double *v, int n)
-{
-    qsort(v, (size_t)n, sizeof(double), cmpd);
-    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-}
+#include "bench_util.h"
 
 static uint64_t rng = 0x9E3779B97F4A7C15ull;
 static uint32_t xr(void)
@@ -101,32 +84,32 @@ int main(int argc, char **argv)
         size_t clen = 0, dlen = 0;
         for (int r = 0; r < reps; r++) {
             djct_qlz_cstate_reset(cs);
-            double t0 = now();
+            double t0 = bench_now_s();
             djct_qlz_compress(cs, in, n, c, DJCT_QLZ_BOUND(n), &clen);
-            t[r] = now() - t0;
+            t[r] = bench_now_s() - t0;
         }
-        double enc = median(t, reps);
+        double enc = bench_median(t, reps);
         for (int r = 0; r < reps; r++) {
             djct_qlz_dstate_reset(ds);
-            double t0 = now();
+            double t0 = bench_now_s();
             if (djct_qlz_decompress(ds, c, clen, out, n, &dlen)) {
                 fprintf(stderr, "qlz_bench: %s\n", djct_last_error());
                 return 1;
             }
-            t[r] = now() - t0;
+            t[r] = bench_now_s() - t0;
         }
-        double dec = median(t, reps);
+        double dec = bench_median(t, reps);
         if (dlen != n || memcmp(in, out, n)) {
             fprintf(stderr, "qlz_bench: round trip mismatch\n");
             return 1;
         }
         for (int r = 0; r < reps; r++) {
-            double t0 = now();
+            double t0 = bench_now_s();
             memcpy(cp, in, n);
             __asm__ volatile("" ::"r"(cp) : "memory");
-            t[r] = now() - t0;
+            t[r] = bench_now_s() - t0;
         }
-        double mc = median(t, reps);
+        double mc = bench_median(t, reps);
         double MB = (double)n / 1e6;
         printf("%-26s %8.3f %11.1f %11.1f %11.1f %9.4f %9.4f%s\n", KIND[kind], (double)clen / (double)n, MB / enc,
                MB / dec, MB / mc, mc / enc, mc / dec, c[0] & 1 ? "" : "  (stored)");
@@ -160,29 +143,29 @@ int main(int argc, char **argv)
         fclose(f);
         for (int r = 0; r < reps + 1; r++) { /* first run warms the page cache */
             /* the baseline allocates its buffer like the reader does (page faults included) */
-            double t0 = now();
+            double t0 = bench_now_s();
             unsigned char *fb = malloc(flen);
             f = fopen(path, "rb");
             size_t got = fread(fb, 1, flen, f);
             fclose(f);
             free(fb);
             if (r)
-                t[r - 1] = now() - t0;
+                t[r - 1] = bench_now_s() - t0;
             if (got != flen)
                 return 1;
         }
-        double fr = median(t, reps);
+        double fr = bench_median(t, reps);
         for (int r = 0; r < reps; r++) {
             djct_record back;
-            double t0 = now();
+            double t0 = bench_now_s();
             if (djct_djcdata_read(&back, path)) {
                 fprintf(stderr, "qlz_bench: %s\n", djct_last_error());
                 return 1;
             }
-            t[r] = now() - t0;
+            t[r] = bench_now_s() - t0;
             djct_record_clear(&back);
         }
-        double rd = median(t, reps);
+        double rd = bench_median(t, reps);
         printf("%-26s %10.1f %12.1f %12.1f %12.1f %10.3f\n", KIND[kind], (double)flen / 1e6, (double)flen / 1e6 / fr,
                (double)flen / 1e6 / rd, (double)(nvals * 4 + (nev + 1) * 8) / 1e6 / rd, fr / rd);
         free(rs);

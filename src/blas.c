@@ -85,10 +85,9 @@ const char *djct_blas_describe(void)
     if (p) {
         memcpy(&get, &p, sizeof get);
         int n = get();
-        snprintf(thr, sizeof(thr), ", %d thread%s%s%s%s", n, n == 1 ? "" : "s",
-                 g_threads_from && strcmp(g_threads_from, "djct") ? " (" : "",
-                 g_threads_from && strcmp(g_threads_from, "djct") ? g_threads_from : "",
-                 g_threads_from && strcmp(g_threads_from, "djct") ? ")" : "");
+        int by_env = g_threads_from && strcmp(g_threads_from, "djct"); /* the user's variable sized it */
+        snprintf(thr, sizeof(thr), ", %d thread%s%s%s%s", n, n == 1 ? "" : "s", by_env ? " (" : "",
+                 by_env ? g_threads_from : "", by_env ? ")" : "");
     }
     snprintf(line, sizeof(line), "%s, %.24s kernels%s%s", ver, core, why, thr);
     return line;

@@ -1154,6 +1154,17 @@ static int weight_sum(djct_comm_plan *p, int block, int *ready)
     return 0;
 }
 
+/* what bucket k's sum is divided by: 1 for SUM, the rank count for AVERAGE and for equal weights,
+ * else the weight sum (1 when every weight is 0: the buffers are zeros then) */
+static double bucket_divisor(const djct_comm_plan *p, const bucket_t *bk)
+{
+    if (p->op == DJCT_COMM_SUM)
+        return 1.0;
+    if (bk->plain)
+        return (double)p->c->size;
+    return p->wsum > 0 ? p->wsum : 1.0;
+}
+
 static int launch(djct_comm_plan *p, size_t k, int blocking)
 {
     djct_comm *c = p->c;
@@ -1227,7 +1238,7 @@ static int launch(djct_comm_plan *p, size_t k, int blocking)
     MPI_Datatype t = bk->rt == DJCT_DTYPE_FLOAT64 ? MPI_DOUBLE : MPI_FLOAT;
     bk->divided = 0;
     if (blocking) {
-        double div = p->op == DJCT_COMM_SUM ? 1.0 : bk->plain ? (double)c->size : p->wsum > 0 ? p->wsum : 1.0;
+        double div = bucket_divisor(p, bk);
         if (div != 1.0 && c->sum_div != MPI_OP_NULL) {
             tl_div = div;
             bk->divided = 1;
@@ -1250,7 +1261,7 @@ static void complete(djct_comm_plan *p, size_t k)
     p->ndone++;
     if (bk->device >= 0 || bk->identity)
         return;
-    double div = p->op == DJCT_COMM_SUM || bk->divided ? 1.0 : bk->plain ? (double)p->c->size : p->wsum > 0 ? p->wsum : 1.0;
+    double div = bk->divided ? 1.0 : bucket_divisor(p, bk);
     if (bk->zero_copy)
         scale_div(bk->data, bk->count, bk->rt, div);
     else
