@@ -26,6 +26,7 @@ typedef struct {
     int squared_limit, strict;
     char *shuffle;
     int prefetch;
+    int64_t prefault_mb;
     int64_t gen_events;
     /* model */
     char *model;
@@ -81,6 +82,9 @@ static const djct_opt T[] = {
      "drop events larger than the limit (counted); off: serve them alone", NULL},
     {"shuffle", 0, DJCT_OPT_CHOICE, O(shuffle), "global", "none|files|global", 0, 0, NULL, "per-epoch shuffling", NULL},
     {"prefetch", 0, DJCT_OPT_INT, O(prefetch), "2", NULL, 0, 64, "N", "batches decoded ahead (0: none)", NULL},
+    {"prefault-mb", 0, DJCT_OPT_INT64, O(prefault_mb), "2048", NULL, 0, 1e9, "MB",
+     "touch a mapped (uncompressed) HDF5 file's pages when it is first opened, up to MB in all, so "
+     "the first epoch's random reads take no page faults (0: off)", NULL},
     {"gen-events", 0, DJCT_OPT_INT64, O(gen_events), "20000", NULL, 100, 1e8, "N",
      "events of the embedded synthetic training set", NULL},
 
@@ -442,6 +446,7 @@ int main(int argc, char **argv)
     dso.rank = g_rank;
     dso.world_size = size;
     dso.prefetch_depth = c.prefetch;
+    dso.prefault_bytes = (size_t)c.prefault_mb << 20;
     djct_dataset *train_ds = NULL, *val_ds = NULL;
     if (djct_dataset_open(&train_ds, train_spec, &dso))
         FAIL("--data '%s': %s", train_spec, djct_last_error());

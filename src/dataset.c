@@ -84,6 +84,9 @@ struct djct_dataset {
     bint           *freelist;
     int             nfree;
     double          wait_total, wait_last;
+    /* prefault of mapped HDF5 files (producer thread) */
+    unsigned char  *prefaulted; /* nf: the file's mapping was touched once */
+    int64_t         prefault_used;
 };
 
 static double now_s(void)
@@ -419,6 +422,17 @@ static int source_get(djct_dataset *ds, size_t file, source **out)
             return rc;
         /* what the chunk caches may grow to; a mapped file lives in the page cache instead */
         s.bytes = 4096 + (djct_h5_file_direct(s.h5) ? 0 : cc * ds->n_arrays);
+    }
+    if (h5_gather && djct_h5_file_direct(s.h5) && !ds->prefaulted[file] && ds->o.prefault_bytes) {
+        /* once per file: later opens of an evicted file find its pages in the page cache */
+        ds->prefaulted[file] = 1;
+        int64_t left = (int64_t)ds->o.prefault_bytes - ds->prefault_used;
+        int64_t got = left > 0 ? djct_h5_file_prefault(s.h5, left) : 0;
+        if (got < 0) {
+            source_clear(&s);
+            return (int)got;
+        }
+        ds->prefault_used += got;
     }
     if (h5_gather) {
         if (djct_h5_file_meta(s.h5)->n_events != m->n_events) {
@@ -1062,6 +1076,7 @@ void djct_dataset_free(djct_dataset *ds)
     for (size_t i = 0; i < ds->nf; i++)
         djct_file_meta_clear(&ds->files[i]);
     free(ds->files);
+    free(ds->prefaulted);
     free(ds->first);
     free(ds->cnt);
     free(ds->lay);
@@ -1115,6 +1130,7 @@ int djct_dataset_open_files(djct_dataset **out, const char *const *paths, size_t
     pthread_cond_init(&ds->cv_item, NULL);
     pthread_cond_init(&ds->cv_space, NULL);
     if (!(ds->files = calloc(n_paths, sizeof(djct_file_meta))) || !(ds->first = calloc(n_paths + 1, sizeof(int64_t))) ||
+        !(ds->prefaulted = calloc(n_paths, 1)) ||
         !(ds->q = calloc((size_t)(o.prefetch_depth ? o.prefetch_depth : 1), sizeof(bint *)))) {
         rc = djct_error_oom();
         goto fail;

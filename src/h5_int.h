@@ -21,6 +21,11 @@ const int64_t *djct_h5_file_row_splits(const djct_h5_file *f, size_t k);
  * filters, no userblock, all chunks allocated): gathers then cost a memcpy per event run and
  * no libhdf5 call. */
 int djct_h5_file_direct(const djct_h5_file *f);
+/* Touch the pages of the mapped arrays' data once, in file order, stopping before an array chunk
+ * that would take the total over `limit` bytes: later random reads of those rows fault no page.
+ * Returns the bytes covered (0 when nothing is mapped), or <0 with the error set (the file
+ * shrank under the mapping). */
+int64_t djct_h5_file_prefault(djct_h5_file *f, int64_t limit);
 /* Read the value rows of events[0..n) (strictly increasing) of flat array k into dst, packed in
  * that order: for a ragged array the elements of each event, else one row per event. */
 int djct_h5_file_gather(djct_h5_file *f, size_t k, const int64_t *events, size_t n, void *dst);

@@ -75,6 +75,30 @@ static inline int harness_report(void)
     return harness_print(harness_passed, harness_failed, harness_skipped);
 }
 
+/* Kilobytes of this process's mappings of `path` that are present in its page tables (the Rss
+ * lines of /proc/self/smaps); -1 when smaps cannot be read. */
+static inline long harness_mapped_kb(const char *path)
+{
+    FILE *f = fopen("/proc/self/smaps", "r");
+    if (!f)
+        return -1;
+    char line[4096];
+    long kb = 0, v;
+    int in = 0;
+    size_t pl = strlen(path);
+    while (fgets(line, sizeof(line), f)) {
+        size_t n = strlen(line);
+        while (n && (line[n - 1] == '\n' || line[n - 1] == ' '))
+            line[--n] = 0;
+        if (strchr(line, '-') && strchr(line, ' ') && strchr(line, '-') < strchr(line, ' '))
+            in = n >= pl && !strcmp(line + n - pl, path); /* a mapping's header line */
+        else if (in && sscanf(line, "Rss: %ld kB", &v) == 1)
+            kb += v;
+    }
+    fclose(f);
+    return kb;
+}
+
 #ifdef HARNESS_MPI
 #include <mpi.h>
 /* Sum over ranks; rank 0 prints; everyone returns the same verdict. Finalizes MPI. */

@@ -259,6 +259,53 @@ static void test_small_cache(void)
     djct_dataset_free(b);
 }
 
+/* mapped HDF5 data is prefaulted when the file is first opened (all of it by default, none with
+ * prefault_bytes 0, at most the budget otherwise); the batches are the same either way */
+static void test_prefault(void)
+{
+    enum { N = 400000 };
+    int64_t *counts = malloc(sizeof(int64_t) * N);
+    for (int64_t e = 0; e < N; e++)
+        counts[e] = 1 + e % 5; /* 3 points on average: 9.6 MB of points, 1.6 MB of labels */
+    djct_record r;
+    fx_record(&r, counts, N, 0, 1);
+    CHECK_OK(djct_h5_write(P("mapped.h5"), &r, NULL)); /* default chunks: read through a mapping */
+    djct_record_clear(&r);
+    free(counts);
+    long data_kb = (long)((N * 3 * 2 * 4 + N * 4) / 1024);
+    size_t budgets[3] = {DJCT_DATASET_PREFAULT_DEFAULT, 0, (size_t)1 << 20};
+    uint64_t first_hash[3] = {0, 0, 0};
+    for (int i = 0; i < 3; i++) {
+        djct_dataset_options o = DJCT_DATASET_OPTIONS_INIT;
+        o.batch_elements = 8; /* a few events: the kernel maps 64 KiB around each fault */
+        o.shuffle = DJCT_SHUFFLE_GLOBAL;
+        o.prefetch_depth = 0;
+        o.prefault_bytes = budgets[i];
+        djct_dataset *ds = NULL;
+        CHECK_OK(djct_dataset_open(&ds, P("mapped.h5"), &o));
+        if (!ds)
+            return;
+        djct_batch *b = NULL;
+        CHECK_OK(djct_dataset_next(ds, &b));
+        CHECK(b && fx_check_batch(b, 1));
+        uint64_t h = 1469598103934665603ull;
+        for (int64_t k = 0; b && k < b->n_events; k++)
+            h = (h ^ (uint64_t)b->event_ids[k]) * 1099511628211ull;
+        first_hash[i] = h;
+        long kb = harness_mapped_kb(P("mapped.h5"));
+        printf("prefault budget %zu: %ld kB of %ld kB mapped after one batch\n", budgets[i], kb, data_kb);
+        if (i == 0)
+            CHECK(kb >= data_kb);
+        else if (i == 1)
+            CHECK(kb >= 0 && kb < data_kb / 2);
+        else
+            CHECK(kb >= 1024 / 2 && kb < 1024 + data_kb / 4);
+        djct_batch_release(ds, b);
+        djct_dataset_free(ds);
+    }
+    CHECK(first_hash[0] == first_hash[1] && first_hash[1] == first_hash[2]);
+}
+
 static void test_seek_and_prefetch(void)
 {
     djct_dataset_options o = DJCT_DATASET_OPTIONS_INIT;
@@ -425,6 +472,7 @@ int main(void)
     test_count_mode();
     test_lists_and_contents();
     test_small_cache();
+    test_prefault();
     test_seek_and_prefetch();
     test_thread_error();
     test_bad_input();

@@ -452,6 +452,53 @@ static void test_shrunk_mapping(void)
     djct_record_clear(&r);
 }
 
+/* djct_h5_file_prefault touches every page of the mapped arrays (the process's page tables then
+ * hold the file's data), stops at its byte limit, and reports a file that shrank under the mapping */
+static void test_prefault(void)
+{
+    char p[512], pz[512];
+    path_of(p, "prefault.h5");
+    path_of(pz, "prefault_gz.h5");
+    djct_record r;
+    make_record(&r, 60000); /* ~2.6 MB of values */
+    CHECK_OK(djct_h5_write(p, &r, NULL));
+    djct_h5_write_options o = DJCT_H5_WRITE_OPTIONS_INIT;
+    o.gzip_level = 1;
+    CHECK_OK(djct_h5_write(pz, &r, &o));
+    int64_t want = 0;
+    for (size_t i = 0; i < r.n_features; i++)
+        want += (int64_t)r.features[i].n_values * 4;
+    want += (int64_t)r.truths[0].n_values * 4 + (int64_t)r.weights[0].n_values * 4;
+    djct_h5_file *f = NULL;
+    CHECK_OK(djct_h5_file_open(&f, p));
+    if (!f)
+        return;
+    CHECK(djct_h5_file_direct(f) == 1);
+    long before = harness_mapped_kb(p);
+    CHECK(djct_h5_file_prefault(f, 0) == 0);
+    int64_t got = djct_h5_file_prefault(f, INT64_MAX);
+    long after = harness_mapped_kb(p);
+    printf("prefault: %lld bytes of %lld, mapped %ld kB before, %ld kB after\n", (long long)got,
+           (long long)want, before, after);
+    CHECK(got == want);
+    CHECK(before >= 0 && before < want / 1024 / 2); /* opening reads the first and last rows only */
+    CHECK(after >= want / 1024);
+    /* the limit: whole chunks only, never more than asked */
+    int64_t part = djct_h5_file_prefault(f, want / 2);
+    CHECK(part > 0 && part <= want / 2);
+    djct_h5_file_close(f);
+    /* a compressed file is not mapped: nothing to touch */
+    CHECK_OK(djct_h5_file_open(&f, pz));
+    CHECK(djct_h5_file_prefault(f, INT64_MAX) == 0);
+    djct_h5_file_close(f);
+    /* shrunk under the mapping: an error naming the file, not a crash */
+    CHECK_OK(djct_h5_file_open(&f, p));
+    CHECK(truncate(p, 4096) == 0);
+    CHECK_ERR((int)djct_h5_file_prefault(f, INT64_MAX), DJCT_EIO, "the file is shorter than when it was opened");
+    djct_h5_file_close(f);
+    djct_record_clear(&r);
+}
+
 /* A crash input in a child process (it poisons the process it runs in): the one-line error,
  * then every HDF5 call refused naming the crashed file, then a normal exit (libhdf5's own exit
  * handler faults on the state its crash left; djct makes that exit quiet). The child reports its
@@ -684,6 +731,7 @@ int main(void)
     test_roundtrip();
     test_hostile();
     test_shrunk_mapping();
+    test_prefault();
     test_libhdf5_crash();
     test_global_heap();
     test_h5py();

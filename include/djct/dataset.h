@@ -39,10 +39,15 @@ typedef struct {
     int          prefetch_depth; /* batches decoded ahead by a background thread; 0: read in next() */
     int          drop_last;      /* count-mode only: drop the final step when it is not full */
     size_t       cache_bytes;    /* budget for decoded .djctd files kept between batches; 0: 512 MiB */
+    size_t       prefault_bytes; /* HDF5 files read through a mapping (uncompressed): when a file is first
+                                    opened, touch its data pages in file order, up to this many bytes over
+                                    all files, so the first epoch's random reads fault no page; 0: off
+                                    (default 2 GiB, docs/data.md) */
 } djct_dataset_options;
-#define DJCT_DATASET_OPTIONS_VERSION 1
+#define DJCT_DATASET_OPTIONS_VERSION 2
+#define DJCT_DATASET_PREFAULT_DEFAULT ((size_t)2 << 30)
 #define DJCT_DATASET_OPTIONS_INIT \
-    { DJCT_DATASET_OPTIONS_VERSION, 0, 32, 0, 1, 0, DJCT_SHUFFLE_FILES, 0, 1, 2, 0, 0 }
+    { DJCT_DATASET_OPTIONS_VERSION, 0, 32, 0, 1, 0, DJCT_SHUFFLE_FILES, 0, 1, 2, 0, 0, DJCT_DATASET_PREFAULT_DEFAULT }
 
 /** One batch of this rank: plain memory, owned by the dataset until djct_batch_release().
  *  record: per array (feature, truth, weight order as in the files) the values of the batch's
