@@ -8,6 +8,7 @@
 
 #include <math.h>
 #include <sched.h>
+#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -36,6 +37,8 @@ struct djct_comm {
     MPI_Op     sum_div;     /* sum_div_op, for two ranks */
     MPI_Op     wstat;       /* wstat_op: {sum, max, min} of the step's weights */
     MPI_Datatype wstat_t;   /* three doubles */
+    timer_t    guard;       /* arms around blocking collectives once every rank arrived */
+    int        guard_made;
     djct_nccl *nccl;
     char       gpu_note[192];
     char       host[MPI_MAX_PROCESSOR_NAME];
@@ -332,6 +335,8 @@ void djct_comm_free(djct_comm *c)
     if (!c)
         return;
     djct_nccl_free(c->nccl);
+    if (c->guard_made)
+        timer_delete(c->guard);
     /* after a watchdog timeout collectives are still pending: freeing would hang or abort */
     if (c->sum_div != MPI_OP_NULL)
         MPI_Op_free(&c->sum_div);
@@ -494,13 +499,81 @@ int djct_comm_barrier(djct_comm *c)
     return wait_reqs(c, 1, &r);
 }
 
-/* blocking collective helpers: plain MPI without a timeout (the fastest, tuned algorithms),
- * non-blocking + watched wait with one */
+/* Blocking collective helpers. Without a timeout: plain blocking MPI (the tuned algorithms).
+ * With one, small messages: non-blocking + watched wait. Large messages with one: a watched
+ * non-blocking barrier first (a missing rank is named as before), then, every rank being there,
+ * the blocking call under a guard timer. The non-blocking reductions (libnbc) progress only
+ * while polled and use slower algorithms: a 2-rank MLP step (1 MiB of gradients) ran 5% faster
+ * without the watchdog than with it before this (docs/performance.md, session 5). */
+#define ARRIVE_FIRST_BYTES ((size_t)64 << 10)
+
+/* the guard fired: every rank reached the collective but MPI has not finished it; the
+ * communicator cannot be trusted, and this thread cannot unwind the main one: say so, abort */
+static void guard_fired(union sigval v)
+{
+    djct_comm *c = v.sival_ptr;
+    char idx[32] = "";
+    if (c->what_index != SIZE_MAX)
+        snprintf(idx, sizeof(idx), " %zu", c->what_index);
+    fprintf(stderr, "djct: rank %d: %s%s (collective #%llu) did not complete within %.1f s although every rank "
+            "arrived; MPI itself is stuck (network or MPI runtime failure): aborting the job\n",
+            c->rank, c->what, idx, (unsigned long long)c->seq, c->timeout);
+    fflush(stderr);
+    MPI_Abort(MPI_COMM_WORLD, 1);
+    _exit(1);
+}
+
+static int guard_set(djct_comm *c, double seconds)
+{
+    if (!c->guard_made) {
+        struct sigevent ev;
+        memset(&ev, 0, sizeof(ev));
+        ev.sigev_notify = SIGEV_THREAD;
+        ev.sigev_notify_function = guard_fired;
+        ev.sigev_value.sival_ptr = c;
+        if (timer_create(CLOCK_MONOTONIC, &ev, &c->guard) != 0)
+            return -1;
+        c->guard_made = 1;
+    }
+    struct itimerspec it;
+    memset(&it, 0, sizeof(it));
+    it.it_value.tv_sec = (time_t)seconds;
+    it.it_value.tv_nsec = (long)((seconds - (double)(time_t)seconds) * 1e9);
+    return timer_settime(c->guard, 0, &it, NULL);
+}
+
+/* 1: every rank arrived (watched), run the blocking call armed; 0: use the non-blocking path */
+static int arrive_first(djct_comm *c, size_t bytes, int *rc)
+{
+    *rc = 0;
+    if (bytes < ARRIVE_FIRST_BYTES || c->size == 1)
+        return 0;
+    MPI_Request r;
+    int e = MPI_Ibarrier(c->world, &r);
+    if (e != MPI_SUCCESS) {
+        *rc = mpi_err(c, e, "MPI_Ibarrier");
+        return 1;
+    }
+    if ((*rc = wait_reqs(c, 1, &r)) < 0)
+        return 1;
+    if (guard_set(c, c->timeout) != 0) { /* no timer: the watched non-blocking path */
+        *rc = 0;
+        return 0;
+    }
+    return 1;
+}
+
 static int coll_allreduce(djct_comm *c, void *buf, int count, MPI_Datatype t, MPI_Op op)
 {
-    if (c->timeout <= 0) {
-        MPI_TRY(c, MPI_Allreduce(MPI_IN_PLACE, buf, count, t, op, c->world));
-        return 0;
+    int rc = 0, ts = 0;
+    MPI_Type_size(t, &ts);
+    if (c->timeout <= 0 || arrive_first(c, (size_t)count * (size_t)ts, &rc)) {
+        if (c->timeout > 0 && rc < 0)
+            return rc;
+        int e = MPI_Allreduce(MPI_IN_PLACE, buf, count, t, op, c->world);
+        if (c->timeout > 0)
+            guard_set(c, 0);
+        return e == MPI_SUCCESS ? 0 : mpi_err(c, e, "MPI_Allreduce");
     }
     MPI_Request r;
     MPI_TRY(c, MPI_Iallreduce(MPI_IN_PLACE, buf, count, t, op, c->world, &r));
@@ -509,9 +582,15 @@ static int coll_allreduce(djct_comm *c, void *buf, int count, MPI_Datatype t, MP
 
 static int coll_bcast(djct_comm *c, void *buf, int count, MPI_Datatype t, int root)
 {
-    if (c->timeout <= 0) {
-        MPI_TRY(c, MPI_Bcast(buf, count, t, root, c->world));
-        return 0;
+    int rc = 0, ts = 0;
+    MPI_Type_size(t, &ts);
+    if (c->timeout <= 0 || arrive_first(c, (size_t)count * (size_t)ts, &rc)) {
+        if (c->timeout > 0 && rc < 0)
+            return rc;
+        int e = MPI_Bcast(buf, count, t, root, c->world);
+        if (c->timeout > 0)
+            guard_set(c, 0);
+        return e == MPI_SUCCESS ? 0 : mpi_err(c, e, "MPI_Bcast");
     }
     MPI_Request r;
     MPI_TRY(c, MPI_Ibcast(buf, count, t, root, c->world, &r));

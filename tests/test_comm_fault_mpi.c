@@ -2,6 +2,8 @@
  *   (no argument)  the runner's normal MPI test: the watchdog stays quiet when every rank arrives
  *                  late but within the timeout;
  *   watchdog       rank 1 never reaches the barrier; the others must name it and abort;
+ *   watchdog-large rank 1 never reaches a 1 MiB reduction (large reductions wait for every
+ *                  rank with a watched barrier, then run the blocking MPI call): the same;
  *   abort          rank 1 fails while the others wait in a barrier without a watchdog;
  *                  djct_comm_abort must bring the whole job down. */
 #define HARNESS_MPI
@@ -18,7 +20,7 @@ int main(int argc, char **argv)
     }
     djct_comm_options o = DJCT_COMM_OPTIONS_INIT;
     o.device = DJCT_COMM_DEVICE_NONE;
-    o.timeout_seconds = !strcmp(mode, "abort") ? 0 : !strcmp(mode, "watchdog") ? 2.0 : 5.0;
+    o.timeout_seconds = !strcmp(mode, "abort") ? 0 : !strncmp(mode, "watchdog", 8) ? 2.0 : 5.0;
     djct_comm *c = NULL;
     if (djct_comm_create(&c, &o) < 0)
         djct_comm_abort(NULL, 1, djct_last_error());
@@ -39,6 +41,22 @@ int main(int argc, char **argv)
         printf("rank %d: barrier completed although rank 1 never arrived\n", rank);
         return 0;
     }
+    enum { BIG = 1 << 18 }; /* 1 MiB of floats */
+    float *big = malloc(sizeof(float) * BIG);
+    djct_comm_buffer bb = {big, BIG, DJCT_DTYPE_FLOAT32, -1};
+    djct_comm_plan *pb = NULL;
+    if (!big || djct_comm_plan_create(&pb, c, &bb, 1, NULL) < 0)
+        djct_comm_abort(c, 1, big ? djct_last_error() : "out of memory");
+    if (!strcmp(mode, "watchdog-large")) {
+        if (rank == 1) {
+            sleep(60);
+            return 0;
+        }
+        if (djct_comm_plan_reduce(pb, DJCT_COMM_AVERAGE, 0) < 0)
+            djct_comm_abort(c, 3, djct_last_error());
+        printf("rank %d: large reduction completed although rank 1 never arrived\n", rank);
+        return 0;
+    }
     if (!strcmp(mode, "abort")) {
         if (rank == 1) {
             usleep(300000);
@@ -56,6 +74,21 @@ int main(int argc, char **argv)
     CHECK_OK(djct_comm_plan_reduce(p, DJCT_COMM_SUM, 0));
     int n = djct_comm_size(c);
     CHECK(x[0] == (float)(n * (n - 1) / 2));
+    /* a large reduction with a late rank: the watched arrival, then the blocking call, twice (the
+     * guard timer is re-armed); exact sums */
+    for (int round = 0; round < 2; round++) {
+        for (int i = 0; i < BIG; i++)
+            big[i] = (float)(rank + 1) * (float)(i % 1000);
+        if (rank == 1)
+            usleep(300000);
+        CHECK_OK(djct_comm_plan_reduce(pb, DJCT_COMM_SUM, 0));
+        int same = 1;
+        for (int i = 0; i < BIG; i++)
+            same &= big[i] == (float)(n * (n + 1) / 2) * (float)(i % 1000);
+        CHECK(same);
+    }
+    djct_comm_plan_free(pb);
+    free(big);
     djct_comm_plan_free(p);
     djct_comm_free(c);
     return harness_report_mpi();

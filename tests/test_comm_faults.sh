@@ -25,6 +25,13 @@ for np in 2 4; do
     && ok || bad "np=$np watchdog: no rank named rank 1 (and only rank 1)"
   grep -q "rank 1 does not answer" <<<"$out" && ok || bad "np=$np watchdog: no detail for rank 1"
   grep -q "barrier completed" <<<"$out" && bad "np=$np watchdog: a barrier completed" || ok
+  # the same for a 1 MiB reduction (watched arrival, then the blocking MPI call)
+  run "$np" watchdog-large
+  [ "$rc" -ne 0 ] && [ "$rc" -ne 124 ] && [ "$rc" -ne 137 ] && ok || bad "np=$np watchdog-large: rc=$rc"
+  [ "$secs" -lt 45 ] && ok || bad "np=$np watchdog-large: took ${secs}s"
+  grep -q "^rank [0-9]*: reduce bucket 0 (collective #[0-9]*) did not complete within 2.* ranks that did not arrive: 1;" <<<"$out" \
+    && ok || bad "np=$np watchdog-large: no rank named rank 1 (and only rank 1)"
+  grep -q "large reduction completed" <<<"$out" && bad "np=$np watchdog-large: a reduction completed" || ok
   # abort: rank 1 fails, the others sit in a barrier with no watchdog
   run "$np" abort
   [ "$rc" -ne 0 ] && [ "$rc" -ne 124 ] && [ "$rc" -ne 137 ] && ok || bad "np=$np abort: rc=$rc"
