@@ -38,6 +38,7 @@ struct djct_comm {
     MPI_Op     wstat;       /* wstat_op: {sum, max, min} of the step's weights */
     MPI_Datatype wstat_t;   /* three doubles */
     timer_t    guard;       /* arms around blocking collectives once every rank arrived */
+    uint64_t   arrived_seq; /* collective number known to have every rank: no arrival barrier */
     int        guard_made;
     djct_nccl *nccl;
     char       gpu_note[192];
@@ -548,6 +549,8 @@ static int arrive_first(djct_comm *c, size_t bytes, int *rc)
     *rc = 0;
     if (bytes < ARRIVE_FIRST_BYTES || c->size == 1)
         return 0;
+    if (c->arrived_seq == c->seq) /* a watched collective just before proved it */
+        return guard_set(c, c->timeout) == 0;
     MPI_Request r;
     int e = MPI_Ibarrier(c->world, &r);
     if (e != MPI_SUCCESS) {
@@ -927,6 +930,8 @@ struct djct_comm_plan {
     int               wequal;    /* every rank passed the same weight (known once wpending is 0) */
     MPI_Request       wreq;
     int               wpending;
+    int               wdefer;    /* one host bucket, reduced only at finish: post the weights there */
+    int               wposted;   /* this step's weight collective is posted (or not needed) */
     size_t            next_launch, ndone;
 };
 
@@ -1159,11 +1164,14 @@ int djct_comm_plan_create(djct_comm_plan **out, djct_comm *c, const djct_comm_bu
         djct_comm_plan_free(p);
         return rc;
     }
+    p->wdefer = p->nb == 1 && p->b[0].device < 0; /* the same on every rank, as the buckets */
     *out = p;
     return 0;
 }
 
 /* ---- one step ---- */
+
+static int weight_post(djct_comm_plan *p);
 
 static int start_step(djct_comm_plan *p, djct_comm_op op, double weight)
 {
@@ -1179,18 +1187,15 @@ static int start_step(djct_comm_plan *p, djct_comm_op op, double weight)
     p->weight = op == DJCT_COMM_WEIGHTED ? weight : 1.0;
     p->wsum = op == DJCT_COMM_AVERAGE ? (double)c->size : 1.0;
     p->wequal = 0;
-    if (op == DJCT_COMM_WEIGHTED) {
-        /* one small collective ({sum, max, min} of the weights), not waited for here: the sum
-         * is needed only to divide, and equality only to skip the multiply (host:
-         * when a bucket lands; NCCL: to pre-multiply at launch), so the ranks do not synchronise
-         * between forward and backward. Weights are >= 0, so a rank's own weight already says
-         * whether it contributes. */
-        if ((rc = coll_enter(c, "weight sum", SIZE_MAX)) < 0)
-            return rc;
-        p->wbuf[0] = p->wbuf[1] = p->wbuf[2] = weight;
-        MPI_TRY(c, MPI_Iallreduce(MPI_IN_PLACE, p->wbuf, 1, c->wstat_t, c->wstat, c->world, &p->wreq));
-        p->wpending = 1;
-    }
+    /* one small collective ({sum, max, min} of the weights), not waited for here: the sum is
+     * needed only to divide, and equality only to skip the multiply (host: when a bucket lands;
+     * NCCL: to pre-multiply at launch), so the ranks do not synchronise between forward and
+     * backward. Weights are >= 0, so a rank's own weight already says whether it contributes.
+     * A plan of one host bucket posts it when that bucket is reduced instead (weight_sum):
+     * nothing needs it earlier, and its completion then proves every rank arrived. */
+    p->wposted = op != DJCT_COMM_WEIGHTED;
+    if (op == DJCT_COMM_WEIGHTED && !p->wdefer && (rc = weight_post(p)) < 0)
+        return rc;
     for (size_t k = 0; k < p->nb; k++) {
         p->b[k].pending = 0;
         p->b[k].state = 0;
@@ -1206,19 +1211,43 @@ static int start_step(djct_comm_plan *p, djct_comm_op op, double weight)
 }
 
 /* the weight sum of this step: wait for it (block) or only look (poll: *ready 0 while in flight) */
+static int weight_post(djct_comm_plan *p)
+{
+    djct_comm *c = p->c;
+    int rc;
+    if ((rc = coll_enter(c, "weight sum", SIZE_MAX)) < 0)
+        return rc;
+    p->wbuf[0] = p->wbuf[1] = p->wbuf[2] = p->weight;
+    MPI_TRY(c, MPI_Iallreduce(MPI_IN_PLACE, p->wbuf, 1, c->wstat_t, c->wstat, c->world, &p->wreq));
+    p->wpending = 1;
+    p->wposted = 1;
+    return 0;
+}
+
 static int weight_sum(djct_comm_plan *p, int block, int *ready)
 {
     if (ready)
         *ready = 1;
+    int late = 0, rc;
+    if (!p->wposted) {
+        if (!block) {
+            *ready = 0;
+            return 0;
+        }
+        if ((rc = weight_post(p)) < 0)
+            return rc;
+        late = 1;
+    }
     if (!p->wpending)
         return 0;
     if (block) {
         djct_comm *c = p->c;
         c->what = "weight sum";
         c->what_index = SIZE_MAX;
-        int rc = wait_reqs(c, 1, &p->wreq);
-        if (rc < 0)
+        if ((rc = wait_reqs(c, 1, &p->wreq)) < 0)
             return rc;
+        if (late) /* every rank posted it at its bucket's reduction, which comes next */
+            c->arrived_seq = c->seq + 1;
     } else {
         int done = 0;
         MPI_TRY(p->c, MPI_Test(&p->wreq, &done, MPI_STATUS_IGNORE));

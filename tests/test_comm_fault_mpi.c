@@ -4,6 +4,8 @@
  *   watchdog       rank 1 never reaches the barrier; the others must name it and abort;
  *   watchdog-large rank 1 never reaches a 1 MiB reduction (large reductions wait for every
  *                  rank with a watched barrier, then run the blocking MPI call): the same;
+ *   watchdog-weighted  the same for a weighted average, whose weight collective (posted at the
+ *                  reduction) is the watched arrival;
  *   abort          rank 1 fails while the others wait in a barrier without a watchdog;
  *                  djct_comm_abort must bring the whole job down. */
 #define HARNESS_MPI
@@ -47,12 +49,12 @@ int main(int argc, char **argv)
     djct_comm_plan *pb = NULL;
     if (!big || djct_comm_plan_create(&pb, c, &bb, 1, NULL) < 0)
         djct_comm_abort(c, 1, big ? djct_last_error() : "out of memory");
-    if (!strcmp(mode, "watchdog-large")) {
+    if (!strcmp(mode, "watchdog-large") || !strcmp(mode, "watchdog-weighted")) {
         if (rank == 1) {
             sleep(60);
             return 0;
         }
-        if (djct_comm_plan_reduce(pb, DJCT_COMM_AVERAGE, 0) < 0)
+        if (djct_comm_plan_reduce(pb, mode[9] == 'w' ? DJCT_COMM_WEIGHTED : DJCT_COMM_AVERAGE, 1.0) < 0)
             djct_comm_abort(c, 3, djct_last_error());
         printf("rank %d: large reduction completed although rank 1 never arrived\n", rank);
         return 0;
@@ -85,6 +87,20 @@ int main(int argc, char **argv)
         int same = 1;
         for (int i = 0; i < BIG; i++)
             same &= big[i] == (float)(n * (n + 1) / 2) * (float)(i % 1000);
+        CHECK(same);
+    }
+    /* weighted, through the overlapped API: the weight collective is the arrival; exact */
+    for (int round = 0; round < 2; round++) {
+        for (int i = 0; i < BIG; i++)
+            big[i] = (float)(i % 1000);
+        if (rank == 1)
+            usleep(300000);
+        CHECK_OK(djct_comm_plan_start(pb, DJCT_COMM_WEIGHTED, (double)(rank + 1)));
+        CHECK_OK(djct_comm_plan_mark_ready(pb, 0));
+        CHECK_OK(djct_comm_plan_finish(pb));
+        int same = 1;
+        for (int i = 0; i < BIG; i++)
+            same &= big[i] == (float)(i % 1000);
         CHECK(same);
     }
     djct_comm_plan_free(pb);

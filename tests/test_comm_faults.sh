@@ -32,6 +32,12 @@ for np in 2 4; do
   grep -q "^rank [0-9]*: reduce bucket 0 (collective #[0-9]*) did not complete within 2.* ranks that did not arrive: 1;" <<<"$out" \
     && ok || bad "np=$np watchdog-large: no rank named rank 1 (and only rank 1)"
   grep -q "large reduction completed" <<<"$out" && bad "np=$np watchdog-large: a reduction completed" || ok
+  run "$np" watchdog-weighted
+  [ "$rc" -ne 0 ] && [ "$rc" -ne 124 ] && [ "$rc" -ne 137 ] && ok || bad "np=$np watchdog-weighted: rc=$rc"
+  [ "$secs" -lt 45 ] && ok || bad "np=$np watchdog-weighted: took ${secs}s"
+  grep -q "^rank [0-9]*: weight sum (collective #[0-9]*) did not complete within 2.* ranks that did not arrive: 1;" <<<"$out" \
+    && ok || bad "np=$np watchdog-weighted: no rank named rank 1 (and only rank 1)"
+  grep -q "large reduction completed" <<<"$out" && bad "np=$np watchdog-weighted: a reduction completed" || ok
   # abort: rank 1 fails, the others sit in a barrier with no watchdog
   run "$np" abort
   [ "$rc" -ne 0 ] && [ "$rc" -ne 124 ] && [ "$rc" -ne 137 ] && ok || bad "np=$np abort: rc=$rc"
