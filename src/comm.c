@@ -566,18 +566,30 @@ static int arrive_first(djct_comm *c, size_t bytes, int *rc)
     return 1;
 }
 
+/* 1: run the blocking call now (*rc < 0: the watched arrival failed; return it), 0: take the
+ * watched non-blocking path */
+static int blocking_now(djct_comm *c, int count, MPI_Datatype t, int *rc)
+{
+    *rc = 0;
+    if (c->timeout <= 0)
+        return 1;
+    int ts = 0;
+    MPI_Type_size(t, &ts);
+    return arrive_first(c, (size_t)count * (size_t)ts, rc);
+}
+
+static int blocking_done(djct_comm *c, int e, const char *call)
+{
+    if (c->timeout > 0)
+        guard_set(c, 0);
+    return e == MPI_SUCCESS ? 0 : mpi_err(c, e, call);
+}
+
 static int coll_allreduce(djct_comm *c, void *buf, int count, MPI_Datatype t, MPI_Op op)
 {
-    int rc = 0, ts = 0;
-    MPI_Type_size(t, &ts);
-    if (c->timeout <= 0 || arrive_first(c, (size_t)count * (size_t)ts, &rc)) {
-        if (c->timeout > 0 && rc < 0)
-            return rc;
-        int e = MPI_Allreduce(MPI_IN_PLACE, buf, count, t, op, c->world);
-        if (c->timeout > 0)
-            guard_set(c, 0);
-        return e == MPI_SUCCESS ? 0 : mpi_err(c, e, "MPI_Allreduce");
-    }
+    int rc;
+    if (blocking_now(c, count, t, &rc))
+        return rc < 0 ? rc : blocking_done(c, MPI_Allreduce(MPI_IN_PLACE, buf, count, t, op, c->world), "MPI_Allreduce");
     MPI_Request r;
     MPI_TRY(c, MPI_Iallreduce(MPI_IN_PLACE, buf, count, t, op, c->world, &r));
     return wait_reqs(c, 1, &r);
@@ -585,16 +597,9 @@ static int coll_allreduce(djct_comm *c, void *buf, int count, MPI_Datatype t, MP
 
 static int coll_bcast(djct_comm *c, void *buf, int count, MPI_Datatype t, int root)
 {
-    int rc = 0, ts = 0;
-    MPI_Type_size(t, &ts);
-    if (c->timeout <= 0 || arrive_first(c, (size_t)count * (size_t)ts, &rc)) {
-        if (c->timeout > 0 && rc < 0)
-            return rc;
-        int e = MPI_Bcast(buf, count, t, root, c->world);
-        if (c->timeout > 0)
-            guard_set(c, 0);
-        return e == MPI_SUCCESS ? 0 : mpi_err(c, e, "MPI_Bcast");
-    }
+    int rc;
+    if (blocking_now(c, count, t, &rc))
+        return rc < 0 ? rc : blocking_done(c, MPI_Bcast(buf, count, t, root, c->world), "MPI_Bcast");
     MPI_Request r;
     MPI_TRY(c, MPI_Ibcast(buf, count, t, root, c->world, &r));
     return wait_reqs(c, 1, &r);

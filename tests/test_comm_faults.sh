@@ -16,28 +16,22 @@ run() { # np mode -> sets out, rc, secs
   secs=$(( ($(date +%s%N) - t0) / 1000000000 ))
 }
 
+watched() { # np mode collective-name completed-line
+  run "$1" "$2"
+  [ "$rc" -ne 0 ] && [ "$rc" -ne 124 ] && [ "$rc" -ne 137 ] && ok || bad "np=$1 $2: rc=$rc (want the abort's non-zero code, not a timeout)"
+  [ "$secs" -lt 45 ] && ok || bad "np=$1 $2: took ${secs}s (timeout 2 s; 45 s allows for start-up on a loaded 2-core machine)"
+  grep -q "^rank [0-9]*: $3 (collective #[0-9]*) did not complete within 2.* ranks that did not arrive: 1;" <<<"$out" \
+    && ok || bad "np=$1 $2: no rank named rank 1 (and only rank 1)"
+  grep -q "rank 1 does not answer" <<<"$out" && ok || bad "np=$1 $2: no detail for rank 1"
+  grep -q "$4" <<<"$out" && bad "np=$1 $2: the collective completed" || ok
+}
+
 for np in 2 4; do
-  # watchdog: 2 s timeout, rank 1 sleeps 60 s
-  run "$np" watchdog
-  [ "$rc" -ne 0 ] && [ "$rc" -ne 124 ] && [ "$rc" -ne 137 ] && ok || bad "np=$np watchdog: rc=$rc (want the abort's non-zero code, not a timeout)"
-  [ "$secs" -lt 45 ] && ok || bad "np=$np watchdog: took ${secs}s (timeout 2 s; 45 s allows for start-up on a loaded 2-core machine)"
-  grep -q "^rank [0-9]*: barrier (collective #[0-9]*) did not complete within 2.* ranks that did not arrive: 1;" <<<"$out" \
-    && ok || bad "np=$np watchdog: no rank named rank 1 (and only rank 1)"
-  grep -q "rank 1 does not answer" <<<"$out" && ok || bad "np=$np watchdog: no detail for rank 1"
-  grep -q "barrier completed" <<<"$out" && bad "np=$np watchdog: a barrier completed" || ok
-  # the same for a 1 MiB reduction (watched arrival, then the blocking MPI call)
-  run "$np" watchdog-large
-  [ "$rc" -ne 0 ] && [ "$rc" -ne 124 ] && [ "$rc" -ne 137 ] && ok || bad "np=$np watchdog-large: rc=$rc"
-  [ "$secs" -lt 45 ] && ok || bad "np=$np watchdog-large: took ${secs}s"
-  grep -q "^rank [0-9]*: reduce bucket 0 (collective #[0-9]*) did not complete within 2.* ranks that did not arrive: 1;" <<<"$out" \
-    && ok || bad "np=$np watchdog-large: no rank named rank 1 (and only rank 1)"
-  grep -q "large reduction completed" <<<"$out" && bad "np=$np watchdog-large: a reduction completed" || ok
-  run "$np" watchdog-weighted
-  [ "$rc" -ne 0 ] && [ "$rc" -ne 124 ] && [ "$rc" -ne 137 ] && ok || bad "np=$np watchdog-weighted: rc=$rc"
-  [ "$secs" -lt 45 ] && ok || bad "np=$np watchdog-weighted: took ${secs}s"
-  grep -q "^rank [0-9]*: weight sum (collective #[0-9]*) did not complete within 2.* ranks that did not arrive: 1;" <<<"$out" \
-    && ok || bad "np=$np watchdog-weighted: no rank named rank 1 (and only rank 1)"
-  grep -q "large reduction completed" <<<"$out" && bad "np=$np watchdog-weighted: a reduction completed" || ok
+  # watchdog: 2 s timeout, rank 1 sleeps 60 s and never reaches the collective; large reductions
+  # wait for every rank with a watched barrier (or, weighted, at their weight collective) first
+  watched "$np" watchdog barrier "barrier completed"
+  watched "$np" watchdog-large "reduce bucket 0" "large reduction completed"
+  watched "$np" watchdog-weighted "weight sum" "large reduction completed"
   # abort: rank 1 fails, the others sit in a barrier with no watchdog
   run "$np" abort
   [ "$rc" -ne 0 ] && [ "$rc" -ne 124 ] && [ "$rc" -ne 137 ] && ok || bad "np=$np abort: rc=$rc"
