@@ -4,6 +4,7 @@
  * 3 writes (docs/performance.md). Built with -fno-math-errno so sqrtf vectorises, and cloned for
  * AVX-512 / AVX2 / baseline x86-64, the loader picking the best the CPU has. */
 #include "adam_int.h"
+#include "djct_int.h"
 
 #include <math.h>
 
@@ -53,11 +54,7 @@ void djct_adam_scalars_for(djct_adam_scalars *k, double lr, double beta1, double
             ADAM_ELEMENT(i, L2, DEC);                                                              \
     } while (0)
 
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(__SANITIZE_ADDRESS__)
-#define CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
-#else
-#define CLONES
-#endif
+#define CLONES DJCT_CLONES
 
 CLONES static void pass_plain(float *restrict p, const float *restrict g, float *restrict m, float *restrict v,
                               size_t n, djct_adam_scalars k)

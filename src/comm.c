@@ -731,16 +731,10 @@ static uint16_t float_to_bf16(float f)
 }
 
 /* -O2 in gcc 12 vectorizes only loops without epilogues; these passes run over whole buckets.
- * Cloned for AVX-512 and AVX2 (the loader picks the best the CPU has): once the shared-memory
- * copies got faster, the SSE2 sum-and-divide operator left a 1 MiB average at 0.78x of a plain
- * MPI_SUM allreduce (Open MPI's own SUM is AVX-512). */
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && !defined(__SANITIZE_ADDRESS__)
-#define VECTORIZE __attribute__((optimize("O3"), target_clones("avx512f", "avx2", "default")))
-#elif defined(__GNUC__) && !defined(__clang__)
-#define VECTORIZE __attribute__((optimize("O3")))
-#else
-#define VECTORIZE
-#endif
+ * Cloned (DJCT_VECTORIZE): once the shared-memory copies got faster, the SSE2 sum-and-divide
+ * operator left a 1 MiB average at 0.78x of a plain MPI_SUM allreduce (Open MPI's own SUM is
+ * AVX-512). */
+#define VECTORIZE DJCT_VECTORIZE
 
 static int is_pow2(double d)
 {

@@ -265,30 +265,6 @@ static int log_metric(void *user, const char *name, double value)
     return 0;
 }
 
-static int grads_finite(const float *g, size_t n)
-{
-    /* A float is NaN or Inf exactly when its exponent bits are all ones; adding one to the
-     * exponent of such a value (sign cleared) carries into bit 31, and into no other case. OR-ing
-     * that over 16 independent lanes vectorises at -O2 with SSE2; a running float sum (NaN and
-     * Inf propagate) is one serial chain of additions, ~10% of a small model's step. */
-    uint32_t m[16] = {0};
-    size_t i = 0;
-    for (; i + 16 <= n; i += 16)
-        for (int j = 0; j < 16; j++) {
-            uint32_t u;
-            memcpy(&u, g + i + j, sizeof u);
-            m[j] |= (u & 0x7fffffffu) + 0x00800000u;
-        }
-    for (; i < n; i++) {
-        uint32_t u;
-        memcpy(&u, g + i, sizeof u);
-        m[0] |= (u & 0x7fffffffu) + 0x00800000u;
-    }
-    uint32_t any = 0;
-    for (int j = 0; j < 16; j++)
-        any |= m[j];
-    return !(any & 0x80000000u);
-}
 
 /* one training step; *agreed receives the summed agreement vector */
 static int train_step(djct_trainer *t, djct_step_report *r, double ag[AG_N])
@@ -370,10 +346,10 @@ static int train_step(djct_trainer *t, djct_step_report *r, double ag[AG_N])
         }
         int wrc = mpi_err(MPI_Wait(&ag_req, MPI_STATUS_IGNORE), "step agreement (MPI_Wait)");
         rc = rc ? rc : wrc;
-        if (!rc && !grads_finite(t->grads, t->ngrads))
+        if (!rc && !djct_all_finite(t->grads, t->ngrads))
             ag[AG_NONFINITE] += 1; /* the same averaged gradients on every rank: the same decision */
     } else {
-        local[AG_NONFINITE] = !empty && (!isfinite(loss) || !grads_finite(t->grads, t->ngrads));
+        local[AG_NONFINITE] = !empty && (!isfinite(loss) || !djct_all_finite(t->grads, t->ngrads));
         if (local[AG_NONFINITE])
             local[AG_LOSS_W] = 0;
         rc = mpi_err(MPI_Allreduce(local, ag, AG_N, MPI_DOUBLE, MPI_SUM, t->mpi), "step agreement (MPI_Allreduce)");

@@ -1,8 +1,43 @@
 /* array module: dtype table, invariant checks with named fields, deep copy, release. */
 #include "harness.h"
+#include "djct_int.h"
+
+#include <float.h>
+#include <math.h>
+
+/* the gradient check: NaN and +-Inf anywhere (the vector body, the tail, a lane boundary) are
+ * found; the largest finite values, subnormals, -0 and empty slabs are finite */
+static void test_all_finite(void)
+{
+    enum { N = 1000 }; /* 62 blocks of 16 and a tail of 8 */
+    float *g = malloc(sizeof(float) * N);
+    for (int i = 0; i < N; i++)
+        g[i] = (i % 3 ? 1.0f : -1.0f) * (float)i * 1e-3f;
+    g[5] = FLT_MAX;
+    g[6] = -FLT_MAX;
+    g[7] = 1e-45f; /* subnormal */
+    g[8] = -0.0f;
+    CHECK(djct_all_finite(g, N) == 1);
+    CHECK(djct_all_finite(g, 0) == 1);
+    float bad[3] = {NAN, INFINITY, -INFINITY};
+    int at[6] = {0, 15, 16, 511, 992, N - 1}, caught = 0, tries = 0;
+    for (int b = 0; b < 3; b++)
+        for (int k = 0; k < 6; k++) {
+            float keep = g[at[k]];
+            g[at[k]] = bad[b];
+            caught += djct_all_finite(g, N) == 0;
+            caught += djct_all_finite(g + at[k], 1) == 0; /* alone: the tail path */
+            tries += 2;
+            g[at[k]] = keep;
+        }
+    CHECK(caught == tries);
+    CHECK(djct_all_finite(g, N) == 1);
+    free(g);
+}
 
 int main(void)
 {
+    test_all_finite();
     CHECK(djct_dtype_size(DJCT_DTYPE_FLOAT32) == 4 && djct_dtype_size(DJCT_DTYPE_INT64) == 8);
     CHECK(djct_dtype_size((djct_dtype)99) == 0);
     CHECK(strcmp(djct_dtype_name(DJCT_DTYPE_BFLOAT16), "bfloat16") == 0);
