@@ -679,36 +679,34 @@ static int rows_body(void *p)
  * while the ranks compute. */
 typedef struct {
     const djct_h5_file *f;
+    const h5arr *h;
     int64_t limit, touched;
+    int full; /* the limit stopped it */
 } prefault_args;
 
 static int prefault_body(void *p)
 {
     prefault_args *a = p;
-    const djct_h5_file *f = a->f;
+    const h5arr *h = a->h;
     long pg = sysconf(_SC_PAGESIZE);
-    size_t page = pg > 0 ? (size_t)pg : 4096;
-    for (size_t k = 0; k < f->n; k++) {
-        const h5arr *h = &f->a[k];
-        if (!h->direct)
-            continue;
-        size_t rb = h->row_values * 4;
-        for (size_t c = 0; c < h->n_chunks; c++) {
-            hsize_t rows = h->chunk_rows;
-            if ((hsize_t)c * h->chunk_rows + rows > h->ext[0])
-                rows = h->ext[0] - (hsize_t)c * h->chunk_rows;
-            size_t lo = (size_t)h->chunk_off[c], hi = lo + (size_t)rows * rb;
-            if ((int64_t)(hi - lo) > a->limit - a->touched)
-                return 0;
-            size_t alo = lo & ~(page - 1);
-            madvise((void *)(f->map + alo), hi - alo, MADV_WILLNEED);
-            volatile const unsigned char *m = (volatile const unsigned char *)f->map;
-            unsigned char sink = 0;
-            for (size_t o = alo < lo ? lo : alo; o < hi; o = (o & ~(page - 1)) + page)
-                sink ^= m[o];
-            (void)sink;
-            a->touched += (int64_t)(hi - lo);
+    size_t page = pg > 0 ? (size_t)pg : 4096, rb = h->row_values * 4;
+    volatile const unsigned char *m = (volatile const unsigned char *)a->f->map;
+    for (size_t c = 0; c < h->n_chunks; c++) {
+        hsize_t rows = h->chunk_rows;
+        if ((hsize_t)c * h->chunk_rows + rows > h->ext[0])
+            rows = h->ext[0] - (hsize_t)c * h->chunk_rows;
+        size_t lo = (size_t)h->chunk_off[c], hi = lo + (size_t)rows * rb;
+        if ((int64_t)(hi - lo) > a->limit - a->touched) {
+            a->full = 1;
+            return 0;
         }
+        size_t alo = lo & ~(page - 1);
+        madvise((void *)(a->f->map + alo), hi - alo, MADV_WILLNEED);
+        unsigned char sink = 0;
+        for (size_t o = lo; o < hi; o = (o & ~(page - 1)) + page)
+            sink ^= m[o];
+        (void)sink;
+        a->touched += (int64_t)(hi - lo);
     }
     return 0;
 }
@@ -717,14 +715,16 @@ int64_t djct_h5_file_prefault(djct_h5_file *f, int64_t limit)
 {
     if (!f || !f->map || limit <= 0)
         return 0;
-    prefault_args a = {f, limit, 0};
-    int rc = 0;
-    for (size_t k = 0; k < f->n && !rc; k++)
-        if (f->a[k].direct) {
-            rc = map_guarded(f, &f->a[k], prefault_body, &a);
-            break; /* one guarded pass covers every array; the message names the first */
-        }
-    return rc < 0 ? rc : a.touched;
+    prefault_args a = {f, NULL, limit, 0, 0};
+    for (size_t k = 0; k < f->n && !a.full; k++) {
+        if (!f->a[k].direct)
+            continue;
+        a.h = &f->a[k];
+        int rc = map_guarded(f, a.h, prefault_body, &a); /* names this array if the file shrank */
+        if (rc < 0)
+            return rc;
+    }
+    return a.touched;
 }
 
 /* Map the file when some array is direct, and check on the first and last row of each direct
