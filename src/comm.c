@@ -1209,7 +1209,7 @@ static int start_step(djct_comm_plan *p, djct_comm_op op, double weight)
     return 0;
 }
 
-/* the weight sum of this step: wait for it (block) or only look (poll: *ready 0 while in flight) */
+/* post this step's weight collective */
 static int weight_post(djct_comm_plan *p)
 {
     djct_comm *c = p->c;
@@ -1223,6 +1223,8 @@ static int weight_post(djct_comm_plan *p)
     return 0;
 }
 
+/* the weight sum of this step: wait for it (block; posting it first in a deferred plan) or only
+ * look (poll: *ready 0 while in flight or not yet posted) */
 static int weight_sum(djct_comm_plan *p, int block, int *ready)
 {
     if (ready)
@@ -1230,7 +1232,8 @@ static int weight_sum(djct_comm_plan *p, int block, int *ready)
     int late = 0, rc;
     if (!p->wposted) {
         if (!block) {
-            *ready = 0;
+            if (ready)
+                *ready = 0;
             return 0;
         }
         if ((rc = weight_post(p)) < 0)
