@@ -39,6 +39,7 @@ struct djct_comm {
     MPI_Datatype wstat_t;   /* three doubles */
     timer_t    guard;       /* arms around blocking collectives once every rank arrived */
     uint64_t   arrived_seq; /* collective number known to have every rank: no arrival barrier */
+    int        oversubscribed; /* some node runs more ranks than it has CPUs */
     int        guard_made;
     djct_nccl *nccl;
     char       gpu_note[192];
@@ -283,6 +284,11 @@ int djct_comm_create(djct_comm **out, const djct_comm_options *opts)
     }
     MPI_Comm_rank(c->local, &c->lrank);
     MPI_Comm_size(c->local, &c->lsize);
+    /* more ranks than CPUs on some node: waits must yield (the watched path), decided alike
+     * everywhere since it picks which collectives run */
+    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+    int over = ncpu > 0 && c->lsize > ncpu;
+    MPI_Allreduce(&over, &c->oversubscribed, 1, MPI_INT, MPI_MAX, c->world);
     int leader = c->lrank == 0, before = 0;
     MPI_Allreduce(&leader, &c->nnodes, 1, MPI_INT, MPI_SUM, c->world);
     MPI_Exscan(&leader, &before, 1, MPI_INT, MPI_SUM, c->world);
@@ -547,8 +553,8 @@ static int guard_set(djct_comm *c, double seconds)
 static int arrive_first(djct_comm *c, size_t bytes, int *rc)
 {
     *rc = 0;
-    if (bytes < ARRIVE_FIRST_BYTES || c->size == 1)
-        return 0;
+    if (bytes < ARRIVE_FIRST_BYTES || c->size == 1 || c->oversubscribed)
+        return 0; /* oversubscribed: a blocking call spins on a CPU another rank needs */
     if (c->arrived_seq == c->seq) /* a watched collective just before proved it */
         return guard_set(c, c->timeout) == 0;
     MPI_Request r;
