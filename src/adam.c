@@ -54,21 +54,20 @@ void djct_adam_scalars_for(djct_adam_scalars *k, double lr, double beta1, double
             ADAM_ELEMENT(i, L2, DEC);                                                              \
     } while (0)
 
-#define CLONES DJCT_CLONES
 
-CLONES static void pass_plain(float *restrict p, const float *restrict g, float *restrict m, float *restrict v,
+DJCT_CLONES static void pass_plain(float *restrict p, const float *restrict g, float *restrict m, float *restrict v,
                               size_t n, djct_adam_scalars k)
 {
     ADAM_LOOP(0, 0);
 }
 
-CLONES static void pass_l2(float *restrict p, const float *restrict g, float *restrict m, float *restrict v,
+DJCT_CLONES static void pass_l2(float *restrict p, const float *restrict g, float *restrict m, float *restrict v,
                            size_t n, djct_adam_scalars k)
 {
     ADAM_LOOP(1, 0);
 }
 
-CLONES static void pass_decoupled(float *restrict p, const float *restrict g, float *restrict m,
+DJCT_CLONES static void pass_decoupled(float *restrict p, const float *restrict g, float *restrict m,
                                   float *restrict v, size_t n, djct_adam_scalars k)
 {
     ADAM_LOOP(0, 1);

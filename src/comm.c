@@ -736,11 +736,9 @@ static uint16_t float_to_bf16(float f)
     return (uint16_t)(x >> 16);
 }
 
-/* -O2 in gcc 12 vectorizes only loops without epilogues; these passes run over whole buckets.
- * Cloned (DJCT_VECTORIZE): once the shared-memory copies got faster, the SSE2 sum-and-divide
- * operator left a 1 MiB average at 0.78x of a plain MPI_SUM allreduce (Open MPI's own SUM is
- * AVX-512). */
-#define VECTORIZE DJCT_VECTORIZE
+/* The passes below run over whole buckets and are DJCT_VECTORIZE'd: once the shared-memory copies
+ * got faster, the SSE2 sum-and-divide operator left a 1 MiB average at 0.78x of a plain MPI_SUM
+ * allreduce (Open MPI's own SUM is AVX-512). */
 
 static int is_pow2(double d)
 {
@@ -750,7 +748,7 @@ static int is_pow2(double d)
 
 /* dst[i] = src[i] * w (dst may be src), or 0 when w == 0 (so NaN from a weightless rank cannot
  * leak); one pass, a copy when w == 1 */
-VECTORIZE static void mul_into(void *dst, const void *src, size_t n, djct_dtype rt, double w)
+DJCT_VECTORIZE static void mul_into(void *dst, const void *src, size_t n, djct_dtype rt, double w)
 {
     if (w == 0.0) {
         memset(dst, 0, n * djct_dtype_size(rt));
@@ -776,7 +774,7 @@ VECTORIZE static void mul_into(void *dst, const void *src, size_t n, djct_dtype 
 
 /* dst[i] = src[i] / d (dst may be src), correctly rounded (a multiply when 1/d is exact); one
  * pass, a copy when d == 1 */
-VECTORIZE static void div_into(void *dst, const void *src, size_t n, djct_dtype rt, double d)
+DJCT_VECTORIZE static void div_into(void *dst, const void *src, size_t n, djct_dtype rt, double d)
 {
     if (d == 1.0) {
         if (dst != src)
@@ -829,7 +827,7 @@ static void wstat_op(void *in, void *inout, int *len, MPI_Datatype *dt)
     }
 }
 
-static VECTORIZE void sum_div_op(void *in, void *inout, int *len, MPI_Datatype *dt)
+static DJCT_VECTORIZE void sum_div_op(void *in, void *inout, int *len, MPI_Datatype *dt)
 {
     size_t n = (size_t)*len;
     int p2 = is_pow2(tl_div);
@@ -855,7 +853,7 @@ static VECTORIZE void sum_div_op(void *in, void *inout, int *len, MPI_Datatype *
 }
 
 /* dst (reduction dtype) = src (buffer dtype) * w; w == 0 writes zeros */
-VECTORIZE static void pack_seg(void *dst, const void *src, size_t n, djct_dtype st, double w)
+DJCT_VECTORIZE static void pack_seg(void *dst, const void *src, size_t n, djct_dtype st, double w)
 {
     if (st == DJCT_DTYPE_FLOAT64 || st == DJCT_DTYPE_FLOAT32) { /* copy and scale in one pass */
         mul_into(dst, src, n, st, w);
@@ -876,7 +874,7 @@ VECTORIZE static void pack_seg(void *dst, const void *src, size_t n, djct_dtype 
 }
 
 /* dst (buffer dtype) = src (reduction dtype) / div */
-VECTORIZE static void unpack_seg(void *dst, void *src, size_t n, djct_dtype dt, double div)
+DJCT_VECTORIZE static void unpack_seg(void *dst, void *src, size_t n, djct_dtype dt, double div)
 {
     if (dt == DJCT_DTYPE_FLOAT64 || dt == DJCT_DTYPE_FLOAT32) { /* divide and copy in one pass */
         div_into(dst, src, n, dt, div);

@@ -265,7 +265,6 @@ static int log_metric(void *user, const char *name, double value)
     return 0;
 }
 
-
 /* one training step; *agreed receives the summed agreement vector */
 static int train_step(djct_trainer *t, djct_step_report *r, double ag[AG_N])
 {
