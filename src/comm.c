@@ -394,6 +394,14 @@ static void wd_answer(djct_comm *c)
     }
 }
 
+/* " K" for a collective with an index (a bucket), "" otherwise: messages read "reduce bucket 3" */
+static void what_index_str(const djct_comm *c, char *buf, size_t n)
+{
+    buf[0] = '\0';
+    if (c->what_index != SIZE_MAX)
+        snprintf(buf, n, " %zu", c->what_index);
+}
+
 static int wd_timeout(djct_comm *c, double waited)
 {
     c->broken = 1;
@@ -446,9 +454,8 @@ static int wd_timeout(djct_comm *c, double waited)
         missing++;
     }
     free(seen);
-    char idx[32] = "";
-    if (c->what_index != SIZE_MAX)
-        snprintf(idx, sizeof(idx), " %zu", c->what_index);
+    char idx[32];
+    what_index_str(c, idx, sizeof(idx));
     if (!missing)
         return djct_error_set(DJCT_ETIMEOUT, "rank %d: %s%s (collective #%llu) did not complete within %.1f s although "
                               "every rank arrived; the communicator is unusable, abort the job",
@@ -519,9 +526,8 @@ int djct_comm_barrier(djct_comm *c)
 static void guard_fired(union sigval v)
 {
     djct_comm *c = v.sival_ptr;
-    char idx[32] = "";
-    if (c->what_index != SIZE_MAX)
-        snprintf(idx, sizeof(idx), " %zu", c->what_index);
+    char idx[32];
+    what_index_str(c, idx, sizeof(idx));
     fprintf(stderr, "djct: rank %d: %s%s (collective #%llu) did not complete within %.1f s although every rank "
             "arrived; MPI itself is stuck (network or MPI runtime failure): aborting the job\n",
             c->rank, c->what, idx, (unsigned long long)c->seq, c->timeout);
