@@ -10,6 +10,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import warnings
 
 import numpy as np
 import torch
@@ -309,6 +310,23 @@ def other_paths(d):
                    "a wandb.init keyword djct does not take")
     one_line_error(lambda: wandb_wrapper.init("proj"), TypeError, "keyword arguments only", "positional arguments")
     check(not wandb_wrapper.initialized, "failed inits leave the wrapper uninitialized")
+    # a key file others can read: a warning naming the fix
+    home = os.path.join(d, "home-open")
+    os.makedirs(os.path.join(home, "private"), exist_ok=True)
+    kf = os.path.join(home, "private", "wandb_api.sh")
+    with open(kf, "w") as f:
+        f.write("WANDB_API_KEY='k-open'\n")
+    os.chmod(kf, 0o644)
+    os.environ.pop("WANDB_API_KEY", None)
+    old_home, os.environ["HOME"] = os.environ["HOME"], home
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        wandb_wrapper.init(dir=logs, id="key-open")
+    os.environ["HOME"] = old_home
+    wandb_wrapper.finish()
+    check(any("chmod 600" in str(w.message) for w in caught) and os.environ.get("WANDB_API_KEY") == "k-open",
+          f"a key file readable by others: {[str(w.message) for w in caught]}")
+    os.environ.pop("WANDB_API_KEY", None)
     # inactive: init does nothing (djctools)
     wandb_wrapper.deactivate()
     wandb_wrapper.init(run_dir=os.path.join(d, "inactive"))
