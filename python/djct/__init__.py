@@ -318,7 +318,7 @@ def _check_compute(cls, method: str, want_targets_optional: bool) -> None:
                         f"one; write {want}")
     ok_b = _is_optional_list_of_tensor(hints[b]) if want_targets_optional else _is_list_of_tensor(hints[b])
     for n, ok in ((a, _is_list_of_tensor(hints[a])), (b, ok_b)):
-        if not ok:
+        if not ok and not isinstance(hints[n], str):  # a string that did not resolve: TorchScript will say
             raise TypeError(f"djct.export: {cls.__qualname__}.{method}: '{n}' is annotated "
                             f"{_type_str(hints[n])}, but the {kind} passes its call's lists; write {want}")
 
@@ -366,6 +366,9 @@ def _call_style(model: torch.nn.Module) -> str:
         if t is None:
             raise TypeError(f"djct.export: {cls.__qualname__}.forward(self, {a}) has no type hint and "
                             f"TorchScript needs one; {want}")
+        if isinstance(t, str):  # an annotation that did not resolve here: its usual spellings
+            t = {"djct.Batch": Batch, "Batch": Batch, "Tuple[List[Tensor],Optional[List[Tensor]]]": Batch,
+                 "List[Optional[List[Tensor]]]": List[Optional[List[Tensor]]]}.get(t.replace(" ", ""), t)
         if typing.get_origin(t) in (tuple, Tuple) and len(typing.get_args(t)) == 2 \
                 and _is_list_of_tensor(typing.get_args(t)[0]) \
                 and _is_optional_list_of_tensor(typing.get_args(t)[1]):
