@@ -392,10 +392,6 @@ class WandbWrapper:
                                  "leave id out to continue it, or use another run_dir")
             return os.path.join(run_dir, "wandb", run_id), run_id, None
         run_id = str(want) if want else self._random_id(9)
-        try:
-            os.makedirs(run_dir, exist_ok=True)
-        except OSError as e:
-            raise OSError(f"djct.wandb_wrapper.init: cannot create '{run_dir}': {e.strerror}") from None
         return os.path.join(run_dir, "wandb", run_id), run_id, run_dir
 
     @staticmethod

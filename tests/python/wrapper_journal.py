@@ -301,6 +301,9 @@ def other_paths(d):
                    "already holds run 'fixed-id'", "resume='never' on an existing run")
     one_line_error(lambda: wandb_wrapper.init(dir=logs, id="none-yet", resume="must"), ValueError,
                    "holds no run", "resume='must' without a run")
+    one_line_error(lambda: wandb_wrapper.init(run_dir=os.path.join(d, "must-new"), resume="must"), ValueError,
+                   "holds no run", "resume='must' with a new run_dir")
+    check(not os.path.exists(os.path.join(d, "must-new")), "a refused init creates no directory")
     one_line_error(lambda: wandb_wrapper.init(run_dir=os.path.join(d, "run"), id="other"), ValueError,
                    "not 'other'", "an id that is not the run dir's")
     one_line_error(lambda: wandb_wrapper.init(run_dir=os.path.join(d, "run"), project="elsewhere"), ValueError,
