@@ -23,9 +23,7 @@ typedef struct {
     /* data */
     char *data, *val_data;
     int64_t batch_elements, batch_events;
-    int squared_limit, strict;
-    char *shuffle;
-    int prefetch;
+    int squared_limit, strict, shuffle, prefetch;
     int64_t prefault_mb;
     int64_t gen_events;
     /* model */
@@ -33,7 +31,7 @@ typedef struct {
     int64_t hidden, classes;
     int layers;
     /* optimizer */
-    char *optimizer, *schedule;
+    int optimizer, schedule;
     double lr, momentum, weight_decay, gamma, min_lr;
     int64_t warmup_steps, step_size;
     /* run */
@@ -42,18 +40,39 @@ typedef struct {
     int resume;
     int64_t ckpt_steps;
     double ckpt_minutes;
-    int keep_ckpt;
-    char *nonfinite;
+    int keep_ckpt, nonfinite;
     /* distributed */
-    int average, overlap, threads, check_consistency;
-    char *weighting, *device, *backend, *jit_optimize;
+    int average, overlap, threads, check_consistency, weighting, device, backend, jit_optimize;
     double bucket_mb, watchdog;
     /* logging */
-    char *wandb_mode, *project, *entity, *run_name, *group, *tags, *notes;
-    int log_every, csv, fsync, validate, model_logging, malloc_tune;
-    char *progress;
+    int wandb_mode;
+    char *project, *entity, *run_name, *group, *tags, *notes;
+    int log_every, csv, fsync, validate, model_logging, malloc_tune, progress;
     double print_every;
 } cfg;
+
+enum { JIT_AUTO = -1, JIT_OFF = 0, JIT_ON = 1 };
+enum { PROGRESS_NONE = 0, PROGRESS_BAR = 1, PROGRESS_LINES = 2, PROGRESS_AUTO = 3 };
+static const djct_opt_choice SHUFFLE[] = {
+    {"none", DJCT_SHUFFLE_NONE}, {"files", DJCT_SHUFFLE_FILES}, {"global", DJCT_SHUFFLE_GLOBAL}, {NULL, 0}};
+static const djct_opt_choice OPTIMIZER[] = {
+    {"sgd", DJCT_OPTIM_SGD}, {"adam", DJCT_OPTIM_ADAM}, {"adamw", DJCT_OPTIM_ADAMW}, {NULL, 0}};
+static const djct_opt_choice SCHEDULE[] = {
+    {"constant", DJCT_LR_CONSTANT}, {"step", DJCT_LR_STEP}, {"cosine", DJCT_LR_COSINE}, {NULL, 0}};
+static const djct_opt_choice WEIGHTING[] = {
+    {"events", DJCT_WEIGHT_EVENTS}, {"elements", DJCT_WEIGHT_ELEMENTS}, {"none", DJCT_WEIGHT_NONE}, {NULL, 0}};
+static const djct_opt_choice DEVICE[] = {{"cpu", DJCT_DEVICE_CPU}, {"cuda", DJCT_DEVICE_CUDA}, {NULL, 0}};
+static const djct_opt_choice JIT[] = {{"auto", JIT_AUTO}, {"on", JIT_ON}, {"off", JIT_OFF}, {NULL, 0}};
+static const djct_opt_choice BACKEND[] = {
+    {"auto", DJCT_COMM_BACKEND_AUTO}, {"mpi", DJCT_COMM_BACKEND_MPI}, {"nccl", DJCT_COMM_BACKEND_NCCL}, {NULL, 0}};
+static const djct_opt_choice NONFINITE[] = {{"skip", DJCT_NONFINITE_SKIP}, {"stop", DJCT_NONFINITE_STOP}, {NULL, 0}};
+static const djct_opt_choice WANDB_MODE[] = {{"auto", DJCT_LOG_MODE_AUTO},
+                                             {"online", DJCT_LOG_MODE_ONLINE},
+                                             {"offline", DJCT_LOG_MODE_OFFLINE},
+                                             {"disabled", DJCT_LOG_MODE_DISABLED},
+                                             {NULL, 0}};
+static const djct_opt_choice PROGRESS[] = {
+    {"auto", PROGRESS_AUTO}, {"bar", PROGRESS_BAR}, {"lines", PROGRESS_LINES}, {"none", PROGRESS_NONE}, {NULL, 0}};
 
 #define O(f) offsetof(cfg, f)
 static const djct_opt T[] = {
@@ -80,7 +99,7 @@ static const djct_opt T[] = {
      "compare (sum of elements)^2 with --batch-elements (djcdata)", NULL},
     {"strict", 0, DJCT_OPT_FLAG, O(strict), "1", NULL, 0, 0, NULL,
      "drop events larger than the limit (counted); off: serve them alone", NULL},
-    {"shuffle", 0, DJCT_OPT_CHOICE, O(shuffle), "global", "none|files|global", 0, 0, NULL, "per-epoch shuffling", NULL},
+    {"shuffle", 0, DJCT_OPT_CHOICE, O(shuffle), "global", SHUFFLE, 0, 0, NULL, "per-epoch shuffling", NULL},
     {"prefetch", 0, DJCT_OPT_INT, O(prefetch), "2", NULL, 0, 64, "N", "batches decoded ahead (0: none)", NULL},
     {"prefault-mb", 0, DJCT_OPT_INT64, O(prefault_mb), "2048", NULL, 0, 1e9, "MB",
      "touch a mapped (uncompressed) HDF5 file's pages when it is first opened, up to MB in all, so "
@@ -94,11 +113,11 @@ static const djct_opt T[] = {
     {"layers", 0, DJCT_OPT_INT, O(layers), "0", NULL, 0, 64, "N", "built-in: hidden layers (0: default)", NULL},
     {"classes", 0, DJCT_OPT_INT64, O(classes), "0", NULL, 0, 1e6, "N", "built-in: classes (0: default)", NULL},
 
-    {"optimizer", 0, DJCT_OPT_CHOICE, O(optimizer), "adam", "sgd|adam|adamw", 0, 0, NULL, "optimizer", "Optimizer"},
+    {"optimizer", 0, DJCT_OPT_CHOICE, O(optimizer), "adam", OPTIMIZER, 0, 0, NULL, "optimizer", "Optimizer"},
     {"lr", 0, DJCT_OPT_DOUBLE, O(lr), "0.001", NULL, 1e-12, 100, "X", "learning rate", NULL},
     {"momentum", 0, DJCT_OPT_DOUBLE, O(momentum), "0.9", NULL, 0, 1, "X", "SGD momentum", NULL},
     {"weight-decay", 0, DJCT_OPT_DOUBLE, O(weight_decay), "0", NULL, 0, 10, "X", "weight decay (decoupled for adamw)", NULL},
-    {"schedule", 0, DJCT_OPT_CHOICE, O(schedule), "constant", "constant|step|cosine", 0, 0, NULL, "learning-rate schedule", NULL},
+    {"schedule", 0, DJCT_OPT_CHOICE, O(schedule), "constant", SCHEDULE, 0, 0, NULL, "learning-rate schedule", NULL},
     {"warmup-steps", 0, DJCT_OPT_INT64, O(warmup_steps), "0", NULL, 0, 1e12, "N", "linear warm-up steps", NULL},
     {"step-size", 0, DJCT_OPT_INT64, O(step_size), "1000", NULL, 1, 1e12, "N", "step schedule: steps per decay", NULL},
     {"gamma", 0, DJCT_OPT_DOUBLE, O(gamma), "0.1", NULL, 0, 1, "X", "step schedule: decay factor", NULL},
@@ -106,15 +125,15 @@ static const djct_opt T[] = {
 
     {"average", 0, DJCT_OPT_FLAG, O(average), "1", NULL, 0, 0, NULL,
      "average gradients over ranks (off: no communication, a benchmark baseline)", "Distributed"},
-    {"weighting", 0, DJCT_OPT_CHOICE, O(weighting), "events", "events|elements|none", 0, 0, NULL,
+    {"weighting", 0, DJCT_OPT_CHOICE, O(weighting), "events", WEIGHTING, 0, 0, NULL,
      "weight of each rank's gradient in the average", NULL},
     {"overlap", 0, DJCT_OPT_FLAG, O(overlap), "1", NULL, 0, 0, NULL, "reduce gradient buckets during backward", NULL},
     {"bucket-mb", 0, DJCT_OPT_DOUBLE, O(bucket_mb), "0", NULL, 0, 1024, "MB", "gradient bucket size (0: default)", NULL},
     {"threads", 0, DJCT_OPT_INT, O(threads), "0", NULL, 0, 1024, "N", "threads per rank, libtorch's intra-op pool and OpenBLAS's (0: cores available to the rank)", NULL},
-    {"device", 0, DJCT_OPT_CHOICE, O(device), "cpu", "cpu|cuda", 0, 0, NULL, "where the model runs", NULL},
-    {"jit-optimize", 0, DJCT_OPT_CHOICE, O(jit_optimize), "auto", "auto|on|off", 0, 0, NULL,
+    {"device", 0, DJCT_OPT_CHOICE, O(device), "cpu", DEVICE, 0, 0, NULL, "where the model runs", NULL},
+    {"jit-optimize", 0, DJCT_OPT_CHOICE, O(jit_optimize), "auto", JIT, 0, 0, NULL,
      "TorchScript graph-executor optimisation (auto: off on cpu, where it only adds overhead; on with cuda)", NULL},
-    {"backend", 0, DJCT_OPT_CHOICE, O(backend), "auto", "auto|mpi|nccl", 0, 0, NULL, "gradient reduction backend", NULL},
+    {"backend", 0, DJCT_OPT_CHOICE, O(backend), "auto", BACKEND, 0, 0, NULL, "gradient reduction backend", NULL},
     {"watchdog-seconds", 0, DJCT_OPT_DOUBLE, O(watchdog), "600", NULL, 0, 1e6, "S",
      "fail naming the missing ranks when a collective takes longer (0: off)", NULL},
     {"check-consistency", 0, DJCT_OPT_FLAG, O(check_consistency), "0", NULL, 0, 0, NULL,
@@ -125,10 +144,10 @@ static const djct_opt T[] = {
     {"checkpoint-every-minutes", 0, DJCT_OPT_DOUBLE, O(ckpt_minutes), "30", NULL, 0, 1e6, "M",
      "checkpoint every M minutes (0: off); always at the end and on preemption", NULL},
     {"keep-checkpoints", 0, DJCT_OPT_INT, O(keep_ckpt), "3", NULL, 0, 1000000, "N", "complete checkpoints kept (0: all)", NULL},
-    {"nonfinite", 0, DJCT_OPT_CHOICE, O(nonfinite), "skip", "skip|stop", 0, 0, NULL,
+    {"nonfinite", 0, DJCT_OPT_CHOICE, O(nonfinite), "skip", NONFINITE, 0, 0, NULL,
      "a non-finite loss or gradient skips the step (counted) or stops", NULL},
 
-    {"wandb-mode", 0, DJCT_OPT_CHOICE, O(wandb_mode), "auto", "auto|online|offline|disabled", 0, 0, NULL,
+    {"wandb-mode", 0, DJCT_OPT_CHOICE, O(wandb_mode), "auto", WANDB_MODE, 0, 0, NULL,
      "auto: $WANDB_MODE, else online with an API key, else offline", "Logging"},
     {"project", 0, DJCT_OPT_STRING, O(project), "djct", NULL, 0, 0, "NAME", "wandb project", NULL},
     {"entity", 0, DJCT_OPT_STRING, O(entity), NULL, NULL, 0, 0, "NAME", "wandb entity (default: the key owner's)", NULL},
@@ -146,7 +165,7 @@ static const djct_opt T[] = {
     {"validate", 0, DJCT_OPT_FLAG, O(validate), "1", NULL, 0, 0, NULL, "validate after every epoch (val_ metrics)", NULL},
     {"model-logging", 0, DJCT_OPT_FLAG, O(model_logging), "1", NULL, 0, 0, NULL,
      "switch on every LoggingModule of the model (accuracy, resolution, ...)", NULL},
-    {"progress", 0, DJCT_OPT_CHOICE, O(progress), "auto", "auto|bar|lines|none", 0, 0, NULL,
+    {"progress", 0, DJCT_OPT_CHOICE, O(progress), "auto", PROGRESS, 0, 0, NULL,
      "rank 0 progress: a bar on a terminal, plain lines otherwise", NULL},
     {"print-every", 0, DJCT_OPT_DOUBLE, O(print_every), "10", NULL, 0, 1e6, "S", "seconds between plain progress lines", NULL},
 };
@@ -342,10 +361,8 @@ int main(int argc, char **argv)
         djct_tune_malloc();
 
     djct_comm_options co = DJCT_COMM_OPTIONS_INIT;
-    co.device = strcmp(c.device, "cuda") ? DJCT_COMM_DEVICE_NONE : DJCT_COMM_DEVICE_AUTO;
-    co.backend = !strcmp(c.backend, "nccl") ? DJCT_COMM_BACKEND_NCCL
-                 : !strcmp(c.backend, "mpi") ? DJCT_COMM_BACKEND_MPI
-                                             : DJCT_COMM_BACKEND_AUTO;
+    co.device = c.device == DJCT_DEVICE_CUDA ? DJCT_COMM_DEVICE_AUTO : DJCT_COMM_DEVICE_NONE;
+    co.backend = c.backend;
     co.timeout_seconds = c.watchdog;
     if (djct_comm_create(&comm, &co)) {
         fprintf(stderr, "djct_train: rank %d: %s\n", g_rank, djct_last_error());
@@ -441,8 +458,7 @@ int main(int argc, char **argv)
     dso.squared_limit = c.squared_limit;
     dso.strict = c.strict;
     dso.seed = (uint64_t)c.seed;
-    dso.shuffle = !strcmp(c.shuffle, "none") ? DJCT_SHUFFLE_NONE : !strcmp(c.shuffle, "files") ? DJCT_SHUFFLE_FILES
-                                                                                                : DJCT_SHUFFLE_GLOBAL;
+    dso.shuffle = c.shuffle;
     dso.rank = g_rank;
     dso.world_size = size;
     dso.prefetch_depth = c.prefetch;
@@ -459,11 +475,11 @@ int main(int argc, char **argv)
 
     /* model: inputs per element from the first feature array */
     int threads = c.threads > 0 ? c.threads : threads_for_rank(comm);
-    int jit_opt = !strcmp(c.jit_optimize, "on") || (!strcmp(c.jit_optimize, "auto") && !strcmp(c.device, "cuda"));
+    int jit_opt = c.jit_optimize == JIT_AUTO ? c.device == DJCT_DEVICE_CUDA : c.jit_optimize == JIT_ON;
     if (djct_torch_set_num_threads(threads) || djct_torch_seed((uint64_t)c.seed) || djct_torch_set_jit_optimize(jit_opt))
         FAIL("%s", djct_last_error());
     djct_model_options mo = DJCT_MODEL_OPTIONS_INIT;
-    mo.device_type = strcmp(c.device, "cuda") ? DJCT_DEVICE_CPU : DJCT_DEVICE_CUDA;
+    mo.device_type = c.device;
     mo.device_index = djct_comm_device(comm) < 0 ? 0 : djct_comm_device(comm);
     const djct_file_meta *fm = djct_dataset_file(train_ds, 0);
     if (fm && fm->layout.n_features > 0)
@@ -483,11 +499,11 @@ int main(int argc, char **argv)
         FAIL("--model-logging: %s", djct_last_error());
 
     djct_optimizer_options oo = DJCT_OPTIMIZER_OPTIONS_INIT;
-    oo.kind = !strcmp(c.optimizer, "sgd") ? DJCT_OPTIM_SGD : !strcmp(c.optimizer, "adamw") ? DJCT_OPTIM_ADAMW : DJCT_OPTIM_ADAM;
+    oo.kind = c.optimizer;
     oo.lr = c.lr;
     oo.momentum = c.momentum;
     oo.weight_decay = c.weight_decay;
-    oo.schedule = !strcmp(c.schedule, "step") ? DJCT_LR_STEP : !strcmp(c.schedule, "cosine") ? DJCT_LR_COSINE : DJCT_LR_CONSTANT;
+    oo.schedule = c.schedule;
     oo.warmup_steps = c.warmup_steps;
     oo.step_size = c.step_size;
     oo.gamma = c.gamma;
@@ -517,10 +533,7 @@ int main(int argc, char **argv)
     lo.group = c.group;
     lo.tags = c.tags;
     lo.notes = c.notes;
-    lo.mode = !strcmp(c.wandb_mode, "online") ? DJCT_LOG_MODE_ONLINE
-              : !strcmp(c.wandb_mode, "offline") ? DJCT_LOG_MODE_OFFLINE
-              : !strcmp(c.wandb_mode, "disabled") ? DJCT_LOG_MODE_DISABLED
-                                                  : DJCT_LOG_MODE_AUTO;
+    lo.mode = c.wandb_mode;
     lo.dir = log_root;
     lo.csv = c.csv;
     lo.no_fsync = !c.fsync;
@@ -554,15 +567,13 @@ int main(int argc, char **argv)
         djct_loader_from_dataset(&val_ld, val_ds);
     progress prog = {0};
     prog.every = c.print_every;
-    prog.mode = !strcmp(c.progress, "none") ? 0 : !strcmp(c.progress, "bar") ? 1 : !strcmp(c.progress, "lines") ? 2
-                                                                           : (isatty(2) ? 1 : 2);
+    prog.mode = c.progress == PROGRESS_AUTO ? (isatty(2) ? PROGRESS_BAR : PROGRESS_LINES) : c.progress;
     djct_trainer_options to = DJCT_TRAINER_OPTIONS_INIT;
     to.average = c.average;
-    to.weighting = !strcmp(c.weighting, "elements") ? DJCT_WEIGHT_ELEMENTS : !strcmp(c.weighting, "none") ? DJCT_WEIGHT_NONE
-                                                                                                         : DJCT_WEIGHT_EVENTS;
+    to.weighting = c.weighting;
     to.overlap = c.overlap;
     to.bucket_bytes = (size_t)(c.bucket_mb * 1048576.0);
-    to.nonfinite = !strcmp(c.nonfinite, "stop") ? DJCT_NONFINITE_STOP : DJCT_NONFINITE_SKIP;
+    to.nonfinite = c.nonfinite;
     to.epochs = c.epochs;
     to.max_steps = c.max_steps;
     to.run_dir = run_dir;
@@ -635,7 +646,7 @@ int main(int argc, char **argv)
         if (djct_model_params(model, &params, &nparams) == 0) {
             pb.ptr = params;
             pb.count = nparams;
-            pb.device = strcmp(c.device, "cuda") ? -1 : djct_comm_device(comm);
+            pb.device = c.device == DJCT_DEVICE_CUDA ? djct_comm_device(comm) : -1;
         }
         if (!pb.ptr || djct_comm_check_consistent(comm, &pb, 1, &ndiff))
             FAIL("--check-consistency: %s", djct_last_error());
