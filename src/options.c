@@ -124,20 +124,32 @@ static int range_err(const djct_opt *o, const char *value, const char *origin)
                           o->min, o->max);
 }
 
+/* a value to show in "e.g. --name X": the default, unless it is a sentinel; then the range's start */
+static const char *example(const djct_opt *o, char *buf, size_t n, const char *fallback)
+{
+    if (o->def && in_range(o, strtod(o->def, NULL)))
+        return o->def;
+    if (o->min < o->max) {
+        snprintf(buf, n, "%.15g", o->min);
+        return buf;
+    }
+    return fallback;
+}
+
 static int set_value(const djct_opt *o, void *dst, const char *value, const char *origin)
 {
-    char *end = NULL;
+    char *end = NULL, eg[40];
     errno = 0;
     switch (o->type) {
     case DJCT_OPT_INT:
     case DJCT_OPT_INT64: {
         if (!value || !*value)
             return djct_error_set(DJCT_EINVAL, "%s: --%s needs a whole number, e.g. --%s %s", origin, o->name,
-                                  o->name, o->def ? o->def : "1");
+                                  o->name, example(o, eg, sizeof(eg), "1"));
         long long v = strtoll(value, &end, 0);
         if (errno || *end)
             return djct_error_set(DJCT_EINVAL, "%s: --%s '%s' is not a whole number; e.g. --%s %s", origin,
-                                  o->name, value, o->name, o->def ? o->def : "1");
+                                  o->name, value, o->name, example(o, eg, sizeof(eg), "1"));
         if (!in_range(o, (double)v) && strcmp(origin, "default"))
             return range_err(o, value, origin);
         if (o->type == DJCT_OPT_INT) {
@@ -153,7 +165,7 @@ static int set_value(const djct_opt *o, void *dst, const char *value, const char
         double v = value && *value ? strtod(value, &end) : NAN;
         if (!value || !*value || errno || *end || !isfinite(v))
             return djct_error_set(DJCT_EINVAL, "%s: --%s '%s' is not a finite number; e.g. --%s %s", origin,
-                                  o->name, value ? value : "", o->name, o->def ? o->def : "0.1");
+                                  o->name, value ? value : "", o->name, example(o, eg, sizeof(eg), "0.1"));
         if (!in_range(o, v) && strcmp(origin, "default"))
             return range_err(o, value, origin);
         *(double *)field(dst, o) = v;

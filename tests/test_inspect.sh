@@ -48,6 +48,7 @@ head -c 1000 "$TD" > "$tmp/trunc.djctd"
 ok test $rc = 1
 ok grep -q "file '$tmp/trunc.djctd': byte " "$tmp/err"
 "$BIN" --bogus >/dev/null 2>&1; ok test $? = 2
+ok sh -c "'$BIN' --jsn '$TD' 2>&1 >/dev/null | grep -q \"unknown option '--jsn'; did you mean '--json'\""
 "$BIN" >/dev/null 2>&1; ok test $? = 2
 "$BIN" --values x "$TD" >/dev/null 2>&1; ok test $? = 2
 ok sh -c "'$BIN' --help | grep -q -- '--values N'"
