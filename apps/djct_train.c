@@ -52,7 +52,6 @@ typedef struct {
 } cfg;
 
 enum { JIT_AUTO = -1, JIT_OFF = 0, JIT_ON = 1 };
-enum { PROGRESS_NONE = 0, PROGRESS_BAR = 1, PROGRESS_LINES = 2, PROGRESS_AUTO = 3 };
 static const djct_opt_choice SHUFFLE[] = {
     {"none", DJCT_SHUFFLE_NONE}, {"files", DJCT_SHUFFLE_FILES}, {"global", DJCT_SHUFFLE_GLOBAL}, {NULL, 0}};
 static const djct_opt_choice OPTIMIZER[] = {
@@ -71,8 +70,11 @@ static const djct_opt_choice WANDB_MODE[] = {{"auto", DJCT_LOG_MODE_AUTO},
                                              {"offline", DJCT_LOG_MODE_OFFLINE},
                                              {"disabled", DJCT_LOG_MODE_DISABLED},
                                              {NULL, 0}};
-static const djct_opt_choice PROGRESS[] = {
-    {"auto", PROGRESS_AUTO}, {"bar", PROGRESS_BAR}, {"lines", PROGRESS_LINES}, {"none", PROGRESS_NONE}, {NULL, 0}};
+static const djct_opt_choice PROGRESS[] = {{"auto", DJCT_PROGRESS_AUTO},
+                                           {"bar", DJCT_PROGRESS_BAR},
+                                           {"lines", DJCT_PROGRESS_LINES},
+                                           {"none", DJCT_PROGRESS_NONE},
+                                           {NULL, 0}};
 
 #define O(f) offsetof(cfg, f)
 static const djct_opt T[] = {
@@ -184,14 +186,6 @@ static void die_usage(const char *msg)
     exit(2);
 }
 
-/* ---- progress on rank 0 -------------------------------------------------------------------- */
-typedef struct {
-    int mode; /* 0 none, 1 bar, 2 lines */
-    double t_start, t_last_print, every;
-    int64_t done_steps, total_steps;
-    int bar_open;
-} progress;
-
 static double now_s(void)
 {
     struct timespec ts;
@@ -199,66 +193,14 @@ static double now_s(void)
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-static void fmt_eta(char *buf, size_t n, double s)
-{
-    if (!isfinite(s) || s < 0)
-        snprintf(buf, n, "?");
-    else if (s < 60)
-        snprintf(buf, n, "%.0fs", s);
-    else if (s < 3600)
-        snprintf(buf, n, "%dm%02ds", (int)s / 60, (int)s % 60);
-    else
-        snprintf(buf, n, "%dh%02dm", (int)s / 3600, ((int)s % 3600) / 60);
-}
-
-static void si(char *buf, size_t n, double x)
-{
-    if (x >= 1e6)
-        snprintf(buf, n, "%.2fM", x / 1e6);
-    else if (x >= 1e3)
-        snprintf(buf, n, "%.1fk", x / 1e3);
-    else
-        snprintf(buf, n, "%.0f", x);
-}
-
+/* ---- progress on rank 0 -------------------------------------------------------------------- */
 static int on_train_step(void *user, const djct_step_report *r)
 {
-    progress *p = user;
-    p->done_steps++;
-    if (p->mode == 0 || g_rank != 0)
-        return 0;
-    double now = now_s();
-    int last = r->step + 1 == r->steps;
-    if (p->mode == 2 && now - p->t_last_print < p->every && !last)
-        return 0;
-    p->t_last_print = now;
-    double rate = p->done_steps / (now - p->t_start);
-    char eta[32], ev[32], el[32];
-    /* the step count is an estimate when batches are ragged (an epoch can take a step more) */
-    int64_t left = p->total_steps > p->done_steps ? p->total_steps - p->done_steps : 0;
-    fmt_eta(eta, sizeof(eta), (double)left / rate);
-    si(ev, sizeof(ev), r->events_per_s);
-    si(el, sizeof(el), r->elements_per_s);
-    if (p->mode == 1) {
-        int width = 24, fill = (int)((double)width * (double)(r->step + 1) / (double)(r->steps ? r->steps : 1));
-        char bar[32];
-        for (int i = 0; i < width; i++)
-            bar[i] = i < fill ? '#' : '.';
-        bar[width] = '\0';
-        fprintf(stderr, "\r\033[Kepoch %" PRId64 " [%s] %" PRId64 "/%" PRId64 " loss %.4f %s ev/s %s el/s ETA %s",
-                r->epoch + 1, bar, r->step + 1, r->steps, r->loss, ev, el, eta);
-        p->bar_open = 1;
-        if (last) {
-            fprintf(stderr, "\n");
-            p->bar_open = 0;
-        }
-    } else {
-        printf("epoch %" PRId64 " step %" PRId64 "/%" PRId64 " global %" PRId64 " loss %.4f lr %.3g %s ev/s %s el/s "
-               "data %.1f%% comm %.1f%% ETA %s\n",
-               r->epoch + 1, r->step + 1, r->steps, r->global_step, r->loss, r->lr, ev, el,
-               100.0 * r->t_data / (r->t_step > 0 ? r->t_step : 1), 100.0 * r->t_comm / (r->t_step > 0 ? r->t_step : 1),
-               eta);
-        fflush(stdout);
+    char line[512];
+    if (djct_progress_step(user, r, now_s(), line, sizeof(line))) {
+        FILE *f = djct_progress_mode_of(user) == DJCT_PROGRESS_BAR ? stderr : stdout;
+        fputs(line, f);
+        fflush(f);
     }
     return 0;
 }
@@ -565,9 +507,12 @@ int main(int argc, char **argv)
     djct_loader_from_dataset(&train_ld, train_ds);
     if (val_ds)
         djct_loader_from_dataset(&val_ld, val_ds);
-    progress prog = {0};
-    prog.every = c.print_every;
-    prog.mode = c.progress == PROGRESS_AUTO ? (isatty(2) ? PROGRESS_BAR : PROGRESS_LINES) : c.progress;
+    djct_progress *prog = NULL;
+    djct_progress_options po = DJCT_PROGRESS_OPTIONS_INIT;
+    po.mode = g_rank == 0 ? c.progress : DJCT_PROGRESS_NONE; /* rank 0 speaks */
+    po.every_s = c.print_every;
+    if (djct_progress_create(&prog, &po))
+        FAIL("--progress: %s", djct_last_error());
     djct_trainer_options to = DJCT_TRAINER_OPTIONS_INIT;
     to.average = c.average;
     to.weighting = c.weighting;
@@ -583,7 +528,7 @@ int main(int argc, char **argv)
     to.log_every = c.log_every;
     to.validate = c.validate;
     to.train_callback = on_train_step;
-    to.callback_user = &prog;
+    to.callback_user = prog;
     to.seed = (uint64_t)c.seed;
     djct_trainer *tr = NULL;
     if (djct_trainer_create(&tr, model, opt, comm, &train_ld, val_ds ? &val_ld : NULL, &to))
@@ -615,13 +560,15 @@ int main(int argc, char **argv)
     }
     int64_t epoch0 = 0, step0 = 0;
     djct_trainer_position(tr, NULL, NULL, &epoch0, &step0);
-    prog.t_start = prog.t_last_print = now_s();
-    prog.total_steps = (c.max_steps > 0 ? c.max_steps : steps_per_epoch * c.epochs) - (epoch0 * steps_per_epoch + step0);
-
     double t_fit = now_s();
+    djct_progress_start(prog, t_fit,
+                        (c.max_steps > 0 ? c.max_steps : steps_per_epoch * c.epochs) - (epoch0 * steps_per_epoch + step0));
     int frc = djct_trainer_fit(tr);
     double wall = now_s() - t_fit;
     int reason = djct_trainer_stop_reason(tr);
+    char end[8];
+    if (djct_progress_end(prog, end, sizeof(end)))
+        fputs(end, stderr);
     if (frc) {
         const char *msg = djct_last_error();
         fprintf(stderr, "djct_train: rank %d: %s%s\n", g_rank, msg,
@@ -690,6 +637,7 @@ int main(int argc, char **argv)
         djct_log_mark_preempting();
     djct_log_finish(exit_code);
     djct_trainer_free(tr);
+    djct_progress_free(prog);
     djct_optimizer_free(opt);
     djct_model_free(model);
     djct_dataset_free(train_ds);
