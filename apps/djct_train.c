@@ -195,6 +195,7 @@ typedef struct {
     djct_optimizer *opt;
     djct_loader train_ld, val_ld;
     djct_progress *progress;
+    int64_t hold_at_step; /* DJCT_TEST_HOLD_AT_STEP (tests only); -1: off */
     djct_trainer *tr;
     /* the outcome */
     int stop_reason;
@@ -253,6 +254,8 @@ static void parse_options(run *R, int argc, char **argv)
     }
     if (c->max_steps == 0 && c->epochs == 0)
         die_usage(R, "--epochs 0 with --max-steps 0 would train nothing");
+    const char *hold = getenv("DJCT_TEST_HOLD_AT_STEP");
+    R->hold_at_step = hold && *hold ? strtoll(hold, NULL, 10) : -1;
 }
 
 /* ---- step 2: the communicator --------------------------------------------------------------- */
@@ -527,6 +530,21 @@ static void start_logging(run *R)
 }
 
 /* ---- step 8: the trainer, with rank 0's progress printer as its step callback ----------------- */
+/* DJCT_TEST_HOLD_AT_STEP=N: after global step N every rank waits (up to 5 minutes) until it has
+ * received a signal, so that a test can signal a training job without racing its end. */
+static void hold_for_signal(const run *R, int64_t global_step)
+{
+    if (global_step != R->hold_at_step)
+        return;
+    if (R->rank == 0) {
+        printf("holding after step %" PRId64 " until a signal arrives (DJCT_TEST_HOLD_AT_STEP)\n", global_step);
+        fflush(stdout);
+    }
+    struct timespec tick = {0, 10000000};
+    for (int i = 0; i < 30000 && djct_signals_pending() == DJCT_SIGNAL_NONE; i++)
+        nanosleep(&tick, NULL);
+}
+
 static int on_train_step(void *user, const djct_step_report *r)
 {
     run *R = user;
@@ -537,6 +555,7 @@ static int on_train_step(void *user, const djct_step_report *r)
         fputs(line, f);
         fflush(f);
     }
+    hold_for_signal(R, r->global_step);
     return 0;
 }
 
