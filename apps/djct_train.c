@@ -181,6 +181,34 @@ static const djct_opt T[] = {
     "exit codes: 0 done, 1 failure, 2 usage, 75 preempted (checkpoint written; requeue with --resume), "  \
     "130 interrupted\n-h,--help: this text; --version: version and build features"
 
+/* Steady-state throughput: global events and elements of the steps after the warm-up over the wall
+ * time from the end of the warm-up's last step to the end of the last step (start-up, the first
+ * steps' one-off costs excluded; everything a step costs included: data, compute, communication,
+ * logging, checkpoints), as bench/train_bench.sh measures it from the journal's _runtime. */
+typedef struct {
+    int64_t warmup, seen, steps; /* warm-up steps, steps seen, steps in the window */
+    double t0, t1, events, elements;
+} steady_rate;
+
+/* the first tenth of the steps this run will take, at least one */
+static void steady_start(steady_rate *s, int64_t planned)
+{
+    memset(s, 0, sizeof(*s));
+    s->warmup = planned / 10 > 1 ? planned / 10 : 1;
+}
+
+static void steady_step(steady_rate *s, const djct_step_report *r, double now)
+{
+    if (++s->seen == s->warmup) {
+        s->t0 = now;
+    } else if (s->seen > s->warmup) {
+        s->steps++;
+        s->events += (double)r->events;
+        s->elements += (double)r->elements;
+        s->t1 = now;
+    }
+}
+
 /* ---- the run: what the steps of main() build, in order ---------------------------------------- */
 typedef struct {
     cfg c;
@@ -195,6 +223,7 @@ typedef struct {
     djct_optimizer *opt;
     djct_loader train_ld, val_ld;
     djct_progress *progress;
+    steady_rate steady;
     int64_t hold_at_step; /* DJCT_TEST_HOLD_AT_STEP (tests only); -1: off */
     djct_trainer *tr;
     /* the outcome */
@@ -550,6 +579,7 @@ static int on_train_step(void *user, const djct_step_report *r)
     run *R = user;
     char line[512];
     double now = now_s();
+    steady_step(&R->steady, r, now);
     if (djct_progress_step(R->progress, r, now, line, sizeof(line))) {
         FILE *f = djct_progress_mode_of(R->progress) == DJCT_PROGRESS_BAR ? stderr : stdout;
         fputs(line, f);
@@ -635,6 +665,7 @@ static void train(run *R)
     int64_t left = planned_steps(R) - (epoch0 * R->steps_per_epoch + step0);
     double t_fit = now_s();
     djct_progress_start(R->progress, t_fit, left);
+    steady_start(&R->steady, left);
     int frc = djct_trainer_fit(R->tr);
     R->wall = now_s() - t_fit;
     R->stop_reason = djct_trainer_stop_reason(R->tr);
@@ -732,6 +763,12 @@ static void write_summary(const run *R, int64_t gstep, int64_t skipped, int64_t 
         add_num(o, "final_loss", loss, 8);
         add_num(o, "val_loss", isfinite(vloss) ? vloss : -1.0, 8);
         add_num(o, "wall_s", R->wall, 4);
+        const steady_rate *st = &R->steady;
+        double sw = st->steps ? st->t1 - st->t0 : NAN;
+        cJSON_AddNumberToObject(o, "steady_steps", (double)st->steps);
+        add_num(o, "steady_events_per_s", sw > 0 ? st->events / sw : NAN, 6);
+        add_num(o, "steady_elements_per_s", sw > 0 ? st->elements / sw : NAN, 6);
+        add_num(o, "steady_wall_per_step_s", sw > 0 ? sw / (double)st->steps : NAN, 6);
         cJSON_AddStringToObject(o, "stop", stop_name(R->stop_reason));
         cJSON_AddStringToObject(o, "run_id", R->run_id);
         text = one_line_json(o);
