@@ -559,9 +559,10 @@ static void start_logging(run *R)
 }
 
 /* ---- step 8: the trainer, with rank 0's progress printer as its step callback ----------------- */
-/* DJCT_TEST_HOLD_AT_STEP=N: after global step N every rank waits (up to 5 minutes) until it has
- * received a signal, so that a test can signal a training job without racing its end. */
-static void hold_for_signal(const run *R, int64_t global_step)
+/* DJCT_TEST_HOLD_AT_STEP=N: after global step N the ranks wait (up to 5 minutes) until one of them
+ * has received a signal, so that a test can signal a training job without racing its end. The
+ * ranks poll together (a one-value sum every 10 ms), so all leave at the same poll. */
+static void hold_for_signal(run *R, int64_t global_step)
 {
     if (global_step != R->hold_at_step)
         return;
@@ -569,9 +570,21 @@ static void hold_for_signal(const run *R, int64_t global_step)
         printf("holding after step %" PRId64 " until a signal arrives (DJCT_TEST_HOLD_AT_STEP)\n", global_step);
         fflush(stdout);
     }
+    float any = 0;
+    djct_comm_buffer b = {&any, 1, DJCT_DTYPE_FLOAT32, -1};
+    djct_comm_plan *p = NULL;
+    if (djct_comm_plan_create(&p, R->comm, &b, 1, NULL))
+        FAIL(R, "DJCT_TEST_HOLD_AT_STEP: %s", djct_last_error());
     struct timespec tick = {0, 10000000};
-    for (int i = 0; i < 30000 && djct_signals_pending() == DJCT_SIGNAL_NONE; i++)
+    for (int i = 0; i < 30000; i++) {
+        any = djct_signals_pending() != DJCT_SIGNAL_NONE;
+        if (djct_comm_plan_reduce(p, DJCT_COMM_SUM, 0))
+            FAIL(R, "DJCT_TEST_HOLD_AT_STEP: %s", djct_last_error());
+        if (any > 0)
+            break;
         nanosleep(&tick, NULL);
+    }
+    djct_comm_plan_free(p);
 }
 
 static int on_train_step(void *user, const djct_step_report *r)

@@ -5,7 +5,7 @@
 #    djct_submit, under srun --mpi=pmix: exit 0, summary.json with the epochs' step count, one journal
 #  - preemption under mpirun (scancel --batch: the template's trap forwards USR1) and srun (--full:
 #    USR1 to the ranks directly and once more via the trap), sent once the job says it holds after
-#    step 5 (DJCT_TEST_HOLD_AT_STEP: its ranks wait there for the signal, so the test never races
+#    step 5 (DJCT_TEST_HOLD_AT_STEP: its ranks wait there until one has the signal, so it never races
 #    the job's end): the trainer writes checkpoints/step-N,
 #    exits 75, the job requeues itself, the requeued job prints "resumed from the checkpoint of step
 #    N" and ends with exit 0, the same run id (one journal directory, one row per step) and the same
