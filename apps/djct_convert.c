@@ -1,37 +1,42 @@
 /* djct_convert: .djctd <-> HDF5 (djct-ragged-1), merge several inputs into one output, or split
  * one input into N files. Values are copied bit for bit; formats are chosen by file content
  * (inputs) and extension (outputs). */
-#include <errno.h>
 #include <inttypes.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "djct/djct.h"
 
+#define PROG "djct_convert"
+
 typedef struct {
-    const char *name, *arg, *help;
-    char       *val;
-} opt;
+    int64_t split, chunk_bytes; /* split 0: no split */
+    int gzip, stored;
+    char **files;
+} cfg;
 
-static opt OPTS[] = {
-    {"--split", "N", "split the single input into N files OUT-000.ext ... (equal event shares)", NULL},
-    {"--gzip", "N", "HDF5 output: gzip level 0..9 (default 0)", "0"},
-    {"--chunk-bytes", "N", "HDF5 output: bytes per chunk (default 1048576)", "1048576"},
-    {"--stored", "", ".djctd output: stored (uncompressed) chunks instead of QuickLZ", NULL},
+#define O(f) offsetof(cfg, f)
+static const djct_opt T[] = {
+    {"split", 0, DJCT_OPT_INT64, O(split), "0", NULL, 1, 100000, "N",
+     "split the single input into N files OUT-000.ext ... (equal event shares)", "Options"},
+    {"gzip", 0, DJCT_OPT_INT, O(gzip), "0", NULL, 0, 9, "N", "HDF5 output: gzip level", NULL},
+    {"chunk-bytes", 0, DJCT_OPT_INT64, O(chunk_bytes), "1048576", NULL, 1, 4294967296.0, "N",
+     "HDF5 output: bytes per chunk", NULL},
+    {"stored", 0, DJCT_OPT_FLAG, O(stored), "0", NULL, 0, 0, NULL,
+     ".djctd output: stored (uncompressed) chunks instead of QuickLZ", NULL},
+    {"file", 0, DJCT_OPT_ARGS, O(files), NULL, NULL, 2, 1e9, "IN... OUT", "input files, then the output file",
+     "Arguments"},
 };
-#define NOPTS (sizeof(OPTS) / sizeof(OPTS[0]))
+#define NT (sizeof(T) / sizeof(T[0]))
 
-static void usage(FILE *f)
-{
-    fprintf(f, "usage: djct_convert [options] IN... OUT\n"
-               "Convert between .djctd and HDF5 (.h5/.hdf5, docs/hdf5_layout.md); the output format follows\n"
-               "OUT's extension. Several inputs are merged into one output (events concatenated in order;\n"
-               "all inputs must hold the same arrays). With --split N one input becomes N files.\n\n");
-    for (size_t i = 0; i < NOPTS; i++)
-        fprintf(f, "  %-14s %-2s %s\n", OPTS[i].name, OPTS[i].arg, OPTS[i].help);
-    fprintf(f, "  %-14s %-2s %s\n", "--help", "", "this text");
-}
+#define USAGE                                                                                          \
+    "usage: " PROG " [options] IN... OUT\n"                                                            \
+    "Convert between .djctd and HDF5 (.h5/.hdf5, docs/hdf5_layout.md); the output format follows\n"   \
+    "OUT's extension. Several inputs are merged into one output (events concatenated in order;\n"     \
+    "all inputs must hold the same arrays). With --split N one input becomes N files.\n"              \
+    "exit status: 0 ok, 1 a file could not be read or written, 2 usage error; -h, --help: this text"
 
 static int read_any(djct_record *r, const char *path)
 {
@@ -160,105 +165,81 @@ static int slice(djct_record *out, const djct_record *r, int64_t e0, int64_t e1)
     return 0;
 }
 
-static long long num(const char *name, const char *s, long long lo, long long hi)
+/* after a usage message: exit status 2 */
+static int usage_exit(cfg *c)
 {
-    char *end;
-    errno = 0;
-    long long v = strtoll(s, &end, 10);
-    if (errno || *end || end == s || v < lo || v > hi) {
-        fprintf(stderr, "djct_convert: %s '%s' is not an integer in %lld..%lld\n", name, s, lo, hi);
-        exit(2);
-    }
-    return v;
+    djct_opts_free(T, NT, c);
+    return 2;
+}
+
+static int runtime_error(cfg *c)
+{
+    fprintf(stderr, PROG ": %s\n", djct_last_error());
+    djct_opts_free(T, NT, c);
+    return 1;
 }
 
 int main(int argc, char **argv)
 {
-    const char *pos[4096];
+    if (djct_opts_argv_has(argc, argv, "--help", "-h")) {
+        djct_opts_print_help(T, NT, USAGE, stdout);
+        return 0;
+    }
+    cfg c;
+    memset(&c, 0, sizeof(c));
+    if (djct_opts_defaults(T, NT, &c) || djct_opts_parse_argv(T, NT, &c, argc, argv, NULL)) {
+        fprintf(stderr, PROG ": %s\n", djct_last_error());
+        djct_opts_free(T, NT, &c);
+        return 2;
+    }
     int npos = 0;
-    for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
-            usage(stdout);
-            return 0;
-        }
-        if (strncmp(argv[i], "--", 2) != 0) {
-            if (npos == 4096) {
-                fprintf(stderr, "djct_convert: more than 4096 files\n");
-                return 2;
-            }
-            pos[npos++] = argv[i];
-            continue;
-        }
-        size_t k = 0;
-        while (k < NOPTS && strcmp(OPTS[k].name, argv[i]))
-            k++;
-        if (k == NOPTS) {
-            fprintf(stderr, "djct_convert: unknown option '%s'; see djct_convert --help\n", argv[i]);
-            return 2;
-        }
-        if (!OPTS[k].arg[0])
-            OPTS[k].val = "1";
-        else if (i + 1 < argc)
-            OPTS[k].val = argv[++i];
-        else {
-            fprintf(stderr, "djct_convert: %s needs a value (%s)\n", OPTS[k].name, OPTS[k].arg);
-            return 2;
-        }
+    while (c.files[npos])
+        npos++;
+    if (c.split && npos != 2) {
+        fprintf(stderr, PROG ": --split takes one input and one output name, got %d files\n", npos);
+        return usage_exit(&c);
     }
-    int gzip = (int)num("--gzip", OPTS[1].val, 0, 9);
-    size_t chunk = (size_t)num("--chunk-bytes", OPTS[2].val, 1, 1LL << 32);
-    int stored = OPTS[3].val != NULL;
-    long long split = OPTS[0].val ? num("--split", OPTS[0].val, 1, 100000) : 0;
-    if (npos < 2) {
-        fprintf(stderr, "djct_convert: need IN... OUT; see djct_convert --help\n");
-        return 2;
-    }
-    if (split && npos != 2) {
-        fprintf(stderr, "djct_convert: --split takes one input and one output name, got %d files\n", npos);
-        return 2;
-    }
-    const char *out = pos[npos - 1];
+    const char *out = c.files[npos - 1];
     djct_record all, more;
-    if (read_any(&all, pos[0]) < 0) {
-        fprintf(stderr, "djct_convert: %s\n", djct_last_error());
-        return 1;
-    }
+    if (read_any(&all, c.files[0]) < 0)
+        return runtime_error(&c);
     for (int i = 1; i < npos - 1; i++) {
-        if (read_any(&more, pos[i]) < 0 || append(&all, &more, pos[i]) < 0) {
-            fprintf(stderr, "djct_convert: %s\n", djct_last_error());
-            return 1;
+        if (read_any(&more, c.files[i]) < 0 || append(&all, &more, c.files[i]) < 0) {
+            djct_record_clear(&all);
+            return runtime_error(&c);
         }
         djct_record_clear(&more);
     }
     int rc = 0;
-    if (!split) {
-        rc = write_any(out, &all, gzip, chunk, stored);
+    if (!c.split) {
+        rc = write_any(out, &all, c.gzip, (size_t)c.chunk_bytes, c.stored);
     } else {
         const char *dot = strrchr(out, '.');
         if (!dot || (strcmp(dot, ".h5") && strcmp(dot, ".hdf5") && strcmp(dot, ".djctd"))) {
-            fprintf(stderr, "djct_convert: output '%s': extension must be .djctd, .h5 or .hdf5\n", out);
-            return 2;
+            fprintf(stderr, PROG ": output '%s': extension must be .djctd, .h5 or .hdf5\n", out);
+            djct_record_clear(&all);
+            return usage_exit(&c);
         }
         int64_t E = djct_array_nrows(&all.features[0]);
-        if (split > E) {
-            fprintf(stderr, "djct_convert: --split %lld is more than the %" PRId64 " events of '%s'\n", split, E,
-                    pos[0]);
-            return 2;
+        if (c.split > E) {
+            fprintf(stderr, PROG ": --split %" PRId64 " is more than the %" PRId64 " events of '%s'\n", c.split, E,
+                    c.files[0]);
+            djct_record_clear(&all);
+            return usage_exit(&c);
         }
-        for (long long k = 0; k < split && rc == 0; k++) {
+        for (int64_t k = 0; k < c.split && rc == 0; k++) {
             char path[4096];
-            snprintf(path, sizeof(path), "%.*s-%03lld%s", (int)(dot - out), out, k, dot);
+            snprintf(path, sizeof(path), "%.*s-%03" PRId64 "%s", (int)(dot - out), out, k, dot);
             djct_record part;
-            rc = slice(&part, &all, k * E / split, (k + 1) * E / split);
+            rc = slice(&part, &all, k * E / c.split, (k + 1) * E / c.split);
             if (rc == 0)
-                rc = write_any(path, &part, gzip, chunk, stored);
+                rc = write_any(path, &part, c.gzip, (size_t)c.chunk_bytes, c.stored);
             djct_record_clear(&part);
         }
     }
     djct_record_clear(&all);
-    if (rc < 0) {
-        fprintf(stderr, "djct_convert: %s\n", djct_last_error());
-        return 1;
-    }
+    if (rc < 0)
+        return runtime_error(&c);
+    djct_opts_free(T, NT, &c);
     return 0;
 }

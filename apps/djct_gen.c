@@ -9,17 +9,20 @@
 
 typedef struct {
     int64_t events, files, seed, max_points;
-    char *format, *out;
+    int format;
+    char *out;
     double mean_points, sigma;
     int gzip;
 } cfg;
+
+static const djct_opt_choice FORMATS[] = {{"djctd", DJCT_FORMAT_DJCTD}, {"h5", DJCT_FORMAT_H5}, {NULL, 0}};
 
 #define O(f) offsetof(cfg, f)
 static const djct_opt T[] = {
     {"events", 'n', DJCT_OPT_INT64, O(events), "20000", NULL, 1, 1e12, "N", "events in total", "Dataset"},
     {"files", 0, DJCT_OPT_INT64, O(files), "4", NULL, 1, 100000, "N", "files to split them into, equal shares", NULL},
     {"seed", 0, DJCT_OPT_INT64, O(seed), "1", NULL, 0, 9e18, "N", "seed; the same seed gives identical files", NULL},
-    {"format", 'f', DJCT_OPT_CHOICE, O(format), "djctd", "djctd|h5", 0, 0, NULL, "file format", NULL},
+    {"format", 'f', DJCT_OPT_CHOICE, O(format), "djctd", FORMATS, 0, 0, NULL, "file format", NULL},
     {"out", 'o', DJCT_OPT_STRING, O(out), "djct_gen_data", NULL, 0, 0, "DIR", "output directory, created if missing", NULL},
     {"mean-points", 0, DJCT_OPT_DOUBLE, O(mean_points), "200", NULL, 1, 1e7, "X", "mean points per event (lognormal)", NULL},
     {"sigma", 0, DJCT_OPT_DOUBLE, O(sigma), "1.0", NULL, 0, 5, "X", "lognormal sigma of the points per event (heavy tail)", NULL},
@@ -30,17 +33,16 @@ static const djct_opt T[] = {
 
 int main(int argc, char **argv)
 {
-    for (int i = 1; i < argc; i++)
-        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
-            djct_opts_print_help(T, NT,
-                                 "usage: djct_gen [options]\n"
-                                 "Write a synthetic point-cloud dataset: per event a lognormal number of points with 4 float\n"
-                                 "features (x, y, z, energy), an int32 class label (0..2: narrow, medium, wide showers) and a\n"
-                                 "float32 regression target log(1 + total energy) that a model can learn from the points.\n"
-                                 "Files: OUT/part-NNN.djctd or .h5 with features [points (ragged)], truths [label, energy].",
-                                 stdout);
-            return 0;
-        }
+    if (djct_opts_argv_has(argc, argv, "--help", "-h")) {
+        djct_opts_print_help(T, NT,
+                             "usage: djct_gen [options]\n"
+                             "Write a synthetic point-cloud dataset: per event a lognormal number of points with 4 float\n"
+                             "features (x, y, z, energy), an int32 class label (0..2: narrow, medium, wide showers) and a\n"
+                             "float32 regression target log(1 + total energy) that a model can learn from the points.\n"
+                             "Files: OUT/part-NNN.djctd or .h5 with features [points (ragged)], truths [label, energy].",
+                             stdout);
+        return 0;
+    }
     cfg c;
     memset(&c, 0, sizeof(c));
     if (djct_opts_defaults(T, NT, &c) || djct_opts_parse_argv(T, NT, &c, argc, argv, NULL)) {
@@ -57,7 +59,7 @@ int main(int argc, char **argv)
     go.events = c.events;
     go.files = c.files;
     go.seed = (uint64_t)c.seed;
-    go.format = strcmp(c.format, "h5") ? DJCT_FORMAT_DJCTD : DJCT_FORMAT_H5;
+    go.format = c.format;
     go.mean_points = c.mean_points;
     go.sigma = c.sigma;
     go.max_points = c.max_points;
@@ -68,7 +70,8 @@ int main(int argc, char **argv)
         djct_opts_free(T, NT, &c);
         return 1;
     }
-    printf("djct_gen: wrote %" PRId64 " events in %" PRId64 " %s files to %s\n", c.events, c.files, c.format, c.out);
+    printf("djct_gen: wrote %" PRId64 " events in %" PRId64 " %s files to %s\n", c.events, c.files,
+           djct_opts_choice_name(FORMATS, c.format), c.out);
     djct_opts_free(T, NT, &c);
     return 0;
 }

@@ -3,8 +3,8 @@
  * only (row splits are decoded, values are not) unless --values asks for values.
  * Exit 0 ok, 1 when a file cannot be read, 2 on usage errors. */
 #include <cJSON.h>
-#include <errno.h>
 #include <inttypes.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,25 +13,29 @@
 
 #define PROG "djct_inspect"
 
-/* one option table drives parsing and --help */
-static const struct opt {
-    const char *name, *arg, *help;
-} OPTS[] = {
-    {"--json", NULL, "print one JSON object {\"files\": [...]} instead of text"},
-    {"--values", "N", "also read the values and print the first N of every array (decompresses)"},
-    {"--help", NULL, "show this help and exit"},
-};
+typedef struct {
+    int json;
+    int64_t values; /* -1: metadata only */
+    char **files;
+} cfg;
 
-static void usage(FILE *f)
-{
-    fprintf(f, "usage: " PROG " [--json] [--values N] FILE...\n"
-               "Show the arrays, dtypes, shapes, feature names, record/event/element counts and the\n"
-               "elements-per-event summary of djcdata (.djctd, .djcsa) and djct HDF5 (.h5) files.\n"
-               "Only metadata is read (row splits, no values) unless --values is given.\n\noptions:\n");
-    for (size_t i = 0; i < sizeof(OPTS) / sizeof(OPTS[0]); i++)
-        fprintf(f, "  %-12s %s\n", OPTS[i].arg ? "--values N" : OPTS[i].name, OPTS[i].help);
-    fprintf(f, "\nexit status: 0 ok, 1 a file could not be read, 2 usage error\n");
-}
+#define O(f) offsetof(cfg, f)
+static const djct_opt T[] = {
+    {"json", 0, DJCT_OPT_FLAG, O(json), "0", NULL, 0, 0, NULL,
+     "print one JSON object {\"files\": [...]} instead of text", "Options"},
+    {"values", 0, DJCT_OPT_INT64, O(values), "-1", NULL, 0, 1e15, "N",
+     "also read the values and print the first N of every array (decompresses)", NULL},
+    {"file", 0, DJCT_OPT_ARGS, O(files), NULL, NULL, 1, 1e9, "FILE...", "djcdata (.djctd, .djcsa) or djct HDF5 (.h5) files",
+     "Arguments"},
+};
+#define NT (sizeof(T) / sizeof(T[0]))
+
+#define USAGE                                                                                    \
+    "usage: " PROG " [--json] [--values N] FILE...\n"                                           \
+    "Show the arrays, dtypes, shapes, feature names, record/event/element counts and the\n"     \
+    "elements-per-event summary of djcdata (.djctd, .djcsa) and djct HDF5 (.h5) files.\n"       \
+    "Only metadata is read (row splits, no values) unless --values is given.\n"                 \
+    "exit status: 0 ok, 1 a file could not be read, 2 usage error; -h, --help: this text"
 
 static const char *const CONT[3] = {"features", "truths", "weights"};
 
@@ -87,7 +91,7 @@ static double value_at(const djct_array *a, size_t i)
     return a->dtype == DJCT_DTYPE_INT32 ? (double)((const int32_t *)a->values)[i] : (double)((const float *)a->values)[i];
 }
 
-static void print_text(const djct_file_meta *m, const djct_record *vals, long nvals)
+static void print_text(const djct_file_meta *m, const djct_record *vals, int64_t nvals)
 {
     printf("%s\n  format %s, %zu record%s, %" PRId64 " events, %" PRId64 " elements\n", m->path, fmt_name(m->format),
            m->n_records, m->n_records == 1 ? "" : "s", m->n_events, m->n_elements);
@@ -123,7 +127,7 @@ static void print_text(const djct_file_meta *m, const djct_record *vals, long nv
     }
 }
 
-static cJSON *to_json(const djct_file_meta *m, const djct_record *vals, long nvals)
+static cJSON *to_json(const djct_file_meta *m, const djct_record *vals, int64_t nvals)
 {
     cJSON *o = cJSON_CreateObject();
     cJSON_AddStringToObject(o, "path", m->path);
@@ -170,46 +174,23 @@ static cJSON *to_json(const djct_file_meta *m, const djct_record *vals, long nva
 
 int main(int argc, char **argv)
 {
-    int json = 0, nfiles = 0, failed = 0;
-    long nvals = -1;
-    char **files = calloc((size_t)argc, sizeof(char *));
-    if (!files)
-        return 1;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-            usage(stdout);
-            free(files);
-            return 0;
-        } else if (!strcmp(a, "--json")) {
-            json = 1;
-        } else if (!strcmp(a, "--values") || !strncmp(a, "--values=", 9)) {
-            const char *v = a[8] == '=' ? a + 9 : (i + 1 < argc ? argv[++i] : NULL);
-            char *end;
-            errno = 0;
-            nvals = v ? strtol(v, &end, 10) : -1;
-            if (!v || *end || errno || nvals < 0) {
-                fprintf(stderr, PROG ": --values needs a count >= 0, got '%s'\n", v ? v : "");
-                free(files);
-                return 2;
-            }
-        } else if (a[0] == '-' && a[1]) {
-            fprintf(stderr, PROG ": unknown option '%s'; see --help\n", a);
-            free(files);
-            return 2;
-        } else {
-            files[nfiles++] = argv[i];
-        }
+    if (djct_opts_argv_has(argc, argv, "--help", "-h")) {
+        djct_opts_print_help(T, NT, USAGE, stdout);
+        return 0;
     }
-    if (!nfiles) {
-        usage(stderr);
-        free(files);
+    cfg c;
+    memset(&c, 0, sizeof(c));
+    if (djct_opts_defaults(T, NT, &c) || djct_opts_parse_argv(T, NT, &c, argc, argv, NULL)) {
+        fprintf(stderr, PROG ": %s\n", djct_last_error());
+        djct_opts_free(T, NT, &c);
         return 2;
     }
+    int json = c.json, failed = 0;
+    int64_t nvals = c.values;
     cJSON *root = json ? cJSON_CreateObject() : NULL;
     cJSON *jfiles = json ? cJSON_AddArrayToObject(root, "files") : NULL;
-    for (int i = 0; i < nfiles; i++) {
-        const char *p = files[i];
+    for (char **fp = c.files; *fp; fp++) {
+        const char *p = *fp;
         djct_format f = djct_djcdata_format_of(p);
         djct_file_meta m;
         djct_record vals;
@@ -248,6 +229,6 @@ int main(int argc, char **argv)
         free(s);
         cJSON_Delete(root);
     }
-    free(files);
+    djct_opts_free(T, NT, &c);
     return failed ? 1 : 0;
 }

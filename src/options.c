@@ -29,10 +29,21 @@ static int name_eq(const char *a, const char *b, size_t blen)
 static const djct_opt *find(const djct_opt *t, size_t n, const char *name, size_t len)
 {
     for (size_t i = 0; i < n; i++)
-        if (name_eq(t[i].name, name, len))
+        if (t[i].type != DJCT_OPT_ARGS && name_eq(t[i].name, name, len))
             return &t[i];
     return NULL;
 }
+
+static const djct_opt *find_args(const djct_opt *t, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (t[i].type == DJCT_OPT_ARGS)
+            return &t[i];
+    return NULL;
+}
+
+/* a default outside the option's range is a sentinel ("not given"), not a value a user may give */
+static int in_range(const djct_opt *o, double v) { return !(o->min < o->max) || (v >= o->min && v <= o->max); }
 
 /* Levenshtein distance, for "did you mean" */
 static size_t edit_distance(const char *a, const char *b)
@@ -54,18 +65,46 @@ static size_t edit_distance(const char *a, const char *b)
     return d[la][lb];
 }
 
+/* the closest option name within 3 edits, for "did you mean" (positional ARGS have no name a user types) */
 static const char *suggest(const djct_opt *t, size_t n, const char *name)
 {
     const char *best = NULL;
     size_t bd = 4;
     for (size_t i = 0; i < n; i++) {
-        size_t d = edit_distance(name, t[i].name);
+        size_t d = t[i].type == DJCT_OPT_ARGS ? 99 : edit_distance(name, t[i].name);
         if (d < bd) {
             bd = d;
             best = t[i].name;
         }
     }
     return best;
+}
+
+static const char *suggest_choice(const djct_opt_choice *c, const char *value)
+{
+    const char *best = NULL;
+    size_t bd = 3;
+    for (; c && c->name; c++) {
+        size_t d = edit_distance(value, c->name);
+        if (d < bd) {
+            bd = d;
+            best = c->name;
+        }
+    }
+    return best;
+}
+
+/* "a|b|c" for messages and --help */
+static void choice_list(const djct_opt_choice *c, char *buf, size_t n)
+{
+    size_t used = 0;
+    buf[0] = '\0';
+    for (; c && c->name && used < n; c++) {
+        int k = snprintf(buf + used, n - used, "%s%s", used ? "|" : "", c->name);
+        if (k < 0)
+            break;
+        used += (size_t)k;
+    }
 }
 
 /* on the command line options are shown with their dashes, in files as keys */
@@ -85,21 +124,33 @@ static int range_err(const djct_opt *o, const char *value, const char *origin)
                           o->min, o->max);
 }
 
+/* a value to show in "e.g. --name X": the default, unless it is a sentinel; then the range's start */
+static const char *example(const djct_opt *o, char *buf, size_t n, const char *fallback)
+{
+    if (o->def && in_range(o, strtod(o->def, NULL)))
+        return o->def;
+    if (o->min < o->max) {
+        snprintf(buf, n, "%.15g", o->min);
+        return buf;
+    }
+    return fallback;
+}
+
 static int set_value(const djct_opt *o, void *dst, const char *value, const char *origin)
 {
-    char *end = NULL;
+    char *end = NULL, eg[40];
     errno = 0;
     switch (o->type) {
     case DJCT_OPT_INT:
     case DJCT_OPT_INT64: {
         if (!value || !*value)
             return djct_error_set(DJCT_EINVAL, "%s: --%s needs a whole number, e.g. --%s %s", origin, o->name,
-                                  o->name, o->def ? o->def : "1");
+                                  o->name, example(o, eg, sizeof(eg), "1"));
         long long v = strtoll(value, &end, 0);
         if (errno || *end)
             return djct_error_set(DJCT_EINVAL, "%s: --%s '%s' is not a whole number; e.g. --%s %s", origin,
-                                  o->name, value, o->name, o->def ? o->def : "1");
-        if (o->min < o->max && ((double)v < o->min || (double)v > o->max))
+                                  o->name, value, o->name, example(o, eg, sizeof(eg), "1"));
+        if (!in_range(o, (double)v) && strcmp(origin, "default"))
             return range_err(o, value, origin);
         if (o->type == DJCT_OPT_INT) {
             if (v < INT32_MIN || v > INT32_MAX)
@@ -114,8 +165,8 @@ static int set_value(const djct_opt *o, void *dst, const char *value, const char
         double v = value && *value ? strtod(value, &end) : NAN;
         if (!value || !*value || errno || *end || !isfinite(v))
             return djct_error_set(DJCT_EINVAL, "%s: --%s '%s' is not a finite number; e.g. --%s %s", origin,
-                                  o->name, value ? value : "", o->name, o->def ? o->def : "0.1");
-        if (o->min < o->max && (v < o->min || v > o->max))
+                                  o->name, value ? value : "", o->name, example(o, eg, sizeof(eg), "0.1"));
+        if (!in_range(o, v) && strcmp(origin, "default"))
             return range_err(o, value, origin);
         *(double *)field(dst, o) = v;
         return 0;
@@ -134,25 +185,26 @@ static int set_value(const djct_opt *o, void *dst, const char *value, const char
         *(int *)field(dst, o) = v;
         return 0;
     }
-    case DJCT_OPT_CHOICE:
+    case DJCT_OPT_CHOICE: {
+        if (!value)
+            return djct_error_set(DJCT_EINVAL, "%s: --%s needs a value", origin, o->name);
+        for (const djct_opt_choice *c = o->choices; c && c->name; c++)
+            if (!strcmp(c->name, value)) {
+                *(int *)field(dst, o) = c->value;
+                return 0;
+            }
+        char list[512];
+        choice_list(o->choices, list, sizeof(list));
+        const char *s = suggest_choice(o->choices, value);
+        if (s)
+            return djct_error_set(DJCT_EINVAL, "%s: --%s '%s' is not allowed; use one of %s (did you mean '%s'?)",
+                                  origin, o->name, value, list, s);
+        return djct_error_set(DJCT_EINVAL, "%s: --%s '%s' is not allowed; use one of %s", origin, o->name, value,
+                              list);
+    }
     case DJCT_OPT_STRING: {
         if (!value)
             return djct_error_set(DJCT_EINVAL, "%s: --%s needs a value", origin, o->name);
-        if (o->type == DJCT_OPT_CHOICE) {
-            const char *c = o->choices;
-            size_t len = strlen(value);
-            int ok = 0;
-            while (c && *c) {
-                const char *bar = strchr(c, '|');
-                size_t cl = bar ? (size_t)(bar - c) : strlen(c);
-                if (cl == len && !strncmp(c, value, len))
-                    ok = 1;
-                c = bar ? bar + 1 : NULL;
-            }
-            if (!ok)
-                return djct_error_set(DJCT_EINVAL, "%s: --%s '%s' is not allowed; use one of %s", origin, o->name,
-                                      value, o->choices);
-        }
         char *copy = strdup(value);
         if (!copy)
             return djct_error_oom();
@@ -161,6 +213,9 @@ static int set_value(const djct_opt *o, void *dst, const char *value, const char
         *slot = copy;
         return 0;
     }
+    case DJCT_OPT_ARGS:
+        return djct_error_set(DJCT_EINVAL, "%s: %s is a positional argument, not an option", origin,
+                              o->metavar ? o->metavar : o->name);
     }
     return djct_error_set(DJCT_EINVAL, "option table: --%s has an unknown type", o->name);
 }
@@ -173,13 +228,14 @@ int djct_opts_defaults(const djct_opt *table, size_t n, void *dst)
         const djct_opt *o = &table[i];
         switch (o->type) {
         case DJCT_OPT_INT:
-        case DJCT_OPT_FLAG: *(int *)field(dst, o) = 0; break;
+        case DJCT_OPT_FLAG:
+        case DJCT_OPT_CHOICE: *(int *)field(dst, o) = 0; break;
         case DJCT_OPT_INT64: *(int64_t *)field(dst, o) = 0; break;
         case DJCT_OPT_DOUBLE: *(double *)field(dst, o) = 0; break;
-        case DJCT_OPT_STRING:
-        case DJCT_OPT_CHOICE: *(char **)field(dst, o) = NULL; break;
+        case DJCT_OPT_STRING: *(char **)field(dst, o) = NULL; break;
+        case DJCT_OPT_ARGS: *(char ***)field(dst, o) = NULL; break;
         }
-        if (o->def) {
+        if (o->def && o->type != DJCT_OPT_ARGS) {
             int rc = set_value(o, dst, o->def, "default");
             if (rc)
                 return rc;
@@ -250,10 +306,11 @@ int djct_opts_parse_argv(const djct_opt *table, size_t n, void *dst, int argc, c
 {
     DJCT_CHECK_ARG(table);
     DJCT_CHECK_ARG(dst);
+    const djct_opt *args = find_args(table, n);
     char **pos = NULL;
     size_t npos = 0;
     int rc = 0;
-    if (positional) {
+    if (args || positional) {
         if (!(pos = calloc((size_t)argc + 1, sizeof(char *))))
             return djct_error_oom();
     }
@@ -296,7 +353,7 @@ int djct_opts_parse_argv(const djct_opt *table, size_t n, void *dst, int argc, c
                     value = eq + 1;
             } else if (a[0] == '-' && a[1] && a[2] == '\0' && a[1] != '-') {
                 for (size_t k = 0; k < n; k++)
-                    if (table[k].short_name == a[1])
+                    if (table[k].short_name == a[1] && table[k].type != DJCT_OPT_ARGS)
                         o = &table[k];
                 if (!o) {
                     rc = djct_error_set(DJCT_EINVAL, "command line: unknown option '%s'; see --help", a);
@@ -338,6 +395,21 @@ int djct_opts_parse_argv(const djct_opt *table, size_t n, void *dst, int argc, c
                 rc = djct_opts_parse_file(table, n, dst, value);
         }
     }
+    if (rc == 0 && args) {
+        const char *what = args->metavar ? args->metavar : args->name;
+        if (args->min < args->max && (double)npos < args->min)
+            rc = djct_error_set(DJCT_EINVAL, "command line: %s: %zu given, at least %g needed; see --help", what, npos,
+                                args->min);
+        else if (args->min < args->max && (double)npos > args->max)
+            rc = djct_error_set(DJCT_EINVAL, "command line: %s: %zu given, at most %g allowed; see --help", what, npos,
+                                args->max);
+        if (rc == 0) {
+            char ***slot = field(dst, args);
+            free(*slot);
+            *slot = pos;
+            return 0;
+        }
+    }
     if (rc) {
         free(pos);
         return rc;
@@ -345,6 +417,34 @@ int djct_opts_parse_argv(const djct_opt *table, size_t n, void *dst, int argc, c
     if (positional)
         *positional = pos;
     return 0;
+}
+
+int djct_opts_argv_has(int argc, char **argv, const char *long_name, const char *short_name)
+{
+    for (int i = 1; argv && i < argc && argv[i] && strcmp(argv[i], "--"); i++)
+        if ((long_name && !strcmp(argv[i], long_name)) || (short_name && !strcmp(argv[i], short_name)))
+            return 1;
+    return 0;
+}
+
+const char *djct_opts_choice_name(const djct_opt_choice *choices, int value)
+{
+    for (const djct_opt_choice *c = choices; c && c->name; c++)
+        if (c->value == value)
+            return c->name;
+    return NULL;
+}
+
+/* the default as --help shows it; NULL for none and for a sentinel outside the range */
+static const char *shown_default(const djct_opt *o)
+{
+    if (o->type == DJCT_OPT_FLAG)
+        return o->def && strcmp(o->def, "0") ? "on" : "off";
+    if (!o->def || o->type == DJCT_OPT_ARGS)
+        return NULL;
+    if (o->type == DJCT_OPT_INT || o->type == DJCT_OPT_INT64 || o->type == DJCT_OPT_DOUBLE)
+        return in_range(o, strtod(o->def, NULL)) ? o->def : NULL;
+    return o->def;
 }
 
 void djct_opts_print_help(const djct_opt *table, size_t n, const char *usage, FILE *f)
@@ -355,25 +455,29 @@ void djct_opts_print_help(const djct_opt *table, size_t n, const char *usage, FI
         const djct_opt *o = &table[i];
         if (o->group)
             fprintf(f, "\n%s:\n", o->group);
-        char head[96];
+        char head[600], list[512];
+        const char *sn = o->short_name ? "-" : "", *sc = o->short_name ? "," : " ";
+        char s1 = o->short_name ? o->short_name : ' ';
         int len;
-        if (o->type == DJCT_OPT_FLAG)
-            len = snprintf(head, sizeof(head), "  %s%c%s--[no-]%s", o->short_name ? "-" : "",
-                           o->short_name ? o->short_name : ' ', o->short_name ? "," : " ", o->name);
-        else
-            len = snprintf(head, sizeof(head), "  %s%c%s--%s %s", o->short_name ? "-" : "",
-                           o->short_name ? o->short_name : ' ', o->short_name ? "," : " ", o->name,
-                           o->type == DJCT_OPT_CHOICE ? o->choices : (o->metavar ? o->metavar : "VALUE"));
+        if (o->type == DJCT_OPT_ARGS)
+            len = snprintf(head, sizeof(head), "  %s", o->metavar ? o->metavar : o->name);
+        else if (o->type == DJCT_OPT_FLAG)
+            len = snprintf(head, sizeof(head), "  %s%c%s--[no-]%s", sn, s1, sc, o->name);
+        else {
+            if (o->type == DJCT_OPT_CHOICE)
+                choice_list(o->choices, list, sizeof(list));
+            len = snprintf(head, sizeof(head), "  %s%c%s--%s %s", sn, s1, sc, o->name,
+                           o->type == DJCT_OPT_CHOICE ? list : (o->metavar ? o->metavar : "VALUE"));
+        }
         fprintf(f, "%s", head);
         if (len >= 30)
             fprintf(f, "\n%30s", "");
         else
             fprintf(f, "%*s", 30 - len, "");
         fprintf(f, "%s", o->help ? o->help : "");
-        if (o->def && o->type != DJCT_OPT_FLAG)
-            fprintf(f, " [%s]", o->def);
-        else if (o->type == DJCT_OPT_FLAG)
-            fprintf(f, " [%s]", o->def && strcmp(o->def, "0") ? "on" : "off");
+        const char *d = shown_default(o);
+        if (d)
+            fprintf(f, " [%s]", d);
         fprintf(f, "\n");
     }
 }
@@ -382,7 +486,7 @@ void djct_opts_print(const djct_opt *table, size_t n, const void *src, FILE *f)
 {
     for (size_t i = 0; i < n; i++) {
         const djct_opt *o = &table[i];
-        if (!strcmp(o->name, "config"))
+        if (!strcmp(o->name, "config") || o->type == DJCT_OPT_ARGS)
             continue;
         const void *p = cfield(src, o);
         switch (o->type) {
@@ -390,12 +494,17 @@ void djct_opts_print(const djct_opt *table, size_t n, const void *src, FILE *f)
         case DJCT_OPT_FLAG: fprintf(f, "%s = %s\n", o->name, *(const int *)p ? "true" : "false"); break;
         case DJCT_OPT_INT64: fprintf(f, "%s = %" PRId64 "\n", o->name, *(const int64_t *)p); break;
         case DJCT_OPT_DOUBLE: fprintf(f, "%s = %.10g\n", o->name, *(const double *)p); break;
-        case DJCT_OPT_STRING:
         case DJCT_OPT_CHOICE: {
+            const char *s = djct_opts_choice_name(o->choices, *(const int *)p);
+            fprintf(f, "%s = %s\n", o->name, s ? s : "");
+            break;
+        }
+        case DJCT_OPT_STRING: {
             const char *s = *(char *const *)p;
             fprintf(f, "%s = %s\n", o->name, s ? s : "");
             break;
         }
+        case DJCT_OPT_ARGS: break;
         }
     }
 }
@@ -405,8 +514,12 @@ void djct_opts_free(const djct_opt *table, size_t n, void *dst)
     if (!table || !dst)
         return;
     for (size_t i = 0; i < n; i++)
-        if (table[i].type == DJCT_OPT_STRING || table[i].type == DJCT_OPT_CHOICE) {
+        if (table[i].type == DJCT_OPT_STRING) {
             char **slot = field(dst, &table[i]);
+            free(*slot);
+            *slot = NULL;
+        } else if (table[i].type == DJCT_OPT_ARGS) {
+            char ***slot = field(dst, &table[i]);
             free(*slot);
             *slot = NULL;
         }

@@ -6,7 +6,7 @@
 # real djct_train. One process per rank, started by mpirun or srun; no MPI: ranks agree through files
 # in the run directory. Timings in summary.json come from a simple model, not from measurement:
 #   t_compute = batch_elements * FAKE_S_PER_ELEMENT, t_data = 0.1 t_compute + 0.5 ms,
-#   t_comm = 0 for 1 rank, else 2 ms + 1 ms * log2(ranks)
+#   t_comm = 0 for 1 rank, else 2 ms + 1 ms * log2(ranks); the steady-state figures are the same model
 # Knobs (env): FAKE_STEP_S=0.02 (real sleep per step), FAKE_S_PER_ELEMENT=2e-6.
 # On SIGUSR1/SIGTERM: stop at the next step boundary, write checkpoints/step-N/ (one file per rank,
 # then DONE from rank 0), exit 75. --resume continues from the newest step-N/DONE.
@@ -103,6 +103,9 @@ if [ "$rank" = 0 ]; then
         t = td + tc + tm; el = n * b / t
         printf "{\"ranks\": %d, \"steps\": %d, \"events_per_s\": %.3f, \"elements_per_s\": %.3f, ", n, s, el / 10, el
         printf "\"step_time_s\": %.6f, \"t_data_s\": %.6f, \"t_compute_s\": %.6f, \"t_comm_s\": %.6f, ", t, td, tc, tm
+        w = int(s / 10); if (w < 1) w = 1
+        printf "\"steady_steps\": %d, \"steady_events_per_s\": %.3f, \"steady_elements_per_s\": %.3f, ", s - w, el / 10, el
+        printf "\"steady_wall_per_step_s\": %.6f, ", t
         printf "\"final_loss\": %.6f, \"batch_elements\": %d, \"fake\": true}\n", 1 / (1 + 0.05 * s), b
     }' > "$run_dir/summary.json.tmp" && mv "$run_dir/summary.json.tmp" "$run_dir/summary.json"
     echo "end run_id=$run_id step=$step" >> "$run_dir/fake_trainer.log"

@@ -1,10 +1,13 @@
 /* The whole test framework. Each test main ends `return harness_report();` (or, in MPI tests,
  * `return harness_report_mpi();` after defining HARNESS_MPI before the include): the last line
  * printed is "N passed, N failed[, N skipped]" and the exit code is the verdict.
- * MPI tests sum the counts over ranks with MPI_Allreduce; rank 0 prints; all ranks exit alike. */
+ * MPI tests sum the counts over ranks with MPI_Allreduce; rank 0 prints; all ranks exit alike.
+ * One CHECK per behaviour: a loop over rows is one check (ROW / ROW_OK, then CHECK_ROWS), so the
+ * counts say how many behaviours hold, not how many rows a loop had. */
 #ifndef DJCT_TEST_HARNESS_H
 #define DJCT_TEST_HARNESS_H
 
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -51,6 +54,69 @@ static int harness_passed, harness_failed, harness_skipped;
         if (!(a_ - b_ <= (tol) && b_ - a_ <= (tol)))                                       \
             fprintf(stderr, "  -> %.9g vs %.9g (tol %g)\n", a_, b_, (double)(tol));         \
     } while (0)
+
+/* A loop is one check: ROW(r, cond, fmt, ...) notes the first row whose condition fails (the
+ * condition, its line, the row described by fmt); ROW_OK(r, call, fmt, ...) the same for a call
+ * that must return 0 (with djct_last_error()); CHECK_ROWS(r) then counts one pass, or one failure
+ * naming the first bad row and how many rows failed.
+ *   harness_rows r = HARNESS_ROWS_INIT;
+ *   for (int i = 0; i < n; i++) ROW(r, out[i] == want[i], "i=%d: %g, want %g", i, out[i], want[i]);
+ *   CHECK_ROWS(r); */
+typedef struct {
+    int bad, line;
+    const char *what;
+    char row[512];
+} harness_rows;
+#define HARNESS_ROWS_INIT {0, 0, NULL, ""}
+
+#if defined(__GNUC__)
+__attribute__((format(printf, 5, 6)))
+#endif
+static inline void harness_row_fail(harness_rows *r, int line, const char *what, const char *err, const char *fmt, ...)
+{
+    if (r->bad++)
+        return;
+    r->line = line;
+    r->what = what;
+    va_list ap;
+    va_start(ap, fmt);
+    int k = vsnprintf(r->row, sizeof(r->row), fmt, ap);
+    va_end(ap);
+    if (err && k >= 0 && (size_t)k < sizeof(r->row))
+        snprintf(r->row + k, sizeof(r->row) - (size_t)k, " (%s)", err);
+}
+
+#define ROW(r, cond, ...)                                                                  \
+    do {                                                                                   \
+        if (!(cond))                                                                       \
+            harness_row_fail(&(r), __LINE__, #cond, NULL, __VA_ARGS__);                    \
+    } while (0)
+
+#define ROW_OK(r, call, ...)                                                               \
+    do {                                                                                   \
+        if ((call) != 0)                                                                   \
+            harness_row_fail(&(r), __LINE__, #call " == 0", djct_last_error(), __VA_ARGS__); \
+    } while (0)
+
+#define CHECK_ROWS(r)                                                                      \
+    do {                                                                                   \
+        if ((r).bad == 0)                                                                  \
+            harness_passed++;                                                              \
+        else {                                                                             \
+            harness_failed++;                                                              \
+            fprintf(stderr, "FAIL %s:%d: %s at %s; %d row(s) failed\n", __FILE__, (r).line,  \
+                    (r).what, (r).row, (r).bad);                                           \
+        }                                                                                  \
+    } while (0)
+
+/* a call's result was `code` with a message containing `needle`, for ROW conditions */
+static inline int harness_err_is(int rc, int code, const char *needle)
+{
+    return rc == code && strstr(djct_last_error(), needle) != NULL;
+}
+
+/* |a - b| <= tol, for ROW conditions */
+static inline int harness_near(double a, double b, double tol) { return a - b <= tol && b - a <= tol; }
 
 /* a part that cannot run here (no GPU, no libtorch): say why, count it as skipped only */
 static inline void harness_skip(const char *why)

@@ -33,16 +33,21 @@ int main(void)
     CHECK_OK(djct_ckpt_find_latest(&dir, &step, run));
     CHECK(dir == NULL && step == -1);
 
+    harness_rows three = HARNESS_ROWS_INIT;
     for (int64_t s = 10; s <= 30; s += 10) {
         char *tmp = NULL;
-        CHECK_OK(djct_ckpt_begin(&tmp, run, s));
+        fin = NULL;
+        ROW_OK(three, djct_ckpt_begin(&tmp, run, s), "step %lld: begin", (long long)s);
         put(tmp, "model.pt", "weights");
         put(tmp, "state-rank0.bin", s == 20 ? "twenty" : "other");
-        CHECK_OK(djct_ckpt_commit(&fin, run, s, "{\"epoch\": 2, \"note\": \"x\"}", 0));
-        CHECK(fin && strstr(fin, "checkpoints/step-"));
+        ROW_OK(three, djct_ckpt_commit(&fin, run, s, "{\"epoch\": 2, \"note\": \"x\"}", 0), "step %lld: commit",
+               (long long)s);
+        ROW(three, fin && strstr(fin, "checkpoints/step-"), "step %lld: committed as '%s'", (long long)s,
+            fin ? fin : "(null)");
         free(fin);
         free(tmp);
     }
+    CHECK_ROWS(three);
     CHECK_OK(djct_ckpt_find_latest(&dir, &step, run));
     CHECK(step == 30 && dir && strstr(dir, "step-30"));
     CHECK_OK(djct_ckpt_verify(dir));

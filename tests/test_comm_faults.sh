@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # comm fault handling with real ranks: the watchdog names a rank that never arrives and the job
-# ends within the timeout; djct_comm_abort on one rank ends every rank (no hang).
+# ends by its abort (not by the 60 s kill of `timeout`, where rank 1 sleeps 60 s); djct_comm_abort
+# on one rank ends every rank (no hang).
 set -u
 BUILD=${BUILD:-build}
 MPIRUN=${MPIRUN:-mpirun --allow-run-as-root --oversubscribe --bind-to none}
@@ -10,16 +11,13 @@ pass=0; fail=0
 ok()  { pass=$((pass + 1)); }
 bad() { fail=$((fail + 1)); echo "FAIL: $*"; }
 
-run() { # np mode -> sets out, rc, secs
-  local t0; t0=$(date +%s%N)
+run() { # np mode -> sets out, rc
   out=$(timeout -k 5 60 $MPIRUN -np "$1" "$bin" "$2" 2>&1); rc=$?
-  secs=$(( ($(date +%s%N) - t0) / 1000000000 ))
 }
 
 watched() { # np mode collective-name completed-line
   run "$1" "$2"
   [ "$rc" -ne 0 ] && [ "$rc" -ne 124 ] && [ "$rc" -ne 137 ] && ok || bad "np=$1 $2: rc=$rc (want the abort's non-zero code, not a timeout)"
-  [ "$secs" -lt 45 ] && ok || bad "np=$1 $2: took ${secs}s (timeout 2 s; 45 s allows for start-up on a loaded 2-core machine)"
   grep -q "^rank [0-9]*: $3 (collective #[0-9]*) did not complete within 2.* ranks that did not arrive: 1;" <<<"$out" \
     && ok || bad "np=$1 $2: no rank named rank 1 (and only rank 1)"
   grep -q "rank 1 does not answer" <<<"$out" && ok || bad "np=$1 $2: no detail for rank 1"
@@ -34,8 +32,7 @@ for np in 2 4; do
   watched "$np" watchdog-weighted "weight sum" "large reduction completed"
   # abort: rank 1 fails, the others sit in a barrier with no watchdog
   run "$np" abort
-  [ "$rc" -ne 0 ] && [ "$rc" -ne 124 ] && [ "$rc" -ne 137 ] && ok || bad "np=$np abort: rc=$rc"
-  [ "$secs" -lt 45 ] && ok || bad "np=$np abort: took ${secs}s"
+  [ "$rc" -ne 0 ] && [ "$rc" -ne 124 ] && [ "$rc" -ne 137 ] && ok || bad "np=$np abort: rc=$rc (want the abort's code, not a timeout)"
   grep -q "^rank 1: injected failure after step 1" <<<"$out" && ok || bad "np=$np abort: no rank-prefixed message"
   grep -q "barrier completed" <<<"$out" && bad "np=$np abort: a barrier completed" || ok
   [ "$fail" -gt 0 ] && { echo "---- output (np=$np) ----"; echo "$out" | head -40; }

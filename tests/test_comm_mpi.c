@@ -206,6 +206,10 @@ static void test_bad_options(void)
 static void test_reduce(djct_comm *c)
 {
     const size_t bucket_sizes[] = {256, 4096, 0};
+    /* one row per layout x bucket size: the calls succeed, the plan's shape, each op's result,
+       the non-blocking path's result and its misuse errors, finish marking everything ready */
+    harness_rows calls = HARNESS_ROWS_INIT, shape = HARNESS_ROWS_INIT, ops_ok = HARNESS_ROWS_INIT,
+                 nonblocking = HARNESS_ROWS_INIT, misuse = HARNESS_ROWS_INIT, marks_all = HARNESS_ROWS_INIT;
     for (int slab = 0; slab < 2; slab++)
         for (size_t bi = 0; bi < sizeof(bucket_sizes) / sizeof(bucket_sizes[0]); bi++) {
             djct_comm_buffer b[NB];
@@ -213,44 +217,56 @@ static void test_reduce(djct_comm *c)
             djct_comm_plan_options po = DJCT_COMM_PLAN_OPTIONS_INIT;
             po.bucket_bytes = bucket_sizes[bi];
             djct_comm_plan *p = NULL;
-            CHECK_OK(djct_comm_plan_create(&p, c, b, NB, &po));
+            char label[64];
+            snprintf(label, sizeof(label), "slab=%d bucket=%zu", slab, bucket_sizes[bi]);
+            ROW_OK(calls, djct_comm_plan_create(&p, c, b, NB, &po), "%s: create", label);
             if (!p) {
                 free(mem);
                 continue;
             }
-            if (bucket_sizes[bi] == 256)
-                CHECK(djct_comm_plan_bucket_count(p) > 1000); /* many buckets, big buffers split */
-            if (!slab)
-                CHECK(djct_comm_plan_zero_copy_count(p) < djct_comm_plan_bucket_count(p));
-            char label[64];
+            /* 256-byte buckets: many buckets, big buffers split; scattered buffers: some packed */
+            ROW(shape, (bucket_sizes[bi] != 256 || djct_comm_plan_bucket_count(p) > 1000) &&
+                           (slab || djct_comm_plan_zero_copy_count(p) < djct_comm_plan_bucket_count(p)),
+                "%s: %zu buckets, %zu zero copy", label, djct_comm_plan_bucket_count(p),
+                djct_comm_plan_zero_copy_count(p));
             const djct_comm_op ops[] = {DJCT_COMM_SUM, DJCT_COMM_AVERAGE, DJCT_COMM_WEIGHTED};
             for (int oi = 0; oi < 3; oi++) {
-                snprintf(label, sizeof(label), "slab=%d bucket=%zu op=%d", slab, bucket_sizes[bi], oi);
+                char l2[96];
+                snprintf(l2, sizeof(l2), "%s op=%d", label, oi);
                 fill(b, rank, ops[oi] == DJCT_COMM_WEIGHTED && rank == 0);
-                CHECK_OK(djct_comm_plan_reduce(p, ops[oi], (double)rank));
-                CHECK(check_result(b, ops[oi], label));
+                ROW_OK(calls, djct_comm_plan_reduce(p, ops[oi], (double)rank), "%s: reduce", l2);
+                ROW(ops_ok, check_result(b, ops[oi], l2), "%s", l2);
             }
             /* non-blocking: buffers become ready in reverse order (as in a backward pass) */
             fill(b, rank, 0);
-            CHECK_OK(djct_comm_plan_start(p, DJCT_COMM_AVERAGE, 0));
+            ROW_OK(calls, djct_comm_plan_start(p, DJCT_COMM_AVERAGE, 0), "%s: start", label);
             for (int k = NB - 1; k >= 0; k--) {
-                CHECK_OK(djct_comm_plan_mark_ready(p, (size_t)k));
-                CHECK_OK(djct_comm_plan_progress(p));
+                ROW_OK(calls, djct_comm_plan_mark_ready(p, (size_t)k), "%s: mark_ready %d", label, k);
+                ROW_OK(calls, djct_comm_plan_progress(p), "%s: progress", label);
             }
-            CHECK_ERR(djct_comm_plan_mark_ready(p, 0), DJCT_EINVAL, "marked ready twice");
-            CHECK_ERR(djct_comm_plan_mark_ready(p, NB), DJCT_EINVAL, "out of range");
-            CHECK_OK(djct_comm_plan_finish(p));
-            snprintf(label, sizeof(label), "nonblocking slab=%d bucket=%zu", slab, bucket_sizes[bi]);
-            CHECK(check_result(b, DJCT_COMM_AVERAGE, label));
+            ROW(misuse, harness_err_is(djct_comm_plan_mark_ready(p, 0), DJCT_EINVAL, "marked ready twice"),
+                "%s: a second mark_ready: '%s'", label, djct_last_error());
+            ROW(misuse, harness_err_is(djct_comm_plan_mark_ready(p, NB), DJCT_EINVAL, "out of range"),
+                "%s: mark_ready(NB): '%s'", label, djct_last_error());
+            ROW_OK(calls, djct_comm_plan_finish(p), "%s: finish", label);
+            char l3[96];
+            snprintf(l3, sizeof(l3), "nonblocking %s", label);
+            ROW(nonblocking, check_result(b, DJCT_COMM_AVERAGE, l3), "%s", l3);
             /* finish without marking: everything counts as ready */
             fill(b, rank, 0);
-            CHECK_OK(djct_comm_plan_start(p, DJCT_COMM_SUM, 0));
-            CHECK_OK(djct_comm_plan_mark_ready(p, 4));
-            CHECK_OK(djct_comm_plan_finish(p));
-            CHECK(check_result(b, DJCT_COMM_SUM, "finish-marks-all"));
+            ROW_OK(calls, djct_comm_plan_start(p, DJCT_COMM_SUM, 0), "%s: start", label);
+            ROW_OK(calls, djct_comm_plan_mark_ready(p, 4), "%s: mark_ready 4", label);
+            ROW_OK(calls, djct_comm_plan_finish(p), "%s: finish", label);
+            ROW(marks_all, check_result(b, DJCT_COMM_SUM, "finish-marks-all"), "%s", label);
             djct_comm_plan_free(p);
             free(mem);
         }
+    CHECK_ROWS(calls);
+    CHECK_ROWS(shape);
+    CHECK_ROWS(ops_ok);
+    CHECK_ROWS(nonblocking);
+    CHECK_ROWS(misuse);
+    CHECK_ROWS(marks_all);
 }
 
 static void test_zero_copy_slab(djct_comm *c)

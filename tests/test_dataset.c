@@ -41,27 +41,30 @@ static int64_t plan_of(const char *path, int64_t L, int sq, int strict, int64_t 
     if (!ds)
         return -1;
     int64_t steps = djct_dataset_steps(ds);
+    harness_rows plan = HARNESS_ROWS_INIT, batches = HARNESS_ROWS_INIT;
     for (int64_t s = 0; s < steps && s < 16; s++) {
-        const int64_t *ev;
-        size_t n;
-        CHECK_OK(djct_dataset_plan_events(ds, s, 0, &ev, &n));
+        const int64_t *ev = NULL;
+        size_t n = 0;
+        ROW_OK(plan, djct_dataset_plan_events(ds, s, 0, &ev, &n), "step %lld", (long long)s);
         nper[s] = (int64_t)n;
         for (size_t i = 0; i < n && i < 8; i++)
             out[s][i] = ev[i];
     }
     djct_plan_stats st;
-    CHECK_OK(djct_dataset_plan_stats(ds, &st));
+    ROW_OK(plan, djct_dataset_plan_stats(ds, &st), "stats");
+    CHECK_ROWS(plan);
     *dropped = st.dropped_events;
     /* the batches themselves agree with the plan and the sources */
     djct_batch *b;
     int64_t got = 0;
     while (djct_dataset_next(ds, &b) == 0 && b) {
-        CHECK(fx_check_batch(b, 1));
-        CHECK(b->n_events == nper[b->step]);
+        ROW(batches, fx_check_batch(b, 1) && b->n_events == nper[b->step], "step %lld: %lld events, plan %lld",
+            (long long)b->step, (long long)b->n_events, (long long)nper[b->step]);
         got++;
         djct_batch_release(ds, b);
     }
-    CHECK(got == steps);
+    ROW(batches, got == steps, "%lld batches, %lld steps", (long long)got, (long long)steps);
+    CHECK_ROWS(batches);
     djct_dataset_free(ds);
     return steps;
 }
@@ -111,12 +114,16 @@ static void test_count_mode(void)
     CHECK(djct_dataset_steps(ds) == 3 && !djct_dataset_counts_elements(ds));
     djct_batch *b;
     int64_t sizes[3] = {0}, s = 0;
+    harness_rows flat = HARNESS_ROWS_INIT;
     while (djct_dataset_next(ds, &b) == 0 && b) {
-        CHECK(fx_check_batch(b, 0));
-        CHECK(b->record.features[0].row_splits == NULL && b->record.features[0].shape[1] == 2);
-        sizes[s++] = b->n_events;
+        ROW(flat, fx_check_batch(b, 0) && !b->record.features[0].row_splits && b->record.features[0].shape[1] == 2,
+            "batch %lld", (long long)s);
+        if (s < 3)
+            sizes[s] = b->n_events;
+        s++;
         djct_batch_release(ds, b);
     }
+    CHECK_ROWS(flat);
     CHECK(sizes[0] == 3 && sizes[1] == 3 && sizes[2] == 1);
     djct_dataset_free(ds);
     o.drop_last = 1;
@@ -134,13 +141,15 @@ static int64_t make_mixed(const char *sub, int n_files, int64_t per)
     snprintf(d, sizeof(d), "%s/%s", dir, sub);
     mkdir(d, 0755);
     int64_t c[4096];
+    harness_rows files = HARNESS_ROWS_INIT;
     for (int f = 0; f < n_files; f++) {
         for (int64_t e = 0; e < per; e++)
             c[e] = (f * per + e) * 7 % 23;
         char p[600];
         snprintf(p, sizeof(p), "%s/part%02d.%s", d, f, f % 2 ? "h5" : "djctd");
-        CHECK_OK(fx_write(p, c, per, f * per, 1));
+        ROW_OK(files, fx_write(p, c, per, f * per, 1), "%s", p);
     }
+    CHECK_ROWS(files);
     return n_files * per;
 }
 
@@ -275,6 +284,8 @@ static void test_prefault(void)
     long data_kb = (long)((N * 3 * 2 * 4 + N * 4) / 1024);
     size_t budgets[3] = {DJCT_DATASET_PREFAULT_DEFAULT, 0, (size_t)1 << 20};
     uint64_t first_hash[3] = {0, 0, 0};
+    long kbs[3] = {-1, -1, -1};
+    harness_rows calls = HARNESS_ROWS_INIT;
     for (int i = 0; i < 3; i++) {
         djct_dataset_options o = DJCT_DATASET_OPTIONS_INIT;
         o.batch_elements = 8; /* a few events: the kernel maps 64 KiB around each fault */
@@ -282,27 +293,25 @@ static void test_prefault(void)
         o.prefetch_depth = 0;
         o.prefault_bytes = budgets[i];
         djct_dataset *ds = NULL;
-        CHECK_OK(djct_dataset_open(&ds, P("mapped.h5"), &o));
+        ROW_OK(calls, djct_dataset_open(&ds, P("mapped.h5"), &o), "budget %zu", budgets[i]);
         if (!ds)
-            return;
+            break;
         djct_batch *b = NULL;
-        CHECK_OK(djct_dataset_next(ds, &b));
-        CHECK(b && fx_check_batch(b, 1));
+        ROW_OK(calls, djct_dataset_next(ds, &b), "budget %zu", budgets[i]);
+        ROW(calls, b && fx_check_batch(b, 1), "budget %zu: the first batch", budgets[i]);
         uint64_t h = 1469598103934665603ull;
         for (int64_t k = 0; b && k < b->n_events; k++)
             h = (h ^ (uint64_t)b->event_ids[k]) * 1099511628211ull;
         first_hash[i] = h;
-        long kb = harness_mapped_kb(P("mapped.h5"));
+        long kb = kbs[i] = harness_mapped_kb(P("mapped.h5"));
         printf("prefault budget %zu: %ld kB of %ld kB mapped after one batch\n", budgets[i], kb, data_kb);
-        if (i == 0)
-            CHECK(kb >= data_kb);
-        else if (i == 1)
-            CHECK(kb >= 0 && kb < data_kb / 2);
-        else
-            CHECK(kb >= 1024 / 2 && kb < 1024 + data_kb / 4);
         djct_batch_release(ds, b);
         djct_dataset_free(ds);
     }
+    CHECK_ROWS(calls);
+    CHECK(kbs[0] >= data_kb);                                         /* all of it by default */
+    CHECK(kbs[1] >= 0 && kbs[1] < data_kb / 2);                       /* none with budget 0 */
+    CHECK(kbs[2] >= 1024 / 2 && kbs[2] < 1024 + data_kb / 4);         /* about the 1 MiB budget */
     CHECK(first_hash[0] == first_hash[1] && first_hash[1] == first_hash[2]);
 }
 
@@ -319,11 +328,13 @@ static void test_seek_and_prefetch(void)
     CHECK(steps > 8);
     djct_batch *x = NULL, *y = NULL;
     /* reference: the batch at step 5 of epoch 2 */
+    harness_rows nexts = HARNESS_ROWS_INIT;
     for (int s = 0; s <= 5; s++) {
         if (x)
             djct_batch_release(a, x);
-        CHECK_OK(djct_dataset_next(a, &x));
+        ROW_OK(nexts, djct_dataset_next(a, &x), "step %d", s);
     }
+    CHECK_ROWS(nexts);
     CHECK(x && x->step == 5 && x->epoch == 2 && djct_dataset_position(a) == 6);
     o.prefetch_depth = 0;
     CHECK_OK(djct_dataset_open(&b, P("mixed"), &o));
@@ -347,14 +358,16 @@ static void test_seek_and_prefetch(void)
     double sync_sum = 0, pre_sum = 0, sync_w[4096], pre_w[4096];
     int n_sync = 0, n_pre = 0;
     CHECK_OK(djct_dataset_seek(b, 0, 0));
+    harness_rows own = HARNESS_ROWS_INIT;
     while (djct_dataset_next(b, &y) == 0 && y) {
         sync_sum += y->wait_seconds;
-        CHECK(y->wait_seconds == djct_dataset_last_wait_seconds(b));
+        ROW(own, y->wait_seconds == djct_dataset_last_wait_seconds(b), "step %lld", (long long)y->step);
         if (n_sync < 4096)
             sync_w[n_sync] = y->wait_seconds;
         n_sync++;
         djct_batch_release(b, y);
     }
+    CHECK_ROWS(own);
     CHECK(djct_dataset_wait_seconds(b) >= sync_sum - 1e-9 && sync_sum > 0);
     djct_dataset_free(b);
     o.prefetch_depth = 4;
@@ -382,9 +395,53 @@ static void test_seek_and_prefetch(void)
     qsort(pre_w, (size_t)np, sizeof(double), cmp_double);
     double med_sync = ns ? sync_w[ns / 2] : 0, med_pre = np ? pre_w[np / 2] : 0;
     printf("median wait: synchronous %.1f us, prefetch %.1f us\n", 1e6 * med_sync, 1e6 * med_pre);
-    CHECK(pre_sum / (n_pre ? n_pre : 1) < 0.5 * sync_sum / n_sync);
-    CHECK(med_pre < 20e-6); /* the typical batch is already in the queue */
     djct_dataset_free(b);
+}
+
+/* The prefetch thread reads ahead on its own: with prefetch and no prefault, the mapped file's
+ * pages of the next batches are touched while the consumer holds its first batch and calls
+ * nothing (seen in this process's page tables; polled, so a loaded machine only makes it slower).
+ * The yardstick is the same file read without prefetch: after one batch, and after five. */
+static void test_prefetch_reads_ahead(void)
+{
+    long one = 0, five = 0, ahead = 0;
+    harness_rows calls = HARNESS_ROWS_INIT;
+    for (int depth = 0; depth <= 4; depth += 4) {
+        djct_dataset_options o = DJCT_DATASET_OPTIONS_INIT;
+        o.batch_elements = 40000; /* ~0.5 MB per batch, far above the kernel's fault-around */
+        o.shuffle = DJCT_SHUFFLE_NONE;
+        o.prefetch_depth = depth;
+        o.prefault_bytes = 0;
+        djct_dataset *ds = NULL;
+        djct_batch *b = NULL;
+        ROW_OK(calls, djct_dataset_open(&ds, P("mapped.h5"), &o), "prefetch %d", depth);
+        if (!ds)
+            break;
+        ROW_OK(calls, djct_dataset_next(ds, &b), "prefetch %d: the first batch", depth);
+        if (depth == 0) {
+            one = harness_mapped_kb(P("mapped.h5"));
+            for (int i = 1; i < 5; i++) { /* four more, synchronously */
+                if (b)
+                    djct_batch_release(ds, b);
+                ROW_OK(calls, djct_dataset_next(ds, &b), "prefetch 0: batch %d", i);
+            }
+            five = harness_mapped_kb(P("mapped.h5"));
+        } else {
+            ahead = harness_mapped_kb(P("mapped.h5"));
+            for (int i = 0; i < 6000 && 2 * ahead < one + five; i++) { /* up to 60 s */
+                struct timespec ts = {0, 10000000};
+                nanosleep(&ts, NULL);
+                ahead = harness_mapped_kb(P("mapped.h5"));
+            }
+        }
+        if (b)
+            djct_batch_release(ds, b);
+        djct_dataset_free(ds);
+    }
+    CHECK_ROWS(calls);
+    printf("mapped: %ld kB after one batch, %ld kB after five (no prefetch); %ld kB with one batch held and "
+           "4 prefetched\n", one, five, ahead);
+    CHECK(five > one && 2 * ahead >= one + five); /* at least half of the next four batches' pages */
 }
 
 static void test_thread_error(void)
@@ -474,6 +531,7 @@ int main(void)
     test_small_cache();
     test_prefault();
     test_seek_and_prefetch();
+    test_prefetch_reads_ahead();
     test_thread_error();
     test_bad_input();
     char cmd[300];

@@ -51,11 +51,13 @@ int main(int argc, char **argv)
         mkdir(dir, 0755);
         int64_t *c = malloc(sizeof(int64_t) * N);
         fx_lognormal_counts(c, N, 200.0, 12345);
+        harness_rows files = HARNESS_ROWS_INIT;
         for (int f = 0; f < NFILES; f++) {
             char p[512];
             snprintf(p, sizeof(p), "%s/part%d.%s", dir, f, f % 2 ? "h5" : "djctd");
-            CHECK_OK(fx_write(p, c + f * PER, PER, f * PER, 1));
+            ROW_OK(files, fx_write(p, c + f * PER, PER, f * PER, 1), "%s", p);
         }
+        CHECK_ROWS(files);
         free(c);
     }
     MPI_Barrier(MPI_COMM_WORLD);

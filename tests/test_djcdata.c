@@ -202,8 +202,11 @@ static void test_fixtures(void)
     CHECK_OK(djct_djcdata_read_meta(&m, p_td));
     CHECK(m.format == DJCT_FORMAT_DJCTD && m.n_records == 1 && m.n_events == (int64_t)nrs - 1);
     CHECK(m.n_elements == 100 && m.event_elements);
+    harness_rows per_event = HARNESS_ROWS_INIT;
     for (size_t e = 0; m.event_elements && e + 1 < nrs; e++)
-        CHECK(m.event_elements[e] == np_rs[e + 1] - np_rs[e]);
+        ROW(per_event, m.event_elements[e] == np_rs[e + 1] - np_rs[e], "event %zu: %lld elements, want %lld", e,
+            (long long)m.event_elements[e], (long long)(np_rs[e + 1] - np_rs[e]));
+    CHECK_ROWS(per_event);
     CHECK(m.layout.n_features == 1 && m.layout.features[0].values == NULL &&
           m.layout.features[0].n_row_splits == nrs);
     djct_file_meta_clear(&m);
@@ -294,25 +297,26 @@ static djct_record sample_record(int seed, int64_t nev)
 
 static void test_roundtrip(void)
 {
+    /* stored and compressed: the record comes back equal; the metadata counts elements right */
+    harness_rows calls = HARNESS_ROWS_INIT, equal = HARNESS_ROWS_INIT, meta = HARNESS_ROWS_INIT;
     for (int compress = 0; compress < 2; compress++) {
         djct_record r = sample_record(3, 50), back;
         djct_djcdata_write_options o = DJCT_DJCDATA_WRITE_OPTIONS_INIT;
         o.compress = compress;
-        void *buf;
-        size_t len;
-        CHECK_OK(djct_djcdata_write_mem(&buf, &len, &r, &o));
-        CHECK_OK(djct_djcdata_read_mem(&back, buf, len, "rt.djctd"));
-        CHECK(records_equal(&r, &back));
+        void *buf = NULL;
+        size_t len = 0;
+        ROW_OK(calls, djct_djcdata_write_mem(&buf, &len, &r, &o), "compress %d", compress);
+        ROW_OK(calls, djct_djcdata_read_mem(&back, buf, len, "rt.djctd"), "compress %d", compress);
+        ROW(equal, records_equal(&r, &back), "compress %d", compress);
         djct_record_clear(&back);
         free(buf);
         /* metadata: hits and ids share row splits (counted once), tracks adds its own */
         char path[512];
         snprintf(path, sizeof(path), "%s/rt%d.djctd", tmpdir, compress);
-        CHECK_OK(djct_djcdata_write(path, &r, &o));
+        ROW_OK(calls, djct_djcdata_write(path, &r, &o), "compress %d", compress);
         djct_file_meta m;
-        CHECK_OK(djct_djcdata_read_meta(&m, path));
-        CHECK(m.n_events == 50 && m.n_records == 1 && m.event_elements);
-        int ok = 1;
+        ROW_OK(calls, djct_djcdata_read_meta(&m, path), "compress %d", compress);
+        int ok = m.n_events == 50 && m.n_records == 1 && m.event_elements;
         int64_t sum = 0;
         for (int64_t e = 0; m.event_elements && e < 50; e++) {
             int64_t want = (r.features[0].row_splits[e + 1] - r.features[0].row_splits[e]) +
@@ -320,12 +324,16 @@ static void test_roundtrip(void)
             ok &= m.event_elements[e] == want;
             sum += want;
         }
-        CHECK(ok && m.n_elements == sum);
-        CHECK(m.layout.n_features == 3 && !strcmp(m.layout.features[0].name, "hits") &&
-              m.layout.features[0].n_feature_names == 4 && m.layout.truths[1].shape[1] == r.truths[1].shape[1]);
+        ROW(meta, ok && m.n_elements == sum && m.layout.n_features == 3 && !strcmp(m.layout.features[0].name, "hits") &&
+                      m.layout.features[0].n_feature_names == 4 && m.layout.truths[1].shape[1] == r.truths[1].shape[1],
+            "compress %d: %lld events, %lld elements (want %lld)", compress, (long long)m.n_events,
+            (long long)m.n_elements, (long long)sum);
         djct_file_meta_clear(&m);
         djct_record_clear(&r);
     }
+    CHECK_ROWS(calls);
+    CHECK_ROWS(equal);
+    CHECK_ROWS(meta);
     /* stored chunks: a small block gets a 3-byte header, a large one a 9-byte header */
     {
         int64_t s[2] = {10, 2}, s2[2] = {1000, 3};
@@ -351,6 +359,7 @@ static void test_roundtrip(void)
         free(buf);
     }
     /* multi-chunk blocks, compressed with streaming references between chunks, and stored */
+    harness_rows mcalls = HARNESS_ROWS_INIT, chunks = HARNESS_ROWS_INIT, mequal = HARNESS_ROWS_INIT;
     for (int compress = 0; compress < 2; compress++) {
         size_t old = djct_djcdata_chunk_limit;
         djct_djcdata_chunk_limit = 1000;
@@ -371,34 +380,34 @@ static void test_roundtrip(void)
         }
         djct_djcdata_write_options o = DJCT_DJCDATA_WRITE_OPTIONS_INIT;
         o.compress = compress;
-        void *buf;
-        size_t len;
-        CHECK_OK(djct_djcsa_write_mem(&buf, &len, &a, &o));
+        void *buf = NULL;
+        size_t len = 0;
+        ROW_OK(mcalls, djct_djcsa_write_mem(&buf, &len, &a, &o), "compress %d", compress);
         djct_djcdata_chunk_limit = old;
         /* 80000 bytes in 80 chunks; far smaller than 80 independently compressed chunks could
          * be: chunks 1..79 are coded as references into chunk 0 (streaming mode) */
         unsigned char *p = buf;
         size_t hdr = 4 + 4 + 4 + 8 + 5 + 8 + 8 + 8 + 8 + 8; /* up to the data qblock */
-        CHECK(p[hdr + 4] == 80);
+        ROW(chunks, p && p[hdr + 4] == 80, "compress %d: chunk count %d", compress, p ? p[hdr + 4] : -1);
         if (compress) {
-            CHECK(len < 8000);
             /* each chunk alone: compress chunk 0's bytes with a fresh state */
-            djct_qlz_cstate *cs;
+            djct_qlz_cstate *cs = NULL;
             unsigned char tmp[2000];
             size_t cl = 0;
-            CHECK_OK(djct_qlz_cstate_create(&cs));
-            CHECK_OK(djct_qlz_compress(cs, a.values, 1000, tmp, sizeof(tmp), &cl));
-            CHECK(cl > 200 && len < 80 * cl / 4);
-            if (getenv("DJCT_TEST_VERBOSE") || !(cl > 200 && len < 80 * cl / 4))
-                fprintf(stderr, "  chunk alone %zu bytes, block %zu bytes\n", cl, len);
+            ROW_OK(mcalls, djct_qlz_cstate_create(&cs), "a fresh state");
+            ROW_OK(mcalls, djct_qlz_compress(cs, a.values, 1000, tmp, sizeof(tmp), &cl), "chunk 0 alone");
+            ROW(chunks, len < 8000 && cl > 200 && len < 80 * cl / 4, "chunk alone %zu bytes, block %zu bytes", cl, len);
             djct_qlz_cstate_free(cs);
         }
-        CHECK_OK(djct_djcsa_read_mem(&b, buf, len, "multi"));
-        CHECK(arrays_equal(&a, &b));
+        ROW_OK(mcalls, djct_djcsa_read_mem(&b, buf, len, "multi"), "compress %d", compress);
+        ROW(mequal, arrays_equal(&a, &b), "compress %d", compress);
         djct_array_clear(&b);
         djct_array_clear(&a);
         free(buf);
     }
+    CHECK_ROWS(mcalls);
+    CHECK_ROWS(chunks);
+    CHECK_ROWS(mequal);
     /* empty arrays: 0 events (ragged and regular), and events with 0 elements */
     {
         int64_t rs0[1] = {0}, s0[3] = {0, 0, 3}, sr[2] = {0, 5}, rs3[4] = {0, 0, 0, 0}, s3[2] = {3, 0};

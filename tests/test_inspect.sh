@@ -37,7 +37,9 @@ print(all(np.float32(x)==y for x,y in zip(v,a)))' "$FIX/np_arr.npy" <<<"$json")
   ok test "$vcheck" = "True"
 fi
 # metadata-only JSON has no values
-ok sh -c "'$BIN' --json '$SA' | grep -vq '\"values\"'"
+meta=$("$BIN" --json "$SA"); rc=$?
+ok test $rc = 0 -a -n "$meta"
+ok test "$(grep -c '"values"' <<<"$meta")" = 0
 # errors and usage
 "$BIN" /nonexistent/x.djctd >/dev/null 2>"$BUILD/inspect.err"; rc=$?
 ok test $rc = 1
@@ -48,6 +50,7 @@ head -c 1000 "$TD" > "$tmp/trunc.djctd"
 ok test $rc = 1
 ok grep -q "file '$tmp/trunc.djctd': byte " "$tmp/err"
 "$BIN" --bogus >/dev/null 2>&1; ok test $? = 2
+ok sh -c "'$BIN' --jsn '$TD' 2>&1 >/dev/null | grep -q \"unknown option '--jsn'; did you mean '--json'\""
 "$BIN" >/dev/null 2>&1; ok test $? = 2
 "$BIN" --values x "$TD" >/dev/null 2>&1; ok test $? = 2
 ok sh -c "'$BIN' --help | grep -q -- '--values N'"

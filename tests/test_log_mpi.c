@@ -46,52 +46,65 @@ static void test_reductions(void)
     int rc;
 
     /* 1: same keys everywhere (first flush takes the key-gathering path: nothing agreed yet) */
+    harness_rows calls = HARNESS_ROWS_INIT, mean = HARNESS_ROWS_INIT, sum = HARNESS_ROWS_INIT,
+                 minmax = HARNESS_ROWS_INIT, twice = HARNESS_ROWS_INIT;
     for (int pass = 0; pass < 3; pass++) {
-        CHECK_OK(djct_log("loss", rank + 1 + pass));
-        CHECK_OK(djct_log_reduce("count", 1, DJCT_REDUCE_SUM));
-        CHECK_OK(djct_log_reduce("lo", rank - pass, DJCT_REDUCE_MIN));
-        CHECK_OK(djct_log_reduce("hi", rank + pass, DJCT_REDUCE_MAX));
-        CHECK_OK(djct_log("acc", rank));
-        CHECK_OK(djct_log("acc", rank + 2)); /* two values on this rank: mean over all 2n values */
+        ROW_OK(calls, djct_log("loss", rank + 1 + pass), "pass %d", pass);
+        ROW_OK(calls, djct_log_reduce("count", 1, DJCT_REDUCE_SUM), "pass %d", pass);
+        ROW_OK(calls, djct_log_reduce("lo", rank - pass, DJCT_REDUCE_MIN), "pass %d", pass);
+        ROW_OK(calls, djct_log_reduce("hi", rank + pass, DJCT_REDUCE_MAX), "pass %d", pass);
+        ROW_OK(calls, djct_log("acc", rank), "pass %d", pass);
+        ROW_OK(calls, djct_log("acc", rank + 2), "pass %d", pass); /* two values here: mean over all 2n */
         cJSON *row = flush_row(NULL, &rc);
-        CHECK(rc == 0);
+        ROW(calls, rc == 0, "pass %d: flush", pass);
         if (rank == 0) {
-            CHECK_NEAR(num(row, "loss"), (n + 1) / 2 + pass, 1e-12);
-            CHECK_NEAR(num(row, "count"), n, 0);
-            CHECK_NEAR(num(row, "lo"), -pass, 0);
-            CHECK_NEAR(num(row, "hi"), n - 1 + pass, 0);
-            CHECK_NEAR(num(row, "acc"), (2 * sum_r + 2 * n) / (2 * n), 1e-12);
-            CHECK_NEAR(num(row, "_step"), pass, 0);
+            ROW(mean, harness_near(num(row, "loss"), (n + 1) / 2 + pass, 1e-12) && num(row, "_step") == pass,
+                "pass %d: loss %.17g, _step %g", pass, num(row, "loss"), num(row, "_step"));
+            ROW(sum, num(row, "count") == n, "pass %d: count %g", pass, num(row, "count"));
+            ROW(minmax, num(row, "lo") == -pass && num(row, "hi") == n - 1 + pass, "pass %d: lo %g, hi %g", pass,
+                num(row, "lo"), num(row, "hi"));
+            ROW(twice, harness_near(num(row, "acc"), (2 * sum_r + 2 * n) / (2 * n), 1e-12), "pass %d: acc %.17g",
+                pass, num(row, "acc"));
         }
         cJSON_Delete(row);
+    }
+    CHECK_ROWS(calls);
+    if (rank == 0) {
+        CHECK_ROWS(mean);
+        CHECK_ROWS(sum);
+        CHECK_ROWS(minmax);
+        CHECK_ROWS(twice);
     }
     djct_log_stats st;
     CHECK_OK(djct_log_get_stats(&st));
     CHECK(st.flushes == 3 && st.fast_flushes == 2); /* agreed key set: one packed collective */
 
     /* 2: different key sets: a key is reduced over the ranks that logged it */
-    CHECK_OK(djct_log("common", rank));
+    harness_rows c2 = HARNESS_ROWS_INIT;
+    ROW_OK(c2, djct_log("common", rank), "common");
     if (rank % 2 == 0)
-        CHECK_OK(djct_log("even", rank));
+        ROW_OK(c2, djct_log("even", rank), "even");
     char mine[32];
     snprintf(mine, sizeof(mine), "only_r%d", rank);
-    CHECK_OK(djct_log_reduce(mine, 10 * rank, DJCT_REDUCE_SUM));
+    ROW_OK(c2, djct_log_reduce(mine, 10 * rank, DJCT_REDUCE_SUM), "%s", mine);
     if (rank == size - 1)
-        CHECK_OK(djct_log_reduce("last_min", -7, DJCT_REDUCE_MIN));
+        ROW_OK(c2, djct_log_reduce("last_min", -7, DJCT_REDUCE_MIN), "last_min");
     cJSON *row = flush_row("val_", &rc);
-    CHECK(rc == 0);
+    ROW(c2, rc == 0, "flush");
+    CHECK_ROWS(c2);
     if (rank == 0) {
-        CHECK_NEAR(num(row, "val_common"), sum_r / n, 1e-12);
         double es = 0, ec = 0;
         for (int r = 0; r < size; r += 2)
             es += r, ec++;
-        CHECK_NEAR(num(row, "val_even"), es / ec, 1e-12);
+        CHECK(harness_near(num(row, "val_common"), sum_r / n, 1e-12) && harness_near(num(row, "val_even"), es / ec, 1e-12));
+        harness_rows only = HARNESS_ROWS_INIT;
         for (int r = 0; r < size; r++) {
             char k[40];
             snprintf(k, sizeof(k), "val_only_r%d", r);
-            CHECK_NEAR(num(row, k), 10 * r, 0);
+            ROW(only, num(row, k) == 10 * r, "%s = %g", k, num(row, k));
         }
-        CHECK_NEAR(num(row, "val_last_min"), -7, 0);
+        CHECK_ROWS(only);
+        CHECK(num(row, "val_last_min") == -7);
         CHECK(cJSON_GetObjectItem(row, "val_loss") == NULL);
     }
     cJSON_Delete(row);
@@ -107,19 +120,20 @@ static void test_reductions(void)
         double s = 0;
         for (int r = 0; r < size; r++)
             s += r == 1 ? 0 : 100 + r;
-        CHECK_NEAR(num(row, "solo"), s / (n - 1), 1e-12);
-        CHECK_NEAR(num(row, "_step"), 4, 0);
+        CHECK(harness_near(num(row, "solo"), s / (n - 1), 1e-12) && num(row, "_step") == 4);
     }
     cJSON_Delete(row);
     djct_log_activate();
     /* 5: more keys than the agreed vector on one rank only: still right */
+    harness_rows c5 = HARNESS_ROWS_INIT;
     for (int k = 0; k < (rank == 0 ? 50 : 3); k++) {
         char name[32];
         snprintf(name, sizeof(name), "k%02d", k);
-        CHECK_OK(djct_log(name, k));
+        ROW_OK(c5, djct_log(name, k), "%s", name);
     }
     row = flush_row(NULL, &rc);
-    CHECK(rc == 0);
+    ROW(c5, rc == 0, "flush");
+    CHECK_ROWS(c5);
     if (rank == 0)
         CHECK(num(row, "k49") == 49 && num(row, "k00") == 0 && num(row, "k02") == 2);
     cJSON_Delete(row);
@@ -136,6 +150,10 @@ static void test_reductions(void)
         CHECK(t_count_lines(p) == 6);
 }
 
+/* The flushes of test_layout_transitions, one row each: the logging calls and flushes succeed
+ * (calls), each took the path it should (path), and each row holds the exact values (vals). */
+static harness_rows calls = HARNESS_ROWS_INIT, path = HARNESS_ROWS_INIT, vals = HARNESS_ROWS_INIT;
+
 /* One flush; 1 when it took the one packed collective (the agreed layout), 0 when it gathered keys. */
 static int flush_fast(const char *prefix, cJSON **row)
 {
@@ -143,9 +161,8 @@ static int flush_fast(const char *prefix, cJSON **row)
     djct_log_get_stats(&a);
     int rc;
     *row = flush_row(prefix, &rc);
-    CHECK(rc == 0);
     djct_log_get_stats(&b);
-    CHECK(b.flushes == a.flushes + 1);
+    ROW(calls, rc == 0 && b.flushes == a.flushes + 1, "flush after %lld: rc %d", (long long)a.flushes, rc);
     return (int)(b.fast_flushes - a.fast_flushes);
 }
 
@@ -153,15 +170,15 @@ static int flush_fast(const char *prefix, cJSON **row)
 static void log_abcd(void)
 {
     if (rank % 2 == 0) {
-        CHECK_OK(djct_log("a", rank + 1));
-        CHECK_OK(djct_log_reduce("b", 10 * rank, DJCT_REDUCE_SUM));
-        CHECK_OK(djct_log_reduce("c", -rank, DJCT_REDUCE_MIN));
-        CHECK_OK(djct_log_reduce("d", 0.5 * rank, DJCT_REDUCE_MAX));
+        ROW_OK(calls, djct_log("a", rank + 1), "a");
+        ROW_OK(calls, djct_log_reduce("b", 10 * rank, DJCT_REDUCE_SUM), "b");
+        ROW_OK(calls, djct_log_reduce("c", -rank, DJCT_REDUCE_MIN), "c");
+        ROW_OK(calls, djct_log_reduce("d", 0.5 * rank, DJCT_REDUCE_MAX), "d");
     } else {
-        CHECK_OK(djct_log_reduce("d", 0.5 * rank, DJCT_REDUCE_MAX));
-        CHECK_OK(djct_log_reduce("c", -rank, DJCT_REDUCE_MIN));
-        CHECK_OK(djct_log_reduce("b", 10 * rank, DJCT_REDUCE_SUM));
-        CHECK_OK(djct_log("a", rank + 1));
+        ROW_OK(calls, djct_log_reduce("d", 0.5 * rank, DJCT_REDUCE_MAX), "d");
+        ROW_OK(calls, djct_log_reduce("c", -rank, DJCT_REDUCE_MIN), "c");
+        ROW_OK(calls, djct_log_reduce("b", 10 * rank, DJCT_REDUCE_SUM), "b");
+        ROW_OK(calls, djct_log("a", rank + 1), "a");
     }
 }
 
@@ -180,12 +197,10 @@ static void check_abcd(cJSON *row, unsigned in, int step)
         c = -r < c ? -r : c;
         d = 0.5 * r > d ? 0.5 * r : d;
     }
-    CHECK(num(row, "a") == s / cnt);
-    CHECK(num(row, "b") == b);
-    CHECK(num(row, "c") == c);
-    CHECK(num(row, "d") == d);
-    CHECK(num(row, "_step") == step);
-    CHECK(cJSON_GetArraySize(row) == 4 + 3);
+    ROW(vals, num(row, "a") == s / cnt && num(row, "b") == b && num(row, "c") == c && num(row, "d") == d &&
+                  num(row, "_step") == step && cJSON_GetArraySize(row) == 4 + 3,
+        "step %d: a %g b %g c %g d %g _step %g, %d keys; want %g %g %g %g", step, num(row, "a"), num(row, "b"),
+        num(row, "c"), num(row, "d"), num(row, "_step"), cJSON_GetArraySize(row), s / cnt, b, c, d);
 }
 
 /* log a..d, flush: fast (1) or gathering (0) as wanted, and exact over the ranks in `in` */
@@ -193,7 +208,8 @@ static void abcd_flush(int want_fast, unsigned in, int step)
 {
     cJSON *row;
     log_abcd();
-    CHECK(flush_fast(NULL, &row) == want_fast);
+    int fast = flush_fast(NULL, &row);
+    ROW(path, fast == want_fast, "step %d: fast %d, want %d", step, fast, want_fast);
     check_abcd(row, in, step);
     cJSON_Delete(row);
 }
@@ -207,27 +223,27 @@ static void test_layout_transitions(void)
     cJSON *row;
 
     /* zero keys, empty layout: fast, no row */
-    CHECK(flush_fast(NULL, &row) == 1);
-    CHECK(row == NULL || cJSON_GetArraySize(row) == 0);
+    CHECK(flush_fast(NULL, &row) == 1 && (row == NULL || cJSON_GetArraySize(row) == 0));
     cJSON_Delete(row);
     /* the first keys gather; the same keys again (odd ranks log them in another order) are fast */
     for (int i = 0; i <= 2; i++)
         abcd_flush(i > 0, every, i);
     /* different keys: a everywhere, e on even ranks only -> gather, e reduced over those ranks */
     for (int i = 3; i <= 4; i++) {
-        CHECK_OK(djct_log("a", rank + 1));
+        ROW_OK(calls, djct_log("a", rank + 1), "step %d: a", i);
         if (rank % 2 == 0)
-            CHECK_OK(djct_log_reduce("e", 100 + rank, DJCT_REDUCE_SUM));
-        CHECK(flush_fast("v_", &row) == (i == 4)); /* then fast: e has a count slot */
+            ROW_OK(calls, djct_log_reduce("e", 100 + rank, DJCT_REDUCE_SUM), "step %d: e", i);
+        int fast = flush_fast("v_", &row);
+        ROW(path, fast == (i == 4), "step %d: fast %d", i, fast); /* then fast: e has a count slot */
         if (rank == 0) {
             double es = 0;
             for (int r = 0; r < size; r += 2)
                 es += 100 + r;
-            CHECK(num(row, "v_a") == (double)size * (size + 1) / 2 / size);
-            CHECK(num(row, "v_e") == es);
-            CHECK(cJSON_GetObjectItem(row, "v_b") == NULL);
-            CHECK(cJSON_GetArraySize(row) == 2 + 3);
-            CHECK(num(row, "_step") == i);
+            ROW(vals, num(row, "v_a") == (double)size * (size + 1) / 2 / size && num(row, "v_e") == es &&
+                          cJSON_GetObjectItem(row, "v_b") == NULL && cJSON_GetArraySize(row) == 2 + 3 &&
+                          num(row, "_step") == i,
+                "step %d: v_a %g, v_e %g (want %g), %d keys", i, num(row, "v_a"), num(row, "v_e"), es,
+                cJSON_GetArraySize(row));
         }
         cJSON_Delete(row);
     }
@@ -235,22 +251,22 @@ static void test_layout_transitions(void)
     for (int i = 5; i <= 6; i++)
         abcd_flush(i == 6, every, i);
     /* nobody logs: fast, no row, the step does not move, and the layout stays */
-    CHECK(flush_fast(NULL, &row) == 1);
-    CHECK(row == NULL || num(row, "_step") == 6);
+    CHECK(flush_fast(NULL, &row) == 1 && (row == NULL || num(row, "_step") == 6));
     cJSON_Delete(row);
     abcd_flush(1, every, 7);
     /* a mean logged twice on rank 0 (a has no count slot): gather, then fast */
     for (int i = 8; i <= 9; i++) {
         log_abcd();
         if (rank == 0)
-            CHECK_OK(djct_log("a", 8));
-        CHECK(flush_fast(NULL, &row) == (i == 9));
+            ROW_OK(calls, djct_log("a", 8), "step %d: a twice", i);
+        int fast = flush_fast(NULL, &row);
+        ROW(path, fast == (i == 9), "step %d: fast %d", i, fast);
         if (rank == 0) {
             double s = 8;
             for (int r = 0; r < size; r++)
                 s += r + 1;
-            CHECK(num(row, "a") == s / (size + 1));
-            CHECK(num(row, "b") == 10.0 * size * (size - 1) / 2);
+            ROW(vals, num(row, "a") == s / (size + 1) && num(row, "b") == 10.0 * size * (size - 1) / 2,
+                "step %d: a %g (want %g), b %g", i, num(row, "a"), s / (size + 1), num(row, "b"));
         }
         cJSON_Delete(row);
     }
@@ -265,25 +281,31 @@ static void test_layout_transitions(void)
     }
     /* one name, two ops: the lowest rank's wins (a sum here), every flush gathers */
     for (int i = 13; i <= 14; i++) {
-        CHECK_OK(djct_log_reduce("z", rank + 1, rank == 0 ? DJCT_REDUCE_SUM : DJCT_REDUCE_MAX));
-        CHECK(flush_fast(NULL, &row) == 0);
+        ROW_OK(calls, djct_log_reduce("z", rank + 1, rank == 0 ? DJCT_REDUCE_SUM : DJCT_REDUCE_MAX), "step %d: z", i);
+        int fast = flush_fast(NULL, &row);
+        ROW(path, fast == 0, "step %d: fast %d", i, fast);
         if (rank == 0)
-            CHECK(num(row, "z") == (double)size * (size + 1) / 2);
+            ROW(vals, num(row, "z") == (double)size * (size + 1) / 2, "step %d: z %g", i, num(row, "z"));
         cJSON_Delete(row);
     }
     /* g (mean) and k (sum) everywhere, then rank 1 leaves g out but logs k: gather, then fast */
     for (int i = 15; i <= 17; i++) {
-        CHECK_OK(djct_log_reduce("k", rank, DJCT_REDUCE_SUM));
+        ROW_OK(calls, djct_log_reduce("k", rank, DJCT_REDUCE_SUM), "step %d: k", i);
         if (i == 15 || rank != 1)
-            CHECK_OK(djct_log("g", rank + 1));
-        CHECK(flush_fast(NULL, &row) == (i == 17));
+            ROW_OK(calls, djct_log("g", rank + 1), "step %d: g", i);
+        int fast = flush_fast(NULL, &row);
+        ROW(path, fast == (i == 17), "step %d: fast %d", i, fast);
         if (rank == 0) {
             double s = (double)size * (size + 1) / 2 - (i == 15 ? 0 : 2);
-            CHECK(num(row, "g") == s / (i == 15 ? size : size - 1));
-            CHECK(num(row, "k") == (double)size * (size - 1) / 2);
+            ROW(vals, num(row, "g") == s / (i == 15 ? size : size - 1) && num(row, "k") == (double)size * (size - 1) / 2,
+                "step %d: g %g, k %g", i, num(row, "g"), num(row, "k"));
         }
         cJSON_Delete(row);
     }
+    CHECK_ROWS(calls);
+    CHECK_ROWS(path);
+    if (rank == 0)
+        CHECK_ROWS(vals);
     djct_log_stats st;
     CHECK_OK(djct_log_get_stats(&st));
     CHECK(st.flushes == 21 && st.fast_flushes == 12);
@@ -325,19 +347,20 @@ static void test_only_rank0_connects(void)
     o.retry_max_s = 0.3;
     o.finish_timeout_s = 20;
     CHECK_OK(djct_log_init(&o));
+    harness_rows cc = HARNESS_ROWS_INIT;
     for (int i = 0; i < 10; i++) {
-        CHECK_OK(djct_log("x", rank * 10 + i));
-        CHECK_OK(djct_log_reduce("ranks", 1, DJCT_REDUCE_SUM));
-        CHECK_OK(djct_log_flush(NULL, -1));
+        ROW_OK(cc, djct_log("x", rank * 10 + i), "row %d: x", i);
+        ROW_OK(cc, djct_log_reduce("ranks", 1, DJCT_REDUCE_SUM), "row %d: ranks", i);
+        ROW_OK(cc, djct_log_flush(NULL, -1), "row %d: flush", i);
     }
+    CHECK_ROWS(cc);
     CHECK_OK(djct_log_finish(0));
     if (rank == 0) {
         cJSON *st = srv_state(&s), *run = srv_run(st, "test-entity/mpiproj/conn1");
         cJSON *h = srv_file(run, "wandb-history.jsonl");
         CHECK(history_exact(h, 10, 0));
         cJSON *l9 = cJSON_Parse(cJSON_GetStringValue(cJSON_GetArrayItem(h, 9)));
-        CHECK_NEAR(num(l9, "x"), 10.0 * (size - 1) / 2 + 9, 1e-12);
-        CHECK_NEAR(num(l9, "ranks"), size, 0);
+        CHECK(harness_near(num(l9, "x"), 10.0 * (size - 1) / 2 + 9, 1e-12) && num(l9, "ranks") == size);
         cJSON_Delete(l9);
         CHECK(cJSON_IsTrue(cJSON_GetObjectItem(run, "complete")));
         cJSON *reqs = srv_requests(&s), *r;
@@ -366,45 +389,57 @@ static void test_buffer_reuse(void)
     init_offline("reuse1");
     double n = size;
     int rc;
+    harness_rows rc1 = HARNESS_ROWS_INIT, m1 = HARNESS_ROWS_INIT, x1 = HARNESS_ROWS_INIT;
     for (int pass = 0; pass < 4; pass++) {
         /* rank 0 logs m twice, the others once: mean over all n + 1 values */
-        CHECK_OK(djct_log("m", rank + pass));
+        ROW_OK(rc1, djct_log("m", rank + pass), "pass %d: m", pass);
         if (rank == 0)
-            CHECK_OK(djct_log("m", 10));
+            ROW_OK(rc1, djct_log("m", 10), "pass %d: m twice", pass);
         /* x: mean on passes 0 and 1, sum on 2 and 3 */
-        CHECK_OK(djct_log_reduce("x", rank + 1, pass >= 2 ? DJCT_REDUCE_SUM : DJCT_REDUCE_MEAN));
+        ROW_OK(rc1, djct_log_reduce("x", rank + 1, pass >= 2 ? DJCT_REDUCE_SUM : DJCT_REDUCE_MEAN), "pass %d: x", pass);
         cJSON *row = flush_row(NULL, &rc);
-        CHECK(rc == 0);
+        ROW(rc1, rc == 0, "pass %d: flush", pass);
         if (rank == 0) {
-            CHECK_NEAR(num(row, "m"), (n * (n - 1) / 2 + n * pass + 10) / (n + 1), 1e-12);
-            CHECK_NEAR(num(row, "x"), pass >= 2 ? n * (n + 1) / 2 : (n + 1) / 2, 1e-12);
+            double m = (n * (n - 1) / 2 + n * pass + 10) / (n + 1), x = pass >= 2 ? n * (n + 1) / 2 : (n + 1) / 2;
+            ROW(m1, harness_near(num(row, "m"), m, 1e-12), "pass %d: m %.17g, want %.17g", pass, num(row, "m"), m);
+            ROW(x1, harness_near(num(row, "x"), x, 1e-12), "pass %d: x %.17g, want %.17g", pass, num(row, "x"), x);
         }
         cJSON_Delete(row);
+    }
+    CHECK_ROWS(rc1);
+    if (rank == 0) {
+        CHECK_ROWS(m1);
+        CHECK_ROWS(x1);
     }
     djct_log_stats st;
     CHECK_OK(djct_log_get_stats(&st));
     /* gathering: the first flush and the op change (passes 0 and 2); the layout's: 1 and 3 */
     CHECK(st.flushes == 4 && st.fast_flushes == 2);
+    harness_rows rc2 = HARNESS_ROWS_INIT, fresh = HARNESS_ROWS_INIT;
     for (int pass = 0; pass < 5; pass++) { /* 100 new names per flush */
         for (int k = 0; k < 100; k++) {
             char name[32];
             snprintf(name, sizeof(name), "p%d_k%03d", pass, k);
-            CHECK_OK(djct_log(name, rank + k));
+            ROW_OK(rc2, djct_log(name, rank + k), "%s", name);
         }
         cJSON *row = flush_row(NULL, &rc);
-        CHECK(rc == 0);
+        ROW(rc2, rc == 0, "pass %d: flush", pass);
         if (rank == 0) {
             char first[32], last[32], old[32];
             snprintf(first, sizeof(first), "p%d_k000", pass);
             snprintf(last, sizeof(last), "p%d_k099", pass);
             snprintf(old, sizeof(old), "p%d_k000", pass - 1);
-            CHECK(cJSON_GetArraySize(row) == 100 + 3); /* + _step, _runtime, _timestamp */
-            CHECK_NEAR(num(row, first), (n - 1) / 2, 1e-12);
-            CHECK_NEAR(num(row, last), (n - 1) / 2 + 99, 1e-12);
-            CHECK(cJSON_GetObjectItem(row, old) == NULL);
+            /* 100 keys + _step, _runtime, _timestamp; none of the last flush's */
+            ROW(fresh, cJSON_GetArraySize(row) == 100 + 3 && harness_near(num(row, first), (n - 1) / 2, 1e-12) &&
+                           harness_near(num(row, last), (n - 1) / 2 + 99, 1e-12) && !cJSON_GetObjectItem(row, old),
+                "pass %d: %d keys, %s %g, %s %g, %s %s", pass, cJSON_GetArraySize(row), first, num(row, first), last,
+                num(row, last), old, cJSON_GetObjectItem(row, old) ? "present" : "absent");
         }
         cJSON_Delete(row);
     }
+    CHECK_ROWS(rc2);
+    if (rank == 0)
+        CHECK_ROWS(fresh);
     CHECK_OK(djct_log_finish(0));
 }
 
@@ -451,10 +486,13 @@ static void test_deferred_rows(const char *tag)
     CHECK_OK(djct_log_finish(0));
     cJSON *rows = journal_rows(id1);
     if (rank == 0) {
-        CHECK(cJSON_GetArraySize(rows) == 5);
         const double step[5] = {0, 1, 2, 3, 10};
+        harness_rows order = HARNESS_ROWS_INIT;
+        ROW(order, cJSON_GetArraySize(rows) == 5, "%d rows, want 5", cJSON_GetArraySize(rows));
         for (int i = 0; i < cJSON_GetArraySize(rows) && i < 5; i++)
-            CHECK(num(cJSON_GetArrayItem(rows, i), "_step") == step[i]);
+            ROW(order, num(cJSON_GetArrayItem(rows, i), "_step") == step[i], "row %d: _step %g, want %g", i,
+                num(cJSON_GetArrayItem(rows, i), "_step"), step[i]);
+        CHECK_ROWS(order);
         CHECK_NEAR(num(cJSON_GetArrayItem(rows, 0), "a"), (n - 1) / 2, 1e-12);
         CHECK_NEAR(num(cJSON_GetArrayItem(rows, 1), "a"), (n + 1) / 2, 1e-12);
         CHECK(num(cJSON_GetArrayItem(rows, 2), "val_v") == n - 1);
@@ -467,10 +505,12 @@ static void test_deferred_rows(const char *tag)
     /* more rows than the writer's queue holds, as fast as the ranks can flush */
     init_offline(id2);
     const int N = 6000;
+    harness_rows many = HARNESS_ROWS_INIT;
     for (int i = 0; i < N; i++) {
-        CHECK_OK(djct_log_reduce("i", i, DJCT_REDUCE_SUM));
-        CHECK_OK(djct_log_flush(NULL, -1));
+        ROW_OK(many, djct_log_reduce("i", i, DJCT_REDUCE_SUM), "row %d: log", i);
+        ROW_OK(many, djct_log_flush(NULL, -1), "row %d: flush", i);
     }
+    CHECK_ROWS(many);
     if (rank == 0)
         CHECK(strstr(djct_log_last_row(), "\"_step\":5999") != NULL);
     djct_log_stats st;
@@ -479,12 +519,14 @@ static void test_deferred_rows(const char *tag)
     CHECK_OK(djct_log_finish(0));
     rows = journal_rows(id2);
     if (rank == 0) {
-        int ok = cJSON_GetArraySize(rows) == N;
-        for (int i = 0; ok && i < N; i++) {
+        harness_rows all = HARNESS_ROWS_INIT;
+        ROW(all, cJSON_GetArraySize(rows) == N, "%d rows, want %d", cJSON_GetArraySize(rows), N);
+        for (int i = 0; i < N && i < cJSON_GetArraySize(rows); i++) {
             cJSON *r = cJSON_GetArrayItem(rows, i);
-            ok = num(r, "_step") == i && num(r, "i") == n * i;
+            ROW(all, num(r, "_step") == i && num(r, "i") == n * i, "row %d: _step %g, i %g", i, num(r, "_step"),
+                num(r, "i"));
         }
-        CHECK(ok);
+        CHECK_ROWS(all);
     }
     cJSON_Delete(rows);
 }

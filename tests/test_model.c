@@ -167,12 +167,14 @@ static void test_mlp_training(void)
     size_t off = 1, cnt = 0, total = 0;
     CHECK_OK(djct_model_param_info(m, 0, &name, &off, &cnt));
     CHECK(name && !strcmp(name, "out_bias") && off == 0 && cnt == C);
+    harness_rows contiguous = HARNESS_ROWS_INIT;
     for (size_t i = 0; i < djct_model_n_params(m); i++) {
-        CHECK_OK(djct_model_param_info(m, i, NULL, &off, &cnt));
-        CHECK(off == total);
+        ROW_OK(contiguous, djct_model_param_info(m, i, NULL, &off, &cnt), "parameter %zu", i);
+        ROW(contiguous, off == total, "parameter %zu: offset %zu, want %zu", i, off, total);
         total += cnt;
     }
-    CHECK(total == np);
+    ROW(contiguous, total == np, "all: %zu values, the slab has %zu", total, np);
+    CHECK_ROWS(contiguous);
     CHECK_OK(djct_model_param_info(m, 5, &name, NULL, NULL));
     CHECK(!strcmp(name, "fc0_weight"));
     CHECK_ERR(djct_model_param_info(m, 6, NULL, NULL, NULL), DJCT_EINVAL, "parameter 6");
@@ -194,18 +196,18 @@ static void test_mlp_training(void)
     CHECK_OK(djct_optimizer_create(&o, m, &oo));
     CHECK_OK(djct_model_set_grad_ready_hook(m, on_ready, NULL));
     double first = 0, last = 0;
+    harness_rows steps = HARNESS_ROWS_INIT;
     for (int step = 0; step < 60; step++) {
-        CHECK_OK(djct_model_zero_grad(m));
-        CHECK_OK(djct_model_forward(m, &feat, 1, &targ, 1));
+        ROW_OK(steps, djct_model_zero_grad(m), "step %d: zero_grad", step);
+        ROW_OK(steps, djct_model_forward(m, &feat, 1, &targ, 1), "step %d: forward", step);
         ready_calls = 0;
         double l = 0;
-        CHECK_OK(djct_model_backward(m, &l));
+        ROW_OK(steps, djct_model_backward(m, &l), "step %d: backward", step);
         if (step == 0) {
             first = l;
             /* every parameter reported once; the last reported is the first registered */
-            CHECK(ready_calls == 6);
             ready_order_ok = ready_last == 5;
-            CHECK(ready_order_ok);
+            CHECK(ready_calls == 6 && ready_order_ok);
             CHECK(abs_sum(g, ng) > 0);
             float *g2 = NULL, *p2 = NULL;
             CHECK_OK(djct_model_grads(m, &g2, &ng));
@@ -213,8 +215,9 @@ static void test_mlp_training(void)
             CHECK(g2 == g && p2 == p); /* the slabs never move */
         }
         last = l;
-        CHECK_OK(djct_optimizer_step(o));
+        ROW_OK(steps, djct_optimizer_step(o), "step %d: optimizer", step);
     }
+    CHECK_ROWS(steps);
     CHECK(djct_optimizer_steps(o) == 60);
     CHECK(first > 1.0 && last < 0.5 * first);
     if (!(last < 0.5 * first))
@@ -269,6 +272,18 @@ static void test_mlp_training(void)
     djct_model_free(m);
 }
 
+/* one training step: zero_grad, forward, backward (its loss into *loss, may be NULL), optimizer
+ * step; 0, or the first failing call's code with its message in djct_last_error() */
+static int train_step(djct_model *m, djct_optimizer *o, const djct_array *feat, const djct_array *targ, size_t nt,
+                      double *loss)
+{
+    int rc;
+    if ((rc = djct_model_zero_grad(m)) || (rc = djct_model_forward(m, feat, 1, targ, nt)) ||
+        (rc = djct_model_backward(m, loss)))
+        return rc;
+    return djct_optimizer_step(o);
+}
+
 static void test_pointcloud(void)
 {
     int64_t n = make_pc_data();
@@ -315,14 +330,13 @@ static void test_pointcloud(void)
     float *g;
     size_t ng, off, cnt;
     CHECK_OK(djct_model_grads(m, &g, &ng));
+    harness_rows heads = HARNESS_ROWS_INIT;
     for (size_t i = 0; i < djct_model_n_params(m); i++) {
-        CHECK_OK(djct_model_param_info(m, i, &name, &off, &cnt));
+        ROW_OK(heads, djct_model_param_info(m, i, &name, &off, &cnt), "parameter %zu", i);
         double s = abs_sum(g + off, cnt);
-        if (!strncmp(name, "reg_", 4))
-            CHECK(s == 0.0);
-        else
-            CHECK(s > 0.0);
+        ROW(heads, !strncmp(name, "reg_", 4) ? s == 0.0 : s > 0.0, "%s: |gradient| %g", name, s);
     }
+    CHECK_ROWS(heads);
     CHECK_OK(djct_model_switch(m, "regression", -1, 1));
 
     /* train both heads; metrics of the point-cloud LoggingModule */
@@ -331,12 +345,10 @@ static void test_pointcloud(void)
     oo.lr = 5e-3;
     CHECK_OK(djct_optimizer_create(&o, m, &oo));
     double first = 0, last = 0;
-    for (int step = 0; step < 80; step++) {
-        CHECK_OK(djct_model_zero_grad(m));
-        CHECK_OK(djct_model_forward(m, &feat, 1, targ, 2));
-        CHECK_OK(djct_model_backward(m, step == 0 ? &first : &last));
-        CHECK_OK(djct_optimizer_step(o));
-    }
+    harness_rows steps = HARNESS_ROWS_INIT;
+    for (int step = 0; step < 80; step++)
+        ROW_OK(steps, train_step(m, o, &feat, targ, 2, step == 0 ? &first : &last), "step %d", step);
+    CHECK_ROWS(steps);
     CHECK(last < 0.7 * first);
     if (!(last < 0.7 * first))
         fprintf(stderr, "  -> loss %g -> %g\n", first, last);
@@ -350,10 +362,12 @@ static void test_pointcloud(void)
 
     /* nested toggles: the root path switches everything below it */
     CHECK_OK(djct_model_switch(m, "", 0, 0));
+    harness_rows all_off = HARNESS_ROWS_INIT;
     for (size_t i = 0; i < 3; i++) {
-        CHECK_OK(djct_model_logging_module(m, i, NULL, &lg, NULL, &lo));
-        CHECK(lg == 0 && lo == 0);
+        ROW_OK(all_off, djct_model_logging_module(m, i, NULL, &lg, NULL, &lo), "module %zu", i);
+        ROW(all_off, lg == 0 && lo == 0, "module %zu: logging %d, loss %d", i, lg, lo);
     }
+    CHECK_ROWS(all_off);
     CHECK_OK(djct_model_forward(m, &feat, 1, NULL, 0)); /* pure inference */
     CHECK_ERR(djct_model_switch(m, "nope", 1, 1), DJCT_EINVAL, "classification, regression, metrics");
     CHECK_ERR(djct_model_switch(m, "metrics", 2, 1), DJCT_EINVAL, "use 1 (on), 0 (off) or -1");
@@ -418,12 +432,18 @@ static djct_model_options small_mlp(void)
 }
 
 /* one training step of m with o on (feat, targ) */
+/* the training steps of a test: each a row of one check (check_trained() where a test ends) */
+static harness_rows trained = HARNESS_ROWS_INIT;
+
+static void check_trained(void)
+{
+    CHECK_ROWS(trained);
+    trained = (harness_rows)HARNESS_ROWS_INIT;
+}
+
 static void train_once(djct_model *m, djct_optimizer *o, const djct_array *feat, const djct_array *targ)
 {
-    CHECK_OK(djct_model_zero_grad(m));
-    CHECK_OK(djct_model_forward(m, feat, 1, targ, 1));
-    CHECK_OK(djct_model_backward(m, NULL));
-    CHECK_OK(djct_optimizer_step(o));
+    ROW_OK(trained, train_step(m, o, feat, targ, 1, NULL), "a training step");
 }
 
 static void test_optimizers(void)
@@ -452,12 +472,11 @@ static void test_optimizers(void)
         lrs[i] = djct_optimizer_lr(o);
         train_once(m, o, &feat, &targ);
     }
-    CHECK_NEAR(lrs[0], 0.025, 1e-12);
-    CHECK_NEAR(lrs[3], 0.1, 1e-12);
-    CHECK_NEAR(lrs[4], 0.1, 1e-12);
-    CHECK_NEAR(lrs[9], 0.01 + 0.09 * 0.5, 1e-12);
-    CHECK_NEAR(lrs[14], 0.01, 1e-12);
-    CHECK_NEAR(lrs[15], 0.01, 1e-12);
+    /* warm-up to the peak, then cosine down to min_lr, and there it stays */
+    CHECK(harness_near(lrs[0], 0.025, 1e-12) && harness_near(lrs[3], 0.1, 1e-12));
+    CHECK(harness_near(lrs[4], 0.1, 1e-12) && harness_near(lrs[9], 0.01 + 0.09 * 0.5, 1e-12) &&
+          harness_near(lrs[14], 0.01, 1e-12));
+    CHECK(harness_near(lrs[15], 0.01, 1e-12));
     djct_optimizer_free(o);
     oo.warmup_steps = 0;
     oo.schedule = DJCT_LR_STEP;
@@ -465,8 +484,10 @@ static void test_optimizers(void)
     oo.gamma = 0.5;
     CHECK_OK(djct_optimizer_create(&o, m, &oo));
     CHECK_NEAR(djct_optimizer_lr(o), 0.1, 1e-12);
+    harness_rows zero = HARNESS_ROWS_INIT;
     for (int i = 0; i < 7; i++)
-        CHECK_OK(djct_optimizer_step(o)); /* zero gradients: fine */
+        ROW_OK(zero, djct_optimizer_step(o), "step %d", i); /* zero gradients: fine */
+    CHECK_ROWS(zero);
     CHECK_NEAR(djct_optimizer_lr(o), 0.025, 1e-12);
     djct_optimizer_free(o);
     oo.schedule = DJCT_LR_COSINE;
@@ -482,6 +503,7 @@ static void test_optimizers(void)
     /* state round trip for each kind: A trains 3 steps, its model + optimizer state go to B;
        one more identical step on both gives identical parameters */
     int kinds[3] = {DJCT_OPTIM_SGD, DJCT_OPTIM_ADAM, DJCT_OPTIM_ADAMW};
+    harness_rows rt = HARNESS_ROWS_INIT, same = HARNESS_ROWS_INIT, refused = HARNESS_ROWS_INIT;
     for (int k = 0; k < 3; k++) {
         djct_model *a = NULL, *b = NULL;
         djct_optimizer *oa = NULL, *ob = NULL;
@@ -490,9 +512,9 @@ static void test_optimizers(void)
         q.lr = 0.05;
         q.momentum = 0.9;
         q.weight_decay = 0.01;
-        CHECK_OK(djct_torch_seed(3));
-        CHECK_OK(djct_model_builtin(&a, "mlp", &mo));
-        CHECK_OK(djct_optimizer_create(&oa, a, &q));
+        ROW_OK(rt, djct_torch_seed(3), "kind %d", k);
+        ROW_OK(rt, djct_model_builtin(&a, "mlp", &mo), "kind %d", k);
+        ROW_OK(rt, djct_optimizer_create(&oa, a, &q), "kind %d", k);
         for (int i = 0; i < 3; i++) {
             train_once(a, oa, &feat, &targ);
         }
@@ -501,32 +523,37 @@ static void test_optimizers(void)
         close(mkstemp(mpath));
         void *buf = NULL;
         size_t len = 0;
-        CHECK_OK(djct_optimizer_save(oa, path));
-        CHECK_OK(djct_optimizer_save_buffer(oa, &buf, &len));
-        CHECK_OK(djct_model_save(a, mpath));
-        CHECK_OK(djct_model_load(&b, mpath, NULL));
-        CHECK_OK(djct_optimizer_create(&ob, b, &q));
+        ROW_OK(rt, djct_optimizer_save(oa, path), "kind %d: save", k);
+        ROW_OK(rt, djct_optimizer_save_buffer(oa, &buf, &len), "kind %d: save_buffer", k);
+        ROW_OK(rt, djct_model_save(a, mpath), "kind %d: model save", k);
+        ROW_OK(rt, djct_model_load(&b, mpath, NULL), "kind %d: model load", k);
+        ROW_OK(rt, djct_optimizer_create(&ob, b, &q), "kind %d", k);
         if (k == 1)
-            CHECK_OK(djct_optimizer_load(ob, path));
+            ROW_OK(rt, djct_optimizer_load(ob, path), "kind %d: load", k);
         else
-            CHECK_OK(djct_optimizer_load_buffer(ob, buf, len));
-        CHECK(djct_optimizer_steps(ob) == 3);
+            ROW_OK(rt, djct_optimizer_load_buffer(ob, buf, len), "kind %d: load_buffer", k);
+        long long loaded = (long long)djct_optimizer_steps(ob);
         for (int i = 0; i < 2; i++) {
             train_once(i ? b : a, i ? ob : oa, &feat, &targ);
         }
-        float *pa, *pb;
-        size_t na, nb;
-        CHECK_OK(djct_model_params(a, &pa, &na));
-        CHECK_OK(djct_model_params(b, &pb, &nb));
-        CHECK(na == nb && memcmp(pa, pb, na * sizeof(float)) == 0);
+        float *pa = NULL, *pb = NULL;
+        size_t na = 0, nb = 1;
+        ROW_OK(rt, djct_model_params(a, &pa, &na), "kind %d", k);
+        ROW_OK(rt, djct_model_params(b, &pb, &nb), "kind %d", k);
+        ROW(same, loaded == 3 && na == nb && pa && pb && memcmp(pa, pb, na * sizeof(float)) == 0,
+            "kind %d: %lld steps loaded (3 saved), parameters %s", k, loaded,
+            na == nb && pa && pb && !memcmp(pa, pb, na * sizeof(float)) ? "equal" : "differ");
         /* a state of another kind is refused */
         djct_optimizer *oc = NULL;
         djct_optimizer_options q2 = q;
         q2.kind = (kinds[k] + 1) % 3;
-        CHECK_OK(djct_optimizer_create(&oc, b, &q2));
-        CHECK_ERR(djct_optimizer_load_buffer(oc, buf, len), DJCT_EINVAL, "holds kind");
-        CHECK_ERR(djct_optimizer_load_buffer(oc, "garbage", 7), DJCT_ETORCH, "loading from memory");
-        CHECK_ERR(djct_optimizer_load(oc, "/nonexistent/opt.pt"), DJCT_EIO, "cannot open");
+        ROW_OK(rt, djct_optimizer_create(&oc, b, &q2), "kind %d", k);
+        ROW(refused, harness_err_is(djct_optimizer_load_buffer(oc, buf, len), DJCT_EINVAL, "holds kind"),
+            "kind %d, another kind's state: '%s'", k, djct_last_error());
+        ROW(refused, harness_err_is(djct_optimizer_load_buffer(oc, "garbage", 7), DJCT_ETORCH, "loading from memory"),
+            "kind %d, garbage: '%s'", k, djct_last_error());
+        ROW(refused, harness_err_is(djct_optimizer_load(oc, "/nonexistent/opt.pt"), DJCT_EIO, "cannot open"),
+            "kind %d, no file: '%s'", k, djct_last_error());
         djct_optimizer_free(oc);
         free(buf);
         unlink(path);
@@ -536,6 +563,10 @@ static void test_optimizers(void)
         djct_model_free(a);
         djct_model_free(b);
     }
+    CHECK_ROWS(rt);
+    CHECK_ROWS(same);
+    CHECK_ROWS(refused);
+    check_trained();
 }
 
 /* djct's fused Adam/AdamW pass against libtorch's own step (DJCT_TORCH_ADAM=1), same model, same
@@ -549,6 +580,7 @@ static void test_fused_adam(void)
     djct_array targ = regular("label", DJCT_DTYPE_INT32, LAB, 1, B, 0);
     const struct { int kind; double wd; const char *name; } cases[] = {
         {DJCT_OPTIM_ADAM, 0.0, "adam"}, {DJCT_OPTIM_ADAM, 0.01, "adam+l2"}, {DJCT_OPTIM_ADAMW, 0.05, "adamw"}};
+    harness_rows calls = HARNESS_ROWS_INIT, alike = HARNESS_ROWS_INIT, state = HARNESS_ROWS_INIT;
     for (size_t c = 0; c < sizeof cases / sizeof *cases; c++) {
         djct_model *m[2] = {NULL, NULL};
         djct_optimizer *o[2] = {NULL, NULL};
@@ -557,19 +589,19 @@ static void test_fused_adam(void)
         q.lr = 0.01;
         q.weight_decay = cases[c].wd;
         for (int i = 0; i < 2; i++) {
-            CHECK_OK(djct_torch_seed(11));
-            CHECK_OK(djct_model_builtin(&m[i], "mlp", &mo));
+            ROW_OK(calls, djct_torch_seed(11), "%s", cases[c].name);
+            ROW_OK(calls, djct_model_builtin(&m[i], "mlp", &mo), "%s", cases[c].name);
             if (i)
                 setenv("DJCT_TORCH_ADAM", "1", 1);
-            CHECK_OK(djct_optimizer_create(&o[i], m[i], &q));
+            ROW_OK(calls, djct_optimizer_create(&o[i], m[i], &q), "%s", cases[c].name);
             unsetenv("DJCT_TORCH_ADAM");
         }
         if (!o[0] || !o[1])
-            return;
+            break;
         float *p0, *p1, *start;
         size_t n0, n1;
-        CHECK_OK(djct_model_params(m[0], &p0, &n0));
-        CHECK_OK(djct_model_params(m[1], &p1, &n1));
+        ROW_OK(calls, djct_model_params(m[0], &p0, &n0), "%s", cases[c].name);
+        ROW_OK(calls, djct_model_params(m[1], &p1, &n1), "%s", cases[c].name);
         start = malloc(n0 * sizeof(float));
         memcpy(start, p0, n0 * sizeof(float));
         for (int step = 0; step < 25; step++)
@@ -580,21 +612,20 @@ static void test_fused_adam(void)
             diff = fmax(diff, fabs((double)p0[j] - (double)p1[j]));
             moved = fmax(moved, fabs((double)p0[j] - (double)start[j]));
         }
-        if (!(diff < 1e-5 && moved > 0.05))
-            fprintf(stderr, "fused %s: max |fused - libtorch| %g, max move %g\n", cases[c].name, diff, moved);
-        CHECK(n0 == n1 && diff < 1e-5 && moved > 0.05);
+        ROW(alike, n0 == n1 && diff < 1e-5 && moved > 0.05, "fused %s: max |fused - libtorch| %g, max move %g",
+            cases[c].name, diff, moved);
         /* the fused state is libtorch's: loaded into the libtorch-stepped optimizer, both go on alike */
         void *buf = NULL;
         size_t len = 0;
-        CHECK_OK(djct_optimizer_save_buffer(o[0], &buf, &len));
-        CHECK_OK(djct_optimizer_load_buffer(o[1], buf, len));
+        ROW_OK(calls, djct_optimizer_save_buffer(o[0], &buf, &len), "%s", cases[c].name);
+        ROW_OK(calls, djct_optimizer_load_buffer(o[1], buf, len), "%s", cases[c].name);
         memcpy(p1, p0, n0 * sizeof(float));
         for (int i = 0; i < 2; i++)
             train_once(m[i], o[i], &feat, &targ);
         diff = 0;
         for (size_t j = 0; j < n0; j++)
             diff = fmax(diff, fabs((double)p0[j] - (double)p1[j]));
-        CHECK(diff < 1e-6);
+        ROW(state, diff < 1e-6, "%s: after loading the fused state, max difference %g", cases[c].name, diff);
         free(buf);
         free(start);
         for (int i = 0; i < 2; i++) {
@@ -602,6 +633,10 @@ static void test_fused_adam(void)
             djct_model_free(m[i]);
         }
     }
+    CHECK_ROWS(calls);
+    CHECK_ROWS(alike);
+    CHECK_ROWS(state);
+    check_trained();
 }
 
 /* TorchScript's graph-executor optimisation off (djct_train's default on CPU) against on: the same
@@ -614,38 +649,36 @@ static void test_jit_optimize(void)
     float *params[2] = {NULL, NULL};
     double loss[2][2];
     size_t n[2] = {0, 0};
+    harness_rows calls = HARNESS_ROWS_INIT;
     for (int mode = 0; mode < 2; mode++) {
-        CHECK_OK(djct_torch_set_jit_optimize(mode));
-        CHECK_OK(djct_torch_seed(5));
+        ROW_OK(calls, djct_torch_set_jit_optimize(mode), "mode %d", mode);
+        ROW_OK(calls, djct_torch_seed(5), "mode %d", mode);
         djct_model *m = NULL;
         djct_optimizer *o = NULL;
-        CHECK_OK(djct_model_builtin(&m, "mlp", &mo));
+        ROW_OK(calls, djct_model_builtin(&m, "mlp", &mo), "mode %d", mode);
         if (!m)
-            return;
-        CHECK_OK(djct_optimizer_create(&o, m, NULL));
+            break;
+        ROW_OK(calls, djct_optimizer_create(&o, m, NULL), "mode %d", mode);
         for (int step = 0; step < 12; step++) {
             double l = NAN;
-            CHECK_OK(djct_model_zero_grad(m));
-            CHECK_OK(djct_model_forward(m, &feat, 1, &targ, 1));
-            CHECK_OK(djct_model_backward(m, &l));
-            CHECK_OK(djct_optimizer_step(o));
+            ROW_OK(calls, train_step(m, o, &feat, &targ, 1, &l), "mode %d step %d", mode, step);
             if (step == 0 || step == 11)
                 loss[mode][step ? 1 : 0] = l;
         }
         float *p;
-        CHECK_OK(djct_model_params(m, &p, &n[mode]));
+        ROW_OK(calls, djct_model_params(m, &p, &n[mode]), "mode %d", mode);
         params[mode] = malloc(n[mode] * sizeof(float));
         memcpy(params[mode], p, n[mode] * sizeof(float));
         djct_optimizer_free(o);
         djct_model_free(m);
     }
-    CHECK_OK(djct_torch_set_jit_optimize(1)); /* libtorch's default for the other tests */
+    ROW_OK(calls, djct_torch_set_jit_optimize(1), "back to libtorch's default for the other tests");
+    CHECK_ROWS(calls);
     double diff = 0;
     for (size_t j = 0; j < n[0] && n[0] == n[1]; j++)
         diff = fmax(diff, fabs((double)params[0][j] - (double)params[1][j]));
     CHECK(n[0] == n[1] && n[0] > 0 && diff < 1e-5);
-    CHECK_NEAR(loss[0][0], loss[1][0], 1e-6);
-    CHECK_NEAR(loss[0][1], loss[1][1], 1e-5);
+    CHECK(harness_near(loss[0][0], loss[1][0], 1e-6) && harness_near(loss[0][1], loss[1][1], 1e-5));
     CHECK(loss[0][1] < loss[0][0]);
     free(params[0]);
     free(params[1]);
@@ -738,12 +771,14 @@ static int roundtrip(const char *in, const char *outp, const char *data)
     if (!m)
         return harness_report();
     /* names from the Python side, auto-names included */
+    harness_rows modules = HARNESS_ROWS_INIT;
     for (size_t i = 0; i < djct_model_n_logging_modules(m); i++) {
-        const char *name;
-        int lg, isl, lo;
-        CHECK_OK(djct_model_logging_module(m, i, &name, &lg, &isl, &lo));
+        const char *name = "?";
+        int lg = -1, isl = -1, lo = -1;
+        ROW_OK(modules, djct_model_logging_module(m, i, &name, &lg, &isl, &lo), "module %zu", i);
         printf("module %s logging=%d loss=%d/%d\n", name, lg, isl, lo);
     }
+    CHECK_ROWS(modules);
     djct_array fa = regular("x", DJCT_DTYPE_FLOAT32, x, 2, (int64_t)n, (int64_t)nf);
     djct_array ta = regular("y", DJCT_DTYPE_FLOAT32, y, 1, (int64_t)n, 0);
     djct_optimizer *o = NULL;
@@ -752,12 +787,10 @@ static int roundtrip(const char *in, const char *outp, const char *data)
     CHECK_OK(djct_optimizer_create(&o, m, &oo));
     CHECK_OK(djct_model_switch_all_logging(m, 1));
     double first = 0, last = 0;
-    for (int step = 0; step < 30; step++) {
-        CHECK_OK(djct_model_zero_grad(m));
-        CHECK_OK(djct_model_forward(m, &fa, 1, &ta, 1));
-        CHECK_OK(djct_model_backward(m, step ? &last : &first));
-        CHECK_OK(djct_optimizer_step(o));
-    }
+    harness_rows steps = HARNESS_ROWS_INIT;
+    for (int step = 0; step < 30; step++)
+        ROW_OK(steps, train_step(m, o, &fa, &ta, 1, step ? &last : &first), "step %d", step);
+    CHECK_ROWS(steps);
     struct metrics mt = {0};
     CHECK_OK(djct_model_collect_metrics(m, on_metric, &mt));
     for (int i = 0; i < mt.n; i++)

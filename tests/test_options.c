@@ -11,10 +11,14 @@ typedef struct {
     int64_t batch;
     double lr;
     char *model;
-    char *opt;
+    int opt;
     int resume;
     int average;
+    int64_t values;
 } cfg;
+
+enum { OPT_SGD = 10, OPT_ADAM = 11, OPT_ADAMW = 12 };
+static const djct_opt_choice OPTS[] = {{"sgd", OPT_SGD}, {"adam", OPT_ADAM}, {"adamw", OPT_ADAMW}, {NULL, 0}};
 
 static const djct_opt T[] = {
     {"config", 'c', DJCT_OPT_STRING, offsetof(cfg, config), NULL, NULL, 0, 0, "FILE", "config file", "General"},
@@ -22,11 +26,23 @@ static const djct_opt T[] = {
     {"batch-elements", 0, DJCT_OPT_INT64, offsetof(cfg, batch), "6400", NULL, 1, 1e12, "N", "elements", NULL},
     {"lr", 0, DJCT_OPT_DOUBLE, offsetof(cfg, lr), "0.001", NULL, 0, 10, "X", "learning rate", "Optimizer"},
     {"model", 0, DJCT_OPT_STRING, offsetof(cfg, model), "pointcloud", NULL, 0, 0, "NAME", "model", NULL},
-    {"optimizer", 0, DJCT_OPT_CHOICE, offsetof(cfg, opt), "adam", "sgd|adam|adamw", 0, 0, NULL, "optimizer", NULL},
+    {"optimizer", 0, DJCT_OPT_CHOICE, offsetof(cfg, opt), "adam", OPTS, 0, 0, NULL, "optimizer", NULL},
     {"resume", 0, DJCT_OPT_FLAG, offsetof(cfg, resume), "0", NULL, 0, 0, NULL, "resume", NULL},
     {"average", 0, DJCT_OPT_FLAG, offsetof(cfg, average), "1", NULL, 0, 0, NULL, "average gradients", NULL},
+    /* -1 is a sentinel ("not given"), outside the range a user may give */
+    {"values", 0, DJCT_OPT_INT64, offsetof(cfg, values), "-1", NULL, 0, 1e9, "N", "values to show", NULL},
 };
 #define N (sizeof(T) / sizeof(T[0]))
+
+typedef struct {
+    int json;
+    char **files;
+} args;
+static const djct_opt TA[] = {
+    {"json", 0, DJCT_OPT_FLAG, offsetof(args, json), "0", NULL, 0, 0, NULL, "JSON output", NULL},
+    {"file", 0, DJCT_OPT_ARGS, offsetof(args, files), NULL, NULL, 1, 2, "FILE...", "the inputs", NULL},
+};
+#define NTA (sizeof(TA) / sizeof(TA[0]))
 
 static int parse(cfg *c, int argc, char **argv)
 {
@@ -40,19 +56,25 @@ int main(void)
 {
     cfg c = {0};
     CHECK_OK(djct_opts_defaults(T, N, &c));
-    CHECK(c.epochs == 3 && c.batch == 6400 && c.lr == 0.001 && !strcmp(c.model, "pointcloud") && c.average == 1);
+    CHECK(c.epochs == 3 && c.batch == 6400 && c.lr == 0.001 && !strcmp(c.model, "pointcloud") && c.average == 1 &&
+          c.opt == OPT_ADAM && c.values == -1);
 
     char *a1[] = {"p", "--epochs", "7", "--lr=0.5", "-e", "8", "--optimizer", "sgd", "--resume", "--no-average",
                   "--batch_elements", "12"};
     CHECK_OK(parse(&c, 12, a1));
-    CHECK(c.epochs == 8 && c.lr == 0.5 && !strcmp(c.opt, "sgd") && c.resume == 1 && c.average == 0 && c.batch == 12);
+    CHECK(c.epochs == 8 && c.lr == 0.5 && c.opt == OPT_SGD && c.resume == 1 && c.average == 0 && c.batch == 12);
 
     char *a2[] = {"p", "--epochs", "abc"};
     CHECK_ERR(parse(&c, 3, a2), DJCT_EINVAL, "--epochs 'abc' is not a whole number");
     char *a3[] = {"p", "--epochs", "0"};
     CHECK_ERR(parse(&c, 3, a3), DJCT_EINVAL, "--epochs 0 is out of range; allowed 1..100000");
     char *a4[] = {"p", "--optimizer", "lamb"};
-    CHECK_ERR(parse(&c, 3, a4), DJCT_EINVAL, "use one of sgd|adam|adamw");
+    CHECK_ERR(parse(&c, 3, a4), DJCT_EINVAL, "--optimizer 'lamb' is not allowed; use one of sgd|adam|adamw");
+    char *a4b[] = {"p", "--optimizer", "adamm"};
+    CHECK_ERR(parse(&c, 3, a4b), DJCT_EINVAL, "use one of sgd|adam|adamw (did you mean 'adam'?)");
+    /* a sentinel default is refused from the user */
+    char *a4c[] = {"p", "--values", "-1"};
+    CHECK_ERR(parse(&c, 3, a4c), DJCT_EINVAL, "--values -1 is out of range; allowed 0..1e+09");
     char *a5[] = {"p", "--epoch", "3"};
     CHECK_ERR(parse(&c, 3, a5), DJCT_EINVAL, "unknown option '--epoch'; did you mean '--epochs'");
     char *a6[] = {"p", "--lr"};
@@ -73,6 +95,12 @@ int main(void)
     char *b1[] = {"p", "--epochs", "2", "--config", path};
     CHECK_OK(parse(&c, 5, b1));
     CHECK(c.epochs == 2 && c.lr == 0.25 && !strcmp(c.model, "mlp") && c.resume == 1);
+    f = fopen(path, "w");
+    fprintf(f, "optimizer = adamw\n");
+    fclose(f);
+    char *b1b[] = {"p", "--config", path};
+    CHECK_OK(parse(&c, 3, b1b));
+    CHECK(c.opt == OPT_ADAMW);
 
     f = fopen(path, "w");
     fprintf(f, "epochs = 4\nlearning_rate = 3\n");
@@ -99,6 +127,26 @@ int main(void)
     CHECK(pos && !strcmp(pos[0], "x.djctd") && !strcmp(pos[1], "y.h5") && !strcmp(pos[2], "--z") && !pos[3]);
     free(pos);
 
+    /* ... or into the table's ARGS field, counted against its min..max */
+    args a = {0, NULL};
+    CHECK_OK(djct_opts_defaults(TA, NTA, &a));
+    char *q1[] = {"p", "one", "--json", "two"};
+    CHECK_OK(djct_opts_parse_argv(TA, NTA, &a, 4, q1, NULL));
+    CHECK(a.json == 1 && a.files && !strcmp(a.files[0], "one") && !strcmp(a.files[1], "two") && !a.files[2]);
+    char *q2[] = {"p", "--json"};
+    CHECK_ERR(djct_opts_parse_argv(TA, NTA, &a, 2, q2, NULL), DJCT_EINVAL, "FILE...: 0 given, at least 1 needed");
+    char *q3[] = {"p", "a", "b", "c"};
+    CHECK_ERR(djct_opts_parse_argv(TA, NTA, &a, 4, q3, NULL), DJCT_EINVAL, "FILE...: 3 given, at most 2 allowed");
+    CHECK_ERR(djct_opts_set(TA, NTA, &a, "file", "x", "config"), DJCT_EINVAL, "unknown option 'file'"); /* not a key */
+    djct_opts_free(TA, NTA, &a);
+    CHECK(a.files == NULL);
+
+    /* what apps handle before parsing; choice names back from values */
+    char *h1[] = {"p", "--epochs", "3", "-h"}, *h2[] = {"p", "--", "--help"};
+    CHECK(djct_opts_argv_has(4, h1, "--help", "-h") == 1 && djct_opts_argv_has(3, h2, "--help", "-h") == 0 &&
+          djct_opts_argv_has(4, h1, "--version", NULL) == 0);
+    CHECK(!strcmp(djct_opts_choice_name(OPTS, OPT_ADAMW), "adamw") && djct_opts_choice_name(OPTS, 99) == NULL);
+
     /* help and dump are generated from the same table */
     char buf[4096] = {0};
     f = fmemopen(buf, sizeof(buf) - 1, "w");
@@ -106,12 +154,13 @@ int main(void)
     fclose(f);
     CHECK(strstr(buf, "--batch-elements N") && strstr(buf, "--[no-]average") && strstr(buf, "sgd|adam|adamw") &&
           strstr(buf, "[6400]") && strstr(buf, "Optimizer:"));
+    CHECK(strstr(buf, "values to show\n")); /* the sentinel default is not shown */
     memset(buf, 0, sizeof(buf));
     f = fmemopen(buf, sizeof(buf) - 1, "w");
     djct_opts_print(T, N, &c, f);
     fclose(f);
     CHECK(strstr(buf, "epochs = 5\n") && strstr(buf, "model = pointcloud\n") && strstr(buf, "average = true\n") &&
-          !strstr(buf, "config ="));
+          strstr(buf, "optimizer = adam\n") && !strstr(buf, "config ="));
     djct_opts_free(T, N, &c);
     CHECK(c.model == NULL);
     return harness_report();

@@ -3,6 +3,9 @@
 
 #include <signal.h>
 
+/* the code the SLURM templates requeue on (scripts/slurm): part of the contract, fixed at compile time */
+_Static_assert(DJCT_EXIT_REQUEUE == 75, "DJCT_EXIT_REQUEUE must stay 75 (sysexits EX_TEMPFAIL)");
+
 int main(void)
 {
     CHECK_OK(djct_signals_install());
@@ -20,6 +23,5 @@ int main(void)
     raise(SIGINT); /* a single SIGINT after clear only stops */
     CHECK(djct_signals_pending() == DJCT_SIGNAL_STOP);
     djct_signals_restore();
-    CHECK(DJCT_EXIT_REQUEUE == 75);
     return harness_report();
 }

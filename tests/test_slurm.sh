@@ -1,16 +1,18 @@
 #!/usr/bin/env bash
 # SLURM side against a real local cluster (scripts/slurm_cluster.sh: munged + slurmctld + slurmd),
 # with the real djct_train (2 ranks, --threads 1, a small djct_gen data set):
-#  - the GPU template (pretend GPUs, --device cpu) trains one epoch under mpirun and, through
-#    djct_submit, under srun --mpi=pmix: exit 0, summary.json with the epoch's step count, one journal
+#  - the GPU template (pretend GPUs, --device cpu) trains 3 epochs under mpirun and, through
+#    djct_submit, under srun --mpi=pmix: exit 0, summary.json with the epochs' step count, one journal
 #  - preemption under mpirun (scancel --batch: the template's trap forwards USR1) and srun (--full:
-#    USR1 to the ranks directly and once more via the trap): the trainer writes checkpoints/step-N,
+#    USR1 to the ranks directly and once more via the trap), sent once the job says it holds after
+#    step 5 (DJCT_TEST_HOLD_AT_STEP: its ranks wait there until one has the signal, so it never races
+#    the job's end): the trainer writes checkpoints/step-N,
 #    exits 75, the job requeues itself, the requeued job prints "resumed from the checkpoint of step
 #    N" and ends with exit 0, the same run id (one journal directory, one row per step) and the same
 #    step count and final loss as the uninterrupted run of its launcher
 #  - template plumbing with tests/fake_trainer.sh (see the comments there): array-task requeue,
 #    a missing trainer, the scaling study as SLURM jobs; then `down` leaves nothing behind.
-# Needs root (daemons); otherwise prints skip lines. About 1.5-2.5 minutes on a loaded 2-core box.
+# Needs root (daemons); otherwise prints skip lines.
 set -u
 cd "$(dirname "$0")/.." || exit 1
 BUILD=${BUILD:-build}
@@ -24,9 +26,10 @@ has() { grep -q -- "$1" "$2" || { echo "FAIL: '$1' not in $2:" >&2; sed 's/^/   
 finish() { echo "$pass passed, $fail failed"; [ $fail -eq 0 ]; }
 
 # --- static checks: scripts parse, the three templates share one body ---------------------------
-for f in scripts/slurm_cluster.sh scripts/djct_submit scripts/slurm/*.sbatch tests/fake_trainer.sh; do
-    ok bash -n "$f"
-done
+bad=$(for f in scripts/slurm_cluster.sh scripts/djct_submit scripts/slurm/*.sbatch tests/fake_trainer.sh; do
+    bash -n "$f" 2>&1 || echo "$f"
+done)
+ok test -z "$bad" || echo "    do not parse: $bad" >&2
 body() { sed -n '/^# ---- body:/,$p' "$1"; }
 ok test -n "$(body scripts/slurm/djct_1node.sbatch)"
 for f in scripts/slurm/djct_multinode.sbatch scripts/slurm/djct_cpu.sbatch; do
@@ -91,14 +94,13 @@ if ! "$TRAINER" --version 2>/dev/null | grep -q "libtorch yes"; then
     real=0; echo "skip: the real trainer: $TRAINER was built without libtorch"
 fi
 if [ $real = 1 ]; then
-    # --- the real trainer: one epoch of a small data set, 2 ranks, 1 thread each -----------------
-    # (a data path both the batch node and the ranks see; one epoch = a step count set by the data)
+    # --- the real trainer: 3 epochs of a small data set, 2 ranks, 1 thread each -----------------
+    # (a data path both the batch node and the ranks see; an epoch = a step count set by the data)
     "$GEN" --events 800 --files 2 --seed 5 --out "$tmp/data" >/dev/null ||
         { echo "FAIL: djct_gen"; fail=$((fail + 1)); finish; exit; }
-    # 6 epochs (240 steps): long enough that USR1 lands during training (1 epoch took under 2 s once
-    # HDF5 reads were direct, then under 1 s with the BLAS pool sized; a job could finish before it
-    # was signalled)
-    targs="--data $tmp/data --classes 3 --epochs 6 --batch-elements 2000 --seed 3 --progress none"
+    # 3 epochs (120 steps); the preempted jobs hold after step 5 until their ranks have the signal
+    # (DJCT_TEST_HOLD_AT_STEP), so the signal always lands in training: it cannot race the job's end
+    targs="--data $tmp/data --classes 3 --epochs 3 --batch-elements 2000 --seed 3 --progress none"
     targs+=" --no-validate --checkpoint-every-minutes 0"
     # uninterrupted, on the GPU template as written (2 pretend GPUs, --device cpu): mpirun via sbatch,
     # srun --mpi=pmix via djct_submit (which fills in ranks, GPUs, --cpus-per-task -> --threads 1)
@@ -112,38 +114,32 @@ if [ $real = 1 ]; then
     train_job[srun]=$("$S" exec "$OLDPWD/scripts/djct_submit" --gpus-per-node 2 --cpus-per-rank 1 --time 30 \
         --launcher srun --bin "$TRAINER" --run-dir "$tmp/train-srun" --run-id fixed-id \
         --sbatch-arg "--output=$tmp/train-srun.out" -- $targs)
-    # preempted: the CPU template, the same training; USR1 once training runs (below)
+    # preempted: the CPU template, the same training; USR1 once the job holds after step 5 (below)
     for L in mpirun srun; do
-        pre_job[$L]=$(DJCT_LAUNCHER=$L DJCT_BIN=$TRAINER DJCT_THREADS=1 DJCT_RUN_DIR=$tmp/pre-$L \
+        pre_job[$L]=$(DJCT_TEST_HOLD_AT_STEP=5 DJCT_LAUNCHER=$L DJCT_BIN=$TRAINER DJCT_THREADS=1 DJCT_RUN_DIR=$tmp/pre-$L \
             DJCT_ARGS="$targs" sbatch --parsable -t 30 -n 2 -o "$tmp/pre-$L.out" \
             "$OLDPWD/scripts/slurm/djct_cpu.sbatch")
     done
     ok test -n "${train_job[srun]}"
 
     rows() { cat "$1"/wandb/*/history.jsonl 2>/dev/null | wc -l; }
-    training() { [ "$(rows "$1")" -ge 2 ]; }
-    wait_for() { # wait_for SECONDS CMD...: poll until CMD succeeds
-        local end=$(($(date +%s) + $1)); shift
-        until "$@"; do [ "$(date +%s)" -ge "$end" ] && return 1; sleep 0.1; done
-    }
+    holding() { grep -q '^holding after step 5 until a signal arrives' "$1" 2>/dev/null; }
     # mpirun's ranks are in the batch step: only the batch shell's trap can reach them (--batch);
-    # srun's ranks also get the signal directly (--full); both must end in one checkpoint
-    # each job is signalled as soon as it trains (not after both are), so neither can finish first
-    # (one loop watches both: waiting for one job first let the other finish unsignalled once the
-    # point-cloud steps got 1.6x faster)
+    # srun's ranks also get the signal directly (--full); both must end in one checkpoint. Each job
+    # is signalled once it says it holds; it trains on only once its ranks have the signal.
     declare -A signalled=([mpirun]=0 [srun]=0) how=([mpirun]=--batch [srun]=--full)
-    end=$(($(date +%s) + 150))
+    end=$(($(date +%s) + 300))
     while [ $((signalled[mpirun] + signalled[srun])) -lt 2 ] && [ "$(date +%s)" -lt "$end" ]; do
         for L in mpirun srun; do
-            if [ "${signalled[$L]}" = 0 ] && training "$tmp/pre-$L"; then
+            if [ "${signalled[$L]}" = 0 ] && holding "$tmp/pre-$L.out"; then
                 ok scancel --signal=USR1 "${how[$L]}" "${pre_job[$L]}"
                 signalled[$L]=1
             fi
         done
-        sleep 0.05
+        sleep 0.1
     done
     for L in mpirun srun; do
-        [ "${signalled[$L]}" = 1 ] || { echo "FAIL: pre-$L never started training"; fail=$((fail + 1));
+        [ "${signalled[$L]}" = 1 ] || { echo "FAIL: pre-$L never reported holding after step 5"; fail=$((fail + 1));
                                         sed 's/^/    /' "$tmp/pre-$L.out" >&2; }
     done
 
@@ -161,7 +157,7 @@ if [ $real = 1 ]; then
         ok has "launcher $L" "$tmp/train-$L.out"
         ok has '"stop": "done"' "$d/summary.json"
         ok test "$(field "$d" ranks)" = 2
-        ok test "$(field "$d" epochs_done)" = 6
+        ok test "$(field "$d" epochs_done)" = 3
         steps[$L]=$(field "$d" steps) loss[$L]=$(field "$d" final_loss)
         ok test "${steps[$L]:-0}" -ge 10
         ok test -s "$d/model.pt"
@@ -169,7 +165,7 @@ if [ $real = 1 ]; then
     done
     ok journal_ok "$tmp/train-mpirun" "djct-${train_job[mpirun]}" "${steps[mpirun]}"
     ok journal_ok "$tmp/train-srun" fixed-id "${steps[srun]}"   # djct_submit --run-id
-    # one epoch of the same data: the same steps under both launchers, and the same numbers
+    # the same data and seed: the same steps under both launchers, and the same numbers
     ok test "${steps[mpirun]}" = "${steps[srun]}"
     ok test "${loss[mpirun]}" = "${loss[srun]}"
     echo "uninterrupted: ${steps[mpirun]} steps, final loss ${loss[mpirun]} (mpirun) / ${loss[srun]} (srun)"
@@ -226,7 +222,8 @@ pids=$(cat "$DJCT_SLURM_ROOT"/run/*.pid 2>/dev/null | tr -dc '0-9\n')
 cd "$OLDPWD" || exit 1
 ok "$S" down 2>/dev/null
 gone() { case $(cat "/proc/$1/comm" 2>/dev/null) in slurmctld|slurmd|munged) return 1 ;; esac; }
-for p in $pids; do ok gone "$p"; done
+left=$(for p in $pids; do gone "$p" || echo "$p"; done)
+ok test -n "$pids" -a -z "$left" || echo "    daemons still running: $left (of: $pids)" >&2
 ok test ! -e "$DJCT_SLURM_ROOT"
 ok test "$(ls -la /etc/slurm 2>/dev/null | md5sum)" = "$etc_before"
 finish

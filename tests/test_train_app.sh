@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # djct_train as users meet it: --help generated from the option table and documented in
-# docs/training.md, one-line exit-2 errors for every bad option before any heavy work (on 2 ranks,
-# printed once), config files with the command line winning, the resolved configuration printed,
-# the requeue exit code and a short real training run with its run directory.
+# docs/training.md, one-line exit-2 errors for every bad option before any work (on 2 ranks,
+# printed once, nothing started), config files with the command line winning, the resolved
+# configuration printed, and a short real training run with its run directory (a name with a quote
+# and a backslash) and a valid summary.json.
 set -u
 pass=0; fail=0
 ok() { if "$@"; then pass=$((pass+1)); else fail=$((fail+1)); echo "FAIL: $*" >&2; fi; }
@@ -17,23 +18,28 @@ ok test $rc = 0
 ok grep -q "exit codes: 0 done, 1 failure, 2 usage, 75 preempted" <<<"$help"
 # every option in --help is documented, and the doc names no option the program lacks
 opts=$(grep -oE -- '--(\[no-\])?[a-z][a-z0-9-]+' <<<"$help" | sed 's/\[no-\]//' | sort -u)
-for o in $opts; do ok grep -q -- "$o" docs/training.md; done
+undocumented=$(for o in $opts; do grep -q -- "$o" docs/training.md || echo "$o"; done)
+ok test -z "$undocumented" || echo "    in --help, not in docs/training.md: $undocumented" >&2
 flat=$(sed 's/\[no-\]//g' <<<"$help")
-for o in $(grep -oE -- '`--[a-z][a-z0-9-]+' docs/training.md | tr -d '`' | sed 's/^--no-/--/' | sort -u); do
+unknown=$(for o in $(grep -oE -- '`--[a-z][a-z0-9-]+' docs/training.md | tr -d '`' | sed 's/^--no-/--/' | sort -u); do
   case $o in --signal|--mpi) continue;; esac    # SLURM's and srun's options, not djct_train's
-  ok grep -q -- "$o" <<<"$flat"
-done
+  grep -q -- "$o" <<<"$flat" || echo "$o"
+done)
+ok test -z "$unknown" || echo "    in docs/training.md, not in --help: $unknown" >&2
 ok test "$("$T" --version | cut -d' ' -f1)" = djct_train
 
-# usage errors: exit 2, one line, printed once although two ranks saw it, fast (no data, no model)
-err2() { local want=$1; shift; local out rc t0=$(date +%s)
-  out=$($MPIRUN -np 2 "$T" "$@" 2>&1 >/dev/null | grep -v '^\[' ); rc=$?
+# usage errors: exit 2, one line, printed once although two ranks saw it, before any work: nothing
+# on stdout (no start-up report, no banner) and no run directory
+err2() { local want=$1; shift; local out rc
+  out=$($MPIRUN -np 2 "$T" --run-dir "$tmp/never" "$@" 2>&1 >"$tmp/err2.out" | grep -v '^\[' ); rc=$?
   out=$(grep 'djct_train' <<<"$out")
-  if [[ $out == *"$want"* ]] && [ "$(wc -l <<<"$out")" = 1 ] && [ $(( $(date +%s) - t0 )) -lt 30 ]; then pass=$((pass+1))
-  else fail=$((fail+1)); echo "FAIL: djct_train $* -> '$out' (want one line with '$want')" >&2; fi; }
+  if [[ $out == *"$want"* ]] && [ "$(wc -l <<<"$out")" = 1 ] && [ ! -s "$tmp/err2.out" ] && [ ! -e "$tmp/never" ]; then
+    pass=$((pass+1))
+  else fail=$((fail+1)); echo "FAIL: djct_train $* -> '$out' (want one line with '$want'); stdout: $(head -c 300 "$tmp/err2.out")" >&2; fi; }
 err2 "--epochs 'ten' is not a whole number" --epochs ten
 err2 "--lr -1 is out of range" --lr -1
 err2 "--optimizer 'lamb' is not allowed; use one of sgd|adam|adamw" --optimizer lamb
+err2 "--shuffle 'globl' is not allowed; use one of none|files|global (did you mean 'global'?)" --shuffle globl
 err2 "unknown option '--epoch'; did you mean '--epochs'" --epoch 3
 err2 "--model '/nonexistent.pt' is neither a built-in model" --model /nonexistent.pt
 printf '[djct_train]\nepochs = 2\nlearning-rate = 3\n' > "$tmp/bad.ini"
@@ -44,20 +50,41 @@ $MPIRUN -np 2 "$T" --epochs ten >/dev/null 2>&1; ok test $? = 2
 "$BUILD/bin/djct_gen" --events 400 --files 2 --seed 2 --out "$tmp/data" >/dev/null
 printf '[djct_train]\ndata = %s\nval-data = %s/part-001.djctd\nclasses = 3\nepochs = 5\nbatch-elements = 4000\nthreads = 1\nwandb-mode = offline\n' \
   "$tmp/data" "$tmp/data" > "$tmp/run.ini"
-out=$($MPIRUN -np 2 "$T" --config "$tmp/run.ini" --epochs 1 --run-dir "$tmp/run" --progress lines 2>&1); rc=$?
+run=$tmp/'ru"n\dir'   # a quote and a backslash for the JSON files to escape
+out=$($MPIRUN -np 2 "$T" --config "$tmp/run.ini" --epochs 1 --run-dir "$run" --run-id app-test.1 --progress lines 2>&1); rc=$?
 ok test $rc = 0
 ok grep -q '^epochs = 1$' <<<"$out"                       # resolved configuration, command line won
 ok grep -q "^data = $tmp/data\$" <<<"$out"
+ok grep -q '^shuffle = global$' <<<"$out"                 # a choice printed by name
 ok test "$(grep -c '^---- resolved configuration ----$' <<<"$out")" = 1   # rank 0 only
 ok grep -q '^rank 1/2 on ' <<<"$out"                       # rank-ordered start-up lines
 ok grep -q '^done: ' <<<"$out"
-for f in model.pt summary.json run_id checkpoints/latest; do ok test -e "$tmp/run/$f"; done
-ok grep -q '"ranks": 2' "$tmp/run/summary.json"
-j=$(ls "$tmp"/run/wandb/*/history.jsonl)
-for k in '"loss"' '"lr"' '"events_per_s"' '"elements_per_s"' '"t_data"' '"t_compute"' '"t_comm"' \
-         '"metrics_accuracy"' '"val_loss"' '"val_metrics_accuracy"'; do ok grep -q "$k" "$j"; done
-# the resolved options are the run's config
-ok grep -q '"batch-elements"' "$(dirname "$j")/config.json"
+absent=$(for f in model.pt summary.json run_id checkpoints/latest; do [ -e "$run/$f" ] || echo "$f"; done)
+ok test -z "$absent" || echo "    missing in the run directory: $absent" >&2
+# summary.json: valid JSON with the run's id and directory's values, the counts, the stop reason
+ok /usr/bin/python3 - "$run/summary.json" <<'PY'
+import json, sys
+s = json.load(open(sys.argv[1]))
+want = {"ranks": 2, "run_id": "app-test.1", "stop": "done", "epochs_done": 1, "skipped_steps": 0}
+bad = {k: s.get(k) for k in want if s.get(k) != want[k]}
+bad.update({k: s.get(k) for k in ("steps", "events_per_s", "elements_per_s", "step_time_s", "final_loss", "wall_s")
+            if not isinstance(s.get(k), (int, float)) or s[k] <= 0})
+if bad:
+    sys.exit(f"summary.json: unexpected {bad}")
+PY
+ok grep -q '"ranks": 2, ' "$run/summary.json"               # one line, as scripts grep it
+j=$(ls "$run"/wandb/*/history.jsonl)
+nokey=$(for k in '"loss"' '"lr"' '"events_per_s"' '"elements_per_s"' '"t_data"' '"t_compute"' '"t_comm"' \
+                 '"metrics_accuracy"' '"val_loss"' '"val_metrics_accuracy"'; do grep -q "$k" "$j" || echo "$k"; done)
+ok test -z "$nokey" || echo "    not in the journal: $nokey" >&2
+# the resolved options are the run's config (the run directory verbatim)
+ok /usr/bin/python3 - "$(dirname "$j")/config.json" "$run" <<'PY'
+import json, sys
+c = json.load(open(sys.argv[1]))
+v = lambda k: c.get(k, {}).get("value") if isinstance(c.get(k), dict) else c.get(k)
+if v("run-dir") != sys.argv[2] or v("batch-elements") is None:
+    sys.exit(f"config.json: run-dir {v('run-dir')!r}, batch-elements {v('batch-elements')!r}")
+PY
 
 [ $fail -gt 0 ] && printf '%s\n' "$out" | tail -20
 echo "$pass passed, $fail failed"

@@ -4,6 +4,8 @@
 #  - SIGUSR1 to ONE rank: all ranks agree at a step boundary, checkpoint, exit 75; the resumed run
 #    finishes bit-identical too
 #  - SIGINT to one rank: a checkpoint and exit 130
+# The interrupted runs hold after a step (DJCT_TEST_HOLD_AT_STEP) until a signal arrives, and are
+# signalled once they say so: the signal can never come after the run ended.
 set -u
 pass=0; fail=0
 ok() { if "$@"; then pass=$((pass+1)); else fail=$((fail+1)); echo "FAIL: $*" >&2; fi; }
@@ -38,7 +40,7 @@ ckpt_at_least() { ls -d "$1"/checkpoints/step-* 2>/dev/null | sed 's/.*step-//' 
                   && [ -f "$(ls -d "$1"/checkpoints/step-* | head -1)/DONE" ]; }
 rank_pids() { # the djct_train rank processes of run dir $1 (mpirun's children), oldest first
   for p in $(pgrep -x djct_train); do tr '\0' ' ' < /proc/$p/cmdline | grep -q -- "--run-dir $1 " && echo $p; done; }
-history_rows() { [ "$(cat "$1"/wandb/*/history.jsonl 2>/dev/null | wc -l)" -ge "$2" ]; }
+holding() { grep -q "^holding after step $2 until a signal arrives" "$1"; }
 
 # A: uninterrupted
 train --run-dir "$tmp/A" --checkpoint-every-steps 7 > "$tmp/A.log" 2>&1; rc=$?
@@ -48,9 +50,10 @@ total=$(steps_of "$tmp/A"); echo "uninterrupted: $total steps"
 ok test "${total:-0}" -gt 20
 
 # B: SIGKILL after the first checkpoints, then --resume
-train --run-dir "$tmp/B" --checkpoint-every-steps 7 > "$tmp/B1.log" 2>&1 &
+DJCT_TEST_HOLD_AT_STEP=15 train --run-dir "$tmp/B" --checkpoint-every-steps 7 > "$tmp/B1.log" 2>&1 &
 pid=$!
-ok wait_for 60 ckpt_at_least "$tmp/B" 14
+ok wait_for 120 holding "$tmp/B1.log" 15
+ok ckpt_at_least "$tmp/B" 14
 kill -9 $pid $(pgrep -P $pid) 2>/dev/null; wait $pid 2>/dev/null
 ok test ! -f "$tmp/B/model.pt"     # it really died before the end
 train --run-dir "$tmp/B" --checkpoint-every-steps 7 --resume > "$tmp/B2.log" 2>&1; rc=$?
@@ -61,9 +64,9 @@ ok same_params "$tmp/A/model.pt" "$tmp/B/model.pt"
 ok test "$(ls "$tmp/B/wandb" | wc -l)" = 1
 
 # C: SIGUSR1 to rank 1 only -> every rank stops, checkpoint, exit 75; then resume
-train --run-dir "$tmp/C" > "$tmp/C1.log" 2>&1 &
+DJCT_TEST_HOLD_AT_STEP=5 train --run-dir "$tmp/C" > "$tmp/C1.log" 2>&1 &
 pid=$!
-ok wait_for 60 history_rows "$tmp/C" 5
+ok wait_for 120 holding "$tmp/C1.log" 5
 ranks=($(rank_pids "$tmp/C"))
 ok test "${#ranks[@]}" = 2
 kill -USR1 "${ranks[1]:-0}"
@@ -78,9 +81,9 @@ ok same_params "$tmp/A/model.pt" "$tmp/C/model.pt"
 ok test "$(steps_of "$tmp/C")" = "$total"
 
 # D: SIGINT to rank 0 -> clean stop with a checkpoint, exit 130
-train --run-dir "$tmp/D" > "$tmp/D.log" 2>&1 &
+DJCT_TEST_HOLD_AT_STEP=5 train --run-dir "$tmp/D" > "$tmp/D.log" 2>&1 &
 pid=$!
-ok wait_for 60 history_rows "$tmp/D" 5
+ok wait_for 120 holding "$tmp/D.log" 5
 ranks=($(rank_pids "$tmp/D"))
 kill -INT "${ranks[0]:-0}"
 wait $pid; rc=$?

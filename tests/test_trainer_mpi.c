@@ -147,6 +147,7 @@ static double run_case_nan(djct_comm *comm, int unequal, int weighting, int over
     int total = 0;
     for (int r = 0; r < size; r++)
         total += batch_of(r, unequal);
+    harness_rows refsteps = HARNESS_ROWS_INIT;
     for (int64_t s = 0; s < STEPS; s++) {
         if (s == nan_step)
             continue;
@@ -155,11 +156,12 @@ static double run_case_nan(djct_comm *comm, int unequal, int weighting, int over
                          .n_values = (size_t)total * F};
         djct_array la = {.name = "label", .dtype = DJCT_DTYPE_INT32, .ndim = 1, .shape = {total}, .values = y,
                          .n_values = (size_t)total};
-        djct_model_zero_grad(ref);
-        CHECK_OK(djct_model_forward(ref, &fa, 1, &la, 1));
-        CHECK_OK(djct_model_backward(ref, NULL));
-        CHECK_OK(djct_optimizer_step(ro));
+        ROW_OK(refsteps, djct_model_zero_grad(ref), "step %lld", (long long)s);
+        ROW_OK(refsteps, djct_model_forward(ref, &fa, 1, &la, 1), "step %lld", (long long)s);
+        ROW_OK(refsteps, djct_model_backward(ref, NULL), "step %lld", (long long)s);
+        ROW_OK(refsteps, djct_optimizer_step(ro), "step %lld", (long long)s);
     }
+    CHECK_ROWS(refsteps);
     float *p = NULL, *q = NULL;
     size_t np = 0, nq = 0;
     djct_model_params(m, &p, &np);

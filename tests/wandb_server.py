@@ -14,8 +14,10 @@ appended to L (JSONL: kind, path, auth ok/bad, status, fault, body) and the whol
 to S after each request. Fault injection, set with POST /_control {"fs": [...], "gql": [...],
 "fs_always": status|null}: each request of that kind pops one item: "ok", a status (500, 404, ...),
 "429:SECS" (429 with Retry-After), "drop" (close without answering, nothing stored), "applydrop"
-(store, then close without answering: a lost acknowledgement), "slow:SECS". POST /_quit stops it;
-it also stops by itself after --lifetime seconds. Never prints the key.
+(store, then close without answering: a lost acknowledgement), "slow:SECS", "hold" (wait, counted
+in the state's "held", until {"release": true} is posted to /_control; then answer as "ok"): a test
+can show that nothing waits for an upload without timing anything. POST /_quit stops it; it also
+stops by itself after --lifetime seconds. Never prints the key.
 """
 import argparse
 import base64
@@ -29,9 +31,10 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 lock = threading.Lock()
-state = {"runs": {}, "requests": 0}
+state = {"runs": {}, "requests": 0, "held": 0}
 faults = {"fs": [], "gql": []}
 fs_always = [None]
+released = threading.Event()
 args = None
 
 
@@ -90,6 +93,8 @@ class Handler(BaseHTTPRequestHandler):
                         faults[k] = list(c[k])
                 if "fs_always" in c:
                     fs_always[0] = c["fs_always"]
+            if c.get("release"):
+                released.set()
             self.reply(200, {})
             return
         kind = "gql" if path == "/graphql" else "fs" if path.endswith("/file_stream") else "other"
@@ -110,6 +115,15 @@ class Handler(BaseHTTPRequestHandler):
         rec = {"kind": kind, "path": path, "auth": auth, "fault": fault, "body": body,
                "ua": self.headers.get("User-Agent"), "t": time.time()}
         fault = str(fault)
+        if fault == "hold":
+            with lock:
+                state["held"] += 1
+                save()
+            released.wait(args.lifetime)
+            with lock:
+                state["held"] -= 1
+                save()
+            fault = "ok"
         if fault.startswith("slow:"):
             time.sleep(float(fault[5:]))
             fault = "ok"

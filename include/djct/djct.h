@@ -19,6 +19,7 @@
 #include "qlz.h"
 #include "djcdata.h"
 #include "trainer.h"
+#include "progress.h"
 #include "gen.h"
 
 #endif /* DJCT_DJCT_H */
