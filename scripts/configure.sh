@@ -143,6 +143,9 @@ print("CUDA " + (torch.version.cuda or ""))
     bad "TORCH_PYTHON=$py: torch.version.cuda is $t_cuda but $dir/lib has no libtorch_cuda.so; reinstall torch"
   fi
   torch_site=$(dirname "$dir")
+  # pip's torch finds its CUDA libraries (site-packages/nvidia/*/lib) by its own run path; the
+  # linker must find them too to check libtorch_cuda's symbols
+  for d in "$torch_site"/nvidia/*/lib; do [ -d "$d" ] && t_rpl="${t_rpl:-} -Wl,-rpath-link,$d"; done
 elif [ "$WITH_TORCH" != 0 ]; then
   # the default: Debian's libtorch-dev, exactly as before the LIBTORCH/TORCH_PYTHON knobs
   if [ -f /usr/include/torch/script.h ] && ls /usr/lib/x86_64-linux-gnu/libtorch_cpu.so* >/dev/null 2>&1 \
@@ -216,7 +219,7 @@ if [ -n "$t_hdr" ]; then
     tl="-Wl,--no-as-needed $cl -Wl,--as-needed $tl"
   fi
   # the libtorch's folder goes into the programs' run path: nothing needs LD_LIBRARY_PATH
-  mk+=("TORCH_LIBS := ${t_ldir:+$t_ldir }$tl")
+  mk+=("TORCH_LIBS := ${t_ldir:+$t_ldir }$tl${t_rpl:-}")
   case $t_cuda in "") cuda_text="CPU only";; yes) cuda_text="with CUDA";; *) cuda_text="CUDA $t_cuda";; esac
   summary+=("✓ libtorch ${t_ver:-found} at $t_where, $abi_text, $cuda_text")
 elif [ "$WITH_TORCH" = 0 ]; then
