@@ -121,11 +121,12 @@ if [ -n "$fetch" ]; then
   done
   # the candidate version from apt's own cache when it is there, the rest from the mirror
   get=()
-  for p in $pkgs; do
-    v=$(apt-cache policy "$p" | sed -n 's/^ *Candidate: //p'); v=${v//:/%3a}
+  # shellcheck disable=SC2086
+  while read -r p v; do
+    v=${v//:/%3a}
     f=$(ls "/var/cache/apt/archives/${p}_${v}_"{amd64,all}.deb 2>/dev/null | head -1)
     if [ -n "$v" ] && [ -n "$f" ]; then cp "$f" .; else get+=("$p"); fi
-  done
+  done < <(apt-cache policy $pkgs 2>/dev/null | awk '/^[^ ].*:$/ {p = substr($1, 1, length($1) - 1)} /^ *Candidate:/ {print p, $2}')
   if [ ${#get[@]} -gt 0 ]; then
     apt-get download "${get[@]}" >download.log 2>&1 || { tail -3 download.log >&2; die "apt-get download of ${#get[@]} packages failed (no network to the mirror? apt-get update?); see $fetch/download.log"; }
     rm -f download.log
