@@ -134,9 +134,10 @@ int main(int argc, char **argv)
     MPI_Allreduce(&enough, &all, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD);
     if (!all) {
         char why[160];
-        snprintf(why, sizeof(why), "NCCL needs one GPU per rank: a node runs %d ranks and rank %d sees %d GPUs",
+        snprintf(why, sizeof(why), "NCCL needs one GPU per rank: a node runs %d ranks, rank %d sees %d GPUs",
                  local, rank, gpus);
-        harness_skip(why);
+        if (rank == 0) /* one line for all ranks */
+            harness_skip(why);
         return harness_report_mpi();
     }
     djct_comm_options o = DJCT_COMM_OPTIONS_INIT;
