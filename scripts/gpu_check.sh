@@ -55,10 +55,11 @@ DEV_PKGS=(libopenmpi-dev openmpi-common libhdf5-dev libcurl4-openssl-dev libcjso
           zlib1g-dev pkgconf pkgconf-bin)
 # ... and the programs and libraries, with every library they depend on, except what an Ubuntu-like
 # image with apt, Python and CUDA has (BASE: the C/C++ runtime, compression, TLS, systemd and PAM
-# libraries) and what a one-node run does not use (SKIP: ssh, hwloc's X11/OpenCL plugins)
+# libraries) and what a one-node run does not use (SKIP: ssh, hwloc's X11/OpenCL plugins). A library
+# whose soname such an image has in another version only (libunistring.so.2 for libpsl) is brought.
 RUN_PKGS=(openmpi-bin libopenmpi3 libhdf5-103-1 libcurl4 libcjson1 libinih1 libpkgconf3)
 BASE=" libc6 libgcc-s1 libstdc++6 gcc-12-base zlib1g libzstd1 liblzma5 libbz2-1.0 libcrypt1 libssl3
- libgnutls30 libgmp10 libnettle8 libhogweed6 libp11-kit0 libtasn1-6 libunistring2 libidn2-0 libffi8
+ libgnutls30 libgmp10 libnettle8 libhogweed6 libp11-kit0 libtasn1-6 libidn2-0 libffi8
  libselinux1 libpcre2-8-0 libudev1 libsystemd0 libcap2 libcap-ng0 libaudit1 libaudit-common libgcrypt20
  libgpg-error0 liblz4-1 libcom-err2 libkeyutils1 libacl1 libattr1 libmd0 libbsd0 libuuid1 libtinfo6
  libreadline8 readline-common libdb5.3 libsemanage2 libsemanage-common libsepol2 libpam0g
