@@ -324,6 +324,11 @@ train() {
 # why a run failed, in one line: djct_train's own message, else the last line
 why() { { grep -m1 'djct_train: ' "$1" || tail -n 1 "$1"; } | cut -c1-240; }
 history() { ls "$work/$1"/wandb/*/history.jsonl 2>/dev/null | head -1; }
+# a failed run's row entry: REFUSED when djct_train declined the device, else FAILED
+verdict() { # log [what]
+  local w; w=$(why "$1")
+  case $w in *CUDA*|*cuda*|*device*|*GPU*) echo "**REFUSED** by djct_train${2:+ ($2)}: $w";; *) echo "**FAILED**${2:+ ($2)}: $w";; esac
+}
 gpu_or_stand_in() { # the device arguments for a part that needs the GPU
   if [ $nogpu = 1 ]; then echo "${DEV_CPU[*]}"; else echo "${DEV_GPU[*]}"; fi
 }
@@ -345,9 +350,7 @@ part_a() {
       other=("${DEV_CPU[@]}" --threads 1); label="cpu --threads 1 (stand-in for cuda)"
     fi
     if ! train "a_${m}_gpu" 1 "${margs[@]}" "${other[@]}" --max-steps $A_STEPS; then
-      local w; w=$(why "$work/a_${m}_gpu.log")
-      case $w in *CUDA*|*cuda*|*device*) res="**REFUSED** by djct_train: $w";; *) res="**FAILED**: $w";; esac
-      row "a ($m)" "1 rank $label vs cpu" "$res" ""; failed=1; continue
+      row "a ($m)" "1 rank $label vs cpu" "$(verdict "$work/a_${m}_gpu.log")" ""; failed=1; continue
     fi
     figs=$(pyrun - "$(history "a_${m}_cpu")" "$(history "a_${m}_gpu")" $A_RTOL $A_ATOL <<'PY'
 import json, sys
@@ -393,12 +396,11 @@ part_c() {
   say "c) 2 ranks x 64 events (${C_BACKEND[*]}) vs 1 rank x 128, ${dev[*]}, $C_STEPS steps"
   local half=("${TRAIN_MLP[@]}" --data "$mlp" --batch-events 64)
   if ! train c_1rank 1 "${TRAIN_MLP[@]}" --data "$mlp" "${dev[@]}" --max-steps $C_STEPS; then
-    row c "2 ranks vs 1 rank, doubled batch" "**FAILED**: the 1-rank run: $(why "$work/c_1rank.log")" ""; failed=1; return
+    row c "2 ranks vs 1 rank, doubled batch" "$(verdict "$work/c_1rank.log" "the 1-rank run")" ""; failed=1; return
   fi
   if ! train c_2ranks 2 "${half[@]}" "${dev[@]}" "${C_BACKEND[@]}" --max-steps $C_STEPS; then
-    local w; w=$(why "$work/c_2ranks.log")
-    case $w in *CUDA*|*cuda*|*device*|*GPU*) w="**REFUSED** by djct_train: $w";; *) w="**FAILED**: $w";; esac
-    row c "2 ranks on one device (${C_BACKEND[*]}) vs 1 rank, doubled batch" "$w" ""; failed=1; return
+    row c "2 ranks on one device (${C_BACKEND[*]}) vs 1 rank, doubled batch" "$(verdict "$work/c_2ranks.log" "the 2-rank run")" ""
+    failed=1; return
   fi
   local figs res
   figs=$(pyrun - "$work/c_1rank/model.pt" "$work/c_2ranks/model.pt" $C_TOL <<'PY'
@@ -422,15 +424,19 @@ PY
 part_d() {
   local dev=cuda; [ $nogpu = 1 ] && dev=cpu
   say "d) djct vs torch eager on $dev, MLP, batch 128, $D_STEPS steps ($D_WARMUP warm-up)"
-  if ! train d_djct 1 "${TRAIN_MLP[@]}" --data "$mlp" --device $dev --max-steps $D_STEPS; then
-    row d "events/s, djct vs PyTorch eager ($dev)" "**FAILED**: djct: $(why "$work/d_djct.log")" ""; failed=1; return
-  fi
+  train d_djct 1 "${TRAIN_MLP[@]}" --data "$mlp" --device $dev --max-steps $D_STEPS
+  local drc=$?
   timed 10 env LD_LIBRARY_PATH="$py_ldp" "$py" "$root/bench/torch_eager.py" --data "$mlp" --device $dev \
     --steps $D_STEPS --warmup $D_WARMUP --batch 128 >"$work/d_eager.log" 2>&1
   local rc=$?
   logged "$work/d_eager.log" torch_eager.py --device $dev
   if [ $rc -ne 0 ]; then
     row d "events/s, djct vs PyTorch eager ($dev)" "**FAILED**: torch_eager.py: $(tail -1 "$work/d_eager.log" | cut -c1-200)" ""; failed=1; return
+  fi
+  if [ $drc -ne 0 ]; then
+    row d "events/s, djct vs PyTorch eager ($dev)" "$(verdict "$work/d_djct.log" djct)" \
+      "eager $(tail -1 "$work/d_eager.log" | pyrun -c 'import json, sys; print("%.0f" % json.loads(sys.stdin.read())["events_per_s"])') events/s"
+    failed=1; return
   fi
   local figs
   figs=$(pyrun - "$(history d_djct)" "$work/d_eager.log" $D_WARMUP 128 <<'PY'
