@@ -16,6 +16,10 @@ SAN         ?= 0
 WITH_TORCH  ?= auto
 WITH_CUDA   ?= auto
 CUDA_HOME   ?= /usr/local/cuda
+NCCL_HOME   ?=
+LIBTORCH    ?=
+TORCH_PYTHON ?=
+INSTALL_DEPS ?= 1
 CC          ?= cc
 CXX         ?= g++
 MPICC       ?= mpicc
@@ -40,6 +44,9 @@ endif
 ifeq ($(filter $(WITH_CUDA),auto 0 1),)
   $(call bad_knob,WITH_CUDA,auto 0 1)
 endif
+ifeq ($(filter $(INSTALL_DEPS),0 1),)
+  $(call bad_knob,INSTALL_DEPS,1 0)
+endif
 
 ifeq ($(SAN),1)
   BUILD   ?= build-san
@@ -59,7 +66,10 @@ ifeq ($(filter -j%,$(MAKEFLAGS)),)
 endif
 
 # ---- dependency detection (once; re-run when a knob changes or with `make config`) ----------
-KNOBS := WITH_TORCH=$(WITH_TORCH) WITH_CUDA=$(WITH_CUDA) CUDA_HOME=$(CUDA_HOME) MPICC=$(MPICC) CXX=$(CXX)
+# libtorch: Debian's by default, LIBTORCH=DIR (an unpacked libtorch zip) or TORCH_PYTHON=PY (the
+# torch package that interpreter imports); NCCL from NCCL_HOME, else beside that torch, else CUDA_HOME
+KNOBS := WITH_TORCH=$(WITH_TORCH) WITH_CUDA=$(WITH_CUDA) CUDA_HOME=$(CUDA_HOME) MPICC=$(MPICC) CXX=$(CXX) \
+         LIBTORCH=$(LIBTORCH) TORCH_PYTHON=$(TORCH_PYTHON) NCCL_HOME=$(NCCL_HOME) INSTALL_DEPS=$(INSTALL_DEPS)
 NOCONFIG_GOALS := clean distclean help
 ifeq ($(filter $(NOCONFIG_GOALS),$(MAKECMDGOALS)),)
   $(shell mkdir -p $(BUILD) && (echo '$(KNOBS)' | cmp -s - $(BUILD)/knobs || echo '$(KNOBS)' > $(BUILD)/knobs))
@@ -74,7 +84,7 @@ CPPFLAGS_ALL := -Iinclude -Isrc -D_GNU_SOURCE $(MPI_CFLAGS) $(HDF5_CFLAGS) $(DEP
                 -DDJCT_HAVE_TORCH=$(HAVE_TORCH) -DDJCT_VERSION_STRING='"$(VERSION)"'
 WARN    := -Wall -Wextra -Wpedantic -Wshadow -Wstrict-prototypes -Wno-unused-parameter
 CFLAGS_ALL   := -std=c11 $(OPT) -g -pthread -fPIC -fvisibility=hidden $(WARN) $(SANFLAGS) $(CFLAGS)
-CXXFLAGS_ALL := -std=c++17 $(OPT) -g -pthread -fPIC -fvisibility=hidden -Wall -Wextra -Wno-unused-parameter \
+CXXFLAGS_ALL := -std=$(or $(TORCH_CXXSTD),c++17) $(OPT) -g -pthread -fPIC -fvisibility=hidden -Wall -Wextra -Wno-unused-parameter \
                 $(TORCH_CXXFLAGS) $(SANFLAGS) $(SANCXXFLAGS) $(CXXFLAGS)
 LIBS_ALL     := $(TORCH_LIBS) $(HDF5_LIBS) $(DEP_LIBS) $(CUDA_LIBS) $(MPI_LIBS) -ldl
 LDFLAGS_ALL  := -pthread -Wl,--as-needed $(SANFLAGS) $(LDFLAGS)

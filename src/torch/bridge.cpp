@@ -92,11 +92,19 @@ extern "C" int djct_torch_set_jit_optimize(int on) noexcept
     });
 }
 
+/* The CUDA devices libtorch sees. at::getNumGPUs() (ATen/Context.h) is the spelling every libtorch
+ * djct builds against has: 1.13 answers from CUDAHooksInterface::getNumGPUs(), 2.x from
+ * AcceleratorHooksInterface::deviceCount(), the hook that later 2.x releases count devices with. */
+static int cuda_device_count()
+{
+    return at::hasCUDA() ? (int)at::getNumGPUs() : 0;
+}
+
 extern "C" int djct_torch_cuda_device_count(int *count) noexcept
 {
     DJCT_CHECK_ARG(count);
     return guard([&] {
-        *count = at::hasCUDA() ? (int)at::detail::getCUDAHooks().getNumGPUs() : 0;
+        *count = cuda_device_count();
         return 0;
     });
 }
@@ -116,7 +124,7 @@ int djct_model_device(torch::Device *dev, const djct_model_options *opts, const 
         return djct_error_set(DJCT_ENOTSUP, "model '%s': CUDA requested but this libtorch has no "
                               "usable CUDA (CPU-only build or no GPU); use DJCT_DEVICE_CPU",
                               label.c_str());
-    int n = (int)at::detail::getCUDAHooks().getNumGPUs();
+    int n = cuda_device_count();
     if (opts->device_index < 0 || opts->device_index >= n)
         return djct_error_set(DJCT_EINVAL, "model '%s': CUDA device %d does not exist (%d visible)",
                               label.c_str(), opts->device_index, n);

@@ -9,6 +9,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <sstream>
+#include <type_traits>
 
 #include <torch/optim/adam.h>
 #include <torch/optim/adamw.h>
@@ -120,6 +121,21 @@ extern "C" int djct_optimizer_create(djct_optimizer **out, djct_model *m,
     return 0;
 }
 
+/* The key a libtorch optimizer files a parameter's state under, so the fused step's state is found
+ * by libtorch's own step, save and load. 1.13 (and early 2.x) key the state map by the parameter's
+ * TensorImpl pointer printed to a string (c10::guts::to_string, an ostream <<); later 2.x by the
+ * pointer itself, and c10::guts::to_string is gone (pytorch PR 108480). The map's key type picks. */
+template <class Key> static Key state_key(c10::TensorImpl *impl)
+{
+    if constexpr (std::is_same_v<Key, std::string>) {
+        std::ostringstream os;
+        os << impl;
+        return os.str();
+    } else {
+        return impl;
+    }
+}
+
 /* Adam/AdamW on a float32 CPU slab: libtorch's own state (created as its step() would create it,
  * so save/load and a later libtorch step see the same thing), advanced by the fused pass of
  * src/adam.c instead of libtorch's eight tensor operations. Returns false when the slab is not
@@ -134,7 +150,8 @@ static bool fused_adam_step(djct_optimizer *o, double lr)
         !g.is_contiguous())
         return false;
     auto &states = o->opt->state();
-    const std::string key = c10::guts::to_string(p.unsafeGetTensorImpl());
+    using Key = std::decay_t<decltype(states.begin()->first)>;
+    const Key key = state_key<Key>(p.unsafeGetTensorImpl());
     auto it = states.find(key);
     if (it == states.end()) {
         auto st = std::make_unique<State>();
