@@ -33,6 +33,10 @@ static inline uint32_t rd32(const unsigned char *p)
 {
     return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
 }
+static inline uint64_t rd64(const unsigned char *p)
+{
+    return (uint64_t)rd32(p) | (uint64_t)rd32(p + 4) << 32;
+}
 static inline void wr32(unsigned char *p, uint32_t v)
 {
     p[0] = (unsigned char)v;
@@ -130,16 +134,146 @@ int djct_qlz_header(size_t *csize, size_t *dsize, int *compressed, const void *s
 
 /* ---- decoder --------------------------------------------------------------------------------- */
 
+#if defined(__GNUC__) || defined(__clang__)
+#define QLZ_LIKELY(x) __builtin_expect(!!(x), 1)
+#define QLZ_UNLIKELY(x) __builtin_expect(!!(x), 0)
+#define QLZ_CTZ(x) ((unsigned)__builtin_ctz(x))
+#else
+#define QLZ_LIKELY(x) (x)
+#define QLZ_UNLIKELY(x) (x)
+static inline unsigned QLZ_CTZ(uint32_t x)
+{
+    unsigned n = 0;
+    while (!(x & 1)) {
+        x >>= 1;
+        n++;
+    }
+    return n;
+}
+#endif
+
+/* 16 bytes from s to d through a temporary: when a match's source overlaps its target, the whole
+ * source block is read before any of it is written (compilers emit one unaligned load and store) */
+static inline void copy16(unsigned char *d, const unsigned char *s)
+{
+    unsigned char tmp[16];
+    memcpy(tmp, s, 16);
+    memcpy(d, tmp, 16);
+}
+
+/* The fast loop needs, at each control word, this much body left (the word, 31 items of at most
+ * 4 bytes, and the 32 bytes a literal run copy reads) and this much output left (a literal run
+ * copy writes 32 bytes at most 31 bytes past the last checked position). */
+#define FAST_SRC 160u
+#define FAST_DST 64u
+
+/* A match code by its first byte b (section 9.3), for the four-byte little-endian f at the code:
+ * offset = (f >> osh) & omask, length len, code length nb. b & 3 is the kind: 0 a 6-bit offset
+ * and length 3 (one byte); 1 a 14-bit offset, length 3; 2 a 10-bit offset, length 3..18 (two
+ * bytes); 3 a 17-bit offset, length 3..33 (three bytes) unless bits 2..6 are 0, which makes the
+ * four-byte code of length 3..258 whose length spans two bytes: len = 0 marks it. */
+typedef struct {
+    uint32_t omask;
+    uint8_t osh, len, nb;
+} match_code;
+
+#define MC_ENTRY(b)                                                                                    \
+    {((b) & 3) == 0 ? 0x3Fu : ((b) & 3) == 1 ? 0x3FFFu : ((b) & 3) == 2 ? 0x3FFu : 0x1FFFFu,            \
+     ((b) & 3) <= 1 ? 2 : ((b) & 3) == 2 ? 6 : 7,                                                       \
+     ((b) & 3) <= 1 ? 3 : ((b) & 3) == 2 ? (((b) >> 2) & 15) + 3 : ((b) & 127) == 3 ? 0 : (((b) >> 2) & 31) + 2, \
+     ((b) & 3) == 0 ? 1 : ((b) & 3) <= 2 ? 2 : 3}
+#define MC4(b) MC_ENTRY(b), MC_ENTRY((b) + 1), MC_ENTRY((b) + 2), MC_ENTRY((b) + 3)
+#define MC16(b) MC4(b), MC4((b) + 4), MC4((b) + 8), MC4((b) + 12)
+#define MC64(b) MC16(b), MC16((b) + 16), MC16((b) + 32), MC16((b) + 48)
+static const match_code MATCH_CODES[256] = {MC64(0), MC64(64), MC64(128), MC64(192)};
+
 /* Decode a compressed body (section 9.3) into t[0..D); t[-hist..0) is valid history.
- * On error *err_off is the body offset of the offending item. */
+ * On error *err_off is the body offset of the offending item.
+ *
+ * Two loops share the position (s, d, cw). The fast loop runs while a whole control word's
+ * items cannot reach past either end (checked once per word, plus each match's length), so its
+ * literals and matches are copied in 16-byte blocks that may write up to 15 bytes beyond the
+ * item, always inside t[0..D) and overwritten by the next items; every match's offset is still
+ * checked against the history. The careful loop takes one item at a time and checks every byte:
+ * it decodes anything the fast loop hands over (a word without its end bit, a bad offset, a
+ * match reaching into the last FAST_DST bytes, the first bytes of a stream without history),
+ * reports every error, decodes the end of every body, and hands back at a control word boundary
+ * when the fast loop's conditions hold again. */
 static int decode_body(const unsigned char *src, size_t slen, unsigned char *t, size_t D, size_t hist,
                        size_t *err_off)
 {
     static const unsigned char tz[16] = {4, 0, 1, 0, 2, 0, 1, 0, 3, 0, 1, 0, 2, 0, 1, 0};
     size_t s = 0, d = 0;
     uint32_t cw = 1;
+    const int fast_ok = slen >= FAST_SRC && D >= FAST_DST;
+    const size_t s_lim = fast_ok ? slen - FAST_SRC : 0, d_lim = fast_ok ? D - FAST_DST : 0;
+    /* off - 3 > d + hist - 3 rejects offsets below 3 and beyond the history in one comparison;
+     * it needs d + hist >= 3, which the careful loop waits for */
+    const size_t hist3 = hist - 3;
+    if (!fast_ok || hist < 3)
+        goto careful;
+fast:
+    while (s <= s_lim && d <= d_lim) {
+        cw = rd32(src + s);
+        if (QLZ_UNLIKELY(!(cw >> 31))) { /* never written by QuickLZ: the careful loop judges it */
+            cw = 1;
+            goto careful;
+        }
+        s += 4;
+        /* w holds the 8 body bytes at s, f the 4 at s: the next code is shifted out of w rather
+         * than loaded again, which keeps a load off the path from one item to the next */
+        uint64_t w = rd64(src + s);
+        uint32_t f = (uint32_t)w;
+        for (;;) {
+            if (!(cw & 1)) {
+                unsigned n = QLZ_CTZ(cw); /* a run of literals, ended by a match or the end bit */
+                copy16(t + d, src + s);
+                if (n > 16)
+                    copy16(t + d + 16, src + s + 16);
+                f = n <= 4 ? (uint32_t)(w >> (8 * n)) : rd32(src + s + n);
+                s += n;
+                d += n;
+                w = rd64(src + s);
+                cw >>= n;
+                if (cw == 1)
+                    break;
+            }
+            const match_code *m = &MATCH_CODES[f & 255];
+            size_t off = (f >> m->osh) & m->omask, len = m->len;
+            unsigned nb = m->nb;
+            if (QLZ_UNLIKELY(len == 0)) { /* the four-byte code */
+                off = f >> 15;
+                len = ((f >> 7) & 255) + 3;
+                nb = 4;
+            }
+            if (QLZ_UNLIKELY(off - 3 > d + hist3 || d + len > d_lim))
+                goto careful; /* this item again, checked */
+            unsigned char *o = t + d;
+            const unsigned char *from = o - off;
+            if (QLZ_LIKELY(off >= 16 || off >= len)) {
+                /* every byte the first block needs lies before o (bytes it reads past the
+                 * match are rewritten later); later blocks only run when off >= 16 */
+                copy16(o, from);
+                for (size_t i = 16; i < len; i += 16)
+                    copy16(o + i, from + i);
+            } else {
+                for (size_t i = 0; i < len; i++) /* overlapping: forward, byte by byte */
+                    o[i] = from[i];
+            }
+            f = (uint32_t)(w >> (8 * nb));
+            s += nb;
+            w = rd64(src + s);
+            d += len;
+            cw >>= 1;
+            if (cw == 1)
+                break;
+        }
+    }
+careful:
     for (;;) {
         if (cw == 1) {
+            if (fast_ok && s <= s_lim && d <= d_lim && d + hist >= 3)
+                goto fast;
             if (slen - s < 4) {
                 *err_off = s;
                 return djct_error_set(DJCT_EINVAL, "control word runs past the end of the %zu-byte body "
@@ -156,8 +290,11 @@ static int decode_body(const unsigned char *src, size_t slen, unsigned char *t, 
             }
             unsigned b0 = src[s];
             uint32_t f = 0;
-            for (size_t i = 0; i < 4 && s + i < slen; i++)
-                f |= (uint32_t)src[s + i] << (8 * i);
+            if (slen - s >= 4)
+                f = rd32(src + s);
+            else
+                for (size_t i = 0; s + i < slen; i++)
+                    f |= (uint32_t)src[s + i] << (8 * i);
             uint32_t off, len;
             size_t nb;
             if ((b0 & 3) == 0) {
@@ -192,17 +329,11 @@ static int decode_body(const unsigned char *src, size_t slen, unsigned char *t, 
             }
             unsigned char *o = t + d;
             const unsigned char *from = o - off;
-            if (off >= 8 && D - d >= (size_t)len + 8) {
-                /* 8 bytes at a time: each source block lies wholly before its target; the up to
-                 * 7 bytes written past the match stay inside this chunk and are overwritten */
-                for (uint32_t i = 0; i < len; i += 8)
-                    memcpy(o + i, from + i, 8);
-            } else if (off >= len) {
+            if (off >= len)
                 memcpy(o, from, len);
-            } else {
+            else
                 for (uint32_t i = 0; i < len; i++) /* overlapping: forward, byte by byte */
                     o[i] = from[i];
-            }
             s += nb;
             d += len;
         } else if (d + 11 < D) {
@@ -211,10 +342,7 @@ static int decode_body(const unsigned char *src, size_t slen, unsigned char *t, 
                 *err_off = s;
                 return djct_error_set(DJCT_EINVAL, "literals run past the end of the %zu-byte body", slen);
             }
-            if (slen - s >= 4)
-                memcpy(t + d, src + s, 4); /* d + 4 < D here; extra bytes are overwritten */
-            else
-                memcpy(t + d, src + s, n);
+            memcpy(t + d, src + s, n);
             s += n;
             d += n;
             cw >>= n;
