@@ -1,9 +1,11 @@
 /* QuickLZ 1.5.0 level 3 with the 1,000,000-byte streaming buffer, written from djcdata.md
  * section 9 (no reference code). The decoder trusts nothing: every read of the body and every
- * match source/target is bounds-checked, so corrupt chunks give DJCT_EINVAL, never an
- * out-of-bounds access or a hang (each item advances the output by at least one byte).
- * The compressor follows section 9.5 step by step so its output is byte-identical to the
- * reference qlz_compress. */
+ * match source/target is bounds-checked (a fast loop checks once per control word what a whole
+ * word's items can reach, a careful loop checks each byte near the ends), so corrupt chunks give
+ * DJCT_EINVAL, never an out-of-bounds access or a hang (each item advances the output by at least
+ * one byte). The compressor makes the choices of section 9.5 step by step, so its output is
+ * byte-identical to the reference qlz_compress; its hash table caches the bytes at each position
+ * so that most candidates are judged without reading the data. */
 #include "djct/qlz.h"
 #include "djct/error.h"
 #include "djct_int.h"
@@ -12,6 +14,9 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
 
 #define BUFSZ DJCT_QLZ_STREAMING_BUFFER
 #define HASH_VALUES 4096
@@ -22,10 +27,19 @@ struct djct_qlz_dstate {
     unsigned char buf[BUFSZ];   /* history of streaming-mode chunks */
 };
 
+/* One hash value's last POINTERS positions (slot = insertion count mod POINTERS) and the four
+ * bytes found there, so that testing a candidate needs no read of the data (one cache-line pair
+ * per hash value instead of up to 16 scattered reads), and a candidate that agrees in three
+ * bytes only is known to give a 3-byte match without reading it. */
+typedef struct {
+    uint32_t pos[POINTERS]; /* in buf (streaming) or in the chunk (direct) */
+    uint32_t key[POINTERS]; /* the four bytes at pos, little-endian */
+} bucket;
+
 struct djct_qlz_cstate {
+    bucket tab[HASH_VALUES];  /* first, so that the allocation's alignment aligns the buckets */
+    uint8_t cnt[HASH_VALUES]; /* 8-bit insertion counters; slots k < cnt (and < POINTERS) are valid */
     size_t counter;
-    uint8_t cnt[HASH_VALUES];               /* 8-bit insertion counters */
-    uint32_t slot[HASH_VALUES][POINTERS];   /* positions: in buf (streaming) or the chunk (direct) */
     unsigned char buf[BUFSZ];
 };
 
@@ -70,8 +84,13 @@ void djct_qlz_dstate_free(djct_qlz_dstate *s) { free(s); }
 int djct_qlz_cstate_create(djct_qlz_cstate **out)
 {
     DJCT_CHECK_ARG(out);
-    if (!(*out = calloc(1, sizeof(**out))))
+    /* cache-line aligned buckets; only the counters need zeros (slots not written since the
+     * last reset are masked out wherever they are read), so the pages of the table and the
+     * buffer stay untouched until used */
+    size_t sz = (sizeof(**out) + 63) & ~(size_t)63;
+    if (!(*out = aligned_alloc(64, sz)))
         return djct_error_oom();
+    djct_qlz_cstate_reset(*out);
     return 0;
 }
 
@@ -134,23 +153,8 @@ int djct_qlz_header(size_t *csize, size_t *dsize, int *compressed, const void *s
 
 /* ---- decoder --------------------------------------------------------------------------------- */
 
-#if defined(__GNUC__) || defined(__clang__)
 #define QLZ_LIKELY(x) __builtin_expect(!!(x), 1)
 #define QLZ_UNLIKELY(x) __builtin_expect(!!(x), 0)
-#define QLZ_CTZ(x) ((unsigned)__builtin_ctz(x))
-#else
-#define QLZ_LIKELY(x) (x)
-#define QLZ_UNLIKELY(x) (x)
-static inline unsigned QLZ_CTZ(uint32_t x)
-{
-    unsigned n = 0;
-    while (!(x & 1)) {
-        x >>= 1;
-        n++;
-    }
-    return n;
-}
-#endif
 
 /* 16 bytes from s to d through a temporary: when a match's source overlaps its target, the whole
  * source block is read before any of it is written (compilers emit one unaligned load and store) */
@@ -226,7 +230,7 @@ fast:
         uint32_t f = (uint32_t)w;
         for (;;) {
             if (!(cw & 1)) {
-                unsigned n = QLZ_CTZ(cw); /* a run of literals, ended by a match or the end bit */
+                unsigned n = (unsigned)__builtin_ctz(cw); /* a run of literals, ended by a match or the end bit */
                 copy16(t + d, src + s);
                 if (n > 16)
                     copy16(t + d + 16, src + s + 16);
@@ -443,14 +447,61 @@ int djct_qlz_decompress(djct_qlz_dstate *s, const void *src, size_t src_len, voi
 
 /* ---- compressor ------------------------------------------------------------------------------ */
 
-static inline uint32_t hash3(const unsigned char *p)
+static inline uint32_t hash_key(uint32_t v3) { return ((v3 >> 12) ^ v3) & (HASH_VALUES - 1); }
+
+/* insert position pos, where the four bytes v4 are, under the hash of its first three */
+static inline void insert(djct_qlz_cstate *st, uint32_t v4, uint32_t pos)
 {
-    uint32_t v = (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16;
-    return ((v >> 12) ^ v) & 0xFFF;
+    uint32_t h = hash_key(v4 & 0xFFFFFF);
+    unsigned j = st->cnt[h];
+    st->cnt[h] = (uint8_t)(j + 1);
+    st->tab[h].pos[j & (POINTERS - 1)] = pos;
+    st->tab[h].key[j & (POINTERS - 1)] = v4;
+}
+
+/* Bits k of *m3 / *m4: slot k of b agrees with v4 in its first three / all four bytes (valid
+ * slot or not; the caller masks). */
+static inline void key_hits(const bucket *b, uint32_t v4, unsigned *m3, unsigned *m4)
+{
+#if defined(__SSE2__)
+    const __m128i want4 = _mm_set1_epi32((int)v4), want3 = _mm_set1_epi32((int)(v4 & 0xFFFFFF)),
+                  low3 = _mm_set1_epi32(0xFFFFFF);
+    unsigned r3 = 0, r4 = 0;
+    for (int i = 0; i < POINTERS / 4; i++) {
+        __m128i k = _mm_loadu_si128((const __m128i *)(const void *)(b->key + 4 * i));
+        r4 |= (unsigned)_mm_movemask_ps(_mm_castsi128_ps(_mm_cmpeq_epi32(k, want4))) << (4 * i);
+        r3 |= (unsigned)_mm_movemask_ps(_mm_castsi128_ps(_mm_cmpeq_epi32(_mm_and_si128(k, low3), want3)))
+              << (4 * i);
+    }
+    *m3 = r3;
+    *m4 = r4;
+#else
+    unsigned r3 = 0, r4 = 0;
+    for (unsigned k = 0; k < POINTERS; k++) {
+        r3 |= (unsigned)(((b->key[k] ^ v4) & 0xFFFFFF) == 0) << k;
+        r4 |= (unsigned)(b->key[k] == v4) << k;
+    }
+    *m3 = r3;
+    *m4 = r4;
+#endif
+}
+
+/* How far a and b agree, knowing their first 4 bytes do: at most rem (>= 4). Byte by byte:
+ * 4- and 8-byte reads with a count of trailing zeros measured slower on every payload here. */
+static inline size_t extend(const unsigned char *a, const unsigned char *b, size_t rem)
+{
+    size_t m = 4;
+    while (m < rem && a[m] == b[m])
+        m++;
+    return m;
 }
 
 /* The level-3 core over B[start .. start+n): returns the body length (>= 9), or 0 when it gives
- * up (the caller then stores the chunk). Positions in the hash table are absolute in B. */
+ * up (the caller then stores the chunk). Positions in the hash table are absolute in B.
+ * At each position the reference takes, among the valid slots of the position's hash value whose
+ * first three bytes match and that lie at least 3 bytes back, the longest match (at most 255
+ * bytes and ending 4 bytes before the chunk's end), the latest position on ties; a match more
+ * than 131070 bytes back becomes a literal. */
 static size_t compress_core(const unsigned char *B, size_t start, size_t n, unsigned char *out,
                             djct_qlz_cstate *st)
 {
@@ -471,41 +522,59 @@ static size_t compress_core(const unsigned char *B, size_t start, size_t n, unsi
             if (rem > 255)
                 rem = 255;
             const unsigned char *cur = in + p;
-            size_t P = start + p;
-            uint32_t h = hash3(cur);
-            unsigned c = st->cnt[h];
-            uint32_t *sl = st->slot[h];
-            size_t best_pos = sl[0], best_len = 0;
-            if (c >= 1 && best_pos + 2 < P && B[best_pos] == cur[0] && B[best_pos + 1] == cur[1] &&
-                B[best_pos + 2] == cur[2]) {
-                size_t m = 3;
-                while (m < rem && B[best_pos + m] == cur[m])
-                    m++;
-                best_len = m;
+            uint32_t P = (uint32_t)(start + p), v4 = rd32(cur), h = hash_key(v4 & 0xFFFFFF);
+            unsigned c = st->cnt[h], m3, m4;
+            bucket *bk = &st->tab[h];
+            key_hits(bk, v4, &m3, &m4);
+            /* Positions only grow between table resets, so slot order is age order. Rotated so
+             * that bit i is slot (c + i) mod POINTERS, the highest set bit is the latest position:
+             * visiting candidates from there, a later one wins only by being strictly longer,
+             * which the byte at the best length so far can rule out without measuring it. */
+            unsigned r = c & (POINTERS - 1), full = (1u << POINTERS) - 1;
+            unsigned valid = c >= POINTERS ? full : (1u << c) - 1;
+            m4 &= valid;
+            m4 = ((m4 >> r) | (m4 << (POINTERS - r))) & full;
+            size_t best_len = 0;
+            uint32_t best_pos = 0;
+            while (m4) { /* four bytes agree: measure how far */
+                unsigned i = 31 - (unsigned)__builtin_clz(m4);
+                m4 ^= 1u << i;
+                uint32_t q = bk->pos[(r + i) & (POINTERS - 1)];
+                if (q + 2 >= P || (best_len && B[q + best_len] != cur[best_len]))
+                    continue;
+                size_t m = extend(B + q, cur, rem);
+                if (m > best_len) {
+                    best_pos = q;
+                    best_len = m;
+                    if (m == rem)
+                        break;
+                }
             }
-            for (unsigned k = 1; k < POINTERS && k < c; k++) {
-                size_t q = sl[k];
-                if (q + 2 < P && B[q] == cur[0] && B[q + 1] == cur[1] && B[q + 2] == cur[2]) {
-                    size_t m = 3;
-                    while (m < rem && B[q + m] == cur[m])
-                        m++;
-                    if (m > best_len || (m == best_len && q > best_pos)) {
+            if (!best_len) { /* three bytes agree at most: the latest such position */
+                m3 &= valid;
+                m3 = ((m3 >> r) | (m3 << (POINTERS - r))) & full;
+                while (m3) {
+                    unsigned i = 31 - (unsigned)__builtin_clz(m3);
+                    m3 ^= 1u << i;
+                    uint32_t q = bk->pos[(r + i) & (POINTERS - 1)];
+                    if (q + 2 < P) {
                         best_pos = q;
-                        best_len = m;
+                        best_len = 3;
+                        break;
                     }
                 }
             }
-            sl[c & (POINTERS - 1)] = (uint32_t)P;
+            bk->pos[c & (POINTERS - 1)] = P;
+            bk->key[c & (POINTERS - 1)] = v4;
             st->cnt[h] = (uint8_t)(c + 1);
             if (best_len >= 3 && P - best_pos < 131071) {
+                uint32_t vu = v4;
                 for (size_t u = 1; u < best_len; u++) {
-                    uint32_t h2 = hash3(cur + u);
-                    unsigned j = st->cnt[h2];
-                    st->cnt[h2] = (uint8_t)(j + 1);
-                    st->slot[h2][j & (POINTERS - 1)] = (uint32_t)(P + u);
+                    vu = vu >> 8 | (uint32_t)cur[u + 3] << 24;
+                    insert(st, vu, P + (uint32_t)u);
                 }
                 acc = (acc >> 1) | (1u << 31);
-                uint32_t off = (uint32_t)(P - best_pos), len = (uint32_t)best_len;
+                uint32_t off = P - best_pos, len = (uint32_t)best_len;
                 if (len == 3 && off <= 63) {
                     out[o++] = (unsigned char)(off << 2);
                 } else if (len == 3 && off <= 16383) {
