@@ -273,6 +273,175 @@ static void test_reference_payloads(void)
     free(out);
 }
 
+/* ---- the compressor against a plain model of section 9.5 ------------------------------------ */
+
+/* The reference's choices written out plainly: 4096 hash values of 16 positions with 8-bit
+ * insertion counters, every candidate measured byte by byte, the longest (then latest) match. */
+typedef struct {
+    size_t counter;
+    uint8_t cnt[4096];
+    uint32_t slot[4096][16];
+    unsigned char buf[DJCT_QLZ_STREAMING_BUFFER];
+} model_state;
+
+static uint32_t model_hash(const unsigned char *p)
+{
+    uint32_t v = (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16;
+    return ((v >> 12) ^ v) & 0xFFF;
+}
+
+static void model_put(unsigned char *o, uint32_t v, int nb)
+{
+    for (int i = 0; i < nb; i++)
+        o[i] = (unsigned char)(v >> (8 * i));
+}
+
+static size_t model_core(const unsigned char *B, size_t start, size_t n, unsigned char *out, model_state *st)
+{
+    const unsigned char *in = B + start;
+    size_t p = 0, o = 4, cwpos = 0;
+    uint32_t acc = 1u << 31;
+    while (n >= 11 && p <= n - 11) {
+        if (acc & 1) {
+            if (p > n / 2 && o > p - (p >> 5))
+                return 0;
+            model_put(out + cwpos, (acc >> 1) | (1u << 31), 4);
+            cwpos = o;
+            o += 4;
+            acc = 1u << 31;
+        }
+        size_t rem = n - 4 - p < 255 ? n - 4 - p : 255, P = start + p, best_pos = 0, best_len = 0;
+        uint32_t h = model_hash(in + p);
+        unsigned c = st->cnt[h];
+        for (unsigned k = 0; k < 16 && k < c; k++) {
+            size_t q = st->slot[h][k], m = 0;
+            while (q + 2 < P && m < rem && B[q + m] == in[p + m])
+                m++;
+            if (m >= 3 && (m > best_len || (m == best_len && q > best_pos))) {
+                best_pos = q;
+                best_len = m;
+            }
+        }
+        st->slot[h][c & 15] = (uint32_t)P;
+        st->cnt[h] = (uint8_t)(c + 1);
+        if (best_len >= 3 && P - best_pos < 131071) {
+            for (size_t u = 1; u < best_len; u++) {
+                uint32_t h2 = model_hash(in + p + u);
+                st->slot[h2][st->cnt[h2]++ & 15] = (uint32_t)(P + u);
+            }
+            acc = (acc >> 1) | (1u << 31);
+            uint32_t off = (uint32_t)(P - best_pos), len = (uint32_t)best_len;
+            if (len == 3 && off <= 63) {
+                model_put(out + o, off << 2, 1);
+                o += 1;
+            } else if (len == 3 && off <= 16383) {
+                model_put(out + o, off << 2 | 1, 2);
+                o += 2;
+            } else if (len <= 18 && off <= 1023) {
+                model_put(out + o, (len - 3) << 2 | off << 6 | 2, 2);
+                o += 2;
+            } else if (len <= 33) {
+                model_put(out + o, (len - 2) << 2 | off << 7 | 3, 3);
+                o += 3;
+            } else {
+                model_put(out + o, (len - 3) << 7 | off << 15 | 3, 4);
+                o += 4;
+            }
+            p += best_len;
+        } else {
+            out[o++] = in[p++];
+            acc >>= 1;
+        }
+    }
+    for (; p < n; p++) {
+        if (acc & 1) {
+            model_put(out + cwpos, (acc >> 1) | (1u << 31), 4);
+            cwpos = o;
+            o += 4;
+            acc = 1u << 31;
+        }
+        out[o++] = in[p];
+        acc >>= 1;
+    }
+    while (!(acc & 1))
+        acc >>= 1;
+    model_put(out + cwpos, (acc >> 1) | (1u << 31), 4);
+    for (; o < 9; o++)
+        out[o] = 0;
+    return o;
+}
+
+static size_t model_compress(model_state *st, const unsigned char *src, size_t n, unsigned char *dst)
+{
+    size_t base = n < 216 ? 3 : 9, body;
+    int comp = 1;
+    if (st->counter + n - 1 >= DJCT_QLZ_STREAMING_BUFFER) {
+        memset(st->cnt, 0, sizeof(st->cnt));
+        body = model_core(src, 0, n, dst + base, st);
+        memset(st->cnt, 0, sizeof(st->cnt));
+        st->counter = 0;
+    } else {
+        memcpy(st->buf + st->counter, src, n);
+        body = model_core(st->buf, st->counter, n, dst + base, st);
+        if (!body)
+            memset(st->cnt, 0, sizeof(st->cnt));
+        st->counter += n;
+    }
+    if (!body) {
+        memcpy(dst + base, src, n);
+        body = n;
+        comp = 0;
+    }
+    dst[0] = (unsigned char)(0x6C | (base == 9 ? 2 : 0) | comp);
+    if (base == 9) {
+        model_put(dst + 1, (uint32_t)(base + body), 4);
+        model_put(dst + 5, (uint32_t)n, 4);
+    } else {
+        dst[1] = (unsigned char)(base + body);
+        dst[2] = (unsigned char)n;
+    }
+    return base + body;
+}
+
+/* Streams of chunks of every data kind and size class, through one djct state and one model
+ * state: every chunk must come out byte for byte as the model writes it. */
+static void test_compressor_model(void)
+{
+    model_state *ms = malloc(sizeof(*ms));
+    djct_qlz_cstate *cs;
+    CHECK_OK(djct_qlz_cstate_create(&cs));
+    const size_t cap = 700000;
+    unsigned char *in = malloc(cap), *a = malloc(DJCT_QLZ_BOUND(cap)), *b = malloc(DJCT_QLZ_BOUND(cap));
+    int bad = 0, total = 0;
+    for (int stream = 0; stream < 10 && !bad; stream++) {
+        ms->counter = 0;
+        memset(ms->cnt, 0, sizeof(ms->cnt));
+        djct_qlz_cstate_reset(cs);
+        for (int c = 0; c < 12 && !bad; c++) {
+            size_t r = xr() % 10, n = r < 4 ? 1 + xr() % 300 : r < 8 ? 1 + xr() % 30000 : 100000 + xr() % 600000;
+            int kind = (int)(xr() % 9);
+            if (kind < 6)
+                fill(in, n, kind);
+            else
+                qlzp_fill(in, n, kind - 6); /* smooth, hits, row splits */
+            size_t la = 0, lb = model_compress(ms, in, n, b);
+            total++;
+            if (djct_qlz_compress(cs, in, n, a, DJCT_QLZ_BOUND(n), &la) || la != lb || memcmp(a, b, la)) {
+                bad = 1;
+                fprintf(stderr, "  stream %d chunk %d (%zu bytes of kind %d): %zu bytes, the model wrote %zu\n", stream,
+                        c, n, kind, la, lb);
+            }
+        }
+    }
+    CHECK(bad == 0);
+    printf("qlz compressor vs model: %d chunks\n", total);
+    djct_qlz_cstate_free(cs);
+    free(ms);
+    free(in);
+    free(a);
+    free(b);
+}
+
 /* ---- random valid streams, written item by item ---------------------------------------------- */
 
 typedef struct {
@@ -527,6 +696,7 @@ int main(void)
     test_worked_examples();
     test_reference_payloads();
     test_roundtrips();
+    test_compressor_model();
     test_streaming();
     test_encodings();
     test_random_streams();
