@@ -199,8 +199,9 @@ static const match_code MATCH_CODES[256] = {MC64(0), MC64(64), MC64(128), MC64(1
  * literals and matches are copied in 16-byte blocks that may write up to 15 bytes beyond the
  * item, always inside t[0..D) and overwritten by the next items; every match's offset is still
  * checked against the history. The careful loop takes one item at a time and checks every byte:
- * it decodes anything the fast loop hands over (a word without its end bit, a bad offset, a
- * match reaching into the last FAST_DST bytes, the first bytes of a stream without history),
+ * it decodes anything the fast loop hands over (the items of a word without its end bit, a bad
+ * offset, a match reaching into the last FAST_DST bytes, the first bytes of a stream without
+ * history),
  * reports every error, decodes the end of every body, and hands back at a control word boundary
  * when the fast loop's conditions hold again. */
 static int decode_body(const unsigned char *src, size_t slen, unsigned char *t, size_t D, size_t hist,
@@ -219,11 +220,9 @@ static int decode_body(const unsigned char *src, size_t slen, unsigned char *t, 
 fast:
     while (s <= s_lim && d <= d_lim) {
         cw = rd32(src + s);
-        if (QLZ_UNLIKELY(!(cw >> 31))) { /* never written by QuickLZ: the careful loop judges it */
-            cw = 1;
-            goto careful;
-        }
         s += 4;
+        if (QLZ_UNLIKELY(!(cw >> 31))) /* never written by QuickLZ: the careful loop judges it */
+            goto careful_item;
         /* w holds the 8 body bytes at s, f the 4 at s: the next code is shifted out of w rather
          * than loaded again, which keeps a load off the path from one item to the next */
         uint64_t w = rd64(src + s);
@@ -286,6 +285,7 @@ careful:
             cw = rd32(src + s);
             s += 4;
         }
+    careful_item:
         if (cw & 1) {
             cw >>= 1;
             if (s >= slen) {

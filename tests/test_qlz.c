@@ -8,6 +8,7 @@
 #include <stdint.h>
 
 #include "../bench/qlz_payloads.h"
+#include "qlz_model.h"
 
 #define DJCT_ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
 
@@ -275,134 +276,6 @@ static void test_reference_payloads(void)
 
 /* ---- the compressor against a plain model of section 9.5 ------------------------------------ */
 
-/* The reference's choices written out plainly: 4096 hash values of 16 positions with 8-bit
- * insertion counters, every candidate measured byte by byte, the longest (then latest) match. */
-typedef struct {
-    size_t counter;
-    uint8_t cnt[4096];
-    uint32_t slot[4096][16];
-    unsigned char buf[DJCT_QLZ_STREAMING_BUFFER];
-} model_state;
-
-static uint32_t model_hash(const unsigned char *p)
-{
-    uint32_t v = (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16;
-    return ((v >> 12) ^ v) & 0xFFF;
-}
-
-static void model_put(unsigned char *o, uint32_t v, int nb)
-{
-    for (int i = 0; i < nb; i++)
-        o[i] = (unsigned char)(v >> (8 * i));
-}
-
-static size_t model_core(const unsigned char *B, size_t start, size_t n, unsigned char *out, model_state *st)
-{
-    const unsigned char *in = B + start;
-    size_t p = 0, o = 4, cwpos = 0;
-    uint32_t acc = 1u << 31;
-    while (n >= 11 && p <= n - 11) {
-        if (acc & 1) {
-            if (p > n / 2 && o > p - (p >> 5))
-                return 0;
-            model_put(out + cwpos, (acc >> 1) | (1u << 31), 4);
-            cwpos = o;
-            o += 4;
-            acc = 1u << 31;
-        }
-        size_t rem = n - 4 - p < 255 ? n - 4 - p : 255, P = start + p, best_pos = 0, best_len = 0;
-        uint32_t h = model_hash(in + p);
-        unsigned c = st->cnt[h];
-        for (unsigned k = 0; k < 16 && k < c; k++) {
-            size_t q = st->slot[h][k], m = 0;
-            while (q + 2 < P && m < rem && B[q + m] == in[p + m])
-                m++;
-            if (m >= 3 && (m > best_len || (m == best_len && q > best_pos))) {
-                best_pos = q;
-                best_len = m;
-            }
-        }
-        st->slot[h][c & 15] = (uint32_t)P;
-        st->cnt[h] = (uint8_t)(c + 1);
-        if (best_len >= 3 && P - best_pos < 131071) {
-            for (size_t u = 1; u < best_len; u++) {
-                uint32_t h2 = model_hash(in + p + u);
-                st->slot[h2][st->cnt[h2]++ & 15] = (uint32_t)(P + u);
-            }
-            acc = (acc >> 1) | (1u << 31);
-            uint32_t off = (uint32_t)(P - best_pos), len = (uint32_t)best_len;
-            if (len == 3 && off <= 63) {
-                model_put(out + o, off << 2, 1);
-                o += 1;
-            } else if (len == 3 && off <= 16383) {
-                model_put(out + o, off << 2 | 1, 2);
-                o += 2;
-            } else if (len <= 18 && off <= 1023) {
-                model_put(out + o, (len - 3) << 2 | off << 6 | 2, 2);
-                o += 2;
-            } else if (len <= 33) {
-                model_put(out + o, (len - 2) << 2 | off << 7 | 3, 3);
-                o += 3;
-            } else {
-                model_put(out + o, (len - 3) << 7 | off << 15 | 3, 4);
-                o += 4;
-            }
-            p += best_len;
-        } else {
-            out[o++] = in[p++];
-            acc >>= 1;
-        }
-    }
-    for (; p < n; p++) {
-        if (acc & 1) {
-            model_put(out + cwpos, (acc >> 1) | (1u << 31), 4);
-            cwpos = o;
-            o += 4;
-            acc = 1u << 31;
-        }
-        out[o++] = in[p];
-        acc >>= 1;
-    }
-    while (!(acc & 1))
-        acc >>= 1;
-    model_put(out + cwpos, (acc >> 1) | (1u << 31), 4);
-    for (; o < 9; o++)
-        out[o] = 0;
-    return o;
-}
-
-static size_t model_compress(model_state *st, const unsigned char *src, size_t n, unsigned char *dst)
-{
-    size_t base = n < 216 ? 3 : 9, body;
-    int comp = 1;
-    if (st->counter + n - 1 >= DJCT_QLZ_STREAMING_BUFFER) {
-        memset(st->cnt, 0, sizeof(st->cnt));
-        body = model_core(src, 0, n, dst + base, st);
-        memset(st->cnt, 0, sizeof(st->cnt));
-        st->counter = 0;
-    } else {
-        memcpy(st->buf + st->counter, src, n);
-        body = model_core(st->buf, st->counter, n, dst + base, st);
-        if (!body)
-            memset(st->cnt, 0, sizeof(st->cnt));
-        st->counter += n;
-    }
-    if (!body) {
-        memcpy(dst + base, src, n);
-        body = n;
-        comp = 0;
-    }
-    dst[0] = (unsigned char)(0x6C | (base == 9 ? 2 : 0) | comp);
-    if (base == 9) {
-        model_put(dst + 1, (uint32_t)(base + body), 4);
-        model_put(dst + 5, (uint32_t)n, 4);
-    } else {
-        dst[1] = (unsigned char)(base + body);
-        dst[2] = (unsigned char)n;
-    }
-    return base + body;
-}
-
 /* Streams of chunks of every data kind and size class, through one djct state and one model
  * state: every chunk must come out byte for byte as the model writes it. */
 static void test_compressor_model(void)
@@ -449,6 +322,7 @@ typedef struct {
     size_t n, cwpos;
     uint32_t cw;
     unsigned items;
+    size_t *cws, ncw; /* where the control words went (cws may be NULL) */
 } body_writer;
 
 static void bw_item(body_writer *w, int match)
@@ -457,6 +331,8 @@ static void bw_item(body_writer *w, int match)
         if (w->items)
             memcpy(w->b + w->cwpos, &(uint32_t){w->cw | 1u << 31}, 4);
         w->cwpos = w->n;
+        if (w->cws)
+            w->cws[w->ncw++] = w->n;
         w->n += 4;
         w->cw = 0;
     }
@@ -476,11 +352,12 @@ static void bw_finish(body_writer *w)
  * (style 0: mixed, 1: mostly short offsets and overlaps, 2: long matches, 3: literal runs);
  * out[-hist..0) is the history. Matches stop 11 bytes before the end and end 4 bytes before it,
  * as the compressor's do. Returns the body length. */
-static size_t write_stream(unsigned char *out, size_t D, size_t hist, unsigned char *body, int style)
+static size_t write_stream_cw(unsigned char *out, size_t D, size_t hist, unsigned char *body, int style, size_t *cws,
+                              size_t *ncw)
 {
     static const uint32_t maxoff[5] = {63, 16383, 1023, 131071, 131071};
     static const uint32_t minlen[5] = {3, 3, 3, 3, 3}, maxlen[5] = {3, 3, 18, 33, 258};
-    body_writer w = {body, 0, 0, 0, 0};
+    body_writer w = {body, 0, 0, 0, 0, cws, 0};
     size_t d = 0;
     while (d + 11 <= D) {
         int lit = (int)(xr() % 8) < (style == 3 ? 6 : 2);
@@ -528,7 +405,14 @@ static size_t write_stream(unsigned char *out, size_t D, size_t hist, unsigned c
         w.b[w.n++] = out[d++];
     }
     bw_finish(&w);
+    if (ncw)
+        *ncw = w.ncw;
     return w.n;
+}
+
+static size_t write_stream(unsigned char *out, size_t D, size_t hist, unsigned char *body, int style)
+{
+    return write_stream_cw(out, D, hist, body, style, NULL, NULL);
 }
 
 /* Streams of every size class through one decompressor state, as the chunks of one block:
@@ -581,7 +465,7 @@ static void test_random_streams(void)
  * the 9-byte header is included. Returns its length. */
 static size_t one_match_chunk(unsigned char *chunk, size_t lits, uint32_t off)
 {
-    body_writer w = {chunk + 9, 0, 0, 0, 0};
+    body_writer w = {chunk + 9, 0, 0, 0, 0, NULL, 0};
     for (size_t i = 0; i < lits + 1 + 300; i++) {
         bw_item(&w, i == lits);
         if (i != lits) {
@@ -643,6 +527,71 @@ static void test_bad_offsets(void)
     djct_qlz_dstate_free(ds);
 }
 
+/* Valid streams spoiled in the ways a damaged file would be (a flipped bit, a control word
+ * without its end bit or replaced, a body cut short, a wrong output size), after a valid chunk
+ * of history or without: djct must accept exactly what the model of tests/qlz_model.h accepts
+ * and decode it to the same bytes. (A control word without its end bit once made the fast loop
+ * hand the same word back and forth forever.) */
+static void test_spoiled_streams(void)
+{
+    const size_t cap = 40000;
+    unsigned char *want = malloc(2 * cap), *body = malloc(2 * cap), *chunk = malloc(2 * cap + 9);
+    unsigned char *a = malloc(2 * cap), *b = malloc(2 * cap);
+    size_t cws[2000], ncw = 0;
+    model_dstate *ms = malloc(sizeof(*ms));
+    djct_qlz_dstate *ds;
+    CHECK_OK(djct_qlz_dstate_create(&ds));
+    int bad = 0, accepted = 0, total = 0;
+    for (int i = 0; i < 600 && !bad; i++) {
+        size_t D = 1 + xr() % (xr() % 4 ? 3000 : cap), hist = i % 2 ? 1000 : 0, la = 0, lb = 0;
+        djct_qlz_dstate_reset(ds);
+        ms->counter = 0;
+        if (hist) { /* a first chunk of 1000 bytes gives history */
+            size_t hl = write_stream(want, hist, 0, body, 0);
+            chunk[0] = 0x6f;
+            memcpy(chunk + 1, &(uint32_t){(uint32_t)(hl + 9)}, 4);
+            memcpy(chunk + 5, &(uint32_t){(uint32_t)hist}, 4);
+            memcpy(chunk + 9, body, hl);
+            if (djct_qlz_decompress(ds, chunk, hl + 9, a, 2 * cap, &la) ||
+                model_decompress(ms, chunk, hl + 9, b, 2 * cap, &lb)) {
+                bad = 1;
+                break;
+            }
+        }
+        size_t blen = write_stream_cw(want + hist, D, hist, body, i % 4, cws, &ncw), dsize = D;
+        switch (i % 6) {
+        case 0: body[xr() % blen] ^= (unsigned char)(1u << (xr() % 8)); break;
+        case 1: body[cws[xr() % ncw] + 3] &= 0x7F; break; /* the end bit */
+        case 2: memcpy(body + cws[xr() % ncw], &(uint32_t){xr() % 3 ? xr() : xr() % 2}, 4); break;
+        case 3: blen -= 1 + xr() % (blen < 8 ? blen - 1 : 8); break;
+        case 4: dsize = D + 1 + xr() % 40; break;
+        default: dsize = D > 1 ? D - 1 - xr() % (D - 1) : 1; break;
+        }
+        chunk[0] = 0x6f;
+        memcpy(chunk + 1, &(uint32_t){(uint32_t)(blen + 9)}, 4);
+        memcpy(chunk + 5, &(uint32_t){(uint32_t)dsize}, 4);
+        memcpy(chunk + 9, body, blen);
+        int ra = djct_qlz_decompress(ds, chunk, blen + 9, a, 2 * cap, &la);
+        int rb = model_decompress(ms, chunk, blen + 9, b, 2 * cap, &lb);
+        total++;
+        accepted += ra == 0;
+        if ((ra == 0) != (rb == 0) || (ra == 0 && (la != lb || memcmp(a, b, la)))) {
+            bad = 1;
+            fprintf(stderr, "  stream %d (%zu bytes, spoiled %d): djct %s, model %s\n", i, D, i % 6,
+                    ra ? djct_last_error() : "accepts", rb ? "rejects" : "accepts");
+        }
+    }
+    CHECK(bad == 0);
+    printf("qlz spoiled streams: %d of %d accepted, as by the model\n", accepted, total);
+    djct_qlz_dstate_free(ds);
+    free(ms);
+    free(want);
+    free(body);
+    free(chunk);
+    free(a);
+    free(b);
+}
+
 static void test_corrupt(void)
 {
     djct_qlz_dstate *ds;
@@ -701,6 +650,7 @@ int main(void)
     test_encodings();
     test_random_streams();
     test_bad_offsets();
+    test_spoiled_streams();
     test_corrupt();
     return harness_report();
 }
