@@ -530,8 +530,8 @@ static void test_bad_offsets(void)
 /* Valid streams spoiled in the ways a damaged file would be (a flipped bit, a control word
  * without its end bit or replaced, a body cut short, a wrong output size), after a valid chunk
  * of history or without: djct must accept exactly what the model of tests/qlz_model.h accepts
- * and decode it to the same bytes. (A control word without its end bit once made the fast loop
- * hand the same word back and forth forever.) */
+ * and decode it to the same bytes, in finite time: a control word without its end bit inside the
+ * fast loop's reach must be decoded as its items by the careful loop. */
 static void test_spoiled_streams(void)
 {
     const size_t cap = 40000;
