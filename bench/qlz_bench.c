@@ -7,8 +7,9 @@
  * decompressor state, as the chunks of a djcdata qblock do (with 1,000,000-byte chunks the
  * 1,000,000-byte streaming buffer alternates between streaming and direct chunks).
  * Every round times memcpy and each codec's encode and decode once, one after the other;
- * figures are medians over --repeats rounds, and each ratio is the median of the per-round
- * ratios. MB/s are 10^6 bytes of original data per second.
+ * figures are medians over --repeats rounds, and each ratio djct/other (djct's speed over the
+ * other's: above 1, djct is faster) is the median of the per-round ratios. MB/s are 10^6 bytes
+ * of original data per second.
  *
  *   --reference LIB  a shared object of the reference quicklz.c 1.5.0 (QLZ_COMPRESSION_LEVEL 3,
  *                    QLZ_STREAMING_BUFFER 1000000): qlz_compress, qlz_decompress,
@@ -398,7 +399,8 @@ int main(int argc, char **argv)
         return 1;
     }
     printf("QuickLZ level 3, streaming buffer 1000000: %zu bytes in %zu-byte chunks through one state; "
-           "medians of %d rounds (ratios: median of per-round ratios)\n", n, chunk, reps);
+           "medians of %d rounds; x/y = speed of x over speed of y, the median of the per-round ratios\n", n, chunk,
+           reps);
     for (int k = 1; k < nc; k++)
         printf("%s: %s\n", cd[k].name, cd[k].kind ? ref : base);
     printf("\n| payload | compressed/original | memcpy MB/s | djct enc MB/s | djct dec MB/s |");
