@@ -1,9 +1,14 @@
 /* QuickLZ level 3 (src/qlz.c): the worked examples of djcdata.md sections 4 and 9.4 byte for
- * byte, round trips over many sizes and data kinds (direct and streaming modes, cross-chunk
- * references), hand-built streams for every match encoding, and corrupt chunks. */
+ * byte, the benchmark payloads against hashes of the reference compressor's output, round trips
+ * over many sizes and data kinds (direct and streaming modes, cross-chunk references),
+ * hand-built streams for every match encoding, random valid streams written item by item, and
+ * corrupt chunks. */
 #include "harness.h"
 
 #include <stdint.h>
+
+#include "../bench/qlz_payloads.h"
+#include "qlz_model.h"
 
 #define DJCT_ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
 
@@ -218,6 +223,378 @@ static void test_encodings(void)
     djct_qlz_dstate_free(ds);
 }
 
+/* The three payloads of bench/qlz_payloads.h (2,000,000 bytes each, cut into 400,000-byte
+ * chunks through one state: streaming chunks with history, a direct chunk when the buffer is
+ * full, streaming again) compress to exactly the bytes of the reference qlz_compress (quicklz.c
+ * 1.5.0, level 3, streaming buffer 1,000,000; not part of djct). The hashes are FNV-1a of the
+ * concatenated chunks as the reference wrote them; docs/performance.md shows how to build the
+ * reference, and `qlz_bench --bytes 2000000 --chunk 400000 --repeats 1 --no-file --reference LIB`
+ * prints them after checking that both compressors agree. The chunks decode back. */
+static void test_reference_payloads(void)
+{
+    static const struct {
+        int kind;
+        uint64_t fnv;
+    } want[] = {{QLZP_SMOOTH, 0x3a10a2141fc3fd50ull}, {QLZP_HITS, 0xde74efaca6a36ba6ull},
+                {QLZP_ROWSPLITS, 0x47ac3fd287e98909ull}};
+    const size_t n = 2000000, chunk = 400000;
+    unsigned char *in = malloc(n), *c = malloc(n + n / 8 + 64 * (n / chunk + 1)), *out = malloc(n);
+    djct_qlz_cstate *cs;
+    djct_qlz_dstate *ds;
+    CHECK_OK(djct_qlz_cstate_create(&cs));
+    CHECK_OK(djct_qlz_dstate_create(&ds));
+    int bad = -1;
+    for (size_t k = 0; k < DJCT_ARRAY_LEN(want) && bad < 0; k++) {
+        qlzp_fill(in, n, want[k].kind);
+        djct_qlz_cstate_reset(cs);
+        djct_qlz_dstate_reset(ds);
+        size_t clen = 0, dlen = 0;
+        int ok = 1;
+        for (size_t i = 0; i < n && ok; i += chunk) {
+            size_t got;
+            ok = djct_qlz_compress(cs, in + i, chunk, c + clen, DJCT_QLZ_BOUND(chunk), &got) == 0;
+            clen += got;
+        }
+        for (size_t i = 0, o = 0; i < clen && ok; o += dlen) {
+            size_t cl, dl;
+            int comp;
+            ok = djct_qlz_header(&cl, &dl, &comp, c + i, clen - i) == 0 &&
+                 djct_qlz_decompress(ds, c + i, cl, out + o, n - o, &dlen) == 0;
+            i += cl;
+        }
+        if (!ok || qlzp_fnv1a(c, clen, QLZP_FNV_SEED) != want[k].fnv || memcmp(in, out, n)) {
+            bad = (int)k;
+            fprintf(stderr, "  payload %s: %s, FNV-1a %016llx (want %016llx)\n", QLZP_NAME[want[k].kind],
+                    ok ? "compressed" : djct_last_error(), (unsigned long long)qlzp_fnv1a(c, clen, QLZP_FNV_SEED),
+                    (unsigned long long)want[k].fnv);
+        }
+    }
+    CHECK(bad < 0);
+    djct_qlz_cstate_free(cs);
+    djct_qlz_dstate_free(ds);
+    free(in);
+    free(c);
+    free(out);
+}
+
+/* ---- the compressor against a plain model of section 9.5 ------------------------------------ */
+
+/* Streams of chunks of every data kind and size class, through one djct state and one model
+ * state: every chunk must come out byte for byte as the model writes it. */
+static void test_compressor_model(void)
+{
+    model_state *ms = malloc(sizeof(*ms));
+    djct_qlz_cstate *cs;
+    CHECK_OK(djct_qlz_cstate_create(&cs));
+    const size_t cap = 700000;
+    unsigned char *in = malloc(cap), *a = malloc(DJCT_QLZ_BOUND(cap)), *b = malloc(DJCT_QLZ_BOUND(cap));
+    int bad = 0, total = 0;
+    for (int stream = 0; stream < 10 && !bad; stream++) {
+        ms->counter = 0;
+        memset(ms->cnt, 0, sizeof(ms->cnt));
+        djct_qlz_cstate_reset(cs);
+        for (int c = 0; c < 12 && !bad; c++) {
+            size_t r = xr() % 10, n = r < 4 ? 1 + xr() % 300 : r < 8 ? 1 + xr() % 30000 : 100000 + xr() % 600000;
+            int kind = (int)(xr() % 9);
+            if (kind < 6)
+                fill(in, n, kind);
+            else
+                qlzp_fill(in, n, kind - 6); /* smooth, hits, row splits */
+            size_t la = 0, lb = model_compress(ms, in, n, b);
+            total++;
+            if (djct_qlz_compress(cs, in, n, a, DJCT_QLZ_BOUND(n), &la) || la != lb || memcmp(a, b, la)) {
+                bad = 1;
+                fprintf(stderr, "  stream %d chunk %d (%zu bytes of kind %d): %zu bytes, the model wrote %zu\n", stream,
+                        c, n, kind, la, lb);
+            }
+        }
+    }
+    CHECK(bad == 0);
+    printf("qlz compressor vs model: %d chunks\n", total);
+    djct_qlz_cstate_free(cs);
+    free(ms);
+    free(in);
+    free(a);
+    free(b);
+}
+
+/* ---- random valid streams, written item by item ---------------------------------------------- */
+
+typedef struct {
+    unsigned char *b; /* body */
+    size_t n, cwpos;
+    uint32_t cw;
+    unsigned items;
+    size_t *cws, ncw; /* where the control words went (cws may be NULL) */
+} body_writer;
+
+static void bw_item(body_writer *w, int match)
+{
+    if (w->items % 31 == 0) { /* a control word precedes every 31 items */
+        if (w->items)
+            memcpy(w->b + w->cwpos, &(uint32_t){w->cw | 1u << 31}, 4);
+        w->cwpos = w->n;
+        if (w->cws)
+            w->cws[w->ncw++] = w->n;
+        w->n += 4;
+        w->cw = 0;
+    }
+    if (match)
+        w->cw |= 1u << (w->items % 31);
+    w->items++;
+}
+
+static void bw_finish(body_writer *w)
+{
+    memcpy(w->b + w->cwpos, &(uint32_t){w->cw | 1u << 31}, 4);
+    while (w->n < 9) /* the reference's minimum body */
+        w->b[w->n++] = 0;
+}
+
+/* A body that decodes to out[0..D), drawing literals and matches of every encoding at random
+ * (style 0: mixed, 1: mostly short offsets and overlaps, 2: long matches, 3: literal runs);
+ * out[-hist..0) is the history. Matches stop 11 bytes before the end and end 4 bytes before it,
+ * as the compressor's do. Returns the body length. */
+static size_t write_stream_cw(unsigned char *out, size_t D, size_t hist, unsigned char *body, int style, size_t *cws,
+                              size_t *ncw)
+{
+    static const uint32_t maxoff[5] = {63, 16383, 1023, 131071, 131071};
+    static const uint32_t minlen[5] = {3, 3, 3, 3, 3}, maxlen[5] = {3, 3, 18, 33, 258};
+    body_writer w = {body, 0, 0, 0, 0, cws, 0};
+    size_t d = 0;
+    while (d + 11 <= D) {
+        int lit = (int)(xr() % 8) < (style == 3 ? 6 : 2);
+        unsigned kind = xr() % 5;
+        uint32_t avail = d + hist > 131071 ? 131071 : (uint32_t)(d + hist);
+        uint32_t hi = maxoff[kind] < avail ? maxoff[kind] : avail;
+        if (lit || hi < 3) {
+            bw_item(&w, 0);
+            out[d] = (unsigned char)(style == 1 ? xr() % 4 : xr());
+            w.b[w.n++] = out[d++];
+            continue;
+        }
+        uint32_t off = style == 1 && hi > 20 ? 3 + xr() % 18 : 3 + xr() % (hi - 2);
+        uint32_t lmax = maxlen[kind] < D - 4 - d ? maxlen[kind] : (uint32_t)(D - 4 - d);
+        if (lmax < minlen[kind]) {
+            bw_item(&w, 0);
+            out[d] = (unsigned char)xr();
+            w.b[w.n++] = out[d++];
+            continue;
+        }
+        uint32_t len = style == 2 ? lmax - xr() % (lmax - minlen[kind] + 1) / 4
+                                  : minlen[kind] + xr() % (lmax - minlen[kind] + 1);
+        uint32_t f;
+        size_t nb;
+        if (kind == 0) {
+            f = off << 2; nb = 1;
+        } else if (kind == 1) {
+            f = off << 2 | 1; nb = 2;
+        } else if (kind == 2) {
+            f = off << 6 | (len - 3) << 2 | 2; nb = 2;
+        } else if (kind == 3) {
+            f = off << 7 | (len - 2) << 2 | 3; nb = 3;
+        } else {
+            f = off << 15 | (len - 3) << 7 | 3; nb = 4;
+        }
+        bw_item(&w, 1);
+        for (size_t i = 0; i < nb; i++)
+            w.b[w.n++] = (unsigned char)(f >> (8 * i));
+        for (uint32_t i = 0; i < len; i++, d++) /* forward, byte by byte: overlaps repeat */
+            out[d] = out[d - off];
+    }
+    while (d < D) {
+        bw_item(&w, 0);
+        out[d] = (unsigned char)xr();
+        w.b[w.n++] = out[d++];
+    }
+    bw_finish(&w);
+    if (ncw)
+        *ncw = w.ncw;
+    return w.n;
+}
+
+static size_t write_stream(unsigned char *out, size_t D, size_t hist, unsigned char *body, int style)
+{
+    return write_stream_cw(out, D, hist, body, style, NULL, NULL);
+}
+
+/* Streams of every size class through one decompressor state, as the chunks of one block:
+ * streaming chunks whose matches reach into earlier chunks, and direct chunks once the
+ * 1,000,000-byte buffer is full. Each chunk must decode to what its writer meant. */
+static void test_random_streams(void)
+{
+    const size_t cap = 1200000;
+    unsigned char *want = malloc(cap), *got = malloc(cap), *body = malloc(2 * cap), *chunk = malloc(2 * cap + 9);
+    djct_qlz_dstate *ds;
+    CHECK_OK(djct_qlz_dstate_create(&ds));
+    int bad = 0, total = 0;
+    for (int block = 0; block < 12 && !bad; block++) {
+        size_t counter = 0, pos = 0; /* the writer's model of the stream buffer (section 9.2) */
+        djct_qlz_dstate_reset(ds);
+        for (int c = 0; c < 40 && !bad; c++) {
+            size_t r = xr() % 100, D = r < 40 ? 1 + xr() % 200 : r < 80 ? 1 + xr() % 5000 : r < 95 ? xr() % 100000 + 1
+                                                                                                   : 300000 + xr() % 400000;
+            if (pos + D > cap) /* start the buffer over, as a new block would */
+                break;
+            int direct = counter + D - 1 >= DJCT_QLZ_STREAMING_BUFFER;
+            size_t hist = direct ? 0 : counter;
+            size_t blen = write_stream(want + pos, D, hist, body, (block + c) % 4);
+            chunk[0] = 0x6f;
+            memcpy(chunk + 1, &(uint32_t){(uint32_t)(blen + 9)}, 4);
+            memcpy(chunk + 5, &(uint32_t){(uint32_t)D}, 4);
+            memcpy(chunk + 9, body, blen);
+            size_t dlen = 0;
+            total++;
+            if (djct_qlz_decompress(ds, chunk, blen + 9, got + pos, cap - pos, &dlen) || dlen != D ||
+                memcmp(got + pos, want + pos, D)) {
+                bad = 1;
+                fprintf(stderr, "  block %d chunk %d (%zu bytes, history %zu, style %d): %s\n", block, c, D, hist,
+                        (block + c) % 4, djct_last_error());
+            }
+            counter = direct ? 0 : counter + D;
+            pos += D;
+        }
+    }
+    CHECK(bad == 0);
+    printf("qlz random streams: %d chunks decoded\n", total);
+    djct_qlz_dstate_free(ds);
+    free(want);
+    free(got);
+    free(body);
+    free(chunk);
+}
+
+/* A chunk of `lits` literals, one four-byte match code (offset off, length 5) and 300 literals;
+ * the 9-byte header is included. Returns its length. */
+static size_t one_match_chunk(unsigned char *chunk, size_t lits, uint32_t off)
+{
+    body_writer w = {chunk + 9, 0, 0, 0, 0, NULL, 0};
+    for (size_t i = 0; i < lits + 1 + 300; i++) {
+        bw_item(&w, i == lits);
+        if (i != lits) {
+            w.b[w.n++] = (unsigned char)i;
+            continue;
+        }
+        uint32_t f = off << 15 | (5 - 3) << 7 | 3;
+        memcpy(w.b + w.n, &f, 4);
+        w.n += 4;
+    }
+    bw_finish(&w);
+    chunk[0] = 0x6f;
+    memcpy(chunk + 1, &(uint32_t){(uint32_t)(w.n + 9)}, 4);
+    memcpy(chunk + 5, &(uint32_t){(uint32_t)(lits + 5 + 300)}, 4);
+    return w.n + 9;
+}
+
+/* Offsets one byte beyond the history and below 3 are rejected wherever the match sits: at the
+ * start of a chunk, in the middle of a long one, and after the history of earlier chunks. */
+static void test_bad_offsets(void)
+{
+    djct_qlz_dstate *ds;
+    CHECK_OK(djct_qlz_dstate_create(&ds));
+    unsigned char chunk[4096], out[4096];
+    size_t dlen, prev = 0, n;
+    int ok = 1;
+    static const size_t lits[] = {3, 40, 700};
+    for (size_t i = 0; i < DJCT_ARRAY_LEN(lits); i++) {
+        /* direct history: exactly the chunk's own output so far */
+        djct_qlz_dstate_reset(ds);
+        n = one_match_chunk(chunk, lits[i], (uint32_t)lits[i]);
+        ok &= djct_qlz_decompress(ds, chunk, n, out, sizeof(out), &dlen) == 0 && out[lits[i]] == 0;
+        djct_qlz_dstate_reset(ds);
+        n = one_match_chunk(chunk, lits[i], (uint32_t)lits[i] + 1);
+        ok &= djct_qlz_decompress(ds, chunk, n, out, sizeof(out), &dlen) == DJCT_EINVAL &&
+              strstr(djct_last_error(), "reaches before the start") != NULL;
+        djct_qlz_dstate_reset(ds);
+        n = one_match_chunk(chunk, lits[i], 2);
+        ok &= djct_qlz_decompress(ds, chunk, n, out, sizeof(out), &dlen) == DJCT_EINVAL &&
+              strstr(djct_last_error(), "< 3") != NULL;
+        /* streaming: a first chunk of 1000 bytes, then offsets up to its start and one beyond */
+        djct_qlz_dstate_reset(ds);
+        n = one_match_chunk(chunk, 695, 3);
+        ok &= djct_qlz_decompress(ds, chunk, n, out, sizeof(out), &prev) == 0 && prev == 1000;
+        n = one_match_chunk(chunk, lits[i], (uint32_t)(lits[i] + prev));
+        ok &= djct_qlz_decompress(ds, chunk, n, out, sizeof(out), &dlen) == 0 && out[lits[i]] == 0;
+        djct_qlz_dstate_reset(ds);
+        n = one_match_chunk(chunk, 695, 3);
+        ok &= djct_qlz_decompress(ds, chunk, n, out, sizeof(out), &prev) == 0;
+        n = one_match_chunk(chunk, lits[i], (uint32_t)(lits[i] + prev + 1));
+        ok &= djct_qlz_decompress(ds, chunk, n, out, sizeof(out), &dlen) == DJCT_EINVAL &&
+              strstr(djct_last_error(), "reaches before the start") != NULL;
+        if (!ok) {
+            fprintf(stderr, "  match after %zu literals: %s\n", lits[i], djct_last_error());
+            break;
+        }
+    }
+    CHECK(ok);
+    djct_qlz_dstate_free(ds);
+}
+
+/* Valid streams spoiled in the ways a damaged file would be (a flipped bit, a control word
+ * without its end bit or replaced, a body cut short, a wrong output size), after a valid chunk
+ * of history or without: djct must accept exactly what the model of tests/qlz_model.h accepts
+ * and decode it to the same bytes, in finite time: a control word without its end bit inside the
+ * fast loop's reach must be decoded as its items by the careful loop. */
+static void test_spoiled_streams(void)
+{
+    const size_t cap = 40000;
+    unsigned char *want = malloc(2 * cap), *body = malloc(2 * cap), *chunk = malloc(2 * cap + 9);
+    unsigned char *a = malloc(2 * cap), *b = malloc(2 * cap);
+    size_t cws[2000], ncw = 0;
+    model_dstate *ms = malloc(sizeof(*ms));
+    djct_qlz_dstate *ds;
+    CHECK_OK(djct_qlz_dstate_create(&ds));
+    int bad = 0, accepted = 0, total = 0;
+    for (int i = 0; i < 600 && !bad; i++) {
+        size_t D = 1 + xr() % (xr() % 4 ? 3000 : cap), hist = i % 2 ? 1000 : 0, la = 0, lb = 0;
+        djct_qlz_dstate_reset(ds);
+        ms->counter = 0;
+        if (hist) { /* a first chunk of 1000 bytes gives history */
+            size_t hl = write_stream(want, hist, 0, body, 0);
+            chunk[0] = 0x6f;
+            memcpy(chunk + 1, &(uint32_t){(uint32_t)(hl + 9)}, 4);
+            memcpy(chunk + 5, &(uint32_t){(uint32_t)hist}, 4);
+            memcpy(chunk + 9, body, hl);
+            if (djct_qlz_decompress(ds, chunk, hl + 9, a, 2 * cap, &la) ||
+                model_decompress(ms, chunk, hl + 9, b, 2 * cap, &lb)) {
+                bad = 1;
+                break;
+            }
+        }
+        size_t blen = write_stream_cw(want + hist, D, hist, body, i % 4, cws, &ncw), dsize = D;
+        switch (i % 6) {
+        case 0: body[xr() % blen] ^= (unsigned char)(1u << (xr() % 8)); break;
+        case 1: body[cws[xr() % ncw] + 3] &= 0x7F; break; /* the end bit */
+        case 2: memcpy(body + cws[xr() % ncw], &(uint32_t){xr() % 3 ? xr() : xr() % 2}, 4); break;
+        case 3: blen -= 1 + xr() % (blen < 8 ? blen - 1 : 8); break;
+        case 4: dsize = D + 1 + xr() % 40; break;
+        default: dsize = D > 1 ? D - 1 - xr() % (D - 1) : 1; break;
+        }
+        chunk[0] = 0x6f;
+        memcpy(chunk + 1, &(uint32_t){(uint32_t)(blen + 9)}, 4);
+        memcpy(chunk + 5, &(uint32_t){(uint32_t)dsize}, 4);
+        memcpy(chunk + 9, body, blen);
+        int ra = djct_qlz_decompress(ds, chunk, blen + 9, a, 2 * cap, &la);
+        int rb = model_decompress(ms, chunk, blen + 9, b, 2 * cap, &lb);
+        total++;
+        accepted += ra == 0;
+        if ((ra == 0) != (rb == 0) || (ra == 0 && (la != lb || memcmp(a, b, la)))) {
+            bad = 1;
+            fprintf(stderr, "  stream %d (%zu bytes, spoiled %d): djct %s, model %s\n", i, D, i % 6,
+                    ra ? djct_last_error() : "accepts", rb ? "rejects" : "accepts");
+        }
+    }
+    CHECK(bad == 0);
+    printf("qlz spoiled streams: %d of %d accepted, as by the model\n", accepted, total);
+    djct_qlz_dstate_free(ds);
+    free(ms);
+    free(want);
+    free(body);
+    free(chunk);
+    free(a);
+    free(b);
+}
+
 static void test_corrupt(void)
 {
     djct_qlz_dstate *ds;
@@ -274,9 +651,14 @@ static void test_corrupt(void)
 int main(void)
 {
     test_worked_examples();
+    test_reference_payloads();
     test_roundtrips();
+    test_compressor_model();
     test_streaming();
     test_encodings();
+    test_random_streams();
+    test_bad_offsets();
+    test_spoiled_streams();
     test_corrupt();
     return harness_report();
 }

@@ -2,7 +2,7 @@
  * djcdata configures it (djcdata.md section 9). Chunks are self-describing: a 3- or 9-byte
  * header (flags, compressed size including the header, decompressed size) and a body.
  * The decoder is fully bounds-checked: corrupt input gives DJCT_EINVAL, never an out-of-bounds
- * access. States are heap objects (about 1 MB decoder, 1.3 MB encoder), reusable after
+ * access. States are heap objects (about 1 MB decoder, 1.5 MB encoder), reusable after
  * djct_qlz_*_reset(); one state must not be used by two threads at once. */
 #ifndef DJCT_QLZ_H
 #define DJCT_QLZ_H
