@@ -524,6 +524,7 @@ int main(int argc, char **argv)
     lo.dir = log_root;
     lo.csv = c.csv;
     lo.no_fsync = !c.fsync;
+    lo.comm = comm; /* the logging collectives are watched with the trainer's */
     if (djct_log_init(&lo))
         FAIL("logging: %s", djct_last_error());
     if (g_rank == 0) {

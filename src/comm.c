@@ -113,7 +113,6 @@ void djct_comm_abort(const djct_comm *comm, int code, const char *msg)
     exit(code ? code : 1);
 }
 
-MPI_Comm djct_comm_mpi(const djct_comm *comm) { return comm ? comm->world : MPI_COMM_NULL; }
 int djct_comm_rank(const djct_comm *c) { return c ? c->rank : 0; }
 int djct_comm_size(const djct_comm *c) { return c ? c->size : 1; }
 int djct_comm_local_rank(const djct_comm *c) { return c ? c->lrank : 0; }
@@ -188,6 +187,22 @@ int comm_agree(djct_comm *c, int rc, const char *stage)
     return 0;
 }
 
+/* a communicator with nothing in it yet: every handle null, so djct_comm_free can take it */
+static djct_comm *comm_new(void)
+{
+    djct_comm *c = calloc(1, sizeof(*c));
+    if (!c)
+        return NULL;
+    c->world = c->wd = c->local = MPI_COMM_NULL;
+    c->sum_div = MPI_OP_NULL;
+    c->wstat = MPI_OP_NULL;
+    c->wstat_t = MPI_DATATYPE_NULL;
+    c->device = -1;
+    c->backend = DJCT_COMM_BACKEND_MPI;
+    c->lsize = c->nnodes = 1;
+    return c;
+}
+
 int djct_comm_create(djct_comm **out, const djct_comm_options *opts)
 {
     DJCT_CHECK_ARG(out);
@@ -209,16 +224,10 @@ int djct_comm_create(djct_comm **out, const djct_comm_options *opts)
     if (!(o.timeout_seconds >= 0) || !isfinite(o.timeout_seconds))
         return djct_error_set(DJCT_EINVAL, "djct_comm_options.timeout_seconds = %g; use 0 (off) or a positive number", o.timeout_seconds);
 
-    djct_comm *c = calloc(1, sizeof(*c));
+    djct_comm *c = comm_new();
     if (!c)
         return djct_error_oom();
-    c->world = c->wd = c->local = MPI_COMM_NULL;
-    c->sum_div = MPI_OP_NULL;
-    c->wstat = MPI_OP_NULL;
-    c->wstat_t = MPI_DATATYPE_NULL;
     c->timeout = o.timeout_seconds;
-    c->device = -1;
-    c->backend = DJCT_COMM_BACKEND_MPI;
     int rc, len = 0;
     if ((rc = MPI_Comm_dup(MPI_COMM_WORLD, &c->world)) != MPI_SUCCESS ||
         (rc = MPI_Comm_dup(MPI_COMM_WORLD, &c->wd)) != MPI_SUCCESS) {
@@ -286,6 +295,27 @@ int djct_comm_create(djct_comm **out, const djct_comm_options *opts)
 fail:
     djct_comm_free(c);
     return rc;
+}
+
+int djct_comm_create_on(djct_comm **out, MPI_Comm base)
+{
+    DJCT_CHECK_ARG(out);
+    *out = NULL;
+    djct_comm *c = comm_new();
+    if (!c)
+        return djct_error_oom();
+    int rc = MPI_Comm_dup(base, &c->world);
+    if (rc != MPI_SUCCESS) {
+        c->world = MPI_COMM_NULL;
+        rc = comm_mpi_err(c, rc, "MPI_Comm_dup");
+        djct_comm_free(c);
+        return rc;
+    }
+    MPI_Comm_rank(c->world, &c->rank);
+    MPI_Comm_size(c->world, &c->size);
+    snprintf(c->gpu_note, sizeof(c->gpu_note), "CPU (GPU binding off)");
+    *out = c;
+    return 0;
 }
 
 void djct_comm_free(djct_comm *c)

@@ -23,9 +23,11 @@ struct djct_comm {
     int        backend;     /* DJCT_COMM_BACKEND_MPI or _NCCL */
     double     timeout;     /* seconds; 0 off */
     uint64_t   seq;         /* collectives entered so far */
-    const char *what;       /* name of the current collective */
+    uint64_t   wait_seq;    /* the number of the collective being waited for (<= seq) */
+    const char *what;       /* name of the collective being waited for (the caller's label) */
     size_t     what_index;  /* bucket index etc., SIZE_MAX when none */
     int        broken;      /* a collective timed out: the communicator is unusable */
+    char       broken_what[160]; /* ... namely this one ("label (collective #N)") */
     int64_t    wd_out;      /* send buffer of queries and answers (MPI_Isend needs it to live) */
     MPI_Op     sum_div;     /* comm_sum_div_op, for two ranks */
     MPI_Op     wstat;       /* comm_wstat_op: {sum, max, min} of the step's weights */
@@ -80,6 +82,41 @@ int comm_coll_allreduce(djct_comm *c, void *buf, int count, MPI_Datatype t, MPI_
 int comm_coll_bcast(djct_comm *c, void *buf, int count, MPI_Datatype t, int root);
 int comm_coll_allgather(djct_comm *c, const void *mine, void *all, int count, MPI_Datatype t);
 
+/* ---- MPI-typed collectives for other modules (comm_coll.c) -----------------------------------
+ * For the logging singleton's packed vectors (its own MPI datatype and operator) and key lists.
+ * Each is one numbered, watched collective on the comm's duplicate of the world communicator (so
+ * the traffic never mixes with the user's), named by `label` in the watchdog's messages (the
+ * label must live until the call returns). Without a timeout they are MPI's blocking calls. */
+
+struct djct_comm_request {
+    djct_comm   *c;
+    int          n;         /* MPI requests in flight; 0: idle */
+    int          cap;       /* the comm's size: a root's sends of a point-to-point broadcast */
+    MPI_Request *reqs;
+    uint64_t     seq;       /* the collective's number */
+    char         label[96]; /* a copy: the wait comes after the caller's string may be gone */
+};
+
+/** In place on every rank. */
+int djct_comm_mpi_allreduce(djct_comm *c, void *buf, int count, MPI_Datatype t, MPI_Op op, const char *label);
+/** In place at `root`; elsewhere `buf` is only sent. The ranks that are not the root may return
+ *  before the root arrives, as with MPI_Reduce: no arrival barrier at any size. */
+int djct_comm_mpi_reduce(djct_comm *c, void *buf, int count, MPI_Datatype t, MPI_Op op, int root, const char *label);
+int djct_comm_mpi_bcast(djct_comm *c, void *buf, int count, MPI_Datatype t, int root, const char *label);
+int djct_comm_mpi_allgather(djct_comm *c, const void *mine, void *all, int count, MPI_Datatype t, const char *label);
+int djct_comm_mpi_allgatherv(djct_comm *c, const void *mine, int count, void *all, const int *counts, const int *displs,
+                             MPI_Datatype t, const char *label);
+/** Start a broadcast from `root`, completed by djct_comm_wait(req). With at most `p2p_max` ranks
+ *  the root sends to each rank point to point (a few bytes: cheaper than a non-blocking
+ *  collective's schedule), else MPI_Ibcast. Every rank must pass the same p2p_max. */
+int djct_comm_mpi_ibcast(djct_comm_request *req, void *buf, int count, MPI_Datatype t, int root, int p2p_max,
+                         const char *label);
+
+/** A comm over any MPI communicator for a module that was given none (a standalone logging
+ *  singleton): a duplicate of `base`, no GPU, no watchdog, no topology (one node). Collective
+ *  over `base`. Release it with djct_comm_free(). */
+int djct_comm_create_on(djct_comm **out, MPI_Comm base);
+
 /* ---- element passes (comm_kernels.c) ------------------------------------------------------- */
 
 /** x[i] *= w (0 writes zeros), x[i] /= d (correctly rounded), in the reduction dtype. */
@@ -125,9 +162,5 @@ int djct_dev_malloc(void **p, size_t bytes);
 void djct_dev_free(void *p);
 /** Synchronous device-to-host copy. */
 int djct_dev_to_host(void *dst, const void *src, size_t bytes);
-
-/** The comm's duplicate of MPI_COMM_WORLD, for other modules' collectives (e.g. the logging
- *  flush), so their traffic never mixes with user or watchdog traffic. */
-MPI_Comm djct_comm_mpi(const djct_comm *comm);
 
 #endif /* DJCT_COMM_INT_H */

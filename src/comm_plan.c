@@ -32,6 +32,7 @@ typedef struct {
     int          identity;  /* one rank, nonzero weight: the result is the input, nothing moved */
     int          plain;     /* weighted, but every rank's weight is the same: summed unscaled, / size */
     MPI_Request  req;
+    uint64_t     seq;       /* the collective number of its reduction */
     void        *event;     /* device buckets: CUDA event after the reduction */
 } bucket_t;
 
@@ -54,6 +55,7 @@ struct djct_comm_plan {
     double            wbuf[3];   /* {sum, max, min} of the weights, in flight (posted at start) */
     int               wequal;    /* every rank passed the same weight (known once wpending is 0) */
     MPI_Request       wreq;
+    uint64_t          wseq;      /* its collective number */
     int               wpending;
     int               wdefer;    /* one host bucket, reduced only at finish: post the weights there */
     int               wposted;   /* this step's weight collective is posted (or not needed) */
@@ -269,6 +271,7 @@ static int weight_post(djct_comm_plan *p)
     int rc;
     if ((rc = comm_enter(c, "weight sum", SIZE_MAX)) < 0)
         return rc;
+    p->wseq = c->seq;
     p->wbuf[0] = p->wbuf[1] = p->wbuf[2] = p->weight;
     MPI_TRY(c, MPI_Iallreduce(MPI_IN_PLACE, p->wbuf, 1, c->wstat_t, c->wstat, c->world, &p->wreq));
     p->wpending = 1;
@@ -299,6 +302,7 @@ static int weight_sum(djct_comm_plan *p, int block, int *ready)
         djct_comm *c = p->c;
         c->what = "weight sum";
         c->what_index = SIZE_MAX;
+        c->wait_seq = p->wseq;
         if ((rc = comm_wait_reqs(c, 1, &p->wreq)) < 0)
             return rc;
         if (late) /* every rank posted it at its bucket's reduction, which comes next */
@@ -345,6 +349,7 @@ static int launch(djct_comm_plan *p, size_t k, int blocking)
     bk->plain = p->op == DJCT_COMM_WEIGHTED && (bk->device >= 0 || blocking) && p->wequal && w > 0;
     if ((rc = comm_enter(c, "reduce bucket", k)) < 0)
         return rc;
+    bk->seq = c->seq;
     if (bk->device >= 0) {
         djct_nccl *nc = c->nccl;
         size_t es = djct_dtype_size(bk->rt);
@@ -539,6 +544,7 @@ int djct_comm_plan_finish(djct_comm_plan *p)
             continue;
         c->what = "reduce bucket";
         c->what_index = k;
+        c->wait_seq = bk->seq;
         if ((rc = comm_wait_reqs(c, 1, &bk->req)) < 0)
             goto out;
         complete(p, k);

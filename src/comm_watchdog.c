@@ -29,9 +29,9 @@ static double now_s(void)
 int comm_enter(djct_comm *c, const char *what, size_t index)
 {
     if (c->broken)
-        return djct_error_set(DJCT_EMPI, "rank %d: the communicator is unusable after collective #%llu (%s) timed out; "
-                              "abort the job with djct_comm_abort()", c->rank, (unsigned long long)c->seq, c->what);
-    c->seq++;
+        return djct_error_set(DJCT_EMPI, "rank %d: the communicator is unusable after %s timed out; abort the job with "
+                              "djct_comm_abort()", c->rank, c->broken_what);
+    c->wait_seq = ++c->seq;
     c->what = what;
     c->what_index = index;
     return 0;
@@ -63,13 +63,19 @@ static void what_index_str(const djct_comm *c, char *buf, size_t n)
         snprintf(buf, n, " %zu", c->what_index);
 }
 
+/* A peer has arrived at the collective we wait for when it entered it or a later one: every rank
+ * enters djct collectives in the same order. */
 static int wd_timeout(djct_comm *c, double waited)
 {
     c->broken = 1;
+    char idx[32];
+    what_index_str(c, idx, sizeof(idx));
+    /* the name outlives the caller's label: later calls report it */
+    snprintf(c->broken_what, sizeof(c->broken_what), "%s%s (collective #%llu)", c->what, idx,
+             (unsigned long long)c->wait_seq);
     int64_t *seen = malloc(sizeof(int64_t) * (size_t)c->size);
     if (!seen)
-        return djct_error_set(DJCT_ETIMEOUT, "rank %d: %s (collective #%llu) did not complete within %.1f s",
-                              c->rank, c->what, (unsigned long long)c->seq, waited);
+        return djct_error_set(DJCT_ETIMEOUT, "rank %d: %s did not complete within %.1f s", c->rank, c->broken_what, waited);
     for (int r = 0; r < c->size; r++)
         seen[r] = -1;
     seen[c->rank] = (int64_t)c->seq;
@@ -104,7 +110,7 @@ static int wd_timeout(djct_comm *c, double waited)
     size_t ll = 0, dl = 0;
     int missing = 0;
     for (int r = 0; r < c->size; r++) {
-        if (seen[r] == (int64_t)c->seq)
+        if (seen[r] >= (int64_t)c->wait_seq)
             continue;
         if (ll < sizeof(list) - 16)
             ll += (size_t)snprintf(list + ll, sizeof(list) - ll, "%s%d", missing ? ", " : "", r);
@@ -115,15 +121,12 @@ static int wd_timeout(djct_comm *c, double waited)
         missing++;
     }
     free(seen);
-    char idx[32];
-    what_index_str(c, idx, sizeof(idx));
     if (!missing)
-        return djct_error_set(DJCT_ETIMEOUT, "rank %d: %s%s (collective #%llu) did not complete within %.1f s although "
-                              "every rank arrived; the communicator is unusable, abort the job",
-                              c->rank, c->what, idx, (unsigned long long)c->seq, waited);
-    return djct_error_set(DJCT_ETIMEOUT, "rank %d: %s%s (collective #%llu) did not complete within %.1f s; ranks that did "
-                          "not arrive: %s%s; abort the job (djct_comm_abort) and look at those ranks",
-                          c->rank, c->what, idx, (unsigned long long)c->seq, waited, list, detail);
+        return djct_error_set(DJCT_ETIMEOUT, "rank %d: %s did not complete within %.1f s although every rank arrived; "
+                              "the communicator is unusable, abort the job", c->rank, c->broken_what, waited);
+    return djct_error_set(DJCT_ETIMEOUT, "rank %d: %s did not complete within %.1f s; ranks that did not arrive: %s%s; "
+                          "abort the job (djct_comm_abort) and look at those ranks", c->rank, c->broken_what, waited, list,
+                          detail);
 }
 
 #define WAIT_SPIN_SECONDS 100e-6
@@ -175,7 +178,7 @@ static void guard_fired(union sigval v)
     what_index_str(c, idx, sizeof(idx));
     fprintf(stderr, "djct: rank %d: %s%s (collective #%llu) did not complete within %.1f s although every rank "
             "arrived; MPI itself is stuck (network or MPI runtime failure): aborting the job\n",
-            c->rank, c->what, idx, (unsigned long long)c->seq, c->timeout);
+            c->rank, c->what, idx, (unsigned long long)c->wait_seq, c->timeout);
     fflush(stderr);
     MPI_Abort(MPI_COMM_WORLD, 1);
     _exit(1);

@@ -12,6 +12,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "comm_int.h"
 #include "djct/log.h"
 #include "journal_int.h"
 #include "wandb_int.h"
@@ -59,7 +60,8 @@ typedef struct {
     int initialised, active, mode;
     /* MPI */
     int have_mpi, rank, size;
-    MPI_Comm comm;
+    djct_comm *comm;    /* every collective goes through it (watched when it has a timeout) */
+    int own_comm;       /* made here (no comm in the options): freed at finish */
     MPI_Op op;
     MPI_Datatype dtype;
     int dtype_len; /* doubles per element of dtype, 0: none */
@@ -73,8 +75,8 @@ typedef struct {
     int nheld, heldcap;
     char *held_prefix;    /* rank 0: prefix and step of the row that waits for the gathering path */
     int64_t held_step;
-    MPI_Request *oreq;    /* rank 0: a send per rank (or one Ibcast); the others: one receive */
-    int noreq, opending;
+    djct_comm_request *oreq; /* rank 0's verdict in flight (djct_comm_mpi_ibcast) */
+    int opending;
     int64_t omsg[2];      /* {the gathering path is needed, rank 0's last step} */
     int verdict_bcast;    /* DJCT_LOG_VERDICT_BCAST=1: the broadcast at any size (tests) */
     /* the buffer */

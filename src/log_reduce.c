@@ -75,9 +75,8 @@ static int reduce_vec(double *vec, int len, int nv, const unsigned char *ops)
         return rc;
     red_ops = ops;
     red_nv = nv;
-    if (MPI_Allreduce(MPI_IN_PLACE, vec, 1, g.dtype, g.op, g.comm) != MPI_SUCCESS)
-        return djct_error_set(DJCT_EMPI, "logging flush: MPI_Allreduce of the packed metrics (%d doubles) failed",
-                              len);
+    if ((rc = djct_comm_mpi_allreduce(g.comm, vec, 1, g.dtype, g.op, "the logging flush's key-gathering reduction")) < 0)
+        return djct_error_prefix("logging flush: reduction of the packed metrics (%d doubles)", len);
     return 0;
 }
 
@@ -210,8 +209,8 @@ static int reduce_gather(const held_rec *hv, int nh, reduced *out)
     }
     if (!lg_multi())
         g.lens[0] = mylen;
-    else if (MPI_Allgather(&mylen, 1, MPI_INT, g.lens, 1, MPI_INT, g.comm) != MPI_SUCCESS) {
-        rc = djct_error_set(DJCT_EMPI, "logging flush: MPI_Allgather of key-list sizes failed");
+    else if ((rc = djct_comm_mpi_allgather(g.comm, &mylen, g.lens, 1, MPI_INT, "the logging flush's key-list sizes")) < 0) {
+        djct_error_prefix("logging flush: gathering the key-list sizes");
         goto done;
     }
     int64_t total = 0;
@@ -234,8 +233,9 @@ static int reduce_gather(const held_rec *hv, int nh, reduced *out)
     int ok = (all = malloc((size_t)total + 1)) != NULL && (c = malloc(sizeof(cand) * ((size_t)maxkeys + 1))) != NULL &&
              layout_alloc(&nl, maxkeys, (size_t)total) == 0;
     int all_ok = ok;
-    if (lg_multi() && MPI_Allreduce(&ok, &all_ok, 1, MPI_INT, MPI_MIN, g.comm) != MPI_SUCCESS) {
-        rc = djct_error_set(DJCT_EMPI, "logging flush: MPI_Allreduce of the allocation check failed");
+    if (lg_multi() &&
+        (rc = djct_comm_mpi_allreduce(g.comm, &all_ok, 1, MPI_INT, MPI_MIN, "the logging flush's allocation check")) < 0) {
+        djct_error_prefix("logging flush: agreeing on the allocation check");
         goto done;
     }
     if (!all_ok) {
@@ -246,8 +246,9 @@ static int reduce_gather(const held_rec *hv, int nh, reduced *out)
     }
     if (!lg_multi())
         memcpy(all, mine, (size_t)total);
-    else if (MPI_Allgatherv(mine, mylen, MPI_CHAR, all, g.lens, g.displs, MPI_CHAR, g.comm) != MPI_SUCCESS) {
-        rc = djct_error_set(DJCT_EMPI, "logging flush: MPI_Allgatherv of key names failed");
+    else if ((rc = djct_comm_mpi_allgatherv(g.comm, mine, mylen, all, g.lens, g.displs, MPI_CHAR,
+                                            "the logging flush's key names")) < 0) {
+        djct_error_prefix("logging flush: gathering the key names");
         goto done;
     }
     /* the union, sorted by name; among equal names the first (lowest rank) comes first */
@@ -371,24 +372,13 @@ static int gather_held(void)
  * OUTCOME_P2P_MAX ranks it is a send per rank, beyond one non-blocking broadcast; either way
  * nobody waits for it before the next collective logging call (lg_settle()). */
 #define OUTCOME_P2P_MAX 16
-#define OUTCOME_TAG 4242
 
 static int post_outcome(void)
 {
-    int rc = MPI_SUCCESS;
-    g.noreq = 0;
-    if (g.size > OUTCOME_P2P_MAX || g.verdict_bcast) {
-        rc = MPI_Ibcast(g.omsg, 2, MPI_INT64_T, 0, g.comm, &g.oreq[0]);
-        g.noreq = 1;
-    } else if (g.rank == 0) {
-        for (int r = 1; r < g.size && rc == MPI_SUCCESS; r++, g.noreq++)
-            rc = MPI_Isend(g.omsg, 2, MPI_INT64_T, r, OUTCOME_TAG, g.comm, &g.oreq[r - 1]);
-    } else {
-        rc = MPI_Irecv(g.omsg, 2, MPI_INT64_T, 0, OUTCOME_TAG, g.comm, &g.oreq[0]);
-        g.noreq = 1;
-    }
-    g.opending = g.noreq > 0;
-    return rc == MPI_SUCCESS ? 0 : djct_error_set(DJCT_EMPI, "logging flush: posting rank 0's verdict failed");
+    int rc = djct_comm_mpi_ibcast(g.oreq, g.omsg, 2, MPI_INT64_T, 0, g.verdict_bcast ? 0 : OUTCOME_P2P_MAX,
+                                  "the logging flush's verdict");
+    g.opending = 1; /* a failed post leaves what it posted to the wait */
+    return rc < 0 ? djct_error_prefix("logging flush: posting rank 0's verdict") : 0;
 }
 
 /* Complete the last flush: learn rank 0's verdict and, when its keys did not fit the layout, run
@@ -399,8 +389,8 @@ int lg_settle(void)
     if (!g.opending)
         return 0;
     g.opending = 0;
-    if (MPI_Waitall(g.noreq, g.oreq, MPI_STATUSES_IGNORE) != MPI_SUCCESS)
-        return djct_error_set(DJCT_EMPI, "logging flush: receiving rank 0's verdict on the last flush failed");
+    if (djct_comm_wait(g.oreq) < 0)
+        return djct_error_prefix("logging flush: receiving rank 0's verdict on the last flush");
     if (g.rank != 0) {
         g.last_step = g.omsg[1];
         g.stats.fast_flushes += g.omsg[0] == 0;
@@ -425,9 +415,8 @@ int lg_flush_now(const char *prefix, int64_t step)
             return rc;
         red_ops = L->op;
         red_nv = L->n;
-        if (MPI_Reduce(g.rank == 0 ? MPI_IN_PLACE : vec, vec, 1, g.dtype, g.op, 0, g.comm) != MPI_SUCCESS)
-            return djct_error_set(DJCT_EMPI, "logging flush: MPI_Reduce of the packed metrics (%d doubles) failed",
-                                  len);
+        if ((rc = djct_comm_mpi_reduce(g.comm, vec, 1, g.dtype, g.op, 0, "the logging flush")) < 0)
+            return djct_error_prefix("logging flush: reduction of the packed metrics (%d doubles)", len);
     }
     int gather = 0, rc = 0;
     int64_t next = step < 0 ? g.last_step + 1 : step; /* the step of this flush's row, if it has one */

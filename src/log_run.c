@@ -287,16 +287,19 @@ static void release_all(void)
         MPI_Finalized(&fin);
         if (!fin) {
             if (g.opending) /* an error path left the last verdict in flight: rank 0 sent it */
-                MPI_Waitall(g.noreq, g.oreq, MPI_STATUSES_IGNORE);
+                djct_comm_wait(g.oreq);
             if (g.dtype_len)
                 MPI_Type_free(&g.dtype);
             MPI_Op_free(&g.op);
-            MPI_Comm_free(&g.comm);
+            if (g.own_comm)
+                djct_comm_free(g.comm);
         }
     }
     g.opending = 0;
-    free(g.oreq);
+    djct_comm_request_free(g.oreq);
     g.oreq = NULL;
+    g.comm = NULL;
+    g.own_comm = 0;
     g.dtype_len = 0;
     g.have_mpi = 0;
     g.initialised = 0;
@@ -309,6 +312,8 @@ int djct_log_init(const djct_log_options *opts)
     DJCT_CHECK_VERSION(opts, DJCT_LOG_OPTIONS_VERSION, "djct_log_options");
     if (o->mode < DJCT_LOG_MODE_AUTO || o->mode > DJCT_LOG_MODE_DISABLED)
         return djct_error_set(DJCT_EINVAL, "djct_log_options.mode = %d; use a DJCT_LOG_MODE_* value", o->mode);
+    if (o->comm && o->mpi_comm)
+        return djct_error_set(DJCT_EINVAL, "djct_log_options: set comm or mpi_comm, not both");
     pthread_mutex_lock(&g.mu);
     if (g.initialised) {
         pthread_mutex_unlock(&g.mu);
@@ -327,22 +332,27 @@ int djct_log_init(const djct_log_options *opts)
     int mpi_up = 0, fin = 0;
     MPI_Initialized(&mpi_up);
     MPI_Finalized(&fin);
-    if (mpi_up && !fin) {
+    if (o->comm) {
+        g.comm = o->comm;
+    } else if (mpi_up && !fin) { /* a standalone singleton: its own comm, unwatched */
         MPI_Comm base = o->mpi_comm ? *(MPI_Comm *)o->mpi_comm : MPI_COMM_WORLD;
-        if (MPI_Comm_dup(base, &g.comm) != MPI_SUCCESS) {
+        if (djct_comm_create_on(&g.comm, base) < 0) {
             pthread_mutex_unlock(&g.mu);
-            return djct_error_set(DJCT_EMPI, "djct_log_init: MPI_Comm_dup failed");
+            return djct_error_prefix("djct_log_init");
         }
-        MPI_Comm_rank(g.comm, &g.rank);
-        MPI_Comm_size(g.comm, &g.size);
+        g.own_comm = 1;
+    }
+    if (g.comm) {
+        g.rank = djct_comm_rank(g.comm);
+        g.size = djct_comm_size(g.comm);
         const char *vb = getenv("DJCT_LOG_VERDICT_BCAST"); /* the same environment on every rank */
         g.verdict_bcast = vb && !strcmp(vb, "1");
         MPI_Op_create(lg_combine, 1, &g.op);
         g.have_mpi = 1;
+        djct_comm_request_create(&g.oreq, g.comm); /* out of memory: agreed on below */
     }
     g.lens = calloc((size_t)g.size, sizeof(int));
     g.displs = calloc((size_t)g.size, sizeof(int));
-    g.oreq = calloc((size_t)g.size, sizeof(MPI_Request));
     /* rank 0 decides; everyone learns the outcome (and no rank waits for a rank that failed) */
     struct {
         int rc, mode;
@@ -358,11 +368,12 @@ int djct_log_init(const djct_log_options *opts)
             snprintf(shared.msg, sizeof(shared.msg), "%s", djct_last_error());
     }
     if (g.have_mpi && g.size > 1 &&
-        MPI_Bcast(&shared, (int)sizeof(shared), MPI_BYTE, 0, g.comm) != MPI_SUCCESS)
-        shared.rc = djct_error_set(DJCT_EMPI, "djct_log_init: MPI_Bcast of the run settings failed");
+        djct_comm_mpi_bcast(g.comm, &shared, (int)sizeof(shared), MPI_BYTE, 0, "the logging start-up's settings") < 0)
+        shared.rc = djct_error_prefix("djct_log_init: broadcasting the run settings");
     /* the flush's gathering buffers: a rank without them could not take part, so all give up alike */
-    int ok = g.lens && g.displs && g.oreq, all_ok = ok;
-    if (g.have_mpi && g.size > 1 && MPI_Allreduce(&ok, &all_ok, 1, MPI_INT, MPI_MIN, g.comm) != MPI_SUCCESS)
+    int ok = g.lens && g.displs && (g.oreq || !g.have_mpi), all_ok = ok;
+    if (g.have_mpi && g.size > 1 &&
+        djct_comm_mpi_allreduce(g.comm, &all_ok, 1, MPI_INT, MPI_MIN, "the logging start-up's allocation check") < 0)
         all_ok = 0;
     if (shared.rc == 0 && !all_ok)
         shared.rc = djct_error_set(DJCT_ENOMEM, "djct_log_init: %s is out of memory (%d ints for the flush)",
