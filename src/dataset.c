@@ -121,14 +121,21 @@ void djct_dataset_free(djct_dataset *ds)
     free(ds->lay);
     free(ds->row_values);
     free(ds->ragged);
-    free(ds->bin_off);
-    free(ds->ev);
-    free(ds->bin_el);
+    djct_dataset_plan_clear(&ds->plan);
     free(ds->q);
     pthread_mutex_destroy(&ds->mu);
     pthread_cond_destroy(&ds->cv_item);
     pthread_cond_destroy(&ds->cv_space);
     free(ds);
+}
+
+/* the dataset's plan of `epoch` */
+static int plan_epoch(djct_dataset *ds, int64_t epoch)
+{
+    const djct_dataset_options *o = &ds->o;
+    djct_plan_input in = {o->world_size, o->shuffle, o->seed, ds->by_elements, o->batch_events, o->batch_elements,
+                          o->squared_limit, o->strict, o->drop_last, ds->N, ds->cnt, ds->nf, ds->first};
+    return djct_dataset_plan_make(&ds->plan, &in, epoch);
 }
 
 static int check_options(const djct_dataset_options *o)
@@ -217,7 +224,7 @@ int djct_dataset_open_files(djct_dataset **out, const char *const *paths, size_t
         rc = djct_error_set(DJCT_EINVAL, "dataset: ragged data needs batch_elements > 0 (attempting empty split)");
         goto fail;
     }
-    if ((rc = dataset_plan_epoch(ds, 0)) < 0 || (rc = dataset_start_prefetch(ds)) < 0)
+    if ((rc = plan_epoch(ds, 0)) < 0 || (rc = dataset_start_prefetch(ds)) < 0)
         goto fail;
     *out = ds;
     return 0;
@@ -250,8 +257,8 @@ int64_t djct_dataset_n_events(const djct_dataset *ds) { return ds ? ds->N : 0; }
 const djct_file_meta *djct_dataset_file(const djct_dataset *ds, size_t i) { return ds && i < ds->nf ? &ds->files[i] : NULL; }
 const int64_t *djct_dataset_event_elements(const djct_dataset *ds) { return ds ? ds->cnt : NULL; }
 int djct_dataset_counts_elements(const djct_dataset *ds) { return ds ? ds->by_elements : 0; }
-int64_t djct_dataset_steps(const djct_dataset *ds) { return ds ? ds->steps : 0; }
-int64_t djct_dataset_epoch(const djct_dataset *ds) { return ds ? ds->epoch : 0; }
+int64_t djct_dataset_steps(const djct_dataset *ds) { return ds ? ds->plan.steps : 0; }
+int64_t djct_dataset_epoch(const djct_dataset *ds) { return ds ? ds->plan.epoch : 0; }
 int64_t djct_dataset_position(const djct_dataset *ds) { return ds ? ds->cursor : 0; }
 double djct_dataset_wait_seconds(const djct_dataset *ds) { return ds ? ds->wait_total : 0; }
 double djct_dataset_last_wait_seconds(const djct_dataset *ds) { return ds ? ds->wait_last : 0; }
@@ -263,11 +270,11 @@ int djct_dataset_seek(djct_dataset *ds, int64_t epoch, int64_t step)
         return djct_error_set(DJCT_EINVAL, "dataset: epoch %" PRId64 " is negative", epoch);
     dataset_stop_prefetch(ds);
     int rc;
-    if (epoch != ds->epoch && (rc = dataset_plan_epoch(ds, epoch)) < 0)
+    if (epoch != ds->plan.epoch && (rc = plan_epoch(ds, epoch)) < 0)
         return rc;
-    if (step < 0 || step > ds->steps)
+    if (step < 0 || step > ds->plan.steps)
         return djct_error_set(DJCT_EINVAL, "dataset: step %" PRId64 " outside 0..%" PRId64 " of epoch %" PRId64,
-                              step, ds->steps, epoch);
+                              step, ds->plan.steps, epoch);
     ds->cursor = step;
     return dataset_start_prefetch(ds);
 }
@@ -282,7 +289,7 @@ int djct_dataset_next(djct_dataset *ds, djct_batch **out)
     double t0 = now_s(), t1;
     bint *b = NULL;
     int rc = 0;
-    if (ds->cursor >= ds->steps) {
+    if (ds->cursor >= ds->plan.steps) {
         ds->wait_last = 0;
         return 0;
     }
@@ -321,7 +328,7 @@ int djct_dataset_plan_stats(const djct_dataset *ds, djct_plan_stats *out)
 {
     DJCT_CHECK_ARG(ds);
     DJCT_CHECK_ARG(out);
-    *out = ds->st;
+    *out = ds->plan.stats;
     return 0;
 }
 
@@ -329,9 +336,9 @@ int djct_dataset_plan_elements(const djct_dataset *ds, const int64_t **elements,
 {
     DJCT_CHECK_ARG(ds);
     DJCT_CHECK_ARG(elements);
-    *elements = ds->bin_el;
+    *elements = ds->plan.bin_elements;
     if (steps)
-        *steps = ds->steps;
+        *steps = ds->plan.steps;
     if (world_size)
         *world_size = ds->o.world_size;
     return 0;
@@ -342,11 +349,11 @@ int djct_dataset_plan_events(const djct_dataset *ds, int64_t step, int rank, con
     DJCT_CHECK_ARG(ds);
     DJCT_CHECK_ARG(events);
     DJCT_CHECK_ARG(n_events);
-    if (step < 0 || step >= ds->steps || rank < 0 || rank >= ds->o.world_size)
+    if (step < 0 || step >= ds->plan.steps || rank < 0 || rank >= ds->o.world_size)
         return djct_error_set(DJCT_EINVAL, "dataset: step %" PRId64 " / rank %d outside the plan (%" PRId64
-                              " steps, %d ranks)", step, rank, ds->steps, ds->o.world_size);
+                              " steps, %d ranks)", step, rank, ds->plan.steps, ds->o.world_size);
     int64_t b = step * ds->o.world_size + rank;
-    *events = ds->ev + ds->bin_off[b];
-    *n_events = (size_t)(ds->bin_off[b + 1] - ds->bin_off[b]);
+    *events = ds->plan.events + ds->plan.bin_start[b];
+    *n_events = (size_t)(ds->plan.bin_start[b + 1] - ds->plan.bin_start[b]);
     return 0;
 }

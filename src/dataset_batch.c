@@ -84,8 +84,8 @@ static size_t file_of(const djct_dataset *ds, int64_t id)
 int dataset_build_batch(djct_dataset *ds, int64_t step, bint **out)
 {
     int W = ds->o.world_size, rc = 0;
-    const int64_t *ev = ds->ev + ds->bin_off[step * W + ds->o.rank];
-    size_t n = (size_t)(ds->bin_off[step * W + ds->o.rank + 1] - ds->bin_off[step * W + ds->o.rank]);
+    const int64_t *start = ds->plan.bin_start + step * W + ds->o.rank, *ev = ds->plan.events + start[0];
+    size_t n = (size_t)(start[1] - start[0]);
     bint *b = bint_get(ds);
     int64_t *local = malloc((n + 1) * sizeof(int64_t));
     size_t *rows = calloc(ds->n_arrays + 1, sizeof(size_t));
@@ -217,7 +217,7 @@ int dataset_build_batch(djct_dataset *ds, int64_t step, bint **out)
     b->b.record.n_weights = ds->counts[2];
     b->b.n_events = (int64_t)n;
     b->b.n_elements = elements;
-    b->b.epoch = ds->epoch;
+    b->b.epoch = ds->plan.epoch;
     b->b.step = step;
     b->b.event_ids = b->ids;
     b->b.wait_seconds = 0;

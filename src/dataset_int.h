@@ -11,6 +11,35 @@
 
 #define MAX_OPEN_H5 64
 
+/* What the epoch plan is made from (dataset_plan.c): event sizes, file boundaries, options. */
+typedef struct {
+    int            world_size;
+    int            shuffle;        /* a djct_shuffle */
+    uint64_t       seed;
+    int            by_elements;    /* 1: batches limited by elements; 0: they count events */
+    int64_t        batch_events;   /* count mode: events per rank and step (0: batch_elements) */
+    int64_t        batch_elements; /* element mode: the limit per rank and step */
+    int            squared_limit;  /* element mode: (sum of elements)^2 <= batch_elements */
+    int            strict;         /* element mode: drop an event over the limit (else serve it alone) */
+    int            drop_last;      /* count mode: drop a last step that is not full */
+    int64_t        n_events;
+    const int64_t *event_elements; /* n_events: elements per event (1 each when counting events) */
+    size_t         n_files;
+    const int64_t *file_first;     /* n_files + 1: each file's first event; the last is n_events */
+} djct_plan_input;
+
+/* One epoch's plan: bin (step, rank) is b = step * world_size + rank and holds the events
+ * events[bin_start[b] .. bin_start[b + 1]), ascending, with bin_elements[b] elements. */
+typedef struct {
+    int64_t         epoch;
+    int64_t         steps;        /* the same for every rank */
+    int64_t        *bin_start;    /* steps * world_size + 1 */
+    int64_t        *bin_elements; /* steps * world_size */
+    int64_t        *events;       /* n_planned */
+    int64_t         n_planned;
+    djct_plan_stats stats;
+} djct_dataset_plan;
+
 typedef struct bint { /* a batch with its reusable storage */
     djct_batch   b;     /* first: a djct_batch* is a bint* */
     struct bint *next;
@@ -43,13 +72,7 @@ struct djct_dataset {
     size_t          counts[3];  /* arrays per container */
     size_t         *row_values; /* per flat array: values per row / ragged element */
     int            *ragged;     /* per flat array */
-    /* the current epoch's plan */
-    int64_t         epoch;
-    int64_t         steps;
-    int64_t        *bin_off;    /* steps * W + 1 offsets into ev */
-    int64_t        *ev;
-    int64_t        *bin_el;     /* steps * W */
-    djct_plan_stats st;
+    djct_dataset_plan plan;     /* the current epoch's */
     int64_t         cursor;     /* next step next() hands out */
     /* decoded-file cache (used by one thread at a time: the producer) */
     source         *src;
@@ -89,8 +112,10 @@ int dataset_list_add(strlist *l, const char *entry);
 void dataset_list_free(strlist *l);
 
 /* ---- dataset_plan.c ---- */
-/** Plan `epoch` into ds (bins, events, elements, stats). */
-int dataset_plan_epoch(djct_dataset *ds, int64_t epoch);
+/** Plan `epoch` of `in`; on success *out (cleared first) holds it, else it is unchanged. */
+int djct_dataset_plan_make(djct_dataset_plan *out, const djct_plan_input *in, int64_t epoch);
+/** Free a plan's arrays; a zeroed plan is fine. */
+void djct_dataset_plan_clear(djct_dataset_plan *p);
 
 /* ---- dataset_cache.c ---- */
 /** The source of `file`, opened or decoded if it is not cached. */

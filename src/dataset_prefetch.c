@@ -18,7 +18,7 @@ static void *producer(void *arg)
         int64_t s = ds->build_step;
         int stop = ds->stop;
         pthread_mutex_unlock(&ds->mu);
-        if (stop || s >= ds->steps)
+        if (stop || s >= ds->plan.steps)
             break;
         bint *b = NULL;
         int rc = dataset_build_batch(ds, s, &b);
@@ -74,7 +74,7 @@ void dataset_stop_prefetch(djct_dataset *ds)
 int dataset_start_prefetch(djct_dataset *ds)
 {
     ds->build_step = ds->cursor;
-    if (ds->o.prefetch_depth <= 0 || ds->cursor >= ds->steps)
+    if (ds->o.prefetch_depth <= 0 || ds->cursor >= ds->plan.steps)
         return 0;
     int e = pthread_create(&ds->th, NULL, producer, ds);
     if (e)
