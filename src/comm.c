@@ -6,6 +6,7 @@
  * comm_bcast.c (broadcast, consistency check), comm_nccl.c (the GPU backend). */
 #include "comm_int.h"
 #include "djct_int.h"
+#include "util_int.h"
 
 #include <math.h>
 #include <stdint.h>
@@ -167,23 +168,20 @@ int comm_agree(djct_comm *c, int rc, const char *stage)
         return rc < 0 ? rc : worst < 0 ? djct_error_set(worst, "rank %d: %s failed on another rank", c->rank, stage) : 0;
     }
     MPI_Allgather(&mine, 1, MPI_INT, all, 1, MPI_INT, c->world);
-    int bad = 0, first_code = 0;
-    char list[256] = "";
-    size_t len = 0;
+    int first_code = 0;
+    djct_rank_list bad = {.len = 0};
     for (int r = 0; r < c->size; r++)
         if (all[r] < 0) {
-            if (!bad)
+            if (!bad.count)
                 first_code = all[r];
-            if (len < sizeof(list) - 16)
-                len += (size_t)snprintf(list + len, sizeof(list) - len, "%s%d", bad ? ", " : "", r);
-            bad++;
+            djct_rank_list_add(&bad, r);
         }
     free(all);
     if (rc < 0)
         return rc;
-    if (bad)
+    if (bad.count)
         return djct_error_set(first_code, "rank %d: %s failed on rank%s %s; see the error printed there",
-                              c->rank, stage, bad > 1 ? "s" : "", list);
+                              c->rank, stage, djct_rank_list_plural(&bad), bad.text);
     return 0;
 }
 
@@ -376,15 +374,13 @@ int comm_check_buffers(const djct_comm *c, const djct_comm_buffer *bufs, size_t 
 
 uint64_t comm_layout_sig(const djct_comm_buffer *bufs, size_t n)
 {
-    uint64_t h = 1469598103934665603ull;
+    uint64_t h = DJCT_FNV1A_OFFSET;
     for (size_t i = 0; i < n; i++) {
-        uint64_t v[3] = {bufs[i].count, (uint64_t)bufs[i].dtype, bufs[i].device >= 0};
-        for (int k = 0; k < 3; k++) {
-            h ^= v[k];
-            h *= 1099511628211ull;
-        }
+        h = djct_fnv1a_u64(h, bufs[i].count);
+        h = djct_fnv1a_u64(h, (uint64_t)bufs[i].dtype);
+        h = djct_fnv1a_u64(h, bufs[i].device >= 0);
     }
-    return h ^ n;
+    return djct_fnv1a_u64(h, n);
 }
 
 int comm_agree_sig(djct_comm *c, int code, uint64_t mine, const char *what, const char *fix, int *n_diff, int *first_rank)
@@ -397,22 +393,19 @@ int comm_agree_sig(djct_comm *c, int code, uint64_t mine, const char *what, cons
         free(all);
         return rc;
     }
-    char list[300] = "";
-    size_t len = 0;
-    int bad = 0;
+    djct_rank_list bad = {.len = 0};
     for (int r = 1; r < c->size; r++)
         if (all[r] != all[0]) {
-            if (!bad && first_rank)
+            if (!bad.count && first_rank)
                 *first_rank = r;
-            if (len < sizeof(list) - 16)
-                len += (size_t)snprintf(list + len, sizeof(list) - len, "%s%d", bad ? ", " : "", r);
-            bad++;
+            djct_rank_list_add(&bad, r);
         }
     free(all);
     if (n_diff)
-        *n_diff = bad;
-    if (bad)
-        return djct_error_set(code, "%s differ from rank 0 on rank%s %s%s", what, bad > 1 ? "s" : "", list, fix);
+        *n_diff = bad.count;
+    if (bad.count)
+        return djct_error_set(code, "%s differ from rank 0 on rank%s %s%s", what, djct_rank_list_plural(&bad), bad.text,
+                              fix);
     return 0;
 }
 

@@ -3,6 +3,7 @@
  * rank learns which ranks differ and where. */
 #include "comm_int.h"
 #include "djct_int.h"
+#include "util_int.h"
 
 #include <stdint.h>
 #include <stdio.h>
@@ -106,23 +107,20 @@ int djct_comm_check_consistent(djct_comm *c, const djct_comm_buffer *bufs, size_
     if (rc == 0)
         rc = comm_coll_allgather(c, &mine, first, 1, MPI_INT);
     if (rc == 0) {
-        char list[300] = "", detail[200] = "";
-        size_t len = 0;
-        int bad = 0;
+        char detail[200] = "";
+        djct_rank_list bad = {.len = 0};
         for (int r = 0; r < c->size; r++)
             if (first[r] >= 0) {
-                if (!bad)
+                if (!bad.count)
                     snprintf(detail, sizeof(detail), " (first differing buffer on rank %d: %d)", r, first[r]);
-                if (len < sizeof(list) - 16)
-                    len += (size_t)snprintf(list + len, sizeof(list) - len, "%s%d", bad ? ", " : "", r);
-                bad++;
+                djct_rank_list_add(&bad, r);
             }
         if (n_differing)
-            *n_differing = bad;
-        if (bad)
+            *n_differing = bad.count;
+        if (bad.count)
             rc = djct_error_set(DJCT_ERROR, "parameters differ from rank 0 on rank%s %s%s; broadcast them from rank 0 "
-                                "(djct_comm_broadcast) or look for rank-dependent initialisation", bad > 1 ? "s" : "",
-                                list, detail);
+                                "(djct_comm_broadcast) or look for rank-dependent initialisation",
+                                djct_rank_list_plural(&bad), bad.text, detail);
     }
     free(h);
     free(h0);

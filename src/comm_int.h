@@ -58,7 +58,7 @@ int comm_mpi_err(const djct_comm *c, int rc, const char *call);
 int comm_agree(djct_comm *c, int rc, const char *stage);
 /** Local validation of a buffer list; the caller agrees on the verdict across ranks. */
 int comm_check_buffers(const djct_comm *c, const djct_comm_buffer *bufs, size_t n, int any_dtype);
-/** FNV-1a over (count, dtype, device>=0) of every buffer: the layout every rank must share. */
+/** A hash of (count, dtype, device>=0) of every buffer: the layout every rank must share. */
 uint64_t comm_layout_sig(const djct_comm_buffer *bufs, size_t n);
 /** Rank 0's signature against everyone's (collective); names the ranks that differ. */
 int comm_agree_sig(djct_comm *c, int code, uint64_t mine, const char *what, const char *fix, int *n_diff,

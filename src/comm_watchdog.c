@@ -6,6 +6,7 @@
  * timer that aborts the job should MPI itself stall. */
 #include "comm_int.h"
 #include "djct_int.h"
+#include "util_int.h"
 
 #include <sched.h>
 #include <signal.h>
@@ -18,13 +19,6 @@
 
 #define TAG_QUERY  101
 #define TAG_ANSWER 102
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 int comm_enter(djct_comm *c, const char *what, size_t index)
 {
@@ -90,9 +84,9 @@ static int wd_timeout(djct_comm *c, double waited)
      * how long we wait for the ones that never will */
     double grace = c->timeout / 2;
     grace = grace < 0.2 ? 0.2 : grace > 2.0 ? 2.0 : grace;
-    double t0 = now_s();
+    double t0 = djct_now_s();
     int answered = 1;
-    while (answered < c->size && now_s() - t0 < grace) {
+    while (answered < c->size && djct_now_s() - t0 < grace) {
         wd_answer(c);
         int flag = 0;
         MPI_Status st;
@@ -106,27 +100,25 @@ static int wd_timeout(djct_comm *c, double waited)
         } else
             usleep(200);
     }
-    char list[600] = "", detail[400] = "";
-    size_t ll = 0, dl = 0;
-    int missing = 0;
+    char detail[400] = "";
+    size_t dl = 0;
+    djct_rank_list missing = {.len = 0};
     for (int r = 0; r < c->size; r++) {
         if (seen[r] >= (int64_t)c->wait_seq)
             continue;
-        if (ll < sizeof(list) - 16)
-            ll += (size_t)snprintf(list + ll, sizeof(list) - ll, "%s%d", missing ? ", " : "", r);
+        djct_rank_list_add(&missing, r);
         if (dl < sizeof(detail) - 64)
             dl += seen[r] < 0
                       ? (size_t)snprintf(detail + dl, sizeof(detail) - dl, "; rank %d does not answer (busy outside djct collectives)", r)
                       : (size_t)snprintf(detail + dl, sizeof(detail) - dl, "; rank %d waits in collective #%lld", r, (long long)seen[r]);
-        missing++;
     }
     free(seen);
-    if (!missing)
+    if (!missing.count)
         return djct_error_set(DJCT_ETIMEOUT, "rank %d: %s did not complete within %.1f s although every rank arrived; "
                               "the communicator is unusable, abort the job", c->rank, c->broken_what, waited);
     return djct_error_set(DJCT_ETIMEOUT, "rank %d: %s did not complete within %.1f s; ranks that did not arrive: %s%s; "
-                          "abort the job (djct_comm_abort) and look at those ranks", c->rank, c->broken_what, waited, list,
-                          detail);
+                          "abort the job (djct_comm_abort) and look at those ranks", c->rank, c->broken_what, waited,
+                          missing.text, detail);
 }
 
 #define WAIT_SPIN_SECONDS 100e-6
@@ -139,7 +131,7 @@ int comm_wait_reqs(djct_comm *c, int n, MPI_Request *reqs)
         MPI_TRY(c, MPI_Waitall(n, reqs, MPI_STATUSES_IGNORE));
         return 0;
     }
-    double t0 = now_s();
+    double t0 = djct_now_s();
     int yield = 0;
     for (unsigned long it = 0;; it++) {
         int flag = 0;
@@ -150,7 +142,7 @@ int comm_wait_reqs(djct_comm *c, int n, MPI_Request *reqs)
             sched_yield();
         if ((it & 63) == 0) {
             wd_answer(c);
-            double w = now_s() - t0;
+            double w = djct_now_s() - t0;
             if (w > c->timeout)
                 return wd_timeout(c, w);
             /* spin briefly (the peer is usually about to arrive), then give the core away on

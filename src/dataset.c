@@ -7,6 +7,7 @@
 #include "djct/error.h"
 #include "djct_int.h"
 #include "dataset_int.h"
+#include "util_int.h"
 #include "djct/djcdata.h"
 #include "djct/h5.h"
 #include "h5_int.h"
@@ -18,13 +19,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-
-static double now_s(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
 
 
 /* ---- metadata and schema ---- */
@@ -286,7 +280,7 @@ int djct_dataset_next(djct_dataset *ds, djct_batch **out)
     DJCT_CHECK_ARG(ds);
     DJCT_CHECK_ARG(out);
     *out = NULL;
-    double t0 = now_s(), t1;
+    double t0 = djct_now_s(), t1;
     bint *b = NULL;
     int rc = 0;
     if (ds->cursor >= ds->plan.steps) {
@@ -296,13 +290,13 @@ int djct_dataset_next(djct_dataset *ds, djct_batch **out)
     if (!ds->running) {
         if ((rc = dataset_build_batch(ds, ds->cursor, &b)) < 0)
             return rc;
-        t1 = now_s();
+        t1 = djct_now_s();
     } else {
         pthread_mutex_lock(&ds->mu);
         while (ds->qcount == 0 && !ds->done && !ds->err)
             pthread_cond_wait(&ds->cv_item, &ds->mu);
         /* the wait ends when a batch is there; waking the producer below is hand-off cost */
-        t1 = now_s();
+        t1 = djct_now_s();
         if (ds->qcount) {
             b = ds->q[ds->qhead];
             ds->qhead = (ds->qhead + 1) % ds->o.prefetch_depth;

@@ -7,6 +7,7 @@
 #include "djct/error.h"
 #include "djct_int.h"
 #include "dataset_int.h"
+#include "util_int.h"
 
 #include <stdint.h>
 #include <stdlib.h>
@@ -14,20 +15,12 @@
 
 /* ---- random order -------------------------------------------------------------------------- */
 
-static uint64_t splitmix64(uint64_t *state)
-{
-    uint64_t z = (*state += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-}
-
 /* uniform in [0, n): rejection keeps it unbiased */
 static uint64_t random_below(uint64_t *state, uint64_t n)
 {
     uint64_t limit = UINT64_MAX - UINT64_MAX % n, x;
     do
-        x = splitmix64(state);
+        x = djct_splitmix64(state);
     while (x >= limit);
     return x % n;
 }
@@ -46,7 +39,7 @@ static void shuffle_ids(int64_t *ids, int64_t n, uint64_t *state)
 static uint64_t epoch_stream(uint64_t seed, int64_t epoch)
 {
     uint64_t state = seed ^ 0x6A09E667F3BCC908ull;
-    splitmix64(&state);
+    djct_splitmix64(&state);
     return state ^ (uint64_t)epoch * 0xD1B54A32D192ED03ull;
 }
 
@@ -358,16 +351,6 @@ static int plan_by_elements(plan_builder *b, const djct_plan_input *in, const in
 
 /* ---- statistics and the plan's hash ---------------------------------------------------------- */
 
-/* FNV-1a over the 8 bytes of v, least significant first */
-static uint64_t hash_u64(uint64_t h, uint64_t v)
-{
-    for (int i = 0; i < 8; i++) {
-        h ^= (v >> (8 * i)) & 0xff;
-        h *= 0x100000001b3ull;
-    }
-    return h;
-}
-
 static void finish_stats(djct_dataset_plan *p, int world_size)
 {
     djct_plan_stats *st = &p->stats;
@@ -389,13 +372,13 @@ static void finish_stats(djct_dataset_plan *p, int world_size)
         }
     }
     st->straggler_ratio = ratio_steps ? ratio_sum / (double)ratio_steps : 1.0;
-    uint64_t h = 0xcbf29ce484222325ull;
-    h = hash_u64(h, (uint64_t)p->steps);
-    h = hash_u64(h, (uint64_t)world_size);
+    uint64_t h = DJCT_FNV1A_OFFSET;
+    h = djct_fnv1a_u64(h, (uint64_t)p->steps);
+    h = djct_fnv1a_u64(h, (uint64_t)world_size);
     for (int64_t i = 0; p->steps > 0 && i <= p->steps * world_size; i++)
-        h = hash_u64(h, (uint64_t)p->bin_start[i]);
+        h = djct_fnv1a_u64(h, (uint64_t)p->bin_start[i]);
     for (int64_t i = 0; i < p->n_planned; i++)
-        h = hash_u64(h, (uint64_t)p->events[i]);
+        h = djct_fnv1a_u64(h, (uint64_t)p->events[i]);
     st->hash = h;
 }
 

@@ -20,20 +20,6 @@
 
 log_state g = {.mu = PTHREAD_MUTEX_INITIALIZER, .key_source = "none"};
 
-double lg_mono_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-double lg_wall_s(void)
-{
-    struct timeval tv;
-    gettimeofday(&tv, NULL);
-    return (double)tv.tv_sec + 1e-6 * (double)tv.tv_usec;
-}
-
 static pthread_mutex_t warn_mu = PTHREAD_MUTEX_INITIALIZER; /* g.warn: the writer thread warns too */
 
 void lg_warnf(const char *fmt, ...)
@@ -55,13 +41,6 @@ void lg_warnf(const char *fmt, ...)
 }
 
 /* ---- the buffer ------------------------------------------------------------------------------ */
-
-uint64_t lg_fnv(const char *s, uint64_t h)
-{
-    for (; *s; s++)
-        h = (h ^ (unsigned char)*s) * 1099511628211ULL;
-    return h;
-}
 
 static int index_rebuild(int icap);
 
@@ -123,7 +102,7 @@ static int index_rebuild(int icap)
     if (!ix)
         return djct_error_oom();
     for (int i = 0; i < g.n; i++) {
-        size_t h = (size_t)lg_fnv(g.e[i].name, 1469598103934665603ULL) & (size_t)(icap - 1);
+        size_t h = (size_t)djct_fnv1a_str(DJCT_FNV1A_OFFSET, g.e[i].name) & (size_t)(icap - 1);
         while (ix[h])
             h = (h + 1) & (size_t)(icap - 1);
         ix[h] = i + 1;
@@ -160,7 +139,7 @@ static int buffer_add(const char *name, double v, int op)
 {
     if (!g.index && index_rebuild(64) < 0)
         return DJCT_ENOMEM;
-    size_t h = (size_t)lg_fnv(name, 1469598103934665603ULL) & (size_t)(g.icap - 1);
+    size_t h = (size_t)djct_fnv1a_str(DJCT_FNV1A_OFFSET, name) & (size_t)(g.icap - 1);
     while (g.index[h]) {
         entry *e = &g.e[g.index[h] - 1];
         if (strcmp(e->name, name) == 0) {

@@ -15,6 +15,7 @@
 #include "comm_int.h"
 #include "djct/log.h"
 #include "journal_int.h"
+#include "util_int.h"
 #include "wandb_int.h"
 
 /* A buffered metric. Entries outlive the flush (cnt 0: not logged since the last flush) and keep
@@ -144,12 +145,8 @@ static inline double lg_finish_value(int op, double v, double cnt) { return op =
 static inline int lg_multi(void) { return g.have_mpi && g.size > 1; }
 
 /* ---- log.c --------------------------------------------------------------------------------- */
-double lg_mono_s(void);
-double lg_wall_s(void);
 /** Append a line to the warnings (any thread). */
 void lg_warnf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-/** FNV-1a of a NUL-terminated string, continuing from `h`. */
-uint64_t lg_fnv(const char *s, uint64_t h);
 /** The logged values into g.held; `clear` forgets them in the entries in the same pass. */
 void lg_held_take(int clear);
 /** After a flush: keep the names, forget the values (see log.c). */

@@ -295,14 +295,14 @@ static int reduce_gather(const held_rec *hv, int nh, reduced *out)
     /* every union key was logged somewhere (cnt > 0): the result is the layout in order, which is
      * also the names the fast path's unpack expects. The next flush's layout has a count slot
      * where this flush needed one, and starts its vector from the identities. */
-    uint64_t h = 1469598103934665603ULL;
+    uint64_t h = DJCT_FNV1A_OFFSET;
     L->ncnt = 0;
     for (int k = 0; k < L->n; k++) {
         L->rname[k] = L->name[k];
         L->rvalue[k] = lg_finish_value(L->op[k], v[k], cnt[k]);
         int every_once = logged[k] == g.size && (L->op[k] != DJCT_REDUCE_MEAN || cnt[k] == g.size);
         L->cidx[k] = every_once ? -1 : L->ncnt++;
-        h = (lg_fnv(L->name[k], h) ^ (uint64_t)(L->op[k] + 1) ^ (every_once ? 0 : 16)) * 1099511628211ULL;
+        h = djct_fnv1a_u64(djct_fnv1a_str(h, L->name[k]), (uint64_t)(L->op[k] + 1) | (every_once ? 0 : 16));
     }
     L->hash = (double)(h & ((1ULL << 52) - 1));
     for (int k = 0; k < L->n; k++) {
@@ -408,7 +408,7 @@ int lg_flush_now(const char *prefix, int64_t step)
     double *vec = layout_vec();
     layout_header();
     g.stats.flushes++;
-    double t0 = lg_mono_s();
+    double t0 = djct_now_s();
     if (lg_multi()) {
         int len = HDR + L->n + L->ncnt, rc = set_dtype(len);
         if (rc < 0)
@@ -444,6 +444,6 @@ int lg_flush_now(const char *prefix, int64_t step)
         lg_held_take(0);
         rc = gather_held();
     }
-    g.stats.reduce_seconds += lg_mono_s() - t0;
+    g.stats.reduce_seconds += djct_now_s() - t0;
     return rc;
 }

@@ -33,7 +33,7 @@ static void random_id(char *out, size_t n)
     ssize_t got = fd >= 0 ? read(fd, b, n) : -1;
     if (fd >= 0)
         close(fd);
-    unsigned s = (unsigned)(lg_wall_s() * 1e6) ^ (unsigned)getpid();
+    unsigned s = (unsigned)(djct_wall_s() * 1e6) ^ (unsigned)getpid();
     for (size_t i = 0; i < n; i++)
         out[i] = al[(got == (ssize_t)n ? b[i] : (unsigned char)rand_r(&s)) % 36];
     out[n] = '\0';
@@ -181,7 +181,7 @@ static int init_rank0(const djct_log_options *o, int *mode_out)
     gethostname(host, sizeof(host) - 1);
     set_field(run, "host", cJSON_CreateString(host));
     if (!cJSON_GetObjectItemCaseSensitive(run, "start_time"))
-        set_field(run, "start_time", cJSON_CreateNumber(lg_wall_s()));
+        set_field(run, "start_time", cJSON_CreateNumber(djct_wall_s()));
     set_field(run, "jobs", cJSON_CreateNumber(cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(run, "jobs")) + 1));
     set_field(run, "world_size", cJSON_CreateNumber(g.size));
     set_field(run, "finished", cJSON_CreateFalse());
@@ -397,7 +397,7 @@ int djct_log_init(const djct_log_options *opts)
     if (g.rank == 0 && g.dir)
         lg_writer_start();
     snprintf(g.run_id, sizeof(g.run_id), "%s", shared.run_id);
-    g.t0_mono = lg_mono_s();
+    g.t0_mono = djct_now_s();
     g.active = 1;
     g.initialised = 1;
     pthread_mutex_unlock(&g.mu);
@@ -442,7 +442,7 @@ int djct_log_finish(int exit_code)
             set_field(run, "finished", cJSON_CreateBool(!g.preempted));
             set_field(run, "preempted", cJSON_CreateBool(g.preempted));
             set_field(run, "exit_code", g.preempted ? NULL : cJSON_CreateNumber(exit_code));
-            set_field(run, "runtime", cJSON_CreateNumber(g.runtime_base + (lg_mono_s() - g.t0_mono)));
+            set_field(run, "runtime", cJSON_CreateNumber(g.runtime_base + (djct_now_s() - g.t0_mono)));
             if (r2 == 0)
                 r2 = write_run_json(run);
             cJSON_Delete(run);

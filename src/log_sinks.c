@@ -319,7 +319,7 @@ int lg_row_write(const row_rec *r)
         free(line);
         return rc;
     }
-    double tnow = lg_mono_s();
+    double tnow = djct_now_s();
     if (tnow - g.summary_written >= SUMMARY_EVERY_S) {
         if ((rc = lg_summary_write(0)) < 0) {
             free(line);

@@ -215,8 +215,8 @@ void lg_row_emit(int n, int ncnt, const char **name, const unsigned char *op, co
     }
     r->next = NULL;
     r->step = step;
-    r->runtime = g.runtime_base + (lg_mono_s() - g.t0_mono);
-    r->ts = lg_wall_s();
+    r->runtime = g.runtime_base + (djct_now_s() - g.t0_mono);
+    r->ts = djct_wall_s();
     r->n = n;
     r->ncnt = ncnt;
     r->size = g.size;

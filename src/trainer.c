@@ -9,6 +9,7 @@
 #include "djct/log.h"
 #include "djct/signals.h"
 #include "djct_int.h"
+#include "util_int.h"
 
 #include <cjson/cJSON.h>
 #include <inttypes.h>
@@ -68,13 +69,6 @@ struct djct_trainer {
     double sum_events, sum_elements, sum_time; /* this epoch, for throughput */
     double last_val_loss;
 };
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 static int push(series *s, double x)
 {
@@ -215,7 +209,7 @@ int djct_trainer_create(djct_trainer **out, djct_model *model, djct_optimizer *o
         goto fail;
     if (o.overlap && o.average && (rc = djct_model_set_grad_ready_hook(model, on_grad_ready, t)))
         goto fail;
-    t->last_ckpt_time = now_s();
+    t->last_ckpt_time = djct_now_s();
     t->stop_reason = DJCT_STOP_DONE;
     t->last_val_loss = NAN;
     *out = t;
@@ -258,14 +252,14 @@ static int log_metric(void *user, const char *name, double value)
 /* one training step; *agreed receives the summed agreement vector */
 static int train_step(djct_trainer *t, djct_step_report *r, double ag[AG_N])
 {
-    double t0 = now_s();
+    double t0 = djct_now_s();
     const djct_record *batch = NULL;
     djct_batch_info info = {0, 0};
     double wait0 = t->train->wait_seconds ? t->train->wait_seconds(t->train->self) : 0;
     int rc = t->train->next(t->train->self, &batch, &info);
     if (rc)
         return djct_error_prefix("trainer: epoch %" PRId64 " step %" PRId64 ": data", t->epoch, t->step);
-    double t1 = now_s();
+    double t1 = djct_now_s();
     double t_data = t->train->wait_seconds ? t->train->wait_seconds(t->train->self) - wait0 : t1 - t0;
 
     const djct_array *targets = NULL;
@@ -304,7 +298,7 @@ static int train_step(djct_trainer *t, djct_step_report *r, double ag[AG_N])
     local[AG_PREEMPT] = djct_signals_pending() == DJCT_SIGNAL_PREEMPT;
     local[AG_STOP] = djct_signals_pending() == DJCT_SIGNAL_STOP || t->callback_stop;
     local[AG_CKPT_DUE] = t->rank == 0 && t->run_dir && t->o.checkpoint_every_minutes > 0 &&
-                         now_s() - t->last_ckpt_time >= 60.0 * t->o.checkpoint_every_minutes;
+                         djct_now_s() - t->last_ckpt_time >= 60.0 * t->o.checkpoint_every_minutes;
     char what[80]; /* names the collective in the watchdog's message */
     snprintf(what, sizeof(what), "epoch %" PRId64 " step %" PRId64 "'s agreement", t->epoch, t->step);
     if (t->o.average) {
@@ -327,7 +321,7 @@ static int train_step(djct_trainer *t, djct_step_report *r, double ag[AG_N])
         }
         goto wait_ag;
     }
-    double c0 = now_s();
+    double c0 = djct_now_s();
     if (t->o.average) {
         if (overlap) {
             rc = t->hook_error ? t->hook_error : djct_comm_plan_finish(t->plan);
@@ -346,7 +340,7 @@ static int train_step(djct_trainer *t, djct_step_report *r, double ag[AG_N])
         memcpy(ag, local, sizeof(local));
         rc = djct_comm_allreduce(t->comm, ag, AG_N, DJCT_DTYPE_FLOAT64, DJCT_COMM_REDUCE_SUM, what);
     }
-    t_comm += now_s() - c0;
+    t_comm += djct_now_s() - c0;
     if (rc)
         goto out;
     djct_model_collect_metrics(t->model, log_metric, NULL);
@@ -360,7 +354,7 @@ static int train_step(djct_trainer *t, djct_step_report *r, double ag[AG_N])
     } else {
         t->skipped++;
     }
-    double t_step = now_s() - t0;
+    double t_step = djct_now_s() - t0;
     r->epoch = t->epoch;
     r->step = t->step;
     r->global_step = t->global_step;
@@ -452,7 +446,7 @@ int djct_trainer_save_checkpoint(djct_trainer *t)
     if (!ok && t->rank != 0)
         rc0 = djct_error_set(DJCT_EIO, "trainer: rank 0 failed to write the checkpoint of step %" PRId64,
                              t->global_step);
-    t->last_ckpt_time = now_s();
+    t->last_ckpt_time = djct_now_s();
     return rc ? rc : rc0;
 }
 
@@ -642,7 +636,7 @@ int djct_trainer_val_epoch(djct_trainer *t, double *loss_out)
     for (int64_t s = 0; s < nsteps && rc == 0; s++) {
         const djct_record *b = NULL;
         djct_batch_info info = {0, 0};
-        double t0 = now_s();
+        double t0 = djct_now_s();
         if ((rc = t->val->next(t->val->self, &b, &info)))
             break;
         const djct_array *targets = NULL;
@@ -673,7 +667,7 @@ int djct_trainer_val_epoch(djct_trainer *t, double *loss_out)
             r.loss = loss;
             r.events = info.n_events;
             r.elements = info.n_elements;
-            r.t_step = now_s() - t0;
+            r.t_step = djct_now_s() - t0;
             t->o.val_callback(t->o.callback_user, &r);
         }
     }

@@ -7,6 +7,7 @@
 #include "journal_int.h"
 #include "djct/error.h"
 #include "djct_int.h"
+#include "util_int.h"
 
 #include <curl/curl.h>
 #include <errno.h>
@@ -20,13 +21,6 @@
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 static void add_warning(char *warn, size_t size, const char *fmt, ...)
 {
@@ -291,10 +285,10 @@ struct wb_uploader {
 /* Sleep up to `s` seconds; returns 1 when aborted. */
 static int nap(wb_uploader *u, double s)
 {
-    double until = now_s() + s;
+    double until = djct_now_s() + s;
     pthread_mutex_lock(&u->mu);
     while (!u->abort_now) {
-        double left = until - now_s();
+        double left = until - djct_now_s();
         if (left <= 0)
             break;
         struct timespec ts;
@@ -411,7 +405,7 @@ static int retryable(int kind, long status, CURLcode cerr)
     return 1; /* 1xx/3xx: odd, try again */
 }
 
-static unsigned jitter_seed(void) { return (unsigned)(now_s() * 1e6) ^ (unsigned)getpid(); }
+static unsigned jitter_seed(void) { return (unsigned)(djct_now_s() * 1e6) ^ (unsigned)getpid(); }
 
 /* POST with retries until a 2xx (0), a final status (DJCT_EIO), the deadline or an abort
  * (DJCT_ETIMEOUT). deadline 0: none. */
@@ -450,7 +444,7 @@ static int post_retry(wb_uploader *u, int kind, const char *what, const char *ur
             if (wait > u->cfg.retry_max_s)
                 wait = u->cfg.retry_max_s;
         }
-        if (deadline > 0 && now_s() + wait > deadline)
+        if (deadline > 0 && djct_now_s() + wait > deadline)
             return djct_error_set(DJCT_ETIMEOUT, "%s to %s: still failing after %d attempts (%s)", what, u->base_url,
                                   attempt + 1, why);
         if (nap(u, wait))
@@ -775,7 +769,7 @@ static int pump(wb_uploader *u, int final, int heartbeat, double deadline, int *
     wb_buf reply = {0};
     rc = post_retry(u, KIND_FILESTREAM, "file_stream", url, text, deadline, &reply);
     free(text);
-    u->last_send = now_s();
+    u->last_send = djct_now_s();
     if (rc < 0) {
         free(summary);
         free(reply.data);
@@ -830,18 +824,18 @@ static void *uploader_main(void *arg)
 {
     pthread_setname_np(pthread_self(), "djct-upload"); /* shown by top -H, ps -L, gdb */
     wb_uploader *u = arg;
-    int rc = ensure_upserted(u, now_s() + u->cfg.init_timeout_s);
+    int rc = ensure_upserted(u, djct_now_s() + u->cfg.init_timeout_s);
     if (rc < 0) {
         set_fatal(u, rc);
         goto out;
     }
-    u->last_send = now_s();
+    u->last_send = djct_now_s();
     double last_data = 0;
     for (;;) {
         pthread_mutex_lock(&u->mu);
         int due = 0, final = 0, heartbeat = 0;
         while (!u->abort_now) {
-            double t = now_s();
+            double t = djct_now_s();
             final = u->stop;
             heartbeat = t - u->last_send >= u->cfg.heartbeat_s;
             int batch = u->pending_bytes > 0 && t - last_data >= u->cfg.batch_interval_s;
@@ -865,7 +859,7 @@ static void *uploader_main(void *arg)
             break;
         int idle, all_done;
         rc = pump(u, final, heartbeat, 0, &idle, &all_done);
-        last_data = now_s();
+        last_data = djct_now_s();
         if (rc < 0) {
             if (rc != DJCT_ETIMEOUT)
                 set_fatal(u, rc);
@@ -961,7 +955,7 @@ void wb_uploader_preempting(wb_uploader *u)
 
 int wb_uploader_finish(wb_uploader *u, int complete, int exit_code, double timeout_s)
 {
-    double deadline = now_s() + (timeout_s > 0 ? timeout_s : 60);
+    double deadline = djct_now_s() + (timeout_s > 0 ? timeout_s : 60);
     pthread_mutex_lock(&u->mu);
     u->stop = 1;
     u->complete_wanted = complete;
@@ -974,7 +968,7 @@ int wb_uploader_finish(wb_uploader *u, int complete, int exit_code, double timeo
         while (!u->done) {
             struct timespec ts;
             clock_gettime(CLOCK_REALTIME, &ts);
-            double left = deadline - now_s();
+            double left = deadline - djct_now_s();
             if (left <= 0)
                 break;
             double w = (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec + left;

@@ -1,0 +1,50 @@
+/* Small helpers the library's modules share: clocks, FNV-1a hashing, the splitmix64 generator
+ * and lists of ranks for messages. Not installed. */
+#ifndef DJCT_UTIL_INT_H
+#define DJCT_UTIL_INT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* ---- clocks (src/util.c) ---- */
+
+/** Seconds on the monotonic clock: for durations and timeouts. */
+double djct_now_s(void);
+/** Seconds since the Unix epoch on the wall clock: for timestamps only. */
+double djct_wall_s(void);
+
+/* ---- FNV-1a, 64 bit (src/util.c): fast, not cryptographic ---- */
+
+#define DJCT_FNV1A_OFFSET 0xcbf29ce484222325ull
+/** Continue the hash `h` over `len` bytes. */
+uint64_t djct_fnv1a(uint64_t h, const void *data, size_t len);
+/** ... over a NUL-terminated string (without the NUL). */
+uint64_t djct_fnv1a_str(uint64_t h, const char *s);
+/** ... over the 8 bytes of v, least significant first (the same on every host). */
+uint64_t djct_fnv1a_u64(uint64_t h, uint64_t v);
+
+/* ---- splitmix64 ---- */
+
+/** The next value of a splitmix64 stream (Steele, Lea, Flood 2014): every seed gives a
+ *  well-mixed, reproducible sequence on every platform. */
+static inline uint64_t djct_splitmix64(uint64_t *state)
+{
+    uint64_t z = (*state += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+
+/* ---- rank lists for messages (src/util.c) ---- */
+
+/** "2, 3, 7": ranks added in order; what does not fit the text is left out (count still counts). */
+typedef struct {
+    char   text[600];
+    size_t len;
+    int    count;
+} djct_rank_list;
+void djct_rank_list_add(djct_rank_list *l, int rank);
+/** "s" when the list names more than one rank, else "": "rank%s %s". */
+static inline const char *djct_rank_list_plural(const djct_rank_list *l) { return l->count > 1 ? "s" : ""; }
+
+#endif /* DJCT_UTIL_INT_H */
