@@ -1,8 +1,10 @@
 /* Checkpoint directories: temporary dir -> DONE manifest (sizes + CRC-32) -> atomic rename ->
  * latest pointer -> rotation. The invariant: a directory named step-N always verifies. */
 #include "djct/checkpoint.h"
+#include "djct/fileutil.h"
 #include "djct/error.h"
 #include "djct_int.h"
+#include "util_int.h"
 
 #include <cjson/cJSON.h>
 #include <dirent.h>
@@ -36,152 +38,6 @@ static char *fmt_path(const char *run_dir, const char *fmt, int64_t step)
     char *p = sub ? path_join(sub, name) : NULL;
     free(sub);
     return p;
-}
-
-int djct_mkdirs(const char *path)
-{
-    DJCT_CHECK_ARG(path);
-    char tmp[PATH_MAX];
-    if (snprintf(tmp, sizeof(tmp), "%s", path) >= (int)sizeof(tmp))
-        return djct_error_set(DJCT_EINVAL, "path too long: '%s'", path);
-    for (char *p = tmp + 1; *p; p++) {
-        if (*p != '/')
-            continue;
-        *p = '\0';
-        if (mkdir(tmp, 0755) && errno != EEXIST)
-            return djct_error_set(DJCT_EIO, "cannot create directory '%s': %s", tmp, strerror(errno));
-        *p = '/';
-    }
-    if (mkdir(tmp, 0755) && errno != EEXIST)
-        return djct_error_set(DJCT_EIO, "cannot create directory '%s': %s", tmp, strerror(errno));
-    return 0;
-}
-
-static int fsync_path(const char *path, int dir)
-{
-    int fd = open(path, (dir ? O_RDONLY | O_DIRECTORY : O_RDONLY) | O_CLOEXEC);
-    if (fd < 0)
-        return djct_error_set(DJCT_EIO, "cannot open '%s' for fsync: %s", path, strerror(errno));
-    int rc = fsync(fd);
-    int e = errno;
-    close(fd);
-    if (rc && e != EINVAL) /* some filesystems cannot fsync directories */
-        return djct_error_set(DJCT_EIO, "fsync '%s' failed: %s", path, strerror(e));
-    return 0;
-}
-
-int djct_remove_tree(const char *path)
-{
-    DJCT_CHECK_ARG(path);
-    DIR *d = opendir(path);
-    if (!d)
-        return errno == ENOENT ? 0 : (unlink(path) ? djct_error_set(DJCT_EIO, "cannot remove '%s': %s", path,
-                                                                        strerror(errno))
-                                                   : 0);
-    struct dirent *e;
-    int rc = 0;
-    while ((e = readdir(d)) && rc == 0) {
-        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
-            continue;
-        char *p = path_join(path, e->d_name);
-        if (!p) {
-            rc = djct_error_oom();
-            break;
-        }
-        struct stat st;
-        if (lstat(p, &st) == 0 && S_ISDIR(st.st_mode))
-            rc = djct_remove_tree(p);
-        else if (unlink(p) && errno != ENOENT)
-            rc = djct_error_set(DJCT_EIO, "cannot remove '%s': %s", p, strerror(errno));
-        free(p);
-    }
-    closedir(d);
-    if (rc == 0 && rmdir(path) && errno != ENOENT)
-        rc = djct_error_set(DJCT_EIO, "cannot remove directory '%s': %s", path, strerror(errno));
-    return rc;
-}
-
-int djct_read_file(void **data, size_t *len, const char *path)
-{
-    DJCT_CHECK_ARG(data);
-    DJCT_CHECK_ARG(path);
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return djct_error_set(DJCT_EIO, "cannot open '%s': %s", path, strerror(errno));
-    struct stat st;
-    if (fstat(fileno(f), &st) || st.st_size < 0) {
-        fclose(f);
-        return djct_error_set(DJCT_EIO, "cannot stat '%s': %s", path, strerror(errno));
-    }
-    size_t n = (size_t)st.st_size;
-    char *buf = malloc(n + 1);
-    if (!buf) {
-        fclose(f);
-        return djct_error_oom();
-    }
-    size_t got = fread(buf, 1, n, f);
-    int err = ferror(f);
-    fclose(f);
-    if (got != n || err) {
-        free(buf);
-        return djct_error_set(DJCT_EIO, "short read of '%s': %zu of %zu bytes", path, got, n);
-    }
-    buf[n] = '\0';
-    *data = buf;
-    if (len)
-        *len = n;
-    return 0;
-}
-
-int djct_write_file_atomic(const char *path, const void *data, size_t len)
-{
-    DJCT_CHECK_ARG(path);
-    DJCT_CHECK_ARG(data || len == 0);
-    size_t n = strlen(path) + 32;
-    char *tmp = malloc(n);
-    if (!tmp)
-        return djct_error_oom();
-    snprintf(tmp, n, "%s.tmp.%ld", path, (long)getpid());
-    int rc = 0;
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (fd < 0) {
-        rc = djct_error_set(DJCT_EIO, "cannot create '%s': %s", tmp, strerror(errno));
-        goto out;
-    }
-    const char *p = data;
-    size_t left = len;
-    while (left) {
-        ssize_t w = write(fd, p, left);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w <= 0) {
-            rc = djct_error_set(DJCT_EIO, "write to '%s' failed: %s", tmp, strerror(errno));
-            break;
-        }
-        p += w;
-        left -= (size_t)w;
-    }
-    if (rc == 0 && fsync(fd))
-        rc = djct_error_set(DJCT_EIO, "fsync '%s' failed: %s", tmp, strerror(errno));
-    close(fd);
-    if (rc == 0 && rename(tmp, path))
-        rc = djct_error_set(DJCT_EIO, "rename '%s' -> '%s' failed: %s", tmp, path, strerror(errno));
-    if (rc) {
-        unlink(tmp);
-        goto out;
-    }
-    {
-        char *slash = strrchr(tmp, '/');
-        if (slash && slash != tmp) {
-            *slash = '\0';
-            rc = fsync_path(tmp, 1);
-        } else if (!slash) {
-            rc = fsync_path(".", 1);
-        }
-    }
-out:
-    free(tmp);
-    return rc;
 }
 
 /* CRC-32 and size of one file, streaming */
@@ -376,7 +232,7 @@ int djct_ckpt_commit(char **final_dir, const char *run_dir, int64_t step, const 
             rc = djct_error_oom();
             goto out;
         }
-        rc = fsync_path(p, 0);
+        rc = djct_fsync_path(p, 0);
         if (rc == 0)
             rc = file_crc(p, &size, &crc);
         free(p);
@@ -406,7 +262,7 @@ int djct_ckpt_commit(char **final_dir, const char *run_dir, int64_t step, const 
         rc = djct_error_set(DJCT_EIO, "rename '%s' -> '%s' failed: %s", tmp, fin, strerror(errno));
         goto out;
     }
-    if ((rc = fsync_path(sub, 1)))
+    if ((rc = djct_fsync_path(sub, 1)))
         goto out;
     {
         char *latest = path_join(sub, "latest");

@@ -4,6 +4,7 @@
 #include "djct/error.h"
 #include "djct/qlz.h"
 #include "djct_int.h"
+#include "util_int.h"
 #include "djcdata_int.h"
 #include "qlz_int.h"
 
@@ -217,32 +218,6 @@ int djct_djcsa_write_mem(void **buf, size_t *len, const djct_array *a, const djc
     return 0;
 }
 
-/* write bytes to path via a temporary file in the same directory, renamed into place */
-static int write_file(const char *path, const void *p, size_t n)
-{
-    size_t pl = strlen(path);
-    char *tmp = malloc(pl + 32);
-    if (!tmp)
-        return djct_error_oom();
-    snprintf(tmp, pl + 32, "%s.tmp%ld", path, (long)getpid());
-    FILE *f = fopen(tmp, "wb");
-    if (!f) {
-        int e = errno;
-        free(tmp);
-        return djct_error_set(DJCT_EIO, "file '%s': cannot create: %s", path, strerror(e));
-    }
-    int ok = fwrite(p, 1, n, f) == n;
-    ok = (fclose(f) == 0) && ok;
-    if (!ok || rename(tmp, path) != 0) {
-        int e = errno;
-        remove(tmp);
-        free(tmp);
-        return djct_error_set(DJCT_EIO, "file '%s': write failed: %s", path, strerror(e));
-    }
-    free(tmp);
-    return 0;
-}
-
 int djct_djcdata_write(const char *path, const djct_record *rec, const djct_djcdata_write_options *opts)
 {
     DJCT_CHECK_ARG(path);
@@ -268,7 +243,7 @@ int djct_djcdata_write(const char *path, const djct_record *rec, const djct_djcd
             }
         }
     } else {
-        rc = write_file(path, buf, len);
+        rc = djct_write_atomic(path, buf, len, 0); /* data files: atomic, not fsync'ed */
     }
     free(buf);
     return rc;
@@ -283,7 +258,7 @@ int djct_djcsa_write(const char *path, const djct_array *a, const djct_djcdata_w
     int rc = djct_djcsa_write_mem(&buf, &len, a, opts);
     if (rc)
         return djct_error_prefix("file '%s'", path);
-    rc = write_file(path, buf, len);
+    rc = djct_write_atomic(path, buf, len, 0); /* data files: atomic, not fsync'ed */
     free(buf);
     return rc;
 }

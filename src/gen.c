@@ -1,7 +1,7 @@
 /* Synthetic toy particle showers (see include/djct/gen.h). */
 #include "djct/gen.h"
 #include "djct/array.h"
-#include "djct/checkpoint.h"
+#include "djct/fileutil.h"
 #include "djct/djcdata.h"
 #include "djct/error.h"
 #include "djct/h5.h"

@@ -1,5 +1,5 @@
-/* Small helpers the library's modules share: clocks, FNV-1a hashing, the splitmix64 generator
- * and lists of ranks for messages. Not installed. */
+/* Small helpers the library's modules share: clocks, FNV-1a hashing, the splitmix64 generator,
+ * lists of ranks for messages, and whole-file reads and atomic writes. Not installed. */
 #ifndef DJCT_UTIL_INT_H
 #define DJCT_UTIL_INT_H
 
@@ -46,5 +46,19 @@ typedef struct {
 void djct_rank_list_add(djct_rank_list *l, int rank);
 /** "s" when the list names more than one rank, else "": "rank%s %s". */
 static inline const char *djct_rank_list_plural(const djct_rank_list *l) { return l->count > 1 ? "s" : ""; }
+
+/* ---- files (src/fileutil.c) ---- */
+
+/** Read the whole file into a malloc'ed, NUL-terminated buffer (*len may be NULL). `max_bytes`
+ *  0: no limit, else a larger file is refused. With `missing_ok`, a file that does not exist
+ *  returns 1 and *data = NULL. @return 0, 1, DJCT_EIO naming the path (cannot open, larger than
+ *  max_bytes, read error), DJCT_ENOMEM. */
+int djct_read_whole(void **data, size_t *len, const char *path, size_t max_bytes, int missing_ok);
+/** Write `len` bytes to `path` through a temporary file in the same directory renamed into place,
+ *  so readers see the old or the new content, never a mix. `durable`: fsync the file before the
+ *  rename and the directory after it, so the new content survives a crash. */
+int djct_write_atomic(const char *path, const void *data, size_t len, int durable);
+/** fsync a file (dir 0) or a directory (dir 1). */
+int djct_fsync_path(const char *path, int dir);
 
 #endif /* DJCT_UTIL_INT_H */

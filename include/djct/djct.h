@@ -8,6 +8,7 @@
 #include "version.h"
 #include "array.h"
 #include "options.h"
+#include "fileutil.h"
 #include "checkpoint.h"
 #include "signals.h"
 #include "comm.h"
