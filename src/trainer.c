@@ -14,7 +14,6 @@
 #include <cjson/cJSON.h>
 #include <inttypes.h>
 #include <limits.h>
-#include <malloc.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -764,13 +763,4 @@ void djct_trainer_last_val_loss(const djct_trainer *t, double *loss)
 {
     if (loss)
         *loss = t ? t->last_val_loss : NAN;
-}
-
-int djct_tune_malloc(void)
-{
-    if (getenv("MALLOC_MMAP_MAX_") || getenv("MALLOC_MMAP_THRESHOLD_") || getenv("MALLOC_TRIM_THRESHOLD_"))
-        return 0;
-    int ok = mallopt(M_MMAP_MAX, 0) == 1;
-    ok &= mallopt(M_TRIM_THRESHOLD, INT_MAX) == 1;
-    return ok ? 1 : 0;
 }

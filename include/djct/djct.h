@@ -13,6 +13,8 @@
 #include "signals.h"
 #include "comm.h"
 #include "model.h"
+#include "optim.h"
+#include "alloc.h"
 #include "blas.h"
 #include "log.h"
 #include "h5.h"
