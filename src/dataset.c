@@ -75,19 +75,14 @@ static int check_schema(const djct_file_meta *m0, const djct_file_meta *m)
 
 static int read_meta(djct_file_meta *m, const char *path)
 {
-    if (djct_h5_format_of(path) == DJCT_FORMAT_H5)
+    djct_format f;
+    if (djct_format_detect(&f, path) < 0)
+        return djct_error_prefix("dataset");
+    if (f == DJCT_FORMAT_H5)
         return djct_h5_read_meta(m, path);
-    djct_format f = djct_djcdata_format_of(path);
     if (f == DJCT_FORMAT_DJCSA)
         return djct_error_set(DJCT_EINVAL, "dataset: '%s' is a .djcsa (one array); datasets read .djctd or "
                               "HDF5 records (convert with djct_convert)", path);
-    if (f != DJCT_FORMAT_DJCTD) {
-        FILE *fp = fopen(path, "rb");
-        if (!fp)
-            return djct_error_set(DJCT_EIO, "dataset: '%s': %s", path, strerror(errno));
-        fclose(fp);
-        return djct_error_set(DJCT_EINVAL, "dataset: '%s': neither a .djctd nor an HDF5 file", path);
-    }
     return djct_djcdata_read_meta(m, path);
 }
 

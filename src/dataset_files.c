@@ -140,7 +140,8 @@ int dataset_list_add(strlist *l, const char *e)
         djct_djcdc_free(paths, n);
         return rc;
     }
-    if (djct_h5_format_of(e) == DJCT_FORMAT_H5 || is_data_name(e) || djct_djcdata_format_of(e) != DJCT_FORMAT_UNKNOWN)
+    djct_format f;
+    if (is_data_name(e) || djct_format_detect(&f, e) == 0) /* a data file (its reader checks it), else a list */
         return sl_add(l, e);
     return add_list_file(l, e);
 }

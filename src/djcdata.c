@@ -878,28 +878,7 @@ int djcdata_check_appendable(const char *path, const void *buf, size_t len)
 
 djct_format djct_djcdata_format_of(const char *path)
 {
-    if (!path)
-        return DJCT_FORMAT_UNKNOWN;
-    size_t n = strlen(path);
-    if (n >= 6 && !strcmp(path + n - 6, ".djctd"))
-        return DJCT_FORMAT_DJCTD;
-    if (n >= 6 && !strcmp(path + n - 6, ".djcsa"))
-        return DJCT_FORMAT_DJCSA;
-    if ((n >= 3 && !strcmp(path + n - 3, ".h5")) || (n >= 5 && !strcmp(path + n - 5, ".hdf5")))
-        return DJCT_FORMAT_H5;
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return DJCT_FORMAT_UNKNOWN;
-    unsigned char b[8];
-    size_t got = fread(b, 1, 8, f);
-    fclose(f);
-    if (got == 8 && !memcmp(b, "\x89HDF\r\n\x1a\n", 8))
-        return DJCT_FORMAT_H5;
-    if (got < 8)
-        return DJCT_FORMAT_UNKNOWN;
-    uint32_t v0 = le32(b), v1 = le32(b + 4);
-    if (v0 != DJCDATA_V20 && v0 != DJCDATA_V21)
-        return DJCT_FORMAT_UNKNOWN;
-    return (v1 == DJCDATA_V20 || v1 == DJCDATA_V21) ? DJCT_FORMAT_DJCSA : DJCT_FORMAT_DJCTD;
+    djct_format f = DJCT_FORMAT_UNKNOWN;
+    return path && djct_format_detect(&f, path) == 0 ? f : DJCT_FORMAT_UNKNOWN;
 }
 

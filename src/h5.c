@@ -706,14 +706,8 @@ int djct_h5_file_open_cached(djct_h5_file **out, const char *path, size_t chunk_
 
 djct_format djct_h5_format_of(const char *path)
 {
-    static const unsigned char sig[8] = {0x89, 'H', 'D', 'F', '\r', '\n', 0x1a, '\n'};
-    unsigned char b[8];
-    FILE *fp = path ? fopen(path, "rb") : NULL;
-    if (!fp)
-        return DJCT_FORMAT_UNKNOWN;
-    size_t got = fread(b, 1, 8, fp);
-    fclose(fp);
-    return got == 8 && !memcmp(b, sig, 8) ? DJCT_FORMAT_H5 : DJCT_FORMAT_UNKNOWN;
+    djct_format f = DJCT_FORMAT_UNKNOWN;
+    return path && djct_format_detect(&f, path) == 0 && f == DJCT_FORMAT_H5 ? f : DJCT_FORMAT_UNKNOWN;
 }
 
 int djct_h5_read_meta(djct_file_meta *out, const char *path)

@@ -6,6 +6,7 @@
 #include "common.h"
 #include "error.h"
 #include "version.h"
+#include "format.h"
 #include "array.h"
 #include "options.h"
 #include "fileutil.h"
