@@ -62,15 +62,14 @@ int djct_comm_init_mpi(int *argc, char ***argv, int required_level)
     MPI_Initialized(&init);
     if (!init) {
         /* Open MPI's non-blocking allreduce (libnbc, used by overlapped buckets and watched
-         * collectives) picks a binomial tree for 2 ranks: 1.7x the blocking allreduce's time at
-         * 1 MiB on shared memory. Rabenseifner (reduce-scatter + allgather) matches the blocking
+         * collectives) picks a binomial tree for 2 ranks, far slower than the blocking one for
+         * buckets of a MiB; Rabenseifner (reduce-scatter + allgather) keeps pace with the blocking
          * one at every size (docs/comm.md). A user's own setting wins; other MPIs ignore it. */
         setenv("OMPI_MCA_coll_libnbc_iallreduce_algorithm", "3", 0);
         /* Open MPI's shared-memory transport (vader) moves large messages with one kernel copy
-         * (CMA, process_vm_readv), which pins the peer's pages on every transfer. Copying through
-         * the shared segment instead was faster at every size measured here: a 1 MiB allreduce
-         * of 2 ranks 96-99 us against 156-224 us, 16 KiB 2.2x, 64 MiB 1.06-1.2x, 4 ranks on par
-         * or better (docs/comm.md). A user's own setting (mpirun --mca, OMPI_MCA_...) wins. */
+         * (CMA, process_vm_readv), which pins the peer's pages on every transfer; copying through
+         * the shared segment avoids that cost and was never slower in bench/allreduce's sweep
+         * (docs/comm.md). A user's own setting (mpirun --mca, OMPI_MCA_...) wins. */
         setenv("OMPI_MCA_btl_vader_single_copy_mechanism", "none", 0);
         int rc = MPI_Init_thread(argc, argv, to_mpi_level(required_level), &provided);
         if (rc != MPI_SUCCESS)

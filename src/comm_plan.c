@@ -194,7 +194,7 @@ int djct_comm_plan_create(djct_comm_plan **out, djct_comm *c, const djct_comm_bu
             *(bk->device >= 0 ? &dev_pack : &host_pack) += bytes;
         }
     }
-    /* persistent pack buffers, touched once now: this VM pays ~15 us per first-touch page fault */
+    /* persistent pack buffers, touched once now, so no step pays first-touch page faults */
     if (host_pack) {
         p->slab_bytes = host_pack;
         p->slab = mmap(NULL, host_pack, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);

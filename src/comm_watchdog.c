@@ -155,10 +155,9 @@ int comm_wait_reqs(djct_comm *c, int n, MPI_Request *reqs)
 
 /* Blocking collective helpers. Without a timeout: plain blocking MPI (the tuned algorithms).
  * With one, small messages: non-blocking + watched wait. Large messages with one: a watched
- * non-blocking barrier first (a missing rank is named as before), then, every rank being there,
- * the blocking call under a guard timer. The non-blocking reductions (libnbc) progress only
- * while polled and use slower algorithms: a 2-rank MLP step (1 MiB of gradients) ran 5% faster
- * without the watchdog than with it before this (docs/performance.md, session 5). */
+ * non-blocking barrier first (a missing rank is named as with small ones), then, every rank
+ * being there, the blocking call under a guard timer: the non-blocking reductions (libnbc)
+ * progress only while polled and use slower algorithms, which large buckets would feel. */
 #define ARRIVE_FIRST_BYTES ((size_t)64 << 10)
 
 /* the guard fired: every rank reached the collective but MPI has not finished it; the

@@ -43,8 +43,8 @@ int dataset_source_get(djct_dataset *ds, size_t file, source **out)
     }
     /* Files whose arrays libhdf5 lets us map (uncompressed, native) are always gathered event by
      * event from the mapping: a rank touches only its own events. Other HDF5 files up to a quarter
-     * of the budget are read whole once and served from memory (libhdf5 spends ~50 us per
-     * hyperslab run); larger ones are gathered through libhdf5 with a chunk cache. */
+     * of the budget are read whole once and served from memory (libhdf5's per-hyperslab overhead
+     * dwarfs an event's bytes); larger ones are gathered through libhdf5 with a chunk cache. */
     int h5_gather = m->format == DJCT_FORMAT_H5, have_rec = 0;
     if (h5_gather && total <= budget / 4) {
         if ((rc = djct_h5_file_open(&s.h5, m->path)) < 0)

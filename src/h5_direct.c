@@ -17,8 +17,8 @@
 #include <unistd.h>
 
 /* H5Dget_chunk_info_by_coord walks the whole chunk index per call in libhdf5 1.10, so finding
- * the offsets is quadratic: 8192 chunks take 0.3 s, 16384 1.3 s, 60000 21 s (per array, per
- * open). Arrays with more chunks are read through libhdf5. */
+ * the offsets is quadratic in the chunks, per array and per open: past a few thousand chunks the
+ * open costs more than direct reads save. Arrays with more chunks are read through libhdf5. */
 #define MAX_DIRECT_CHUNKS ((size_t)8192)
 
 /* Decide whether array h can be read straight from the file: little-endian native dtype, no
@@ -132,8 +132,8 @@ static int h5_rows_body(void *p)
 /* Touch one byte of every page of the direct arrays' rows, in file order, after asking the kernel
  * to read them ahead (MADV_WILLNEED: a cold file is read in large requests, not row by row).
  * Random rows of the first epoch then find their pages mapped: a first touch costs a page fault
- * (~2 us on this project's VM, under shadow paging), which the prefetch threads otherwise pay
- * while the ranks compute. */
+ * (dear in a VM under shadow paging), which the prefetch threads otherwise pay while the ranks
+ * compute. */
 typedef struct {
     const djct_h5_file *f;
     const h5arr *h;

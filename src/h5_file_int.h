@@ -23,7 +23,7 @@ typedef struct {
     int64_t *rs;                   /* row splits (ragged only) */
     djct_dtype dtype;
     /* direct reads: the raw bytes are native, unfiltered and at known file offsets, so rows are
-     * copied from the file mapping without libhdf5 (one hyperslab run costs ~50 us in libhdf5) */
+     * copied from the file mapping without libhdf5's per-hyperslab overhead */
     int      direct;
     hsize_t  chunk_rows;           /* rows per chunk (contiguous: all rows, one "chunk") */
     size_t   n_chunks;

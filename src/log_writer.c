@@ -1,8 +1,9 @@
-/* Rank 0's row writer thread: a flush on rank 0 hands its row (names, values, step, times) to this thread, which formats it,
- * appends it to the journal and feeds the sinks; formatting 100 values takes 20-50 us, about 50
- * times the reduction itself. Rows are written in flush order. The names point into a layout's
- * arena, which is therefore freed only once no queued row can refer to it (lg_layout_release). Sink
- * state (journal, summary, CSV, console, last_row, rows) is under lg_sink_mu; nothing here takes g.mu. */
+/* Rank 0's row writer thread: a flush on rank 0 hands its row (names, values, step, times) to
+ * this thread, which formats it, appends it to the journal and feeds the sinks, so the training
+ * loop never pays for formatting, which costs far more than the reduction itself. Rows are written
+ * in flush order. The names point into a layout's arena, which is therefore freed only once no
+ * queued row can refer to it (lg_layout_release). Sink state (journal, summary, CSV, console,
+ * last_row, rows) is under lg_sink_mu; nothing here takes g.mu. */
 #include "djct/error.h"
 #include "djct_int.h"
 #include "log_int.h"

@@ -156,7 +156,8 @@ typedef enum {
                                even NaN (its buffers are zeroed, not multiplied) */
 } djct_comm_op;
 
-/** Default bucket size: see docs/comm.md (measured on the 2-core CI machine, bench/allreduce). */
+/** Default bucket size: large enough that a bucket's allreduce reaches the bandwidth of one big
+ *  call, small enough to stay below MPI's large-message costs and to overlap (docs/comm.md). */
 #define DJCT_COMM_DEFAULT_BUCKET_BYTES ((size_t)4 << 20)
 
 typedef struct {

@@ -51,8 +51,8 @@ DJCT_API int djct_torch_set_num_threads(int n) DJCT_NOEXCEPT;
 /** Process-wide: whether TorchScript's graph executor optimises the graphs it runs (profiling runs,
  *  differentiable subgraphs with symbolic gradients, fusion); libtorch's default is on. Off, graphs
  *  run through the plain interpreter and autograd records each operation. On CPU, where libtorch
- *  1.13 fuses nothing by default, off is faster: the built-in MLP's step ~7% and the point-cloud
- *  model's 20-25% (docs/performance.md); djct_train's --jit-optimize auto turns it off on CPU.
+ *  1.13 fuses nothing by default, off is faster (the profiling runs and symbolic gradients cost
+ *  more than they save); djct_train's --jit-optimize auto turns it off on CPU.
  *  Call before the first forward. */
 DJCT_API int djct_torch_set_jit_optimize(int on) DJCT_NOEXCEPT;
 /** Number of CUDA devices this libtorch can use into *count (0 on a CPU-only build). */
