@@ -21,21 +21,12 @@
 
 #define CKPT_SUB "checkpoints"
 
-static char *path_join(const char *a, const char *b)
-{
-    size_t n = strlen(a) + strlen(b) + 2;
-    char *p = malloc(n);
-    if (p)
-        snprintf(p, n, "%s/%s", a, b);
-    return p;
-}
-
 static char *fmt_path(const char *run_dir, const char *fmt, int64_t step)
 {
     char name[64];
     snprintf(name, sizeof(name), fmt, step);
-    char *sub = path_join(run_dir, CKPT_SUB);
-    char *p = sub ? path_join(sub, name) : NULL;
+    char *sub = djct_path_join(run_dir, CKPT_SUB);
+    char *p = sub ? djct_path_join(sub, name) : NULL;
     free(sub);
     return p;
 }
@@ -80,7 +71,7 @@ int djct_ckpt_begin(char **tmp_dir, const char *run_dir, int64_t step)
     int rc = djct_ckpt_partial_path(&p, run_dir, step);
     if (rc)
         return rc;
-    if (!(sub = path_join(run_dir, CKPT_SUB))) {
+    if (!(sub = djct_path_join(run_dir, CKPT_SUB))) {
         free(p);
         return djct_error_oom();
     }
@@ -109,7 +100,7 @@ static int list_files(char ***names, size_t *n, const char *dir)
     while ((e = readdir(d))) {
         if (e->d_name[0] == '.' || !strcmp(e->d_name, "DONE"))
             continue;
-        char *p = path_join(dir, e->d_name);
+        char *p = djct_path_join(dir, e->d_name);
         struct stat st;
         int regular = p && stat(p, &st) == 0 && S_ISREG(st.st_mode);
         free(p);
@@ -148,7 +139,7 @@ static int list_files(char ***names, size_t *n, const char *dir)
 /* complete checkpoints, newest first */
 static int list_steps(int64_t **steps, size_t *n, const char *run_dir, int partial)
 {
-    char *sub = path_join(run_dir, CKPT_SUB);
+    char *sub = djct_path_join(run_dir, CKPT_SUB);
     if (!sub)
         return djct_error_oom();
     *steps = NULL;
@@ -202,8 +193,8 @@ int djct_ckpt_commit(char **final_dir, const char *run_dir, int64_t step, const 
     int rc = djct_ckpt_partial_path(&tmp, run_dir, step);
     if (rc)
         return rc;
-    if (!(fin = fmt_path(run_dir, "step-%" PRId64, step)) || !(sub = path_join(run_dir, CKPT_SUB)) ||
-        !(done = path_join(tmp, "DONE"))) {
+    if (!(fin = fmt_path(run_dir, "step-%" PRId64, step)) || !(sub = djct_path_join(run_dir, CKPT_SUB)) ||
+        !(done = djct_path_join(tmp, "DONE"))) {
         rc = djct_error_oom();
         goto out;
     }
@@ -225,7 +216,7 @@ int djct_ckpt_commit(char **final_dir, const char *run_dir, int64_t step, const 
     cJSON_AddNumberToObject(root, "step", (double)step);
     cJSON_AddItemToObject(root, "files", files);
     for (size_t i = 0; i < nnames; i++) {
-        char *p = path_join(tmp, names[i]);
+        char *p = djct_path_join(tmp, names[i]);
         uint64_t size = 0;
         uint32_t crc = 0;
         if (!p) {
@@ -265,7 +256,7 @@ int djct_ckpt_commit(char **final_dir, const char *run_dir, int64_t step, const 
     if ((rc = djct_fsync_path(sub, 1)))
         goto out;
     {
-        char *latest = path_join(sub, "latest");
+        char *latest = djct_path_join(sub, "latest");
         char line[64];
         int len = snprintf(line, sizeof(line), "step-%" PRId64 "\n", step);
         rc = latest ? djct_write_file_atomic(latest, line, (size_t)len) : djct_error_oom();
@@ -318,7 +309,7 @@ out:
 
 static int load_manifest(cJSON **out, const char *dir)
 {
-    char *done = path_join(dir, "DONE");
+    char *done = djct_path_join(dir, "DONE");
     void *data = NULL;
     if (!done)
         return djct_error_oom();
@@ -370,7 +361,7 @@ int djct_ckpt_verify(const char *dir)
             rc = djct_error_set(DJCT_EINVAL, "checkpoint '%s': malformed file entry in DONE", dir);
             break;
         }
-        char *p = path_join(dir, name->valuestring);
+        char *p = djct_path_join(dir, name->valuestring);
         uint64_t s = 0;
         uint32_t c = 0;
         rc = p ? file_crc(p, &s, &c) : djct_error_oom();

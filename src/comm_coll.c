@@ -56,7 +56,6 @@ int comm_coll_allgather(djct_comm *c, const void *mine, void *all, int count, MP
     return comm_wait_reqs(c, 1, &r);
 }
 
-
 /* ============================ small collectives for other modules ============================ */
 
 /* Reductions and broadcasts of a few values: the caller's agreements (flags, counters, sums).

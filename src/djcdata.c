@@ -657,6 +657,10 @@ static int sniff_djcsa(src_t *s)
     return v == DJCDATA_V20 || v == DJCDATA_V21;
 }
 
+/* a .djcsa or a .djctd: the content decides (as djct_format_detect); the name only for a file too
+ * short to tell, which then fails with the message of the format it was meant to be */
+static int is_djcsa(src_t *s, const char *path) { return s->size >= 8 ? sniff_djcsa(s) : is_djcsa_name(path); }
+
 int djct_djcdata_read_mem(djct_record *out, const void *buf, size_t len, const char *name)
 {
     DJCT_CHECK_ARG(out);
@@ -702,7 +706,7 @@ int djct_djcdata_read(djct_record *out, const char *path)
     size_t n;
     int rc = djcdata_src_open(&s, path);
     if (!rc) {
-        if (is_djcsa_name(path) || sniff_djcsa(&s)) {
+        if (is_djcsa(&s, path)) {
             djct_array a;
             if (!(rc = parse_djcsa(&s, &a, MODE_FULL)))
                 rc = record_of_array(out, &a);
@@ -759,7 +763,7 @@ int djct_djcdata_read_meta(djct_file_meta *out, const char *path)
     src_t s;
     int rc = djcdata_src_open(&s, path);
     if (!rc) {
-        int sa = is_djcsa_name(path) || sniff_djcsa(&s);
+        int sa = is_djcsa(&s, path);
         if (!(out->path = strdup(path)))
             rc = djct_error_oom();
         else
@@ -799,7 +803,7 @@ int djct_djcdata_count_records(size_t *n_records, const char *path)
     src_t s;
     int rc = djcdata_src_open(&s, path);
     if (!rc) {
-        if (is_djcsa_name(path) || sniff_djcsa(&s)) {
+        if (is_djcsa(&s, path)) {
             *n_records = 1;
         } else {
             size_t rec = 0;
@@ -826,7 +830,7 @@ int djct_djcdata_read_record(djct_record *out, const char *path, size_t index)
     src_t s;
     int rc = djcdata_src_open(&s, path);
     if (!rc) {
-        if (is_djcsa_name(path) || sniff_djcsa(&s)) {
+        if (is_djcsa(&s, path)) {
             djct_array a;
             if (index != 0)
                 rc = djct_error_set(DJCT_EINVAL, "file '%s': record %zu requested, a .djcsa has only record 0",

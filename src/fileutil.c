@@ -16,15 +16,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-static char *path_join(const char *a, const char *b)
-{
-    size_t n = strlen(a) + strlen(b) + 2;
-    char *p = malloc(n);
-    if (p)
-        snprintf(p, n, "%s/%s", a, b);
-    return p;
-}
-
 int djct_mkdirs(const char *path)
 {
     DJCT_CHECK_ARG(path);
@@ -70,7 +61,7 @@ int djct_remove_tree(const char *path)
     while ((e = readdir(d)) && rc == 0) {
         if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
             continue;
-        char *p = path_join(path, e->d_name);
+        char *p = djct_path_join(path, e->d_name);
         if (!p) {
             rc = djct_error_oom();
             break;

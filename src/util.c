@@ -2,6 +2,7 @@
 #include "util_int.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/time.h>
 #include <time.h>
@@ -42,6 +43,15 @@ uint64_t djct_fnv1a_u64(uint64_t h, uint64_t v)
     for (int i = 0; i < 8; i++)
         h = (h ^ ((v >> (8 * i)) & 0xff)) * FNV1A_PRIME;
     return h;
+}
+
+char *djct_path_join(const char *dir, const char *name)
+{
+    size_t n = strlen(dir) + strlen(name) + 2;
+    char *p = malloc(n);
+    if (p)
+        snprintf(p, n, "%s/%s", dir, name);
+    return p;
 }
 
 void djct_rank_list_add(djct_rank_list *l, int rank)

@@ -47,7 +47,10 @@ void djct_rank_list_add(djct_rank_list *l, int rank);
 /** "s" when the list names more than one rank, else "": "rank%s %s". */
 static inline const char *djct_rank_list_plural(const djct_rank_list *l) { return l->count > 1 ? "s" : ""; }
 
-/* ---- files (src/fileutil.c) ---- */
+/* ---- files (src/fileutil.c; djct_path_join in src/util.c) ---- */
+
+/** "dir/name", malloc'ed (NULL when out of memory). */
+char *djct_path_join(const char *dir, const char *name);
 
 /** Read the whole file into a malloc'ed, NUL-terminated buffer (*len may be NULL). `max_bytes`
  *  0: no limit, else a larger file is refused. With `missing_ok`, a file that does not exist
