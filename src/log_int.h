@@ -20,7 +20,7 @@
 
 /* A buffered metric. Entries outlive the flush (cnt 0: not logged since the last flush) and keep
  * their slot in the agreed layout, so the steady state neither allocates, hashes nor compares
- * names: see reduce_all(). */
+ * names: see lg_flush_now(). */
 typedef struct {
     char *name;
     int op;
