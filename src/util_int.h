@@ -13,15 +13,33 @@ double djct_now_s(void);
 /** Seconds since the Unix epoch on the wall clock: for timestamps only. */
 double djct_wall_s(void);
 
-/* ---- FNV-1a, 64 bit (src/util.c): fast, not cryptographic ---- */
+/* ---- FNV-1a, 64 bit: fast, not cryptographic; inline, as hot loops (the logging buffer's index,
+ * the plan hash) call them per name or per value ---- */
 
 #define DJCT_FNV1A_OFFSET 0xcbf29ce484222325ull
+#define DJCT_FNV1A_PRIME  0x100000001b3ull
 /** Continue the hash `h` over `len` bytes. */
-uint64_t djct_fnv1a(uint64_t h, const void *data, size_t len);
+static inline uint64_t djct_fnv1a(uint64_t h, const void *data, size_t len)
+{
+    const unsigned char *p = (const unsigned char *)data;
+    for (size_t i = 0; i < len; i++)
+        h = (h ^ p[i]) * DJCT_FNV1A_PRIME;
+    return h;
+}
 /** ... over a NUL-terminated string (without the NUL). */
-uint64_t djct_fnv1a_str(uint64_t h, const char *s);
+static inline uint64_t djct_fnv1a_str(uint64_t h, const char *s)
+{
+    for (; *s; s++)
+        h = (h ^ (unsigned char)*s) * DJCT_FNV1A_PRIME;
+    return h;
+}
 /** ... over the 8 bytes of v, least significant first (the same on every host). */
-uint64_t djct_fnv1a_u64(uint64_t h, uint64_t v);
+static inline uint64_t djct_fnv1a_u64(uint64_t h, uint64_t v)
+{
+    for (int i = 0; i < 8; i++)
+        h = (h ^ ((v >> (8 * i)) & 0xff)) * DJCT_FNV1A_PRIME;
+    return h;
+}
 
 /* ---- splitmix64 ---- */
 
