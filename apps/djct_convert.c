@@ -40,9 +40,11 @@ static const djct_opt T[] = {
 
 static int read_any(djct_record *r, const char *path)
 {
-    if (djct_h5_format_of(path) == DJCT_FORMAT_H5)
-        return djct_h5_read(r, path);
-    return djct_djcdata_read(r, path);
+    djct_format f;
+    int rc = djct_format_detect(&f, path);
+    if (rc < 0)
+        return rc;
+    return f == DJCT_FORMAT_H5 ? djct_h5_read(r, path) : djct_djcdata_read(r, path);
 }
 
 static int ends_with(const char *s, const char *e)

@@ -59,11 +59,6 @@ static int read_full(djct_record *r, const char *path, djct_format f)
     return djct_djcdata_read(r, path);
 }
 
-static const char *fmt_name(djct_format f)
-{
-    return f == DJCT_FORMAT_DJCTD ? "djctd" : f == DJCT_FORMAT_DJCSA ? "djcsa" : f == DJCT_FORMAT_H5 ? "h5" : "unknown";
-}
-
 typedef struct {
     int64_t min, max;
     double mean;
@@ -93,7 +88,7 @@ static double value_at(const djct_array *a, size_t i)
 
 static void print_text(const djct_file_meta *m, const djct_record *vals, int64_t nvals)
 {
-    printf("%s\n  format %s, %zu record%s, %" PRId64 " events, %" PRId64 " elements\n", m->path, fmt_name(m->format),
+    printf("%s\n  format %s, %zu record%s, %" PRId64 " events, %" PRId64 " elements\n", m->path, djct_format_name(m->format),
            m->n_records, m->n_records == 1 ? "" : "s", m->n_events, m->n_elements);
     if (m->event_elements) {
         summary s = summarise(m);
@@ -131,7 +126,7 @@ static cJSON *to_json(const djct_file_meta *m, const djct_record *vals, int64_t 
 {
     cJSON *o = cJSON_CreateObject();
     cJSON_AddStringToObject(o, "path", m->path);
-    cJSON_AddStringToObject(o, "format", fmt_name(m->format));
+    cJSON_AddStringToObject(o, "format", djct_format_name(m->format));
     cJSON_AddNumberToObject(o, "records", (double)m->n_records);
     cJSON_AddNumberToObject(o, "events", (double)m->n_events);
     cJSON_AddNumberToObject(o, "elements", (double)m->n_elements);
@@ -191,12 +186,12 @@ int main(int argc, char **argv)
     cJSON *jfiles = json ? cJSON_AddArrayToObject(root, "files") : NULL;
     for (char **fp = c.files; *fp; fp++) {
         const char *p = *fp;
-        djct_format f = djct_djcdata_format_of(p);
+        djct_format f;
         djct_file_meta m;
         djct_record vals;
         int have_vals = 0;
-        if (f == DJCT_FORMAT_UNKNOWN) {
-            fprintf(stderr, PROG ": file '%s': not a .djctd, .djcsa or .h5 file (or cannot be opened)\n", p);
+        if (djct_format_detect(&f, p) < 0) {
+            fprintf(stderr, PROG ": %s\n", djct_last_error());
             failed = 1;
             continue;
         }

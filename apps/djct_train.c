@@ -548,6 +548,7 @@ static void start_logging(run *R)
     lo.dir = log_root;
     lo.csv = c->csv;
     lo.no_fsync = !c->fsync;
+    lo.comm = R->comm; /* the logging collectives are watched with the trainer's */
     if (djct_log_init(&lo))
         FAIL(R, "logging: %s", djct_last_error());
     if (R->rank == 0) {

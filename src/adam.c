@@ -1,7 +1,7 @@
 /* Fused Adam/AdamW over a float32 slab: see adam_int.h. libtorch 1.13's step is eight tensor
  * operations (mul_, add_, mul_, addcmul_, sqrt, div, add_, addcdiv_), each a pass over the slab
  * and two of them allocating one: ~20 slab-sized reads and writes. This is one pass, 4 reads and
- * 3 writes (docs/performance.md). Built with -fno-math-errno so sqrtf vectorises, and cloned for
+ * 3 writes. Built with -fno-math-errno so sqrtf vectorises, and cloned for
  * AVX-512 / AVX2 / baseline x86-64, the loader picking the best the CPU has. */
 #include "adam_int.h"
 #include "djct_int.h"

@@ -75,7 +75,7 @@ const char *djct_blas_describe(void)
         if (avx2_set && cpu_has_avx512())
             snprintf(why, sizeof(why),
                      " (forced by OPENBLAS_CORETYPE=%.20s on an AVX-512 CPU: unset it for OpenBLAS's AVX-512 kernels, "
-                     "~1.8x faster sgemm)", env);
+                     "faster sgemm)", env);
         else
             snprintf(why, sizeof(why), " (OPENBLAS_CORETYPE=%.20s)", env);
     }

@@ -1,8 +1,10 @@
 /* Checkpoint directories: temporary dir -> DONE manifest (sizes + CRC-32) -> atomic rename ->
  * latest pointer -> rotation. The invariant: a directory named step-N always verifies. */
 #include "djct/checkpoint.h"
+#include "djct/fileutil.h"
 #include "djct/error.h"
 #include "djct_int.h"
+#include "util_int.h"
 
 #include <cjson/cJSON.h>
 #include <dirent.h>
@@ -19,169 +21,14 @@
 
 #define CKPT_SUB "checkpoints"
 
-static char *path_join(const char *a, const char *b)
-{
-    size_t n = strlen(a) + strlen(b) + 2;
-    char *p = malloc(n);
-    if (p)
-        snprintf(p, n, "%s/%s", a, b);
-    return p;
-}
-
 static char *fmt_path(const char *run_dir, const char *fmt, int64_t step)
 {
     char name[64];
     snprintf(name, sizeof(name), fmt, step);
-    char *sub = path_join(run_dir, CKPT_SUB);
-    char *p = sub ? path_join(sub, name) : NULL;
+    char *sub = djct_path_join(run_dir, CKPT_SUB);
+    char *p = sub ? djct_path_join(sub, name) : NULL;
     free(sub);
     return p;
-}
-
-int djct_mkdirs(const char *path)
-{
-    DJCT_CHECK_ARG(path);
-    char tmp[PATH_MAX];
-    if (snprintf(tmp, sizeof(tmp), "%s", path) >= (int)sizeof(tmp))
-        return djct_error_set(DJCT_EINVAL, "path too long: '%s'", path);
-    for (char *p = tmp + 1; *p; p++) {
-        if (*p != '/')
-            continue;
-        *p = '\0';
-        if (mkdir(tmp, 0755) && errno != EEXIST)
-            return djct_error_set(DJCT_EIO, "cannot create directory '%s': %s", tmp, strerror(errno));
-        *p = '/';
-    }
-    if (mkdir(tmp, 0755) && errno != EEXIST)
-        return djct_error_set(DJCT_EIO, "cannot create directory '%s': %s", tmp, strerror(errno));
-    return 0;
-}
-
-static int fsync_path(const char *path, int dir)
-{
-    int fd = open(path, (dir ? O_RDONLY | O_DIRECTORY : O_RDONLY) | O_CLOEXEC);
-    if (fd < 0)
-        return djct_error_set(DJCT_EIO, "cannot open '%s' for fsync: %s", path, strerror(errno));
-    int rc = fsync(fd);
-    int e = errno;
-    close(fd);
-    if (rc && e != EINVAL) /* some filesystems cannot fsync directories */
-        return djct_error_set(DJCT_EIO, "fsync '%s' failed: %s", path, strerror(e));
-    return 0;
-}
-
-int djct_remove_tree(const char *path)
-{
-    DJCT_CHECK_ARG(path);
-    DIR *d = opendir(path);
-    if (!d)
-        return errno == ENOENT ? 0 : (unlink(path) ? djct_error_set(DJCT_EIO, "cannot remove '%s': %s", path,
-                                                                        strerror(errno))
-                                                   : 0);
-    struct dirent *e;
-    int rc = 0;
-    while ((e = readdir(d)) && rc == 0) {
-        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
-            continue;
-        char *p = path_join(path, e->d_name);
-        if (!p) {
-            rc = djct_error_oom();
-            break;
-        }
-        struct stat st;
-        if (lstat(p, &st) == 0 && S_ISDIR(st.st_mode))
-            rc = djct_remove_tree(p);
-        else if (unlink(p) && errno != ENOENT)
-            rc = djct_error_set(DJCT_EIO, "cannot remove '%s': %s", p, strerror(errno));
-        free(p);
-    }
-    closedir(d);
-    if (rc == 0 && rmdir(path) && errno != ENOENT)
-        rc = djct_error_set(DJCT_EIO, "cannot remove directory '%s': %s", path, strerror(errno));
-    return rc;
-}
-
-int djct_read_file(void **data, size_t *len, const char *path)
-{
-    DJCT_CHECK_ARG(data);
-    DJCT_CHECK_ARG(path);
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return djct_error_set(DJCT_EIO, "cannot open '%s': %s", path, strerror(errno));
-    struct stat st;
-    if (fstat(fileno(f), &st) || st.st_size < 0) {
-        fclose(f);
-        return djct_error_set(DJCT_EIO, "cannot stat '%s': %s", path, strerror(errno));
-    }
-    size_t n = (size_t)st.st_size;
-    char *buf = malloc(n + 1);
-    if (!buf) {
-        fclose(f);
-        return djct_error_oom();
-    }
-    size_t got = fread(buf, 1, n, f);
-    int err = ferror(f);
-    fclose(f);
-    if (got != n || err) {
-        free(buf);
-        return djct_error_set(DJCT_EIO, "short read of '%s': %zu of %zu bytes", path, got, n);
-    }
-    buf[n] = '\0';
-    *data = buf;
-    if (len)
-        *len = n;
-    return 0;
-}
-
-int djct_write_file_atomic(const char *path, const void *data, size_t len)
-{
-    DJCT_CHECK_ARG(path);
-    DJCT_CHECK_ARG(data || len == 0);
-    size_t n = strlen(path) + 32;
-    char *tmp = malloc(n);
-    if (!tmp)
-        return djct_error_oom();
-    snprintf(tmp, n, "%s.tmp.%ld", path, (long)getpid());
-    int rc = 0;
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (fd < 0) {
-        rc = djct_error_set(DJCT_EIO, "cannot create '%s': %s", tmp, strerror(errno));
-        goto out;
-    }
-    const char *p = data;
-    size_t left = len;
-    while (left) {
-        ssize_t w = write(fd, p, left);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w <= 0) {
-            rc = djct_error_set(DJCT_EIO, "write to '%s' failed: %s", tmp, strerror(errno));
-            break;
-        }
-        p += w;
-        left -= (size_t)w;
-    }
-    if (rc == 0 && fsync(fd))
-        rc = djct_error_set(DJCT_EIO, "fsync '%s' failed: %s", tmp, strerror(errno));
-    close(fd);
-    if (rc == 0 && rename(tmp, path))
-        rc = djct_error_set(DJCT_EIO, "rename '%s' -> '%s' failed: %s", tmp, path, strerror(errno));
-    if (rc) {
-        unlink(tmp);
-        goto out;
-    }
-    {
-        char *slash = strrchr(tmp, '/');
-        if (slash && slash != tmp) {
-            *slash = '\0';
-            rc = fsync_path(tmp, 1);
-        } else if (!slash) {
-            rc = fsync_path(".", 1);
-        }
-    }
-out:
-    free(tmp);
-    return rc;
 }
 
 /* CRC-32 and size of one file, streaming */
@@ -224,7 +71,7 @@ int djct_ckpt_begin(char **tmp_dir, const char *run_dir, int64_t step)
     int rc = djct_ckpt_partial_path(&p, run_dir, step);
     if (rc)
         return rc;
-    if (!(sub = path_join(run_dir, CKPT_SUB))) {
+    if (!(sub = djct_path_join(run_dir, CKPT_SUB))) {
         free(p);
         return djct_error_oom();
     }
@@ -253,7 +100,7 @@ static int list_files(char ***names, size_t *n, const char *dir)
     while ((e = readdir(d))) {
         if (e->d_name[0] == '.' || !strcmp(e->d_name, "DONE"))
             continue;
-        char *p = path_join(dir, e->d_name);
+        char *p = djct_path_join(dir, e->d_name);
         struct stat st;
         int regular = p && stat(p, &st) == 0 && S_ISREG(st.st_mode);
         free(p);
@@ -292,7 +139,7 @@ static int list_files(char ***names, size_t *n, const char *dir)
 /* complete checkpoints, newest first */
 static int list_steps(int64_t **steps, size_t *n, const char *run_dir, int partial)
 {
-    char *sub = path_join(run_dir, CKPT_SUB);
+    char *sub = djct_path_join(run_dir, CKPT_SUB);
     if (!sub)
         return djct_error_oom();
     *steps = NULL;
@@ -346,8 +193,8 @@ int djct_ckpt_commit(char **final_dir, const char *run_dir, int64_t step, const 
     int rc = djct_ckpt_partial_path(&tmp, run_dir, step);
     if (rc)
         return rc;
-    if (!(fin = fmt_path(run_dir, "step-%" PRId64, step)) || !(sub = path_join(run_dir, CKPT_SUB)) ||
-        !(done = path_join(tmp, "DONE"))) {
+    if (!(fin = fmt_path(run_dir, "step-%" PRId64, step)) || !(sub = djct_path_join(run_dir, CKPT_SUB)) ||
+        !(done = djct_path_join(tmp, "DONE"))) {
         rc = djct_error_oom();
         goto out;
     }
@@ -369,14 +216,14 @@ int djct_ckpt_commit(char **final_dir, const char *run_dir, int64_t step, const 
     cJSON_AddNumberToObject(root, "step", (double)step);
     cJSON_AddItemToObject(root, "files", files);
     for (size_t i = 0; i < nnames; i++) {
-        char *p = path_join(tmp, names[i]);
+        char *p = djct_path_join(tmp, names[i]);
         uint64_t size = 0;
         uint32_t crc = 0;
         if (!p) {
             rc = djct_error_oom();
             goto out;
         }
-        rc = fsync_path(p, 0);
+        rc = djct_fsync_path(p, 0);
         if (rc == 0)
             rc = file_crc(p, &size, &crc);
         free(p);
@@ -406,10 +253,10 @@ int djct_ckpt_commit(char **final_dir, const char *run_dir, int64_t step, const 
         rc = djct_error_set(DJCT_EIO, "rename '%s' -> '%s' failed: %s", tmp, fin, strerror(errno));
         goto out;
     }
-    if ((rc = fsync_path(sub, 1)))
+    if ((rc = djct_fsync_path(sub, 1)))
         goto out;
     {
-        char *latest = path_join(sub, "latest");
+        char *latest = djct_path_join(sub, "latest");
         char line[64];
         int len = snprintf(line, sizeof(line), "step-%" PRId64 "\n", step);
         rc = latest ? djct_write_file_atomic(latest, line, (size_t)len) : djct_error_oom();
@@ -462,7 +309,7 @@ out:
 
 static int load_manifest(cJSON **out, const char *dir)
 {
-    char *done = path_join(dir, "DONE");
+    char *done = djct_path_join(dir, "DONE");
     void *data = NULL;
     if (!done)
         return djct_error_oom();
@@ -514,7 +361,7 @@ int djct_ckpt_verify(const char *dir)
             rc = djct_error_set(DJCT_EINVAL, "checkpoint '%s': malformed file entry in DONE", dir);
             break;
         }
-        char *p = path_join(dir, name->valuestring);
+        char *p = djct_path_join(dir, name->valuestring);
         uint64_t s = 0;
         uint32_t c = 0;
         rc = p ? file_crc(p, &s, &c) : djct_error_oom();

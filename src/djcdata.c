@@ -1,8 +1,8 @@
-/* djcdata .djcsa/.djctd readers and writers (djcdata.md sections 1-8).
- * The reader is sequential over a "source" (a memory image or a FILE) and checks every size
- * against the bytes that remain before allocating anything, so hostile sizes end in a one-line
- * error "file 'X': byte N: <where>: <what>" and never in a huge allocation. Value blocks can be
- * skipped (metadata) or decoded; row splits are always decoded and checked. */
+/* The djcdata .djcsa/.djctd reader (djcdata.md sections 1-8). It is sequential over a source
+ * (djcdata_source.c: a memory image or a FILE) that checks every size against the bytes that
+ * remain before allocating anything, so hostile sizes end in a one-line error "file 'X': byte N:
+ * <where>: <what>" and never in a huge allocation. Value blocks can be skipped (metadata) or
+ * decoded; row splits are always decoded and checked. The writer is djcdata_write.c. */
 #include "djct/djcdata.h"
 #include "djct/error.h"
 #include "djct/qlz.h"
@@ -19,159 +19,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define V20 0x40000000u
-#define V21 0x40066666u
 #define MAX_NDIM 8 /* DJCT_MAX_DIMS; the reference uses up to 6 */
 /* a compressed chunk body of B bytes decodes to at most 258 bytes per 4-byte match code */
 #define MAX_EXPANSION 65u
-
-/* ---- source --------------------------------------------------------------------------------- */
-
-typedef struct {
-    const char *name;
-    const unsigned char *mem; /* memory image, or NULL when reading fp */
-    FILE *fp;
-    uint64_t pos, size;
-    unsigned char *tmp; /* chunk bytes read from fp */
-    size_t tmpcap;
-    djct_qlz_dstate *ds;
-} src_t;
-
-static int src_err(src_t *s, uint64_t off, const char *where, const char *fmt, ...)
-#if defined(__GNUC__)
-    __attribute__((format(printf, 4, 5)))
-#endif
-    ;
-static int src_err(src_t *s, uint64_t off, const char *where, const char *fmt, ...)
-{
-    char msg[700];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof(msg), fmt, ap);
-    va_end(ap);
-    return djct_error_set(DJCT_EINVAL, "file '%s': byte %" PRIu64 ": %s: %s", s->name, off, where, msg);
-}
-
-static uint64_t src_left(const src_t *s) { return s->size - s->pos; }
-
-/* copy n bytes at the cursor into dst; "truncated" error naming the field when they are missing */
-static int src_read(src_t *s, void *dst, size_t n, const char *where, const char *field)
-{
-    if (src_left(s) < n)
-        return src_err(s, s->pos, where, "%s needs %zu bytes, only %" PRIu64 " left (file truncated?)", field,
-                       n, src_left(s));
-    if (s->mem) {
-        memcpy(dst, s->mem + s->pos, n);
-    } else if (fread(dst, 1, n, s->fp) != n) {
-        return djct_error_set(DJCT_EIO, "file '%s': byte %" PRIu64 ": read error: %s", s->name, s->pos,
-                              strerror(errno));
-    }
-    s->pos += n;
-    return 0;
-}
-
-/* a pointer to the next n bytes (memory: in place; file: into s->tmp), advancing the cursor */
-static int src_view(src_t *s, const unsigned char **p, size_t n, const char *where, const char *field)
-{
-    if (src_left(s) < n)
-        return src_err(s, s->pos, where, "%s needs %zu bytes, only %" PRIu64 " left (file truncated?)", field,
-                       n, src_left(s));
-    if (s->mem) {
-        *p = s->mem + s->pos;
-        s->pos += n;
-        return 0;
-    }
-    if (n > s->tmpcap) {
-        unsigned char *t = realloc(s->tmp, n);
-        if (!t)
-            return djct_error_oom();
-        s->tmp = t;
-        s->tmpcap = n;
-    }
-    *p = s->tmp;
-    return src_read(s, s->tmp, n, where, field);
-}
-
-static int src_seek(src_t *s, uint64_t pos)
-{
-    if (pos > s->size)
-        return src_err(s, s->pos, "seek", "position %" PRIu64 " past the end", pos);
-    if (!s->mem && fseeko(s->fp, (off_t)pos, SEEK_SET) != 0)
-        return djct_error_set(DJCT_EIO, "file '%s': seek to byte %" PRIu64 " failed: %s", s->name, pos,
-                              strerror(errno));
-    s->pos = pos;
-    return 0;
-}
-
-static uint32_t le32(const unsigned char *b)
-{
-    return (uint32_t)b[0] | (uint32_t)b[1] << 8 | (uint32_t)b[2] << 16 | (uint32_t)b[3] << 24;
-}
-static uint64_t le64(const unsigned char *b) { return (uint64_t)le32(b) | (uint64_t)le32(b + 4) << 32; }
-
-static int rd_u8(src_t *s, unsigned *v, const char *where, const char *field)
-{
-    unsigned char b;
-    int rc = src_read(s, &b, 1, where, field);
-    *v = b;
-    return rc;
-}
-static int rd_u32(src_t *s, uint32_t *v, const char *where, const char *field)
-{
-    unsigned char b[4];
-    int rc = src_read(s, b, 4, where, field);
-    *v = rc ? 0 : le32(b);
-    return rc;
-}
-static int rd_u64(src_t *s, uint64_t *v, const char *where, const char *field)
-{
-    unsigned char b[8];
-    int rc = src_read(s, b, 8, where, field);
-    *v = rc ? 0 : le64(b);
-    return rc;
-}
-
-/* a version float: exactly 2.0f or 2.1f; *is21 tells which */
-static int rd_version(src_t *s, int *is21, const char *where, const char *field)
-{
-    uint64_t at = s->pos;
-    uint32_t v;
-    int rc = rd_u32(s, &v, where, field);
-    if (rc)
-        return rc;
-    if (v != V20 && v != V21) {
-        float f;
-        memcpy(&f, &v, 4);
-        return src_err(s, at, where, "%s %g (bytes %02x %02x %02x %02x) is not 2.0 or 2.1; not a djcdata file "
-                       "of a supported version", field, (double)f, v & 0xff, (v >> 8) & 0xff, (v >> 16) & 0xff,
-                       v >> 24);
-    }
-    if (is21)
-        *is21 = v == V21;
-    return 0;
-}
-
-/* str: u64 length + bytes, NUL-terminated copy */
-static int rd_str(src_t *s, char **out, const char *where, const char *field)
-{
-    uint64_t at = s->pos, n;
-    int rc = rd_u64(s, &n, where, field);
-    if (rc)
-        return rc;
-    if (n > src_left(s))
-        return src_err(s, at, where, "%s length %" PRIu64 " exceeds the %" PRIu64 " bytes left", field, n,
-                       src_left(s));
-    char *p = malloc((size_t)n + 1);
-    if (!p)
-        return djct_error_oom();
-    if ((rc = src_read(s, p, (size_t)n, where, field))) {
-        free(p);
-        return rc;
-    }
-    p[n] = 0;
-    *out = p;
-    return 0;
-}
 
 /* ---- arrays ------------------------------------------------------------------------------------ */
 
@@ -180,13 +30,13 @@ enum { MODE_SKIP = 0, MODE_META = 1, MODE_FULL = 2 };
 static int rs_check(src_t *s, uint64_t at, const char *where, const int64_t *rs, size_t n, int64_t total)
 {
     if (rs[0] != 0)
-        return src_err(s, at, where, "row_splits[0] = %" PRId64 ", must be 0", rs[0]);
+        return djcdata_src_err(s, at, where, "row_splits[0] = %" PRId64 ", must be 0", rs[0]);
     for (size_t i = 1; i < n; i++)
         if (rs[i] < rs[i - 1])
-            return src_err(s, at, where, "row splits decrease at index %zu (%" PRId64 " after %" PRId64 ")", i,
+            return djcdata_src_err(s, at, where, "row splits decrease at index %zu (%" PRId64 " after %" PRId64 ")", i,
                            rs[i], rs[i - 1]);
     if (rs[n - 1] != total)
-        return src_err(s, at, where, "last row split %" PRId64 " != element count -shape[1] = %" PRId64,
+        return djcdata_src_err(s, at, where, "last row split %" PRId64 " != element count -shape[1] = %" PRId64,
                        rs[n - 1], total);
     return 0;
 }
@@ -199,35 +49,35 @@ static int read_qblock(src_t *s, void **out, uint64_t expect, const char *expect
     int rc;
     unsigned nch;
     uint64_t csz[255], total = 0, sum = 0;
-    if ((rc = rd_version(s, NULL, where, "qblock version")) || (rc = rd_u8(s, &nch, where, "nchunks")))
+    if ((rc = djcdata_rd_version(s, NULL, where, "qblock version")) || (rc = djcdata_rd_u8(s, &nch, where, "nchunks")))
         return rc;
     for (unsigned i = 0; i < nch; i++) {
         at = s->pos;
-        if ((rc = rd_u64(s, &csz[i], where, "chunk_size")))
+        if ((rc = djcdata_rd_u64(s, &csz[i], where, "chunk_size")))
             return rc;
         if (i == 0 && nch == 1 && csz[0] == 0)
-            return src_err(s, at, where,
+            return djcdata_src_err(s, at, where,
                            "broken empty block: nchunks 1 followed by total_bytes 0 and no chunk size (the "
                            "reference writer's zero-size form, which the reference cannot read either); "
                            "rewrite the array with nchunks 0");
         if (csz[i] < 3 || csz[i] > s->size)
-            return src_err(s, at, where, "chunk_size[%u] = %" PRIu64 " is impossible (a chunk is 3..%" PRIu64
+            return djcdata_src_err(s, at, where, "chunk_size[%u] = %" PRIu64 " is impossible (a chunk is 3..%" PRIu64
                            " bytes here)", i, csz[i], s->size);
         sum += csz[i];
     }
     at = s->pos;
-    if ((rc = rd_u64(s, &total, where, "total_bytes")))
+    if ((rc = djcdata_rd_u64(s, &total, where, "total_bytes")))
         return rc;
     if (total != expect)
-        return src_err(s, at, where, "total_bytes %" PRIu64 " != %s = %" PRIu64, total, expect_what, expect);
-    if (sum > src_left(s))
-        return src_err(s, at + 8, where, "chunks need %" PRIu64 " bytes, only %" PRIu64 " left (file truncated?)",
-                       sum, src_left(s));
+        return djcdata_src_err(s, at, where, "total_bytes %" PRIu64 " != %s = %" PRIu64, total, expect_what, expect);
+    if (sum > djcdata_src_left(s))
+        return djcdata_src_err(s, at + 8, where, "chunks need %" PRIu64 " bytes, only %" PRIu64 " left (file truncated?)",
+                       sum, djcdata_src_left(s));
     if (nch == 0 && total != 0)
-        return src_err(s, at, where, "no chunks but total_bytes %" PRIu64, total);
+        return djcdata_src_err(s, at, where, "no chunks but total_bytes %" PRIu64, total);
     /* each chunk can expand at most MAX_EXPANSION times: refuse before allocating */
     if (total / MAX_EXPANSION > sum + 16)
-        return src_err(s, at, where, "total_bytes %" PRIu64 " cannot come from %" PRIu64 " bytes of chunks",
+        return djcdata_src_err(s, at, where, "total_bytes %" PRIu64 " cannot come from %" PRIu64 " bytes of chunks",
                        total, sum);
     unsigned char *buf = NULL;
     if (out) {
@@ -248,60 +98,60 @@ static int read_qblock(src_t *s, void **out, uint64_t expect, const char *expect
             /* file: a stored chunk is read straight into the output (no staging copy) */
             unsigned char h[9];
             size_t hl;
-            if ((rc = src_read(s, h, 9, w, "chunk header")))
+            if ((rc = djcdata_src_read(s, h, 9, w, "chunk header")))
                 goto fail;
             if ((rc = djct_qlz_header_int(&cs, &dsz, &comp, h, 9, &eo))) {
-                rc = src_err(s, cstart + eo, w, "%s", djct_last_error());
+                rc = djcdata_src_err(s, cstart + eo, w, "%s", djct_last_error());
                 goto fail;
             }
             hl = (h[0] & 2) ? 9 : 3;
             if (!comp && cs == csz[i] && dsz <= total - done) {
                 memcpy(buf + done, h + hl, 9 - hl);
-                if ((rc = src_read(s, buf + done + (9 - hl), dsz - (9 - hl), w, "stored chunk")))
+                if ((rc = djcdata_src_read(s, buf + done + (9 - hl), dsz - (9 - hl), w, "stored chunk")))
                     goto fail;
                 djct_qlz_stored_into_state(s->ds, buf + done, dsz);
                 done += dsz;
                 continue;
             }
-            if ((rc = src_seek(s, cstart))) /* compressed or inconsistent: the general path */
+            if ((rc = djcdata_src_seek(s, cstart))) /* compressed or inconsistent: the general path */
                 goto fail;
         }
         if (out) {
             const unsigned char *p = NULL;
             size_t got = 0;
-            if ((rc = src_view(s, &p, (size_t)csz[i], w, "chunk")))
+            if ((rc = djcdata_src_view(s, &p, (size_t)csz[i], w, "chunk")))
                 goto fail;
             rc = djct_qlz_decompress_int(s->ds, p, (size_t)csz[i], buf + done, (size_t)(total - done), &got, &eo);
             if (rc) {
-                rc = src_err(s, cstart + eo, w, "%s", djct_last_error());
+                rc = djcdata_src_err(s, cstart + eo, w, "%s", djct_last_error());
                 goto fail;
             }
             done += got;
         } else {
             unsigned char h[9];
             size_t hn = csz[i] < 9 ? (size_t)csz[i] : 9;
-            if ((rc = src_read(s, h, hn, w, "chunk header")))
+            if ((rc = djcdata_src_read(s, h, hn, w, "chunk header")))
                 goto fail;
             if ((rc = djct_qlz_header_int(&cs, &dsz, &comp, h, hn, &eo))) {
-                rc = src_err(s, cstart + eo, w, "%s", djct_last_error());
+                rc = djcdata_src_err(s, cstart + eo, w, "%s", djct_last_error());
                 goto fail;
             }
             if (cs != csz[i]) {
-                rc = src_err(s, cstart + 1, w, "chunk header says %zu bytes, chunk_size[%u] says %" PRIu64, cs, i,
+                rc = djcdata_src_err(s, cstart + 1, w, "chunk header says %zu bytes, chunk_size[%u] says %" PRIu64, cs, i,
                              csz[i]);
                 goto fail;
             }
             if (dsz > total - done) {
-                rc = src_err(s, cstart, w, "chunks decompress to more than total_bytes %" PRIu64, total);
+                rc = djcdata_src_err(s, cstart, w, "chunks decompress to more than total_bytes %" PRIu64, total);
                 goto fail;
             }
             done += dsz;
-            if ((rc = src_seek(s, cstart + csz[i])))
+            if ((rc = djcdata_src_seek(s, cstart + csz[i])))
                 goto fail;
         }
     }
     if (done != total) {
-        rc = src_err(s, start, where, "chunks decompress to %" PRIu64 " bytes, total_bytes says %" PRIu64, done, total);
+        rc = djcdata_src_err(s, start, where, "chunks decompress to %" PRIu64 " bytes, total_bytes says %" PRIu64, done, total);
         goto fail;
     }
     if (out)
@@ -332,29 +182,29 @@ static int read_array(src_t *s, djct_array *a, int mode, const char *cont, size_
     uint64_t at = s->pos, size, ndim, nrs;
     memset(a, 0, sizeof(*a));
     array_where(where, sizeof(where), cont, idx, rec, NULL);
-    if ((rc = rd_version(s, &is21, where, "array version")))
+    if ((rc = djcdata_rd_version(s, &is21, where, "array version")))
         return rc;
     a->dtype = DJCT_DTYPE_FLOAT32;
     if (is21) {
         uint32_t dt;
         at = s->pos;
-        if ((rc = rd_u32(s, &dt, where, "dtype")))
+        if ((rc = djcdata_rd_u32(s, &dt, where, "dtype")))
             goto fail;
         if (dt > 1) {
-            rc = src_err(s, at, where, "dtype %" PRId32 " is neither 0 (float32) nor 1 (int32)", (int32_t)dt);
+            rc = djcdata_src_err(s, at, where, "dtype %" PRId32 " is neither 0 (float32) nor 1 (int32)", (int32_t)dt);
             goto fail;
         }
         a->dtype = dt ? DJCT_DTYPE_INT32 : DJCT_DTYPE_FLOAT32;
-        if ((rc = rd_str(s, &a->name, where, "name")))
+        if ((rc = djcdata_rd_str(s, &a->name, where, "name")))
             goto fail;
         array_where(where, sizeof(where), cont, idx, rec, a->name);
         uint64_t nf;
         at = s->pos;
-        if ((rc = rd_u64(s, &nf, where, "feature-name count")))
+        if ((rc = djcdata_rd_u64(s, &nf, where, "feature-name count")))
             goto fail;
-        if (nf > src_left(s) / 8) {
-            rc = src_err(s, at, where, "feature-name count %" PRIu64 " exceeds what the %" PRIu64
-                         " bytes left can hold", nf, src_left(s));
+        if (nf > djcdata_src_left(s) / 8) {
+            rc = djcdata_src_err(s, at, where, "feature-name count %" PRIu64 " exceeds what the %" PRIu64
+                         " bytes left can hold", nf, djcdata_src_left(s));
             goto fail;
         }
         if (nf && !(a->feature_names = calloc((size_t)nf, sizeof(char *)))) {
@@ -362,32 +212,32 @@ static int read_array(src_t *s, djct_array *a, int mode, const char *cont, size_
             goto fail;
         }
         for (; a->n_feature_names < nf; a->n_feature_names++)
-            if ((rc = rd_str(s, &a->feature_names[a->n_feature_names], where, "feature name")))
+            if ((rc = djcdata_rd_str(s, &a->feature_names[a->n_feature_names], where, "feature name")))
                 goto fail;
     } else if (!(a->name = strdup(""))) {
         rc = djct_error_oom();
         goto fail;
     }
     uint64_t at_size = s->pos;
-    if ((rc = rd_u64(s, &size, where, "size")))
+    if ((rc = djcdata_rd_u64(s, &size, where, "size")))
         goto fail;
     at = s->pos;
-    if ((rc = rd_u64(s, &ndim, where, "ndim")))
+    if ((rc = djcdata_rd_u64(s, &ndim, where, "ndim")))
         goto fail;
     if (ndim < 1 || ndim > MAX_NDIM) {
-        rc = src_err(s, at, where, "ndim %" PRIu64 " outside 1..%d", ndim, MAX_NDIM);
+        rc = djcdata_src_err(s, at, where, "ndim %" PRIu64 " outside 1..%d", ndim, MAX_NDIM);
         goto fail;
     }
     a->ndim = (int)ndim;
     uint64_t at_shape = s->pos;
     for (int i = 0; i < a->ndim; i++) {
         uint32_t d;
-        if ((rc = rd_u32(s, &d, where, "shape")))
+        if ((rc = djcdata_rd_u32(s, &d, where, "shape")))
             goto fail;
         a->shape[i] = (int32_t)d;
     }
     uint64_t at_nrs = s->pos;
-    if ((rc = rd_u64(s, &nrs, where, "nrowsplits")))
+    if ((rc = djcdata_rd_u64(s, &nrs, where, "nrowsplits")))
         goto fail;
     /* shape invariants, and size = product of |dims| restarting at the ragged one */
     int ragged = nrs > 0;
@@ -398,13 +248,13 @@ static int read_array(src_t *s, djct_array *a, int mode, const char *cont, size_
             continue;
         if (ragged && i == 1) {
             if (d > 0) {
-                rc = src_err(s, at_shape + 4, where, "ragged array has shape[1] = %" PRId64
+                rc = djcdata_src_err(s, at_shape + 4, where, "ragged array has shape[1] = %" PRId64
                              " (must be minus the element count)", d);
                 goto fail;
             }
             d = -d;
         } else if (d < 0) {
-            rc = src_err(s, at_shape + 4 * (uint64_t)i, where, "shape[%d] = %" PRId64 " is negative%s", i, d,
+            rc = djcdata_src_err(s, at_shape + 4 * (uint64_t)i, where, "shape[%d] = %" PRId64 " is negative%s", i, d,
                          ragged ? "" : " but the array has no row splits");
             goto fail;
         }
@@ -414,21 +264,21 @@ static int read_array(src_t *s, djct_array *a, int mode, const char *cont, size_
     }
     if (ragged) {
         if (a->ndim < 2) {
-            rc = src_err(s, at_nrs, where, "ragged array with ndim %d (needs >= 2)", a->ndim);
+            rc = djcdata_src_err(s, at_nrs, where, "ragged array with ndim %d (needs >= 2)", a->ndim);
             goto fail;
         }
         if (a->shape[0] < 0 || nrs != (uint64_t)a->shape[0] + 1) {
-            rc = src_err(s, at_nrs, where, "nrowsplits %" PRIu64 " != shape[0]+1 = %" PRId64, nrs, a->shape[0] + 1);
+            rc = djcdata_src_err(s, at_nrs, where, "nrowsplits %" PRIu64 " != shape[0]+1 = %" PRId64, nrs, a->shape[0] + 1);
             goto fail;
         }
     }
     if (size != prod) {
-        rc = src_err(s, at_size, where, "size %" PRIu64 " != product of the shape = %" PRIu64, size, prod);
+        rc = djcdata_src_err(s, at_size, where, "size %" PRIu64 " != product of the shape = %" PRIu64, size, prod);
         goto fail;
     }
-    if (size > src_left(s) * MAX_EXPANSION / 4 + 16) { /* early, clearer than the qblock check */
-        rc = src_err(s, at_size, where, "size %" PRIu64 " values cannot fit in the %" PRIu64 " bytes left", size,
-                     src_left(s));
+    if (size > djcdata_src_left(s) * MAX_EXPANSION / 4 + 16) { /* early, clearer than the qblock check */
+        rc = djcdata_src_err(s, at_size, where, "size %" PRIu64 " values cannot fit in the %" PRIu64 " bytes left", size,
+                     djcdata_src_left(s));
         goto fail;
     }
     a->n_values = (size_t)size;
@@ -436,9 +286,9 @@ static int read_array(src_t *s, djct_array *a, int mode, const char *cont, size_
         char w[240];
         snprintf(w, sizeof(w), "%s row-split qblock", where);
         uint64_t at_rs = s->pos;
-        if (nrs > src_left(s) * MAX_EXPANSION / 8 + 16) {
-            rc = src_err(s, at_nrs, where, "nrowsplits %" PRIu64 " cannot fit in the %" PRIu64 " bytes left", nrs,
-                         src_left(s));
+        if (nrs > djcdata_src_left(s) * MAX_EXPANSION / 8 + 16) {
+            rc = djcdata_src_err(s, at_nrs, where, "nrowsplits %" PRIu64 " cannot fit in the %" PRIu64 " bytes left", nrs,
+                         djcdata_src_left(s));
             goto fail;
         }
         void *rs = NULL;
@@ -474,7 +324,7 @@ fail:
 
 /* ---- records ----------------------------------------------------------------------------------- */
 
-static const char *const CONT[3] = {"features", "truths", "weights"};
+const char *const djcdata_containers[3] = {"features", "truths", "weights"};
 
 static djct_array **cont_arr(djct_record *r, int c)
 {
@@ -483,14 +333,6 @@ static djct_array **cont_arr(djct_record *r, int c)
 static size_t *cont_n(djct_record *r, int c)
 {
     return c == 0 ? &r->n_features : c == 1 ? &r->n_truths : &r->n_weights;
-}
-static const djct_array *ccont_arr(const djct_record *r, int c)
-{
-    return c == 0 ? r->features : c == 1 ? r->truths : r->weights;
-}
-static size_t ccont_n(const djct_record *r, int c)
-{
-    return c == 0 ? r->n_features : c == 1 ? r->n_truths : r->n_weights;
 }
 
 /* One trainData record (section 5); `rec` is the record index for messages. */
@@ -501,7 +343,7 @@ static int read_record(src_t *s, djct_record *r, int mode, size_t rec)
     uint64_t at;
     memset(r, 0, sizeof(*r));
     snprintf(where, sizeof(where), "record %zu", rec);
-    if ((rc = rd_version(s, NULL, where, "record version")))
+    if ((rc = djcdata_rd_version(s, NULL, where, "record version")))
         return rc;
     /* nested shape header: kept to compare with the arrays */
     uint64_t nsh[3] = {0, 0, 0};
@@ -509,13 +351,13 @@ static int read_record(src_t *s, djct_record *r, int mode, size_t rec)
     uint64_t at_sh[3][1];
     for (int c = 0; c < 3; c++) {
         char w[96];
-        snprintf(w, sizeof(w), "record %zu %s shape header", rec, CONT[c]);
+        snprintf(w, sizeof(w), "record %zu %s shape header", rec, djcdata_containers[c]);
         at = s->pos;
-        if ((rc = rd_u64(s, &nsh[c], w, "count")))
+        if ((rc = djcdata_rd_u64(s, &nsh[c], w, "count")))
             goto fail;
-        if (nsh[c] > src_left(s) / 8) {
-            rc = src_err(s, at, w, "count %" PRIu64 " exceeds what the %" PRIu64 " bytes left can hold", nsh[c],
-                         src_left(s));
+        if (nsh[c] > djcdata_src_left(s) / 8) {
+            rc = djcdata_src_err(s, at, w, "count %" PRIu64 " exceeds what the %" PRIu64 " bytes left can hold", nsh[c],
+                         djcdata_src_left(s));
             goto fail;
         }
         at_sh[c][0] = s->pos;
@@ -526,16 +368,16 @@ static int read_record(src_t *s, djct_record *r, int mode, size_t rec)
         for (uint64_t i = 0; i < nsh[c]; i++) {
             uint64_t k;
             at = s->pos;
-            if ((rc = rd_u64(s, &k, w, "ndim")))
+            if ((rc = djcdata_rd_u64(s, &k, w, "ndim")))
                 goto fail;
             if (k > MAX_NDIM) {
-                rc = src_err(s, at, w, "shape %" PRIu64 " has %" PRIu64 " dimensions (at most %d)", i, k, MAX_NDIM);
+                rc = djcdata_src_err(s, at, w, "shape %" PRIu64 " has %" PRIu64 " dimensions (at most %d)", i, k, MAX_NDIM);
                 goto fail;
             }
             sh[c][i][0] = (int32_t)k;
             for (uint64_t j = 0; j < k; j++) {
                 uint32_t d;
-                if ((rc = rd_u32(s, &d, w, "dimension")))
+                if ((rc = djcdata_rd_u32(s, &d, w, "dimension")))
                     goto fail;
                 sh[c][i][1 + j] = (int32_t)d;
             }
@@ -544,12 +386,12 @@ static int read_record(src_t *s, djct_record *r, int mode, size_t rec)
     for (int c = 0; c < 3; c++) {
         char w[96];
         uint64_t n;
-        snprintf(w, sizeof(w), "record %zu %s", rec, CONT[c]);
+        snprintf(w, sizeof(w), "record %zu %s", rec, djcdata_containers[c]);
         at = s->pos;
-        if ((rc = rd_u64(s, &n, w, "array count")))
+        if ((rc = djcdata_rd_u64(s, &n, w, "array count")))
             goto fail;
         if (n != nsh[c]) {
-            rc = src_err(s, at, w, "%" PRIu64 " arrays but the shape header lists %" PRIu64, n, nsh[c]);
+            rc = djcdata_src_err(s, at, w, "%" PRIu64 " arrays but the shape header lists %" PRIu64, n, nsh[c]);
             goto fail;
         }
         if (n && !(*cont_arr(r, c) = calloc((size_t)n, sizeof(djct_array)))) {
@@ -559,7 +401,7 @@ static int read_record(src_t *s, djct_record *r, int mode, size_t rec)
         for (uint64_t i = 0; i < n; i++) {
             djct_array *a = &(*cont_arr(r, c))[i];
             uint64_t at_a = s->pos;
-            if ((rc = read_array(s, a, mode, CONT[c], (size_t)i, rec)))
+            if ((rc = read_array(s, a, mode, djcdata_containers[c], (size_t)i, rec)))
                 goto fail;
             (*cont_n(r, c))++;
             int same = sh[c][i][0] == a->ndim;
@@ -567,8 +409,8 @@ static int read_record(src_t *s, djct_record *r, int mode, size_t rec)
                 same = sh[c][i][1 + j] == a->shape[j];
             if (!same) {
                 char aw[200];
-                array_where(aw, sizeof(aw), CONT[c], (size_t)i, rec, a->name);
-                rc = src_err(s, at_a, aw, "shape differs from the record's shape header (byte %" PRIu64 ")",
+                array_where(aw, sizeof(aw), djcdata_containers[c], (size_t)i, rec, a->name);
+                rc = djcdata_src_err(s, at_a, aw, "shape differs from the record's shape header (byte %" PRIu64 ")",
                              at_sh[c][0]);
                 goto fail;
             }
@@ -583,8 +425,8 @@ static int read_record(src_t *s, djct_record *r, int mode, size_t rec)
                 nev = a->shape[0];
             } else if (a->shape[0] != nev) {
                 char aw[200];
-                array_where(aw, sizeof(aw), CONT[c], i, rec, a->name);
-                rc = src_err(s, s->pos, aw, "has %" PRId64 " events (shape[0]) but the record's first array has %" PRId64,
+                array_where(aw, sizeof(aw), djcdata_containers[c], i, rec, a->name);
+                rc = djcdata_src_err(s, s->pos, aw, "has %" PRId64 " events (shape[0]) but the record's first array has %" PRId64,
                              a->shape[0], nev);
                 goto fail;
             }
@@ -606,12 +448,12 @@ static int compatible(src_t *s, const djct_array *a, const djct_array *b, const 
     array_where(w, sizeof(w), cont, i, rec, a->name);
     int ra = a->n_row_splits > 0, rb = b->n_row_splits > 0;
     if (a->dtype != b->dtype || a->ndim != b->ndim || ra != rb)
-        return src_err(s, s->pos, w, "cannot be appended to record 0's: %s %dd %s vs %s %dd %s",
+        return djcdata_src_err(s, s->pos, w, "cannot be appended to record 0's: %s %dd %s vs %s %dd %s",
                        djct_dtype_name(b->dtype), b->ndim, rb ? "ragged" : "regular", djct_dtype_name(a->dtype),
                        a->ndim, ra ? "ragged" : "regular");
     for (int d = ra ? 2 : 1; d < a->ndim; d++)
         if (a->shape[d] != b->shape[d])
-            return src_err(s, s->pos, w, "inner dimension %d is %" PRId64 ", record 0 has %" PRId64, d, b->shape[d],
+            return djcdata_src_err(s, s->pos, w, "inner dimension %d is %" PRId64 ", record 0 has %" PRId64, d, b->shape[d],
                            a->shape[d]);
     return 0;
 }
@@ -620,10 +462,10 @@ static int records_compatible(src_t *s, const djct_record *first, const djct_rec
 {
     for (int c = 0; c < 3; c++) {
         if (ccont_n(first, c) != ccont_n(r, c))
-            return src_err(s, s->pos, "record", "record %zu has %zu %s arrays, record 0 has %zu", rec,
-                           ccont_n(r, c), CONT[c], ccont_n(first, c));
+            return djcdata_src_err(s, s->pos, "record", "record %zu has %zu %s arrays, record 0 has %zu", rec,
+                           ccont_n(r, c), djcdata_containers[c], ccont_n(first, c));
         for (size_t i = 0; i < ccont_n(r, c); i++) {
-            int rc = compatible(s, &ccont_arr(first, c)[i], &ccont_arr(r, c)[i], CONT[c], i, rec);
+            int rc = compatible(s, &ccont_arr(first, c)[i], &ccont_arr(r, c)[i], djcdata_containers[c], i, rec);
             if (rc)
                 return rc;
         }
@@ -698,41 +540,7 @@ static int64_t record_events(const djct_record *r)
     return 0;
 }
 
-/* ---- whole files -------------------------------------------------------------------------------- */
-
-static int src_open(src_t *s, const char *path)
-{
-    memset(s, 0, sizeof(*s));
-    s->name = path;
-    if (!(s->fp = fopen(path, "rb")))
-        return djct_error_set(DJCT_EIO, "file '%s': cannot open: %s", path, strerror(errno));
-    struct stat st;
-    if (fstat(fileno(s->fp), &st) != 0 || !S_ISREG(st.st_mode)) {
-        fclose(s->fp);
-        s->fp = NULL;
-        return djct_error_set(DJCT_EIO, "file '%s': not a regular file", path);
-    }
-    s->size = (uint64_t)st.st_size;
-    return 0; /* the 1 MB decoder state is made on the first block that needs it */
-}
-
-static int src_mem(src_t *s, const void *buf, size_t len, const char *name)
-{
-    memset(s, 0, sizeof(*s));
-    s->name = name ? name : "<memory>";
-    s->mem = buf ? buf : (const unsigned char *)"";
-    s->size = len;
-    return 0;
-}
-
-static void src_close(src_t *s)
-{
-    if (s->fp)
-        fclose(s->fp);
-    free(s->tmp);
-    djct_qlz_dstate_free(s->ds);
-    memset(s, 0, sizeof(*s));
-}
+/* ---- whole files ---- */
 
 static int is_djcsa_name(const char *p)
 {
@@ -744,12 +552,12 @@ static int is_djcsa_name(const char *p)
 static int parse_djcsa(src_t *s, djct_array *a, int mode)
 {
     int rc;
-    if ((rc = rd_version(s, NULL, "djcsa header", "file version")))
+    if ((rc = djcdata_rd_version(s, NULL, "djcsa header", "file version")))
         return rc;
     if ((rc = read_array(s, a, mode, "features", 0, 0)))
         return rc;
     if (s->pos != s->size) {
-        rc = src_err(s, s->pos, "djcsa", "%" PRIu64 " trailing bytes after the array", s->size - s->pos);
+        rc = djcdata_src_err(s, s->pos, "djcsa", "%" PRIu64 " trailing bytes after the array", s->size - s->pos);
         djct_array_clear(a);
         return rc;
     }
@@ -765,7 +573,7 @@ static int parse_djctd(src_t *s, djct_record *out, int mode, size_t *nrec, djct_
     djct_record r;
     memset(out, 0, sizeof(*out));
     if (s->size == 0)
-        return src_err(s, 0, "record 0", "file is empty");
+        return djcdata_src_err(s, 0, "record 0", "file is empty");
     int64_t *ee = NULL;
     size_t nee = 0;
     int any_ragged = 0;
@@ -846,8 +654,12 @@ static int sniff_djcsa(src_t *s)
     else if (fread(b, 1, 8, s->fp) != 8 || fseeko(s->fp, 0, SEEK_SET) != 0)
         return 0;
     uint32_t v = le32(b + 4);
-    return v == V20 || v == V21;
+    return v == DJCDATA_V20 || v == DJCDATA_V21;
 }
+
+/* a .djcsa or a .djctd: the content decides (as djct_format_detect); the name only for a file too
+ * short to tell, which then fails with the message of the format it was meant to be */
+static int is_djcsa(src_t *s, const char *path) { return s->size >= 8 ? sniff_djcsa(s) : is_djcsa_name(path); }
 
 int djct_djcdata_read_mem(djct_record *out, const void *buf, size_t len, const char *name)
 {
@@ -855,10 +667,10 @@ int djct_djcdata_read_mem(djct_record *out, const void *buf, size_t len, const c
     DJCT_CHECK_ARG(buf || !len);
     src_t s;
     size_t n;
-    int rc = src_mem(&s, buf, len, name);
+    int rc = djcdata_src_mem(&s, buf, len, name);
     if (!rc)
         rc = parse_djctd(&s, out, MODE_FULL, &n, NULL);
-    src_close(&s);
+    djcdata_src_close(&s);
     return rc;
 }
 
@@ -867,10 +679,10 @@ int djct_djcsa_read_mem(djct_array *out, const void *buf, size_t len, const char
     DJCT_CHECK_ARG(out);
     DJCT_CHECK_ARG(buf || !len);
     src_t s;
-    int rc = src_mem(&s, buf, len, name);
+    int rc = djcdata_src_mem(&s, buf, len, name);
     if (!rc)
         rc = parse_djcsa(&s, out, MODE_FULL);
-    src_close(&s);
+    djcdata_src_close(&s);
     return rc;
 }
 
@@ -879,10 +691,10 @@ int djct_djcsa_read(djct_array *out, const char *path)
     DJCT_CHECK_ARG(out);
     DJCT_CHECK_ARG(path);
     src_t s;
-    int rc = src_open(&s, path);
+    int rc = djcdata_src_open(&s, path);
     if (!rc)
         rc = parse_djcsa(&s, out, MODE_FULL);
-    src_close(&s);
+    djcdata_src_close(&s);
     return rc;
 }
 
@@ -892,9 +704,9 @@ int djct_djcdata_read(djct_record *out, const char *path)
     DJCT_CHECK_ARG(path);
     src_t s;
     size_t n;
-    int rc = src_open(&s, path);
+    int rc = djcdata_src_open(&s, path);
     if (!rc) {
-        if (is_djcsa_name(path) || sniff_djcsa(&s)) {
+        if (is_djcsa(&s, path)) {
             djct_array a;
             if (!(rc = parse_djcsa(&s, &a, MODE_FULL)))
                 rc = record_of_array(out, &a);
@@ -902,7 +714,7 @@ int djct_djcdata_read(djct_record *out, const char *path)
             rc = parse_djctd(&s, out, MODE_FULL, &n, NULL);
         }
     }
-    src_close(&s);
+    djcdata_src_close(&s);
     return rc;
 }
 
@@ -949,15 +761,15 @@ int djct_djcdata_read_meta(djct_file_meta *out, const char *path)
     DJCT_CHECK_ARG(path);
     memset(out, 0, sizeof(*out));
     src_t s;
-    int rc = src_open(&s, path);
+    int rc = djcdata_src_open(&s, path);
     if (!rc) {
-        int sa = is_djcsa_name(path) || sniff_djcsa(&s);
+        int sa = is_djcsa(&s, path);
         if (!(out->path = strdup(path)))
             rc = djct_error_oom();
         else
             rc = read_meta_int(out, &s, sa);
     }
-    src_close(&s);
+    djcdata_src_close(&s);
     if (rc)
         djct_file_meta_clear(out);
     return rc;
@@ -973,12 +785,12 @@ int djct_djcdata_read_meta_mem(djct_file_meta *out, const void *buf, size_t len,
     int djcsa = format == DJCT_FORMAT_DJCSA;
     memset(out, 0, sizeof(*out));
     src_t s;
-    int rc = src_mem(&s, buf, len, name);
+    int rc = djcdata_src_mem(&s, buf, len, name);
     if (!rc && !(out->path = strdup(s.name)))
         rc = djct_error_oom();
     if (!rc)
         rc = read_meta_int(out, &s, djcsa);
-    src_close(&s);
+    djcdata_src_close(&s);
     if (rc)
         djct_file_meta_clear(out);
     return rc;
@@ -989,9 +801,9 @@ int djct_djcdata_count_records(size_t *n_records, const char *path)
     DJCT_CHECK_ARG(n_records);
     DJCT_CHECK_ARG(path);
     src_t s;
-    int rc = src_open(&s, path);
+    int rc = djcdata_src_open(&s, path);
     if (!rc) {
-        if (is_djcsa_name(path) || sniff_djcsa(&s)) {
+        if (is_djcsa(&s, path)) {
             *n_records = 1;
         } else {
             size_t rec = 0;
@@ -1002,11 +814,11 @@ int djct_djcdata_count_records(size_t *n_records, const char *path)
                 djct_record_clear(&r);
             }
             if (!rc && rec == 0)
-                rc = src_err(&s, 0, "record 0", "file is empty");
+                rc = djcdata_src_err(&s, 0, "record 0", "file is empty");
             *n_records = rec;
         }
     }
-    src_close(&s);
+    djcdata_src_close(&s);
     return rc;
 }
 
@@ -1016,9 +828,9 @@ int djct_djcdata_read_record(djct_record *out, const char *path, size_t index)
     DJCT_CHECK_ARG(path);
     memset(out, 0, sizeof(*out));
     src_t s;
-    int rc = src_open(&s, path);
+    int rc = djcdata_src_open(&s, path);
     if (!rc) {
-        if (is_djcsa_name(path) || sniff_djcsa(&s)) {
+        if (is_djcsa(&s, path)) {
             djct_array a;
             if (index != 0)
                 rc = djct_error_set(DJCT_EINVAL, "file '%s': record %zu requested, a .djcsa has only record 0",
@@ -1042,323 +854,35 @@ int djct_djcdata_read_record(djct_record *out, const char *path, size_t index)
                 rc = read_record(&s, out, MODE_FULL, index);
         }
     }
-    src_close(&s);
+    djcdata_src_close(&s);
+    return rc;
+}
+
+int djcdata_check_appendable(const char *path, const void *buf, size_t len)
+{
+    src_t s;
+    djct_record first;
+    int rc;
+    if (!(rc = djcdata_src_open(&s, path))) {
+        if (!(rc = read_record(&s, &first, MODE_SKIP, 0))) {
+            djct_record mine;
+            src_t m;
+            if (!(rc = djcdata_src_mem(&m, buf, len, path))) {
+                if (!(rc = read_record(&m, &mine, MODE_SKIP, 1)))
+                    rc = records_compatible(&m, &first, &mine, 1);
+                djct_record_clear(&mine);
+            }
+            djcdata_src_close(&m);
+            djct_record_clear(&first);
+        }
+    }
+    djcdata_src_close(&s);
     return rc;
 }
 
 djct_format djct_djcdata_format_of(const char *path)
 {
-    if (!path)
-        return DJCT_FORMAT_UNKNOWN;
-    size_t n = strlen(path);
-    if (n >= 6 && !strcmp(path + n - 6, ".djctd"))
-        return DJCT_FORMAT_DJCTD;
-    if (n >= 6 && !strcmp(path + n - 6, ".djcsa"))
-        return DJCT_FORMAT_DJCSA;
-    if ((n >= 3 && !strcmp(path + n - 3, ".h5")) || (n >= 5 && !strcmp(path + n - 5, ".hdf5")))
-        return DJCT_FORMAT_H5;
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return DJCT_FORMAT_UNKNOWN;
-    unsigned char b[8];
-    size_t got = fread(b, 1, 8, f);
-    fclose(f);
-    if (got == 8 && !memcmp(b, "\x89HDF\r\n\x1a\n", 8))
-        return DJCT_FORMAT_H5;
-    if (got < 8)
-        return DJCT_FORMAT_UNKNOWN;
-    uint32_t v0 = le32(b), v1 = le32(b + 4);
-    if (v0 != V20 && v0 != V21)
-        return DJCT_FORMAT_UNKNOWN;
-    return (v1 == V20 || v1 == V21) ? DJCT_FORMAT_DJCSA : DJCT_FORMAT_DJCTD;
+    djct_format f = DJCT_FORMAT_UNKNOWN;
+    return path && djct_format_detect(&f, path) == 0 ? f : DJCT_FORMAT_UNKNOWN;
 }
 
-/* ---- writer ------------------------------------------------------------------------------------- */
-
-typedef struct {
-    unsigned char *p;
-    size_t n, cap;
-    int oom;
-} wbuf;
-
-static unsigned char *wb_grow(wbuf *b, size_t add)
-{
-    if (b->oom)
-        return NULL;
-    if (b->cap - b->n < add) {
-        size_t nc = b->cap ? b->cap : 256;
-        while (nc - b->n < add)
-            nc *= 2;
-        unsigned char *q = realloc(b->p, nc);
-        if (!q) {
-            b->oom = 1;
-            return NULL;
-        }
-        b->p = q;
-        b->cap = nc;
-    }
-    return b->p + b->n;
-}
-static void wb_put(wbuf *b, const void *d, size_t n)
-{
-    unsigned char *q = wb_grow(b, n);
-    if (q) {
-        if (n)
-            memcpy(q, d, n);
-        b->n += n;
-    }
-}
-static void wb_u8(wbuf *b, unsigned v)
-{
-    unsigned char c = (unsigned char)v;
-    wb_put(b, &c, 1);
-}
-static void wb_u32(wbuf *b, uint32_t v)
-{
-    unsigned char c[4] = {(unsigned char)v, (unsigned char)(v >> 8), (unsigned char)(v >> 16),
-                          (unsigned char)(v >> 24)};
-    wb_put(b, c, 4);
-}
-static void wb_u64(wbuf *b, uint64_t v)
-{
-    wb_u32(b, (uint32_t)v);
-    wb_u32(b, (uint32_t)(v >> 32));
-}
-static void wb_str(wbuf *b, const char *s)
-{
-    size_t n = s ? strlen(s) : 0;
-    wb_u64(b, n);
-    wb_put(b, s, n);
-}
-
-/* chunk payload limit: the reference's, overridable by tests to force multi-chunk blocks */
-size_t djct_djcdata_chunk_limit = (size_t)0xFFFFFFFFu - 400u;
-
-static int write_qblock(wbuf *b, const void *data, size_t n, int compress)
-{
-    size_t lim = djct_djcdata_chunk_limit ? djct_djcdata_chunk_limit : 1;
-    if (lim > DJCT_QLZ_MAX_CHUNK)
-        lim = DJCT_QLZ_MAX_CHUNK;
-    size_t nch = n ? (n + lim - 1) / lim : 0;
-    if (nch > 255)
-        return djct_error_set(DJCT_EINVAL, "payload of %zu bytes needs %zu chunks, a qblock holds at most 255", n, nch);
-    wb_u32(b, V21);
-    wb_u8(b, (unsigned)nch);
-    size_t at_sizes = b->n;
-    for (size_t i = 0; i < nch; i++)
-        wb_u64(b, 0); /* patched below */
-    wb_u64(b, n);
-    djct_qlz_cstate *cs = NULL;
-    int rc = 0;
-    if (compress && nch && (rc = djct_qlz_cstate_create(&cs)))
-        return rc;
-    const unsigned char *d = data;
-    for (size_t i = 0; i < nch; i++) {
-        size_t len = n - i * lim < lim ? n - i * lim : lim, clen = 0;
-        unsigned char *q = wb_grow(b, DJCT_QLZ_BOUND(len));
-        if (!q) {
-            rc = djct_error_oom();
-            break;
-        }
-        if (compress)
-            rc = djct_qlz_compress(cs, d + i * lim, len, q, DJCT_QLZ_BOUND(len), &clen);
-        else
-            rc = djct_qlz_store(d + i * lim, len, q, DJCT_QLZ_BOUND(len), len < 216, &clen);
-        if (rc)
-            break;
-        b->n += clen;
-        for (int k = 0; k < 8; k++)
-            b->p[at_sizes + 8 * i + (size_t)k] = (unsigned char)((uint64_t)clen >> (8 * k));
-    }
-    djct_qlz_cstate_free(cs);
-    return rc;
-}
-
-static int check_writable(const djct_array *a, const char *cont, size_t i)
-{
-    int rc = djct_array_validate(a);
-    if (rc)
-        return djct_error_prefix("%s[%zu]", cont, i);
-    if (a->dtype != DJCT_DTYPE_FLOAT32 && a->dtype != DJCT_DTYPE_INT32)
-        return djct_error_set(DJCT_EINVAL, "%s[%zu] '%s': dtype %s cannot be stored in djcdata (float32 or int32 only)",
-                              cont, i, a->name ? a->name : "", djct_dtype_name(a->dtype));
-    for (int d = 0; d < a->ndim; d++)
-        if (a->shape[d] > INT32_MAX || a->shape[d] < -INT32_MAX)
-            return djct_error_set(DJCT_EINVAL, "%s[%zu] '%s': shape[%d] = %" PRId64 " does not fit djcdata's int32",
-                                  cont, i, a->name ? a->name : "", d, a->shape[d]);
-    return 0;
-}
-
-static int write_array(wbuf *b, const djct_array *a, int compress)
-{
-    wb_u32(b, V21);
-    wb_u32(b, a->dtype == DJCT_DTYPE_INT32 ? 1 : 0);
-    wb_str(b, a->name);
-    wb_u64(b, a->n_feature_names);
-    for (size_t i = 0; i < a->n_feature_names; i++)
-        wb_str(b, a->feature_names[i]);
-    wb_u64(b, a->n_values);
-    wb_u64(b, (uint64_t)a->ndim);
-    for (int d = 0; d < a->ndim; d++)
-        wb_u32(b, (uint32_t)(int32_t)a->shape[d]);
-    int ragged = djct_array_is_ragged(a);
-    wb_u64(b, ragged ? a->n_row_splits : 0);
-    int rc;
-#if __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
-#error "djcdata writer: add byte swapping for big-endian hosts"
-#endif
-    if (ragged && (rc = write_qblock(b, a->row_splits, a->n_row_splits * 8, compress)))
-        return rc;
-    if ((rc = write_qblock(b, a->values, a->n_values * 4, compress)))
-        return rc;
-    return b->oom ? djct_error_oom() : 0;
-}
-
-static int encode_record(wbuf *b, const djct_record *rec, int compress)
-{
-    int rc;
-    for (int c = 0; c < 3; c++)
-        for (size_t i = 0; i < ccont_n(rec, c); i++)
-            if ((rc = check_writable(&ccont_arr(rec, c)[i], CONT[c], i)))
-                return rc;
-    wb_u32(b, V21);
-    for (int c = 0; c < 3; c++) {
-        wb_u64(b, ccont_n(rec, c));
-        for (size_t i = 0; i < ccont_n(rec, c); i++) {
-            const djct_array *a = &ccont_arr(rec, c)[i];
-            wb_u64(b, (uint64_t)a->ndim);
-            for (int d = 0; d < a->ndim; d++)
-                wb_u32(b, (uint32_t)(int32_t)a->shape[d]);
-        }
-    }
-    for (int c = 0; c < 3; c++) {
-        wb_u64(b, ccont_n(rec, c));
-        for (size_t i = 0; i < ccont_n(rec, c); i++)
-            if ((rc = write_array(b, &ccont_arr(rec, c)[i], compress)))
-                return rc;
-    }
-    return b->oom ? djct_error_oom() : 0;
-}
-
-int djct_djcdata_write_mem(void **buf, size_t *len, const djct_record *rec, const djct_djcdata_write_options *opts)
-{
-    DJCT_CHECK_ARG(buf);
-    DJCT_CHECK_ARG(len);
-    DJCT_CHECK_ARG(rec);
-    DJCT_CHECK_VERSION(opts, DJCT_DJCDATA_WRITE_OPTIONS_VERSION, "djct_djcdata_write_options");
-    wbuf b = {0};
-    int rc = encode_record(&b, rec, opts ? opts->compress : 1);
-    if (rc) {
-        free(b.p);
-        return rc;
-    }
-    *buf = b.p;
-    *len = b.n;
-    return 0;
-}
-
-int djct_djcsa_write_mem(void **buf, size_t *len, const djct_array *a, const djct_djcdata_write_options *opts)
-{
-    DJCT_CHECK_ARG(buf);
-    DJCT_CHECK_ARG(len);
-    DJCT_CHECK_ARG(a);
-    DJCT_CHECK_VERSION(opts, DJCT_DJCDATA_WRITE_OPTIONS_VERSION, "djct_djcdata_write_options");
-    int rc = check_writable(a, "array", 0);
-    if (rc)
-        return rc;
-    wbuf b = {0};
-    wb_u32(&b, V21);
-    if ((rc = write_array(&b, a, opts ? opts->compress : 1))) {
-        free(b.p);
-        return rc;
-    }
-    *buf = b.p;
-    *len = b.n;
-    return 0;
-}
-
-/* write bytes to path via a temporary file in the same directory, renamed into place */
-static int write_file(const char *path, const void *p, size_t n)
-{
-    size_t pl = strlen(path);
-    char *tmp = malloc(pl + 32);
-    if (!tmp)
-        return djct_error_oom();
-    snprintf(tmp, pl + 32, "%s.tmp%ld", path, (long)getpid());
-    FILE *f = fopen(tmp, "wb");
-    if (!f) {
-        int e = errno;
-        free(tmp);
-        return djct_error_set(DJCT_EIO, "file '%s': cannot create: %s", path, strerror(e));
-    }
-    int ok = fwrite(p, 1, n, f) == n;
-    ok = (fclose(f) == 0) && ok;
-    if (!ok || rename(tmp, path) != 0) {
-        int e = errno;
-        remove(tmp);
-        free(tmp);
-        return djct_error_set(DJCT_EIO, "file '%s': write failed: %s", path, strerror(e));
-    }
-    free(tmp);
-    return 0;
-}
-
-int djct_djcdata_write(const char *path, const djct_record *rec, const djct_djcdata_write_options *opts)
-{
-    DJCT_CHECK_ARG(path);
-    DJCT_CHECK_ARG(rec);
-    DJCT_CHECK_VERSION(opts, DJCT_DJCDATA_WRITE_OPTIONS_VERSION, "djct_djcdata_write_options");
-    void *buf;
-    size_t len;
-    int rc = djct_djcdata_write_mem(&buf, &len, rec, opts);
-    if (rc)
-        return djct_error_prefix("file '%s'", path);
-    struct stat st;
-    if (opts && opts->append && stat(path, &st) == 0 && st.st_size > 0) {
-        /* the new record must be appendable to the file's first record */
-        src_t s;
-        djct_record first;
-        if (!(rc = src_open(&s, path))) {
-            if (!(rc = read_record(&s, &first, MODE_SKIP, 0))) {
-                djct_record mine;
-                src_t m;
-                if (!(rc = src_mem(&m, buf, len, path))) {
-                    if (!(rc = read_record(&m, &mine, MODE_SKIP, 1)))
-                        rc = records_compatible(&m, &first, &mine, 1);
-                    djct_record_clear(&mine);
-                }
-                src_close(&m);
-                djct_record_clear(&first);
-            }
-        }
-        src_close(&s);
-        if (!rc) {
-            FILE *f = fopen(path, "ab");
-            if (!f) {
-                rc = djct_error_set(DJCT_EIO, "file '%s': cannot open for append: %s", path, strerror(errno));
-            } else {
-                int ok = fwrite(buf, 1, len, f) == len;
-                if (fclose(f) != 0 || !ok)
-                    rc = djct_error_set(DJCT_EIO, "file '%s': append failed: %s", path, strerror(errno));
-            }
-        }
-    } else {
-        rc = write_file(path, buf, len);
-    }
-    free(buf);
-    return rc;
-}
-
-int djct_djcsa_write(const char *path, const djct_array *a, const djct_djcdata_write_options *opts)
-{
-    DJCT_CHECK_ARG(path);
-    DJCT_CHECK_ARG(a);
-    void *buf;
-    size_t len;
-    int rc = djct_djcsa_write_mem(&buf, &len, a, opts);
-    if (rc)
-        return djct_error_prefix("file '%s'", path);
-    rc = write_file(path, buf, len);
-    free(buf);
-    return rc;
-}

@@ -7,6 +7,7 @@
 #include "djct/djcdata.h"
 #include "djct/error.h"
 #include "djct_int.h"
+#include "util_int.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -635,26 +636,11 @@ int djct_djcdc_read(char ***paths, size_t *n, int64_t *batch_size, int *squared,
     DJCT_CHECK_ARG(paths);
     DJCT_CHECK_ARG(n);
     DJCT_CHECK_ARG(path);
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return djct_error_set(DJCT_EIO, "file '%s': cannot open: %s", path, strerror(errno));
-    struct stat st;
-    if (fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode) || st.st_size > (1 << 30)) {
-        fclose(f);
-        return djct_error_set(DJCT_EIO, "file '%s': not a regular file of at most 1 GiB", path);
-    }
-    size_t len = (size_t)st.st_size;
-    unsigned char *buf = malloc(len ? len : 1);
-    if (!buf) {
-        fclose(f);
-        return djct_error_oom();
-    }
-    if (fread(buf, 1, len, f) != len) {
-        fclose(f);
-        free(buf);
-        return djct_error_set(DJCT_EIO, "file '%s': read error", path);
-    }
-    fclose(f);
+    void *data = NULL;
+    size_t len = 0;
+    if (djct_read_whole(&data, &len, path, (size_t)1 << 30, 0) < 0)
+        return djct_error_prefix("DataCollection");
+    unsigned char *buf = data;
     /* dataDir = dirname(abspath(djcdc)) */
     char *dir = NULL;
     const char *slash = strrchr(path, '/');

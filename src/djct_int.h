@@ -26,8 +26,7 @@
 /* Hot loops over whole gradient/parameter slabs: cloned for AVX-512, AVX2 and baseline x86-64,
  * the loader picking the best the CPU has (gcc; not under ASan, whose ifunc resolution runs too
  * early). DJCT_VECTORIZE also asks for -O3, whose vectoriser handles loops with epilogues that
- * gcc 12's -O2 leaves scalar: the non-finite check over 1 MiB took 51 us as built at -O2 with
- * SSE2 and 10 us cloned (docs/performance.md, session 5). */
+ * gcc 12's -O2 leaves scalar. */
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && !defined(__SANITIZE_ADDRESS__)
 #define DJCT_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
 #define DJCT_VECTORIZE __attribute__((optimize("O3"), target_clones("avx512f", "avx2", "default")))

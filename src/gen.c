@@ -1,11 +1,12 @@
 /* Synthetic toy particle showers (see include/djct/gen.h). */
 #include "djct/gen.h"
 #include "djct/array.h"
-#include "djct/checkpoint.h"
+#include "djct/fileutil.h"
 #include "djct/djcdata.h"
 #include "djct/error.h"
 #include "djct/h5.h"
 #include "djct_int.h"
+#include "util_int.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -16,20 +17,13 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-static uint64_t mix(uint64_t *s)
-{
-    uint64_t z = (*s += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-}
-static double unif(uint64_t *s) { return ((double)(mix(s) >> 11) + 0.5) / 9007199254740992.0; }
+static double unif(uint64_t *s) { return ((double)(djct_splitmix64(s) >> 11) + 0.5) / 9007199254740992.0; }
 static double gauss(uint64_t *s) { return sqrt(-2 * log(unif(s))) * cos(6.283185307179586 * unif(s)); }
 
 static uint64_t event_seed(uint64_t seed, int64_t g)
 {
     uint64_t s = seed * 0x9E3779B97F4A7C15ull ^ (uint64_t)g * 0xC2B2AE3D27D4EB4Full;
-    mix(&s);
+    djct_splitmix64(&s);
     return s;
 }
 
@@ -67,7 +61,7 @@ static int write_part(const char *path, const djct_gen_options *o, int64_t g0, i
     for (int64_t e = 0; e < E; e++) {
         uint64_t s = event_seed(o->seed, g0 + e);
         gauss(&s); /* the draw n_points() used */
-        int cls = (int)(mix(&s) % 3);
+        int cls = (int)(djct_splitmix64(&s) % 3);
         double spread = cls == 0 ? 0.3 : cls == 1 ? 1.0 : 2.5;
         double cx = gauss(&s), cy = gauss(&s), depth = 1 + unif(&s) * 4;
         double total = 0;

@@ -1,9 +1,10 @@
 /* The run journal: atomic whole-file writes, the append-only history.jsonl and its line reader.
  * Only rank 0 (and djct_sync) ever calls into this file. */
 #include "journal_int.h"
-#include "djct/checkpoint.h"
+#include "djct/fileutil.h"
 #include "djct/error.h"
 #include "djct_int.h"
+#include "util_int.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -25,79 +26,19 @@ int jr_mkdirs(const char *path)
     return 0;
 }
 
-static void fsync_dir(const char *dir)
-{
-    int fd = open(dir, O_RDONLY | O_DIRECTORY);
-    if (fd >= 0) {
-        fsync(fd);
-        close(fd);
-    }
-}
-
 int jr_write_atomic(const char *dir, const char *name, const char *text, int do_fsync)
 {
-    char tmp[4096], dst[4096];
-    snprintf(tmp, sizeof(tmp), "%s/.%s.tmp", dir, name);
+    char dst[4096];
     snprintf(dst, sizeof(dst), "%s/%s", dir, name);
-    FILE *f = fopen(tmp, "w");
-    if (!f)
-        return djct_error_set(DJCT_EIO, "cannot write '%s': %s", tmp, strerror(errno));
-    size_t len = strlen(text);
-    int bad = fwrite(text, 1, len, f) != len || fflush(f) != 0 || (do_fsync && fsync(fileno(f)) != 0);
-    int err = errno;
-    if (fclose(f) != 0)
-        bad = 1;
-    if (bad || rename(tmp, dst) != 0) {
-        unlink(tmp);
-        return djct_error_set(DJCT_EIO, "cannot write '%s': %s; is the disk full?", dst, strerror(err ? err : errno));
-    }
-    if (do_fsync)
-        fsync_dir(dir);
-    return 0;
+    return djct_write_atomic(dst, text, strlen(text), do_fsync);
 }
 
 int jr_read_file(const char *path, char **out, size_t *len)
 {
-    *out = NULL;
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        if (errno == ENOENT)
-            return 1;
-        return djct_error_set(DJCT_EIO, "cannot read '%s': %s", path, strerror(errno));
-    }
-    size_t cap = 4096, n = 0;
-    char *buf = malloc(cap);
-    if (!buf) {
-        fclose(f);
-        return djct_error_oom();
-    }
-    for (;;) {
-        if (n + 1 >= cap) {
-            char *nb = realloc(buf, cap * 2);
-            if (!nb) {
-                free(buf);
-                fclose(f);
-                return djct_error_oom();
-            }
-            buf = nb;
-            cap *= 2;
-        }
-        size_t got = fread(buf + n, 1, cap - n - 1, f);
-        n += got;
-        if (got == 0)
-            break;
-    }
-    int bad = ferror(f);
-    fclose(f);
-    if (bad) {
-        free(buf);
-        return djct_error_set(DJCT_EIO, "cannot read '%s'", path);
-    }
-    buf[n] = '\0';
-    *out = buf;
-    if (len)
-        *len = n;
-    return 0;
+    void *data = NULL;
+    int rc = djct_read_whole(&data, len, path, 0, 1);
+    *out = data;
+    return rc;
 }
 
 int jr_read_json(const char *dir, const char *name, cJSON **out)

@@ -21,7 +21,7 @@
 /* mkdir -p; 0 or DJCT_EIO */
 int jr_mkdirs(const char *path);
 
-/* Write `text` to dir/name via dir/.name.tmp + fsync + rename. 0 or DJCT_EIO. */
+/* Write `text` to dir/name atomically (djct_write_atomic; fsync'ed with do_fsync). 0 or DJCT_EIO. */
 int jr_write_atomic(const char *dir, const char *name, const char *text, int do_fsync);
 
 /* Read a whole file (NUL-terminated, *len may be NULL). 0, 1 when it does not exist, or DJCT_EIO. */

@@ -8,15 +8,13 @@
 #include "djct/error.h"
 #include "djct/log.h"
 #include "djct/signals.h"
-#include "comm_int.h"
 #include "djct_int.h"
+#include "util_int.h"
 
 #include <cjson/cJSON.h>
 #include <inttypes.h>
 #include <limits.h>
-#include <malloc.h>
 #include <math.h>
-#include <mpi.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -47,8 +45,8 @@ struct djct_trainer {
     djct_loader *train, *val;
     djct_trainer_options o;
     char *run_dir;
-    MPI_Comm mpi;
     int rank, size;
+    djct_comm_request *ag_req; /* the step's agreement, in flight during backward */
 
     djct_comm_plan *plan;
     djct_comm_buffer *bufs;
@@ -70,13 +68,6 @@ struct djct_trainer {
     double sum_events, sum_elements, sum_time; /* this epoch, for throughput */
     double last_val_loss;
 };
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 static int push(series *s, double x)
 {
@@ -112,16 +103,6 @@ static double median(series *s)
     return m;
 }
 
-static int mpi_err(int rc, const char *what)
-{
-    if (rc == MPI_SUCCESS)
-        return 0;
-    char msg[MPI_MAX_ERROR_STRING];
-    int len = 0;
-    MPI_Error_string(rc, msg, &len);
-    return djct_error_set(DJCT_EMPI, "trainer: %s failed: %s", what, msg);
-}
-
 /* the gradient-ready hook: runs inside backward on the calling thread */
 static void on_grad_ready(void *user, size_t index)
 {
@@ -140,6 +121,7 @@ void djct_trainer_free(djct_trainer *t)
     if (t->model)
         djct_model_set_grad_ready_hook(t->model, NULL, NULL);
     djct_comm_plan_free(t->plan);
+    djct_comm_request_free(t->ag_req);
     free(t->bufs);
     free(t->targets);
     free(t->run_dir);
@@ -182,9 +164,10 @@ int djct_trainer_create(djct_trainer **out, djct_model *model, djct_optimizer *o
     t->train = train;
     t->val = val;
     t->o = o;
-    t->mpi = djct_comm_mpi(comm);
     t->rank = djct_comm_rank(comm);
     t->size = djct_comm_size(comm);
+    if ((rc = djct_comm_request_create(&t->ag_req, comm)))
+        goto fail;
     if (o.run_dir && !(t->run_dir = strdup(o.run_dir))) {
         rc = djct_error_oom();
         goto fail;
@@ -225,7 +208,7 @@ int djct_trainer_create(djct_trainer **out, djct_model *model, djct_optimizer *o
         goto fail;
     if (o.overlap && o.average && (rc = djct_model_set_grad_ready_hook(model, on_grad_ready, t)))
         goto fail;
-    t->last_ckpt_time = now_s();
+    t->last_ckpt_time = djct_now_s();
     t->stop_reason = DJCT_STOP_DONE;
     t->last_val_loss = NAN;
     *out = t;
@@ -268,14 +251,14 @@ static int log_metric(void *user, const char *name, double value)
 /* one training step; *agreed receives the summed agreement vector */
 static int train_step(djct_trainer *t, djct_step_report *r, double ag[AG_N])
 {
-    double t0 = now_s();
+    double t0 = djct_now_s();
     const djct_record *batch = NULL;
     djct_batch_info info = {0, 0};
     double wait0 = t->train->wait_seconds ? t->train->wait_seconds(t->train->self) : 0;
     int rc = t->train->next(t->train->self, &batch, &info);
     if (rc)
         return djct_error_prefix("trainer: epoch %" PRId64 " step %" PRId64 ": data", t->epoch, t->step);
-    double t1 = now_s();
+    double t1 = djct_now_s();
     double t_data = t->train->wait_seconds ? t->train->wait_seconds(t->train->self) - wait0 : t1 - t0;
 
     const djct_array *targets = NULL;
@@ -314,12 +297,14 @@ static int train_step(djct_trainer *t, djct_step_report *r, double ag[AG_N])
     local[AG_PREEMPT] = djct_signals_pending() == DJCT_SIGNAL_PREEMPT;
     local[AG_STOP] = djct_signals_pending() == DJCT_SIGNAL_STOP || t->callback_stop;
     local[AG_CKPT_DUE] = t->rank == 0 && t->run_dir && t->o.checkpoint_every_minutes > 0 &&
-                         now_s() - t->last_ckpt_time >= 60.0 * t->o.checkpoint_every_minutes;
-    MPI_Request ag_req = MPI_REQUEST_NULL;
-    if (t->o.average &&
-        (rc = mpi_err(MPI_Iallreduce(local, ag, AG_N, MPI_DOUBLE, MPI_SUM, t->mpi, &ag_req),
-                      "step agreement (MPI_Iallreduce)")))
-        goto out;
+                         djct_now_s() - t->last_ckpt_time >= 60.0 * t->o.checkpoint_every_minutes;
+    char what[80]; /* names the collective in the watchdog's message */
+    snprintf(what, sizeof(what), "epoch %" PRId64 " step %" PRId64 "'s agreement", t->epoch, t->step);
+    if (t->o.average) {
+        memcpy(ag, local, sizeof(local));
+        if ((rc = djct_comm_allreduce_start(t->ag_req, ag, AG_N, DJCT_DTYPE_FLOAT64, DJCT_COMM_REDUCE_SUM, what)))
+            goto out;
+    }
 
     if (overlap) {
         t->hook_error = 0;
@@ -335,7 +320,7 @@ static int train_step(djct_trainer *t, djct_step_report *r, double ag[AG_N])
         }
         goto wait_ag;
     }
-    double c0 = now_s();
+    double c0 = djct_now_s();
     if (t->o.average) {
         if (overlap) {
             rc = t->hook_error ? t->hook_error : djct_comm_plan_finish(t->plan);
@@ -343,7 +328,7 @@ static int train_step(djct_trainer *t, djct_step_report *r, double ag[AG_N])
         } else {
             rc = djct_comm_plan_reduce(t->plan, op, weight);
         }
-        int wrc = mpi_err(MPI_Wait(&ag_req, MPI_STATUS_IGNORE), "step agreement (MPI_Wait)");
+        int wrc = djct_comm_wait(t->ag_req);
         rc = rc ? rc : wrc;
         if (!rc && !djct_all_finite(t->grads, t->ngrads))
             ag[AG_NONFINITE] += 1; /* the same averaged gradients on every rank: the same decision */
@@ -351,9 +336,10 @@ static int train_step(djct_trainer *t, djct_step_report *r, double ag[AG_N])
         local[AG_NONFINITE] = !empty && (!isfinite(loss) || !djct_all_finite(t->grads, t->ngrads));
         if (local[AG_NONFINITE])
             local[AG_LOSS_W] = 0;
-        rc = mpi_err(MPI_Allreduce(local, ag, AG_N, MPI_DOUBLE, MPI_SUM, t->mpi), "step agreement (MPI_Allreduce)");
+        memcpy(ag, local, sizeof(local));
+        rc = djct_comm_allreduce(t->comm, ag, AG_N, DJCT_DTYPE_FLOAT64, DJCT_COMM_REDUCE_SUM, what);
     }
-    t_comm += now_s() - c0;
+    t_comm += djct_now_s() - c0;
     if (rc)
         goto out;
     djct_model_collect_metrics(t->model, log_metric, NULL);
@@ -367,7 +353,7 @@ static int train_step(djct_trainer *t, djct_step_report *r, double ag[AG_N])
     } else {
         t->skipped++;
     }
-    double t_step = now_s() - t0;
+    double t_step = djct_now_s() - t0;
     r->epoch = t->epoch;
     r->step = t->step;
     r->global_step = t->global_step;
@@ -385,8 +371,13 @@ static int train_step(djct_trainer *t, djct_step_report *r, double ag[AG_N])
     r->events_per_s = t_step > 0 ? (double)r->events / t_step : 0;
     r->elements_per_s = t_step > 0 ? (double)r->elements / t_step : 0;
 wait_ag:
-    if (ag_req != MPI_REQUEST_NULL) /* complete the started vote so collectives stay matched */
-        MPI_Wait(&ag_req, MPI_STATUS_IGNORE);
+    if (rc) { /* complete the started vote so collectives stay matched; report the first error */
+        int code = djct_last_error_code();
+        char keep[1024];
+        snprintf(keep, sizeof(keep), "%s", djct_last_error());
+        if (djct_comm_wait(t->ag_req) < 0)
+            djct_error_set(code, "%s", keep);
+    }
 out:
     t->train->release(t->train->self, batch);
     if (rc)
@@ -446,13 +437,15 @@ int djct_trainer_save_checkpoint(djct_trainer *t)
     }
     /* everyone learns whether rank 0 succeeded */
     int ok = rc == 0;
-    int mrc = mpi_err(MPI_Bcast(&ok, 1, MPI_INT, 0, t->mpi), "checkpoint result broadcast");
+    char what[80];
+    snprintf(what, sizeof(what), "step %" PRId64 "'s checkpoint result", t->global_step);
+    int mrc = djct_comm_bcast(t->comm, &ok, sizeof(ok), 0, what);
     if (mrc)
         return mrc;
     if (!ok && t->rank != 0)
         rc0 = djct_error_set(DJCT_EIO, "trainer: rank 0 failed to write the checkpoint of step %" PRId64,
                              t->global_step);
-    t->last_ckpt_time = now_s();
+    t->last_ckpt_time = djct_now_s();
     return rc ? rc : rc0;
 }
 
@@ -475,7 +468,7 @@ int djct_trainer_resume(djct_trainer *t, int *resumed, int64_t *step)
             snprintf(path, sizeof(path), "%s", dir);
         free(dir);
     }
-    int rc = mpi_err(MPI_Bcast(path, sizeof(path), MPI_CHAR, 0, t->mpi), "resume path broadcast");
+    int rc = djct_comm_bcast(t->comm, path, sizeof(path), 0, "the resume checkpoint's path");
     if (rc)
         return rc;
     if (!path[0])
@@ -532,8 +525,8 @@ int djct_trainer_resume(djct_trainer *t, int *resumed, int64_t *step)
         ok = 0;
         snprintf(err, sizeof(err), "%s", djct_last_error());
     }
-    int all_ok = 0;
-    int mrc = mpi_err(MPI_Allreduce(&ok, &all_ok, 1, MPI_INT, MPI_MIN, t->mpi), "resume agreement");
+    int all_ok = ok;
+    int mrc = djct_comm_allreduce(t->comm, &all_ok, 1, DJCT_DTYPE_INT32, DJCT_COMM_REDUCE_MIN, "the resume agreement");
     if (mrc)
         return mrc;
     if (!all_ok)
@@ -554,9 +547,11 @@ int djct_trainer_train_epoch(djct_trainer *t)
     if (rc)
         return djct_error_prefix("trainer: epoch %" PRId64 ": data", t->epoch);
     /* every rank must run the same number of steps */
-    int64_t mn = 0, mx = 0;
-    if ((rc = mpi_err(MPI_Allreduce(&nsteps, &mn, 1, MPI_INT64_T, MPI_MIN, t->mpi), "step count check")) ||
-        (rc = mpi_err(MPI_Allreduce(&nsteps, &mx, 1, MPI_INT64_T, MPI_MAX, t->mpi), "step count check")))
+    int64_t mn = nsteps, mx = nsteps;
+    char what[80];
+    snprintf(what, sizeof(what), "epoch %" PRId64 "'s step count check", t->epoch);
+    if ((rc = djct_comm_allreduce(t->comm, &mn, 1, DJCT_DTYPE_INT64, DJCT_COMM_REDUCE_MIN, what)) ||
+        (rc = djct_comm_allreduce(t->comm, &mx, 1, DJCT_DTYPE_INT64, DJCT_COMM_REDUCE_MAX, what)))
         return rc;
     if (mn != mx)
         return djct_error_set(DJCT_EINVAL,
@@ -640,7 +635,7 @@ int djct_trainer_val_epoch(djct_trainer *t, double *loss_out)
     for (int64_t s = 0; s < nsteps && rc == 0; s++) {
         const djct_record *b = NULL;
         djct_batch_info info = {0, 0};
-        double t0 = now_s();
+        double t0 = djct_now_s();
         if ((rc = t->val->next(t->val->self, &b, &info)))
             break;
         const djct_array *targets = NULL;
@@ -671,15 +666,19 @@ int djct_trainer_val_epoch(djct_trainer *t, double *loss_out)
             r.loss = loss;
             r.events = info.n_events;
             r.elements = info.n_elements;
-            r.t_step = now_s() - t0;
+            r.t_step = djct_now_s() - t0;
             t->o.val_callback(t->o.callback_user, &r);
         }
     }
     /* always reach the collectives, so a failing rank does not strand the others */
-    int ok = rc == 0, all_ok = 0;
-    int mrc = mpi_err(MPI_Allreduce(&ok, &all_ok, 1, MPI_INT, MPI_MIN, t->mpi), "validation agreement");
+    int ok = rc == 0, all_ok = ok;
+    char what[80];
+    snprintf(what, sizeof(what), "epoch %" PRId64 "'s validation agreement", t->epoch);
+    int mrc = djct_comm_allreduce(t->comm, &all_ok, 1, DJCT_DTYPE_INT32, DJCT_COMM_REDUCE_MIN, what);
+    memcpy(tot, sum, sizeof(tot));
+    snprintf(what, sizeof(what), "epoch %" PRId64 "'s validation loss sums", t->epoch);
     if (mrc == 0)
-        mrc = mpi_err(MPI_Allreduce(sum, tot, 2, MPI_DOUBLE, MPI_SUM, t->mpi), "validation loss reduction");
+        mrc = djct_comm_allreduce(t->comm, tot, 2, DJCT_DTYPE_FLOAT64, DJCT_COMM_REDUCE_SUM, what);
     int trc = djct_model_train(t->model, 1);
     if (rc)
         return rc;
@@ -764,13 +763,4 @@ void djct_trainer_last_val_loss(const djct_trainer *t, double *loss)
 {
     if (loss)
         *loss = t ? t->last_val_loss : NAN;
-}
-
-int djct_tune_malloc(void)
-{
-    if (getenv("MALLOC_MMAP_MAX_") || getenv("MALLOC_MMAP_THRESHOLD_") || getenv("MALLOC_TRIM_THRESHOLD_"))
-        return 0;
-    int ok = mallopt(M_MMAP_MAX, 0) == 1;
-    ok &= mallopt(M_TRIM_THRESHOLD, INT_MAX) == 1;
-    return ok ? 1 : 0;
 }

@@ -1,5 +1,5 @@
-/* The wandb client: key lookup, HTTP with retries (libcurl), UpsertBucket, file_stream, and the
- * uploader that streams a run journal. Invariant: a history line is sent at the offset equal to
+/* The wandb client: HTTP with retries (libcurl), UpsertBucket, file_stream, and the uploader that
+ * streams a run journal (the key and CA lookup is wandb_key.c). Invariant: a history line is sent at the offset equal to
  * its line index in history.jsonl, and the acknowledged count only advances after a 2xx, so any
  * re-send (retry, resumed job, djct_sync) is idempotent on the server. The key is only handed to
  * libcurl (Basic auth) and never formatted into a message or a file. */
@@ -7,212 +7,18 @@
 #include "journal_int.h"
 #include "djct/error.h"
 #include "djct_int.h"
+#include "util_int.h"
 
 #include <curl/curl.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <math.h>
 #include <pthread.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-static void add_warning(char *warn, size_t size, const char *fmt, ...)
-{
-    if (!warn || size == 0)
-        return;
-    size_t used = strlen(warn);
-    if (used + 2 >= size)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(warn + used, size - used - 1, fmt, ap);
-    va_end(ap);
-    used = strlen(warn);
-    warn[used] = '\n';
-    warn[used + 1] = '\0';
-}
-
-/* ---- API key lookup ------------------------------------------------------------------------ */
-
-static void check_perms(const char *path, const char *shown, char *warn, size_t size)
-{
-    struct stat st;
-    if (stat(path, &st) == 0 && (st.st_mode & 077))
-        add_warning(warn, size, "key file %s is readable by group or others (mode %04o); run: chmod 600 %s",
-                    shown, (unsigned)(st.st_mode & 0777), shown);
-}
-
-/* the value of a WANDB_API_KEY=... line, quotes and `export ` removed */
-static char *key_from_sh(const char *path)
-{
-    FILE *f = fopen(path, "r");
-    if (!f)
-        return NULL;
-    char line[1024], *key = NULL;
-    while (!key && fgets(line, sizeof(line), f)) {
-        char *p = line;
-        while (*p == ' ' || *p == '\t')
-            p++;
-        if (strncmp(p, "export ", 7) == 0)
-            for (p += 7; *p == ' '; p++)
-                ;
-        if (strncmp(p, "WANDB_API_KEY=", 14) != 0)
-            continue;
-        p += 14;
-        size_t n = strcspn(p, "\r\n");
-        while (n > 0 && (p[n - 1] == ' ' || p[n - 1] == '\t' || p[n - 1] == ';'))
-            n--;
-        if (n >= 2 && (p[0] == '"' || p[0] == '\'') && p[n - 1] == p[0]) {
-            p++;
-            n -= 2;
-        }
-        if (n > 0 && (key = malloc(n + 1)) != NULL) {
-            memcpy(key, p, n);
-            key[n] = '\0';
-        }
-    }
-    memset(line, 0, sizeof(line));
-    fclose(f);
-    return key;
-}
-
-/* netloc of a URL: host[:port] */
-static void url_netloc(const char *url, char *out, size_t size)
-{
-    const char *p = strstr(url, "://");
-    p = p ? p + 3 : url;
-    size_t n = strcspn(p, "/?#");
-    const char *at = memchr(p, '@', n);
-    if (at) {
-        n -= (size_t)(at + 1 - p);
-        p = at + 1;
-    }
-    if (n >= size)
-        n = size - 1;
-    memcpy(out, p, n);
-    out[n] = '\0';
-}
-
-static char *key_from_netrc(const char *path, const char *machine, char *warn, size_t size)
-{
-    char *text = NULL;
-    if (jr_read_file(path, &text, NULL) != 0)
-        return NULL;
-    char *key = NULL, *save = NULL;
-    int in_machine = 0, expect = 0; /* 1 machine name, 2 password, 3 skip one token */
-    for (char *t = strtok_r(text, " \t\r\n", &save); t; t = strtok_r(NULL, " \t\r\n", &save)) {
-        if (expect == 1) {
-            in_machine = strcmp(t, machine) == 0;
-            expect = 0;
-        } else if (expect == 2) {
-            if (in_machine && !key)
-                key = strdup(t);
-            expect = 0;
-        } else if (expect == 3) {
-            expect = 0;
-        } else if (strcmp(t, "machine") == 0) {
-            expect = 1;
-        } else if (strcmp(t, "default") == 0) {
-            in_machine = 0;
-        } else if (strcmp(t, "password") == 0) {
-            expect = 2;
-        } else if (strcmp(t, "login") == 0 || strcmp(t, "account") == 0) {
-            expect = 3;
-        } else if (strcmp(t, "macdef") == 0) {
-            break; /* macros run to the end of the paragraph; we need nothing after them */
-        }
-    }
-    if (expect == 2 && in_machine)
-        add_warning(warn, size, "netrc %s: entry for %s has no password value; ignored", path, machine);
-    memset(text, 0, strlen(text));
-    free(text);
-    return key;
-}
-
-int wb_resolve_ca(const char *explicit_path, const char **path, const char **source)
-{
-    static const char *const vars[] = {"REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "SSL_CERT_FILE"};
-    *path = NULL;
-    *source = "system";
-    if (explicit_path && *explicit_path) {
-        *path = explicit_path;
-        *source = "the ca_bundle option";
-    }
-    for (size_t i = 0; !*path && i < sizeof(vars) / sizeof(vars[0]); i++) {
-        const char *v = getenv(vars[i]);
-        if (v && *v) {
-            *path = v;
-            *source = vars[i];
-        }
-    }
-    struct stat st;
-    if (*path && (stat(*path, &st) != 0 || !S_ISREG(st.st_mode) || access(*path, R_OK) != 0))
-        return djct_error_set(DJCT_EINVAL, "CA bundle '%s' (from %s) is not a readable file; point it at the PEM "
-                              "file of the CA that signed the server's certificate, or unset it", *path, *source);
-    return 0;
-}
-
-int wb_resolve_key(const char *base_url, const char *explicit_key, char **key, const char **source,
-                   char *warn, size_t warn_size)
-{
-    *key = NULL;
-    *source = "none";
-    const char *env = getenv("WANDB_API_KEY");
-    const char *home = getenv("HOME");
-    char path[4096];
-    if (explicit_key && *explicit_key) {
-        *source = "option";
-        return (*key = strdup(explicit_key)) ? 0 : djct_error_oom();
-    }
-    if (env && *env) {
-        *source = "WANDB_API_KEY";
-        return (*key = strdup(env)) ? 0 : djct_error_oom();
-    }
-    if (home && *home) {
-        snprintf(path, sizeof(path), "%s/private/wandb_api.sh", home);
-        if ((*key = key_from_sh(path)) != NULL) {
-            *source = "~/private/wandb_api.sh";
-            check_perms(path, "~/private/wandb_api.sh", warn, warn_size);
-            return 0;
-        }
-    }
-    const char *netrc = getenv("NETRC");
-    path[0] = '\0';
-    if (netrc && *netrc) {
-        if (netrc[0] == '~' && home)
-            snprintf(path, sizeof(path), "%s%s", home, netrc + 1);
-        else
-            snprintf(path, sizeof(path), "%s", netrc);
-    } else if (home && *home) {
-        snprintf(path, sizeof(path), "%s/.netrc", home);
-        if (access(path, F_OK) != 0) {
-            snprintf(path, sizeof(path), "%s/_netrc", home);
-            if (access(path, F_OK) != 0)
-                snprintf(path, sizeof(path), "%s/.netrc", home);
-        }
-    }
-    if (path[0]) {
-        char machine[512];
-        url_netloc(base_url ? base_url : WB_DEFAULT_BASE_URL, machine, sizeof(machine));
-        if ((*key = key_from_netrc(path, machine, warn, warn_size)) != NULL) {
-            *source = "netrc";
-            check_perms(path, path, warn, warn_size);
-        }
-    }
-    return 0;
-}
 
 /* ---- HTTP ----------------------------------------------------------------------------------- */
 
@@ -291,10 +97,10 @@ struct wb_uploader {
 /* Sleep up to `s` seconds; returns 1 when aborted. */
 static int nap(wb_uploader *u, double s)
 {
-    double until = now_s() + s;
+    double until = djct_now_s() + s;
     pthread_mutex_lock(&u->mu);
     while (!u->abort_now) {
-        double left = until - now_s();
+        double left = until - djct_now_s();
         if (left <= 0)
             break;
         struct timespec ts;
@@ -411,7 +217,7 @@ static int retryable(int kind, long status, CURLcode cerr)
     return 1; /* 1xx/3xx: odd, try again */
 }
 
-static unsigned jitter_seed(void) { return (unsigned)(now_s() * 1e6) ^ (unsigned)getpid(); }
+static unsigned jitter_seed(void) { return (unsigned)(djct_now_s() * 1e6) ^ (unsigned)getpid(); }
 
 /* POST with retries until a 2xx (0), a final status (DJCT_EIO), the deadline or an abort
  * (DJCT_ETIMEOUT). deadline 0: none. */
@@ -450,7 +256,7 @@ static int post_retry(wb_uploader *u, int kind, const char *what, const char *ur
             if (wait > u->cfg.retry_max_s)
                 wait = u->cfg.retry_max_s;
         }
-        if (deadline > 0 && now_s() + wait > deadline)
+        if (deadline > 0 && djct_now_s() + wait > deadline)
             return djct_error_set(DJCT_ETIMEOUT, "%s to %s: still failing after %d attempts (%s)", what, u->base_url,
                                   attempt + 1, why);
         if (nap(u, wait))
@@ -775,7 +581,7 @@ static int pump(wb_uploader *u, int final, int heartbeat, double deadline, int *
     wb_buf reply = {0};
     rc = post_retry(u, KIND_FILESTREAM, "file_stream", url, text, deadline, &reply);
     free(text);
-    u->last_send = now_s();
+    u->last_send = djct_now_s();
     if (rc < 0) {
         free(summary);
         free(reply.data);
@@ -830,18 +636,18 @@ static void *uploader_main(void *arg)
 {
     pthread_setname_np(pthread_self(), "djct-upload"); /* shown by top -H, ps -L, gdb */
     wb_uploader *u = arg;
-    int rc = ensure_upserted(u, now_s() + u->cfg.init_timeout_s);
+    int rc = ensure_upserted(u, djct_now_s() + u->cfg.init_timeout_s);
     if (rc < 0) {
         set_fatal(u, rc);
         goto out;
     }
-    u->last_send = now_s();
+    u->last_send = djct_now_s();
     double last_data = 0;
     for (;;) {
         pthread_mutex_lock(&u->mu);
         int due = 0, final = 0, heartbeat = 0;
         while (!u->abort_now) {
-            double t = now_s();
+            double t = djct_now_s();
             final = u->stop;
             heartbeat = t - u->last_send >= u->cfg.heartbeat_s;
             int batch = u->pending_bytes > 0 && t - last_data >= u->cfg.batch_interval_s;
@@ -865,7 +671,7 @@ static void *uploader_main(void *arg)
             break;
         int idle, all_done;
         rc = pump(u, final, heartbeat, 0, &idle, &all_done);
-        last_data = now_s();
+        last_data = djct_now_s();
         if (rc < 0) {
             if (rc != DJCT_ETIMEOUT)
                 set_fatal(u, rc);
@@ -961,7 +767,7 @@ void wb_uploader_preempting(wb_uploader *u)
 
 int wb_uploader_finish(wb_uploader *u, int complete, int exit_code, double timeout_s)
 {
-    double deadline = now_s() + (timeout_s > 0 ? timeout_s : 60);
+    double deadline = djct_now_s() + (timeout_s > 0 ? timeout_s : 60);
     pthread_mutex_lock(&u->mu);
     u->stop = 1;
     u->complete_wanted = complete;
@@ -974,7 +780,7 @@ int wb_uploader_finish(wb_uploader *u, int complete, int exit_code, double timeo
         while (!u->done) {
             struct timespec ts;
             clock_gettime(CLOCK_REALTIME, &ts);
-            double left = deadline - now_s();
+            double left = deadline - djct_now_s();
             if (left <= 0)
                 break;
             double w = (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec + left;

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# comm fault handling with real ranks: the watchdog names a rank that never arrives and the job
-# ends by its abort (not by the 60 s kill of `timeout`, where rank 1 sleeps 60 s); djct_comm_abort
-# on one rank ends every rank (no hang).
+# comm fault handling with real ranks: the watchdog names a rank that never arrives (and the
+# collective, by its label) and the job ends within the timeout; djct_comm_abort on one rank ends
+# every rank (no hang).
 set -u
 BUILD=${BUILD:-build}
 MPIRUN=${MPIRUN:-mpirun --allow-run-as-root --oversubscribe --bind-to none}
@@ -30,6 +30,20 @@ for np in 2 4; do
   watched "$np" watchdog barrier "barrier completed"
   watched "$np" watchdog-large "reduce bucket 0" "large reduction completed"
   watched "$np" watchdog-weighted "weight sum" "large reduction completed"
+  # labels: rank 1 stays away from each small collective in turn (timeout 0.5 s); every one must
+  # be named with its label, and the job must end normally once rank 1 comes late
+  run "$np" labels
+  [ "$rc" -eq 0 ] && ok || bad "np=$np labels: rc=$rc"
+  [ "$secs" -lt 45 ] && ok || bad "np=$np labels: took ${secs}s"
+  missing=""
+  for label in "test allreduce" "test bcast" "test allreduce_start" "test mpi_allreduce" "test mpi_reduce" \
+               "test mpi_bcast" "test mpi_allgather" "test mpi_allgatherv" "test mpi_ibcast p2p" "test mpi_ibcast"; do
+    grep -q "^rank [0-9]*: $label (collective #[0-9]*) did not complete within [0-9.]* s; ranks that did not arrive: 1[;,].*rank 1 does not answer" <<<"$out" \
+      || { missing=$label; break; }
+  done
+  [ -z "$missing" ] && ok || bad "np=$np labels: no rank named rank 1 with the label '$missing'"
+  grep -q "returned" <<<"$out" && bad "np=$np labels: a call did not time out: $(grep -m1 returned <<<"$out")" || ok
+  [ "$(grep -c "labels done" <<<"$out")" -eq "$np" ] && ok || bad "np=$np labels: not every rank finished"
   # abort: rank 1 fails, the others sit in a barrier with no watchdog
   run "$np" abort
   [ "$rc" -ne 0 ] && [ "$rc" -ne 124 ] && [ "$rc" -ne 137 ] && ok || bad "np=$np abort: rc=$rc (want the abort's code, not a timeout)"

@@ -45,6 +45,9 @@ ok test "$(grep -c '"values"' <<<"$meta")" = 0
 ok test $rc = 1
 ok grep -q "djct_inspect: file '/nonexistent/x.djctd': cannot open" "$BUILD/inspect.err"
 tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
+# the content decides the format, not the name (as for djct_train's dataset and djct_convert)
+cp "$TD" "$tmp/renamed.h5"
+ok grep -q "format djctd, 1 record, 3 events" <<<"$("$BIN" "$tmp/renamed.h5" 2>&1)"
 head -c 1000 "$TD" > "$tmp/trunc.djctd"
 "$BIN" "$tmp/trunc.djctd" >/dev/null 2>"$tmp/err"; rc=$?
 ok test $rc = 1

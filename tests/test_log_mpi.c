@@ -14,6 +14,7 @@
 
 static int rank, size;
 static char tmp[256];
+static djct_comm *log_comm; /* non-NULL: the singleton runs on it (watched), as in djct_train */
 
 static cJSON *flush_row(const char *prefix, int *rc)
 {
@@ -35,13 +36,14 @@ static void init_offline(const char *run_id)
     o.dir = runs;
     o.run_id = run_id;
     o.no_fsync = 1;
+    o.comm = log_comm;
     CHECK_OK(djct_log_init(&o));
 }
 
-static void test_reductions(void)
+static void test_reductions(const char *run_id)
 {
-    init_offline("red1");
-    CHECK(djct_log_run_id() && strcmp(djct_log_run_id(), "red1") == 0);
+    init_offline(run_id);
+    CHECK(djct_log_run_id() && strcmp(djct_log_run_id(), run_id) == 0);
     double n = size, sum_r = n * (n - 1) / 2;
     int rc;
 
@@ -545,7 +547,17 @@ int main(int argc, char **argv)
     unsetenv("WANDB_MODE");
     unsetenv("WANDB_API_KEY");
     unsetenv("WANDB_BASE_URL");
-    test_reductions();
+    test_reductions("red1");
+    MPI_Barrier(MPI_COMM_WORLD);
+    /* the same on a djct_comm with a watchdog: every logging collective through comm's watched
+     * path (non-blocking with a polled wait), the verdict by its point-to-point broadcast */
+    djct_comm_options co = DJCT_COMM_OPTIONS_INIT;
+    co.device = DJCT_COMM_DEVICE_NONE;
+    co.timeout_seconds = 60;
+    CHECK_OK(djct_comm_create(&log_comm, &co));
+    test_reductions("red2");
+    djct_comm_free(log_comm);
+    log_comm = NULL;
     MPI_Barrier(MPI_COMM_WORLD);
     test_buffer_reuse();
     MPI_Barrier(MPI_COMM_WORLD);

@@ -5,6 +5,7 @@
 #define DJCT_ARRAY_H
 
 #include "common.h"
+#include "format.h"
 
 DJCT_BEGIN_DECLS
 
@@ -51,14 +52,6 @@ typedef struct djct_record {
     djct_array *weights;
     size_t      n_weights;
 } djct_record;
-
-/** File formats djct reads and writes. */
-typedef enum {
-    DJCT_FORMAT_UNKNOWN = 0,
-    DJCT_FORMAT_DJCTD   = 1, /* djcdata TrainData: one or more records */
-    DJCT_FORMAT_DJCSA   = 2, /* djcdata SimpleArray: one array */
-    DJCT_FORMAT_H5      = 3  /* djct's HDF5 layout (docs/hdf5_layout.md) */
-} djct_format;
 
 /** What the dataset planner needs of one file, read without decompressing values
  *  (row splits are decoded). Produced by the djcdata and HDF5 readers; release with

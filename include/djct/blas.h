@@ -1,11 +1,11 @@
 /* The BLAS under libtorch's CPU kernels (Debian: OpenBLAS through libblas.so.3).
  *  - Threads: OpenBLAS runs its own thread pool, one thread per core unless OPENBLAS_NUM_THREADS
  *    says otherwise, whatever at::set_num_threads says. With several ranks per node those pools
- *    oversubscribe the cores: the 784-256-256-10 MLP at batch 128 ran 4x slower per step on one
- *    rank of 2 cores (docs/performance.md). djct_torch_set_num_threads therefore sizes it too.
+ *    oversubscribe the cores, and a step slows down several times over.
+ *    djct_torch_set_num_threads therefore sizes it too.
  *  - Kernels: OpenBLAS picks them once, when it loads, from the CPU, unless OPENBLAS_CORETYPE
  *    names a kernel set. djct leaves that choice alone and reports it: an AVX2 set forced on an
- *    AVX-512 CPU (OPENBLAS_CORETYPE=Haswell) makes sgemm ~1.8x slower here.
+ *    AVX-512 CPU (OPENBLAS_CORETYPE=Haswell) leaves sgemm's widest kernels unused.
  * Everything is looked up at run time (dlsym): with another BLAS these functions do nothing. */
 #ifndef DJCT_BLAS_H
 #define DJCT_BLAS_H

@@ -43,19 +43,6 @@ DJCT_API int djct_ckpt_find_latest(char **dir, int64_t *step, const char *run_di
 /** The caller metadata stored in a checkpoint's manifest (JSON object text; yours; free()). */
 DJCT_API int djct_ckpt_read_meta(char **meta_json, const char *dir);
 
-/** Write `len` bytes to `path` atomically (temporary file in the same directory, fsync, rename,
- *  fsync of the directory): readers see the old or the new content, never a mix. */
-DJCT_API int djct_write_file_atomic(const char *path, const void *data, size_t len);
-
-/** Create `path` and its missing parents (mode 0755), like `mkdir -p`. */
-DJCT_API int djct_mkdirs(const char *path);
-
-/** Remove `path` and everything below it, like `rm -rf` (no error when it does not exist). */
-DJCT_API int djct_remove_tree(const char *path);
-
-/** Read a whole file into a malloc'ed buffer (NUL-terminated for convenience). */
-DJCT_API int djct_read_file(void **data, size_t *len, const char *path);
-
 DJCT_END_DECLS
 
 #endif /* DJCT_CHECKPOINT_H */

@@ -93,6 +93,50 @@ DJCT_API int djct_comm_barrier(djct_comm *comm);
  *  the library itself never calls it. Without MPI it exits with `code`. Never returns. */
 DJCT_API void djct_comm_abort(const djct_comm *comm, int code, const char *msg);
 
+/* ---- small collectives: the caller's agreements --------------------------------------------
+ * For flags, counters and a few sums that every rank must agree on (gradients go through plans).
+ * Each call is one collective, numbered and watched like the rest: with a timeout, a rank that
+ * does not arrive is named in the error together with `label`, a short phrase saying what the
+ * collective is ("step 212's agreement"; NULL: the call's name), e.g.
+ * "rank 0: step 212's agreement (collective #57) did not complete within 10.0 s; ranks that did
+ * not arrive: 1; ...". The label is only read during the call (the non-blocking start copies it). */
+
+/** Element-wise operation of djct_comm_allreduce. */
+typedef enum {
+    DJCT_COMM_REDUCE_SUM = 0,
+    DJCT_COMM_REDUCE_MIN = 1,
+    DJCT_COMM_REDUCE_MAX = 2
+} djct_comm_reduce_op;
+
+/** Reduce `count` values of `dtype` (int32, int64, float32, float64) at `buf` in place on every
+ *  rank (collective). @return 0; DJCT_EINVAL (dtype, op, count over INT_MAX); DJCT_ETIMEOUT;
+ *  DJCT_EMPI (also every call after a timeout: the communicator is unusable). */
+DJCT_API int djct_comm_allreduce(djct_comm *comm, void *buf, size_t count, djct_dtype dtype, djct_comm_reduce_op op,
+                                 const char *label);
+
+/** Overwrite `bytes` at `buf` with root's bytes (collective; at most INT_MAX bytes; buffer lists
+ *  and device memory: djct_comm_broadcast). @return as djct_comm_allreduce. */
+DJCT_API int djct_comm_bcast(djct_comm *comm, void *buf, size_t bytes, int root, const char *label);
+
+/** A non-blocking collective of `comm` in flight; reusable. Body in src/comm_int.h. */
+typedef struct djct_comm_request djct_comm_request;
+
+/** A request for `comm`'s non-blocking calls, idle. Release it with djct_comm_request_free(). */
+DJCT_API int djct_comm_request_create(djct_comm_request **out, djct_comm *comm);
+/** NULL is fine. Wait for a request in flight first: one freed in flight is abandoned. */
+DJCT_API void djct_comm_request_free(djct_comm_request *req);
+
+/** Start djct_comm_allreduce on an idle request and return at once (collective: every rank starts
+ *  it at the same point of its sequence of collectives); `buf` belongs to MPI until
+ *  djct_comm_wait(req). @return as djct_comm_allreduce; DJCT_EINVAL when `req` is in flight. */
+DJCT_API int djct_comm_allreduce_start(djct_comm_request *req, void *buf, size_t count, djct_dtype dtype,
+                                       djct_comm_reduce_op op, const char *label);
+
+/** Wait for the request's collective (watched: a missing rank is named with the request's label).
+ *  An idle request returns 0 at once; afterwards the request is idle, also after an error.
+ *  @return 0; DJCT_ETIMEOUT; DJCT_EMPI. */
+DJCT_API int djct_comm_wait(djct_comm_request *req);
+
 /* ---- buffers, averaging ------------------------------------------------------------------ */
 
 /** One buffer: `count` elements of `dtype` at `ptr`; device -1 = host memory, else the CUDA
@@ -112,7 +156,8 @@ typedef enum {
                                even NaN (its buffers are zeroed, not multiplied) */
 } djct_comm_op;
 
-/** Default bucket size: see docs/comm.md (measured on the 2-core CI machine, bench/allreduce). */
+/** Default bucket size: large enough that a bucket's allreduce reaches the bandwidth of one big
+ *  call, small enough to stay below MPI's large-message costs and to overlap (docs/comm.md). */
 #define DJCT_COMM_DEFAULT_BUCKET_BYTES ((size_t)4 << 20)
 
 typedef struct {

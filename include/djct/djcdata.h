@@ -23,8 +23,8 @@ typedef struct {
 #define DJCT_DJCDATA_WRITE_OPTIONS_VERSION 1
 #define DJCT_DJCDATA_WRITE_OPTIONS_INIT { DJCT_DJCDATA_WRITE_OPTIONS_VERSION, 1, 0 }
 
-/** The format of `path`: by extension (.djctd, .djcsa, .h5/.hdf5), else by content (the first
- *  bytes). DJCT_FORMAT_UNKNOWN when neither tells (or the file cannot be opened). */
+/** djct_format_detect()'s answer (by content; any of the formats), DJCT_FORMAT_UNKNOWN where it
+ *  fails. Prefer djct_format_detect(), whose error says why. */
 DJCT_API djct_format djct_djcdata_format_of(const char *path);
 
 /** Metadata of a .djctd or .djcsa file without decompressing values: row splits are decoded,

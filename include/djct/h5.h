@@ -21,7 +21,7 @@ typedef struct {
 #define DJCT_H5_WRITE_OPTIONS_VERSION 1
 #define DJCT_H5_WRITE_OPTIONS_INIT { DJCT_H5_WRITE_OPTIONS_VERSION, 0, 0 }
 
-/** DJCT_FORMAT_H5 when `path` starts with the HDF5 signature, else DJCT_FORMAT_UNKNOWN
+/** DJCT_FORMAT_H5 when djct_format_detect() finds the HDF5 signature, else DJCT_FORMAT_UNKNOWN
  *  (also when it cannot be opened). Does not validate the layout. */
 DJCT_API djct_format djct_h5_format_of(const char *path);
 

@@ -5,6 +5,7 @@
 #ifndef DJCT_LOG_H
 #define DJCT_LOG_H
 
+#include "comm.h"
 #include "common.h"
 
 DJCT_BEGIN_DECLS
@@ -53,16 +54,21 @@ typedef struct {
     double retry_min_s;        /* backoff start; 0: 2 */
     double retry_max_s;        /* backoff cap; 0: 60 */
     int insecure;              /* 1: disable TLS certificate verification (explicit opt-out only) */
-    void *mpi_comm;            /* pointer to an MPI_Comm to use; NULL: MPI_COMM_WORLD (if MPI is up) */
+    void *mpi_comm;            /* without `comm`: pointer to an MPI_Comm to use; NULL: MPI_COMM_WORLD
+                                  (if MPI is up). The collectives are then not watched */
     const char *ca_bundle;     /* PEM file of the CAs to trust (instead of the system's), verification
                                   stays on; NULL: $REQUESTS_CA_BUNDLE, $CURL_CA_BUNDLE, $SSL_CERT_FILE
                                   (the first set), else the system's CAs */
+    djct_comm *comm;           /* the app's communicator: every logging collective goes through it,
+                                  numbered and watched like the app's own (its watchdog names a rank
+                                  missing from a flush). Borrowed: free it after djct_log_finish().
+                                  NULL: see mpi_comm */
 } djct_log_options;
 
-#define DJCT_LOG_OPTIONS_VERSION 2
+#define DJCT_LOG_OPTIONS_VERSION 3
 #define DJCT_LOG_OPTIONS_INIT                                                                      \
     { DJCT_LOG_OPTIONS_VERSION, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,            \
-      DJCT_LOG_MODE_AUTO, NULL, NULL, NULL, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, NULL, NULL }
+      DJCT_LOG_MODE_AUTO, NULL, NULL, NULL, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, NULL, NULL, NULL }
 
 /** Start the logging singleton. Collective over the communicator when MPI is initialised (call it
  *  on every rank, after MPI_Init); without MPI it runs as a single process. Rank 0 resolves the

@@ -1,5 +1,5 @@
-/* The libtorch bridge: TorchScript models, their parameters and gradients as flat buffers,
- * optimizers, and the LoggingModule/LossModule convention (docs/models.md). Plain C: no C++ or
+/* The libtorch bridge: TorchScript models, their parameters and gradients as flat buffers, and
+ * the LoggingModule/LossModule convention (docs/models.md); optimizers are in djct/optim.h. Plain C: no C++ or
  * libtorch type crosses this header. In a build without libtorch every function returns
  * DJCT_ENOTSUP (the free functions do nothing).
  *
@@ -24,7 +24,6 @@ DJCT_BEGIN_DECLS
 #endif
 
 typedef struct djct_model djct_model;         /* a loaded or built-in TorchScript module */
-typedef struct djct_optimizer djct_optimizer; /* SGD / Adam / AdamW over a model's slab */
 
 typedef enum { DJCT_DEVICE_CPU = 0, DJCT_DEVICE_CUDA = 1 } djct_device_type;
 
@@ -52,8 +51,8 @@ DJCT_API int djct_torch_set_num_threads(int n) DJCT_NOEXCEPT;
 /** Process-wide: whether TorchScript's graph executor optimises the graphs it runs (profiling runs,
  *  differentiable subgraphs with symbolic gradients, fusion); libtorch's default is on. Off, graphs
  *  run through the plain interpreter and autograd records each operation. On CPU, where libtorch
- *  1.13 fuses nothing by default, off is faster: the built-in MLP's step ~7% and the point-cloud
- *  model's 20-25% (docs/performance.md); djct_train's --jit-optimize auto turns it off on CPU.
+ *  1.13 fuses nothing by default, off is faster (the profiling runs and symbolic gradients cost
+ *  more than they save); djct_train's --jit-optimize auto turns it off on CPU.
  *  Call before the first forward. */
 DJCT_API int djct_torch_set_jit_optimize(int on) DJCT_NOEXCEPT;
 /** Number of CUDA devices this libtorch can use into *count (0 on a CPU-only build). */
@@ -160,60 +159,6 @@ DJCT_API int djct_model_logging_module(const djct_model *m, size_t i, const char
 typedef int (*djct_metric_fn)(void *user, const char *name, double value);
 /** Hand every recorded metric to fn (module order, then metric order) and clear them all. */
 DJCT_API int djct_model_collect_metrics(djct_model *m, djct_metric_fn fn, void *user) DJCT_NOEXCEPT;
-
-/* ---- optimizers ------------------------------------------------------------------------------ */
-
-typedef enum { DJCT_OPTIM_SGD = 0, DJCT_OPTIM_ADAM = 1, DJCT_OPTIM_ADAMW = 2 } djct_optim_kind;
-typedef enum {
-    DJCT_LR_CONSTANT = 0, /* lr */
-    DJCT_LR_STEP     = 1, /* lr * gamma^floor(t / step_size) */
-    DJCT_LR_COSINE   = 2  /* min_lr + (lr - min_lr) * (1 + cos(pi * t / (total_steps - warmup))) / 2 */
-} djct_lr_schedule;
-
-/** Optimizer options. t counts steps after the linear warm-up (lr * (step+1) / warmup_steps
- *  for step < warmup_steps), for any schedule. */
-typedef struct {
-    unsigned int version;
-    int     kind;          /* djct_optim_kind */
-    double  lr;            /* base learning rate */
-    double  momentum;      /* SGD */
-    int     nesterov;      /* SGD */
-    double  weight_decay;  /* SGD/Adam: L2 added to the gradient; AdamW: decoupled */
-    double  beta1, beta2;  /* Adam/AdamW */
-    double  eps;           /* Adam/AdamW */
-    int     schedule;      /* djct_lr_schedule */
-    int64_t warmup_steps;  /* 0: none */
-    int64_t step_size;     /* DJCT_LR_STEP */
-    double  gamma;         /* DJCT_LR_STEP */
-    int64_t total_steps;   /* DJCT_LR_COSINE: the step at which lr reaches min_lr */
-    double  min_lr;        /* DJCT_LR_COSINE */
-} djct_optimizer_options;
-#define DJCT_OPTIMIZER_OPTIONS_VERSION 1
-#define DJCT_OPTIMIZER_OPTIONS_INIT \
-    { DJCT_OPTIMIZER_OPTIONS_VERSION, DJCT_OPTIM_ADAM, 1e-3, 0.0, 0, 0.0, 0.9, 0.999, 1e-8, \
-      DJCT_LR_CONSTANT, 0, 1, 0.1, 0, 0.0 }
-
-/** An optimizer over the model's parameter slab (its state is one slab per kind of moment).
- *  Release with djct_optimizer_free(). */
-DJCT_API int djct_optimizer_create(djct_optimizer **out, djct_model *m,
-                                   const djct_optimizer_options *opts) DJCT_NOEXCEPT;
-/** Apply the schedule's learning rate for this step, update the parameters from the gradient
- *  slab (which is left as is) and count the step. */
-DJCT_API int djct_optimizer_step(djct_optimizer *o) DJCT_NOEXCEPT;
-/** Learning rate the next djct_optimizer_step() will use (after the last one: the last used). */
-DJCT_API double djct_optimizer_lr(const djct_optimizer *o) DJCT_NOEXCEPT;
-/** Steps taken (restored by the load functions). */
-DJCT_API int64_t djct_optimizer_steps(const djct_optimizer *o) DJCT_NOEXCEPT;
-/** Save the optimizer state (moments, step count, kind) to a file. */
-DJCT_API int djct_optimizer_save(djct_optimizer *o, const char *path) DJCT_NOEXCEPT;
-/** Save the optimizer state into a malloc'd buffer *buf of *len bytes; free() it. */
-DJCT_API int djct_optimizer_save_buffer(djct_optimizer *o, void **buf, size_t *len) DJCT_NOEXCEPT;
-/** Restore a state saved by an optimizer of the same kind on a model of the same layout. */
-DJCT_API int djct_optimizer_load(djct_optimizer *o, const char *path) DJCT_NOEXCEPT;
-/** As djct_optimizer_load() from memory. */
-DJCT_API int djct_optimizer_load_buffer(djct_optimizer *o, const void *buf, size_t len) DJCT_NOEXCEPT;
-/** Free the optimizer (NULL is fine). */
-DJCT_API void djct_optimizer_free(djct_optimizer *o) DJCT_NOEXCEPT;
 
 DJCT_END_DECLS
 

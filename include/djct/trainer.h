@@ -16,6 +16,7 @@
 #include "comm.h"
 #include "dataset.h"
 #include "model.h"
+#include "optim.h"
 
 DJCT_BEGIN_DECLS
 
@@ -118,14 +119,6 @@ typedef struct {
  *  the gradient-ready hook when `overlap` is on. Borrows model, optimizer, comm and loaders (the
  *  validation loader may be NULL); they must outlive the trainer. *out is yours
  *  (djct_trainer_free()). */
-/** Keep freed heap memory in the process instead of returning it to the kernel (glibc mallopt:
- *  no mmap'ed chunks, trim threshold 2 GiB). Tensors and MPI temporaries of a training step are
- *  freed and allocated again every step; served from fresh mmaps they pay first-touch page
- *  faults each time (libtorch's MLP step is 1.4x slower, ../docs/performance.md). Call it once,
- *  early in main. Does nothing and returns 0 when the user set MALLOC_MMAP_MAX_,
- *  MALLOC_MMAP_THRESHOLD_ or MALLOC_TRIM_THRESHOLD_ (their choice wins); 1 when applied. */
-DJCT_API int djct_tune_malloc(void);
-
 DJCT_API int djct_trainer_create(djct_trainer **out, djct_model *model, djct_optimizer *opt, djct_comm *comm,
                                  djct_loader *train, djct_loader *val, const djct_trainer_options *opts);
 

@@ -13,6 +13,7 @@
 
 #include "djct/error.h"
 #include "djct/model.h"
+#include "djct/optim.h"
 
 /* ---- the convention: attribute names, defined once -------------------------------------------- */
 #define DJCT_ATTR_NAME    "_djct_name"    /* str: the LoggingModule's name (metric prefix) */

@@ -2,6 +2,7 @@
  * nothing), so WITH_TORCH=0 links and callers get a clear message. Generated from the header. */
 #include "djct/error.h"
 #include "djct/model.h"
+#include "djct/optim.h"
 
 static int notsup(const char *fn)
 {
