@@ -2,7 +2,8 @@
 # examples/custom_model end to end on tiny data: the Python model exports, djct_train trains it on
 # 2 ranks (exit 0), the metrics of its LossModules/LoggingModule reach the run journal, the trained
 # model reloads in Python and runs with targets absent, and evaluate.py's numbers equal the C
-# side's validation row (and it does notice when they do not).
+# side's validation row (and it does notice when they do not) and join the run's journal as the
+# next row (djct.wandb_wrapper).
 set -u
 BUILD=${BUILD:-build}
 PY=${DJCT_PYTHON:-/usr/bin/python3}
@@ -45,14 +46,25 @@ ok has "$d/run.log" "^evaluate.py: .*model.pt on 2 file\(s\), [0-9]+ events"
 ok has "$d/run.log" "^  accuracy +[01]\.[0-9]+"
 ok test "$(grep -c ' matches$' "$d/run.log")" -eq 4
 ok test "$(grep -c 'DIFFERS' "$d/run.log")" -eq 0
+# evaluate.py --wandb: its numbers are the journal's next row, in the same run
+"$PY" - "${j:-/dev/null}" >"$d/eval_row.log" 2>&1 <<'PYEOF'
+import json, sys
+rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
+last, before = rows[-1], rows[-2]
+print("eval row:", sorted(k for k in last if not k.startswith("_"))[:3], last["_step"] == before["_step"] + 1,
+      "val_loss" in before)
+PYEOF
+ok has "$d/eval_row.log" "^eval row: \['eval_accuracy', 'eval_bias_log', 'eval_bias_rel'\] True True"
+ok has "$d/run.log" "^djct.wandb_wrapper: run [a-z0-9]+: [0-9]+ rows in .*/run/wandb/[a-z0-9]+; upload with: djct_sync "
 # evaluate.py must notice a disagreement: tamper with the C side's numbers
 cp -r "$d/run" "$d/bad"
 jb=$(ls "$d"/bad/wandb/*/history.jsonl | head -n 1)
 "$PY" - "$jb" <<'PYEOF'
 import json, sys
 rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
-rows[-1]["val_shower_n_correct"] = rows[-1]["val_shower_n_correct"] * 0.5 + 1
-rows[-1]["val_loss"] *= 1.01
+v = [r for r in rows if "val_shower_n_correct" in r][-1]   # the validation row, before the eval_* row
+v["val_shower_n_correct"] = v["val_shower_n_correct"] * 0.5 + 1
+v["val_loss"] *= 1.01
 open(sys.argv[1], "w").write("".join(json.dumps(r) + "\n" for r in rows))
 PYEOF
 "$PY" "$ex/evaluate.py" "$d/bad" "$d/data/val" >"$d/bad.log" 2>&1

@@ -4,7 +4,9 @@ switch every LossModule and LoggingModule off with djct's helper, run pure infer
 None) on the validation files (djct's HDF5 layout, read with h5py), report accuracy and energy
 resolution, and check them against what the C side logged for the same weights in the run
 journal (<run dir>/wandb/<id>/history.jsonl). Exit 0 when everything comparable agrees, 1 if not.
-Usage: evaluate.py RUN_DIR VAL_DIR_OR_FILES... [--batch-elements N] [--json OUT]"""
+With --wandb the numbers are also appended to that run's journal as eval_* (djct.wandb_wrapper),
+so `djct_sync` uploads them into the same wandb run as the training metrics.
+Usage: evaluate.py RUN_DIR VAL_DIR_OR_FILES... [--batch-elements N] [--json OUT] [--wandb]"""
 import argparse
 import glob
 import json
@@ -65,6 +67,8 @@ def main(argv=None):
     ap.add_argument("--batch-elements", type=int, default=6400,
                     help="djct_train's --batch-elements: larger events were dropped there (strict), so here too")
     ap.add_argument("--json", help="also write the numbers to this file")
+    ap.add_argument("--wandb", action="store_true",
+                    help="append the numbers to the run's journal as eval_* (upload with djct_sync)")
     a = ap.parse_args(argv)
 
     files = []
@@ -76,8 +80,8 @@ def main(argv=None):
     model = torch.jit.load(model_path)
     # djct_train saved it with its metrics logging on (the switches are attributes of the file):
     # switch everything off, so the model needs no targets
-    djct.switch_all_logging(model, False)
-    djct.switch_all_losses(model, False)
+    djct.switch_all_logging(model, logging_active=False)
+    djct.switch_all_losses(model, loss_active=False)
     model.eval()
 
     logits, pred, labels, truths, dropped = [], [], [], [], 0
@@ -119,6 +123,8 @@ def main(argv=None):
     # what the C side logged for the same weights: the validation row, if it is the last row
     # (no training step came after it)
     jpath, rows = journal_of(a.run_dir)
+    # the rows djct_train wrote: not the eval_* rows an earlier --wandb appended
+    rows = [row for row in rows if any(not k.startswith(("_", "eval_")) for k in row)]
     val_rows = [i for i, row in enumerate(rows) if "val_shower_n_events" in row]
     fails = 0
     if not val_rows:
@@ -144,6 +150,14 @@ def main(argv=None):
             print(f"    {k:15s} C {c[k]:.6f}  Python {r[k]:.6f}  {'matches' if ok else 'DIFFERS'}")
         r["c_side"] = c
     r["compare_failures"] = fails
+    if a.wandb:
+        # the same run as the training metrics: djct_train's journal, continued (next _step)
+        djct.wandb_wrapper.init(run_dir=a.run_dir)
+        for k in ("accuracy", "resolution_rel", "bias_rel", "resolution_log", "bias_log", "loss",
+                  "cross_entropy", "mse", "events"):
+            djct.wandb_wrapper.log(k, r[k])
+        djct.wandb_wrapper.flush(prefix="eval_")
+        djct.wandb_wrapper.finish()       # prints the djct_sync command
     if a.json:
         with open(a.json, "w") as f:
             json.dump(r, f, indent=1)

@@ -103,7 +103,7 @@ class ShowerMetrics(djct.LoggingModule):
         self.log("accuracy", correct.mean())
         self.log("resolution", res.std(unbiased=False))
         self.log("bias", res.mean())
-        self.log("n_events", torch.tensor(float(n)))
+        self.log("n_events", n)             # a plain number is fine too
         self.log("n_correct", correct.sum())
         self.log("sum_res", res.sum())
         self.log("sum_res2", (res * res).sum())

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The custom-model example end to end: export a Python model (model.py), generate data (djct_gen,
-# cached), train it with djct_train on NP ranks, evaluate the result back in Python (evaluate.py).
+# cached), train it with djct_train on NP ranks, evaluate the result back in Python (evaluate.py),
+# whose numbers join the run's journal (djct.wandb_wrapper; upload with djct_sync).
 # Knobs (environment): OUT (default examples/custom_model/out), EVENTS (3000), VAL_EVENTS (1000),
 # EPOCHS (2), NP (2), MAX_STEPS (0: none), LR (0.003), BUILD (build), PY (/usr/bin/python3),
 # MPIRUN (default "mpirun --oversubscribe --bind-to none", plus --allow-run-as-root as root).
@@ -55,5 +56,5 @@ rm -rf "$OUT/run"
   --epochs "$EPOCHS" --max-steps "$MAX_STEPS" --lr "$LR" --batch-elements "$BATCH_ELEMENTS" \
   --run-dir "$OUT/run" --wandb-mode offline --progress lines "$@"
 
-echo "== 4. evaluate in Python"
-"$PY" "$here/evaluate.py" "$OUT/run" "$OUT/data/val" --batch-elements "$BATCH_ELEMENTS" --json "$OUT/eval.json"
+echo "== 4. evaluate in Python (the numbers also go into the run's journal: --wandb)"
+"$PY" "$here/evaluate.py" "$OUT/run" "$OUT/data/val" --batch-elements "$BATCH_ELEMENTS" --json "$OUT/eval.json" --wandb
