@@ -7,6 +7,7 @@
 #include "djct/djcdata.h"
 #include "djct/error.h"
 #include "djct/h5.h"
+#include "dataset_shards_int.h"
 #include "djct_int.h"
 #include "h5_int.h"
 
@@ -813,7 +814,13 @@ static int plan_epoch(djct_dataset *ds, int64_t epoch)
         free(fo);
     }
     const int64_t *cnt = ds->cnt;
-    if (!ds->by_elements) {
+    if (ds->o.shuffle == DJCT_SHUFFLE_SHARDS) { /* src/dataset_shards.c */
+        int64_t cap = !ds->by_elements ? 0 : ds->o.squared_limit ? isqrt64(ds->o.batch_elements) : ds->o.batch_elements;
+        int64_t B = ds->o.batch_events > 0 ? ds->o.batch_events : ds->o.batch_elements;
+        if ((rc = djct_plan_shards(cnt, N, W, cap, B, ds->ev, &pb.off, &pb.el, &pb.steps)) < 0)
+            goto done;
+        pb.nev = N;
+    } else if (!ds->by_elements) {
         /* count mode: W * B events per step, dealt in near-equal contiguous parts */
         int64_t B = ds->o.batch_events > 0 ? ds->o.batch_events : ds->o.batch_elements;
         int64_t sum[1024];
@@ -1101,8 +1108,8 @@ static int check_options(const djct_dataset_options *o)
         return djct_error_set(DJCT_EINVAL, "dataset: batch_elements %" PRId64 " and batch_events %" PRId64
                               ": set one of them > 0 (djcdata: attempting empty split)", o->batch_elements,
                               o->batch_events);
-    if (o->shuffle < DJCT_SHUFFLE_NONE || o->shuffle > DJCT_SHUFFLE_GLOBAL)
-        return djct_error_set(DJCT_EINVAL, "dataset: shuffle %d is not a djct_shuffle (0, 1 or 2)", o->shuffle);
+    if (o->shuffle < DJCT_SHUFFLE_NONE || o->shuffle > DJCT_SHUFFLE_SHARDS)
+        return djct_error_set(DJCT_EINVAL, "dataset: shuffle %d is not a djct_shuffle (0 to 3)", o->shuffle);
     if (o->prefetch_depth < 0 || o->prefetch_depth > 1024)
         return djct_error_set(DJCT_EINVAL, "dataset: prefetch_depth %d outside 0..1024", o->prefetch_depth);
     return 0;
