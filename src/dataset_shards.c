@@ -2,7 +2,8 @@
  * order, the ranges balanced by elements, batches packed in order. What prediction needs: rank r's
  * outputs are one contiguous piece of the result, so the pieces join in rank order.
  * Invariant: every event is in exactly one bin and the bins of each rank, step by step, hold its
- * range in order; nothing is dropped (no strict limit, no empty-batch rule). */
+ * range in order; the batches do not depend on the rank count; nothing is dropped (no strict
+ * limit, no empty-batch rule). */
 #include "dataset_shards_int.h"
 
 #include <stdlib.h>
@@ -30,47 +31,48 @@ int djct_plan_shards(const int64_t *cnt, int64_t n, int world, int64_t cap, int6
 {
     int rc = 0;
     int64_t W = world, steps = 0;
-    int64_t *prefix = malloc((size_t)(n + 1) * sizeof(int64_t));
-    int64_t *first = malloc((size_t)(W + 1) * sizeof(int64_t));
-    int64_t *nb = calloc((size_t)W, sizeof(int64_t));       /* batches per rank */
-    int64_t *bstart = malloc((size_t)(n + W + 1) * sizeof(int64_t)); /* batch starts, rank by rank */
-    int64_t *boff = malloc((size_t)(W + 1) * sizeof(int64_t));      /* rank r's batches in bstart */
+    int64_t *prefix = malloc((size_t)(n + 1) * sizeof(int64_t));     /* elements before batch b */
+    int64_t *first = malloc((size_t)(W + 1) * sizeof(int64_t));      /* rank r's first batch */
+    int64_t *nb = calloc((size_t)W, sizeof(int64_t));                /* batches per rank */
+    int64_t *bstart = malloc((size_t)(n + 1) * sizeof(int64_t));     /* first event of batch b */
     int64_t *off = NULL, *el = NULL;
-    if (!prefix || !first || !nb || !bstart || !boff) {
+    if (!prefix || !first || !nb || !bstart) {
         rc = djct_error_oom();
         goto done;
     }
-    prefix[0] = 0;
-    for (int64_t i = 0; i < n; i++)
-        prefix[i + 1] = prefix[i] + cnt[i];
-    if (prefix[n] == 0) /* no elements at all: balance events */
-        for (int64_t i = 0; i <= n; i++)
-            prefix[i] = i;
-    int64_t total = prefix[n];
-    first[0] = 0;
-    first[W] = n;
-    for (int64_t r = 1; r < W; r++) /* target r * total / W without overflow */
-        first[r] = cut_at(prefix, first[r - 1], n, (total / W) * r + (total % W) * r / W);
-    /* batches of each rank, in order */
+    /* the batches, cut from the whole input in order: the same whatever the rank count, so every
+     * event meets the same batch neighbours (and the same numerics) on 1 rank or many */
     int64_t nbt = 0;
+    for (int64_t i = 0, in = 0, sum = 0; i < n; i++) {
+        int64_t c = cap > 0 ? cnt[i] : 1, limit = cap > 0 ? cap : batch_events;
+        if (in > 0 && sum + c > limit) /* close the batch before this event */
+            in = sum = 0;
+        if (in == 0)
+            bstart[nbt++] = i;
+        in++;
+        sum += c;
+    }
+    bstart[nbt] = n;
+    /* contiguous runs of batches per rank, balanced by elements (by batches when there are none) */
+    prefix[0] = 0;
+    for (int64_t b = 0; b < nbt; b++) {
+        int64_t sum = 0;
+        for (int64_t i = bstart[b]; i < bstart[b + 1]; i++)
+            sum += cnt[i];
+        prefix[b + 1] = prefix[b] + sum;
+    }
+    if (prefix[nbt] == 0)
+        for (int64_t b = 0; b <= nbt; b++)
+            prefix[b] = b;
+    int64_t total = prefix[nbt];
+    first[0] = 0; /* in batches */
+    first[W] = nbt;
+    for (int64_t r = 1; r < W; r++) /* target r * total / W without overflow */
+        first[r] = cut_at(prefix, first[r - 1], nbt, (total / W) * r + (total % W) * r / W);
     for (int64_t r = 0; r < W; r++) {
-        boff[r] = nbt;
-        int64_t in = 0, sum = 0;
-        for (int64_t i = first[r]; i < first[r + 1]; i++) {
-            int64_t c = cap > 0 ? cnt[i] : 1, limit = cap > 0 ? cap : batch_events;
-            if (in > 0 && sum + c > limit) { /* close the batch before this event */
-                in = 0;
-                sum = 0;
-            }
-            if (in == 0)
-                bstart[nbt++] = i;
-            in++;
-            sum += c;
-        }
-        nb[r] = nbt - boff[r];
+        nb[r] = first[r + 1] - first[r];
         steps = nb[r] > steps ? nb[r] : steps;
     }
-    boff[W] = nbt;
     if (!(off = malloc((size_t)(steps * W + 1) * sizeof(int64_t))) ||
         (steps && !(el = malloc((size_t)(steps * W) * sizeof(int64_t))))) {
         rc = djct_error_oom();
@@ -83,9 +85,8 @@ int djct_plan_shards(const int64_t *cnt, int64_t n, int world, int64_t cap, int6
             el[s * W + r] = 0;
             if (s >= nb[r])
                 continue;
-            int64_t b = boff[r] + s;
-            int64_t end = s + 1 < nb[r] ? bstart[b + 1] : first[r + 1];
-            for (int64_t i = bstart[b]; i < end; i++) {
+            int64_t b = first[r] + s;
+            for (int64_t i = bstart[b]; i < bstart[b + 1]; i++) {
                 ev[at++] = i;
                 el[s * W + r] += cnt[i];
             }
@@ -102,6 +103,5 @@ done:
     free(first);
     free(nb);
     free(bstart);
-    free(boff);
     return rc;
 }

@@ -6,10 +6,10 @@
 #include <stdint.h>
 
 /* Plan `n` events (cnt[i]: elements of event i, or 1 when batches count events) over `world`
- * ranks: rank r gets the contiguous range [first[r], first[r+1]) of the events in their order,
- * the ranges balanced by elements (by events when every count is 0), cut into batches in order:
- * with cap > 0 a batch takes events while their elements stay <= cap (an event larger than cap is
- * a batch of its own), with cap == 0 `batch_events` events per batch. Nothing is dropped.
+ * ranks. The events are cut into batches in their order, independently of `world`: with cap > 0
+ * a batch takes events while their elements stay <= cap (an event larger than cap is a batch of
+ * its own), with cap == 0 `batch_events` events per batch. Rank r gets a contiguous run of these
+ * batches, the runs balanced by elements (by batches when every count is 0). Nothing is dropped.
  * Step s holds batch s of every rank (an empty bin when a rank has fewer batches), so
  * *steps = the most batches of any rank. Outputs, in the dataset's plan format:
  *   ev[n]              filled with the events in bin order (step by step, rank by rank)
