@@ -271,8 +271,9 @@ static void print_banner(const run *R)
     const cfg *c = &R->c;
     printf(PROG " %s: %d rank%s x %d thread%s, model %s\n", djct_version(), R->size, R->size == 1 ? "" : "s",
            R->threads, R->threads == 1 ? "" : "s", c->model);
-    printf("data: %s (%zu files, %" PRId64 " events, %" PRId64 " batches per rank)\n", c->data,
-           djct_dataset_n_files(R->ds), djct_dataset_n_events(R->ds), djct_dataset_steps(R->ds));
+    size_t nf = djct_dataset_n_files(R->ds);
+    printf("data: %s (%zu file%s, %" PRId64 " events, at most %" PRId64 " batches per rank)\n", c->data, nf,
+           nf == 1 ? "" : "s", djct_dataset_n_events(R->ds), djct_dataset_steps(R->ds));
     char sw[2048] = "";
     if (c->with_targets && djct_model_describe_switches(R->model, sw, sizeof(sw)) == 0)
         printf("targets: fed; modules: %s\n", sw);

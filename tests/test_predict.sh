@@ -6,8 +6,9 @@
 # output keeps the input's row splits; --with-targets reports the mean loss of a validation pass
 # over the same events and every metric, --logging/--loss switch modules; a model that reads its
 # targets, a scalar output and the ambiguous one-point-per-event case fail with one line (the last
-# works with --output-kinds); bad options exit 2 before anything starts; no part or temporary file
-# is left behind; --help matches docs/predict.md.
+# works with --output-kinds), a failure on one rank at a later batch stops every rank with that
+# rank's message; bad options exit 2 before anything starts; no part or temporary file is left
+# behind; --help matches docs/predict.md.
 set -u
 pass=0; fail=0
 ok() { if "$@"; then pass=$((pass+1)); else fail=$((fail+1)); echo "FAIL: $*" >&2; fi; }
@@ -141,6 +142,14 @@ sys.exit(0 if f["features/000/values"].shape == (8, 3) and np.array_equal(f["fea
 predict 1 amb3 --model "$tmp/pointwise.pt" --data "$tmp/onepoint.h5" --out "$tmp/out/amb3.h5" --output-kinds event,element:nope
 ok test $? = 1
 ok grep -q "output 1: element:nope names no ragged feature array ('points' 8 elements)" "$tmp/amb3.out"
+
+# a failure on one rank at a later batch stops every rank (the per-batch vote) with that rank's
+# message: the events above 30 are rank 1's, in its third batch of 4 events
+predict 2 late --model "$tmp/late.pt" --data "$tmp/late.h5" --out "$tmp/out/late.h5" --batch-elements 8
+ok test $? = 1
+ok test "$(grep -c "^djct_predict: rank 1: model '$tmp/late.pt': forward: .*late failure on an event above 30" "$tmp/late.out")" = 1
+ok test ! -e "$tmp/out/late.h5"
+ok test -z "$(leftovers)"
 
 # usage errors: exit 2, one line, before anything starts (no banner, no output)
 err2() { local want=$1; shift; local out rc np=${NP_ERR:-1}

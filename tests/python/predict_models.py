@@ -4,6 +4,8 @@
       DIR/needs_targets.pt forward reads targets even with every module switched off
       DIR/scalar.pt       returns a scalar
       DIR/onepoint.h5     8 events of exactly one point each (the ambiguous case)
+      DIR/late.pt         fails in forward on an event whose points hold a value above 30
+      DIR/late.h5         40 events of 2 points, every value the event's index
   predict_models.py check MODEL PREDS.h5 INPUT.h5...
       PREDS.h5 holds one row per input event in input order: event_id 0..N-1, file_index and
       file_event per input file, the input files as file_index's feature names, and every output
@@ -96,6 +98,29 @@ class Scalar(torch.nn.Module):
         return self.head(features[0]).mean()
 
 
+class Late(torch.nn.Module):
+    """fails on the events of the second half of late.h5 only, i.e. on one rank, not at once"""
+
+    def __init__(self):
+        super().__init__()
+        self.head = torch.nn.Linear(4, 3)
+
+    def forward(self, features: List[Tensor], targets: Optional[List[Tensor]]):
+        if bool((features[0] > 30).any()):
+            raise RuntimeError("late failure on an event above 30")
+        return self.head(segment_mean(features[0], features[1]))
+
+
+def write_late(path):
+    n = 40
+    with h5py.File(path, "w") as f:
+        f.attrs["djct_format"] = "djct-ragged-1"
+        g = f.create_group("features/000")
+        g.attrs["name"] = "points"
+        g.create_dataset("values", data=np.repeat(np.arange(n, dtype=np.float32), 8).reshape(2 * n, 4))
+        g.create_dataset("row_splits", data=np.arange(0, 2 * n + 1, 2, dtype=np.int64))
+
+
 def write_onepoint(path):
     n = 8
     rs = np.arange(n + 1, dtype=np.int64)
@@ -116,6 +141,8 @@ def export(d):
     djct.export(NeedsTargets(), os.path.join(d, "needs_targets.pt"))
     djct.export(Scalar(), os.path.join(d, "scalar.pt"))
     write_onepoint(os.path.join(d, "onepoint.h5"))
+    djct.export(Late(), os.path.join(d, "late.pt"))
+    write_late(os.path.join(d, "late.h5"))
     check(True, "export")
 
 
