@@ -53,6 +53,7 @@ typedef struct {
     char *project, *entity, *run_name, *group, *tags, *notes;
     int log_every, csv, fsync, validate, model_logging, malloc_tune, progress;
     double print_every;
+    char *logging, *loss; /* NAME=on|off lists */
 } cfg;
 
 static const djct_opt_choice SHUFFLE[] = {
@@ -170,6 +171,11 @@ static const djct_opt T[] = {
     {"validate", 0, DJCT_OPT_FLAG, O(validate), "1", NULL, 0, 0, NULL, "validate after every epoch (val_ metrics)", NULL},
     {"model-logging", 0, DJCT_OPT_FLAG, O(model_logging), "1", NULL, 0, 0, NULL,
      "switch on every LoggingModule of the model (accuracy, resolution, ...)", NULL},
+    {"logging", 0, DJCT_OPT_LIST, O(logging), NULL, NULL, 0, 0, "NAME=on|off",
+     "switch single LoggingModules after --model-logging (NAME as printed at start-up, or a glob; "
+     "','-separated or repeated; later entries win)", NULL},
+    {"loss", 0, DJCT_OPT_LIST, O(loss), NULL, NULL, 0, 0, "NAME=on|off",
+     "switch single LossModules on or off (as --logging)", NULL},
     {"progress", 0, DJCT_OPT_CHOICE, O(progress), "auto", PROGRESS, 0, 0, NULL,
      "rank 0 progress: a bar on a terminal, plain lines otherwise", NULL},
     {"print-every", 0, DJCT_OPT_DOUBLE, O(print_every), "10", NULL, 0, 1e6, "S", "seconds between plain progress lines", NULL},
@@ -280,6 +286,14 @@ static void parse_options(run *R, int argc, char **argv)
             snprintf(m, sizeof(m), "--model '%s' is neither a built-in model (pointcloud, mlp) nor a readable file", c->model);
             die_usage(R, m);
         }
+    }
+    const char *bad_switch = c->logging && djct_model_switch_list_check(DJCT_SWITCH_LOGGING, c->logging) ? "logging"
+                             : c->loss && djct_model_switch_list_check(DJCT_SWITCH_LOSS, c->loss)     ? "loss"
+                                                                                                      : NULL;
+    if (bad_switch) {
+        char m[1200];
+        snprintf(m, sizeof(m), "--%s: %s", bad_switch, djct_last_error());
+        die_usage(R, m);
     }
     if (c->max_steps == 0 && c->epochs == 0)
         die_usage(R, "--epochs 0 with --max-steps 0 would train nothing");
@@ -480,6 +494,10 @@ static void build_model(run *R)
         FAIL(R, "--model '%s': %s", c->model, djct_last_error());
     if (djct_model_switch_all_logging(R->model, c->model_logging))
         FAIL(R, "--model-logging: %s", djct_last_error());
+    if (c->logging && djct_model_switch_list(R->model, DJCT_SWITCH_LOGGING, c->logging))
+        FAIL(R, "--logging: %s", djct_last_error());
+    if (c->loss && djct_model_switch_list(R->model, DJCT_SWITCH_LOSS, c->loss))
+        FAIL(R, "--loss: %s", djct_last_error());
 }
 
 /* ---- step 6: the optimizer -------------------------------------------------------------------- */
@@ -646,6 +664,9 @@ static void print_banner(const run *R)
     printf("data: %s (%zu files, %" PRId64 " events, %" PRId64 " steps/epoch)%s%s\n", R->train_spec,
            djct_dataset_n_files(R->train_ds), djct_dataset_n_events(R->train_ds), R->steps_per_epoch,
            R->val_ds ? ", validation: " : "", R->val_ds ? R->val_spec : "");
+    char sw[2048];
+    if (djct_model_describe_switches(R->model, sw, sizeof(sw)) == 0)
+        printf("modules: %s\n", sw);
     printf("---- resolved configuration ----\n");
     djct_opts_print(T, NT, &R->c, stdout);
     printf("--------------------------------\n");

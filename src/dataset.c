@@ -136,8 +136,8 @@ static int check_options(const djct_dataset_options *o)
         return djct_error_set(DJCT_EINVAL, "dataset: batch_elements %" PRId64 " and batch_events %" PRId64
                               ": set one of them > 0 (djcdata: attempting empty split)", o->batch_elements,
                               o->batch_events);
-    if (o->shuffle < DJCT_SHUFFLE_NONE || o->shuffle > DJCT_SHUFFLE_GLOBAL)
-        return djct_error_set(DJCT_EINVAL, "dataset: shuffle %d is not a djct_shuffle (0, 1 or 2)", o->shuffle);
+    if (o->shuffle < DJCT_SHUFFLE_NONE || o->shuffle > DJCT_SHUFFLE_SHARDS)
+        return djct_error_set(DJCT_EINVAL, "dataset: shuffle %d is not a djct_shuffle (0 to 3)", o->shuffle);
     if (o->prefetch_depth < 0 || o->prefetch_depth > 1024)
         return djct_error_set(DJCT_EINVAL, "dataset: prefetch_depth %d outside 0..1024", o->prefetch_depth);
     return 0;

@@ -7,6 +7,7 @@
 #include "djct/error.h"
 #include "djct_int.h"
 #include "dataset_int.h"
+#include "dataset_shards_int.h"
 #include "util_int.h"
 
 #include <stdint.h>
@@ -404,10 +405,18 @@ int djct_dataset_plan_make(djct_dataset_plan *out, const djct_plan_input *in, in
     b.rank_elements = calloc((size_t)ranks, sizeof(int64_t));
     plan.events = malloc((size_t)(n + 1) * sizeof(int64_t));
     int rc = order && b.assigned && b.rank_elements && plan.events ? 0 : djct_error_oom();
-    if (rc == 0)
-        rc = order_events(order, in, epoch);
-    if (rc == 0)
-        rc = in->by_elements ? plan_by_elements(&b, in, order) : plan_by_count(&b, in, order);
+    if (rc == 0 && in->shuffle == DJCT_SHUFFLE_SHARDS) { /* contiguous shards in input order: src/dataset_shards.c */
+        int64_t cap = !in->by_elements ? 0 : in->squared_limit ? integer_sqrt(in->batch_elements) : in->batch_elements;
+        int64_t per_batch = in->batch_events > 0 ? in->batch_events : in->batch_elements;
+        rc = djct_plan_shards(in->event_elements, n, ranks, cap, per_batch, plan.events, &plan.bin_start,
+                              &plan.bin_elements, &plan.steps);
+        plan.n_planned = n;
+    } else {
+        if (rc == 0)
+            rc = order_events(order, in, epoch);
+        if (rc == 0)
+            rc = in->by_elements ? plan_by_elements(&b, in, order) : plan_by_count(&b, in, order);
+    }
     if (rc == 0 && !plan.bin_start && !(plan.bin_start = calloc(1, sizeof(int64_t)))) /* no step at all */
         rc = djct_error_oom();
     if (rc == 0) {

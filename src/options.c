@@ -202,13 +202,16 @@ static int set_value(const djct_opt *o, void *dst, const char *value, const char
         return djct_error_set(DJCT_EINVAL, "%s: --%s '%s' is not allowed; use one of %s", origin, o->name, value,
                               list);
     }
-    case DJCT_OPT_STRING: {
+    case DJCT_OPT_STRING:
+    case DJCT_OPT_LIST: {
         if (!value)
             return djct_error_set(DJCT_EINVAL, "%s: --%s needs a value", origin, o->name);
-        char *copy = strdup(value);
+        char **slot = field(dst, o);
+        int append = o->type == DJCT_OPT_LIST && *slot && **slot;
+        char *copy = malloc((append ? strlen(*slot) + 1 : 0) + strlen(value) + 1);
         if (!copy)
             return djct_error_oom();
-        char **slot = field(dst, o);
+        sprintf(copy, "%s%s%s", append ? *slot : "", append ? "," : "", value);
         free(*slot);
         *slot = copy;
         return 0;
@@ -232,7 +235,8 @@ int djct_opts_defaults(const djct_opt *table, size_t n, void *dst)
         case DJCT_OPT_CHOICE: *(int *)field(dst, o) = 0; break;
         case DJCT_OPT_INT64: *(int64_t *)field(dst, o) = 0; break;
         case DJCT_OPT_DOUBLE: *(double *)field(dst, o) = 0; break;
-        case DJCT_OPT_STRING: *(char **)field(dst, o) = NULL; break;
+        case DJCT_OPT_STRING:
+        case DJCT_OPT_LIST: *(char **)field(dst, o) = NULL; break;
         case DJCT_OPT_ARGS: *(char ***)field(dst, o) = NULL; break;
         }
         if (o->def && o->type != DJCT_OPT_ARGS) {
@@ -499,7 +503,8 @@ void djct_opts_print(const djct_opt *table, size_t n, const void *src, FILE *f)
             fprintf(f, "%s = %s\n", o->name, s ? s : "");
             break;
         }
-        case DJCT_OPT_STRING: {
+        case DJCT_OPT_STRING:
+        case DJCT_OPT_LIST: {
             const char *s = *(char *const *)p;
             fprintf(f, "%s = %s\n", o->name, s ? s : "");
             break;
@@ -514,7 +519,7 @@ void djct_opts_free(const djct_opt *table, size_t n, void *dst)
     if (!table || !dst)
         return;
     for (size_t i = 0; i < n; i++)
-        if (table[i].type == DJCT_OPT_STRING) {
+        if (table[i].type == DJCT_OPT_STRING || table[i].type == DJCT_OPT_LIST) {
             char **slot = field(dst, &table[i]);
             free(*slot);
             *slot = NULL;

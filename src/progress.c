@@ -18,6 +18,7 @@ struct djct_progress {
     double  t_start, t_last_print;
     int64_t done_steps, total_steps;
     int     bar_open; /* a bar line was drawn without its closing newline */
+    int     prediction;
 };
 
 #define BAR_MAX 200
@@ -43,6 +44,7 @@ int djct_progress_create(djct_progress **out, const djct_progress_options *opts)
                                                : opts->mode;
     p->every_s = opts->every_s;
     p->bar_width = opts->bar_width ? opts->bar_width : 24;
+    p->prediction = opts->prediction != 0;
     *out = p;
     return 0;
 }
@@ -117,12 +119,29 @@ size_t djct_progress_step(djct_progress *p, const djct_step_report *r, double no
         for (int i = 0; i < p->bar_width; i++)
             bar[i] = i < fill ? '#' : '.';
         bar[p->bar_width] = '\0';
+        if (p->prediction) {
+            char loss[48] = "";
+            if (isfinite(r->loss))
+                snprintf(loss, sizeof(loss), " loss %.4f", r->loss);
+            int k = snprintf(buf, n, "\r\033[Kpredict [%s] %" PRId64 "/%" PRId64 "%s %s ev/s %s el/s ETA %s%s", bar,
+                             r->step + 1, r->steps, loss, ev, el, eta, last ? "\n" : "");
+            p->bar_open = !last;
+            return written(k, n);
+        }
         int k = snprintf(buf, n, "\r\033[Kepoch %" PRId64 " [%s] %" PRId64 "/%" PRId64 " loss %.4f %s ev/s %s el/s ETA %s%s",
                          r->epoch + 1, bar, r->step + 1, r->steps, r->loss, ev, el, eta, last ? "\n" : "");
         p->bar_open = !last;
         return written(k, n);
     }
     double ts = r->t_step > 0 ? r->t_step : 1;
+    if (p->prediction) {
+        char loss[48] = "";
+        if (isfinite(r->loss))
+            snprintf(loss, sizeof(loss), " loss %.4f", r->loss);
+        return written(snprintf(buf, n, "predict step %" PRId64 "/%" PRId64 "%s %s ev/s %s el/s data %.1f%% ETA %s\n",
+                                r->step + 1, r->steps, loss, ev, el, 100.0 * r->t_data / ts, eta),
+                       n);
+    }
     int k = snprintf(buf, n,
                      "epoch %" PRId64 " step %" PRId64 "/%" PRId64 " global %" PRId64 " loss %.4f lr %.3g %s ev/s %s el/s "
                      "data %.1f%% comm %.1f%% ETA %s\n",

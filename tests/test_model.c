@@ -868,6 +868,80 @@ static void test_blas_threads(void)
     CHECK_OK(djct_torch_set_num_threads(1));
 }
 
+/* switching single modules by name or glob (djct_train's and djct_predict's --logging / --loss) */
+static int states(djct_model *m, const char *want)
+{
+    char buf[512];
+    if (djct_model_describe_switches(m, buf, sizeof(buf)))
+        return 0;
+    if (strcmp(buf, want))
+        fprintf(stderr, "  -> switches: %s\n     want:     %s\n", buf, want);
+    return !strcmp(buf, want);
+}
+
+static void test_switch_matching(void)
+{
+    djct_model_options mo = DJCT_MODEL_OPTIONS_INIT;
+    mo.n_inputs = P;
+    mo.hidden = 8;
+    djct_model *m = NULL;
+    CHECK_OK(djct_model_builtin(&m, "pointcloud", &mo));
+    if (!m)
+        return;
+    size_t n = 99;
+    CHECK_OK(djct_model_switch_all_logging(m, 1));
+    CHECK(states(m, "classification (loss on, logging on), regression (loss on, logging on), metrics (logging on)"));
+    /* by name */
+    CHECK_OK(djct_model_switch_matching(m, DJCT_SWITCH_LOSS, "regression", 0, &n));
+    CHECK(n == 1 && states(m, "classification (loss on, logging on), regression (loss off, logging on), metrics (logging on)"));
+    CHECK_OK(djct_model_switch_matching(m, DJCT_SWITCH_LOGGING, "metrics", 0, &n));
+    CHECK(n == 1 && states(m, "classification (loss on, logging on), regression (loss off, logging on), metrics (logging off)"));
+    /* by glob: logging reaches LossModules too, loss only LossModules */
+    CHECK_OK(djct_model_switch_matching(m, DJCT_SWITCH_LOGGING, "*s*", 0, &n));
+    CHECK(n == 3 && states(m, "classification (loss on, logging off), regression (loss off, logging off), metrics (logging off)"));
+    CHECK_OK(djct_model_switch_matching(m, DJCT_SWITCH_LOSS, "*", 1, &n));
+    CHECK(n == 2);
+    /* a list applies in order: the later entry wins */
+    CHECK_OK(djct_model_switch_list(m, DJCT_SWITCH_LOGGING, "*=on, class*=off,[mr]e*=on"));
+    CHECK(states(m, "classification (loss on, logging off), regression (loss on, logging on), metrics (logging on)"));
+    /* unknown names list the known ones; a LoggingModule is no LossModule */
+    CHECK_ERR(djct_model_switch_matching(m, DJCT_SWITCH_LOGGING, "nope*", 0, &n), DJCT_EINVAL,
+              "no LoggingModule matches 'nope*'; LoggingModules: classification, regression, metrics");
+    CHECK(n == 0);
+    CHECK_ERR(djct_model_switch_matching(m, DJCT_SWITCH_LOSS, "metrics", 0, NULL), DJCT_EINVAL,
+              "no LossModule matches 'metrics' (it names a LoggingModule without a loss); LossModules: classification, regression");
+    CHECK_ERR(djct_model_switch_list(m, DJCT_SWITCH_LOSS, "regression=maybe"), DJCT_EINVAL,
+              "loss switch 'regression=maybe': write NAME=on or NAME=off");
+    CHECK_ERR(djct_model_switch_list(m, DJCT_SWITCH_LOSS, "regression=off,=on"), DJCT_EINVAL, "loss switch '=on'");
+    CHECK_ERR(djct_model_switch_list(m, DJCT_SWITCH_LOSS, "classification=off,bogus=on"), DJCT_EINVAL,
+              "no LossModule matches 'bogus'");
+    CHECK_ERR(djct_model_switch_matching(m, 7, "x", 1, NULL), DJCT_EINVAL, "switch kind 7");
+    /* the syntax alone (what the apps check before loading anything); a malformed entry anywhere
+     * in a list switches nothing */
+    CHECK_OK(djct_model_switch_list_check(DJCT_SWITCH_LOSS, "a=on, b*=off,,"));
+    CHECK_ERR(djct_model_switch_list_check(DJCT_SWITCH_LOGGING, "a=on,b"), DJCT_EINVAL, "logging switch 'b'");
+    CHECK_ERR(djct_model_switch_list(m, DJCT_SWITCH_LOGGING, "*=off,metrics=of"), DJCT_EINVAL, "'metrics=of'");
+    CHECK_ERR(djct_model_switch_list(m, DJCT_SWITCH_LOGGING, "*=off,nope=on"), DJCT_EINVAL, "'nope'");
+    CHECK(states(m, "classification (loss on, logging off), regression (loss on, logging on), metrics (logging on)"));
+    /* a switched-off loss changes the summed loss: regression alone vs both */
+    int64_t ne = make_pc_data();
+    djct_array feat = pc_points(ne);
+    djct_array targ[2] = {regular("label", DJCT_DTYPE_INT32, PLAB, 1, E, 0),
+                          regular("target", DJCT_DTYPE_FLOAT32, PTGT, 1, E, 0)};
+    double both = 0, one = 0, cls = 0;
+    CHECK_OK(djct_model_switch_list(m, DJCT_SWITCH_LOSS, "*=on"));
+    CHECK_OK(djct_model_forward(m, &feat, 1, targ, 2));
+    CHECK_OK(djct_model_sum_all_losses(m, &both));
+    CHECK_OK(djct_model_switch_list(m, DJCT_SWITCH_LOSS, "classification=off"));
+    CHECK_OK(djct_model_forward(m, &feat, 1, targ, 2));
+    CHECK_OK(djct_model_sum_all_losses(m, &one));
+    CHECK_OK(djct_model_switch_list(m, DJCT_SWITCH_LOSS, "classification=on,regression=off"));
+    CHECK_OK(djct_model_forward(m, &feat, 1, targ, 2));
+    CHECK_OK(djct_model_sum_all_losses(m, &cls));
+    CHECK(one > 0 && cls > 0 && fabs(both - (one + cls)) < 1e-5 * both);
+    djct_model_free(m);
+}
+
 int main(int argc, char **argv)
 {
 #if !DJCT_HAVE_TORCH
@@ -884,6 +958,7 @@ int main(int argc, char **argv)
     make_mlp_data();
     test_mlp_training();
     test_pointcloud();
+    test_switch_matching();
     test_optimizers();
     test_fused_adam();
     test_jit_optimize();

@@ -44,6 +44,17 @@ static const djct_opt TA[] = {
 };
 #define NTA (sizeof(TA) / sizeof(TA[0]))
 
+/* a repeatable option (djct_train's --logging): every value is appended */
+typedef struct {
+    char *config;
+    char *logging;
+} lcfg;
+static const djct_opt TL[] = {
+    {"config", 0, DJCT_OPT_STRING, offsetof(lcfg, config), NULL, NULL, 0, 0, "FILE", "config file", NULL},
+    {"logging", 0, DJCT_OPT_LIST, offsetof(lcfg, logging), NULL, NULL, 0, 0, "NAME=on|off", "switches", NULL},
+};
+#define NTL (sizeof(TL) / sizeof(TL[0]))
+
 static int parse(cfg *c, int argc, char **argv)
 {
     djct_opts_free(T, N, c);
@@ -163,5 +174,18 @@ int main(void)
           strstr(buf, "optimizer = adam\n") && !strstr(buf, "config ="));
     djct_opts_free(T, N, &c);
     CHECK(c.model == NULL);
+
+    /* a list option appends: config file first, then each command-line value in order */
+    lcfg l;
+    f = fopen(path, "w");
+    fprintf(f, "logging = metrics=off\n");
+    fclose(f);
+    char *la[] = {"p", "--logging", "a=on,b=off", "--config", path, "--logging=c*=on"};
+    CHECK_OK(djct_opts_defaults(TL, NTL, &l));
+    CHECK_OK(djct_opts_parse_argv(TL, NTL, &l, 6, la, NULL));
+    CHECK(l.logging && !strcmp(l.logging, "metrics=off,a=on,b=off,c*=on"));
+    djct_opts_free(TL, NTL, &l);
+    CHECK(l.logging == NULL);
+    unlink(path);
     return harness_report();
 }

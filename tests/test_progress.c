@@ -107,6 +107,28 @@ int main(void)
     CHECK(djct_progress_end(p, b, sizeof(b)) == 0); /* lines leave nothing open */
     djct_progress_free(p);
 
+    /* prediction batches: no epoch, global step, lr or comm; the loss only when there is one */
+    o.mode = DJCT_PROGRESS_LINES;
+    o.every_s = 0;
+    o.prediction = 1;
+    CHECK_OK(djct_progress_create(&p, &o));
+    djct_progress_start(p, 0.0, 10);
+    r = rep(0, 1, 10, NAN, 500, 2e4);
+    djct_progress_step(p, &r, 1.0, b, sizeof(b));
+    CHECK(text_is(b, "predict step 2/10 500 ev/s 20.0k el/s data 10.0% ETA 9s\n"));
+    r.loss = 0.75;
+    djct_progress_step(p, &r, 2.0, b, sizeof(b));
+    CHECK(text_is(b, "predict step 2/10 loss 0.7500 500 ev/s 20.0k el/s data 10.0% ETA 8s\n"));
+    djct_progress_free(p);
+    o.mode = DJCT_PROGRESS_BAR;
+    CHECK_OK(djct_progress_create(&p, &o));
+    djct_progress_start(p, 0.0, 4);
+    r = rep(0, 3, 4, NAN, 5, 6);
+    djct_progress_step(p, &r, 1.0, b, sizeof(b));
+    CHECK(text_is(b, "\r\033[Kpredict [########] 4/4 5 ev/s 6 el/s ETA 3s\n"));
+    djct_progress_free(p);
+    o.prediction = 0;
+
     /* none: nothing; bad options are refused by name */
     o.mode = DJCT_PROGRESS_NONE;
     CHECK_OK(djct_progress_create(&p, &o));

@@ -19,7 +19,11 @@ typedef enum {
     DJCT_SHUFFLE_NONE   = 0, /* file order, event order */
     DJCT_SHUFFLE_FILES  = 1, /* djcdata style: file order shuffled, events shuffled within each file;
                                 consecutive steps read few files (good for compressed .djctd) */
-    DJCT_SHUFFLE_GLOBAL = 2  /* one permutation of all events of all files */
+    DJCT_SHUFFLE_GLOBAL = 2, /* one permutation of all events of all files */
+    DJCT_SHUFFLE_SHARDS = 3  /* no shuffling: rank r gets one contiguous range of the events in file
+                                order (ranges balanced by elements), in batches in that order, and
+                                every event exactly once (nothing dropped, `strict` ignored); ranks
+                                with fewer batches get empty ones at the end (prediction) */
 } djct_shuffle;
 
 typedef struct {

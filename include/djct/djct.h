@@ -24,6 +24,7 @@
 #include "djcdata.h"
 #include "trainer.h"
 #include "progress.h"
+#include "predict.h"
 #include "gen.h"
 
 #endif /* DJCT_DJCT_H */

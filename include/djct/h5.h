@@ -44,6 +44,33 @@ DJCT_API int djct_h5_read_events(djct_record *out, const char *path, int64_t fir
  *  be NULL for defaults. @return 0, DJCT_EINVAL or DJCT_EIO. */
 DJCT_API int djct_h5_write(const char *path, const djct_record *rec, const djct_h5_write_options *opts);
 
+/* ---- writing in pieces (src/h5_writer.c) ----------------------------------------------------- */
+
+/** A djct-ragged-1 file written one record at a time: its datasets grow along axis 0, so a file
+ *  of any size is written without holding it in memory. */
+typedef struct djct_h5_writer djct_h5_writer;
+
+/** Create `path` (truncated) with the arrays of `layout` (per container: name, feature names,
+ *  dtype float32/int32, ndim, raggedness and inner dimensions; its values, row splits and event
+ *  count are not used, so the first record to append can serve) and no events yet. `opts` may be
+ *  NULL (chunk_bytes: bytes per chunk along axis 0; gzip_level as for djct_h5_write). On success
+ *  *out is yours: finish with djct_h5_writer_close(). @return 0, DJCT_EINVAL or DJCT_EIO. */
+DJCT_API int djct_h5_writer_create(djct_h5_writer **out, const char *path, const djct_record *layout,
+                                   const djct_h5_write_options *opts);
+
+/** Append the events of `rec` (validated; the same arrays as the layout: count per container,
+ *  dtype, raggedness, inner dimensions) after those written so far; ragged row splits continue
+ *  from the elements already written. A failed append leaves the file incomplete (close
+ *  reports it). @return 0, DJCT_EINVAL or DJCT_EIO. */
+DJCT_API int djct_h5_writer_append(djct_h5_writer *w, const djct_record *rec);
+
+/** Events written so far. */
+DJCT_API int64_t djct_h5_writer_events(const djct_h5_writer *w);
+
+/** Close the file and free the writer (NULL is fine). The file is complete and valid only when
+ *  this returns 0 after successful appends; otherwise remove it. */
+DJCT_API int djct_h5_writer_close(djct_h5_writer *w);
+
 DJCT_END_DECLS
 
 #endif /* DJCT_H5_H */

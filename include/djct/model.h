@@ -155,6 +155,34 @@ DJCT_API size_t djct_model_n_logging_modules(const djct_model *m) DJCT_NOEXCEPT;
 DJCT_API int djct_model_logging_module(const djct_model *m, size_t i, const char **name,
                                        int *logging_on, int *is_loss, int *loss_on) DJCT_NOEXCEPT;
 
+/** What djct_model_switch_matching() switches. */
+typedef enum {
+    DJCT_SWITCH_LOGGING = 0, /* logging_active of LoggingModules (LossModules included) */
+    DJCT_SWITCH_LOSS    = 1  /* loss_active of LossModules */
+} djct_switch_kind;
+
+/** Switch on (on != 0) or off every LoggingModule (kind DJCT_SWITCH_LOGGING; LossModules are
+ *  LoggingModules too) or every LossModule (DJCT_SWITCH_LOSS) whose name matches `pattern`: a
+ *  name as djct_model_logging_module() gives it (auto-assigned `LoggingModule<k>` included) or a
+ *  glob (fnmatch: `*`, `?`, `[...]`). Each matching module is switched with the LoggingModules
+ *  nested in it (as djct_model_switch()). *n_matched (may be NULL) receives how many names
+ *  matched. @return 0; DJCT_EINVAL "no LossModule matches 'x'; LossModules: a, b" when none
+ *  does (src/model_switch.c; DJCT_ENOTSUP without libtorch). */
+DJCT_API int djct_model_switch_matching(djct_model *m, int kind, const char *pattern, int on,
+                                        size_t *n_matched) DJCT_NOEXCEPT;
+/** Apply a switch list "NAME=on|off[,NAME=on|off...]" (NAME a name or glob, as above) in order,
+ *  so a later entry wins for the modules it matches; an entry that is malformed or matches no
+ *  module switches nothing of the list.
+ *  @return 0; DJCT_EINVAL naming the entry that is malformed or matches nothing. */
+DJCT_API int djct_model_switch_list(djct_model *m, int kind, const char *list) DJCT_NOEXCEPT;
+/** Check only the syntax of such a list (no model needed: for option parsing).
+ *  @return 0, or DJCT_EINVAL naming the malformed entry. */
+DJCT_API int djct_model_switch_list_check(int kind, const char *list) DJCT_NOEXCEPT;
+/** One line describing every LoggingModule's switches in module order into buf (cut to n):
+ *  "classification (loss on, logging on), metrics (logging off)". @return 0, or DJCT_EINVAL
+ *  when buf is too small. */
+DJCT_API int djct_model_describe_switches(const djct_model *m, char *buf, size_t n) DJCT_NOEXCEPT;
+
 /** Receives one metric; `name` is "<module name>_<metric>". Return non-zero to stop. */
 typedef int (*djct_metric_fn)(void *user, const char *name, double value);
 /** Hand every recorded metric to fn (module order, then metric order) and clear them all. */

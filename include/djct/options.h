@@ -27,9 +27,11 @@ typedef enum {
     DJCT_OPT_STRING, /* char * (owned by the struct; free with djct_opts_free) */
     DJCT_OPT_FLAG,   /* int, 0/1; on the command line --name sets 1, --no-name sets 0 */
     DJCT_OPT_CHOICE, /* int: the value of the name given, from the option's `choices` table */
-    DJCT_OPT_ARGS    /* char **: the positional arguments, a NULL-terminated array of pointers into
+    DJCT_OPT_ARGS,   /* char **: the positional arguments, a NULL-terminated array of pointers into
                         argv (the array is owned by the struct, the strings by argv); command line
                         only; at most one per table */
+    DJCT_OPT_LIST    /* char * as STRING, but repeatable: each value given (config file first,
+                        then the command line) is appended after a ',' instead of replacing */
 } djct_opt_type;
 
 /** One allowed name of a DJCT_OPT_CHOICE option and the value it stands for (usually an enum

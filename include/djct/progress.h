@@ -33,9 +33,12 @@ typedef struct {
     int          mode;    /* djct_progress_mode */
     double       every_s; /* LINES: seconds between lines */
     int          bar_width; /* BAR: characters of the bar; 0: 24 */
+    int          prediction; /* 1: the steps are prediction batches (djct_predict): "predict" instead
+                                of the epoch, no global step, learning rate or communication share,
+                                the loss only when finite (with targets) */
 } djct_progress_options;
-#define DJCT_PROGRESS_OPTIONS_VERSION 1
-#define DJCT_PROGRESS_OPTIONS_INIT { DJCT_PROGRESS_OPTIONS_VERSION, DJCT_PROGRESS_AUTO, 10.0, 0 }
+#define DJCT_PROGRESS_OPTIONS_VERSION 2
+#define DJCT_PROGRESS_OPTIONS_INIT { DJCT_PROGRESS_OPTIONS_VERSION, DJCT_PROGRESS_AUTO, 10.0, 0, 0 }
 
 typedef struct djct_progress djct_progress;
 
@@ -54,6 +57,8 @@ DJCT_API void djct_progress_start(djct_progress *p, double now, int64_t total_st
  *  The rate is the steps done since start over the time since start; the ETA is the steps left
  *  at that rate. BAR:   "\r\033[Kepoch E [####....] S/N loss L EV ev/s EL el/s ETA T";
  *  LINES: "epoch E step S/N global G loss L lr R EV ev/s EL el/s data D% comm C% ETA T\n";
+ *  prediction: "predict [####....] S/N [loss L] EV ev/s EL el/s ETA T" and
+ *  "predict step S/N [loss L] EV ev/s EL el/s data D% ETA T\n";
  *  throughputs in SI units (1.2k, 3.45M). @return the length written; 0: nothing to show now. */
 DJCT_API size_t djct_progress_step(djct_progress *p, const djct_step_report *r, double now, char *buf,
                                    size_t n);
