@@ -152,9 +152,55 @@ static int choose_device(djct_comm *c, const djct_comm_options *o)
     int rc = djct_gpu_select(dev);
     if (rc < 0)
         return djct_error_prefix("rank %d", c->rank);
+    /* comm's own stream on it: NCCL and the staged MPI path reduce there */
+    if ((rc = comm_gpu_create(&c->gpu, dev, c->rank)) < 0)
+        return rc;
     c->device = dev;
     snprintf(c->gpu_note, sizeof(c->gpu_note), "GPU %d of %d%s", dev, count, cvd_note);
     return 0;
+}
+
+int comm_shared_gpu(const comm_gpu_id *ids, int n, char *msg, size_t cap)
+{
+    for (int a = 0; a < n; a++)
+        for (int b = a + 1; b < n; b++)
+            if (!strcmp(ids[a].uuid, ids[b].uuid) && !strcmp(ids[a].host, ids[b].host)) {
+                snprintf(msg, cap, "ranks %d and %d both use GPU %s on %s (device %d of rank %d, device %d of rank %d); "
+                         "NCCL needs one GPU per rank: start at most as many ranks per node as it has GPUs, or use the "
+                         "MPI backend (djct_train --backend mpi), which stages gradients through host memory",
+                         a, b, ids[a].uuid, ids[a].host, ids[a].device, a, ids[b].device, b);
+                return 1;
+            }
+    return 0;
+}
+
+/* every rank's (host, GPU UUID), gathered: two ranks on one GPU fail alike on every rank */
+static int check_gpus_distinct(djct_comm *c)
+{
+    comm_gpu_id mine;
+    memset(&mine, 0, sizeof(mine));
+    snprintf(mine.host, sizeof(mine.host), "%.63s", c->host);
+    mine.device = c->device;
+    int rc = comm_gpu_uuid(c->gpu, mine.uuid, sizeof(mine.uuid));
+    if ((rc = comm_agree(c, rc, "reading the GPU's UUID")) < 0)
+        return rc;
+    comm_gpu_id *all = malloc(sizeof(*all) * (size_t)c->size);
+    int ok = all != NULL, all_ok = 0;
+    MPI_Allreduce(&ok, &all_ok, 1, MPI_INT, MPI_MIN, c->world);
+    if (!all_ok) {
+        free(all);
+        return ok ? djct_error_set(DJCT_ENOMEM, "rank %d: another rank ran out of memory gathering the GPU list", c->rank)
+                  : djct_error_oom();
+    }
+    if ((rc = MPI_Allgather(&mine, (int)sizeof(mine), MPI_BYTE, all, (int)sizeof(mine), MPI_BYTE, c->world)) !=
+        MPI_SUCCESS) {
+        free(all);
+        return comm_mpi_err(c, rc, "MPI_Allgather (GPU list)");
+    }
+    char msg[600];
+    rc = comm_shared_gpu(all, c->size, msg, sizeof(msg)) ? djct_error_set(DJCT_EINVAL, "rank %d: %s", c->rank, msg) : 0;
+    free(all);
+    return rc;
 }
 
 int comm_agree(djct_comm *c, int rc, const char *stage)
@@ -282,7 +328,8 @@ int djct_comm_create(djct_comm **out, const djct_comm_options *opts)
             }
             /* AUTO with a GPU on some ranks only: everyone stays on MPI */
         } else {
-            if ((rc = djct_nccl_create(&c->nccl, c->world, c->rank, c->size, c->device)) < 0)
+            if ((rc = check_gpus_distinct(c)) < 0 ||
+                (rc = djct_nccl_create(&c->nccl, c->world, c->rank, c->size, c->gpu)) < 0)
                 goto fail;
             c->backend = DJCT_COMM_BACKEND_NCCL;
         }
@@ -320,6 +367,7 @@ void djct_comm_free(djct_comm *c)
     if (!c)
         return;
     djct_nccl_free(c->nccl);
+    comm_gpu_free(c->gpu);
     if (c->guard_made)
         timer_delete(c->guard);
     /* after a watchdog timeout collectives are still pending: freeing would hang or abort */
@@ -360,14 +408,31 @@ int comm_check_buffers(const djct_comm *c, const djct_comm_buffer *bufs, size_t 
         if (b->device < -1)
             return djct_error_set(DJCT_EINVAL, "rank %d: buffer %zu: device %d; use -1 for host memory or a CUDA device",
                                   c->rank, i, b->device);
-        if (b->device >= 0 && !c->nccl)
-            return djct_error_set(DJCT_ENOTSUP, "rank %d: buffer %zu lives on device %d but the communicator has no NCCL "
-                                  "backend (%s); pass host buffers or create the comm with DJCT_COMM_BACKEND_NCCL on a GPU",
+        if (b->device >= 0 && !c->gpu)
+            return djct_error_set(DJCT_ENOTSUP, "rank %d: buffer %zu lives on device %d but the communicator has no GPU "
+                                  "(%s); pass host buffers or create the comm on a GPU (device DJCT_COMM_DEVICE_AUTO)",
                                   c->rank, i, b->device, c->gpu_note);
         if (b->device >= 0 && b->device != c->device)
             return djct_error_set(DJCT_EINVAL, "rank %d: buffer %zu lives on device %d but this rank uses device %d",
                                   c->rank, i, b->device, c->device);
+        /* without NCCL device buckets are staged through host memory and summed by MPI */
+        if (!any_dtype && b->device >= 0 && !c->nccl && b->dtype != DJCT_DTYPE_FLOAT32 && b->dtype != DJCT_DTYPE_FLOAT64)
+            return djct_error_set(DJCT_ENOTSUP, "rank %d: buffer %zu: %s device buffers are averaged by NCCL only; the MPI "
+                                  "backend stages float32 and float64 device buffers (use the NCCL backend or float32)",
+                                  c->rank, i, djct_dtype_name(b->dtype));
     }
+    return 0;
+}
+
+int comm_test_fake_gpu(djct_comm *c, int device, int delay)
+{
+    if (c->nccl || c->gpu)
+        return djct_error_set(DJCT_EINVAL, "rank %d: comm_test_fake_gpu: the comm already has a GPU", c->rank);
+    int rc = comm_gpu_create_fake(&c->gpu, device, c->rank, delay);
+    if (rc < 0)
+        return rc;
+    c->device = device;
+    snprintf(c->gpu_note, sizeof(c->gpu_note), "host stand-in for GPU %d (tests)", device);
     return 0;
 }
 

@@ -1,6 +1,8 @@
-/* comm's broadcast of buffer lists (host through MPI in 1 GiB chunks, device through NCCL) and
- * the cross-rank consistency check: a 64-bit hash of each buffer compared with rank 0's, so every
- * rank learns which ranks differ and where. */
+/* comm's broadcast of buffer lists (host through MPI in 1 GiB chunks, device through NCCL or, on
+ * the MPI backend, through a host copy) and the cross-rank consistency check: a 64-bit hash of
+ * each buffer compared with rank 0's, so every rank learns which ranks differ and where. Both are
+ * one-off operations: before touching device memory they wait for every stream of the device (the
+ * producer's work that wrote it), and they return with comm's stream drained. */
 #include "comm_int.h"
 #include "djct_int.h"
 #include "util_int.h"
@@ -22,21 +24,43 @@ int djct_comm_broadcast(djct_comm *c, const djct_comm_buffer *bufs, size_t n, in
         (rc = comm_agree_sig(c, DJCT_EINVAL, comm_layout_sig(bufs, n), "buffer lists (counts, dtypes)", "; every rank must pass the same buffers",
                         NULL, NULL)) < 0)
         return rc;
+    int dev = 0;
+    for (size_t i = 0; i < n; i++)
+        dev |= bufs[i].device >= 0;
+    if (dev && (rc = comm_agree(c, comm_gpu_device_sync(c->gpu), "waiting for the device before the broadcast")) < 0)
+        return rc;
     for (size_t i = 0; i < n; i++) {
         size_t bytes = bufs[i].count * djct_dtype_size(bufs[i].dtype);
         if ((rc = comm_enter(c, "broadcast buffer", i)) < 0)
             return rc;
-        if (bufs[i].device >= 0) {
-            if ((rc = djct_nccl_broadcast(c->nccl, bufs[i].ptr, bytes, root)) < 0)
+        if (bufs[i].device >= 0 && c->nccl) {
+            if ((rc = djct_nccl_broadcast(c->nccl, bufs[i].ptr, bytes, root)) < 0 || (rc = comm_gpu_sync(c->gpu)) < 0)
                 return rc;
             continue;
         }
-        for (size_t off = 0; off < bytes;) { /* MPI counts are int */
-            size_t chunk = bytes - off < ((size_t)1 << 30) ? bytes - off : (size_t)1 << 30;
-            if ((rc = comm_coll_bcast(c, (char *)bufs[i].ptr + off, (int)chunk, MPI_BYTE, root)) < 0)
+        /* device memory without NCCL: the root's bytes go down to the host, through MPI, and back
+         * up on every other rank (pageable memory: the copies are synchronous anyway) */
+        char *host = bufs[i].ptr, *tmp = NULL;
+        if (bufs[i].device >= 0) {
+            rc = (tmp = malloc(bytes ? bytes : 1)) ? 0 : djct_error_oom();
+            if (rc == 0 && c->rank == root && (rc = comm_gpu_copy(c->gpu, tmp, bufs[i].ptr, bytes)) == 0)
+                rc = comm_gpu_sync(c->gpu);
+            if ((rc = comm_agree(c, rc, "staging a device buffer for the broadcast")) < 0) {
+                free(tmp);
                 return rc;
+            }
+            host = tmp;
+        }
+        for (size_t off = 0; rc == 0 && off < bytes;) { /* MPI counts are int */
+            size_t chunk = bytes - off < ((size_t)1 << 30) ? bytes - off : (size_t)1 << 30;
+            rc = comm_coll_bcast(c, host + off, (int)chunk, MPI_BYTE, root);
             off += chunk;
         }
+        if (rc == 0 && tmp && c->rank != root && (rc = comm_gpu_copy(c->gpu, bufs[i].ptr, tmp, bytes)) == 0)
+            rc = comm_gpu_sync(c->gpu);
+        free(tmp);
+        if (rc < 0)
+            return rc;
     }
     return 0;
 }
@@ -67,19 +91,24 @@ int djct_comm_check_consistent(djct_comm *c, const djct_comm_buffer *bufs, size_
     uint64_t *h = calloc(n + 1, sizeof(uint64_t));
     if (rc == 0 && !h)
         rc = djct_error_oom();
+    int dev = 0;
+    for (size_t i = 0; rc == 0 && i < n; i++)
+        dev |= bufs[i].device >= 0;
+    if (dev) /* the producer's work on the buffers first */
+        rc = comm_gpu_device_sync(c->gpu);
     for (size_t i = 0; rc == 0 && i < n; i++) {
         size_t bytes = bufs[i].count * djct_dtype_size(bufs[i].dtype);
-        if (bufs[i].device >= 0) {
-            unsigned char tmp[1 << 16];
-            uint64_t hh = 0;
-            for (size_t off = 0; rc == 0 && off < bytes; off += sizeof(tmp)) {
-                size_t l = bytes - off < sizeof(tmp) ? bytes - off : sizeof(tmp);
-                if ((rc = djct_dev_to_host(tmp, (const char *)bufs[i].ptr + off, l)) == 0)
-                    hh = hash_bytes(hh, tmp, l);
-            }
-            h[i] = hh;
-        } else
-            h[i] = hash_bytes((uint64_t)i, bufs[i].ptr, bytes);
+        const void *host = bufs[i].ptr;
+        void *tmp = NULL;
+        if (bufs[i].device >= 0) { /* one copy to the host, hashed there */
+            rc = (tmp = malloc(bytes ? bytes : 1)) ? 0 : djct_error_oom();
+            if (rc == 0 && (rc = comm_gpu_copy(c->gpu, tmp, bufs[i].ptr, bytes)) == 0)
+                rc = comm_gpu_sync(c->gpu);
+            host = tmp;
+        }
+        if (rc == 0)
+            h[i] = hash_bytes((uint64_t)i, host, bytes);
+        free(tmp);
         h[n] = h[n] * 31 + h[i];
     }
     if ((rc = comm_agree(c, rc, "djct_comm_check_consistent")) < 0 || (rc = comm_enter(c, "consistency check", SIZE_MAX)) < 0) {

@@ -13,6 +13,7 @@
 #include "djct/comm.h"
 
 typedef struct djct_nccl djct_nccl;
+typedef struct comm_gpu comm_gpu; /* src/comm_nccl.c */
 
 struct djct_comm {
     MPI_Comm   world;       /* dup of MPI_COMM_WORLD: all djct collectives */
@@ -37,6 +38,7 @@ struct djct_comm {
     int        oversubscribed; /* some node runs more ranks than it has CPUs */
     int        guard_made;
     djct_nccl *nccl;
+    comm_gpu  *gpu;        /* the bound GPU's stream: NCCL and staged buckets (NULL on CPU) */
     char       gpu_note[192];
     char       host[MPI_MAX_PROCESSOR_NAME];
     char      *report;
@@ -133,34 +135,83 @@ void comm_sum_div_set(double d);
 /** The MPI operator of the step's weights: {sum, max, min} per element of three doubles. */
 void comm_wstat_op(void *in, void *inout, int *len, MPI_Datatype *dt);
 
-/* ---- GPU / NCCL backend (src/comm_nccl.c) -------------------------------------------------- */
-
+/* ---- the device side (src/comm_nccl.c) ---------------------------------------------------------
+ * comm_gpu: this rank's bound GPU and comm's own non-blocking stream. Every device operation of comm
+ * goes through it, on that stream, in the order issued; the host touches device memory only through
+ * these calls. A host stand-in (comm_test_fake_gpu) keeps the same contract on host memory: its
+ * copies and fills are queued and run only when an event recorded after them is found complete (a
+ * set number of queries later), or at a synchronisation, so code that reads a staged copy before
+ * its event completed reads stale bytes in the tests too. Errors name the call, the device and the
+ * rank. */
 /** Visible CUDA devices. Returns 0 with *count = 0 and a reason in `why` when there is none
  *  (no driver, no device, CUDA not compiled in). */
 int djct_gpu_count(int *count, char *why, size_t why_cap);
 /** cudaSetDevice; DJCT_ENCCL on failure. */
 int djct_gpu_select(int device);
+/** The device's UUID as nvidia-smi shows it ("GPU-" and 32 hex digits in 5 groups). */
+int comm_gpu_uuid(const comm_gpu *g, char *out, size_t cap);
+
+/** comm's device side on `device` (current on the calling thread): a non-blocking stream. */
+int comm_gpu_create(comm_gpu **out, int device, int rank);
+/** The host stand-in (tests only): events complete after `delay` queries (>= 1). */
+int comm_gpu_create_fake(comm_gpu **out, int device, int rank, int delay);
+/** Synchronises the stream first. NULL is fine. */
+void comm_gpu_free(comm_gpu *g);
+int comm_gpu_is_fake(const comm_gpu *g);
+/** comm's stream (cudaStream_t), NULL for the stand-in. */
+void *comm_gpu_stream(const comm_gpu *g);
+
+/** Stream-ordered copy in any direction (host memory in the copies must be pinned to overlap) and
+ *  zero fill, on comm's stream. */
+int comm_gpu_copy(comm_gpu *g, void *dst, const void *src, size_t bytes);
+int comm_gpu_zero(comm_gpu *g, void *dst, size_t bytes);
+/** Events: created once, recorded many times (each record replaces the last). `stream` NULL is
+ *  comm's stream, else a producer's cudaStream_t. */
+int comm_gpu_event_create(comm_gpu *g, void **ev);
+void comm_gpu_event_free(comm_gpu *g, void *ev);
+int comm_gpu_record(comm_gpu *g, void *ev, void *stream);
+int comm_gpu_query(comm_gpu *g, void *ev, int *done);
+/** The host waits for the event. */
+int comm_gpu_event_sync(comm_gpu *g, void *ev);
+/** `stream` (NULL: comm's) waits for the event on the device; the host does not wait. */
+int comm_gpu_stream_wait(comm_gpu *g, void *stream, void *ev);
+/** The host waits for comm's stream / for every stream of the device. */
+int comm_gpu_sync(comm_gpu *g);
+int comm_gpu_device_sync(comm_gpu *g);
+/** Pinned host memory (page-locked: asynchronous copies), device memory. */
+int comm_gpu_host_alloc(comm_gpu *g, void **p, size_t bytes);
+void comm_gpu_host_free(comm_gpu *g, void *p);
+int comm_gpu_dev_alloc(comm_gpu *g, void **p, size_t bytes);
+void comm_gpu_dev_free(comm_gpu *g, void *p);
 
 /** Bootstrap NCCL from MPI (collective over `mpi`): rank 0 ncclGetUniqueId, MPI_Bcast, then
- *  ncclCommInitRank on `device`. Every rank returns the same verdict. */
-int djct_nccl_create(djct_nccl **out, MPI_Comm mpi, int rank, int size, int device);
+ *  ncclCommInitRank on g's device; it reduces on g's stream. Every rank returns the same verdict. */
+int djct_nccl_create(djct_nccl **out, MPI_Comm mpi, int rank, int size, comm_gpu *g);
 void djct_nccl_free(djct_nccl *n);
 
 typedef enum { DJCT_NCCL_SUM = 0, DJCT_NCCL_AVG = 1, DJCT_NCCL_PREMUL = 2 } djct_nccl_op;
-/** In-place allreduce on the comm's stream; PREMUL multiplies each rank's input by `scale`. */
+/** In-place allreduce on comm's stream; PREMUL multiplies each rank's input by `scale`. */
 int djct_nccl_allreduce(djct_nccl *n, void *buf, size_t count, djct_dtype dt, djct_nccl_op op, double scale);
+/** In-place broadcast of bytes on comm's stream (the caller synchronises). */
 int djct_nccl_broadcast(djct_nccl *n, void *buf, size_t bytes, int root);
-/** Stream-ordered device copy / zero fill. */
-int djct_nccl_copy(djct_nccl *n, void *dst, const void *src, size_t bytes);
-int djct_nccl_zero(djct_nccl *n, void *dst, size_t bytes);
-/** Record an event after the work queued so far (*ticket), later query or wait for it. */
-int djct_nccl_record(djct_nccl *n, void **event);
-int djct_nccl_query(void *event, int *done);
-void djct_nccl_event_free(void *event);
-int djct_nccl_sync(djct_nccl *n);
-int djct_dev_malloc(void **p, size_t bytes);
-void djct_dev_free(void *p);
-/** Synchronous device-to-host copy. */
-int djct_dev_to_host(void *dst, const void *src, size_t bytes);
+/** An error NCCL found asynchronously (a peer failed, a network error); 0 when none. */
+int djct_nccl_check(djct_nccl *n);
+
+/* ---- ranks and GPUs (comm.c) ------------------------------------------------------------------ */
+
+/** What each rank of a NCCL communicator reports about its GPU (gathered over MPI). */
+typedef struct {
+    char host[64];
+    char uuid[48]; /* comm_gpu_uuid */
+    int  device;   /* the index this rank uses (its own CUDA_VISIBLE_DEVICES numbering) */
+} comm_gpu_id;
+/** Two ranks on one physical GPU (same host, same UUID: indices differ when each rank has its own
+ *  CUDA_VISIBLE_DEVICES): 1 with the one-line message naming the first pair in `msg`, else 0. */
+int comm_shared_gpu(const comm_gpu_id *ids, int n, char *msg, size_t cap);
+
+/** Tests only, on every rank: give an MPI-backend comm a host stand-in for a GPU with index
+ *  `device` (comm_gpu_create_fake), so device buffers (host memory declared with that device)
+ *  take the staged path. Not collective; call before creating plans. */
+int comm_test_fake_gpu(djct_comm *c, int device, int delay);
 
 #endif /* DJCT_COMM_INT_H */

@@ -2,7 +2,12 @@
  * counts and dtypes alone, so every rank builds the same plan and issues the same collectives in
  * the same order; zero-copy buckets reduce in place, others through a persistent pack buffer.
  * A step reduces every buffer in place, blocking (plan_reduce) or overlapped with the backward
- * pass (start, mark_ready, finish), weighted by each rank's weight. */
+ * pass (start, mark_ready, finish), weighted by each rank's weight.
+ * Device buckets reduce on comm's stream: by NCCL, or, without NCCL, staged (copied to a pinned
+ * host buffer, summed by MPI like a host bucket, copied back). With a producer stream
+ * (djct_comm_plan_set_stream) a device bucket waits on the device for the producer's work queued
+ * before it was marked ready, and finish makes the producer wait for the reductions. MPI
+ * collectives are posted strictly in bucket order; a staged bucket's only once its copy landed. */
 #include "comm_int.h"
 #include "djct_int.h"
 
@@ -22,18 +27,23 @@ typedef struct {
 typedef struct {
     djct_dtype   rt;        /* reduction dtype (float32 for halves on the host) */
     int          device;
+    int          staged;    /* a device bucket without NCCL: reduced by MPI through a host copy */
     size_t       seg0, nseg;
     size_t       count;     /* elements */
-    int          zero_copy; /* reduce in place at data */
-    void        *data;      /* the span (zero copy) or the pack buffer */
+    int          zero_copy; /* the pieces follow each other in the buffers' memory, from span */
+    void        *span;      /* zero copy: the first piece's address (host or device) */
+    void        *data;      /* the span (host zero copy), the pack buffer, or (staged) the pinned
+                               host copy of the bucket, where MPI reduces in place */
     size_t       pending;   /* buffers not yet ready in this step */
-    int          state;     /* 0 idle, 1 in flight, 2 done */
+    int          state;     /* 0 idle, 3 launched but not posted to MPI (staged: copying to the
+                               host), 1 in flight, 2 done */
     int          divided;   /* this step's division already happened inside the reduction */
     int          identity;  /* one rank, nonzero weight: the result is the input, nothing moved */
     int          plain;     /* weighted, but every rank's weight is the same: summed unscaled, / size */
     MPI_Request  req;
     uint64_t     seq;       /* the collective number of its reduction */
-    void        *event;     /* device buckets: CUDA event after the reduction */
+    void        *ev_ready;  /* device: recorded on the producer stream when the bucket was ready */
+    void        *ev_done;   /* NCCL: after its reduction; staged: after its copy to the host */
 } bucket_t;
 
 struct djct_comm_plan {
@@ -49,6 +59,10 @@ struct djct_comm_plan {
     void             *slab;  /* host pack buffers */
     size_t            slab_bytes;
     void             *dslab; /* device pack buffers */
+    void             *sslab; /* pinned host copies of staged buckets */
+    int               has_dev; /* some bucket lives on the device */
+    void             *stream;  /* the producer's stream (djct_comm_plan_set_stream), or NULL */
+    void             *ev_end;  /* on comm's stream after the step's device work */
     int               active;
     int               op;
     double            weight, wsum;
@@ -60,7 +74,14 @@ struct djct_comm_plan {
     int               wdefer;    /* one host bucket, reduced only at finish: post the weights there */
     int               wposted;   /* this step's weight collective is posted (or not needed) */
     size_t            next_launch, ndone;
+    size_t            next_post; /* host and staged buckets are posted to MPI in bucket order */
 };
+
+static int is_nccl(const bucket_t *bk) { return bk->device >= 0 && !bk->staged; }
+/* reduced by MPI on host memory: host buckets, and staged device buckets through their copy */
+static int host_side(const bucket_t *bk) { return bk->device < 0 || bk->staged; }
+/* the host reduction scales in place at data (no pack pass) */
+static int in_place(const bucket_t *bk) { return bk->zero_copy || bk->staged; }
 
 static djct_dtype reduce_dtype(const djct_comm_buffer *b)
 {
@@ -75,12 +96,21 @@ void djct_comm_plan_free(djct_comm_plan *p)
 {
     if (!p)
         return;
-    if (p->b)
-        for (size_t i = 0; i < p->nb; i++)
-            djct_nccl_event_free(p->b[i].event);
+    comm_gpu *g = p->c->gpu;
+    if (g && p->has_dev) /* no copy may still read or write what is freed below */
+        comm_gpu_sync(g);
+    if (p->b && g)
+        for (size_t i = 0; i < p->nb; i++) {
+            comm_gpu_event_free(g, p->b[i].ev_ready);
+            comm_gpu_event_free(g, p->b[i].ev_done);
+        }
+    if (g) {
+        comm_gpu_event_free(g, p->ev_end);
+        comm_gpu_host_free(g, p->sslab);
+        comm_gpu_dev_free(g, p->dslab);
+    }
     if (p->slab)
         munmap(p->slab, p->slab_bytes);
-    djct_dev_free(p->dslab);
     free(p->bufs);
     free(p->b_first);
     free(p->b_end);
@@ -153,6 +183,7 @@ int djct_comm_plan_create(djct_comm_plan **out, djct_comm *c, const djct_comm_bu
                 cur = &p->b[p->nb++];
                 cur->rt = rt;
                 cur->device = bf->device;
+                cur->staged = bf->device >= 0 && !c->nccl;
                 cur->seg0 = p->nsegs;
                 cur_bytes = 0;
             }
@@ -171,7 +202,7 @@ int djct_comm_plan_create(djct_comm_plan **out, djct_comm *c, const djct_comm_bu
     }
 
     /* zero copy when the pieces are of the reduction dtype and follow each other in memory */
-    size_t host_pack = 0, dev_pack = 0;
+    size_t host_pack = 0, dev_pack = 0, stage_pack = 0;
     for (size_t k = 0; k < p->nb; k++) {
         bucket_t *bk = &p->b[k];
         int zc = 1;
@@ -185,13 +216,17 @@ int djct_comm_plan_create(djct_comm_plan **out, djct_comm *c, const djct_comm_bu
             expect = ptr + sg->count * djct_dtype_size(bf->dtype);
         }
         bk->zero_copy = zc;
-        if (zc) {
-            bk->data = elem_ptr(&bufs[p->segs[bk->seg0].buf], p->segs[bk->seg0].off);
-            p->nzc++;
-        } else {
-            size_t bytes = (bk->count * djct_dtype_size(bk->rt) + 63) & ~(size_t)63;
-            bk->data = (void *)(bk->device >= 0 ? dev_pack : host_pack); /* offset until allocated */
-            *(bk->device >= 0 ? &dev_pack : &host_pack) += bytes;
+        if (zc)
+            bk->span = elem_ptr(&bufs[p->segs[bk->seg0].buf], p->segs[bk->seg0].off);
+        p->nzc += zc && !bk->staged;
+        p->has_dev |= bk->device >= 0;
+        size_t bytes = (bk->count * djct_dtype_size(bk->rt) + 63) & ~(size_t)63;
+        size_t *pack = bk->staged ? &stage_pack : bk->device >= 0 ? &dev_pack : &host_pack;
+        if (zc && !bk->staged)
+            bk->data = bk->span;
+        else {
+            bk->data = (void *)*pack; /* offset until allocated */
+            *pack += bytes;
         }
     }
     /* persistent pack buffers, touched once now, so no step pays first-touch page faults */
@@ -210,15 +245,26 @@ int djct_comm_plan_create(djct_comm_plan **out, djct_comm *c, const djct_comm_bu
         }
     }
     if (rc == 0 && dev_pack)
-        rc = djct_dev_malloc(&p->dslab, dev_pack);
-    for (size_t k = 0; rc == 0 && k < p->nb; k++)
-        if (!p->b[k].zero_copy)
-            p->b[k].data = (char *)(p->b[k].device >= 0 ? p->dslab : p->slab) + (size_t)p->b[k].data;
+        rc = comm_gpu_dev_alloc(c->gpu, &p->dslab, dev_pack);
+    if (rc == 0 && stage_pack)
+        rc = comm_gpu_host_alloc(c->gpu, &p->sslab, stage_pack);
+    for (size_t k = 0; rc == 0 && k < p->nb; k++) {
+        bucket_t *bk = &p->b[k];
+        if (bk->staged)
+            bk->data = (char *)p->sslab + (size_t)bk->data;
+        else if (!bk->zero_copy)
+            bk->data = (char *)(bk->device >= 0 ? p->dslab : p->slab) + (size_t)bk->data;
+        if (bk->device >= 0 && ((rc = comm_gpu_event_create(c->gpu, &bk->ev_ready)) < 0 ||
+                                (rc = comm_gpu_event_create(c->gpu, &bk->ev_done)) < 0))
+            break;
+    }
+    if (rc == 0 && p->has_dev)
+        rc = comm_gpu_event_create(c->gpu, &p->ev_end);
     if ((rc = comm_agree(c, rc, "pack buffer allocation")) < 0) {
         djct_comm_plan_free(p);
         return rc;
     }
-    p->wdefer = p->nb == 1 && p->b[0].device < 0; /* the same on every rank, as the buckets */
+    p->wdefer = p->nb == 1 && host_side(&p->b[0]); /* the same on every rank, as the buckets */
     *out = p;
     return 0;
 }
@@ -259,7 +305,7 @@ static int start_step(djct_comm_plan *p, djct_comm_op op, double weight)
         for (size_t k = p->b_first[i]; k < p->b_end[i]; k++)
             p->b[k].pending++;
     }
-    p->next_launch = p->ndone = 0;
+    p->next_launch = p->ndone = p->next_post = 0;
     p->active = 1;
     return 0;
 }
@@ -332,69 +378,74 @@ static double bucket_divisor(const djct_comm_plan *p, const bucket_t *bk)
     return p->wsum > 0 ? p->wsum : 1.0;
 }
 
-static int launch(djct_comm_plan *p, size_t k, int blocking)
+/* copy a staged bucket between its device pieces and its host copy (down: device -> host), on
+ * comm's stream */
+static int stage_copy(djct_comm_plan *p, bucket_t *bk, int down)
+{
+    comm_gpu *g = p->c->gpu;
+    size_t es = djct_dtype_size(bk->rt);
+    if (bk->zero_copy)
+        return down ? comm_gpu_copy(g, bk->data, bk->span, bk->count * es) : comm_gpu_copy(g, bk->span, bk->data, bk->count * es);
+    int rc = 0;
+    for (size_t j = 0, pos = 0; rc == 0 && j < bk->nseg; j++) {
+        const seg_t *sg = &p->segs[bk->seg0 + j];
+        char *dev = elem_ptr(&p->bufs[sg->buf], sg->off), *host = (char *)bk->data + pos * es;
+        rc = down ? comm_gpu_copy(g, host, dev, sg->count * es) : comm_gpu_copy(g, dev, host, sg->count * es);
+        pos += sg->count;
+    }
+    return rc;
+}
+
+/* the NCCL part of a launch: pack, reduce, unpack on comm's stream, then the bucket's event */
+static int launch_nccl(djct_comm_plan *p, bucket_t *bk, double w)
+{
+    djct_comm *c = p->c;
+    djct_nccl *nc = c->nccl;
+    comm_gpu *g = c->gpu;
+    size_t es = djct_dtype_size(bk->rt);
+    int rc;
+    if (!bk->zero_copy)
+        for (size_t j = 0, pos = 0; j < bk->nseg; j++) {
+            const seg_t *sg = &p->segs[bk->seg0 + j];
+            if ((rc = comm_gpu_copy(g, (char *)bk->data + pos * es, elem_ptr(&p->bufs[sg->buf], sg->off), sg->count * es)) < 0)
+                return rc;
+            pos += sg->count;
+        }
+    if (w == 0.0 && (rc = comm_gpu_zero(g, bk->data, bk->count * es)) < 0)
+        return rc;
+    if (bk->plain)
+        rc = djct_nccl_allreduce(nc, bk->data, bk->count, bk->rt, DJCT_NCCL_AVG, 1.0);
+    else if (p->op == DJCT_COMM_WEIGHTED)
+        rc = djct_nccl_allreduce(nc, bk->data, bk->count, bk->rt, DJCT_NCCL_PREMUL, p->wsum > 0 ? w / p->wsum : 0.0);
+    else
+        rc = djct_nccl_allreduce(nc, bk->data, bk->count, bk->rt, p->op == DJCT_COMM_AVERAGE ? DJCT_NCCL_AVG : DJCT_NCCL_SUM, 1.0);
+    if (rc < 0)
+        return rc;
+    if (!bk->zero_copy)
+        for (size_t j = 0, pos = 0; j < bk->nseg; j++) {
+            const seg_t *sg = &p->segs[bk->seg0 + j];
+            if ((rc = comm_gpu_copy(g, elem_ptr(&p->bufs[sg->buf], sg->off), (char *)bk->data + pos * es, sg->count * es)) < 0)
+                return rc;
+            pos += sg->count;
+        }
+    if ((rc = comm_gpu_record(g, bk->ev_done, NULL)) < 0)
+        return rc;
+    bk->state = 1;
+    return 0;
+}
+
+/* hand a host-side bucket (its data on the host: buffers, pack buffer or staged copy) to MPI */
+static int post(djct_comm_plan *p, size_t k, int blocking)
 {
     djct_comm *c = p->c;
     bucket_t *bk = &p->b[k];
     int rc;
-    /* all-zero weights: nothing to average; keep the collectives (peers issue them too) */
-    double w = p->op == DJCT_COMM_WEIGHTED ? p->weight : 1.0; /* all weights 0 <=> every rank's is */
-    if ((bk->device >= 0 || blocking) && (rc = weight_sum(p, 1, NULL)) < 0) /* NCCL: premultiply; blocking: divide */
-        return rc;
-    /* Equal nonzero weights everywhere (fixed-size batches): the weighted average is the plain
-     * one, so nothing is multiplied before the sum and the sum is divided by the rank count (no
-     * pass, and exact where w*g would round). Only where the weights are known by construction
-     * (device and blocking buckets), so every rank decides alike; a non-blocking bucket launched
-     * before the weights arrived is multiplied as before. */
-    bk->plain = p->op == DJCT_COMM_WEIGHTED && (bk->device >= 0 || blocking) && p->wequal && w > 0;
     if ((rc = comm_enter(c, "reduce bucket", k)) < 0)
         return rc;
     bk->seq = c->seq;
-    if (bk->device >= 0) {
-        djct_nccl *nc = c->nccl;
-        size_t es = djct_dtype_size(bk->rt);
-        if (!bk->zero_copy)
-            for (size_t j = 0, pos = 0; j < bk->nseg; j++) {
-                const seg_t *sg = &p->segs[bk->seg0 + j];
-                if ((rc = djct_nccl_copy(nc, (char *)bk->data + pos * es, elem_ptr(&p->bufs[sg->buf], sg->off), sg->count * es)) < 0)
-                    return rc;
-                pos += sg->count;
-            }
-        if (w == 0.0 && (rc = djct_nccl_zero(nc, bk->data, bk->count * es)) < 0)
-            return rc;
-        if (bk->plain)
-            rc = djct_nccl_allreduce(nc, bk->data, bk->count, bk->rt, DJCT_NCCL_AVG, 1.0);
-        else if (p->op == DJCT_COMM_WEIGHTED)
-            rc = djct_nccl_allreduce(nc, bk->data, bk->count, bk->rt, DJCT_NCCL_PREMUL, p->wsum > 0 ? w / p->wsum : 0.0);
-        else
-            rc = djct_nccl_allreduce(nc, bk->data, bk->count, bk->rt, p->op == DJCT_COMM_AVERAGE ? DJCT_NCCL_AVG : DJCT_NCCL_SUM, 1.0);
-        if (rc < 0)
-            return rc;
-        if (!bk->zero_copy)
-            for (size_t j = 0, pos = 0; j < bk->nseg; j++) {
-                const seg_t *sg = &p->segs[bk->seg0 + j];
-                if ((rc = djct_nccl_copy(nc, elem_ptr(&p->bufs[sg->buf], sg->off), (char *)bk->data + pos * es, sg->count * es)) < 0)
-                    return rc;
-                pos += sg->count;
-            }
-        djct_nccl_event_free(bk->event);
-        bk->event = NULL;
-        if ((rc = djct_nccl_record(nc, &bk->event)) < 0)
-            return rc;
-        bk->state = 1;
-        return 0;
-    }
-    /* one rank with a nonzero weight: the average of one contribution is itself (w*g/w would
-     * only add a rounding), so nothing is packed, reduced or unpacked. Weight 0 takes the normal
-     * path, which zeroes. */
-    bk->identity = c->size == 1 && w != 0.0;
-    if (bk->identity) {
-        bk->req = MPI_REQUEST_NULL; /* "in flight" completes at once on every path */
-        bk->state = blocking ? 2 : 1;
-        return 0;
-    }
+    double w = p->op == DJCT_COMM_WEIGHTED ? p->weight : 1.0;
     double wm = bk->plain ? 1.0 : w;
-    if (bk->zero_copy)
+    if (in_place(bk))
         comm_scale_mul(bk->data, bk->count, bk->rt, wm);
     else
         for (size_t j = 0, pos = 0; j < bk->nseg; j++) {
@@ -421,16 +472,99 @@ static int launch(djct_comm_plan *p, size_t k, int blocking)
     return 0;
 }
 
-/* the reduction of bucket k has landed: scale and unpack (host), nothing more (device) */
-static void complete(djct_comm_plan *p, size_t k)
+/* Post the launched host-side buckets to MPI in bucket order, up to bucket `upto` (excluded): a
+ * staged one once its copy to the host has landed (wait: the host waits for it; else stop at the
+ * first copy still running). NCCL and finished buckets are passed over. */
+static int post_ready(djct_comm_plan *p, size_t upto, int wait)
+{
+    int rc;
+    while (p->next_post < upto) {
+        size_t k = p->next_post;
+        bucket_t *bk = &p->b[k];
+        if (bk->state == 0)
+            break; /* not launched yet: nothing after it may go first */
+        if (bk->state == 3) {
+            if (bk->staged) {
+                int done = 1;
+                if ((rc = wait ? comm_gpu_event_sync(p->c->gpu, bk->ev_done) : comm_gpu_query(p->c->gpu, bk->ev_done, &done)) < 0)
+                    return rc;
+                if (!done)
+                    break;
+            }
+            if ((rc = post(p, k, 0)) < 0)
+                return rc;
+        }
+        p->next_post++;
+    }
+    return 0;
+}
+
+static int launch(djct_comm_plan *p, size_t k, int blocking)
+{
+    djct_comm *c = p->c;
+    bucket_t *bk = &p->b[k];
+    int rc;
+    /* all-zero weights: nothing to average; keep the collectives (peers issue them too) */
+    double w = p->op == DJCT_COMM_WEIGHTED ? p->weight : 1.0; /* all weights 0 <=> every rank's is */
+    int known = is_nccl(bk) || blocking; /* NCCL: premultiply; blocking: divide */
+    if (known && (rc = weight_sum(p, 1, NULL)) < 0)
+        return rc;
+    /* Equal nonzero weights everywhere (fixed-size batches): the weighted average is the plain
+     * one, so nothing is multiplied before the sum and the sum is divided by the rank count (no
+     * pass, and exact where w*g would round). Only where the weights are known by construction
+     * (NCCL and blocking buckets), so every rank decides alike; a non-blocking bucket launched
+     * before the weights arrived is multiplied as before. */
+    bk->plain = p->op == DJCT_COMM_WEIGHTED && known && p->wequal && w > 0;
+    /* one rank with a nonzero weight: the average of one contribution is itself (w*g/w would
+     * only add a rounding), so nothing is copied, packed, reduced or unpacked. Weight 0 takes the
+     * normal path, which zeroes. */
+    bk->identity = host_side(bk) && c->size == 1 && w != 0.0;
+    if (bk->identity) {
+        if ((rc = comm_enter(c, "reduce bucket", k)) < 0)
+            return rc;
+        bk->seq = c->seq;
+        bk->req = MPI_REQUEST_NULL; /* "in flight" completes at once on every path */
+        bk->state = blocking ? 2 : 1;
+        return 0;
+    }
+    /* the producer's work queued so far (the kernels that wrote these gradients) comes before
+     * comm's stream reads the bucket: an event on the producer's stream, waited for on comm's */
+    if (bk->device >= 0 && p->stream &&
+        ((rc = comm_gpu_record(c->gpu, bk->ev_ready, p->stream)) < 0 || (rc = comm_gpu_stream_wait(c->gpu, NULL, bk->ev_ready)) < 0))
+        return rc;
+    if (is_nccl(bk)) {
+        if ((rc = comm_enter(c, "reduce bucket", k)) < 0)
+            return rc;
+        bk->seq = c->seq;
+        return launch_nccl(p, bk, w);
+    }
+    if (bk->staged && ((rc = stage_copy(p, bk, 1)) < 0 || (rc = comm_gpu_record(c->gpu, bk->ev_done, NULL)) < 0))
+        return rc;
+    bk->state = 3;
+    if (!blocking)
+        return post_ready(p, p->nb, 0);
+    /* every earlier bucket goes to MPI first, then this one, reduced blocking */
+    if ((rc = post_ready(p, k, 1)) < 0)
+        return rc;
+    if (bk->staged && (rc = comm_gpu_event_sync(c->gpu, bk->ev_done)) < 0)
+        return rc;
+    if ((rc = post(p, k, 1)) < 0)
+        return rc;
+    p->next_post = k + 1;
+    return 0;
+}
+
+/* the reduction of bucket k has landed: scale and unpack (host), copy back (staged), nothing
+ * more (NCCL) */
+static int complete(djct_comm_plan *p, size_t k)
 {
     bucket_t *bk = &p->b[k];
     bk->state = 2;
     p->ndone++;
-    if (bk->device >= 0 || bk->identity)
-        return;
+    if (is_nccl(bk) || bk->identity)
+        return 0;
     double div = bk->divided ? 1.0 : bucket_divisor(p, bk);
-    if (bk->zero_copy)
+    if (in_place(bk))
         comm_scale_div(bk->data, bk->count, bk->rt, div);
     else
         for (size_t j = 0, pos = 0; j < bk->nseg; j++) {
@@ -439,18 +573,26 @@ static void complete(djct_comm_plan *p, size_t k)
                        p->bufs[sg->buf].dtype, div);
             pos += sg->count;
         }
+    /* the host copy is not touched again before the next step's copy to the host, which comm's
+     * stream runs after this one */
+    return bk->staged ? stage_copy(p, bk, 0) : 0;
 }
 
-/* test in-flight buckets, oldest first; stop at the first one still running */
+/* post what can go, then test in-flight buckets, oldest first; stop at the first one still running */
 static int poll_inflight(djct_comm_plan *p)
 {
+    int rc;
+    if ((rc = post_ready(p, p->nb, 0)) < 0)
+        return rc;
     for (size_t k = 0; k < p->next_launch; k++) {
         bucket_t *bk = &p->b[k];
+        if (bk->state == 3)
+            return 0;
         if (bk->state != 1)
             continue;
-        int done = 0, rc;
-        if (bk->device >= 0) {
-            if ((rc = djct_nccl_query(bk->event, &done)) < 0)
+        int done = 0;
+        if (is_nccl(bk)) {
+            if ((rc = comm_gpu_query(p->c->gpu, bk->ev_done, &done)) < 0)
                 return rc;
         } else
             MPI_TRY(p->c, MPI_Test(&bk->req, &done, MPI_STATUS_IGNORE));
@@ -461,12 +603,13 @@ static int poll_inflight(djct_comm_plan *p)
             return rc;
         if (!known)
             return 0; /* unpack once the divisor is known */
-        complete(p, k);
+        if ((rc = complete(p, k)) < 0)
+            return rc;
     }
     return 0;
 }
 
-/* Launch the buckets whose buffers are all ready, in order. The last host bucket is kept for
+/* Launch the buckets whose buffers are all ready, in order. The last host-side bucket is kept for
  * djct_comm_plan_finish: its gradients are the last ones backward produces, so there is nothing
  * left to overlap with, and finish reduces it with the blocking path (tuned algorithms, the
  * division fused into the reduction) instead of a non-blocking one that only progresses when
@@ -476,15 +619,25 @@ static int launch_ready(djct_comm_plan *p, int final)
     int rc;
     while (p->next_launch < p->nb && p->b[p->next_launch].pending == 0) {
         size_t k = p->next_launch;
-        int last_host = k + 1 == p->nb && p->b[k].device < 0;
+        int last_host = k + 1 == p->nb && host_side(&p->b[k]);
         if (last_host && !final)
             break;
         if ((rc = launch(p, k, last_host)) < 0)
             return rc;
         p->next_launch++;
-        if (last_host)
-            complete(p, k);
+        if (last_host && (rc = complete(p, k)) < 0)
+            return rc;
     }
+    return 0;
+}
+
+int djct_comm_plan_set_stream(djct_comm_plan *p, void *stream)
+{
+    DJCT_CHECK_ARG(p);
+    if (p->active)
+        return djct_error_set(DJCT_EINVAL, "rank %d: djct_comm_plan_set_stream during a step; set it between steps",
+                              p->c->rank);
+    p->stream = stream;
     return 0;
 }
 
@@ -535,29 +688,33 @@ int djct_comm_plan_finish(djct_comm_plan *p)
             for (size_t k = p->b_first[i]; k < p->b_end[i]; k++)
                 p->b[k].pending--;
         }
-    if ((rc = weight_sum(p, 1, NULL)) < 0 || (rc = launch_ready(p, 1)) < 0)
+    if ((rc = weight_sum(p, 1, NULL)) < 0 || (rc = launch_ready(p, 1)) < 0 || (rc = post_ready(p, p->nb, 1)) < 0)
         goto out;
-    /* host buckets: wait oldest first, unpacking each as it lands */
+    /* host-side buckets: wait oldest first, unpacking (and copying back) each as it lands */
     for (size_t k = 0; k < p->nb; k++) {
         bucket_t *bk = &p->b[k];
-        if (bk->state != 1 || bk->device >= 0)
+        if (bk->state != 1 || !host_side(bk))
             continue;
         c->what = "reduce bucket";
         c->what_index = k;
         c->wait_seq = bk->seq;
-        if ((rc = comm_wait_reqs(c, 1, &bk->req)) < 0)
+        if ((rc = comm_wait_reqs(c, 1, &bk->req)) < 0 || (rc = complete(p, k)) < 0)
             goto out;
-        complete(p, k);
     }
-    if (c->nccl) {
-        int any = 0;
+    if (p->has_dev) {
         for (size_t k = 0; k < p->nb; k++)
-            any |= p->b[k].device >= 0 && p->b[k].state == 1;
-        if (any && (rc = djct_nccl_sync(c->nccl)) < 0)
+            if (p->b[k].state == 1 && (rc = complete(p, k)) < 0)
+                goto out;
+        /* the results are there for work queued on the producer's stream from now on (the
+         * optimizer), without the host waiting; without a producer stream, the host waits */
+        if (p->stream)
+            rc = comm_gpu_record(c->gpu, p->ev_end, NULL);
+        if (rc == 0)
+            rc = p->stream ? comm_gpu_stream_wait(c->gpu, p->stream, p->ev_end) : comm_gpu_sync(c->gpu);
+        if (rc == 0 && c->nccl)
+            rc = djct_nccl_check(c->nccl);
+        if (rc < 0)
             goto out;
-        for (size_t k = 0; k < p->nb; k++)
-            if (p->b[k].state == 1)
-                complete(p, k);
     }
     if (p->op == DJCT_COMM_WEIGHTED && !(p->wsum > 0))
         rc = djct_error_set(DJCT_EINVAL, "rank %d: every rank passed weight 0, nothing to average; the buffers hold zeros. "
@@ -579,8 +736,8 @@ int djct_comm_plan_reduce(djct_comm_plan *p, djct_comm_op op, double weight)
     /* everything is ready: blocking reductions bucket by bucket (MPI's tuned algorithms) */
     for (size_t k = 0; k < p->nb; k++) {
         p->b[k].pending = 0;
-        int blocking = p->b[k].device < 0;
-        if ((rc = launch(p, k, blocking)) < 0) {
+        int blocking = host_side(&p->b[k]);
+        if ((rc = launch(p, k, blocking)) < 0 || (blocking && (rc = complete(p, k)) < 0)) {
             if (p->wpending && !p->c->broken)
                 MPI_Wait(&p->wreq, MPI_STATUS_IGNORE);
             p->wpending = 0;
@@ -588,11 +745,8 @@ int djct_comm_plan_reduce(djct_comm_plan *p, djct_comm_op op, double weight)
             return rc;
         }
         p->next_launch = k + 1;
-        if (blocking)
-            complete(p, k);
     }
     for (size_t i = 0; i < p->n; i++)
         p->ready[i] = 1;
     return djct_comm_plan_finish(p);
 }
-

@@ -178,11 +178,11 @@ static void test_nccl_without_gpu(void)
     o.backend = DJCT_COMM_BACKEND_MPI;
     CHECK_OK(djct_comm_create(&c, &o));
     CHECK(c && djct_comm_backend_in_use(c) == DJCT_COMM_BACKEND_MPI && djct_comm_device(c) == -1);
-    /* a device buffer on a comm without NCCL: clear refusal */
+    /* a device buffer on a comm without a GPU: clear refusal */
     float x = 0;
     djct_comm_buffer db = {&x, 1, DJCT_DTYPE_FLOAT32, 0};
     djct_comm_plan *p = NULL;
-    CHECK_ERR(djct_comm_plan_create(&p, c, &db, 1, NULL), DJCT_ENOTSUP, "no NCCL backend");
+    CHECK_ERR(djct_comm_plan_create(&p, c, &db, 1, NULL), DJCT_ENOTSUP, "the communicator has no GPU");
     djct_comm_free(c);
     /* a GPU asked for by index on a GPU-less machine */
     o.device = 0;

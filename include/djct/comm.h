@@ -140,7 +140,9 @@ DJCT_API int djct_comm_wait(djct_comm_request *req);
 /* ---- buffers, averaging ------------------------------------------------------------------ */
 
 /** One buffer: `count` elements of `dtype` at `ptr`; device -1 = host memory, else the CUDA
- *  device (must be the comm's device). djct keeps these pointers for the plan's lifetime. */
+ *  device (must be the comm's device). djct keeps these pointers for the plan's lifetime.
+ *  Device buffers are reduced by NCCL, or, on the MPI backend, staged: copied to pinned host
+ *  memory on comm's stream, summed by MPI, copied back (float32 and float64 only). */
 typedef struct {
     void      *ptr;
     size_t     count;
@@ -184,6 +186,18 @@ DJCT_API void djct_comm_plan_free(djct_comm_plan *plan);
 /** Number of buckets, and how many of them reduce without pack copies. */
 DJCT_API size_t djct_comm_plan_bucket_count(const djct_comm_plan *plan);
 DJCT_API size_t djct_comm_plan_zero_copy_count(const djct_comm_plan *plan);
+
+/** Order the plan's device buffers with the stream that writes and reads them: `stream` is a
+ *  cudaStream_t passed as void * (e.g. libtorch's current stream of the device), NULL for none.
+ *  With a stream, a device bucket is reduced on comm's stream only after the work queued on
+ *  `stream` before the bucket became ready (an event on `stream` that comm's stream waits for), and
+ *  djct_comm_plan_finish() returns once `stream` is made to wait for the reductions: work queued on
+ *  it afterwards (the optimizer) sees the results; the host must synchronise `stream` before it
+ *  reads them. Without a stream (the default) the caller must have completed the writes before a
+ *  buffer is marked ready, and finish waits (on the host) for comm's stream. Host buffers are not
+ *  affected. Not collective; between steps.
+ *  @return 0; DJCT_EINVAL during a step. */
+DJCT_API int djct_comm_plan_set_stream(djct_comm_plan *plan, void *stream);
 
 /** Reduce every buffer in place: start + finish (collective). `weight` is this rank's weight for
  *  DJCT_COMM_WEIGHTED (>= 0, finite; ignored otherwise).
