@@ -1,5 +1,6 @@
 /* libtorch bridge: built-in models, flat parameter/gradient slabs, the LoggingModule/LossModule
- * convention driven from C, optimizers and schedules, save/load, and bad input.
+ * convention driven from C, optimizers and schedules, save/load, bad input, and the device-aware
+ * helpers (finite check, slab copy, staged batches) on CPU tensors.
  * `test_model --roundtrip IN.pt OUT.pt DATA.bin` is the C half of tests/test_python.sh. */
 #include "harness.h"
 
@@ -942,6 +943,131 @@ static void test_switch_matching(void)
     djct_model_free(m);
 }
 
+/* the bridge's device-aware helpers, on CPU tensors: where a model lives, the finite check, the
+ * slab copy, the stream (none on the CPU), batches staged ahead of their forward (the same losses
+ * and outputs as a direct forward, oldest first, the caller's memory free at once) */
+static void test_device_helpers(void)
+{
+    int n = -1;
+    char why[256] = "";
+    CHECK_OK(djct_torch_cuda_available(&n, why, sizeof(why)));
+    CHECK(n > 0 || (why[0] != '\0' && strchr(why, '\n') == NULL));
+    CHECK(djct_model_device_index(NULL) == -1);
+
+    djct_model_options mo = small_mlp();
+    djct_model *a = NULL, *b = NULL, *c = NULL;
+    CHECK_OK(djct_torch_seed(3));
+    CHECK_OK(djct_model_builtin(&a, "mlp", &mo));
+    CHECK_OK(djct_model_builtin(&b, "mlp", &mo)); /* other parameters: the generator moved on */
+    mo.hidden = 9;
+    CHECK_OK(djct_model_builtin(&c, "mlp", &mo));
+    if (!a || !b || !c)
+        goto out;
+    CHECK(djct_model_device_index(a) == -1);
+    void *stream = (void *)1;
+    CHECK_OK(djct_model_cuda_stream(a, &stream));
+    CHECK(stream == NULL);
+
+    /* finite check: computed by libtorch where the slab lives (here the CPU) */
+    float *g = NULL, *pa = NULL, *pb = NULL;
+    size_t ng = 0, na = 0, nb = 0;
+    int fin = -1;
+    CHECK_OK(djct_model_zero_grad(a));
+    CHECK_OK(djct_model_grads(a, &g, &ng));
+    CHECK_OK(djct_model_grads_finite(a, &fin));
+    CHECK(fin == 1);
+    g[ng / 2] = NAN;
+    CHECK_OK(djct_model_grads_finite(a, &fin));
+    CHECK(fin == 0);
+    g[ng / 2] = 0;
+    g[ng - 1] = -INFINITY;
+    CHECK_OK(djct_model_grads_finite(a, &fin));
+    CHECK(fin == 0);
+    CHECK_OK(djct_model_zero_grad(a));
+
+    /* slab copy: b's parameters become a's, bit for bit; another layout is refused */
+    CHECK_OK(djct_model_params(a, &pa, &na));
+    CHECK_OK(djct_model_params(b, &pb, &nb));
+    CHECK(na == nb && memcmp(pa, pb, na * sizeof(float)) != 0);
+    CHECK_OK(djct_model_copy_params(b, a));
+    CHECK(memcmp(pa, pb, na * sizeof(float)) == 0);
+    CHECK_ERR(djct_model_copy_params(c, a), DJCT_EINVAL, "must have the same layout");
+
+    /* staged batches: two staged, used oldest first, each as a direct forward of the same data;
+     * the arrays are copied at staging, so overwriting them afterwards changes nothing */
+    make_mlp_data();
+    static float x2[B * F];
+    static int32_t l2[B];
+    for (int i = 0; i < B * F; i++)
+        x2[i] = -X[i];
+    for (int i = 0; i < B; i++)
+        l2[i] = (LAB[i] + 1) % C;
+    djct_array f1 = regular("x", DJCT_DTYPE_FLOAT32, X, 2, B, F), t1 = regular("label", DJCT_DTYPE_INT32, LAB, 1, B, 0);
+    djct_array f2 = regular("x", DJCT_DTYPE_FLOAT32, x2, 2, B, F), t2 = regular("label", DJCT_DTYPE_INT32, l2, 1, B, 0);
+    double d1 = 0, d2 = 0, s1 = -1, s2 = -1;
+    CHECK_OK(djct_model_forward(a, &f1, 1, &t1, 1));
+    CHECK_OK(djct_model_sum_all_losses(a, &d1));
+    const float *o = NULL;
+    int64_t shape[DJCT_MAX_DIMS];
+    int nd = 0;
+    float out1[B * C];
+    CHECK_OK(djct_model_output(a, 0, &o, shape, &nd));
+    if (o)
+        memcpy(out1, o, sizeof(out1));
+    CHECK_OK(djct_model_forward(a, &f2, 1, &t2, 1));
+    CHECK_OK(djct_model_sum_all_losses(a, &d2));
+    CHECK(d1 != d2);
+    CHECK_ERR(djct_model_forward_staged(a), DJCT_EINVAL, "none is staged");
+    static float keep[B * F];
+    memcpy(keep, X, sizeof(keep));
+    CHECK_OK(djct_model_stage(a, &f1, 1, &t1, 1));
+    CHECK_OK(djct_model_stage(a, &f2, 1, &t2, 1));
+    CHECK(djct_model_n_staged(a) == 2);
+    memset(X, 0, sizeof(X)); /* the caller's memory is free once staged */
+    CHECK_OK(djct_model_forward_staged(a));
+    CHECK_OK(djct_model_sum_all_losses(a, &s1));
+    CHECK_OK(djct_model_output(a, 0, &o, shape, &nd));
+    CHECK(o && nd == 2 && shape[0] == B && memcmp(o, out1, sizeof(out1)) == 0);
+    CHECK_OK(djct_model_backward(a, NULL)); /* a staged batch trains like any other */
+    CHECK_OK(djct_model_forward_staged(a));
+    CHECK_OK(djct_model_sum_all_losses(a, &s2));
+    CHECK(s1 == d1 && s2 == d2 && djct_model_n_staged(a) == 0);
+    memcpy(X, keep, sizeof(keep));
+    CHECK_OK(djct_model_stage(a, &f1, 1, &t1, 1));
+    CHECK_OK(djct_model_drop_staged(a));
+    CHECK(djct_model_n_staged(a) == 0);
+    /* bad input is refused at staging, naming the array */
+    djct_array bad = f1;
+    bad.dtype = (djct_dtype)42;
+    CHECK_ERR(djct_model_stage(a, &bad, 1, &t1, 1), DJCT_EINVAL, "features[0]");
+    CHECK(djct_model_n_staged(a) == 0);
+
+    /* a ragged batch (values + row splits) stages as it forwards */
+    int64_t np = make_pc_data();
+    djct_model_options po = DJCT_MODEL_OPTIONS_INIT;
+    po.n_inputs = P;
+    po.hidden = 8;
+    djct_model *pc = NULL;
+    CHECK_OK(djct_model_builtin(&pc, "pointcloud", &po));
+    if (pc) {
+        djct_array feat = pc_points(np);
+        djct_array targ[2] = {regular("label", DJCT_DTYPE_INT32, PLAB, 1, E, 0),
+                              regular("target", DJCT_DTYPE_FLOAT32, PTGT, 1, E, 0)};
+        double direct = 0, staged = -1;
+        CHECK_OK(djct_model_forward(pc, &feat, 1, targ, 2));
+        CHECK_OK(djct_model_sum_all_losses(pc, &direct));
+        CHECK_OK(djct_model_stage(pc, &feat, 1, targ, 2));
+        CHECK_OK(djct_model_forward_staged(pc));
+        CHECK_OK(djct_model_sum_all_losses(pc, &staged));
+        CHECK(direct == staged);
+    }
+    djct_model_free(pc);
+out:
+    djct_model_free(a);
+    djct_model_free(b);
+    djct_model_free(c);
+}
+
 int main(int argc, char **argv)
 {
 #if !DJCT_HAVE_TORCH
@@ -964,5 +1090,6 @@ int main(int argc, char **argv)
     test_jit_optimize();
     test_bad_input();
     test_blas_threads();
+    test_device_helpers();
     return harness_report();
 }

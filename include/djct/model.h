@@ -57,6 +57,10 @@ DJCT_API int djct_torch_set_num_threads(int n) DJCT_NOEXCEPT;
 DJCT_API int djct_torch_set_jit_optimize(int on) DJCT_NOEXCEPT;
 /** Number of CUDA devices this libtorch can use into *count (0 on a CPU-only build). */
 DJCT_API int djct_torch_cuda_device_count(int *count) DJCT_NOEXCEPT;
+/** Whether models can train on CUDA in this build on this machine: *count usable devices, and
+ *  when 0 the reason in `why` (cut to `why_cap`): "this libtorch has no CUDA, a CPU-only build",
+ *  "libtorch finds no usable GPU (...)", or that djct itself was built without CUDA. */
+DJCT_API int djct_torch_cuda_available(int *count, char *why, size_t why_cap) DJCT_NOEXCEPT;
 
 /* ---- models ---------------------------------------------------------------------------------- */
 
@@ -96,6 +100,24 @@ DJCT_API int djct_model_train(djct_model *m, int on) DJCT_NOEXCEPT;
 DJCT_API int djct_model_forward(djct_model *m, const djct_array *features, size_t n_features,
                                 const djct_array *targets, size_t n_targets) DJCT_NOEXCEPT;
 
+/** Stage a batch for a later djct_model_forward_staged(): the arrays (as djct_model_forward()
+ *  takes them) are copied now, so their memory may be reused as soon as this returns. On a CUDA
+ *  model the copy goes into one of two pinned host buffers (waiting only for the copy that last
+ *  used it) and from there to the device with non-blocking copies on the model's own copy stream,
+ *  after the work already queued on libtorch's current stream; the forward that uses the batch
+ *  waits for them on the device. Stage batch k+1 before computing step k and the copy overlaps
+ *  step k. On a CPU model the arrays are copied into tensors (djct_model_forward() wraps without a
+ *  copy: prefer it there). Batches are used oldest first. */
+DJCT_API int djct_model_stage(djct_model *m, const djct_array *features, size_t n_features,
+                              const djct_array *targets, size_t n_targets) DJCT_NOEXCEPT;
+/** Run forward on the oldest staged batch (as djct_model_forward() otherwise).
+ *  @return 0; DJCT_EINVAL when nothing is staged. */
+DJCT_API int djct_model_forward_staged(djct_model *m) DJCT_NOEXCEPT;
+/** Number of staged batches not yet used. */
+DJCT_API size_t djct_model_n_staged(const djct_model *m) DJCT_NOEXCEPT;
+/** Forget the staged batches not yet used (e.g. the one staged ahead when training stops). */
+DJCT_API int djct_model_drop_staged(djct_model *m) DJCT_NOEXCEPT;
+
 /** Number of outputs of the last forward: 1 for a Tensor, n for a tuple/list of tensors, 0 for
  *  None. */
 DJCT_API size_t djct_model_n_outputs(const djct_model *m) DJCT_NOEXCEPT;
@@ -124,6 +146,20 @@ DJCT_API int djct_model_clear_all_losses(djct_model *m) DJCT_NOEXCEPT;
 DJCT_API int djct_model_params(djct_model *m, float **ptr, size_t *count) DJCT_NOEXCEPT;
 /** The gradient slab, laid out like the parameter slab. */
 DJCT_API int djct_model_grads(djct_model *m, float **ptr, size_t *count) DJCT_NOEXCEPT;
+/** The CUDA device index the model lives on, or -1 on the CPU. Cannot fail (NULL: -1). */
+DJCT_API int djct_model_device_index(const djct_model *m) DJCT_NOEXCEPT;
+/** Whether every gradient in the slab is finite, computed where the slab lives (on a GPU one
+ *  flag is copied back), into *finite (1 or 0). */
+DJCT_API int djct_model_grads_finite(djct_model *m, int *finite) DJCT_NOEXCEPT;
+/** Copy src's parameter slab into dst's (the same layout; any devices): resuming from a saved
+ *  model. @return 0; DJCT_EINVAL when the slabs differ in size. */
+DJCT_API int djct_model_copy_params(djct_model *dst, djct_model *src) DJCT_NOEXCEPT;
+/** libtorch's current CUDA stream of the model's device on the calling thread (a cudaStream_t as
+ *  void *): the stream its forward, backward and optimizer work goes to, for
+ *  djct_comm_plan_set_stream(). libtorch's default stream (handle 0) comes as cudaStreamLegacy,
+ *  so the result is never NULL for a CUDA model; *stream is NULL for a CPU model.
+ *  @return 0; DJCT_ENOTSUP when this build cannot reach libtorch's streams. */
+DJCT_API int djct_model_cuda_stream(djct_model *m, void **stream) DJCT_NOEXCEPT;
 /** Number of trainable parameters (tensors) in the slab. */
 DJCT_API size_t djct_model_n_params(const djct_model *m) DJCT_NOEXCEPT;
 /** Parameter i in backward order: its qualified name (borrowed), offset and element count in

@@ -308,6 +308,7 @@ extern "C" void djct_model_free(djct_model *m) noexcept
         return;
     try {
         m->hook->fn = nullptr; /* a graph that outlives the model may still run the hooks */
+        djct_model_release_device(m);
         delete m;
     } catch (...) {
     }
@@ -371,20 +372,19 @@ static int to_scalar_type(djct_dtype t, c10::ScalarType *st)
     return -1;
 }
 
-static torch::Tensor wrap(void *data, std::vector<int64_t> sizes, c10::ScalarType st,
-                          const torch::Device &dev)
+static torch::Tensor wrap(const djct_piece &pc, const torch::Device &dev)
 {
-    auto opt = torch::TensorOptions().dtype(st);
+    auto opt = torch::TensorOptions().dtype(pc.st);
     int64_t n = 1;
-    for (int64_t s : sizes)
+    for (int64_t s : pc.sizes)
         n *= s;
-    torch::Tensor t = (n == 0 || !data) ? torch::empty(sizes, opt) : torch::from_blob(data, sizes, opt);
+    torch::Tensor t = (n == 0 || !pc.data) ? torch::empty(pc.sizes, opt) : torch::from_blob(pc.data, pc.sizes, opt);
     return dev.is_cpu() ? t : t.to(dev);
 }
 
-/* one array -> one tensor, or values + row splits for a ragged array */
-static int push_array(djct_model *m, c10::List<at::Tensor> &list, const djct_array *a,
-                      const char *role, size_t i)
+/* one array -> one tensor's worth of memory, or two for a ragged array (values, row splits) */
+int djct_array_pieces(const djct_model *m, const djct_array *a, const char *role, size_t i,
+                      std::vector<djct_piece> &out)
 {
     const char *nm = a->name ? a->name : "";
     if (djct_array_validate(a) < 0)
@@ -398,14 +398,55 @@ static int push_array(djct_model *m, c10::List<at::Tensor> &list, const djct_arr
         sizes.push_back(a->row_splits[a->n_row_splits - 1]);
         for (int d = 2; d < a->ndim; d++)
             sizes.push_back(a->shape[d]);
-        list.push_back(wrap(a->values, sizes, st, m->device));
-        list.push_back(wrap(a->row_splits, {(int64_t)a->n_row_splits}, torch::kLong, m->device));
+        out.push_back({a->values, sizes, st});
+        out.push_back({a->row_splits, {(int64_t)a->n_row_splits}, torch::kLong});
     } else {
         for (int d = 0; d < a->ndim; d++)
             sizes.push_back(a->shape[d]);
-        list.push_back(wrap(a->values, sizes, st, m->device));
+        out.push_back({a->values, sizes, st});
     }
     return 0;
+}
+
+int djct_model_run_forward(djct_model *m, const c10::List<at::Tensor> &feats, const c10::List<at::Tensor> &tgts,
+                           bool has_targets)
+{
+    std::vector<c10::IValue> in;
+    in.emplace_back(feats);
+    in.emplace_back(has_targets ? c10::IValue(tgts) : c10::IValue());
+    c10::IValue out;
+    {
+        torch::AutoGradMode gm(m->training);
+        out = m->mod.forward(std::move(in));
+    }
+    auto keep = [&](const c10::IValue &v) {
+        if (!v.isTensor())
+            throw std::runtime_error("forward returned a " + v.tagKind() +
+                                     " inside its output; return a Tensor, a tuple/list of "
+                                     "Tensors or None");
+        m->outputs.push_back(v.toTensor().detach());
+    };
+    if (out.isNone()) {
+    } else if (out.isTensor()) {
+        keep(out);
+    } else if (out.isTuple()) {
+        for (const auto &v : out.toTupleRef().elements())
+            keep(v);
+    } else if (out.isList()) {
+        c10::List<c10::IValue> l = out.toList();
+        for (size_t k = 0; k < l.size(); k++)
+            keep(l.get(k));
+    } else {
+        keep(out);
+    }
+    return 0;
+}
+
+void djct_model_forget_forward(djct_model *m)
+{
+    clear_losses(m);
+    m->outputs.clear();
+    m->outputs_f32.clear();
 }
 
 extern "C" int djct_model_forward(djct_model *m, const djct_array *features, size_t n_features,
@@ -415,46 +456,21 @@ extern "C" int djct_model_forward(djct_model *m, const djct_array *features, siz
     DJCT_CHECK_ARG(features || n_features == 0);
     DJCT_CHECK_ARG(targets || n_targets == 0);
     int rc = guard([&] {
-        clear_losses(m);
-        m->outputs.clear();
-        m->outputs_f32.clear();
-        c10::List<at::Tensor> feats, tgts;
+        djct_model_forget_forward(m);
+        std::vector<djct_piece> fp, tp;
         int err;
         for (size_t i = 0; i < n_features; i++)
-            if ((err = push_array(m, feats, &features[i], "features", i)) < 0)
+            if ((err = djct_array_pieces(m, &features[i], "features", i, fp)) < 0)
                 return err;
         for (size_t i = 0; i < n_targets; i++)
-            if ((err = push_array(m, tgts, &targets[i], "targets", i)) < 0)
+            if ((err = djct_array_pieces(m, &targets[i], "targets", i, tp)) < 0)
                 return err;
-        std::vector<c10::IValue> in;
-        in.emplace_back(feats);
-        in.emplace_back(targets ? c10::IValue(tgts) : c10::IValue());
-        c10::IValue out;
-        {
-            torch::AutoGradMode gm(m->training);
-            out = m->mod.forward(std::move(in));
-        }
-        auto keep = [&](const c10::IValue &v) {
-            if (!v.isTensor())
-                throw std::runtime_error("forward returned a " + v.tagKind() +
-                                         " inside its output; return a Tensor, a tuple/list of "
-                                         "Tensors or None");
-            m->outputs.push_back(v.toTensor().detach());
-        };
-        if (out.isNone()) {
-        } else if (out.isTensor()) {
-            keep(out);
-        } else if (out.isTuple()) {
-            for (const auto &v : out.toTupleRef().elements())
-                keep(v);
-        } else if (out.isList()) {
-            c10::List<c10::IValue> l = out.toList();
-            for (size_t k = 0; k < l.size(); k++)
-                keep(l.get(k));
-        } else {
-            keep(out);
-        }
-        return 0;
+        c10::List<at::Tensor> feats, tgts;
+        for (const auto &pc : fp)
+            feats.push_back(wrap(pc, m->device));
+        for (const auto &pc : tp)
+            tgts.push_back(wrap(pc, m->device));
+        return djct_model_run_forward(m, feats, tgts, targets != nullptr);
     });
     if (rc == DJCT_ETORCH)
         djct_error_prefix("model '%s': forward", m->label.c_str());

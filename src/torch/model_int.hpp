@@ -6,6 +6,7 @@
 
 #include <torch/script.h>
 
+#include <deque>
 #include <memory>
 #include <new>
 #include <string>
@@ -57,6 +58,24 @@ struct djct_hook_state {
     void *user = nullptr;
 };
 
+/* a batch staged ahead of its forward (src/torch/device.cpp): its tensors on the model's device
+ * and the event after their copies */
+struct djct_staged {
+    std::vector<torch::Tensor> feats, tgts;
+    bool has_targets = false;
+    void *copied = nullptr; /* cudaEvent_t (CUDA models), borrowed from the pinned slot */
+};
+
+/* the staging of a CUDA model: pinned host slots (used in turn), the copy stream and events */
+struct djct_stager {
+    void *stream = nullptr;         /* cudaStream_t, non-blocking, the model's own */
+    void *slot[2] = {nullptr, nullptr};
+    size_t cap[2] = {0, 0};
+    void *slot_done[2] = {nullptr, nullptr}; /* cudaEvent_t: the last copy that read the slot */
+    void *mark = nullptr;           /* cudaEvent_t on the compute stream before a batch's copies */
+    int next = 0;
+};
+
 struct djct_model {
     torch::jit::Module mod;
     std::string label;                   /* the file, or "builtin:<name>", for messages */
@@ -73,7 +92,26 @@ struct djct_model {
     std::vector<torch::Tensor> outputs;  /* last forward, detached */
     std::vector<torch::Tensor> outputs_f32;
     torch::Tensor loss;                  /* last sum_all_losses */
+    std::deque<djct_staged> staged;      /* djct_model_stage, oldest first */
+    djct_stager stager;
 };
+
+/* the memory of one tensor of a forward's input: the caller's pointer, sizes, dtype */
+struct djct_piece {
+    void *data;
+    std::vector<int64_t> sizes;
+    c10::ScalarType st;
+};
+/* an array's pieces (one, or two for a ragged array: values, row splits), validated */
+int djct_array_pieces(const djct_model *m, const djct_array *a, const char *role, size_t i,
+                      std::vector<djct_piece> &out);
+/* forward on tensors already on the model's device; throws like libtorch (run inside guard) */
+int djct_model_run_forward(djct_model *m, const c10::List<at::Tensor> &feats, const c10::List<at::Tensor> &tgts,
+                           bool has_targets);
+/* clear the last forward's losses and outputs */
+void djct_model_forget_forward(djct_model *m);
+/* release the staging's CUDA objects after its copies completed (device.cpp); before delete */
+void djct_model_release_device(djct_model *m) noexcept;
 
 /* Take over a module: device, slab, convention; *out on success. Used by load and builtins. */
 int djct_model_adopt(djct_model **out, torch::jit::Module mod, const std::string &label,

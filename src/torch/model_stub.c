@@ -1,5 +1,7 @@
 /* Build without libtorch: every entry of djct/model.h reports DJCT_ENOTSUP (free functions do
  * nothing), so WITH_TORCH=0 links and callers get a clear message. Generated from the header. */
+#include <stdio.h>
+
 #include "djct/error.h"
 #include "djct/model.h"
 #include "djct/optim.h"
@@ -25,6 +27,56 @@ int djct_torch_set_jit_optimize(int on)
 }
 
 int djct_torch_cuda_device_count(int *count)
+{
+    return notsup(__func__);
+}
+
+int djct_torch_cuda_available(int *count, char *why, size_t why_cap)
+{
+    if (count)
+        *count = 0;
+    if (why && why_cap)
+        snprintf(why, why_cap, "this djct was built without libtorch");
+    return 0;
+}
+
+int djct_model_device_index(const djct_model *m)
+{
+    return -1;
+}
+
+int djct_model_grads_finite(djct_model *m, int *finite)
+{
+    return notsup(__func__);
+}
+
+int djct_model_copy_params(djct_model *dst, djct_model *src)
+{
+    return notsup(__func__);
+}
+
+int djct_model_cuda_stream(djct_model *m, void **stream)
+{
+    return notsup(__func__);
+}
+
+int djct_model_stage(djct_model *m, const djct_array *features, size_t n_features, const djct_array *targets,
+                     size_t n_targets)
+{
+    return notsup(__func__);
+}
+
+int djct_model_forward_staged(djct_model *m)
+{
+    return notsup(__func__);
+}
+
+size_t djct_model_n_staged(const djct_model *m)
+{
+    return 0;
+}
+
+int djct_model_drop_staged(djct_model *m)
 {
     return notsup(__func__);
 }

@@ -1,7 +1,10 @@
 /* Optimizers over a model's parameter slab: libtorch's SGD/Adam/AdamW given the one flat
  * parameter tensor (whose .grad is the gradient slab), so their state is one slab per moment.
  * SGD steps with libtorch; Adam/AdamW keep libtorch's state but step with one fused pass
- * (src/adam.c) instead of libtorch's eight. Learning-rate schedules are applied before each step. */
+ * (src/adam.c) instead of libtorch's eight on a CPU slab. On a CUDA slab every optimizer steps with
+ * libtorch on the device (queued on the current stream, so after whatever that stream waits for):
+ * the fused pass is host code and never sees device memory. Learning-rate schedules are applied
+ * before each step. */
 #include "model_int.hpp"
 
 #include <cerrno>
@@ -283,7 +286,8 @@ extern "C" int djct_optimizer_load(djct_optimizer *o, const char *path) noexcept
     std::string src = "'" + std::string(path) + "'";
     int rc = guard([&] {
         torch::serialize::InputArchive ar;
-        ar.load_from(std::string(path));
+        /* the state goes where the parameters are (a CUDA optimizer's moments on its GPU) */
+        ar.load_from(std::string(path), o->param.device());
         return read_archive(o, ar, src.c_str());
     });
     if (rc == DJCT_ETORCH)
@@ -297,7 +301,7 @@ extern "C" int djct_optimizer_load_buffer(djct_optimizer *o, const void *buf, si
     DJCT_CHECK_ARG(buf);
     int rc = guard([&] {
         torch::serialize::InputArchive ar;
-        ar.load_from((const char *)buf, len);
+        ar.load_from((const char *)buf, len, o->param.device());
         return read_archive(o, ar, "the buffer");
     });
     if (rc == DJCT_ETORCH)
