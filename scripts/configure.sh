@@ -209,7 +209,13 @@ if [ -n "$t_hdr" ]; then
   abi_text="C++11 ABI (_GLIBCXX_USE_CXX11_ABI=1)"
   [ "$abi" = 1 ] || abi_text="pre-C++11 ABI (_GLIBCXX_USE_CXX11_ABI=0; $CXX defaults to $cdef)"
   mk+=("TORCH_CXXSTD := $cxxstd")
-  mk+=("TORCH_CXXFLAGS := $t_inc -D_GLIBCXX_USE_CXX11_ABI=$abi")
+  # libtorch's CUDA streams (c10/cuda) for the device-resident training step: a libtorch with
+  # CUDA ships these headers; the bridge uses them only together with djct's own CUDA code
+  tcuda=""
+  if [ -n "$t_cuda" ] && [ -f "$t_hdr/c10/cuda/CUDAStream.h" ] && [ -f "$t_hdr/c10/cuda/impl/cuda_cmake_macros.h" ]; then
+    tcuda=" -DDJCT_TORCH_CUDA=1"
+  fi
+  mk+=("TORCH_CXXFLAGS := $t_inc -D_GLIBCXX_USE_CXX11_ABI=$abi$tcuda")
   # torch_cuda registers CUDA by static initialisers only, so it must be linked --no-as-needed
   # (STYLE.md); the CPU libraries go --as-needed so programs that use no model do not load libtorch
   tl="-ltorch -ltorch_cpu -lc10"
@@ -221,6 +227,7 @@ if [ -n "$t_hdr" ]; then
   # the libtorch's folder goes into the programs' run path: nothing needs LD_LIBRARY_PATH
   mk+=("TORCH_LIBS := ${t_ldir:+$t_ldir }$tl${t_rpl:-}")
   case $t_cuda in "") cuda_text="CPU only";; yes) cuda_text="with CUDA";; *) cuda_text="CUDA $t_cuda";; esac
+  [ -z "$t_cuda" ] || [ -n "$tcuda" ] || cuda_text="$cuda_text (no c10/cuda headers: models cannot train on the GPU)"
   summary+=("✓ libtorch ${t_ver:-found} at $t_where, $abi_text, $cuda_text")
 elif [ "$WITH_TORCH" = 0 ]; then
   summary+=("✗ libtorch: disabled (WITH_TORCH=0)")
@@ -275,7 +282,7 @@ else
   summary+=("✗ CUDA/NCCL: disabled (WITH_CUDA=0), CPU-only")
 fi
 mk+=("HAVE_CUDA := $cuda")
-[ -z "$t_cuda" ] || [ $cuda = 1 ] || summary+=("! libtorch has CUDA but djct's CUDA/NCCL code is off (see the line above): no NCCL backend in this build")
+[ -z "$t_cuda" ] || [ $cuda = 1 ] || summary+=("! libtorch has CUDA but djct's CUDA/NCCL code is off (see the line above): no NCCL backend and no training on the GPU in this build")
 
 # libFuzzer (clang) for the fuzz targets
 if command -v clang >/dev/null && echo 'int LLVMFuzzerTestOneInput(const char*d,long n){return 0;}' \

@@ -4,7 +4,9 @@
 # (summary, flags, run path; one real build of djct_train that links and trains a model without
 # LD_LIBRARY_PATH), one whose TorchConfig.cmake declares the other C++ ABI, one without
 # libtorch_cpu, TORCH_PYTHON=/usr/bin/python3, a TORCH_PYTHON whose torch cannot be imported, and
-# NCCL from a folder laid out like pip's nvidia-nccl-cu13 (include/nccl.h, lib/libnccl.so.2 only).
+# NCCL from a folder laid out like pip's nvidia-nccl-cu13 (include/nccl.h, lib/libnccl.so.2 only);
+# a zip with CUDA (libtorch_cuda, c10/cuda headers) switches on the bridge's CUDA stream code,
+# which is compiled here with -Werror against Debian's c10/cuda headers.
 set -u
 pass=0; fail=0; skip=0
 ok() { if "$@"; then pass=$((pass+1)); else fail=$((fail+1)); echo "FAIL: $*" >&2; fi; }
@@ -70,6 +72,39 @@ fi
 z2=$tmp/noabi; make_zip "$z2"; sed -i '/_GLIBCXX_USE_CXX11_ABI/d' "$z2/share/cmake/Torch/TorchConfig.cmake"
 configure "$tmp/noabi" LIBTORCH="$z2"
 ok grep -q "TORCH_CXXFLAGS := .* -D_GLIBCXX_USE_CXX11_ABI=1$" "$tmp/noabi.mk"
+
+# ---- a libtorch with CUDA: its c10/cuda headers switch on the bridge's stream code ------------------
+# (Debian's libtorch is CPU-only; libtorch_cuda here is a name only, nothing links it, and the
+# generated c10/cuda/impl/cuda_cmake_macros.h of a CUDA build is written by hand)
+zc=$tmp/cudazip; make_zip "$zc"; ln -s "$(readlink -f $deb/libc10.so)" "$zc/lib/libtorch_cuda.so"
+rm "$zc/include/c10"; mkdir -p "$zc/include/c10"
+for e in /usr/include/c10/*; do [ "$(basename "$e")" = cuda ] || ln -s "$e" "$zc/include/c10/"; done
+mkdir -p "$zc/include/c10/cuda/impl"
+for e in /usr/include/c10/cuda/*; do [ -d "$e" ] || ln -s "$e" "$zc/include/c10/cuda/"; done
+for e in /usr/include/c10/cuda/impl/*; do ln -s "$e" "$zc/include/c10/cuda/impl/"; done
+echo '#define C10_CUDA_BUILD_SHARED_LIBS' >"$zc/include/c10/cuda/impl/cuda_cmake_macros.h"
+echo "2.11.0+cu130" >"$zc/build-version"
+configure "$tmp/cudazip" LIBTORCH="$zc"
+ok grep -q "^TORCH_CXXFLAGS := .* -DDJCT_TORCH_CUDA=1$" "$tmp/cudazip.mk"
+ok grep -q "✓ libtorch 2.11.0+cu130 at $zc (LIBTORCH), .*, CUDA 13.0$" "$tmp/cudazip.out"
+ok grep -q "^TORCH_LIBS := .*-Wl,--no-as-needed -ltorch_cuda -Wl,--as-needed" "$tmp/cudazip.mk"
+# the same without the generated header: no stream code, and the summary says what that costs
+rm "$zc/include/c10/cuda/impl/cuda_cmake_macros.h"
+configure "$tmp/cudanohdr" LIBTORCH="$zc"
+ok sh -c "! grep -q DJCT_TORCH_CUDA '$tmp/cudanohdr.mk'"
+ok grep -q "CUDA 13.0 (no c10/cuda headers: models cannot train on the GPU)" "$tmp/cudanohdr.out"
+echo '#define C10_CUDA_BUILD_SHARED_LIBS' >"$zc/include/c10/cuda/impl/cuda_cmake_macros.h"
+# the bridge's device code as a CUDA libtorch build compiles it (stream, events, pinned staging),
+# against libtorch 1.13's c10/cuda headers and this machine's CUDA: compiled, never run here
+if grep -q "DJCT_HAVE_CUDA=1" "$tmp/cudazip.mk"; then
+  flags=$(sed -n 's/^\(TORCH_CXXFLAGS\|CUDA_CFLAGS\|MPI_CFLAGS\) := //p' "$tmp/cudazip.mk" | paste -sd' ')
+  # shellcheck disable=SC2086
+  g++ -std=c++17 -fsyntax-only -Wall -Wextra -Wno-unused-parameter -Werror -I"$root/include" -I"$root/src" \
+    -D_GNU_SOURCE -DDJCT_HAVE_TORCH=1 $flags "$root/src/torch/device.cpp" >"$tmp/devcc.log" 2>&1
+  ok test $? = 0 || head -5 "$tmp/devcc.log" >&2
+else
+  skipped "no CUDA toolkit with NCCL: the bridge's CUDA path is not compiled"
+fi
 
 # ---- what must stop configure: one line naming what was found --------------------------------------
 z3=$tmp/wrongabi; make_zip "$z3"
