@@ -2,7 +2,10 @@
  * bucketed reduction as gradients become ready) -> agreement completed -> optimizer. Every
  * decision that must be the same on all ranks (skip a non-finite step, stop on a signal,
  * checkpoint by the clock) comes out of the single agreement allreduce of each step or from the
- * averaged gradients every rank holds identically, so ranks can never take different branches. */
+ * averaged gradients every rank holds identically, so ranks can never take different branches.
+ * A model on a GPU keeps its slabs there: comm reduces them in place ordered after libtorch's
+ * stream, each batch is staged to the device one step ahead, and the host only ever sees what the
+ * bridge copies back (the loss, a finite flag, metrics, checkpoints). */
 #include "djct/trainer.h"
 #include "djct/checkpoint.h"
 #include "djct/error.h"
@@ -51,10 +54,15 @@ struct djct_trainer {
     djct_comm_plan *plan;
     djct_comm_buffer *bufs;
     size_t nbufs;
-    float *grads;
+    float *grads;   /* the gradient slab: device memory when device >= 0 (never read here then) */
     size_t ngrads;
+    int device;     /* the model's CUDA device, -1 on the CPU */
     int step_open;  /* a non-blocking reduction was started this step */
     int hook_error; /* first error inside the gradient-ready hook */
+    char hook_msg[512]; /* its message: the hook may run on libtorch's autograd thread */
+    int64_t nsteps; /* steps of the epoch being trained */
+    int ahead;      /* GPU: the next step's batch is staged, ahead_info describes it */
+    djct_batch_info ahead_info;
 
     djct_array *targets; /* scratch: truths + weights, shallow copies */
     size_t targets_cap;
@@ -110,16 +118,23 @@ static void on_grad_ready(void *user, size_t index)
     if (!t->step_open || t->hook_error)
         return;
     int rc = djct_comm_plan_mark_ready(t->plan, index);
-    if (rc)
+    if (rc) {
+        /* on a GPU libtorch runs backward (and this hook) on its own thread: the message is in
+         * that thread's error buffer, so keep a copy for the trainer's thread */
+        snprintf(t->hook_msg, sizeof(t->hook_msg), "%s", djct_last_error());
         t->hook_error = rc;
+    }
 }
 
 void djct_trainer_free(djct_trainer *t)
 {
     if (!t)
         return;
-    if (t->model)
+    if (t->model) {
         djct_model_set_grad_ready_hook(t->model, NULL, NULL);
+        if (t->device >= 0)
+            djct_model_drop_staged(t->model);
+    }
     djct_comm_plan_free(t->plan);
     djct_comm_request_free(t->ag_req);
     free(t->bufs);
@@ -176,12 +191,20 @@ int djct_trainer_create(djct_trainer **out, djct_model *model, djct_optimizer *o
     if (t->o.log_every <= 0)
         t->o.log_every = 1;
 
+    /* a model on a GPU: the communicator must be bound to that GPU (it reduces the slabs there) */
+    t->device = djct_model_device_index(model);
+    if (t->device >= 0 && djct_comm_device(comm) != t->device) {
+        rc = djct_error_set(DJCT_EINVAL, "trainer: rank %d: the model is on cuda:%d but the communicator %s; create "
+                            "the comm with device DJCT_COMM_DEVICE_AUTO and the model on djct_comm_device()",
+                            t->rank, t->device, djct_comm_device(comm) < 0 ? "has no GPU" : "uses another GPU");
+        goto fail;
+    }
     /* every rank starts from rank 0's parameters */
     float *params = NULL;
     size_t nparams = 0;
     if ((rc = djct_model_params(model, &params, &nparams)) || (rc = djct_model_grads(model, &t->grads, &t->ngrads)))
         goto fail;
-    djct_comm_buffer pb = {params, nparams, DJCT_DTYPE_FLOAT32, -1};
+    djct_comm_buffer pb = {params, nparams, DJCT_DTYPE_FLOAT32, t->device};
     if ((rc = djct_comm_broadcast(comm, &pb, 1, 0)) || (rc = djct_comm_check_consistent(comm, &pb, 1, NULL)))
         goto fail;
 
@@ -200,12 +223,19 @@ int djct_trainer_create(djct_trainer **out, djct_model *model, djct_optimizer *o
         size_t off = 0, cnt = 0;
         if ((rc = djct_model_param_info(model, i, NULL, &off, &cnt)))
             goto fail;
-        t->bufs[i] = (djct_comm_buffer){t->grads + off, cnt, DJCT_DTYPE_FLOAT32, -1};
+        t->bufs[i] = (djct_comm_buffer){t->grads + off, cnt, DJCT_DTYPE_FLOAT32, t->device};
     }
     djct_comm_plan_options po = DJCT_COMM_PLAN_OPTIONS_INIT;
     po.bucket_bytes = o.bucket_bytes;
     if ((rc = djct_comm_plan_create(&t->plan, comm, t->bufs, t->nbufs, &po)))
         goto fail;
+    if (t->device >= 0) {
+        /* buckets wait for libtorch's stream (the backward kernels), and the optimizer's work,
+         * queued on that stream, waits for the reductions */
+        void *stream = NULL;
+        if ((rc = djct_model_cuda_stream(model, &stream)) || (rc = djct_comm_plan_set_stream(t->plan, stream)))
+            goto fail;
+    }
     if (o.overlap && o.average && (rc = djct_model_set_grad_ready_hook(model, on_grad_ready, t)))
         goto fail;
     t->last_ckpt_time = djct_now_s();
@@ -248,6 +278,49 @@ static int log_metric(void *user, const char *name, double value)
     return 0;
 }
 
+/* the gradient slab holds only finite values; on a GPU computed there (the host never reads it) */
+static int grads_finite(djct_trainer *t, int *finite)
+{
+    if (t->device < 0) {
+        *finite = djct_all_finite(t->grads, t->ngrads);
+        return 0;
+    }
+    return djct_model_grads_finite(t->model, finite);
+}
+
+/* GPU: fetch a batch and stage it to the device (an empty one is not staged: it is never run);
+ * staging copies the arrays, so the batch goes back to the loader at once */
+static int fetch_and_stage(djct_trainer *t, djct_batch_info *info)
+{
+    const djct_record *b = NULL;
+    const djct_array *targets = NULL;
+    size_t nt = 0;
+    int rc = t->train->next(t->train->self, &b, info);
+    if (rc)
+        return rc;
+    if (info->n_events > 0 && (rc = make_targets(t, b, &targets, &nt)) == 0)
+        rc = djct_model_stage(t->model, b->features, b->n_features, targets, nt);
+    t->train->release(t->train->self, b);
+    return rc;
+}
+
+/* GPU: this step's batch was staged one step ahead (the first step of an epoch stages it now);
+ * the next step's batch is staged before this step computes, so its copy overlaps this step */
+static int stage_batches(djct_trainer *t, djct_batch_info *info)
+{
+    int rc;
+    if (!t->ahead && (rc = fetch_and_stage(t, &t->ahead_info)))
+        return rc;
+    *info = t->ahead_info;
+    t->ahead = 0;
+    if (t->step + 1 < t->nsteps) {
+        if ((rc = fetch_and_stage(t, &t->ahead_info)))
+            return rc;
+        t->ahead = 1;
+    }
+    return 0;
+}
+
 /* one training step; *agreed receives the summed agreement vector */
 static int train_step(djct_trainer *t, djct_step_report *r, double ag[AG_N])
 {
@@ -255,7 +328,7 @@ static int train_step(djct_trainer *t, djct_step_report *r, double ag[AG_N])
     const djct_record *batch = NULL;
     djct_batch_info info = {0, 0};
     double wait0 = t->train->wait_seconds ? t->train->wait_seconds(t->train->self) : 0;
-    int rc = t->train->next(t->train->self, &batch, &info);
+    int rc = t->device >= 0 ? stage_batches(t, &info) : t->train->next(t->train->self, &batch, &info);
     if (rc)
         return djct_error_prefix("trainer: epoch %" PRId64 " step %" PRId64 ": data", t->epoch, t->step);
     double t1 = djct_now_s();
@@ -275,9 +348,15 @@ static int train_step(djct_trainer *t, djct_step_report *r, double ag[AG_N])
     int empty = info.n_events == 0;
     if (empty)
         weight = 0; /* a rank with nothing this step contributes nothing (comm zeroes its buffers) */
-    if ((rc = make_targets(t, batch, &targets, &ntargets)) || (rc = djct_model_zero_grad(t->model)))
+    if ((batch && (rc = make_targets(t, batch, &targets, &ntargets))) || (rc = djct_model_zero_grad(t->model)))
         goto out;
-    if (!empty && ((rc = djct_model_forward(t->model, batch->features, batch->n_features, targets, ntargets)) ||
+    if (t->device >= 0) { /* the stream this step's kernels go to (a caller may have switched it) */
+        void *stream = NULL;
+        if ((rc = djct_model_cuda_stream(t->model, &stream)) || (rc = djct_comm_plan_set_stream(t->plan, stream)))
+            goto out;
+    }
+    if (!empty && ((rc = batch ? djct_model_forward(t->model, batch->features, batch->n_features, targets, ntargets)
+                               : djct_model_forward_staged(t->model)) ||
                    (rc = djct_model_sum_all_losses(t->model, &loss))))
         goto out;
     if (empty)
@@ -323,17 +402,20 @@ static int train_step(djct_trainer *t, djct_step_report *r, double ag[AG_N])
     double c0 = djct_now_s();
     if (t->o.average) {
         if (overlap) {
-            rc = t->hook_error ? t->hook_error : djct_comm_plan_finish(t->plan);
+            rc = t->hook_error ? djct_error_set(t->hook_error, "%s", t->hook_msg) : djct_comm_plan_finish(t->plan);
             t->step_open = 0;
         } else {
             rc = djct_comm_plan_reduce(t->plan, op, weight);
         }
-        int wrc = djct_comm_wait(t->ag_req);
+        int wrc = djct_comm_wait(t->ag_req), finite = 1;
         rc = rc ? rc : wrc;
-        if (!rc && !djct_all_finite(t->grads, t->ngrads))
+        if (!rc && !(rc = grads_finite(t, &finite)) && !finite)
             ag[AG_NONFINITE] += 1; /* the same averaged gradients on every rank: the same decision */
     } else {
-        local[AG_NONFINITE] = !empty && (!isfinite(loss) || !djct_all_finite(t->grads, t->ngrads));
+        int finite = 1;
+        if (!empty && isfinite(loss) && (rc = grads_finite(t, &finite)))
+            goto out; /* before the collective: a failing rank never enters one (its peers' watchdog names it) */
+        local[AG_NONFINITE] = !empty && (!isfinite(loss) || !finite);
         if (local[AG_NONFINITE])
             local[AG_LOSS_W] = 0;
         memcpy(ag, local, sizeof(local));
@@ -379,7 +461,8 @@ wait_ag:
             djct_error_set(code, "%s", keep);
     }
 out:
-    t->train->release(t->train->self, batch);
+    if (batch)
+        t->train->release(t->train->self, batch);
     if (rc)
         djct_error_prefix("trainer: epoch %" PRId64 " step %" PRId64, t->epoch, t->step);
     return rc;
@@ -512,8 +595,8 @@ int djct_trainer_resume(djct_trainer *t, int *resumed, int64_t *step)
             if (ns != nd)
                 rc = djct_error_set(DJCT_EINVAL, "checkpoint '%s': model has %zu parameters, this model %zu", path,
                                     ns, nd);
-            else
-                memcpy(dst, src, ns * sizeof(float));
+            else /* the saved model is on the CPU; ours may be on a GPU */
+                rc = djct_model_copy_params(t->model, saved);
         }
         djct_model_free(saved);
         if (rc == 0) {
@@ -559,6 +642,11 @@ int djct_trainer_train_epoch(djct_trainer *t)
                               "); a loader must give every rank the same number of steps",
                               t->epoch, mn, mx);
     if ((rc = djct_model_train(t->model, 1)))
+        return rc;
+    /* a batch staged ahead by an epoch that stopped early belongs to that epoch's plan */
+    t->nsteps = nsteps;
+    t->ahead = 0;
+    if (t->device >= 0 && (rc = djct_model_drop_staged(t->model)))
         return rc;
     t->s_step.n = t->s_data.n = t->s_compute.n = t->s_comm.n = 0;
     t->sum_events = t->sum_elements = t->sum_time = 0;
