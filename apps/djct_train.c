@@ -22,6 +22,7 @@
 
 /* ---- options -------------------------------------------------------------------------------- */
 enum { JIT_AUTO = -1, JIT_OFF = 0, JIT_ON = 1 };
+enum { DEVICE_AUTO = -1 }; /* with DJCT_DEVICE_CPU and DJCT_DEVICE_CUDA */
 
 typedef struct {
     char *config;
@@ -64,7 +65,8 @@ static const djct_opt_choice SCHEDULE[] = {
     {"constant", DJCT_LR_CONSTANT}, {"step", DJCT_LR_STEP}, {"cosine", DJCT_LR_COSINE}, {NULL, 0}};
 static const djct_opt_choice WEIGHTING[] = {
     {"events", DJCT_WEIGHT_EVENTS}, {"elements", DJCT_WEIGHT_ELEMENTS}, {"none", DJCT_WEIGHT_NONE}, {NULL, 0}};
-static const djct_opt_choice DEVICE[] = {{"cpu", DJCT_DEVICE_CPU}, {"cuda", DJCT_DEVICE_CUDA}, {NULL, 0}};
+static const djct_opt_choice DEVICE[] = {
+    {"auto", DEVICE_AUTO}, {"cpu", DJCT_DEVICE_CPU}, {"cuda", DJCT_DEVICE_CUDA}, {NULL, 0}};
 static const djct_opt_choice JIT[] = {{"auto", JIT_AUTO}, {"on", JIT_ON}, {"off", JIT_OFF}, {NULL, 0}};
 static const djct_opt_choice BACKEND[] = {
     {"auto", DJCT_COMM_BACKEND_AUTO}, {"mpi", DJCT_COMM_BACKEND_MPI}, {"nccl", DJCT_COMM_BACKEND_NCCL}, {NULL, 0}};
@@ -136,9 +138,10 @@ static const djct_opt T[] = {
     {"overlap", 0, DJCT_OPT_FLAG, O(overlap), "1", NULL, 0, 0, NULL, "reduce gradient buckets during backward", NULL},
     {"bucket-mb", 0, DJCT_OPT_DOUBLE, O(bucket_mb), "0", NULL, 0, 1024, "MB", "gradient bucket size (0: default)", NULL},
     {"threads", 0, DJCT_OPT_INT, O(threads), "0", NULL, 0, 1024, "N", "threads per rank, libtorch's intra-op pool and OpenBLAS's (0: cores available to the rank)", NULL},
-    {"device", 0, DJCT_OPT_CHOICE, O(device), "cpu", DEVICE, 0, 0, NULL, "where the model runs", NULL},
+    {"device", 0, DJCT_OPT_CHOICE, O(device), "auto", DEVICE, 0, 0, NULL,
+     "where the model runs (auto: cuda when this libtorch has CUDA and every rank sees a GPU, else cpu)", NULL},
     {"jit-optimize", 0, DJCT_OPT_CHOICE, O(jit_optimize), "auto", JIT, 0, 0, NULL,
-     "TorchScript graph-executor optimisation (auto: off on cpu, where it only adds overhead; on with cuda)", NULL},
+     "TorchScript graph-executor optimisation (auto: off on cpu, where it only adds overhead; on on cuda)", NULL},
     {"backend", 0, DJCT_OPT_CHOICE, O(backend), "auto", BACKEND, 0, 0, NULL, "gradient reduction backend", NULL},
     {"watchdog-seconds", 0, DJCT_OPT_DOUBLE, O(watchdog), "600", NULL, 0, 1e6, "S",
      "fail naming the missing ranks when a collective takes longer (0: off)", NULL},
@@ -221,6 +224,7 @@ typedef struct {
     int have_cfg; /* c holds parsed options (freed on usage exits) */
     djct_comm *comm;
     int rank, size, threads;
+    int device; /* DJCT_DEVICE_CPU or DJCT_DEVICE_CUDA: --device resolved (the same on every rank) */
     char run_id[128], run_dir[4096];
     char train_spec[4400], val_spec[4400];
     djct_dataset *train_ds, *val_ds;
@@ -301,15 +305,59 @@ static void parse_options(run *R, int argc, char **argv)
     R->hold_at_step = hold && *hold ? strtoll(hold, NULL, 10) : -1;
 }
 
-/* ---- step 2: the communicator --------------------------------------------------------------- */
+/* ---- step 2: the communicator and the device -------------------------------------------------- */
+/* --device auto: cuda when every rank can train on its GPU, else cpu everywhere; rank 0 says which
+ * and why. --device cuda: a rank that cannot fails, saying why. */
+static void choose_device(run *R, int tcount, const char *why)
+{
+    int want = R->c.device, dev = djct_comm_device(R->comm);
+    const char *how = want == DEVICE_AUTO ? "--device auto" : want == DJCT_DEVICE_CUDA ? "--device cuda" : "--device cpu";
+    if (want == DJCT_DEVICE_CPU) {
+        R->device = DJCT_DEVICE_CPU;
+        if (R->rank == 0)
+            printf("device: cpu (--device cpu)\n");
+        return;
+    }
+    int able = tcount > 0 && dev >= 0;
+    char reason[320];
+    snprintf(reason, sizeof(reason), "%s", tcount == 0 ? why : "djct's CUDA runtime binds no GPU (see the rank's start-up line)");
+    if (want == DJCT_DEVICE_CUDA && !able)
+        FAIL(R, "--device cuda: %s; use --device auto or cpu", reason);
+    /* the first rank that cannot (none: the world size) tells everyone why */
+    int first = able ? R->size : R->rank;
+    if (djct_comm_allreduce(R->comm, &first, 1, DJCT_DTYPE_INT32, DJCT_COMM_REDUCE_MIN, "the device agreement") ||
+        (first < R->size && djct_comm_bcast(R->comm, reason, sizeof(reason), first, "the device agreement's reason")))
+        FAIL(R, "%s", djct_last_error());
+    R->device = first == R->size ? DJCT_DEVICE_CUDA : DJCT_DEVICE_CPU;
+    if (R->rank != 0)
+        return;
+    if (R->device == DJCT_DEVICE_CPU && first == 0)
+        printf("device: cpu (%s: %s)\n", how, reason);
+    else if (R->device == DJCT_DEVICE_CPU)
+        printf("device: cpu (%s: rank %d: %s)\n", how, first, reason);
+    else
+        printf("device: cuda:%d on rank 0 (%s: local rank %d of %d, %d GPU%s visible; every rank on its own GPU, "
+               "lines above)\n", dev, how, djct_comm_local_rank(R->comm), djct_comm_local_size(R->comm), tcount,
+               tcount == 1 ? "" : "s");
+}
+
 static void setup_comm(run *R)
 {
+    int tcount = 0;
+    char why[256] = "";
+    if (R->c.device != DJCT_DEVICE_CPU && djct_torch_cuda_available(&tcount, why, sizeof(why)))
+        snprintf(why, sizeof(why), "%s", djct_last_error());
     djct_comm_options co = DJCT_COMM_OPTIONS_INIT;
-    co.device = R->c.device == DJCT_DEVICE_CUDA ? DJCT_COMM_DEVICE_AUTO : DJCT_COMM_DEVICE_NONE;
+    /* bind a GPU only where the model can use one: a CPU run on a GPU node builds no NCCL */
+    co.device = tcount > 0 ? DJCT_COMM_DEVICE_AUTO : DJCT_COMM_DEVICE_NONE;
     co.backend = R->c.backend;
     co.timeout_seconds = R->c.watchdog;
     if (djct_comm_create(&R->comm, &co)) {
-        fprintf(stderr, PROG ": rank %d: %s\n", R->rank, djct_last_error());
+        /* comm's messages already name the rank */
+        char pre[32];
+        const char *msg = djct_last_error();
+        snprintf(pre, sizeof(pre), "rank %d: ", R->rank);
+        fprintf(stderr, PROG ": %s%s\n", strncmp(msg, pre, strlen(pre)) ? pre : "", msg);
         djct_comm_finalize_mpi();
         exit(1);
     }
@@ -318,6 +366,8 @@ static void setup_comm(run *R)
     const char *report = NULL;
     if (djct_comm_startup_report(R->comm, &report) == 0 && R->rank == 0 && report)
         printf("%s", report);
+    choose_device(R, tcount, why);
+    fflush(stdout);
 }
 
 /* ---- step 3: run id and directory, the same on every rank (rank 0 decides) -------------------- */
@@ -475,11 +525,11 @@ static void build_model(run *R)
 {
     const cfg *c = &R->c;
     R->threads = c->threads > 0 ? c->threads : threads_for_rank(R->comm);
-    int jit = c->jit_optimize == JIT_AUTO ? c->device == DJCT_DEVICE_CUDA : c->jit_optimize == JIT_ON;
+    int jit = c->jit_optimize == JIT_AUTO ? R->device == DJCT_DEVICE_CUDA : c->jit_optimize == JIT_ON;
     if (djct_torch_set_num_threads(R->threads) || djct_torch_seed((uint64_t)c->seed) || djct_torch_set_jit_optimize(jit))
         FAIL(R, "%s", djct_last_error());
     djct_model_options mo = DJCT_MODEL_OPTIONS_INIT;
-    mo.device_type = c->device;
+    mo.device_type = R->device;
     mo.device_index = djct_comm_device(R->comm) < 0 ? 0 : djct_comm_device(R->comm);
     const djct_file_meta *fm = djct_dataset_file(R->train_ds, 0);
     if (fm && fm->layout.n_features > 0)
@@ -546,6 +596,7 @@ static void log_config(const run *R)
     djct_log_config_set("ranks", buf);
     snprintf(buf, sizeof(buf), "%d", R->threads);
     djct_log_config_set("threads_per_rank", buf);
+    djct_log_config_set("device_used", R->device == DJCT_DEVICE_CUDA ? "cuda" : "cpu");
     djct_log_config_set("blas", djct_blas_describe());
 }
 
@@ -729,7 +780,7 @@ static void check_consistency(run *R)
     if (djct_model_params(R->model, &params, &nparams) == 0) {
         pb.ptr = params;
         pb.count = nparams;
-        pb.device = R->c.device == DJCT_DEVICE_CUDA ? djct_comm_device(R->comm) : -1;
+        pb.device = djct_model_device_index(R->model);
     }
     if (!pb.ptr || djct_comm_check_consistent(R->comm, &pb, 1, &ndiff))
         FAIL(R, "--check-consistency: %s", djct_last_error());
@@ -875,7 +926,9 @@ int main(int argc, char **argv)
         printf(PROG " %s (%s)\n", djct_version(), djct_build_features());
         return 0;
     }
-    if (djct_comm_init_mpi(&argc, &argv, DJCT_THREAD_FUNNELED)) {
+    /* SERIALIZED: on a GPU, libtorch runs backward on its own thread, and the gradient-ready hook
+     * reduces buckets from there while this thread waits in backward (never at once) */
+    if (djct_comm_init_mpi(&argc, &argv, DJCT_THREAD_SERIALIZED)) {
         fprintf(stderr, PROG ": %s\n", djct_last_error());
         return 1;
     }

@@ -3,7 +3,8 @@
 # docs/training.md, one-line exit-2 errors for every bad option before any work (on 2 ranks,
 # printed once, nothing started), config files with the command line winning, the resolved
 # configuration printed, and a short real training run with its run directory (a name with a quote
-# and a backslash) and a valid summary.json.
+# and a backslash) and a valid summary.json; --device auto's start-up line and, with a CPU-only
+# libtorch, --device cuda's refusal.
 set -u
 pass=0; fail=0
 ok() { if "$@"; then pass=$((pass+1)); else fail=$((fail+1)); echo "FAIL: $*" >&2; fi; }
@@ -59,6 +60,17 @@ ok grep -q '^shuffle = global$' <<<"$out"                 # a choice printed by 
 ok test "$(grep -c '^---- resolved configuration ----$' <<<"$out")" = 1   # rank 0 only
 ok grep -q '^rank 1/2 on ' <<<"$out"                       # rank-ordered start-up lines
 ok grep -q '^done: ' <<<"$out"
+# --device auto (the default) says which device and why; with a CPU-only libtorch the reason is that
+tcuda=$(grep -c 'DJCT_TORCH_CUDA=1' "$BUILD/config.mk")
+ok grep -qE '^device: (cpu|cuda:0 on rank 0) \(--device auto: .+\)$' <<<"$out"
+if [ "$tcuda" = 0 ]; then
+  ok grep -qx 'device: cpu (--device auto: this libtorch has no CUDA, a CPU-only build)' <<<"$out"
+  # --device cuda where it cannot be: every rank fails at start-up, naming why and what to do
+  cout=$($MPIRUN -np 2 "$T" --device cuda --run-dir "$tmp/cuda" --wandb-mode disabled 2>&1); crc=$?
+  ok test $crc = 1
+  ok grep -q '^djct_train: rank [01]: --device cuda: this libtorch has no CUDA, a CPU-only build; use --device auto or cpu$' <<<"$cout"
+  ok test ! -e "$tmp/cuda"
+fi
 absent=$(for f in model.pt summary.json run_id checkpoints/latest; do [ -e "$run/$f" ] || echo "$f"; done)
 ok test -z "$absent" || echo "    missing in the run directory: $absent" >&2
 # summary.json: valid JSON with the run's id and directory's values, the counts, the stop reason
@@ -82,8 +94,9 @@ ok /usr/bin/python3 - "$(dirname "$j")/config.json" "$run" <<'PY'
 import json, sys
 c = json.load(open(sys.argv[1]))
 v = lambda k: c.get(k, {}).get("value") if isinstance(c.get(k), dict) else c.get(k)
-if v("run-dir") != sys.argv[2] or v("batch-elements") is None:
-    sys.exit(f"config.json: run-dir {v('run-dir')!r}, batch-elements {v('batch-elements')!r}")
+if v("run-dir") != sys.argv[2] or v("batch-elements") is None or v("device") != "auto" or v("device_used") not in ("cpu", "cuda"):
+    sys.exit(f"config.json: run-dir {v('run-dir')!r}, batch-elements {v('batch-elements')!r}, "
+             f"device {v('device')!r}, device_used {v('device_used')!r}")
 PY
 
 [ $fail -gt 0 ] && printf '%s\n' "$out" | tail -20
