@@ -2,12 +2,16 @@
 # The GPU check of djct in one go (docs/hpc.md "Checking a GPU machine"). On a Linux machine with
 # an NVIDIA GPU, CUDA's nvcc and a Python whose torch has CUDA, it builds djct against that torch
 # (TORCH_PYTHON=) in a work folder and runs, within --time-limit seconds in all (build included):
-#   a) 1 rank --device cuda against --device cpu, MLP and point cloud, same seed: the loss curves
-#      of the two journals agree within A_RTOL/A_ATOL at every step
+#   a) 1 rank on the GPU (MLP: the default --device auto, point cloud: --device cuda) against
+#      --device cpu, same seed: the GPU run says it is on cuda:0, and the loss curves of the two
+#      journals agree within A_RTOL/A_ATOL at every step; then the MLP's GPU run resumes from its
+#      checkpoint on the GPU for A_RESUME more steps
 #   b) tests/test_nccl_mpi with one rank: NCCL bootstrapped from MPI, reductions of device buffers
 #      checked against known answers
-#   c) 2 ranks on one GPU with --backend mpi against 1 rank with the doubled batch: the same
-#      parameters after C_STEPS steps (within C_TOL)
+#   c) 2 ranks on one GPU with --backend mpi (device gradients staged through host memory) against
+#      1 rank with the doubled batch: the same parameters after C_STEPS steps (within C_TOL); and
+#      the same 2 ranks with the default backend are refused (two ranks of one NCCL communicator
+#      on one GPU) with the message naming both ranks and the GPU
 #   d) djct's steady-state events/s on the GPU against bench/torch_eager.py (the same MLP, batch and
 #      optimizer in plain PyTorch eager on the same GPU), as a ratio
 #   e) bench/nccl_allreduce: djct's bucketed average against a raw ncclAllReduce of the same bytes
@@ -41,8 +45,10 @@ TRAIN_COMMON=(--epochs 1 --seed 7 --no-validate --checkpoint-every-minutes 0 --w
 TRAIN_MLP=(--model mlp --batch-events 128 --optimizer adam --lr 0.001)       # data: bench/mlp_data.py
 TRAIN_PC=(--model pointcloud --gen-events 4000 --batch-elements 6400 --optimizer adam --lr 0.001)
 DEV_GPU=(--device cuda)
+DEV_AUTO=(--device auto)                       # djct_train's default, said explicitly
 DEV_CPU=(--device cpu)
 A_STEPS=100; A_RTOL=0.01; A_ATOL=0.001         # a) |loss_gpu - loss_cpu| <= A_ATOL + A_RTOL |loss_cpu|
+A_RESUME=10                                    # a) steps the MLP's GPU run continues after resuming
 C_STEPS=50; C_TOL=0.0001                       # c) largest |p_2ranks - p_1rank| over all parameters
 C_BACKEND=(--backend mpi)
 D_STEPS=400; D_WARMUP=50                       # d) steady state: the steps after D_WARMUP
@@ -343,6 +349,7 @@ part_a() {
       row "a ($m)" "1 rank cuda vs cpu" "**FAILED**: the cpu run: $(why "$work/a_${m}_cpu.log")" ""; failed=1; continue
     fi
     local other=("${DEV_GPU[@]}") label=cuda
+    [ $m = mlp ] && { other=("${DEV_AUTO[@]}"); label="auto (cuda)"; }
     if [ $nogpu = 1 ]; then
       # say how this build answers --device cuda, then compare with a cpu run of other threads
       train "a_${m}_cuda" 1 "${margs[@]}" "${DEV_GPU[@]}" --max-steps 2 || true
@@ -351,6 +358,11 @@ part_a() {
     fi
     if ! train "a_${m}_gpu" 1 "${margs[@]}" "${other[@]}" --max-steps $A_STEPS; then
       row "a ($m)" "1 rank $label vs cpu" "$(verdict "$work/a_${m}_gpu.log")" ""; failed=1; continue
+    fi
+    # the run must have been on the GPU, as its start-up line says (not a silent cpu fallback)
+    if [ $nogpu = 0 ] && ! grep -q "^device: cuda:0 on rank 0 (${other[*]}: " "$work/a_${m}_gpu.log"; then
+      row "a ($m)" "1 rank $label vs cpu" "**FAILED**: not on the GPU: $(grep -m1 '^device: ' "$work/a_${m}_gpu.log" || echo 'no device line')" ""
+      failed=1; continue
     fi
     figs=$(pyrun - "$(history "a_${m}_cpu")" "$(history "a_${m}_gpu")" $A_RTOL $A_ATOL <<'PY'
 import json, sys
@@ -369,6 +381,21 @@ PY
     res=${figs%% *}; figs=${figs#* }
     [ "$res" = pass ] || { res="**FAILED**"; failed=1; }
     row "a ($m)" "1 rank $label vs cpu, $A_STEPS steps, seed 7: every step within $A_ATOL + $A_RTOL x loss" "$res" "$figs"
+    [ $m = mlp ] || continue
+    # resume on the GPU: parameters copied from the CPU-loaded checkpoint to the device, the
+    # optimizer's moments loaded onto it, training goes on
+    say "a) mlp: resume the $label run for $A_RESUME steps"
+    timed 20 "${MPIRUN[@]}" -np 1 "$B/bin/djct_train" "${TRAIN_COMMON[@]}" --run-dir "$work/a_mlp_gpu" "${margs[@]}" \
+      "${other[@]}" --resume --max-steps $((A_STEPS + A_RESUME)) >"$work/a_resume.log" 2>&1
+    local rrc=$?
+    logged "$work/a_resume.log" djct_train a_mlp_gpu --resume
+    if [ $rrc = 0 ] && grep -q "^resumed from the checkpoint of step $A_STEPS\$" "$work/a_resume.log" &&
+       grep -q '"steps": '$((A_STEPS + A_RESUME)) "$work/a_mlp_gpu/summary.json"; then
+      row "a (mlp)" "resume the $label run from its checkpoint, $A_RESUME more steps" pass \
+        "$(grep -m1 '^done: ' "$work/a_resume.log" | cut -c1-120)"
+    else
+      row "a (mlp)" "resume the $label run from its checkpoint" "$(verdict "$work/a_resume.log")" ""; failed=1
+    fi
   done
 }
 
@@ -417,7 +444,21 @@ PY
 )
   res=${figs%% *}; figs=${figs#* }
   [ "$res" = pass ] || { res="**FAILED**"; failed=1; }
+  if [ $nogpu = 0 ] && ! { grep -q "^device: cuda:0 on rank 0 " "$work/c_2ranks.log" &&
+                           grep -q "^rank 1/2 on .*GPU 0 of 1.*backend MPI\$" "$work/c_2ranks.log"; }; then
+    res="**FAILED**"; failed=1; figs="not both ranks on GPU 0 with the MPI backend; $figs"
+  fi
   row c "2 ranks x 64 on one device (${dev[*]} ${C_BACKEND[*]}) vs 1 rank x 128, MLP, $C_STEPS steps: parameters within $C_TOL" "$res" "$figs"
+  [ $nogpu = 0 ] || return 0
+  # the default backend would make the two ranks one NCCL communicator on one GPU: refused
+  say "c) 2 ranks on one GPU with the default backend: the refusal"
+  train c_shared 2 "${half[@]}" "${dev[@]}" --max-steps 1
+  local w; w=$(grep -m1 'both use GPU' "$work/c_shared.log" | sed 's/^djct_train: //' | cut -c1-240)
+  if grep -q 'ranks 0 and 1 both use GPU GPU-[0-9a-f-]* on .*--backend mpi' <<<"$w"; then
+    row c "2 ranks on one GPU, default backend: refused before NCCL starts" pass "$w"
+  else
+    row c "2 ranks on one GPU, default backend: refused before NCCL starts" "**FAILED**: $(why "$work/c_shared.log")" ""; failed=1
+  fi
 }
 
 # ---- d) events/s: djct vs plain PyTorch eager, same model, batch, device ---------------------------------
