@@ -57,6 +57,7 @@ struct djct_trainer {
     float *grads;   /* the gradient slab: device memory when device >= 0 (never read here then) */
     size_t ngrads;
     int device;     /* the model's CUDA device, -1 on the CPU */
+    int stage;      /* batches are staged one step ahead: on a GPU, or DJCT_STAGE_BATCHES=1 (tests) */
     int step_open;  /* a non-blocking reduction was started this step */
     int hook_error; /* first error inside the gradient-ready hook */
     char hook_msg[512]; /* its message: the hook may run on libtorch's autograd thread */
@@ -132,7 +133,7 @@ void djct_trainer_free(djct_trainer *t)
         return;
     if (t->model) {
         djct_model_set_grad_ready_hook(t->model, NULL, NULL);
-        if (t->device >= 0)
+        if (t->stage)
             djct_model_drop_staged(t->model);
     }
     djct_comm_plan_free(t->plan);
@@ -193,6 +194,10 @@ int djct_trainer_create(djct_trainer **out, djct_model *model, djct_optimizer *o
 
     /* a model on a GPU: the communicator must be bound to that GPU (it reduces the slabs there) */
     t->device = djct_model_device_index(model);
+    /* staging is what a GPU model needs; on the CPU it only adds a copy, but lets the tests run
+     * the step-ahead logic where no GPU exists */
+    const char *sb = getenv("DJCT_STAGE_BATCHES");
+    t->stage = t->device >= 0 || (sb && !strcmp(sb, "1"));
     if (t->device >= 0 && djct_comm_device(comm) != t->device) {
         rc = djct_error_set(DJCT_EINVAL, "trainer: rank %d: the model is on cuda:%d but the communicator %s; create "
                             "the comm with device DJCT_COMM_DEVICE_AUTO and the model on djct_comm_device()",
@@ -288,7 +293,7 @@ static int grads_finite(djct_trainer *t, int *finite)
     return djct_model_grads_finite(t->model, finite);
 }
 
-/* GPU: fetch a batch and stage it to the device (an empty one is not staged: it is never run);
+/* staging: fetch a batch and stage it to the device (an empty one is not staged: it is never run);
  * staging copies the arrays, so the batch goes back to the loader at once */
 static int fetch_and_stage(djct_trainer *t, djct_batch_info *info)
 {
@@ -304,8 +309,9 @@ static int fetch_and_stage(djct_trainer *t, djct_batch_info *info)
     return rc;
 }
 
-/* GPU: this step's batch was staged one step ahead (the first step of an epoch stages it now);
- * the next step's batch is staged before this step computes, so its copy overlaps this step */
+/* staging: this step's batch was staged one step ahead (the first step of an epoch stages it
+ * now); the next step's batch is staged before this step computes, so its copy overlaps this step.
+ * Nothing is staged past the epoch's last step or the step that reaches max_steps. */
 static int stage_batches(djct_trainer *t, djct_batch_info *info)
 {
     int rc;
@@ -313,7 +319,8 @@ static int stage_batches(djct_trainer *t, djct_batch_info *info)
         return rc;
     *info = t->ahead_info;
     t->ahead = 0;
-    if (t->step + 1 < t->nsteps) {
+    int last = t->step + 1 >= t->nsteps || (t->o.max_steps > 0 && t->global_step + 1 >= t->o.max_steps);
+    if (!last) {
         if ((rc = fetch_and_stage(t, &t->ahead_info)))
             return rc;
         t->ahead = 1;
@@ -328,7 +335,7 @@ static int train_step(djct_trainer *t, djct_step_report *r, double ag[AG_N])
     const djct_record *batch = NULL;
     djct_batch_info info = {0, 0};
     double wait0 = t->train->wait_seconds ? t->train->wait_seconds(t->train->self) : 0;
-    int rc = t->device >= 0 ? stage_batches(t, &info) : t->train->next(t->train->self, &batch, &info);
+    int rc = t->stage ? stage_batches(t, &info) : t->train->next(t->train->self, &batch, &info);
     if (rc)
         return djct_error_prefix("trainer: epoch %" PRId64 " step %" PRId64 ": data", t->epoch, t->step);
     double t1 = djct_now_s();
@@ -646,7 +653,7 @@ int djct_trainer_train_epoch(djct_trainer *t)
     /* a batch staged ahead by an epoch that stopped early belongs to that epoch's plan */
     t->nsteps = nsteps;
     t->ahead = 0;
-    if (t->device >= 0 && (rc = djct_model_drop_staged(t->model)))
+    if (t->stage && (rc = djct_model_drop_staged(t->model)))
         return rc;
     t->s_step.n = t->s_data.n = t->s_compute.n = t->s_comm.n = 0;
     t->sum_events = t->sum_elements = t->sum_time = 0;

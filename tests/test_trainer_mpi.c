@@ -1,6 +1,8 @@
 /* trainer: N ranks with their own batches end with the parameters of one model trained on the
  * combined batches (checked against a reference computed in-process with the plain model API),
  * also with unequal batch sizes where the event weighting matters; plain averaging then differs.
+ * Batches staged one step ahead (what a GPU model does; DJCT_STAGE_BATCHES=1 on the CPU) train
+ * bit for bit as direct ones, and nothing is staged past max_steps.
  * The trained model, with logging and losses switched off, saves and runs with targets absent. */
 #define HARNESS_MPI
 #include "harness.h"
@@ -213,6 +215,81 @@ static void run_nan_stop(djct_comm *comm, int average)
     djct_model_free(m);
 }
 
+/* staging: the number of batches staged ahead, seen after each step */
+typedef struct {
+    djct_model *m;
+    int n;
+    size_t staged[STEPS];
+} stage_seen;
+
+static int see_staged(void *user, const djct_step_report *r)
+{
+    stage_seen *s = user;
+    (void)r;
+    if (s->n < STEPS)
+        s->staged[s->n++] = djct_model_n_staged(s->m);
+    return 0;
+}
+
+/* max_steps 4 of an epoch of STEPS: the parameters after training, with or without staging;
+ * *fetched receives how many batches the loader gave out */
+static void run_max_steps(djct_comm *comm, int stage, float *params, size_t cap, int64_t *fetched, stage_seen *seen)
+{
+    int rank = djct_comm_rank(comm), size = djct_comm_size(comm);
+    if (stage)
+        setenv("DJCT_STAGE_BATCHES", "1", 1);
+    djct_model *m = make_model();
+    djct_optimizer *o = make_opt(m);
+    mem_loader l = {.rank = rank, .size = size, .unequal = 1, .nan_step = -1};
+    djct_loader ld = {&l, ml_begin, ml_next, ml_release, NULL, NULL};
+    djct_trainer_options to = DJCT_TRAINER_OPTIONS_INIT;
+    to.epochs = 1;
+    to.max_steps = 4;
+    to.train_callback = see_staged;
+    to.callback_user = seen;
+    seen->m = m;
+    seen->n = 0;
+    djct_trainer *t = NULL;
+    CHECK_OK(djct_trainer_create(&t, m, o, comm, &ld, NULL, &to));
+    unsetenv("DJCT_STAGE_BATCHES");
+    CHECK_OK(djct_trainer_fit(t));
+    *fetched = l.step;
+    float *p = NULL;
+    size_t np = 0;
+    djct_model_params(m, &p, &np);
+    if (p && np <= cap)
+        memcpy(params, p, np * sizeof(float));
+    djct_trainer_free(t);
+    djct_optimizer_free(o);
+    djct_model_free(m);
+}
+
+static void test_staged(djct_comm *comm)
+{
+    /* the same cases as above, staged: the same distance to the reference, i.e. the same bits */
+    double d1 = run_case(comm, 0, DJCT_WEIGHT_EVENTS, 1);
+    setenv("DJCT_STAGE_BATCHES", "1", 1);
+    double s1 = run_case(comm, 0, DJCT_WEIGHT_EVENTS, 1);
+    unsetenv("DJCT_STAGE_BATCHES");
+    CHECK(s1 == d1);
+    double d2 = run_case_nan(comm, 1, DJCT_WEIGHT_EVENTS, 0, 0);
+    setenv("DJCT_STAGE_BATCHES", "1", 1);
+    double s2 = run_case_nan(comm, 1, DJCT_WEIGHT_EVENTS, 0, 0);
+    unsetenv("DJCT_STAGE_BATCHES");
+    CHECK(s2 == d2 && s2 < 2e-5);
+
+    /* max_steps mid-epoch: one batch ahead after every step but the last, none fetched past it */
+    static float pd[4096], ps[4096];
+    int64_t fd = -1, fs = -1;
+    stage_seen sd, ss;
+    run_max_steps(comm, 0, pd, 4096, &fd, &sd);
+    run_max_steps(comm, 1, ps, 4096, &fs, &ss);
+    CHECK(fd == 4 && fs == 4);
+    CHECK(ss.n == 4 && ss.staged[0] == 1 && ss.staged[1] == 1 && ss.staged[2] == 1 && ss.staged[3] == 0);
+    CHECK(sd.n == 4 && sd.staged[0] == 0);
+    CHECK(memcmp(pd, ps, sizeof(pd)) == 0);
+}
+
 int main(int argc, char **argv)
 {
     if (djct_comm_init_mpi(&argc, &argv, DJCT_THREAD_FUNNELED)) {
@@ -259,6 +336,7 @@ int main(int argc, char **argv)
     CHECK(d6 < 2e-5);
     run_nan_stop(comm, 1);
     run_nan_stop(comm, 0);
+    test_staged(comm);
 
     /* pure inference after training: everything switched off, saved, reloaded, targets absent */
     djct_model *m = make_model();
