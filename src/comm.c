@@ -82,6 +82,15 @@ int djct_comm_init_mpi(int *argc, char ***argv, int required_level)
     return 0;
 }
 
+int djct_comm_mpi_thread_level(void)
+{
+    int init = 0, provided = MPI_THREAD_SINGLE;
+    MPI_Initialized(&init);
+    if (init)
+        MPI_Query_thread(&provided);
+    return level_rank(provided);
+}
+
 void djct_comm_finalize_mpi(void)
 {
     int init = 0, fin = 0;

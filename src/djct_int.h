@@ -41,4 +41,7 @@
 /* 1 when none of g[0..n) is NaN or +-Inf (the trainer's check of the gradients before a step). */
 int djct_all_finite(const float *g, size_t n);
 
+/* The thread level MPI provides, as a djct_thread_level (DJCT_THREAD_SINGLE before MPI_Init). */
+int djct_comm_mpi_thread_level(void);
+
 #endif /* DJCT_INT_H */

@@ -204,6 +204,15 @@ int djct_trainer_create(djct_trainer **out, djct_model *model, djct_optimizer *o
                             t->rank, t->device, djct_comm_device(comm) < 0 ? "has no GPU" : "uses another GPU");
         goto fail;
     }
+    /* on a GPU libtorch runs backward, and so the gradient-ready hook, on its own thread: the
+     * staged MPI path then posts MPI calls from there while this thread waits in backward */
+    if (t->device >= 0 && o.overlap && o.average && djct_comm_backend_in_use(comm) == DJCT_COMM_BACKEND_MPI &&
+        djct_comm_mpi_thread_level() < DJCT_THREAD_SERIALIZED) {
+        rc = djct_error_set(DJCT_EINVAL, "trainer: rank %d: a GPU model with overlap on the MPI backend reduces from "
+                            "libtorch's backward thread; initialise MPI with DJCT_THREAD_SERIALIZED or more "
+                            "(djct_comm_init_mpi), or set overlap 0", t->rank);
+        goto fail;
+    }
     /* every rank starts from rank 0's parameters */
     float *params = NULL;
     size_t nparams = 0;
