@@ -30,9 +30,6 @@
 #include <unistd.h>
 
 const char *const h5_containers[3] = {"features", "truths", "weights"};
-#define MAX_ARRAYS_PER_GROUP 4096
-#define MAX_FEATURE_NAMES 1000000
-#define MAX_STRING_BYTES (1 << 20)
 
 /* ---- errors ----------------------------------------------------------------------------- */
 

@@ -1,5 +1,5 @@
-/* Internals shared by the files of the h5 module (h5.c, h5_direct.c, h5_read.c, h5_write.c): the
- * open file's body and the error and crash-guard helpers. src/h5_int.h is the module's face to the
+/* Internals shared by the files of the h5 module (h5.c, h5_direct.c, h5_read.c, h5_write.c,
+ * h5_writer.c): the open file's body, the error and crash-guard helpers, and the writers' pieces. src/h5_int.h is the module's face to the
  * dataset. Not installed. */
 #ifndef DJCT_H5_FILE_INT_H
 #define DJCT_H5_FILE_INT_H
@@ -67,6 +67,13 @@ int h5_poisoned(const char *path);
 /** Run body(arg), libhdf5 calls on `path`, under the crash guard; with cpu_seconds > 0 stopped
  *  once it spent that long in libhdf5's code. A crash poisons the process. */
 int h5_guarded(const char *path, double cpu_seconds, int (*body)(void *), void *arg);
+
+/* ---- h5_write.c (also used by h5_writer.c) ---- */
+/** A string attribute as h5py writes `str`: variable-length UTF-8, scalar (n = 1) or n strings.
+ *  0, or -1 with the HDF5 error stack set (for h5fail). */
+int h5_write_str_attr(hid_t loc, const char *aname, const char *const *s, size_t n, int scalar);
+/** A group without timestamps, so that the same record always gives the same bytes; -1 on error. */
+hid_t h5_new_group(hid_t loc, const char *name);
 
 /* ---- h5_direct.c ---- */
 /** Map the file when some array can be read straight from it, and check that the mapping holds
