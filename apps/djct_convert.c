@@ -47,21 +47,23 @@ static int read_any(djct_record *r, const char *path)
     return f == DJCT_FORMAT_H5 ? djct_h5_read(r, path) : djct_djcdata_read(r, path);
 }
 
-static int ends_with(const char *s, const char *e)
+/* an output the records can be written as: HDF5 or .djctd by its name (a .djcsa holds one array) */
+static int writable(const char *path)
 {
-    size_t a = strlen(s), b = strlen(e);
-    return a >= b && !strcmp(s + a - b, e);
+    djct_format f = djct_format_from_name(path);
+    return f == DJCT_FORMAT_H5 || f == DJCT_FORMAT_DJCTD;
 }
 
 static int write_any(const char *path, const djct_record *r, int gzip, size_t chunk, int stored)
 {
-    if (ends_with(path, ".h5") || ends_with(path, ".hdf5")) {
+    djct_format f = djct_format_from_name(path);
+    if (f == DJCT_FORMAT_H5) {
         djct_h5_write_options o = DJCT_H5_WRITE_OPTIONS_INIT;
         o.gzip_level = gzip;
         o.chunk_bytes = chunk;
         return djct_h5_write(path, r, &o);
     }
-    if (ends_with(path, ".djctd")) {
+    if (f == DJCT_FORMAT_DJCTD) {
         djct_djcdata_write_options o = DJCT_DJCDATA_WRITE_OPTIONS_INIT;
         o.compress = !stored;
         return djct_djcdata_write(path, r, &o);
@@ -217,7 +219,7 @@ int main(int argc, char **argv)
         rc = write_any(out, &all, c.gzip, (size_t)c.chunk_bytes, c.stored);
     } else {
         const char *dot = strrchr(out, '.');
-        if (!dot || (strcmp(dot, ".h5") && strcmp(dot, ".hdf5") && strcmp(dot, ".djctd"))) {
+        if (!dot || !writable(out)) {
             fprintf(stderr, PROG ": output '%s': extension must be .djctd, .h5 or .hdf5\n", out);
             djct_record_clear(&all);
             return usage_exit(&c);

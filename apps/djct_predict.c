@@ -184,7 +184,7 @@ static void parse_options(run *R, int argc, char **argv)
         const char *msg = djct_last_error();
         die_usage(R, "%s%s", msg, strstr(msg, "name it .h5") ? " (--format h5|djctd)" : "");
     }
-    if (c->gzip && djct_predict_format_of(c->out) == DJCT_FORMAT_DJCTD && c->format != DJCT_FORMAT_H5)
+    if (c->gzip && djct_format_from_name(c->out) == DJCT_FORMAT_DJCTD && c->format != DJCT_FORMAT_H5)
         die_usage(R, "--gzip applies to HDF5 output; '%s' is .djctd%s", c->out, "");
     if (!c->with_targets && (c->logging || c->loss || c->report))
         die_usage(R, "--%s needs --with-targets (without it every LoggingModule and LossModule is off)%s",
