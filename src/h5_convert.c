@@ -138,11 +138,11 @@ void h5_conv_clear(h5_conv *c)
 const char *h5_conv_rule(const h5_conv *c)
 {
     switch (c->src) {
-    case H5C_SRC_F64: return "a finite value beyond float32's range (3.4e38) is an error; others are rounded";
-    case H5C_SRC_BOOL: return "each byte must be 0 or 1";
+    case H5C_SRC_F64: return "rounded to nearest; a finite value beyond float32's range is an error";
+    case H5C_SRC_BOOL: return "a byte other than 0 or 1 is an error";
     default:
-        return c->target == DJCT_DTYPE_FLOAT32 ? "integers beyond 2^24 are an error (float32 would round them)"
-                                               : "values outside int32 are an error";
+        return c->target == DJCT_DTYPE_FLOAT32 ? "an integer beyond 2^24 is an error (float32 would round it)"
+                                               : "a value outside int32 is an error";
     }
 }
 

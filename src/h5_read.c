@@ -330,7 +330,7 @@ int djct_h5_inspect(djct_h5_info *out, const char *path, const djct_h5_read_opti
         s->stored = h->conv.stored;
         s->converted = h->conv.mode != H5C_NATIVE;
         s->rule = h->conv.mode == H5C_CHECKED ? h5_conv_rule(&h->conv)
-                  : h->conv.mode == H5C_EXACT ? "every value converts exactly" : NULL;
+                  : h->conv.mode == H5C_EXACT ? "exact" : NULL;
     }
     out->meta = f->meta;
     memset(&f->meta, 0, sizeof(f->meta));
