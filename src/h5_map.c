@@ -153,8 +153,8 @@ static int scan_sections(parse_ctx *P, const char *text)
         *close = '\0';
         const char *inner = start + 1;
         if (strlen(inner) > INI_SECTION_MAX) {
-            snprintf(P->msg, sizeof(P->msg), "section [%.60s...] is longer than %d characters (the INI reader's "
-                     "limit); use a shorter array name", inner, INI_SECTION_MAX);
+            snprintf(P->msg, sizeof(P->msg), "section [%s] is longer than %d characters (the INI reader's limit); "
+                     "use a shorter array name", inner, INI_SECTION_MAX);
             return line;
         }
         int c;
