@@ -103,6 +103,25 @@ else
   ok grep -q "djct_train: rank 0: --data '$T/showers.h5': '$T/showers.h5': /events/labels (\[truth label\] in map '$T/typo.ini'): no such dataset; fix the map's 'values' line or the file" "$T/typo.out"
 fi
 
+# the mapping file of docs/data.md, on a file with its datasets: what djct_inspect prints there
+sed -n '/^```ini$/,/^```$/p' docs/data.md | sed '1d;$d' >"$T/doc.ini"
+"$PY" - "$T" <<'EOF'
+import sys, h5py, numpy as np
+rng = np.random.default_rng(11)
+n = rng.integers(1, 12, size=300)
+with h5py.File(sys.argv[1] + "/doc.h5", "w") as f:
+    g = f.create_group("events")
+    g["hits"], g["n_hits"] = rng.normal(size=(n.sum(), 4)), n
+    g["calo"] = rng.integers(0, 256, size=(300, 32, 32)).astype(np.uint8)
+    g["label"], g["energy"], g["weight"] = rng.integers(0, 3, size=300), rng.normal(size=300), np.ones(300)
+EOF
+out=$("$B/djct_inspect" --h5-map "$T/doc.ini" "$T/doc.h5"); rc=$?
+ok test $rc = 0
+ok grep -q "\[0\] 'hits' float32 shape \[300, -[0-9]*, 4\] ragged features: x y z energy" <<<"$out"
+ok grep -q "\[1\] 'image' float32 shape \[300, 32, 32\]" <<<"$out"
+ok grep -q "values: /events/calo, uint8 in the file, read as float32 (exact)" <<<"$out"
+ok grep -q "weights: 1 array" <<<"$out"
+
 # a label beyond int32: djct_convert names the dataset, its row and event, exit 1
 "$PY" -c "
 import h5py, numpy as np
