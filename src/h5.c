@@ -1,12 +1,15 @@
-/* The djct-ragged-1 HDF5 layout (docs/hdf5_layout.md): the reader. Files are read only after
- * validating every group, dataset, dtype, extent and row split, so that a hostile file fails
- * with one line naming file, object and field instead of crashing or allocating wildly.
- * libhdf5 itself can crash on a corrupt file before djct sees anything, so files are read
- * through djct's checking driver (h5fd_int.h) and every libhdf5 call that parses a file runs
- * under the crash guard (guard_int.h); after a crash no more libhdf5 calls are made in the
- * process. HDF5's automatic error printing is switched off per call (it is per thread in
- * threadsafe builds) and the innermost HDF5 message is appended to djct's error. The parts:
- * h5_direct.c (rows copied straight from a mapping of the file), h5_read.c (values), h5_write.c. */
+/* The djct-ragged-1 HDF5 layout (docs/hdf5_layout.md): the reader, of djct's layout or of the
+ * datasets a mapping file names (h5_map.c), ragged by row splits or by counts (turned into row
+ * splits here, once). Files are read only after validating every group, dataset, dtype, extent
+ * and row split, so that a hostile file fails with one line naming file, object and field
+ * instead of crashing or allocating wildly. libhdf5 itself can crash on a corrupt file before
+ * djct sees anything, so files are read through djct's checking driver (h5fd_int.h) and every
+ * libhdf5 call that parses a file runs under the crash guard (guard_int.h); after a crash no
+ * more libhdf5 calls are made in the process. HDF5's automatic error printing is switched off
+ * per call (it is per thread in threadsafe builds) and the innermost HDF5 message is appended to
+ * djct's error. The parts:
+ * h5_map.c (mapping files), h5_convert.c (value dtypes), h5_direct.c (rows copied straight from a
+ * mapping of the file), h5_read.c (values, the public readers), h5_write.c, h5_writer.c. */
 #include "djct/h5.h"
 #include "djct/error.h"
 #include "djct_int.h"
@@ -377,14 +380,14 @@ const char *h5_where(const djct_h5_file *f, const h5arr *h, const char *dataset,
     return buf;
 }
 
-/* a dataset the array needs is not in the file: what to fix */
-static int missing(const djct_h5_file *f, const h5arr *h, const char *where, const char *key)
+/* a dataset the array needs is not in the file (`values`: its values, else its ragged index):
+ * what to fix */
+static int missing(const djct_h5_file *f, const char *where, int values)
 {
     if (f->h5map)
-        return h5fail(DJCT_EINVAL, f->path, where, key[0] == 'v' ? "no such dataset; fix the map's 'values' line or "
+        return h5fail(DJCT_EINVAL, f->path, where, values ? "no such dataset; fix the map's 'values' line or "
                       "the file (h5ls -r lists the file's datasets)" : "no such dataset; fix the map's row_splits, "
                       "offsets or counts line or the file (h5ls -r lists the file's datasets)");
-    (void)h;
     return h5fail(DJCT_EINVAL, f->path, where, "dataset missing; every array group needs a 'values' dataset");
 }
 
@@ -399,7 +402,7 @@ static int open_splits(djct_h5_file *f, hid_t loc, const char *splits, int kind,
     h5_at("%s", h->sname);
     htri_t ex = H5Lexists(loc, splits, H5P_DEFAULT);
     if (ex <= 0)
-        return missing(f, h, where, "splits");
+        return missing(f, where, 0);
     if ((rsd = H5Dopen2(loc, splits, H5P_DEFAULT)) < 0 || (t = H5Dget_type(rsd)) < 0 || (sp = H5Dget_space(rsd)) < 0) {
         rc = h5fail(DJCT_EINVAL, path, where, "cannot be opened as a dataset");
         goto done;
@@ -497,7 +500,7 @@ int h5_open_data(djct_h5_file *f, hid_t loc, const char *values, const char *spl
     h5_at("%s", h->vname);
     htri_t ex = H5Lexists(loc, values, H5P_DEFAULT);
     if (ex <= 0)
-        return missing(f, h, where, "values");
+        return missing(f, where, 1);
     hid_t dapl = H5Pcreate(H5P_DATASET_ACCESS);
     if (dapl >= 0 && f->chunk_cache) /* random event access: keep decoded chunks instead of re-reading them */
         H5Pset_chunk_cache(dapl, 100003, f->chunk_cache, 0.75);
@@ -592,8 +595,12 @@ static int open_array(djct_h5_file *f, hid_t grp, const char *obj, djct_array *l
         return djct_error_set(DJCT_EINVAL, "'%s': %s: has both row_splits and counts; keep one (counts: one entry "
                               "per event; row_splits: events + 1, starting at 0)", path, obj);
     int kind = ex[0] > 0 ? H5S_ROW_SPLITS : ex[1] > 0 ? H5S_COUNTS : 0;
-    if (asprintf(&h->vname, "%s/values", obj) < 0 || (kind && asprintf(&h->sname, "%s/%s", obj, idx[kind != H5S_ROW_SPLITS]) < 0)) {
-        h->vname = h->sname = NULL;
+    if (asprintf(&h->vname, "%s/values", obj) < 0) {
+        h->vname = NULL;
+        return djct_error_oom();
+    }
+    if (kind && asprintf(&h->sname, "%s/%s", obj, idx[kind != H5S_ROW_SPLITS]) < 0) {
+        h->sname = NULL;
         return djct_error_oom();
     }
     return h5_open_data(f, grp, "values", kind ? idx[kind != H5S_ROW_SPLITS] : NULL, kind, -1, lay, h);

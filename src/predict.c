@@ -104,7 +104,7 @@ typedef struct {
     int32_t *ids;
     size_t ids_cap;
     djct_array arrays[DJCT_PREDICT_MAX_OUTPUTS + 3];
-    char defname[DJCT_PREDICT_MAX_OUTPUTS][24]; /* output_0, ... */
+    char defname[DJCT_PREDICT_MAX_OUTPUTS][32]; /* output_0, ... */
     djct_array *targets;
     size_t targets_cap;
     /* evaluation */
