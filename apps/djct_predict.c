@@ -26,7 +26,7 @@ enum { JIT_AUTO = -1, JIT_OFF = 0, JIT_ON = 1 };
 
 typedef struct {
     char *config;
-    char *model, *data, *out, *report;
+    char *model, *data, *out, *report, *h5_map;
     int format;
     char *output_kinds, *output_names;
     int gzip;
@@ -56,6 +56,9 @@ static const djct_opt T[] = {
      "the trained TorchScript model (e.g. <run dir>/model.pt of djct_train); required", NULL},
     {"data", 'd', DJCT_OPT_STRING, O(data), NULL, NULL, 0, 0, "SPEC",
      "input files: paths, dir, glob or list file, ','-separated, predicted in this order; required", NULL},
+    {"h5-map", 0, DJCT_OPT_STRING, O(h5_map), NULL, NULL, 0, 0, "FILE",
+     "mapping file (INI) naming the datasets of HDF5 files in a layout of their own (default: each file's "
+     "FILE.djct.ini beside it, if any; docs/data.md)", NULL},
     {"out", 'o', DJCT_OPT_STRING, O(out), NULL, NULL, 0, 0, "FILE",
      "the predictions file (.h5/.hdf5: djct HDF5, .djctd: djcdata); its parts are written next to it; required",
      NULL},
@@ -184,7 +187,7 @@ static void parse_options(run *R, int argc, char **argv)
         const char *msg = djct_last_error();
         die_usage(R, "%s%s", msg, strstr(msg, "name it .h5") ? " (--format h5|djctd)" : "");
     }
-    if (c->gzip && djct_predict_format_of(c->out) == DJCT_FORMAT_DJCTD && c->format != DJCT_FORMAT_H5)
+    if (c->gzip && djct_format_from_name(c->out) == DJCT_FORMAT_DJCTD && c->format != DJCT_FORMAT_H5)
         die_usage(R, "--gzip applies to HDF5 output; '%s' is .djctd%s", c->out, "");
     if (!c->with_targets && (c->logging || c->loss || c->report))
         die_usage(R, "--%s needs --with-targets (without it every LoggingModule and LossModule is off)%s",
@@ -225,6 +228,7 @@ static void open_data(run *R)
     o.world_size = R->size;
     o.prefetch_depth = c->prefetch;
     o.prefault_bytes = (size_t)c->prefault_mb << 20;
+    o.h5_map = c->h5_map;
     if (djct_dataset_open(&R->ds, c->data, &o))
         FAIL(R, "--data '%s': %s", c->data, djct_last_error());
 }
@@ -272,8 +276,9 @@ static void print_banner(const run *R)
     printf(PROG " %s: %d rank%s x %d thread%s, model %s\n", djct_version(), R->size, R->size == 1 ? "" : "s",
            R->threads, R->threads == 1 ? "" : "s", c->model);
     size_t nf = djct_dataset_n_files(R->ds);
-    printf("data: %s (%zu file%s, %" PRId64 " events, at most %" PRId64 " batches per rank)\n", c->data, nf,
-           nf == 1 ? "" : "s", djct_dataset_n_events(R->ds), djct_dataset_steps(R->ds));
+    printf("data: %s (%zu file%s, %" PRId64 " events, at most %" PRId64 " batches per rank)%s%s\n", c->data, nf,
+           nf == 1 ? "" : "s", djct_dataset_n_events(R->ds), djct_dataset_steps(R->ds),
+           c->h5_map ? ", HDF5 datasets as mapped by " : "", c->h5_map ? c->h5_map : "");
     char sw[2048] = "";
     if (c->with_targets && djct_model_describe_switches(R->model, sw, sizeof(sw)) == 0)
         printf("targets: fed; modules: %s\n", sw);

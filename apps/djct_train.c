@@ -26,7 +26,7 @@ enum { JIT_AUTO = -1, JIT_OFF = 0, JIT_ON = 1 };
 typedef struct {
     char *config;
     /* data */
-    char *data, *val_data;
+    char *data, *val_data, *h5_map;
     int64_t batch_elements, batch_events;
     int squared_limit, strict, shuffle, prefetch;
     int64_t prefault_mb, gen_events;
@@ -97,6 +97,9 @@ static const djct_opt T[] = {
     {"data", 'd', DJCT_OPT_STRING, O(data), NULL, NULL, 0, 0, "SPEC",
      "training files: paths, dir, glob or list file, ','-separated (default: the embedded synthetic set)", "Data"},
     {"val-data", 0, DJCT_OPT_STRING, O(val_data), NULL, NULL, 0, 0, "SPEC", "validation files (default: none, or the embedded set's)", NULL},
+    {"h5-map", 0, DJCT_OPT_STRING, O(h5_map), NULL, NULL, 0, 0, "FILE",
+     "mapping file (INI) naming the datasets of HDF5 files in a layout of their own (default: each file's "
+     "FILE.djct.ini beside it, if any; docs/data.md)", NULL},
     {"batch-elements", 'b', DJCT_OPT_INT64, O(batch_elements), "6400", NULL, 0, 1e15, "N",
      "ragged data: elements per rank batch (0: count events)", NULL},
     {"batch-events", 0, DJCT_OPT_INT64, O(batch_events), "32", NULL, 1, 1e12, "N",
@@ -447,6 +450,7 @@ static void open_data(run *R)
     dso.world_size = R->size;
     dso.prefetch_depth = c->prefetch;
     dso.prefault_bytes = (size_t)c->prefault_mb << 20;
+    dso.h5_map = c->h5_map;
     if (djct_dataset_open(&R->train_ds, R->train_spec, &dso))
         FAIL(R, "--data '%s': %s", R->train_spec, djct_last_error());
     if (R->val_spec[0]) {
@@ -661,9 +665,10 @@ static void print_banner(const run *R)
     printf(PROG " %s: %d rank%s x %d thread%s, model %s, run %s in %s\n", djct_version(), R->size,
            R->size == 1 ? "" : "s", R->threads, R->threads == 1 ? "" : "s", R->c.model, R->run_id, R->run_dir);
     printf("BLAS: %s\n", djct_blas_describe());
-    printf("data: %s (%zu files, %" PRId64 " events, %" PRId64 " steps/epoch)%s%s\n", R->train_spec,
+    printf("data: %s (%zu files, %" PRId64 " events, %" PRId64 " steps/epoch)%s%s%s%s\n", R->train_spec,
            djct_dataset_n_files(R->train_ds), djct_dataset_n_events(R->train_ds), R->steps_per_epoch,
-           R->val_ds ? ", validation: " : "", R->val_ds ? R->val_spec : "");
+           R->val_ds ? ", validation: " : "", R->val_ds ? R->val_spec : "", R->c.h5_map ? ", HDF5 datasets as mapped by " : "",
+           R->c.h5_map ? R->c.h5_map : "");
     char sw[2048];
     if (djct_model_describe_switches(R->model, sw, sizeof(sw)) == 0)
         printf("modules: %s\n", sw);

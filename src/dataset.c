@@ -73,13 +73,16 @@ static int check_schema(const djct_file_meta *m0, const djct_file_meta *m)
     return 0;
 }
 
-static int read_meta(djct_file_meta *m, const char *path)
+static int read_meta(djct_file_meta *m, const char *path, const djct_h5_map *map)
 {
     djct_format f;
     if (djct_format_detect(&f, path) < 0)
         return djct_error_prefix("dataset");
-    if (f == DJCT_FORMAT_H5)
-        return djct_h5_read_meta(m, path);
+    if (f == DJCT_FORMAT_H5) {
+        djct_h5_read_options o = DJCT_H5_READ_OPTIONS_INIT;
+        o.map = map;
+        return djct_h5_read_meta_ext(m, path, &o);
+    }
     if (f == DJCT_FORMAT_DJCSA)
         return djct_error_set(DJCT_EINVAL, "dataset: '%s' is a .djcsa (one array); datasets read .djctd or "
                               "HDF5 records (convert with djct_convert)", path);
@@ -110,6 +113,7 @@ void djct_dataset_free(djct_dataset *ds)
     free(ds->lay);
     free(ds->row_values);
     free(ds->ragged);
+    djct_h5_map_free(ds->h5map);
     djct_dataset_plan_clear(&ds->plan);
     free(ds->q);
     pthread_mutex_destroy(&ds->mu);
@@ -161,6 +165,7 @@ int djct_dataset_open_files(djct_dataset **out, const char *const *paths, size_t
     if (!ds)
         return djct_error_oom();
     ds->o = o;
+    ds->o.h5_map = NULL;
     pthread_mutex_init(&ds->mu, NULL);
     pthread_cond_init(&ds->cv_item, NULL);
     pthread_cond_init(&ds->cv_space, NULL);
@@ -170,8 +175,12 @@ int djct_dataset_open_files(djct_dataset **out, const char *const *paths, size_t
         rc = djct_error_oom();
         goto fail;
     }
+    if (o.h5_map && (rc = djct_h5_map_load(&ds->h5map, o.h5_map)) < 0) {
+        rc = djct_error_prefix("dataset");
+        goto fail;
+    }
     for (size_t i = 0; i < n_paths; i++) {
-        if ((rc = read_meta(&ds->files[i], paths[i])) < 0)
+        if ((rc = read_meta(&ds->files[i], paths[i], ds->h5map)) < 0)
             goto fail;
         ds->nf = i + 1;
         if (i && (rc = check_schema(&ds->files[0], &ds->files[i])) < 0)

@@ -47,7 +47,7 @@ int dataset_source_get(djct_dataset *ds, size_t file, source **out)
      * dwarfs an event's bytes); larger ones are gathered through libhdf5 with a chunk cache. */
     int h5_gather = m->format == DJCT_FORMAT_H5, have_rec = 0;
     if (h5_gather && total <= budget / 4) {
-        if ((rc = djct_h5_file_open(&s.h5, m->path)) < 0)
+        if ((rc = djct_h5_file_open_map(&s.h5, m->path, 0, ds->h5map)) < 0)
             return rc;
         if (djct_h5_file_direct(s.h5)) {
             s.bytes = 4096; /* mapped: the page cache holds the data, not the dataset */
@@ -73,7 +73,7 @@ int dataset_source_get(djct_dataset *ds, size_t file, source **out)
             vb = bytes > vb ? bytes : vb;
         }
         size_t cc = vb + ((size_t)1 << 20) < budget / 4 ? vb + ((size_t)1 << 20) : budget / 4;
-        if ((rc = djct_h5_file_open_cached(&s.h5, m->path, cc)) < 0)
+        if ((rc = djct_h5_file_open_map(&s.h5, m->path, cc, ds->h5map)) < 0)
             return rc;
         /* what the chunk caches may grow to; a mapped file lives in the page cache instead */
         s.bytes = 4096 + (djct_h5_file_direct(s.h5) ? 0 : cc * ds->n_arrays);
@@ -98,7 +98,9 @@ int dataset_source_get(djct_dataset *ds, size_t file, source **out)
             return rc;
         }
     } else {
-        if (!have_rec && (rc = m->format == DJCT_FORMAT_H5 ? djct_h5_read(&s.rec, m->path)
+        djct_h5_read_options ro = DJCT_H5_READ_OPTIONS_INIT;
+        ro.map = ds->h5map;
+        if (!have_rec && (rc = m->format == DJCT_FORMAT_H5 ? djct_h5_read_ext(&s.rec, m->path, &ro)
                                                            : djct_djcdata_read(&s.rec, m->path)) < 0)
             return rc;
         const djct_array *l[3];

@@ -60,7 +60,8 @@ typedef struct {             /* a file whose values are at hand */
 } source;
 
 struct djct_dataset {
-    djct_dataset_options o;
+    djct_dataset_options o;     /* o.h5_map is not kept: h5map is */
+    djct_h5_map    *h5map;      /* the mapping of every HDF5 file (NULL: each file's own, or the layout) */
     size_t          nf;
     djct_file_meta *files;
     int64_t        *first;      /* nf + 1: global id of each file's first event */

@@ -47,11 +47,14 @@ typedef struct {
                                     opened, touch its data pages in file order, up to this many bytes over
                                     all files, so the first epoch's random reads fault no page; 0: off
                                     (default 2 GiB, docs/data.md) */
+    const char  *h5_map;         /* mapping file (INI, docs/data.md) naming the datasets of every HDF5 file;
+                                    NULL: each file's map beside it ("<file>.djct.ini") if any, else
+                                    djct's layout. Read once at open; the string is not kept */
 } djct_dataset_options;
-#define DJCT_DATASET_OPTIONS_VERSION 2
+#define DJCT_DATASET_OPTIONS_VERSION 3
 #define DJCT_DATASET_PREFAULT_DEFAULT ((size_t)2 << 30)
 #define DJCT_DATASET_OPTIONS_INIT \
-    { DJCT_DATASET_OPTIONS_VERSION, 0, 32, 0, 1, 0, DJCT_SHUFFLE_FILES, 0, 1, 2, 0, 0, DJCT_DATASET_PREFAULT_DEFAULT }
+    { DJCT_DATASET_OPTIONS_VERSION, 0, 32, 0, 1, 0, DJCT_SHUFFLE_FILES, 0, 1, 2, 0, 0, DJCT_DATASET_PREFAULT_DEFAULT, NULL }
 
 /** One batch of this rank: plain memory, owned by the dataset until djct_batch_release().
  *  record: per array (feature, truth, weight order as in the files) the values of the batch's
