@@ -226,22 +226,29 @@ void dataset_pool_interrupt(djct_dataset *ds)
 
 /* ---- the plan's file reads ---- */
 
-int dataset_pool_plan(djct_dataset *ds)
+/* without an index (out of memory) the pool only decodes the files the producer asks for */
+static void plan_clear(djct_dataset *ds)
 {
-    if (!ds->pool)
-        return 0;
     free(ds->use_start);
     free(ds->use_file);
     free(ds->fuse_start);
     free(ds->fuse_step);
+    ds->use_start = ds->fuse_start = ds->fuse_step = NULL;
     ds->use_file = NULL;
-    ds->fuse_step = NULL;
     ds->n_uses = 0;
+}
+
+int dataset_pool_plan(djct_dataset *ds)
+{
+    if (!ds->pool)
+        return 0;
+    plan_clear(ds);
+    int rc = djct_error_oom();
     const djct_dataset_plan *pl = &ds->plan;
     int W = ds->o.world_size, r = ds->o.rank;
     if (!(ds->use_start = calloc((size_t)pl->steps + 2, sizeof(int64_t))) ||
         !(ds->fuse_start = calloc(ds->nf + 2, sizeof(int64_t))))
-        return djct_error_oom();
+        goto fail;
     /* pass 0 counts the distinct files of each step, pass 1 lists them */
     for (int pass = 0; pass < 2; pass++) {
         int64_t u = 0;
@@ -270,18 +277,18 @@ int dataset_pool_plan(djct_dataset *ds)
         ds->use_start[pl->steps] = u;
         ds->n_uses = u;
         if (!pass && !(ds->use_file = malloc((size_t)u * sizeof(size_t) + 1)))
-            return djct_error_oom();
+            goto fail;
     }
     /* per file the steps that read it, ascending (a counting sort of the uses by file) */
     if (!(ds->fuse_step = malloc((size_t)ds->n_uses * sizeof(int64_t) + 1)))
-        return djct_error_oom();
+        goto fail;
     for (int64_t u = 0; u < ds->n_uses; u++)
         ds->fuse_start[ds->use_file[u] + 1]++;
     for (size_t f = 0; f < ds->nf; f++)
         ds->fuse_start[f + 1] += ds->fuse_start[f];
     int64_t *at = malloc((ds->nf + 1) * sizeof(int64_t));
     if (!at)
-        return djct_error_oom();
+        goto fail;
     memcpy(at, ds->fuse_start, ds->nf * sizeof(int64_t));
     for (int64_t s = 0; s < pl->steps; s++)
         for (int64_t u = ds->use_start[s]; u < ds->use_start[s + 1]; u++)
@@ -289,10 +296,15 @@ int dataset_pool_plan(djct_dataset *ds)
     free(at);
     ds->la_pos = ds->la_step = 0;
     return 0;
+fail:
+    plan_clear(ds);
+    return rc;
 }
 
 int64_t dataset_pool_next_use(const djct_dataset *ds, size_t file, int64_t step)
 {
+    if (!ds->fuse_step)
+        return INT64_MAX;
     int64_t lo = ds->fuse_start[file], hi = ds->fuse_start[file + 1];
     while (lo < hi) {
         int64_t mid = lo + (hi - lo) / 2;
@@ -307,7 +319,7 @@ int64_t dataset_pool_next_use(const djct_dataset *ds, size_t file, int64_t step)
 void dataset_pool_evicted(djct_dataset *ds, size_t file, int64_t from)
 {
     int64_t nu = dataset_pool_next_use(ds, file, from);
-    if (nu != INT64_MAX && ds->use_start[nu] < ds->la_pos) { /* the lookahead passed it as cached */
+    if (nu != INT64_MAX && ds->use_start && ds->use_start[nu] < ds->la_pos) { /* the lookahead passed it as cached */
         ds->la_pos = ds->use_start[nu];
         ds->la_step = nu;
     }
@@ -341,7 +353,7 @@ static int enqueue(djct_dataset *ds, size_t file, int front)
 
 void dataset_pool_ahead(djct_dataset *ds, int64_t step)
 {
-    if (!ds->pool || step >= ds->plan.steps)
+    if (!ds->pool || !ds->fuse_step || step >= ds->plan.steps)
         return;
     size_t budget = dataset_cache_budget(ds), most = 4 * (size_t)ds->pool->n + 4;
     if (ds->la_pos < ds->use_start[step]) {

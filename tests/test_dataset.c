@@ -251,7 +251,8 @@ static void test_lists_and_contents(void)
 }
 
 /* a tiny cache budget: HDF5 files are read event by event with hyperslab gathers (the path for
- * files too large to keep), .djctd files are decoded again when evicted; same batches */
+ * files too large to keep), .djctd files are decoded again when evicted (by the decode threads
+ * too); same batches */
 static void test_small_cache(void)
 {
     djct_dataset_options o = DJCT_DATASET_OPTIONS_INIT;
@@ -263,10 +264,17 @@ static void test_small_cache(void)
     o.cache_bytes = 1;
     CHECK_OK(djct_dataset_open(&b, P("mixed"), &o));
     int bad = 0;
-    uint64_t ha, hb;
-    int64_t na = run_epoch(a, &ha, NULL, &bad), nb = run_epoch(b, &hb, NULL, &bad);
+    uint64_t ha, hb, hc = 0;
+    int64_t na = run_epoch(a, &ha, NULL, &bad), nb = run_epoch(b, &hb, NULL, &bad), nc = -1;
     CHECK(na == nb && ha == hb && bad == 0);
     djct_dataset_free(a);
+    djct_dataset_free(b);
+    /* and with decode threads: .djctd files from the pool, HDF5 files as before */
+    o.decode_threads = 2;
+    CHECK_OK(djct_dataset_open(&b, P("mixed"), &o));
+    if (b)
+        nc = run_epoch(b, &hc, NULL, &bad);
+    CHECK(nc == na && hc == ha && bad == 0);
     djct_dataset_free(b);
 }
 
