@@ -31,7 +31,7 @@ typedef struct {
     char *output_kinds, *output_names;
     int gzip;
     int64_t batch_elements, batch_events, prefault_mb;
-    int squared_limit, prefetch;
+    int squared_limit, prefetch, decode_threads;
     int with_targets;
     char *logging, *loss;
     int threads, device, jit_optimize, progress;
@@ -79,6 +79,9 @@ static const djct_opt T[] = {
     {"squared-limit", 0, DJCT_OPT_FLAG, O(squared_limit), "0", NULL, 0, 0, NULL,
      "compare (sum of elements)^2 with --batch-elements (djcdata)", NULL},
     {"prefetch", 0, DJCT_OPT_INT, O(prefetch), "2", NULL, 0, 64, "N", "batches decoded ahead (0: none)", NULL},
+    {"decode-threads", 0, DJCT_OPT_INT, O(decode_threads), "-1", NULL, 0, 1024, "N",
+     "threads decoding .djctd files ahead, in the order the batches need them (default: the rank's cores "
+     "beyond --threads, at least 1; 0: decoded by the thread that builds the batches)", NULL},
     {"prefault-mb", 0, DJCT_OPT_INT64, O(prefault_mb), "0", NULL, 0, 1e9, "MB",
      "touch a mapped HDF5 file's pages when it is first opened, up to MB in all (0: off; reads are in order)",
      NULL},
@@ -216,8 +219,20 @@ static void setup_comm(run *R)
 }
 
 /* ---- step 3: data, every rank its contiguous shard in input order ----------------------------- */
+static int threads_for_rank(const djct_comm *comm);
+
+/* --decode-threads by default: the cores the rank has beyond its compute threads, at least 1 */
+static void resolve_decode_threads(run *R)
+{
+    if (R->c.decode_threads >= 0)
+        return;
+    int avail = threads_for_rank(R->comm), compute = R->c.threads > 0 ? R->c.threads : avail;
+    R->c.decode_threads = avail - compute > 1 ? avail - compute : 1;
+}
+
 static void open_data(run *R)
 {
+    resolve_decode_threads(R);
     const cfg *c = &R->c;
     djct_dataset_options o = DJCT_DATASET_OPTIONS_INIT;
     o.batch_elements = c->batch_elements;
@@ -229,6 +244,7 @@ static void open_data(run *R)
     o.prefetch_depth = c->prefetch;
     o.prefault_bytes = (size_t)c->prefault_mb << 20;
     o.h5_map = c->h5_map;
+    o.decode_threads = c->decode_threads;
     if (djct_dataset_open(&R->ds, c->data, &o))
         FAIL(R, "--data '%s': %s", c->data, djct_last_error());
 }

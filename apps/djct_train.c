@@ -28,7 +28,7 @@ typedef struct {
     /* data */
     char *data, *val_data, *h5_map;
     int64_t batch_elements, batch_events;
-    int squared_limit, strict, shuffle, prefetch;
+    int squared_limit, strict, shuffle, prefetch, decode_threads;
     int64_t prefault_mb, gen_events;
     /* model */
     char *model;
@@ -110,6 +110,9 @@ static const djct_opt T[] = {
      "drop events larger than the limit (counted); off: serve them alone", NULL},
     {"shuffle", 0, DJCT_OPT_CHOICE, O(shuffle), "global", SHUFFLE, 0, 0, NULL, "per-epoch shuffling", NULL},
     {"prefetch", 0, DJCT_OPT_INT, O(prefetch), "2", NULL, 0, 64, "N", "batches decoded ahead (0: none)", NULL},
+    {"decode-threads", 0, DJCT_OPT_INT, O(decode_threads), "-1", NULL, 0, 1024, "N",
+     "threads decoding .djctd files ahead, in the order the batches need them (default: the rank's cores "
+     "beyond --threads, at least 1; 0: decoded by the thread that builds the batches)", NULL},
     {"prefault-mb", 0, DJCT_OPT_INT64, O(prefault_mb), "2048", NULL, 0, 1e9, "MB",
      "touch a mapped (uncompressed) HDF5 file's pages when it is first opened, up to MB in all, so "
      "the first epoch's random reads take no page faults (0: off)", NULL},
@@ -429,8 +432,20 @@ static void prepare_embedded_data(run *R)
         snprintf(R->val_spec, sizeof(R->val_spec), "%s/val", dir);
 }
 
+static int threads_for_rank(const djct_comm *comm);
+
+/* --decode-threads by default: the cores the rank has beyond its compute threads, at least 1 */
+static void resolve_decode_threads(run *R)
+{
+    if (R->c.decode_threads >= 0)
+        return;
+    int avail = threads_for_rank(R->comm), compute = R->c.threads > 0 ? R->c.threads : avail;
+    R->c.decode_threads = avail - compute > 1 ? avail - compute : 1;
+}
+
 static void open_data(run *R)
 {
+    resolve_decode_threads(R);
     const cfg *c = &R->c;
     if (!c->data)
         prepare_embedded_data(R);
@@ -451,6 +466,7 @@ static void open_data(run *R)
     dso.prefetch_depth = c->prefetch;
     dso.prefault_bytes = (size_t)c->prefault_mb << 20;
     dso.h5_map = c->h5_map;
+    dso.decode_threads = c->decode_threads;
     if (djct_dataset_open(&R->train_ds, R->train_spec, &dso))
         FAIL(R, "--data '%s': %s", R->train_spec, djct_last_error());
     if (R->val_spec[0]) {

@@ -1,6 +1,7 @@
 /* Datasets: open (file list, metadata, schema check), seek and next, and the plan queries. The
  * parts: dataset_files.c (file lists), dataset_plan.c (the epoch plan), dataset_cache.c (decoded
- * files), dataset_batch.c (batch storage and assembly), dataset_prefetch.c (the producer thread).
+ * files), dataset_batch.c (batch storage and assembly), dataset_prefetch.c (the producer thread),
+ * dataset_decode.c (the threads that decode .djctd files ahead).
  * Invariants: every rank computes the same plan from metadata alone; every planned event is in
  * exactly one (step, rank) bin, and every rank has the same number of steps. */
 #include "djct/dataset.h"
@@ -96,6 +97,7 @@ void djct_dataset_free(djct_dataset *ds)
     if (!ds)
         return;
     dataset_stop_prefetch(ds);
+    dataset_pool_stop(ds);
     while (ds->freelist) {
         bint *b = ds->freelist;
         ds->freelist = b->next;
@@ -108,6 +110,12 @@ void djct_dataset_free(djct_dataset *ds)
         djct_file_meta_clear(&ds->files[i]);
     free(ds->files);
     free(ds->prefaulted);
+    free(ds->fbytes);
+    free(ds->pooled);
+    free(ds->use_start);
+    free(ds->use_file);
+    free(ds->fuse_start);
+    free(ds->fuse_step);
     free(ds->first);
     free(ds->cnt);
     free(ds->lay);
@@ -144,6 +152,8 @@ static int check_options(const djct_dataset_options *o)
         return djct_error_set(DJCT_EINVAL, "dataset: shuffle %d is not a djct_shuffle (0 to 3)", o->shuffle);
     if (o->prefetch_depth < 0 || o->prefetch_depth > 1024)
         return djct_error_set(DJCT_EINVAL, "dataset: prefetch_depth %d outside 0..1024", o->prefetch_depth);
+    if (o->decode_threads < 0 || o->decode_threads > 1024)
+        return djct_error_set(DJCT_EINVAL, "dataset: decode_threads %d outside 0..1024", o->decode_threads);
     return 0;
 }
 
@@ -197,7 +207,7 @@ int djct_dataset_open_files(djct_dataset **out, const char *const *paths, size_t
     }
     if (!(ds->lay = calloc(ds->n_arrays, sizeof(*ds->lay))) ||
         !(ds->row_values = calloc(ds->n_arrays, sizeof(size_t))) || !(ds->ragged = calloc(ds->n_arrays, sizeof(int))) ||
-        !(ds->cnt = malloc((size_t)(ds->N + 1) * sizeof(int64_t)))) {
+        !(ds->cnt = malloc((size_t)(ds->N + 1) * sizeof(int64_t))) || !(ds->fbytes = calloc(ds->nf, sizeof(size_t)))) {
         rc = djct_error_oom();
         goto fail;
     }
@@ -213,6 +223,21 @@ int djct_dataset_open_files(djct_dataset **out, const char *const *paths, size_t
                 rv *= (size_t)a->shape[d];
             ds->row_values[k] = rv;
         }
+    for (size_t f = 0; f < ds->nf; f++) { /* what a decoded file takes in the cache (dataset_cache.c) */
+        const djct_array *fl[3];
+        size_t fn[3];
+        dataset_layout_lists(&ds->files[f].layout, fl, fn);
+        for (int c = 0; c < 3; c++)
+            for (size_t i = 0; i < fn[c]; i++) {
+                const djct_array *a = &fl[c][i];
+                int rg = layout_ragged(a);
+                size_t rv = 1;
+                for (int d = rg ? 2 : 1; d < a->ndim; d++)
+                    rv *= (size_t)a->shape[d];
+                ds->fbytes[f] += (size_t)(rg ? -a->shape[1] : a->shape[0]) * rv * djct_dtype_size(a->dtype) +
+                                 (rg ? (size_t)(a->shape[0] + 1) * sizeof(int64_t) : 0);
+            }
+    }
     for (size_t f = 0; f < ds->nf; f++)
         for (int64_t e = 0; e < ds->files[f].n_events; e++)
             ds->cnt[ds->first[f] + e] = any_ragged && ds->files[f].event_elements ? ds->files[f].event_elements[e]
@@ -222,7 +247,8 @@ int djct_dataset_open_files(djct_dataset **out, const char *const *paths, size_t
         rc = djct_error_set(DJCT_EINVAL, "dataset: ragged data needs batch_elements > 0 (attempting empty split)");
         goto fail;
     }
-    if ((rc = plan_epoch(ds, 0)) < 0 || (rc = dataset_start_prefetch(ds)) < 0)
+    if ((rc = plan_epoch(ds, 0)) < 0 || (rc = dataset_pool_start(ds)) < 0 || (rc = dataset_pool_plan(ds)) < 0 ||
+        (rc = dataset_start_prefetch(ds)) < 0)
         goto fail;
     *out = ds;
     return 0;
@@ -266,9 +292,18 @@ int djct_dataset_seek(djct_dataset *ds, int64_t epoch, int64_t step)
     DJCT_CHECK_ARG(ds);
     if (epoch < 0)
         return djct_error_set(DJCT_EINVAL, "dataset: epoch %" PRId64 " is negative", epoch);
+    if (epoch == ds->plan.epoch && step == ds->cursor) {
+        /* already there (open, then begin_epoch(0)): what is in flight is what comes next */
+        pthread_mutex_lock(&ds->mu);
+        int healthy = !ds->err;
+        pthread_mutex_unlock(&ds->mu);
+        if (healthy)
+            return 0;
+    }
     dataset_stop_prefetch(ds);
+    dataset_pool_reset(ds);
     int rc;
-    if (epoch != ds->plan.epoch && (rc = plan_epoch(ds, epoch)) < 0)
+    if (epoch != ds->plan.epoch && ((rc = plan_epoch(ds, epoch)) < 0 || (rc = dataset_pool_plan(ds)) < 0))
         return rc;
     if (step < 0 || step > ds->plan.steps)
         return djct_error_set(DJCT_EINVAL, "dataset: step %" PRId64 " outside 0..%" PRId64 " of epoch %" PRId64,
