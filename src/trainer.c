@@ -306,6 +306,11 @@ static int train_step(djct_trainer *t, djct_step_report *r, double ag[AG_N])
             goto out;
     }
 
+    /* the watchdog names a missing rank's step: "epoch 0 step 212's gradient reduction, bucket 0" */
+    char what_grad[80];
+    snprintf(what_grad, sizeof(what_grad), "epoch %" PRId64 " step %" PRId64 "'s gradient reduction", t->epoch, t->step);
+    if (t->o.average)
+        djct_comm_plan_set_label(t->plan, what_grad);
     if (overlap) {
         t->hook_error = 0;
         if ((rc = djct_comm_plan_start(t->plan, op, weight)))
@@ -314,8 +319,11 @@ static int train_step(djct_trainer *t, djct_step_report *r, double ag[AG_N])
     }
     rc = empty ? 0 : djct_model_backward(t->model, NULL);
     if (rc) {
-        if (t->step_open) { /* keep the collectives matched across ranks */
+        if (t->step_open) { /* keep the collectives matched across ranks; report backward's error */
+            char keep[1024];
+            snprintf(keep, sizeof(keep), "%s", djct_last_error());
             djct_comm_plan_finish(t->plan);
+            djct_error_set(rc, "%s", keep);
             t->step_open = 0;
         }
         goto wait_ag;
@@ -328,8 +336,11 @@ static int train_step(djct_trainer *t, djct_step_report *r, double ag[AG_N])
         } else {
             rc = djct_comm_plan_reduce(t->plan, op, weight);
         }
-        int wrc = djct_comm_wait(t->ag_req);
-        rc = rc ? rc : wrc;
+        if (rc) { /* e.g. the watchdog named a missing rank: that message is the one to keep */
+            t_comm += djct_now_s() - c0;
+            goto wait_ag;
+        }
+        rc = djct_comm_wait(t->ag_req);
         if (!rc && !djct_all_finite(t->grads, t->ngrads))
             ag[AG_NONFINITE] += 1; /* the same averaged gradients on every rank: the same decision */
     } else {
