@@ -8,6 +8,8 @@
 #include <inttypes.h>
 #include <math.h>
 #include <sched.h>
+#include <signal.h>
+#include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -231,8 +233,11 @@ typedef struct {
     djct_progress *progress;
     steady_rate steady;
     int64_t hold_at_step; /* DJCT_TEST_HOLD_AT_STEP (tests only); -1: off */
+    int fault_rank, fault_kind; /* DJCT_TEST_FAULT (tests only); kind FAULT_NONE: off */
+    int64_t fault_step;
     djct_trainer *tr;
     /* the outcome */
+    int ended; /* the process ends by design (finish, a usage error, fail): no early-exit report */
     int stop_reason;
     double wall;
 } run;
@@ -244,23 +249,80 @@ static double now_s(void)
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-/* a fatal error after the communicator exists: this rank says why, every rank stops */
-#define FAIL(R, ...)                                                                               \
-    do {                                                                                           \
-        fprintf(stderr, PROG ": rank %d: ", (R)->rank);                                            \
-        fprintf(stderr, __VA_ARGS__);                                                              \
-        fprintf(stderr, "\n");                                                                     \
-        djct_comm_abort((R)->comm, 1, PROG " failed; see the message above");                      \
-    } while (0)
+/* A fatal error after MPI is up: this rank says why in one line, writes what its journal holds
+ * without a collective (the other ranks may be gone, stopped, or waiting in another collective)
+ * and ends the job: MPI_Abort makes the launcher end every rank. */
+static void fail(const run *R, const char *fmt, ...) __attribute__((format(printf, 2, 3), noreturn));
+static void fail(const run *R, const char *fmt, ...)
+{
+    char msg[2048];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    fprintf(stderr, PROG ": rank %d: %s\n", R->rank, msg);
+    fflush(stderr);
+    ((run *)R)->ended = 1;
+    djct_log_finish_local(1);
+    djct_comm_abort(R->comm, 1, NULL);
+    exit(1); /* not reached */
+}
+#define FAIL(R, ...) fail((R), __VA_ARGS__)
 
 static void die_usage(run *R, const char *msg)
 {
+    R->ended = 1;
     if (R->rank == 0)
         fprintf(stderr, PROG ": %s\n", msg);
     if (R->have_cfg)
         djct_opts_free(T, NT, &R->c);
     djct_comm_finalize_mpi();
     exit(2);
+}
+
+/* DJCT_TEST_FAULT=RANK:STEP:KIND (tests only): after global step STEP, rank RANK fails the way a
+ * real rank can fail: `stop` (SIGSTOP: a stalled rank), `kill` (SIGKILL: a crashed node), `exit`
+ * (exit(0) without MPI_Finalize: a library that quits). The other ranks must end the job. */
+enum { FAULT_NONE, FAULT_STOP, FAULT_KILL, FAULT_EXIT };
+
+static void parse_fault(run *R)
+{
+    R->fault_kind = FAULT_NONE;
+    const char *f = getenv("DJCT_TEST_FAULT");
+    char kind[16] = "";
+    int rank = -1;
+    long long step = -1;
+    if (!f || !*f)
+        return;
+    if (sscanf(f, "%d:%lld:%15s", &rank, &step, kind) != 3 ||
+        !(R->fault_kind = !strcmp(kind, "stop") ? FAULT_STOP : !strcmp(kind, "kill") ? FAULT_KILL
+                                                  : !strcmp(kind, "exit")           ? FAULT_EXIT
+                                                                                      : FAULT_NONE))
+        die_usage(R, "DJCT_TEST_FAULT: want RANK:STEP:stop|kill|exit (tests only)");
+    R->fault_rank = rank;
+    R->fault_step = step;
+}
+
+/* A library (or model code) that calls exit() in the middle of training would leave without
+ * MPI_Finalize: the launcher then ends the job, but only this rank knows where it was. */
+static run *g_run;
+
+static void report_early_exit(void)
+{
+    run *R = g_run;
+    if (!R || R->ended)
+        return;
+    int64_t epoch = 0, step = 0;
+    djct_trainer_position(R->tr, NULL, NULL, &epoch, &step);
+    if (R->tr)
+        fprintf(stderr, PROG ": rank %d: exit() called at epoch %" PRId64 " step %" PRId64
+                " before training ended (by the model or a library); the job ends\n", R->rank, epoch, step);
+    else
+        fprintf(stderr, PROG ": rank %d: exit() called during start-up (by a library); the job ends\n", R->rank);
+    fflush(stderr);
+    R->ended = 1;
+    djct_log_finish_local(1);
+    _exit(1); /* non-zero: the launcher ends the other ranks */
 }
 
 /* ---- step 1: options, all validated before any heavy work ----------------------------------- */
@@ -299,6 +361,7 @@ static void parse_options(run *R, int argc, char **argv)
         die_usage(R, "--epochs 0 with --max-steps 0 would train nothing");
     const char *hold = getenv("DJCT_TEST_HOLD_AT_STEP");
     R->hold_at_step = hold && *hold ? strtoll(hold, NULL, 10) : -1;
+    parse_fault(R);
 }
 
 /* ---- step 2: the communicator --------------------------------------------------------------- */
@@ -310,6 +373,7 @@ static void setup_comm(run *R)
     co.timeout_seconds = R->c.watchdog;
     if (djct_comm_create(&R->comm, &co)) {
         fprintf(stderr, PROG ": rank %d: %s\n", R->rank, djct_last_error());
+        R->ended = 1;
         djct_comm_finalize_mpi();
         exit(1);
     }
@@ -606,6 +670,22 @@ static void hold_for_signal(run *R, int64_t global_step)
     djct_comm_plan_free(p);
 }
 
+static void inject_fault(const run *R, const djct_step_report *r)
+{
+    if (R->fault_kind == FAULT_NONE || R->rank != R->fault_rank || r->global_step != R->fault_step)
+        return;
+    fprintf(stderr, PROG ": rank %d: DJCT_TEST_FAULT: %s after global step %" PRId64 " (epoch %" PRId64 " step %" PRId64 ")\n",
+            R->rank, R->fault_kind == FAULT_STOP ? "stopping" : R->fault_kind == FAULT_KILL ? "killing myself" : "exit(0)",
+            r->global_step, r->epoch, r->step);
+    fflush(stderr);
+    if (R->fault_kind == FAULT_STOP)
+        raise(SIGSTOP);
+    else if (R->fault_kind == FAULT_KILL)
+        raise(SIGKILL);
+    else
+        exit(0);
+}
+
 static int on_train_step(void *user, const djct_step_report *r)
 {
     run *R = user;
@@ -618,6 +698,7 @@ static int on_train_step(void *user, const djct_step_report *r)
         fflush(f);
     }
     hold_for_signal(R, r->global_step);
+    inject_fault(R, r);
     return 0;
 }
 
@@ -709,12 +790,10 @@ static void train(run *R)
         fputs(end, stderr);
     if (frc) {
         const char *msg = djct_last_error();
-        fprintf(stderr, PROG ": rank %d: %s%s\n", R->rank, msg,
-                strstr(msg, "Target") && strstr(msg, "out of bounds")
-                    ? "; a label is >= the model's number of classes: set --classes"
-                    : "");
-        djct_log_finish(1);
-        djct_comm_abort(R->comm, 1, "training failed");
+        FAIL(R, "%s%s", msg,
+             strstr(msg, "Target") && strstr(msg, "out of bounds")
+                 ? "; a label is >= the model's number of classes: set --classes"
+                 : "");
     }
 }
 
@@ -866,6 +945,7 @@ static int finish(run *R)
     djct_comm_free(R->comm);
     djct_opts_free(T, NT, &R->c);
     djct_comm_finalize_mpi();
+    R->ended = 1;
     return exit_code;
 }
 
@@ -881,6 +961,8 @@ int main(int argc, char **argv)
     }
     static run R; /* large path buffers: off the stack */
     parse_options(&R, argc, argv);
+    g_run = &R;
+    atexit(report_early_exit);
     if (R.c.malloc_tune) /* before the model, data and buffers are allocated */
         djct_tune_malloc();
     setup_comm(&R);
