@@ -269,6 +269,35 @@ static void fail(const run *R, const char *fmt, ...)
 }
 #define FAIL(R, ...) fail((R), __VA_ARGS__)
 
+/* A fatal error every rank reached at the same point (the same data, an agreed vote): the ranks
+ * are in step, so rank 0 says it once, the journal is closed collectively and every rank ends
+ * normally with exit 1. */
+static void fail_alike(run *R, const char *fmt, ...) __attribute__((format(printf, 2, 3), noreturn));
+static void fail_alike(run *R, const char *fmt, ...)
+{
+    if (R->rank == 0) {
+        char msg[2048];
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(msg, sizeof(msg), fmt, ap);
+        va_end(ap);
+        fprintf(stderr, PROG ": %s\n", msg);
+        fflush(stderr);
+    }
+    R->ended = 1;
+    djct_log_finish(1);
+    djct_trainer_free(R->tr);
+    djct_progress_free(R->progress);
+    djct_optimizer_free(R->opt);
+    djct_model_free(R->model);
+    djct_dataset_free(R->train_ds);
+    djct_dataset_free(R->val_ds);
+    djct_comm_free(R->comm);
+    djct_opts_free(T, NT, &R->c);
+    djct_comm_finalize_mpi();
+    exit(1);
+}
+
 static void die_usage(run *R, const char *msg)
 {
     R->ended = 1;
@@ -513,11 +542,18 @@ static void open_data(run *R)
     dso.prefault_bytes = (size_t)c->prefault_mb << 20;
     if (djct_dataset_open(&R->train_ds, R->train_spec, &dso))
         FAIL(R, "--data '%s': %s", R->train_spec, djct_last_error());
+    /* every rank read the same metadata: an empty set is seen alike */
+    if (djct_dataset_n_events(R->train_ds) == 0)
+        fail_alike(R, "--data '%s': no events in its %zu file%s; nothing to train on", R->train_spec,
+                   djct_dataset_n_files(R->train_ds), djct_dataset_n_files(R->train_ds) == 1 ? "" : "s");
     if (R->val_spec[0]) {
         djct_dataset_options vo = dso;
         vo.shuffle = DJCT_SHUFFLE_NONE;
         if (djct_dataset_open(&R->val_ds, R->val_spec, &vo))
             FAIL(R, "--val-data '%s': %s", R->val_spec, djct_last_error());
+        if (djct_dataset_n_events(R->val_ds) == 0)
+            fail_alike(R, "--val-data '%s': no events in its %zu file%s; nothing to validate on (leave it out)",
+                       R->val_spec, djct_dataset_n_files(R->val_ds), djct_dataset_n_files(R->val_ds) == 1 ? "" : "s");
     }
     R->steps_per_epoch = djct_dataset_steps(R->train_ds);
 }
@@ -692,6 +728,13 @@ static int on_train_step(void *user, const djct_step_report *r)
     char line[512];
     double now = now_s();
     steady_step(&R->steady, r, now);
+    if (r->warning && R->rank == 0) { /* every rank has it: rank 0 says it */
+        char end[8];
+        if (djct_progress_end(R->progress, end, sizeof(end)))
+            fputs(end, stderr);
+        fprintf(stderr, PROG ": warning: %s\n", r->warning);
+        fflush(stderr);
+    }
     if (djct_progress_step(R->progress, r, now, line, sizeof(line))) {
         FILE *f = djct_progress_mode_of(R->progress) == DJCT_PROGRESS_BAR ? stderr : stdout;
         fputs(line, f);
@@ -790,6 +833,8 @@ static void train(run *R)
         fputs(end, stderr);
     if (frc) {
         const char *msg = djct_last_error();
+        if (djct_trainer_error_is_shared(R->tr))
+            fail_alike(R, "%s", msg);
         FAIL(R, "%s%s", msg,
              strstr(msg, "Target") && strstr(msg, "out of bounds")
                  ? "; a label is >= the model's number of classes: set --classes"
@@ -874,8 +919,8 @@ static void write_summary(const run *R, int64_t gstep, int64_t skipped, int64_t 
         add_num(o, "t_data_s", td, 6);
         add_num(o, "t_compute_s", tc, 6);
         add_num(o, "t_comm_s", tm, 6);
-        add_num(o, "final_loss", loss, 8);
-        add_num(o, "val_loss", isfinite(vloss) ? vloss : -1.0, 8);
+        add_num(o, "final_loss", loss, 8); /* null: no step taken (NaN) */
+        add_num(o, "val_loss", vloss, 8);  /* null: no validation ran */
         add_num(o, "wall_s", R->wall, 4);
         const steady_rate *st = &R->steady;
         double sw = st->steps ? st->t1 - st->t0 : NAN;
@@ -916,10 +961,13 @@ static void report(run *R)
     char vl[64] = "";
     if (isfinite(vloss))
         snprintf(vl, sizeof(vl), ", val loss %.4f", vloss);
+    char fl[64] = "no step taken in this run";
+    if (isfinite(loss))
+        snprintf(fl, sizeof(fl), "final loss %.4f", loss);
     if (R->stop_reason == DJCT_STOP_DONE)
-        printf("done: %" PRId64 " steps in %.1f s, final loss %.4f%s, %.0f events/s, %.0f elements/s; "
+        printf("done: %" PRId64 " steps in %.1f s, %s%s, %.0f events/s, %.0f elements/s; "
                "step %.2f ms (data %.2f, compute %.2f, comm %.2f)\nrun directory: %s\n",
-               gstep, R->wall, loss, vl, evs, els, 1e3 * ts, 1e3 * td, 1e3 * tc, 1e3 * tm, R->run_dir);
+               gstep, R->wall, fl, vl, evs, els, 1e3 * ts, 1e3 * td, 1e3 * tc, 1e3 * tm, R->run_dir);
     else
         printf("%s at step %" PRId64 ": checkpoint written in %s/checkpoints; %s\n", stop_name(R->stop_reason), gstep,
                R->run_dir,
