@@ -816,8 +816,6 @@ static void resume(run *R)
 
 static void train(run *R)
 {
-    if (djct_signals_install())
-        FAIL(R, "%s", djct_last_error());
     resume(R);
     int64_t epoch0 = 0, step0 = 0;
     djct_trainer_position(R->tr, NULL, NULL, &epoch0, &step0);
@@ -997,8 +995,26 @@ static int finish(run *R)
     return exit_code;
 }
 
+/* Signals from the program's first instruction: the handlers only set flags, so they are safe
+ * before anything else runs. Start-up takes seconds (libtorch's static initialisers before
+ * main, MPI_Init, data, model), and a SIGUSR1/SIGTERM/SIGINT then, e.g. a preemption forwarded
+ * by the launcher, would otherwise kill the rank without a checkpoint. Flagged, it stops the run
+ * at the first step boundary like any other (checkpoint, exit 75 or 130). The executable's
+ * .preinit_array runs before every shared library's initialisers. */
+static void install_signals_early(int argc, char **argv, char **envp)
+{
+    (void)argc, (void)argv, (void)envp;
+    djct_signals_install();
+}
+__attribute__((section(".preinit_array"), used)) static void (*const early_signals)(int, char **, char **) =
+    install_signals_early;
+
 int main(int argc, char **argv)
 {
+    if (djct_signals_install()) { /* done before main; this reports a failure */
+        fprintf(stderr, PROG ": %s\n", djct_last_error());
+        return 1;
+    }
     if (djct_opts_argv_has(argc, argv, "--version", NULL)) {
         printf(PROG " %s (%s)\n", djct_version(), djct_build_features());
         return 0;
