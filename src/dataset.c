@@ -377,6 +377,58 @@ int djct_dataset_plan_elements(const djct_dataset *ds, const int64_t **elements,
     return 0;
 }
 
+int djct_dataset_describe_events(const djct_dataset *ds, const int64_t *ids, size_t n, char *buf, size_t cap)
+{
+    DJCT_CHECK_ARG(ds);
+    DJCT_CHECK_ARG(buf);
+    if (cap == 0)
+        return djct_error_set(DJCT_EINVAL, "djct_dataset_describe_events: cap 0");
+    buf[0] = '\0';
+    if (n && !ids)
+        return djct_error_set(DJCT_EINVAL, "invalid argument: ids");
+    size_t len = 0, i = 0;
+    int more = 0;
+    /* "'a.h5' events 3-5, 9; 'b.h5' event 0": runs of consecutive ids, file by file */
+    while (i < n && !more) {
+        int64_t id = ids[i];
+        if (id < 0 || id >= ds->first[ds->nf])
+            return djct_error_set(DJCT_EINVAL, "dataset: event id %" PRId64 " outside 0..%" PRId64, id,
+                                  ds->first[ds->nf] - 1);
+        size_t f = 0;
+        while (f + 1 < ds->nf && ds->first[f + 1] <= id)
+            f++;
+        size_t j = i; /* the ids of file f */
+        while (j < n && ids[j] >= ds->first[f] && ids[j] < ds->first[f + 1])
+            j++;
+        char part[4400];
+        size_t pl = (size_t)snprintf(part, sizeof(part), "%s'%s' event%s ", len ? "; " : "", ds->files[f].path,
+                                     j - i > 1 ? "s" : "");
+        for (size_t k = i; k < j && pl < sizeof(part) - 48;) {
+            size_t e = k;
+            while (e + 1 < j && ids[e + 1] == ids[e] + 1)
+                e++;
+            int64_t a = ids[k] - ds->first[f], b = ids[e] - ds->first[f];
+            pl += a == b ? (size_t)snprintf(part + pl, sizeof(part) - pl, "%s%" PRId64, k > i ? ", " : "", a)
+                         : (size_t)snprintf(part + pl, sizeof(part) - pl, "%s%" PRId64 "-%" PRId64, k > i ? ", " : "", a, b);
+            k = e + 1;
+            if (k < j && pl >= sizeof(part) - 48) {
+                snprintf(part + pl, sizeof(part) - pl, ", ...");
+                break;
+            }
+        }
+        if (len + strlen(part) + 8 >= cap) {
+            more = 1;
+            break;
+        }
+        memcpy(buf + len, part, strlen(part) + 1);
+        len += strlen(part);
+        i = j;
+    }
+    if (more && len + 6 < cap)
+        memcpy(buf + len, len ? "; ..." : "...", len ? 6 : 4);
+    return 0;
+}
+
 int djct_dataset_plan_events(const djct_dataset *ds, int64_t step, int rank, const int64_t **events, size_t *n_events)
 {
     DJCT_CHECK_ARG(ds);

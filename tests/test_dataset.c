@@ -207,6 +207,19 @@ static void test_lists_and_contents(void)
     CHECK(once && got + st.dropped_events == N && zero_dropped == st.dropped_events);
     /* counts (g*7)%23 <= 22 < 60: nothing is dropped for size; only all-zero batches could be */
     CHECK(st.dropped_events == 0);
+    /* events named for messages: files and event numbers within them, runs as ranges */
+    const int64_t ids[] = {0, 1, 2, 5, 40, 41, 79};
+    char names[2048], want[2048], tiny[24];
+    CHECK_OK(djct_dataset_describe_events(ds, ids, 7, names, sizeof(names)));
+    snprintf(want, sizeof(want), "'%s' events 0-2, 5; '%s' events 0-1, 39", P("mixed/part00.djctd"), P("mixed/part01.h5"));
+    CHECK(strcmp(names, want) == 0);
+    CHECK_OK(djct_dataset_describe_events(ds, ids + 6, 1, names, sizeof(names)));
+    snprintf(want, sizeof(want), "'%s' event 39", P("mixed/part01.h5"));
+    CHECK(strcmp(names, want) == 0);
+    CHECK_OK(djct_dataset_describe_events(ds, ids, 7, tiny, sizeof(tiny))); /* cut, never overrun */
+    CHECK(strcmp(tiny, "...") == 0);
+    const int64_t outside = N;
+    CHECK_ERR(djct_dataset_describe_events(ds, &outside, 1, names, sizeof(names)), DJCT_EINVAL, "outside");
     djct_dataset_free(ds);
 
     /* glob, list file and comma list give the same files, so the same plan */

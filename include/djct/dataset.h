@@ -149,6 +149,13 @@ DJCT_API int djct_dataset_plan_stats(const djct_dataset *ds, djct_plan_stats *ou
 DJCT_API int djct_dataset_plan_elements(const djct_dataset *ds, const int64_t **elements, int64_t *steps,
                                         int *world_size);
 
+/** Name events for messages: the files and each file's event numbers (0-based within the file),
+ *  runs written as ranges: "'d/part-001.h5' events 3-5, 9; 'd/part-002.h5' event 0"; cut with
+ *  "..." when it does not fit `cap` bytes. `ids` are global event ids in ascending order (a
+ *  batch's event_ids, a plan's bin). @return 0, DJCT_EINVAL for an id outside the dataset. */
+DJCT_API int djct_dataset_describe_events(const djct_dataset *ds, const int64_t *ids, size_t n, char *buf,
+                                          size_t cap);
+
 /** The global event ids (ascending) that `rank` gets at `step` of the current epoch (borrowed,
  *  valid until the next seek). Any rank can be asked: the plan is the same everywhere. */
 DJCT_API int djct_dataset_plan_events(const djct_dataset *ds, int64_t step, int rank, const int64_t **events,
