@@ -2,6 +2,7 @@
 #ifndef DJCT_INT_H
 #define DJCT_INT_H
 
+#include "djct/array.h"
 #include "djct/error.h"
 
 /* Check a required argument: sets "invalid argument: NAME" and returns DJCT_EINVAL. */
@@ -43,5 +44,10 @@ int djct_all_finite(const float *g, size_t n);
 
 /* The thread level MPI provides, as a djct_thread_level (DJCT_THREAD_SINGLE before MPI_Init). */
 int djct_comm_mpi_thread_level(void);
+
+/* The first event (row) of a batch that holds a NaN or +-Inf in any float32/float64 array
+ * (features, truths, weights), or -1; *array (may be NULL) names that array ("features 'points'",
+ * "truths 1"). For messages after a non-finite loss: only called on such steps. */
+int64_t djct_record_nonfinite_event(const djct_record *r, char *array, size_t cap);
 
 #endif /* DJCT_INT_H */

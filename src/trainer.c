@@ -41,6 +41,13 @@ typedef struct {
     size_t n, cap;
 } series;
 
+/* What names a batch in a non-finite report: the first event holding a NaN or Inf (-1: none), the
+ * array it is in, and the loader's description (its files and events). */
+typedef struct {
+    int64_t ev;
+    char arr[160], what[512];
+} batch_note;
+
 struct djct_trainer {
     djct_model *model;
     djct_optimizer *opt;
@@ -62,13 +69,21 @@ struct djct_trainer {
     int hook_error; /* first error inside the gradient-ready hook */
     char hook_msg[512]; /* its message: the hook may run on libtorch's autograd thread */
     int64_t nsteps; /* steps of the epoch being trained */
-    int ahead;      /* GPU: the next step's batch is staged, ahead_info describes it */
+    int ahead;      /* staging: the next step's batch is staged, ahead_info describes it */
     djct_batch_info ahead_info;
+    batch_note ahead_note, cur_note; /* staging: the staged batches named (note_bad_batch) */
 
     djct_array *targets; /* scratch: truths + weights, shallow copies */
     size_t targets_cap;
 
     int64_t epoch, step, global_step, skipped;
+    /* this epoch's skipped steps: a warning past 10% of its steps, an error when all were */
+    int64_t ep_run, ep_skipped, ep_first_skip;
+    int warned;
+    char warn[256];
+    int64_t bad_step;   /* this rank's first batch of the epoch with a non-finite loss; -1: none */
+    char bad_desc[768]; /* ... named: files, events, the array holding a non-finite value */
+    int error_shared;   /* the last error was returned by every rank at the same point */
     int stop_reason;
     int callback_stop;
     double last_ckpt_time;
@@ -255,6 +270,8 @@ int djct_trainer_create(djct_trainer **out, djct_model *model, djct_optimizer *o
     t->last_ckpt_time = djct_now_s();
     t->stop_reason = DJCT_STOP_DONE;
     t->last_val_loss = NAN;
+    t->last_loss = NAN; /* no step taken: no loss */
+    t->bad_step = -1;
     *out = t;
     return 0;
 fail:
@@ -292,6 +309,73 @@ static int log_metric(void *user, const char *name, double value)
     return 0;
 }
 
+/* files: ask the loader to describe the whole batch when no event holds a non-finite value (the
+ * staged path, which names every batch before knowing its loss, leaves that out: see fetch_and_stage) */
+static void describe_batch(djct_trainer *t, const djct_record *b, int64_t n_events, int files, batch_note *n)
+{
+    n->arr[0] = n->what[0] = '\0';
+    n->ev = djct_record_nonfinite_event(b, n->arr, sizeof(n->arr));
+    if (!(files || n->ev >= 0) || !t->train->describe ||
+        t->train->describe(t->train->self, b, n->ev, n->what, sizeof(n->what)) < 0 || !n->what[0]) {
+        if (n->ev >= 0)
+            snprintf(n->what, sizeof(n->what), "event %" PRId64 " of its %" PRId64, n->ev, n_events);
+        else
+            snprintf(n->what, sizeof(n->what), "%" PRId64 " events", n_events);
+    }
+}
+
+/* This rank's batch gave a non-finite loss: remember the epoch's first such batch by name (the
+ * loader's files and events; the event holding a NaN or Inf when there is one). */
+static void note_bad(djct_trainer *t, const batch_note *n)
+{
+    if (t->bad_step >= 0)
+        return;
+    if (n->ev >= 0)
+        snprintf(t->bad_desc, sizeof(t->bad_desc), "step %" PRId64 ", rank %d's batch: %s holds a non-finite value "
+                 "in %s; fix or drop that event", t->step, t->rank, n->what, n->arr);
+    else
+        snprintf(t->bad_desc, sizeof(t->bad_desc), "step %" PRId64 ", rank %d's batch (%s) holds no non-finite "
+                 "value, yet its loss or gradients were not finite; lower the learning rate", t->step, t->rank, n->what);
+    t->bad_step = t->step;
+}
+
+/* the batch of this step: still borrowed from the loader, or staged (named when it was staged) */
+static void note_bad_batch(djct_trainer *t, const djct_record *b, int64_t n_events)
+{
+    if (t->bad_step >= 0)
+        return;
+    if (b) {
+        batch_note n;
+        describe_batch(t, b, n_events, 1, &n);
+        note_bad(t, &n);
+    } else {
+        note_bad(t, &t->cur_note);
+    }
+}
+
+/* Collective: the epoch's first named bad batch over all ranks (the earliest step, then the
+ * lowest rank), the same text on every rank. */
+static int first_bad_batch(djct_trainer *t, char *out, size_t cap)
+{
+    int64_t key = t->bad_step >= 0 ? t->bad_step * t->size + t->rank : INT64_MAX;
+    char what[80];
+    snprintf(what, sizeof(what), "epoch %" PRId64 "'s non-finite report", t->epoch);
+    int rc = djct_comm_allreduce(t->comm, &key, 1, DJCT_DTYPE_INT64, DJCT_COMM_REDUCE_MIN, what);
+    if (rc)
+        return rc;
+    if (key == INT64_MAX) {
+        snprintf(out, cap, "every rank's loss was finite, the averaged gradients were not; lower the learning rate");
+        return 0;
+    }
+    char desc[sizeof(t->bad_desc)];
+    memcpy(desc, t->bad_desc, sizeof(desc));
+    if ((rc = djct_comm_bcast(t->comm, desc, sizeof(desc), (int)(key % t->size), what)))
+        return rc;
+    desc[sizeof(desc) - 1] = '\0';
+    snprintf(out, cap, "%s", desc);
+    return 0;
+}
+
 /* the gradient slab holds only finite values; on a GPU computed there (the host never reads it) */
 static int grads_finite(djct_trainer *t, int *finite)
 {
@@ -304,7 +388,7 @@ static int grads_finite(djct_trainer *t, int *finite)
 
 /* staging: fetch a batch and stage it to the device (an empty one is not staged: it is never run);
  * staging copies the arrays, so the batch goes back to the loader at once */
-static int fetch_and_stage(djct_trainer *t, djct_batch_info *info)
+static int fetch_and_stage(djct_trainer *t, djct_batch_info *info, batch_note *note)
 {
     const djct_record *b = NULL;
     const djct_array *targets = NULL;
@@ -312,6 +396,10 @@ static int fetch_and_stage(djct_trainer *t, djct_batch_info *info)
     int rc = t->train->next(t->train->self, &b, info);
     if (rc)
         return rc;
+    /* the batch goes back to the loader before its loss is known: name it now, in case that loss
+     * is not finite (one read of its float arrays, beside the copy staging makes anyway) */
+    if (info->n_events > 0)
+        describe_batch(t, b, info->n_events, 0, note);
     if (info->n_events > 0 && (rc = make_targets(t, b, &targets, &nt)) == 0)
         rc = djct_model_stage(t->model, b->features, b->n_features, targets, nt);
     t->train->release(t->train->self, b);
@@ -324,13 +412,14 @@ static int fetch_and_stage(djct_trainer *t, djct_batch_info *info)
 static int stage_batches(djct_trainer *t, djct_batch_info *info)
 {
     int rc;
-    if (!t->ahead && (rc = fetch_and_stage(t, &t->ahead_info)))
+    if (!t->ahead && (rc = fetch_and_stage(t, &t->ahead_info, &t->ahead_note)))
         return rc;
     *info = t->ahead_info;
+    t->cur_note = t->ahead_note;
     t->ahead = 0;
     int last = t->step + 1 >= t->nsteps || (t->o.max_steps > 0 && t->global_step + 1 >= t->o.max_steps);
     if (!last) {
-        if ((rc = fetch_and_stage(t, &t->ahead_info)))
+        if ((rc = fetch_and_stage(t, &t->ahead_info, &t->ahead_note)))
             return rc;
         t->ahead = 1;
     }
@@ -377,6 +466,8 @@ static int train_step(djct_trainer *t, djct_step_report *r, double ag[AG_N])
         goto out;
     if (empty)
         loss = 0;
+    else if (!isfinite(loss))
+        note_bad_batch(t, batch, info.n_events);
 
     /* the agreement collective: with gradient averaging it is started here, before backward, and
      * completes while the gradient buckets are reduced, so it adds no synchronisation point of its
@@ -401,6 +492,11 @@ static int train_step(djct_trainer *t, djct_step_report *r, double ag[AG_N])
             goto out;
     }
 
+    /* the watchdog names a missing rank's step: "epoch 0 step 212's gradient reduction, bucket 0" */
+    char what_grad[80];
+    snprintf(what_grad, sizeof(what_grad), "epoch %" PRId64 " step %" PRId64 "'s gradient reduction", t->epoch, t->step);
+    if (t->o.average)
+        djct_comm_plan_set_label(t->plan, what_grad);
     if (overlap) {
         t->hook_error = 0;
         if ((rc = djct_comm_plan_start(t->plan, op, weight)))
@@ -409,8 +505,11 @@ static int train_step(djct_trainer *t, djct_step_report *r, double ag[AG_N])
     }
     rc = empty ? 0 : djct_model_backward(t->model, NULL);
     if (rc) {
-        if (t->step_open) { /* keep the collectives matched across ranks */
+        if (t->step_open) { /* keep the collectives matched across ranks; report backward's error */
+            char keep[1024];
+            snprintf(keep, sizeof(keep), "%s", djct_last_error());
             djct_comm_plan_finish(t->plan);
+            djct_error_set(rc, "%s", keep);
             t->step_open = 0;
         }
         goto wait_ag;
@@ -423,8 +522,12 @@ static int train_step(djct_trainer *t, djct_step_report *r, double ag[AG_N])
         } else {
             rc = djct_comm_plan_reduce(t->plan, op, weight);
         }
-        int wrc = djct_comm_wait(t->ag_req), finite = 1;
-        rc = rc ? rc : wrc;
+        if (rc) { /* e.g. the watchdog named a missing rank: that message is the one to keep */
+            t_comm += djct_now_s() - c0;
+            goto wait_ag;
+        }
+        int finite = 1;
+        rc = djct_comm_wait(t->ag_req);
         if (!rc && !(rc = grads_finite(t, &finite)) && !finite)
             ag[AG_NONFINITE] += 1; /* the same averaged gradients on every rank: the same decision */
     } else {
@@ -432,8 +535,10 @@ static int train_step(djct_trainer *t, djct_step_report *r, double ag[AG_N])
         if (!empty && isfinite(loss) && (rc = grads_finite(t, &finite)))
             goto out; /* before the collective: a failing rank never enters one (its peers' watchdog names it) */
         local[AG_NONFINITE] = !empty && (!isfinite(loss) || !finite);
-        if (local[AG_NONFINITE])
+        if (local[AG_NONFINITE]) {
             local[AG_LOSS_W] = 0;
+            note_bad_batch(t, batch, info.n_events);
+        }
         memcpy(ag, local, sizeof(local));
         rc = djct_comm_allreduce(t->comm, ag, AG_N, DJCT_DTYPE_FLOAT64, DJCT_COMM_REDUCE_SUM, what);
     }
@@ -538,9 +643,11 @@ int djct_trainer_save_checkpoint(djct_trainer *t)
     int ok = rc == 0;
     char what[80];
     snprintf(what, sizeof(what), "step %" PRId64 "'s checkpoint result", t->global_step);
+    t->error_shared = 0;
     int mrc = djct_comm_bcast(t->comm, &ok, sizeof(ok), 0, what);
     if (mrc)
         return mrc;
+    t->error_shared = !ok; /* rank 0's message is the one that says why */
     if (!ok && t->rank != 0)
         rc0 = djct_error_set(DJCT_EIO, "trainer: rank 0 failed to write the checkpoint of step %" PRId64,
                              t->global_step);
@@ -641,6 +748,7 @@ int djct_trainer_resume(djct_trainer *t, int *resumed, int64_t *step)
 int djct_trainer_train_epoch(djct_trainer *t)
 {
     DJCT_CHECK_ARG(t);
+    t->error_shared = 0;
     int64_t nsteps = 0;
     int rc = t->train->begin_epoch(t->train->self, t->epoch, t->step, &nsteps);
     if (rc)
@@ -652,11 +760,17 @@ int djct_trainer_train_epoch(djct_trainer *t)
     if ((rc = djct_comm_allreduce(t->comm, &mn, 1, DJCT_DTYPE_INT64, DJCT_COMM_REDUCE_MIN, what)) ||
         (rc = djct_comm_allreduce(t->comm, &mx, 1, DJCT_DTYPE_INT64, DJCT_COMM_REDUCE_MAX, what)))
         return rc;
+    t->error_shared = 1; /* every rank sees the counts alike */
     if (mn != mx)
         return djct_error_set(DJCT_EINVAL,
                               "trainer: epoch %" PRId64 ": ranks disagree on the step count (%" PRId64 "..%" PRId64
                               "); a loader must give every rank the same number of steps",
                               t->epoch, mn, mx);
+    if (mx == 0)
+        return djct_error_set(DJCT_EINVAL,
+                              "trainer: epoch %" PRId64 " has no steps: the training data holds no events (or every "
+                              "event was dropped as larger than the batch limit)", t->epoch);
+    t->error_shared = 0;
     if ((rc = djct_model_train(t->model, 1)))
         return rc;
     /* a batch staged ahead by an epoch that stopped early belongs to that epoch's plan */
@@ -667,6 +781,11 @@ int djct_trainer_train_epoch(djct_trainer *t)
     t->s_step.n = t->s_data.n = t->s_compute.n = t->s_comm.n = 0;
     t->sum_events = t->sum_elements = t->sum_time = 0;
     t->stop_reason = DJCT_STOP_DONE;
+    t->ep_run = t->ep_skipped = 0;
+    t->ep_first_skip = -1;
+    t->warned = 0;
+    t->bad_step = -1;
+    int stopped = 0;
     for (; t->step < nsteps; t->step++) {
         djct_step_report r;
         double ag[AG_N];
@@ -685,6 +804,20 @@ int djct_trainer_train_epoch(djct_trainer *t)
         t->el_s = t->sum_time > 0 ? t->sum_elements / t->sum_time : 0;
         if (!r.skipped)
             t->last_loss = r.loss;
+        t->ep_run++;
+        if (r.skipped) {
+            if (t->ep_first_skip < 0)
+                t->ep_first_skip = t->step;
+            /* more than a tenth of the epoch's steps: say so once, the run goes on */
+            if (++t->ep_skipped * 10 > nsteps && !t->warned) {
+                t->warned = 1;
+                snprintf(t->warn, sizeof(t->warn),
+                         "epoch %" PRId64 ": %" PRId64 " of its %" PRId64 " steps skipped so far (non-finite loss or "
+                         "gradient; the first at step %" PRId64 "); an epoch that skips every step fails",
+                         t->epoch, t->ep_skipped, nsteps, t->ep_first_skip);
+                r.warning = t->warn;
+            }
+        }
         log_step(t, &r);
         int last = t->step + 1 == nsteps;
         if ((t->step + 1) % t->o.log_every == 0 || last) {
@@ -695,10 +828,14 @@ int djct_trainer_train_epoch(djct_trainer *t)
             t->callback_stop = 1;
         if (r.skipped && t->o.nonfinite == DJCT_NONFINITE_STOP) {
             t->stop_reason = DJCT_STOP_NONFINITE;
+            char desc[sizeof(t->bad_desc)];
+            if ((rc = first_bad_batch(t, desc, sizeof(desc))))
+                return rc;
+            t->error_shared = 1;
             return djct_error_set(DJCT_EINVAL,
                                   "trainer: non-finite loss or gradient at epoch %" PRId64 " step %" PRId64
-                                  " (global step %" PRId64 "); lower the learning rate or use --nonfinite skip",
-                                  t->epoch, t->step, t->global_step);
+                                  " (global step %" PRId64 "): %s (or skip such steps: DJCT_NONFINITE_SKIP)",
+                                  t->epoch, t->step, t->global_step, desc);
         }
         int ckpt = t->run_dir && ((t->o.checkpoint_every_steps > 0 && !r.skipped &&
                                    t->global_step % t->o.checkpoint_every_steps == 0) ||
@@ -718,8 +855,19 @@ int djct_trainer_train_epoch(djct_trainer *t)
         }
         if (stopping) {
             t->step++;
+            stopped = 1;
             break;
         }
+    }
+    if (!stopped && t->ep_run > 0 && t->ep_skipped == t->ep_run) { /* agreed: the counts come from the votes */
+        char desc[sizeof(t->bad_desc)];
+        if ((rc = first_bad_batch(t, desc, sizeof(desc))))
+            return rc;
+        t->error_shared = 1;
+        return djct_error_set(DJCT_EINVAL,
+                              "trainer: epoch %" PRId64 " skipped every one of its %" PRId64 " steps (non-finite loss or "
+                              "gradient): nothing was trained; the first: %s",
+                              t->epoch, t->ep_run, desc);
     }
     return 0;
 }
@@ -809,6 +957,7 @@ int djct_trainer_fit(djct_trainer *t)
 {
     DJCT_CHECK_ARG(t);
     int rc = 0;
+    t->error_shared = 0;
     t->stop_reason = DJCT_STOP_DONE;
     while (t->epoch < t->o.epochs) {
         if ((rc = djct_trainer_train_epoch(t)))
@@ -818,8 +967,10 @@ int djct_trainer_fit(djct_trainer *t)
         if (t->o.max_steps > 0 && t->global_step >= t->o.max_steps)
             break;
         /* the epoch is complete */
-        if (t->val && t->o.validate && (rc = djct_trainer_val_epoch(t, NULL)))
+        if (t->val && t->o.validate && (rc = djct_trainer_val_epoch(t, NULL))) {
+            t->error_shared = 0;
             return rc;
+        }
         t->epoch++;
         t->step = 0;
     }
@@ -829,6 +980,7 @@ int djct_trainer_fit(djct_trainer *t)
 }
 
 int djct_trainer_stop_reason(const djct_trainer *t) { return t ? t->stop_reason : DJCT_STOP_DONE; }
+int djct_trainer_error_is_shared(const djct_trainer *t) { return t ? t->error_shared : 0; }
 
 void djct_trainer_position(const djct_trainer *t, int64_t *global_step, int64_t *skipped, int64_t *epoch,
                            int64_t *step)

@@ -11,8 +11,10 @@ pass=0; fail=0
 ok()  { pass=$((pass + 1)); }
 bad() { fail=$((fail + 1)); echo "FAIL: $*"; }
 
-run() { # np mode -> sets out, rc
+run() { # np mode -> sets out, rc, secs
+  local s=$SECONDS
   out=$(timeout -k 5 60 $MPIRUN -np "$1" "$bin" "$2" 2>&1); rc=$?
+  secs=$((SECONDS - s))
 }
 
 watched() { # np mode collective-name completed-line

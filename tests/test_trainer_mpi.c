@@ -207,6 +207,8 @@ static void run_nan_stop(djct_comm *comm, int average)
         printf("nonfinite=stop (average %d): %s\n", average, e);
     CHECK(strstr(e, "non-finite") != NULL);
     CHECK(strstr(e, "step 2") != NULL);
+    /* the batch is named, staged or not (x[1] is event 0's second input) */
+    CHECK(strstr(e, "rank 0's batch: event 0 of its 8 holds a non-finite value in features 'x'") != NULL);
     int64_t gs = -1;
     djct_trainer_position(t, &gs, NULL, NULL, NULL);
     CHECK(gs == 2);
@@ -277,6 +279,13 @@ static void test_staged(djct_comm *comm)
     double s2 = run_case_nan(comm, 1, DJCT_WEIGHT_EVENTS, 0, 0);
     unsetenv("DJCT_STAGE_BATCHES");
     CHECK(s2 == d2 && s2 < 2e-5);
+
+    /* a NaN input stops training naming the batch's event, though it went back to the loader
+     * when it was staged */
+    setenv("DJCT_STAGE_BATCHES", "1", 1);
+    run_nan_stop(comm, 1);
+    run_nan_stop(comm, 0);
+    unsetenv("DJCT_STAGE_BATCHES");
 
     /* max_steps mid-epoch: one batch ahead after every step but the last, none fetched past it */
     static float pd[4096], ps[4096];
