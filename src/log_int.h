@@ -188,6 +188,9 @@ void lg_row_emit(int n, int ncnt, const char **name, const unsigned char *op, co
 int lg_row_write(const row_rec *r);
 /** Rewrite history.csv from history.jsonl (new columns, or a resumed run). */
 int lg_csv_rewrite(void);
+/** Read an existing summary.json into g.summary (each member's JSON text kept verbatim, so NaN and
+ *  Infinity survive). A missing file is fine; one that is not a JSON object is an error naming it. */
+int lg_summary_load(void);
 /** Fold the rows written since the last rewrite into summary.json and rewrite it. */
 int lg_summary_write(int do_fsync);
 int lg_config_write(void);

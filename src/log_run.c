@@ -182,7 +182,9 @@ static int init_rank0(const djct_log_options *o, int *mode_out)
     set_field(run, "host", cJSON_CreateString(host));
     if (!cJSON_GetObjectItemCaseSensitive(run, "start_time"))
         set_field(run, "start_time", cJSON_CreateNumber(djct_wall_s()));
-    set_field(run, "jobs", cJSON_CreateNumber(cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(run, "jobs")) + 1));
+    /* a count; cJSON_GetNumberValue of a missing item is NaN, which would print as null */
+    cJSON *jobs = cJSON_GetObjectItemCaseSensitive(run, "jobs");
+    set_field(run, "jobs", cJSON_CreateNumber((cJSON_IsNumber(jobs) ? jobs->valuedouble : resumed) + 1));
     set_field(run, "world_size", cJSON_CreateNumber(g.size));
     set_field(run, "finished", cJSON_CreateFalse());
     set_field(run, "preempted", cJSON_CreateFalse());
@@ -191,7 +193,6 @@ static int init_rank0(const djct_log_options *o, int *mode_out)
     cJSON_Delete(run);
     if (rc < 0)
         return rc;
-    (void)resumed;
     /* config: the previous job's entries, then the option's */
     cJSON *cfg = NULL;
     jr_read_json(g.dir, JR_CONFIG, &cfg);
@@ -211,8 +212,14 @@ static int init_rank0(const djct_log_options *o, int *mode_out)
     }
     if ((rc = lg_config_write()) < 0)
         return rc;
+    /* the summary of the earlier jobs of this run id (keys they logged, and keys other writers
+     * such as the Python wrapper added) stays; this job's rows update it */
     g.summary = cJSON_CreateObject();
     g.summary_user = cJSON_CreateObject();
+    if (!g.summary || !g.summary_user)
+        return djct_error_oom();
+    if ((rc = lg_summary_load()) < 0)
+        return rc;
     if (g.csv && g.hist.lines > 0)
         lg_csv_rewrite(); /* resumed: picks up the columns and the rows so far */
     if (mode == DJCT_LOG_MODE_ONLINE) {

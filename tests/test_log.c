@@ -195,6 +195,7 @@ static void test_activate_and_steps(void)
     CHECK(run && json_num(run, "exit_code") == 7 && cJSON_IsTrue(cJSON_GetObjectItem(run, "finished")));
     CHECK(run && strcmp(cJSON_GetStringValue(cJSON_GetObjectItem(run, "mode")), "offline") == 0);
     CHECK(run && strcmp(cJSON_GetStringValue(cJSON_GetObjectItem(run, "run_id")), "actrun") == 0);
+    CHECK(run && json_num(run, "jobs") == 1); /* a number, not null */
     CHECK(sum == NULL); /* holds a NaN token, which cJSON does not parse: check the text */
     snprintf(p, sizeof(p), "%s/summary.json", dir);
     char *st = t_slurp(p);
@@ -228,6 +229,16 @@ static void test_activate_and_steps(void)
     cfg = read_json(dir, "config.json");
     CHECK(cfg && json_num(cfg, "epochs") == 12); /* the first job's config entries survive */
     cJSON_Delete(cfg);
+    run = read_json(dir, "run.json");
+    CHECK(run && json_num(run, "jobs") == 2);
+    cJSON_Delete(run);
+    /* the summary of the first job stays (its override, a key this job did not log, a NaN) and this
+     * job's rows update it */
+    snprintf(p, sizeof(p), "%s/summary.json", dir);
+    st = t_slurp(p);
+    CHECK(st && strstr(st, "\"best\":0.01") && strstr(st, "\"weird\":NaN") && strstr(st, "\"val_a\":2") &&
+          strstr(st, "\"loss\":0.05") && strstr(st, "\"_step\":12"));
+    free(st);
     snprintf(p, sizeof(p), "%s/history.csv", dir);
     CHECK(t_count_lines(p) == 5);
 }
