@@ -50,7 +50,7 @@ typedef struct {
     double bucket_mb, watchdog;
     /* logging */
     int wandb_mode;
-    char *project, *entity, *run_name, *group, *tags, *notes;
+    char *project, *entity, *run_name, *group, *job_type, *tags, *notes;
     int log_every, csv, fsync, validate, model_logging, malloc_tune, progress;
     double print_every;
     char *logging, *loss; /* NAME=on|off lists */
@@ -69,10 +69,14 @@ static const djct_opt_choice JIT[] = {{"auto", JIT_AUTO}, {"on", JIT_ON}, {"off"
 static const djct_opt_choice BACKEND[] = {
     {"auto", DJCT_COMM_BACKEND_AUTO}, {"mpi", DJCT_COMM_BACKEND_MPI}, {"nccl", DJCT_COMM_BACKEND_NCCL}, {NULL, 0}};
 static const djct_opt_choice NONFINITE[] = {{"skip", DJCT_NONFINITE_SKIP}, {"stop", DJCT_NONFINITE_STOP}, {NULL, 0}};
+/* with the wandb SDK's other spellings, which $WANDB_MODE may hold */
 static const djct_opt_choice WANDB_MODE[] = {{"auto", DJCT_LOG_MODE_AUTO},
                                              {"online", DJCT_LOG_MODE_ONLINE},
                                              {"offline", DJCT_LOG_MODE_OFFLINE},
                                              {"disabled", DJCT_LOG_MODE_DISABLED},
+                                             {"dryrun", DJCT_LOG_MODE_OFFLINE},
+                                             {"run", DJCT_LOG_MODE_ONLINE},
+                                             {"shared", DJCT_LOG_MODE_ONLINE},
                                              {NULL, 0}};
 static const djct_opt_choice PROGRESS[] = {{"auto", DJCT_PROGRESS_AUTO},
                                            {"bar", DJCT_PROGRESS_BAR},
@@ -89,8 +93,8 @@ static const djct_opt T[] = {
     {"seed", 0, DJCT_OPT_INT64, O(seed), "1", NULL, 0, 9e15, "N", "seed of parameters and shuffling", NULL},
     {"run-dir", 0, DJCT_OPT_STRING, O(run_dir), NULL, NULL, 0, 0, "DIR",
      "run directory: checkpoints, journal, model, summary (default runs/<run-id>)", NULL},
-    {"run-id", 0, DJCT_OPT_STRING, O(run_id), NULL, NULL, 0, 0, "ID",
-     "run id (default $WANDB_RUN_ID, the run dir's, or random); same id = same wandb run", NULL},
+    {"run-id", 0, DJCT_OPT_STRING, O(run_id), "${WANDB_RUN_ID}", NULL, 0, 0, "ID",
+     "run id (else the run dir's, else random); same id = same wandb run", NULL},
     {"resume", 0, DJCT_OPT_FLAG, O(resume), "0", NULL, 0, 0, NULL,
      "continue from the newest complete checkpoint of the run dir (none: start fresh)", NULL},
 
@@ -153,14 +157,17 @@ static const djct_opt T[] = {
     {"nonfinite", 0, DJCT_OPT_CHOICE, O(nonfinite), "skip", NONFINITE, 0, 0, NULL,
      "a non-finite loss or gradient skips the step (counted) or stops", NULL},
 
-    {"wandb-mode", 0, DJCT_OPT_CHOICE, O(wandb_mode), "auto", WANDB_MODE, 0, 0, NULL,
-     "auto: $WANDB_MODE, else online with an API key, else offline", "Logging"},
-    {"project", 0, DJCT_OPT_STRING, O(project), "djct", NULL, 0, 0, "NAME", "wandb project", NULL},
-    {"entity", 0, DJCT_OPT_STRING, O(entity), NULL, NULL, 0, 0, "NAME", "wandb entity (default: the key owner's)", NULL},
-    {"run-name", 0, DJCT_OPT_STRING, O(run_name), NULL, NULL, 0, 0, "NAME", "wandb display name", NULL},
-    {"group", 0, DJCT_OPT_STRING, O(group), NULL, NULL, 0, 0, "NAME", "wandb run group", NULL},
-    {"tags", 0, DJCT_OPT_STRING, O(tags), NULL, NULL, 0, 0, "A,B", "wandb tags", NULL},
-    {"notes", 0, DJCT_OPT_STRING, O(notes), NULL, NULL, 0, 0, "TEXT", "wandb notes", NULL},
+    /* the WANDB_* twins sit between the built-in default and what the user gives, as in the wandb SDK */
+    {"wandb-mode", 0, DJCT_OPT_CHOICE, O(wandb_mode), "${WANDB_MODE:-auto}", WANDB_MODE, 0, 0, NULL,
+     "auto: online with an API key, else offline (dryrun = offline; run, shared = online)", "Logging"},
+    {"project", 0, DJCT_OPT_STRING, O(project), "${WANDB_PROJECT:-djct}", NULL, 0, 0, "NAME", "wandb project", NULL},
+    {"entity", 0, DJCT_OPT_STRING, O(entity), "${WANDB_ENTITY}", NULL, 0, 0, "NAME",
+     "wandb entity (else the key owner's)", NULL},
+    {"run-name", 0, DJCT_OPT_STRING, O(run_name), "${WANDB_NAME}", NULL, 0, 0, "NAME", "wandb display name", NULL},
+    {"group", 0, DJCT_OPT_STRING, O(group), "${WANDB_RUN_GROUP}", NULL, 0, 0, "NAME", "wandb run group", NULL},
+    {"job-type", 0, DJCT_OPT_STRING, O(job_type), "${WANDB_JOB_TYPE}", NULL, 0, 0, "NAME", "wandb job type", NULL},
+    {"tags", 0, DJCT_OPT_STRING, O(tags), "${WANDB_TAGS}", NULL, 0, 0, "A,B", "wandb tags", NULL},
+    {"notes", 0, DJCT_OPT_STRING, O(notes), "${WANDB_NOTES}", NULL, 0, 0, "TEXT", "wandb notes", NULL},
     {"log-every", 0, DJCT_OPT_INT, O(log_every), "1", NULL, 1, 1000000, "N", "write a metrics row every N steps", NULL},
     {"csv", 0, DJCT_OPT_FLAG, O(csv), "1", NULL, 0, 0, NULL, "also write history.csv in the journal", NULL},
     {"fsync", 0, DJCT_OPT_FLAG, O(fsync), "1", NULL, 0, 0, NULL, "fsync the journal in a background thread (off: a node crash may lose the last rows; a "
@@ -332,15 +339,12 @@ static void random_id(char *buf, size_t n)
     buf[n < 9 ? n - 1 : 8] = '\0';
 }
 
-/* --run-id, else $WANDB_RUN_ID, else the one stored in --run-dir, else random */
+/* --run-id (else $WANDB_RUN_ID: the option's default), else the one stored in --run-dir, else random */
 static void decide_run_id(const cfg *c, char *run_id, size_t n)
 {
-    const char *env = getenv("WANDB_RUN_ID");
     run_id[0] = '\0';
     if (c->run_id)
         snprintf(run_id, n, "%s", c->run_id);
-    else if (env && *env)
-        snprintf(run_id, n, "%s", env);
     else if (c->run_dir) {
         char p[4200];
         void *d = NULL;
@@ -560,6 +564,7 @@ static void start_logging(run *R)
     lo.run_name = c->run_name;
     lo.run_id = R->run_id;
     lo.group = c->group;
+    lo.job_type = c->job_type;
     lo.tags = c->tags;
     lo.notes = c->notes;
     lo.mode = c->wandb_mode;
