@@ -16,6 +16,11 @@
 #include <string.h>
 #include <unistd.h>
 
+/* what the last finished run's upload left behind (djct_log_upload_status); not part of `g`, which
+ * init clears, because it is read after finish */
+static djct_log_upload last_upload = {.mode = DJCT_LOG_MODE_DISABLED};
+static pthread_mutex_t last_upload_mu = PTHREAD_MUTEX_INITIALIZER;
+
 static const char *env_or(const char *opt, const char *env)
 {
     if (opt && *opt)
@@ -142,6 +147,10 @@ static int init_rank0(const djct_log_options *o, int *mode_out)
     const char *ca = NULL, *ca_source;
     if (mode == DJCT_LOG_MODE_ONLINE && (rc = wb_resolve_ca(o->ca_bundle, &ca, &ca_source)) < 0)
         return rc;
+    char host[256];
+    if (mode == DJCT_LOG_MODE_ONLINE && wb_plain_http_remote(base_buf, host, sizeof(host)))
+        lg_warnf("the wandb server %s is plain http to %s, not a loopback address: the API key crosses the "
+                 "network unencrypted; use https (djct_sync refuses this without --insecure)", base_buf, host);
     const char *id = env_or(o->run_id, "WANDB_RUN_ID");
     if (id) {
         if (!valid_run_id(id))
@@ -177,7 +186,7 @@ static int init_rank0(const djct_log_options *o, int *mode_out)
     set_field(run, "tags", tags_array(env_or(o->tags, "WANDB_TAGS")));
     set_field(run, "mode", cJSON_CreateString(mode_name(mode)));
     set_field(run, "base_url", cJSON_CreateString(base_buf));
-    char host[256] = "";
+    host[0] = '\0';
     gethostname(host, sizeof(host) - 1);
     set_field(run, "host", cJSON_CreateString(host));
     if (!cJSON_GetObjectItemCaseSensitive(run, "start_time"))
@@ -326,6 +335,10 @@ int djct_log_init(const djct_log_options *opts)
         pthread_mutex_unlock(&g.mu);
         return djct_error_set(DJCT_EINVAL, "djct_log_init called twice; call djct_log_finish first");
     }
+    pthread_mutex_lock(&last_upload_mu);
+    memset(&last_upload, 0, sizeof(last_upload));
+    last_upload.mode = DJCT_LOG_MODE_DISABLED;
+    pthread_mutex_unlock(&last_upload_mu);
     /* everything after the mutex starts from zero */
     memset((char *)&g + offsetof(log_state, initialised), 0, sizeof(g) - offsetof(log_state, initialised));
     g.key_source = "none";
@@ -411,6 +424,15 @@ int djct_log_init(const djct_log_options *opts)
     return 0;
 }
 
+int djct_log_upload_status(djct_log_upload *out)
+{
+    DJCT_CHECK_ARG(out);
+    pthread_mutex_lock(&last_upload_mu);
+    *out = last_upload;
+    pthread_mutex_unlock(&last_upload_mu);
+    return 0;
+}
+
 int djct_log_mark_preempting(void)
 {
     pthread_mutex_lock(&g.mu);
@@ -464,6 +486,13 @@ int djct_log_finish(int exit_code)
                     rc = r3;
             }
         }
+        char keep[1024];
+        int code = djct_last_error_code();
+        snprintf(keep, sizeof(keep), "%s", djct_last_error());
+        pthread_mutex_lock(&last_upload_mu);
+        wb_upload_fill(&last_upload, g.mode, g.dir, g.up, !g.preempted);
+        pthread_mutex_unlock(&last_upload_mu);
+        djct_error_set(code, "%s", keep);
     }
     char keep[1024];
     int code = djct_last_error_code();

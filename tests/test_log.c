@@ -12,7 +12,7 @@
 #include "wandb_testlib.h"
 
 static char tmp[256];
-static test_srv servers[6]; /* spawned together at the start: python starts slowly */
+static test_srv servers[7]; /* spawned together at the start: python starts slowly */
 
 static djct_log_options base_opts(const char *runs)
 {
@@ -65,6 +65,13 @@ static void test_key_lookup(void)
     CHECK(key && strcmp(key, "netrckey111") == 0 && strcmp(src, "netrc") == 0);
     CHECK(warn[0] == '\0');
     free(key);
+    /* curl's reading: `machine` is the host alone; it wins over a host:port entry */
+    t_write(p, "machine 127.0.0.1:8080 login user password portkey\nmachine 127.0.0.1 login u password hostkey\n",
+            0600);
+    CHECK_OK(wb_resolve_key(url, NULL, &key, &src, warn, sizeof(warn)));
+    CHECK(key && strcmp(key, "hostkey") == 0);
+    free(key);
+    t_write(p, "machine 127.0.0.1:8080\n  login user\n  password netrckey111\n", 0600);
     /* $NETRC wins over ~/.netrc */
     snprintf(p, sizeof(p), "%s/other-netrc", tmp);
     t_write(p, "machine 127.0.0.1:8080 login u password envnetrckey\n", 0600);
@@ -485,9 +492,9 @@ static void test_final_4xx_then_sync(void)
     so.api_key = TEST_KEY;
     so.retry_min_s = 0.05;
     so.timeout_s = 20;
-    int64_t sent = -1;
-    CHECK_OK(djct_log_sync(dir, &so, &sent));
-    CHECK(sent == 8);
+    djct_log_upload rep;
+    CHECK_OK(djct_log_sync(&rep, dir, &so));
+    CHECK(rep.rows_sent == 8 && rep.complete && rep.rows == 13 && rep.rows_pending == 0);
     cJSON *st = srv_state(&s), *run = srv_run(st, "test-entity/proj/fin1");
     CHECK(history_exact(srv_file(run, "wandb-history.jsonl"), 13, 0));
     CHECK(cJSON_IsTrue(cJSON_GetObjectItem(run, "complete")) && json_num(run, "exitcode") == 0);
@@ -553,7 +560,7 @@ static void test_offline_then_sync(void)
     CHECK(cJSON_GetArraySize(reqs) == 0);
     cJSON_Delete(reqs);
 
-    sync_app("", dir, "7 history lines"); /* the app, as a user runs it */
+    sync_app("", dir, "sent 7 history rows, the config and the summary; nothing left"); /* the app, as a user runs it */
     cJSON *st = srv_state(&s), *run = srv_run(st, "test-entity/proj/off1");
     CHECK(history_exact(srv_file(run, "wandb-history.jsonl"), 7, 0));
     CHECK(cJSON_IsTrue(cJSON_GetObjectItem(run, "complete")) && json_num(run, "exitcode") == 2);
@@ -566,24 +573,24 @@ static void test_offline_then_sync(void)
     /* syncing again sends no history; without upload-state the server's historyLineCount is used */
     djct_sync_options so = DJCT_SYNC_OPTIONS_INIT;
     so.api_key = TEST_KEY;
-    int64_t sent = -1;
-    CHECK_OK(djct_log_sync(dir, &so, &sent));
-    CHECK(sent == 0);
+    djct_log_upload rep;
+    CHECK_OK(djct_log_sync(&rep, dir, &so));
+    CHECK(rep.rows_sent == 0 && rep.complete);
     char p[1200];
     snprintf(p, sizeof(p), "%s/upload-state.json", dir);
     unlink(p);
-    CHECK_OK(djct_log_sync(dir, &so, &sent));
-    CHECK(sent == 0);
+    CHECK_OK(djct_log_sync(&rep, dir, &so));
+    CHECK(rep.rows_sent == 0);
     st = srv_state(&s);
     CHECK(history_exact(srv_file(srv_run(st, "test-entity/proj/off1"), "wandb-history.jsonl"), 7, 0));
     cJSON_Delete(st);
     CHECK(!t_grep_dir(dir, TEST_KEY));
 
     /* errors name the problem */
-    CHECK_ERR(djct_log_sync(tmp, &so, NULL), DJCT_EINVAL, "not a djct run directory");
+    CHECK_ERR(djct_log_sync(NULL, tmp, &so), DJCT_EINVAL, "not a djct run directory");
     so.api_key = NULL;
     unsetenv("WANDB_API_KEY");
-    CHECK_ERR(djct_log_sync(dir, &so, NULL), DJCT_EINVAL, "no wandb API key");
+    CHECK_ERR(djct_log_sync(NULL, dir, &so), DJCT_EINVAL, "no wandb API key");
     srv_stop(&s);
 }
 
@@ -640,6 +647,189 @@ static void test_preempt_and_slow(void)
     int rc = djct_log_finish(0);
     CHECK(rc == DJCT_ETIMEOUT && strstr(djct_last_error(), "did not finish within") &&
           strstr(djct_last_error(), "djct_sync"));
+    srv_stop(&s);
+}
+
+/* ---- djct_sync as a user meets it ------------------------------------------------------------- */
+
+/* run `env djct_sync args` in the background, output to out; returns the pid */
+static pid_t sync_spawn(const char *env, const char *args, const char *out)
+{
+    char cmd[4096];
+    const char *build = getenv("BUILD") ? getenv("BUILD") : "build";
+    snprintf(cmd, sizeof(cmd), "exec env %s %s/bin/djct_sync --retry-min 0.05 --retry-max 0.2 %s > %s 2>&1", env,
+             build, args, out);
+    pid_t pid = fork();
+    if (pid == 0) {
+        execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
+        _exit(127);
+    }
+    return pid;
+}
+
+/* run it to the end: its exit code (-1: did not end within 60 s), its output into *text */
+static int sync_run(const char *env, const char *args, char **text)
+{
+    char out[600];
+    snprintf(out, sizeof(out), "%s/sync-run.out", tmp);
+    pid_t pid = sync_spawn(env, args, out);
+    int st = 0, done = 0;
+    for (int i = 0; i < 1200 && !(done = waitpid(pid, &st, WNOHANG) == pid); i++)
+        t_sleep(0.05);
+    if (!done) {
+        kill(pid, SIGKILL);
+        waitpid(pid, &st, 0);
+    }
+    *text = t_slurp(out);
+    if (!*text)
+        *text = strdup("");
+    return done && WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+static int count_str(const char *text, const char *needle)
+{
+    int n = 0;
+    for (const char *p = text; p && (p = strstr(p, needle)) != NULL; p += strlen(needle))
+        n++;
+    return n;
+}
+
+static void offline_run(const char *runs, const char *run_id, const char *base_url, int rows, char *dir, size_t n)
+{
+    djct_log_options o = base_opts(runs);
+    o.mode = DJCT_LOG_MODE_OFFLINE;
+    o.base_url = base_url;
+    o.run_id = run_id;
+    CHECK_OK(djct_log_init(&o));
+    snprintf(dir, n, "%s", djct_log_run_dir());
+    for (int i = 0; i < rows; i++) {
+        djct_log("v", i);
+        djct_log_flush(NULL, -1);
+    }
+    CHECK_OK(djct_log_finish(0));
+}
+
+/* djct_sync: the base URL is --base-url, else $WANDB_BASE_URL, else the run's record (with a
+ * note when that is not the record); one line per retry; what was sent and what is left at the
+ * end; SIGINT stops it with that account and exit 130; the key file warning is shown; .netrc is
+ * read by host; plain http to a host that is not a loopback address is refused without --insecure */
+static void test_sync_app(void)
+{
+    test_srv s = servers[6];
+    if (srv_wait(&s) != 0) {
+        CHECK(!"wandb_server.py did not start");
+        return;
+    }
+    char runs[512], dir[1024], args[2048], env[2048], *out = NULL;
+    snprintf(runs, sizeof(runs), "%s/runs-syncapp", tmp);
+    /* an offline run records the default server: a self-hosted user names theirs in the environment */
+    offline_run(runs, "sa1", NULL, 5, dir, sizeof(dir));
+    snprintf(env, sizeof(env), "WANDB_API_KEY=%s WANDB_BASE_URL=%s/", TEST_KEY, s.url);
+    int rc = sync_run(env, dir, &out);
+    CHECK(rc == 0);
+    char want[1600];
+    snprintf(want, sizeof(want), "note: uploading to %s (WANDB_BASE_URL), not to https://api.wandb.ai, which the "
+             "run recorded", s.url);
+    CHECK(strstr(out, want) != NULL);
+    CHECK(strstr(out, "sent 5 history rows, the config and the summary; nothing left: the server has all 5 rows and "
+                      "the run is complete"));
+    if (rc != 0)
+        fprintf(stderr, "djct_sync said: %s\n", out);
+    free(out);
+    cJSON *st = srv_state(&s);
+    CHECK(history_exact(srv_file(srv_run(st, "test-entity/proj/sa1"), "wandb-history.jsonl"), 5, 0));
+    cJSON_Delete(st);
+
+    /* --base-url wins over WANDB_BASE_URL (a dead one here); every retry is a line, naming the
+     * request, the server, the reason and the next wait */
+    offline_run(runs, "sa2", s.url, 6, dir, sizeof(dir));
+    CHECK_OK(srv_control(&s, "{\"gql\":[503,\"429:0.1\"]}"));
+    snprintf(env, sizeof(env), "WANDB_API_KEY=%s WANDB_BASE_URL=http://127.0.0.1:1", TEST_KEY);
+    snprintf(args, sizeof(args), "--base-url %s %s", s.url, dir);
+    rc = sync_run(env, args, &out);
+    CHECK(rc == 0);
+    snprintf(want, sizeof(want), "%s: UpsertBucket to %s: HTTP 503; retry 1 in ", dir, s.url);
+    CHECK(strstr(out, want) != NULL);
+    snprintf(want, sizeof(want), "UpsertBucket to %s: HTTP 429; retry 2 in 0.1 s (giving up in ", s.url);
+    CHECK(strstr(out, want) != NULL);
+    CHECK(count_str(out, "; retry ") == 2 && !strstr(out, "note: uploading"));
+    CHECK(strstr(out, "sent 6 history rows"));
+    free(out);
+
+    /* SIGINT while a request is in flight: it stops, says what was sent and what is left, exit 130;
+     * running it again finishes the upload */
+    offline_run(runs, "sa3", s.url, 8, dir, sizeof(dir));
+    CHECK_OK(srv_control(&s, "{\"fs\":[\"hold\"]}"));
+    char outp[600];
+    snprintf(outp, sizeof(outp), "%s/sync-int.out", tmp);
+    snprintf(env, sizeof(env), "WANDB_API_KEY=%s", TEST_KEY);
+    pid_t pid = sync_spawn(env, dir, outp);
+    CHECK(wait_held(&s));
+    kill(pid, SIGINT);
+    int wst = 0, done = 0;
+    for (int i = 0; i < 600 && !(done = waitpid(pid, &wst, WNOHANG) == pid); i++)
+        t_sleep(0.05);
+    if (!done) {
+        kill(pid, SIGKILL);
+        waitpid(pid, &wst, 0);
+    }
+    CHECK(done && WIFEXITED(wst) && WEXITSTATUS(wst) == 130);
+    CHECK_OK(srv_control(&s, "{\"release\":true}"));
+    out = t_slurp(outp);
+    CHECK(out && strstr(out, ": interrupted\n") && strstr(out, "sent 0 history rows; left: 8 of 8 history rows, "
+                                                          "the summary and `complete`; run djct_sync again"));
+    free(out);
+    rc = sync_run(env, dir, &out);
+    CHECK(rc == 0 && strstr(out, "sent 8 history rows"));
+    free(out);
+
+    /* warnings are shown: a key file readable by others, the key read from it */
+    char home[600], p[800];
+    snprintf(home, sizeof(home), "%s/home-syncapp", tmp);
+    snprintf(p, sizeof(p), "%s/private", home);
+    mkdir(home, 0700);
+    mkdir(p, 0700);
+    snprintf(p, sizeof(p), "%s/private/wandb_api.sh", home);
+    t_write(p, "export WANDB_API_KEY=" TEST_KEY "\n", 0644);
+    snprintf(env, sizeof(env), "-u WANDB_API_KEY -u NETRC HOME=%s", home);
+    rc = sync_run(env, dir, &out);
+    CHECK(rc == 0 && strstr(out, "warning: key file ~/private/wandb_api.sh is readable by group or others (mode 0644); "
+                                 "run: chmod 600 ~/private/wandb_api.sh"));
+    CHECK(!strstr(out, TEST_KEY));
+    free(out);
+    unlink(p);
+    /* .netrc by host, as curl reads it: no port in `machine` */
+    snprintf(p, sizeof(p), "%s/.netrc", home);
+    t_write(p, "machine 127.0.0.1 login api password " TEST_KEY "\n", 0600);
+    rc = sync_run(env, dir, &out);
+    CHECK(rc == 0 && strstr(out, "nothing left"));
+    free(out);
+
+    /* plain http to a host that is not a loopback address: refused before the key is read or sent,
+     * unless --insecure (0.0.0.0 reaches this machine on Linux, so the opt-out can upload) */
+    snprintf(env, sizeof(env), "WANDB_API_KEY=%s", TEST_KEY);
+    int before = srv_count_all(&s);
+    snprintf(args, sizeof(args), "--base-url http://0.0.0.0:%d %s", s.port, dir);
+    rc = sync_run(env, args, &out);
+    CHECK(rc == 1 && strstr(out, "refusing to send the API key over plain http to 0.0.0.0") &&
+          strstr(out, "--insecure"));
+    CHECK(srv_count_all(&s) == before);
+    free(out);
+    snprintf(args, sizeof(args), "--insecure --base-url http://0.0.0.0:%d %s", s.port, dir);
+    rc = sync_run(env, args, &out);
+    CHECK(rc == 0 && strstr(out, "nothing left") && !strstr(out, "refusing"));
+    free(out);
+    /* an online training run against such a server is warned */
+    djct_log_options o = base_opts(runs);
+    o.mode = DJCT_LOG_MODE_ONLINE;
+    o.api_key = TEST_KEY;
+    o.base_url = "http://0.0.0.0:1";
+    o.run_id = "sa4";
+    o.finish_timeout_s = 0.3;
+    CHECK_OK(djct_log_init(&o));
+    CHECK(strstr(djct_log_warnings(), "plain http to 0.0.0.0, not a loopback address") != NULL);
+    djct_log_finish(0);
+    CHECK(!t_grep_dir(runs, TEST_KEY));
     srv_stop(&s);
 }
 
@@ -741,23 +931,23 @@ static void test_tls(void)
     so.api_key = TEST_KEY;
     so.retry_min_s = 0.05;
     so.timeout_s = 20;
-    int64_t sent = -1;
-    CHECK_ERR(djct_log_sync(dir, &so, &sent), DJCT_EIO, "certificate");
-    CHECK(sent == 0);
+    djct_log_upload rep;
+    CHECK_ERR(djct_log_sync(&rep, dir, &so), DJCT_EIO, "certificate");
+    CHECK(rep.rows_sent == 0 && rep.rows_pending == 4 && !rep.complete && strstr(rep.error, "certificate"));
     so.ca_bundle = other;
-    CHECK_ERR(djct_log_sync(dir, &so, NULL), DJCT_EIO, "certificate");
+    CHECK_ERR(djct_log_sync(NULL, dir, &so), DJCT_EIO, "certificate");
     so.ca_bundle = "/nonexistent/ca.pem";
-    CHECK_ERR(djct_log_sync(dir, &so, NULL), DJCT_EINVAL, "CA bundle '/nonexistent/ca.pem' (from the ca_bundle");
+    CHECK_ERR(djct_log_sync(NULL, dir, &so), DJCT_EINVAL, "CA bundle '/nonexistent/ca.pem' (from the ca_bundle");
     setenv("SSL_CERT_FILE", "/nonexistent/env.pem", 1);
     so.ca_bundle = NULL;
-    CHECK_ERR(djct_log_sync(dir, &so, NULL), DJCT_EINVAL, "(from SSL_CERT_FILE)");
+    CHECK_ERR(djct_log_sync(NULL, dir, &so), DJCT_EINVAL, "(from SSL_CERT_FILE)");
     unsetenv("SSL_CERT_FILE");
     CHECK(srv_count(&s, "gql") == 0);
 
     /* (c) the app, trusting the test CA through $CURL_CA_BUNDLE: every row arrives */
     char env[800];
     snprintf(env, sizeof(env), "CURL_CA_BUNDLE=%s ", ca);
-    sync_app(env, dir, "4 history lines");
+    sync_app(env, dir, "sent 4 history rows");
     cJSON *sst = srv_state(&s), *run = srv_run(sst, "test-entity/proj/tls1");
     CHECK(history_exact(srv_file(run, "wandb-history.jsonl"), 4, 0));
     CHECK(cJSON_IsTrue(cJSON_GetObjectItem(run, "complete")) && json_num(run, "exitcode") == 0);
@@ -851,9 +1041,9 @@ int main(void)
     unsetenv("WANDB_PROJECT");
     unsetenv("WANDB_ENTITY");
     unsetenv("WANDB_RUN_ID");
-    const char *tags[5] = {"exact", "faults", "final", "sync", "preempt"};
-    for (int i = 0; i < 5; i++)
-        if (srv_spawn(&servers[i], tmp, tags[i]) != 0)
+    const char *tags[7] = {"exact", "faults", "final", "sync", "preempt", NULL, "syncapp"};
+    for (int i = 0; i < 7; i++)
+        if (tags[i] && srv_spawn(&servers[i], tmp, tags[i]) != 0)
             fprintf(stderr, "cannot spawn python3 %s\n", t_server_script());
     have_tls = make_certs() == 0;
     if (have_tls) {
@@ -874,6 +1064,7 @@ int main(void)
                  {"online: final 4xx, then djct_sync", test_final_4xx_then_sync},
                  {"offline, then djct_sync", test_offline_then_sync},
                  {"slow server, preempting, finish limit", test_preempt_and_slow},
+                 {"djct_sync: URL, retries, SIGINT, warnings", test_sync_app},
                  {"HTTPS: verification, opt-out, CA bundle", test_tls},
                  {"journal write fails: warning, finish", test_journal_write_fails}};
     for (size_t i = 0; i < sizeof(parts) / sizeof(parts[0]); i++) {
