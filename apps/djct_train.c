@@ -52,7 +52,7 @@ typedef struct {
     int wandb_mode;
     char *project, *entity, *run_name, *group, *job_type, *tags, *notes;
     int log_every, csv, fsync, validate, model_logging, malloc_tune, progress;
-    double print_every;
+    double print_every, upload_timeout;
     char *logging, *loss; /* NAME=on|off lists */
 } cfg;
 
@@ -168,6 +168,9 @@ static const djct_opt T[] = {
     {"job-type", 0, DJCT_OPT_STRING, O(job_type), "${WANDB_JOB_TYPE}", NULL, 0, 0, "NAME", "wandb job type", NULL},
     {"tags", 0, DJCT_OPT_STRING, O(tags), "${WANDB_TAGS}", NULL, 0, 0, "A,B", "wandb tags", NULL},
     {"notes", 0, DJCT_OPT_STRING, O(notes), "${WANDB_NOTES}", NULL, 0, 0, "TEXT", "wandb notes", NULL},
+    {"upload-timeout", 0, DJCT_OPT_DOUBLE, O(upload_timeout), "60", NULL, 0.001, 1e6, "S",
+     "online: at the end, wait at most S seconds for the upload; what is left stays in the journal for "
+     "djct_sync (the end of the run says what and how)", NULL},
     {"log-every", 0, DJCT_OPT_INT, O(log_every), "1", NULL, 1, 1000000, "N", "write a metrics row every N steps", NULL},
     {"csv", 0, DJCT_OPT_FLAG, O(csv), "1", NULL, 0, 0, NULL, "also write history.csv in the journal", NULL},
     {"fsync", 0, DJCT_OPT_FLAG, O(fsync), "1", NULL, 0, 0, NULL, "fsync the journal in a background thread (off: a node crash may lose the last rows; a "
@@ -571,6 +574,7 @@ static void start_logging(run *R)
     lo.dir = log_root;
     lo.csv = c->csv;
     lo.no_fsync = !c->fsync;
+    lo.finish_timeout_s = c->upload_timeout;
     lo.comm = R->comm; /* the logging collectives are watched with the trainer's */
     if (djct_log_init(&lo))
         FAIL(R, "logging: %s", djct_last_error());
@@ -781,8 +785,32 @@ static char *one_line_json(const cJSON *o)
     return s;
 }
 
-static void write_summary(const run *R, int64_t gstep, int64_t skipped, int64_t epochs_done)
+/* the run's upload as summary.json records it (rank 0, after djct_log_finish) */
+static cJSON *upload_json(const djct_log_upload *u)
 {
+    cJSON *o = cJSON_CreateObject();
+    if (!o)
+        return NULL;
+    cJSON_AddStringToObject(o, "mode", u->mode == DJCT_LOG_MODE_ONLINE ? "online" : "offline");
+    cJSON_AddBoolToObject(o, "complete", u->complete);
+    cJSON_AddNumberToObject(o, "rows", (double)u->rows);
+    cJSON_AddNumberToObject(o, "rows_uploaded", (double)u->rows_acked);
+    cJSON_AddNumberToObject(o, "rows_pending", (double)u->rows_pending);
+    cJSON_AddBoolToObject(o, "config_pending", u->config_pending);
+    cJSON_AddBoolToObject(o, "summary_pending", u->summary_pending);
+    cJSON_AddBoolToObject(o, "complete_pending", u->complete_pending);
+    if (!u->complete)
+        cJSON_AddStringToObject(o, "sync_command", u->sync_command);
+    if (u->error[0])
+        cJSON_AddStringToObject(o, "error", u->error);
+    return o;
+}
+
+/* summary.json: written when training ends, and again with "upload" once the upload is settled */
+static void write_summary(const run *R, const djct_log_upload *up)
+{
+    int64_t gstep = 0, skipped = 0, epochs_done = 0;
+    djct_trainer_position(R->tr, &gstep, &skipped, &epochs_done, NULL);
     double ts = 0, td = 0, tc = 0, tm = 0, evs = 0, els = 0, loss = NAN, vloss = NAN;
     djct_trainer_epoch_stats(R->tr, &ts, &td, &tc, &tm, &evs, &els, &loss);
     djct_trainer_last_val_loss(R->tr, &vloss);
@@ -811,6 +839,8 @@ static void write_summary(const run *R, int64_t gstep, int64_t skipped, int64_t 
         add_num(o, "steady_wall_per_step_s", sw > 0 ? sw / (double)st->steps : NAN, 6);
         cJSON_AddStringToObject(o, "stop", stop_name(R->stop_reason));
         cJSON_AddStringToObject(o, "run_id", R->run_id);
+        if (up && up->mode != DJCT_LOG_MODE_DISABLED)
+            cJSON_AddItemToObject(o, "upload", upload_json(up));
         text = one_line_json(o);
         cJSON_Delete(o);
     }
@@ -827,15 +857,15 @@ static void report(run *R)
         check_consistency(R);
     if (R->rank != 0)
         return;
-    int64_t gstep = 0, skipped = 0, ep = 0;
-    djct_trainer_position(R->tr, &gstep, &skipped, &ep, NULL);
+    int64_t gstep = 0;
+    djct_trainer_position(R->tr, &gstep, NULL, NULL, NULL);
     char p[4200];
     if (R->stop_reason == DJCT_STOP_DONE) {
         snprintf(p, sizeof(p), "%s/model.pt", R->run_dir);
         if (djct_model_save(R->model, p))
             fprintf(stderr, PROG ": rank 0: saving the final model: %s\n", djct_last_error());
     }
-    write_summary(R, gstep, skipped, ep);
+    write_summary(R, NULL);
     double ts = 0, td = 0, tc = 0, tm = 0, evs = 0, els = 0, loss = NAN, vloss = NAN;
     djct_trainer_epoch_stats(R->tr, &ts, &td, &tc, &tm, &evs, &els, &loss);
     djct_trainer_last_val_loss(R->tr, &vloss);
@@ -854,6 +884,45 @@ static void report(run *R)
 }
 
 /* ---- the end: close the journal, free everything, the exit code -------------------------------- */
+/* Rank 0: what the upload left behind, where the user sees it (and summary.json records it). The
+ * exit code does not change: the journal has every row, and djct_sync uploads the rest. */
+static void report_upload(const run *R, int finish_rc, const char *finish_err)
+{
+    static djct_log_upload up; /* large: off the stack */
+    djct_log_upload_status(&up);
+    if (up.mode == DJCT_LOG_MODE_DISABLED)
+        return;
+    char what[512] = "";
+    const char *part[4];
+    char rows[96];
+    int n = 0;
+    if (up.rows_pending > 0) {
+        snprintf(rows, sizeof(rows), "%" PRId64 " of %" PRId64 " history rows", up.rows_pending, up.rows);
+        part[n++] = rows;
+    }
+    if (up.config_pending)
+        part[n++] = "the config";
+    if (up.summary_pending)
+        part[n++] = "the summary";
+    if (up.complete_pending)
+        part[n++] = "`complete`";
+    for (int i = 0; i < n; i++)
+        snprintf(what + strlen(what), sizeof(what) - strlen(what), "%s%s", i == 0 ? "" : i == n - 1 ? " and " : ", ",
+                 part[i]);
+    if (up.mode == DJCT_LOG_MODE_OFFLINE) {
+        printf("wandb: offline run: %s not uploaded; upload with: %s\n", n ? what : "nothing", up.sync_command);
+        fflush(stdout);
+    } else if (!up.complete) {
+        fprintf(stderr, PROG ": rank 0: warning: wandb upload incomplete: %s %s not uploaded (%s); nothing is "
+                "lost, the journal has everything\n", what, n == 1 && up.rows_pending == 0 ? "was" : "were",
+                up.error[0] ? up.error : "no reason recorded");
+        fprintf(stderr, PROG ": rank 0: finish the upload with: %s\n", up.sync_command);
+    }
+    if (finish_rc < 0 && (up.complete || up.mode == DJCT_LOG_MODE_OFFLINE)) /* the journal's own trouble */
+        fprintf(stderr, PROG ": rank 0: warning: %s\n", finish_err);
+    write_summary(R, &up);
+}
+
 static int finish(run *R)
 {
     int exit_code = R->stop_reason == DJCT_STOP_PREEMPTED    ? DJCT_EXIT_REQUEUE
@@ -861,7 +930,12 @@ static int finish(run *R)
                                                               : 0;
     if (R->stop_reason == DJCT_STOP_PREEMPTED)
         djct_log_mark_preempting();
-    djct_log_finish(exit_code);
+    int frc = djct_log_finish(exit_code);
+    if (R->rank == 0) {
+        char err[1024];
+        snprintf(err, sizeof(err), "%s", djct_last_error());
+        report_upload(R, frc, err);
+    }
     djct_trainer_free(R->tr);
     djct_progress_free(R->progress);
     djct_optimizer_free(R->opt);
