@@ -41,7 +41,7 @@ typedef struct {
     /* run */
     int64_t epochs, max_steps, seed;
     char *run_dir, *run_id;
-    int resume;
+    int resume, fresh_if_damaged;
     int64_t ckpt_steps;
     double ckpt_minutes;
     int keep_ckpt, nonfinite;
@@ -96,7 +96,10 @@ static const djct_opt T[] = {
     {"run-id", 0, DJCT_OPT_STRING, O(run_id), "${WANDB_RUN_ID}", NULL, 0, 0, "ID",
      "run id (else the run dir's, else random); same id = same wandb run", NULL},
     {"resume", 0, DJCT_OPT_FLAG, O(resume), "0", NULL, 0, 0, NULL,
-     "continue from the newest complete checkpoint of the run dir (none: start fresh)", NULL},
+     "continue from the newest complete checkpoint of the run dir (none yet: start fresh; damaged ones are "
+     "set aside, and when every one is damaged it stops, exit 1)", NULL},
+    {"fresh-if-damaged", 0, DJCT_OPT_FLAG, O(fresh_if_damaged), "0", NULL, 0, 0, NULL,
+     "with --resume: when every checkpoint is damaged, start again from step 0 instead of stopping", NULL},
 
     {"data", 'd', DJCT_OPT_STRING, O(data), NULL, NULL, 0, 0, "SPEC",
      "training files: paths, dir, glob or list file, ','-separated (default: the embedded synthetic set)", "Data"},
@@ -683,19 +686,54 @@ static void print_banner(const run *R)
 }
 
 /* ---- step 10: signals, resume, train ------------------------------------------------------------ */
+/* every rank alike (the trainer broadcast the count): stop with exit 1, nothing overwritten */
+static void stop_all_damaged(run *R, int n_damaged)
+{
+    if (R->rank == 0) {
+        fprintf(stderr, PROG ": rank 0: --resume: no usable checkpoint in %s/checkpoints: %d damaged one%s set aside "
+                "as step-N.damaged, nothing overwritten; restore a good copy as step-N, or start again from step "
+                "0 with --resume --fresh-if-damaged\n", R->run_dir, n_damaged, n_damaged == 1 ? " is" : "s are");
+        fflush(stderr);
+    }
+    djct_log_finish(1);
+    djct_trainer_free(R->tr);
+    djct_progress_free(R->progress);
+    djct_optimizer_free(R->opt);
+    djct_model_free(R->model);
+    djct_dataset_free(R->train_ds);
+    djct_dataset_free(R->val_ds);
+    djct_comm_free(R->comm);
+    djct_opts_free(T, NT, &R->c);
+    djct_comm_finalize_mpi();
+    exit(1);
+}
+
 static void resume(run *R)
 {
     if (!R->c.resume)
         return;
-    int resumed = 0;
+    int resumed = 0, n_damaged = 0;
     int64_t rstep = -1;
     if (djct_trainer_resume(R->tr, &resumed, &rstep))
         FAIL(R, "--resume: %s", djct_last_error());
+    const char *damaged = djct_trainer_damaged_checkpoints(R->tr, &n_damaged);
+    if (R->rank == 0) { /* each damaged checkpoint, why, and where it went */
+        char *copy = strdup(damaged);
+        for (char *save = NULL, *l = copy ? strtok_r(copy, "\n", &save) : NULL; l; l = strtok_r(NULL, "\n", &save))
+            fprintf(stderr, PROG ": rank 0: warning: --resume: damaged %s\n", l);
+        free(copy);
+        fflush(stderr);
+    }
+    if (!resumed && n_damaged > 0 && !R->c.fresh_if_damaged)
+        stop_all_damaged(R, n_damaged);
     if (R->rank == 0) {
         if (resumed)
             printf("resumed from the checkpoint of step %" PRId64 "\n", rstep);
+        else if (n_damaged > 0)
+            printf("--resume --fresh-if-damaged: every checkpoint is damaged (set aside), starting fresh\n");
         else
             printf("--resume: no complete checkpoint in the run directory, starting fresh\n");
+        fflush(stdout);
     }
 }
 

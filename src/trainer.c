@@ -67,6 +67,8 @@ struct djct_trainer {
     double ev_s, el_s, last_loss;
     double sum_events, sum_elements, sum_time; /* this epoch, for throughput */
     double last_val_loss;
+    char *damaged;  /* rank 0: the damaged checkpoints the last resume set aside, one per line */
+    int n_damaged;  /* every rank: checkpoints set aside in the run directory (now or earlier) */
 };
 
 static int push(series *s, double x)
@@ -125,6 +127,7 @@ void djct_trainer_free(djct_trainer *t)
     free(t->bufs);
     free(t->targets);
     free(t->run_dir);
+    free(t->damaged);
     free(t->s_step.v);
     free(t->s_data.v);
     free(t->s_compute.v);
@@ -458,19 +461,28 @@ int djct_trainer_resume(djct_trainer *t, int *resumed, int64_t *step)
         *step = -1;
     if (!t->run_dir)
         return 0;
-    /* rank 0 picks the checkpoint; everyone uses that one */
-    char path[4096] = "";
+    /* rank 0 picks the checkpoint, setting damaged ones aside; everyone uses that one */
+    struct {
+        char path[4096];
+        int32_t n_damaged;
+    } pick = {"", 0};
+    char *path = pick.path;
     int64_t found = -1;
+    free(t->damaged);
+    t->damaged = NULL;
     if (t->rank == 0) {
         char *dir = NULL;
-        int rc = djct_ckpt_find_latest(&dir, &found, t->run_dir);
+        int nd = 0;
+        int rc = djct_ckpt_find_latest_checked(&dir, &found, &t->damaged, &nd, t->run_dir);
         if (rc == 0 && dir)
-            snprintf(path, sizeof(path), "%s", dir);
+            snprintf(pick.path, sizeof(pick.path), "%s", dir);
+        pick.n_damaged = nd;
         free(dir);
     }
-    int rc = djct_comm_bcast(t->comm, path, sizeof(path), 0, "the resume checkpoint's path");
+    int rc = djct_comm_bcast(t->comm, &pick, sizeof(pick), 0, "the resume checkpoint's path");
     if (rc)
         return rc;
+    t->n_damaged = pick.n_damaged;
     if (!path[0])
         return 0;
     char *meta = NULL;
@@ -722,6 +734,13 @@ int djct_trainer_fit(djct_trainer *t)
     if (t->run_dir && (rc = djct_trainer_save_checkpoint(t)))
         return rc;
     return 0;
+}
+
+const char *djct_trainer_damaged_checkpoints(const djct_trainer *t, int *n_damaged)
+{
+    if (n_damaged)
+        *n_damaged = t ? t->n_damaged : 0;
+    return t && t->damaged ? t->damaged : "";
 }
 
 int djct_trainer_stop_reason(const djct_trainer *t) { return t ? t->stop_reason : DJCT_STOP_DONE; }

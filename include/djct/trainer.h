@@ -127,8 +127,17 @@ DJCT_API void djct_trainer_free(djct_trainer *t);
 
 /** Resume from the newest complete checkpoint of opts.run_dir, if any (collective): loads the
  *  model parameters and optimizer state and the position (epoch, step). *resumed (may be NULL)
- *  receives 1 when a checkpoint was used, and *step its global step. */
+ *  receives 1 when a checkpoint was used, and *step its global step. Newer checkpoints that fail
+ *  verification are set aside (djct_ckpt_find_latest_checked) and reported by
+ *  djct_trainer_damaged_checkpoints(); when none is usable, *resumed is 0 and the caller decides
+ *  whether to start fresh. */
 DJCT_API int djct_trainer_resume(djct_trainer *t, int *resumed, int64_t *step);
+
+/** After djct_trainer_resume(): the damaged checkpoints it set aside, one line each naming the
+ *  checkpoint, the file and the mismatch (rank 0; "" elsewhere and when none), and in *n_damaged
+ *  (may be NULL; every rank alike) how many checkpoints of the run directory are set aside as
+ *  damaged, by this resume or earlier ones. Borrowed until the next resume or djct_trainer_free. */
+DJCT_API const char *djct_trainer_damaged_checkpoints(const djct_trainer *t, int *n_damaged);
 
 /** Train one epoch from the current position (collective). Stops early (returning 0) on an agreed
  *  signal, callback stop or max_steps; djct_trainer_stop_reason() tells why. */
