@@ -97,7 +97,8 @@ static const djct_opt T[] = {
      "run id (else the run dir's, else random); same id = same wandb run", NULL},
     {"resume", 0, DJCT_OPT_FLAG, O(resume), "0", NULL, 0, 0, NULL,
      "continue from the newest complete checkpoint of the run dir (none yet: start fresh; damaged ones are "
-     "set aside, and when every one is damaged it stops, exit 1)", NULL},
+     "set aside, and when every one is damaged it stops, exit 1); the journal's rows past that checkpoint "
+     "move to history.rewound.jsonl", NULL},
     {"fresh-if-damaged", 0, DJCT_OPT_FLAG, O(fresh_if_damaged), "0", NULL, 0, 0, NULL,
      "with --resume: when every checkpoint is damaged, start again from step 0 instead of stopping", NULL},
 
@@ -726,6 +727,10 @@ static void resume(run *R)
     }
     if (!resumed && n_damaged > 0 && !R->c.fresh_if_damaged)
         stop_all_damaged(R, n_damaged);
+    /* from step 0: the journal's rows of earlier jobs are steps this job logs again (resuming
+     * from a checkpoint, the trainer took the journal back to it) */
+    if (!resumed && djct_log_rewind(-1))
+        FAIL(R, "--resume: %s", djct_last_error());
     if (R->rank == 0) {
         if (resumed)
             printf("resumed from the checkpoint of step %" PRId64 "\n", rstep);
@@ -733,6 +738,10 @@ static void resume(run *R)
             printf("--resume --fresh-if-damaged: every checkpoint is damaged (set aside), starting fresh\n");
         else
             printf("--resume: no complete checkpoint in the run directory, starting fresh\n");
+        djct_log_stats ls;
+        if (djct_log_get_stats(&ls) == 0 && ls.rows_rewound > 0)
+            printf("journal: the %" PRId64 " row%s logged after that point moved to %s/history.rewound.jsonl\n",
+                   ls.rows_rewound, ls.rows_rewound == 1 ? "" : "s", djct_log_run_dir());
         fflush(stdout);
     }
 }

@@ -175,6 +175,12 @@ static int init_rank0(const djct_log_options *o, int *mode_out)
     int resumed = jr_read_json(g.dir, JR_RUN, &run) == 0;
     if (!run)
         run = cJSON_CreateObject();
+    /* where the last finished djct job stopped writing: rows after it are other writers' (see
+     * djct_log_rewind); this job removes the mark until it finishes itself, so that a killed job's
+     * rows never pass for others' */
+    cJSON *laf = cJSON_GetObjectItemCaseSensitive(run, "lines_at_finish");
+    g.others_from = cJSON_IsNumber(laf) && laf->valuedouble >= 0 ? (int64_t)laf->valuedouble : -1;
+    cJSON_DeleteItemFromObjectCaseSensitive(run, "lines_at_finish");
     const char *project = env_or(o->project, "WANDB_PROJECT");
     set_field(run, "run_id", cJSON_CreateString(g.run_id));
     set_field(run, "project", cJSON_CreateString(project ? project : "uncategorized"));
@@ -244,6 +250,12 @@ static int init_rank0(const djct_log_options *o, int *mode_out)
         wc.heartbeat_s = o->heartbeat_s;
         wc.insecure = o->insecure;
         wc.ca_bundle = ca;
+        /* kept, to start the uploader again after a rewind of the journal */
+        if (!(g.up_base = strdup(base_buf)) || (ca && !(g.up_ca = strdup(ca))))
+            return djct_error_oom();
+        wc.base_url = g.up_base;
+        wc.ca_bundle = g.up_ca;
+        g.up_cfg = wc;
         if ((rc = wb_uploader_create(&g.up, &wc)) < 0 || (rc = wb_uploader_start(g.up)) < 0)
             return rc;
     }
@@ -258,6 +270,7 @@ static void release_all(void)
         wb_uploader_free(g.up);
         g.up = NULL;
     }
+    lg_upload_cfg_free();
     jr_history_close(&g.hist);
     if (g.csv_f)
         fclose(g.csv_f);
@@ -472,6 +485,7 @@ int djct_log_finish(int exit_code)
             set_field(run, "preempted", cJSON_CreateBool(g.preempted));
             set_field(run, "exit_code", g.preempted ? NULL : cJSON_CreateNumber(exit_code));
             set_field(run, "runtime", cJSON_CreateNumber(g.runtime_base + (djct_now_s() - g.t0_mono)));
+            set_field(run, "lines_at_finish", cJSON_CreateNumber((double)g.hist.lines));
             if (r2 == 0)
                 r2 = write_run_json(run);
             cJSON_Delete(run);

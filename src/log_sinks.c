@@ -243,6 +243,30 @@ int lg_summary_load(void)
     return 0;
 }
 
+static void summary_forget(void *ctx, const char *key, double v)
+{
+    (void)ctx;
+    (void)v;
+    cJSON_DeleteItemFromObjectCaseSensitive(g.summary, key);
+    if (strcmp(key, "_runtime") == 0)
+        cJSON_DeleteItemFromObjectCaseSensitive(g.summary, "_wandb");
+}
+
+int lg_summary_rebuild(char *kept, char *moved)
+{
+    char *save = NULL;
+    for (char *l = strtok_r(moved, "\n", &save); l; l = strtok_r(NULL, "\n", &save))
+        jr_flat_parse(l, summary_forget, NULL);
+    save = NULL;
+    for (char *l = strtok_r(kept, "\n", &save); l; l = strtok_r(NULL, "\n", &save))
+        jr_flat_parse(l, summary_fold, NULL);
+    djct_error_clear();
+    g.pending_len = 0;
+    if (g.pending)
+        g.pending[0] = '\0';
+    return lg_summary_write(1);
+}
+
 int lg_summary_write(int do_fsync)
 {
     /* fold the rows written since the last rewrite: last value per key wins */

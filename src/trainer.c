@@ -411,6 +411,11 @@ int djct_trainer_save_checkpoint(djct_trainer *t)
         return djct_error_set(DJCT_EINVAL, "trainer: no run directory, cannot checkpoint; set run_dir");
     int rc = 0, rc0 = 0;
     char *dir = NULL;
+    /* the journal's last step goes with the checkpoint: a job resuming from it rewinds the journal
+     * to it (collective: every rank calls it; -2 when logging is off) */
+    int64_t log_step = -2;
+    if ((rc = djct_log_checkpoint(&log_step)))
+        return rc;
     if (t->rank == 0) {
         rc = djct_ckpt_begin(&dir, t->run_dir, t->global_step);
         if (rc == 0) {
@@ -432,8 +437,8 @@ int djct_trainer_save_checkpoint(djct_trainer *t)
             char meta[512];
             snprintf(meta, sizeof(meta),
                      "{\"epoch\": %" PRId64 ", \"step\": %" PRId64 ", \"global_step\": %" PRId64
-                     ", \"skipped\": %" PRId64 ", \"world_size\": %d, \"seed\": %" PRIu64 "}",
-                     t->epoch, t->step, t->global_step, t->skipped, t->size, t->o.seed);
+                     ", \"skipped\": %" PRId64 ", \"world_size\": %d, \"seed\": %" PRIu64 ", \"log_step\": %" PRId64 "}",
+                     t->epoch, t->step, t->global_step, t->skipped, t->size, t->o.seed, log_step);
             rc = djct_ckpt_commit(NULL, t->run_dir, t->global_step, meta, t->o.keep_checkpoints);
         }
         free(dir);
@@ -488,6 +493,7 @@ int djct_trainer_resume(djct_trainer *t, int *resumed, int64_t *step)
     char *meta = NULL;
     int ok = 1;
     char err[1024] = "";
+    int64_t log_step = -2; /* the journal's last step at the checkpoint; -2: not recorded */
     rc = djct_ckpt_read_meta(&meta, path);
     cJSON *m = rc == 0 ? cJSON_Parse(meta) : NULL;
     free(meta);
@@ -509,6 +515,8 @@ int djct_trainer_resume(djct_trainer *t, int *resumed, int64_t *step)
             t->step = (int64_t)s->valuedouble;
             t->global_step = (int64_t)g->valuedouble;
             t->skipped = cJSON_IsNumber(k) ? (int64_t)k->valuedouble : 0;
+            cJSON *ls = cJSON_GetObjectItem(m, "log_step");
+            log_step = cJSON_IsNumber(ls) ? (int64_t)ls->valuedouble : -2;
         }
     }
     cJSON_Delete(m);
@@ -544,6 +552,9 @@ int djct_trainer_resume(djct_trainer *t, int *resumed, int64_t *step)
     if (!all_ok)
         return rc ? djct_error_set(rc, "%s", err)
                   : djct_error_set(DJCT_EIO, "trainer: another rank failed to resume from '%s'", path);
+    /* the journal goes back to the checkpoint's step (every rank read the same metadata) */
+    if ((rc = djct_log_rewind(log_step)))
+        return rc;
     if (resumed)
         *resumed = 1;
     if (step)

@@ -650,6 +650,112 @@ static void test_preempt_and_slow(void)
     srv_stop(&s);
 }
 
+/* ---- the journal back to a checkpoint ---------------------------------------------------------- */
+
+static void rows_logged(djct_log_options *o, int n, int64_t *ckpt_step, int ckpt_after)
+{
+    CHECK_OK(djct_log_init(o));
+    for (int i = 0; i < n; i++) {
+        djct_log("global_step", i + 1);
+        djct_log_flush(NULL, -1);
+        if (i + 1 == ckpt_after)
+            CHECK_OK(djct_log_checkpoint(ckpt_step));
+    }
+}
+
+/* A job continues from a checkpoint: the rows logged after it move aside (history.rewound.jsonl),
+ * the next row takes the next _step, CSV, summary and upload state follow; rows the Python wrapper
+ * appended after a finished job stay; a killed job's rows never pass for those. */
+static void test_rewind(void)
+{
+    char runs[512], dir[1200], p[1400];
+    snprintf(runs, sizeof(runs), "%s/runs-rewind", tmp);
+    djct_log_options o = base_opts(runs);
+    o.mode = DJCT_LOG_MODE_OFFLINE;
+    o.run_id = "rw1";
+    o.csv = 1;
+    int64_t ck = -5, never = -5;
+    CHECK(djct_log_checkpoint(&ck) == 0 && ck == -2); /* not initialised */
+    /* job 1: 10 rows, a checkpoint after the 6th (its _step 5). A process cannot be killed and go on
+     * testing, so the job finishes and then run.json and upload-state.json are made as a killed
+     * job leaves them */
+    rows_logged(&o, 10, &ck, 6);
+    CHECK(ck == 5);
+    snprintf(dir, sizeof(dir), "%s", djct_log_run_dir());
+    CHECK_OK(djct_log_finish(0));
+    /* as a killed job leaves it: no lines_at_finish, an upload state that went past the checkpoint */
+    cJSON *run = read_json(dir, "run.json");
+    cJSON_DeleteItemFromObject(run, "lines_at_finish");
+    char *t = cJSON_Print(run);
+    snprintf(p, sizeof(p), "%s/run.json", dir);
+    t_write(p, t, 0644);
+    free(t);
+    cJSON_Delete(run);
+    snprintf(p, sizeof(p), "%s/upload-state.json", dir);
+    t_write(p, "{\"history_acked\": 9, \"summary_acked\": true, \"complete_sent\": false}", 0644);
+    /* job 2 continues from the checkpoint */
+    CHECK_OK(djct_log_init(&o));
+    CHECK_OK(djct_log_rewind(5));
+    djct_log_stats st;
+    CHECK_OK(djct_log_get_stats(&st));
+    CHECK(st.rows_rewound == 4);
+    CHECK_OK(djct_log("global_step", 7));
+    CHECK_OK(djct_log_flush(NULL, -1));
+    CHECK(strstr(djct_log_last_row(), "\"_step\":6,") != NULL);
+    CHECK_OK(djct_log_checkpoint(&never)); /* the rows are in the journal */
+    snprintf(p, sizeof(p), "%s/history.jsonl", dir);
+    CHECK(t_count_lines(p) == 7);
+    snprintf(p, sizeof(p), "%s/history.rewound.jsonl", dir);
+    char *rw = t_slurp(p);
+    CHECK(rw && t_count_lines(p) == 4 && strstr(rw, "\"global_step\":7,\"_step\":6") &&
+          strstr(rw, "\"global_step\":10,\"_step\":9"));
+    free(rw);
+    snprintf(p, sizeof(p), "%s/history.csv", dir);
+    CHECK(t_count_lines(p) == 8);
+    cJSON *us = read_json(dir, "upload-state.json");
+    CHECK(us && json_num(us, "history_acked") == 6 && cJSON_IsFalse(cJSON_GetObjectItem(us, "summary_acked")));
+    cJSON_Delete(us);
+    CHECK_OK(djct_log_finish(0));
+    cJSON *sum = read_json(dir, "summary.json");
+    CHECK(sum && json_num(sum, "global_step") == 7 && json_num(sum, "_step") == 6);
+    cJSON_Delete(sum);
+    run = read_json(dir, "run.json");
+    CHECK(run && json_num(run, "lines_at_finish") == 7);
+    cJSON_Delete(run);
+
+    /* after a finished job, another writer (the Python wrapper) appends two rows; a job continuing
+     * from an earlier checkpoint (_step 3) moves the finished job's rows after it, not those two */
+    snprintf(p, sizeof(p), "%s/history.jsonl", dir);
+    FILE *f = fopen(p, "a");
+    fputs("{\"eval_acc\":0.5,\"_step\":7,\"_runtime\":1,\"_timestamp\":1700000000}\n"
+          "{\"eval_acc\":0.75,\"_step\":8,\"_runtime\":2,\"_timestamp\":1700000001}\n", f);
+    fclose(f);
+    CHECK_OK(djct_log_init(&o));
+    CHECK_OK(djct_log_rewind(3));
+    CHECK_OK(djct_log_get_stats(&st));
+    CHECK(st.rows_rewound == 3);
+    CHECK_OK(djct_log("global_step", 5));
+    CHECK_OK(djct_log_flush(NULL, -1));
+    CHECK(strstr(djct_log_last_row(), "\"_step\":9,") != NULL); /* after the kept rows */
+    char *h = t_slurp(p);
+    CHECK(h && t_count_lines(p) == 7 && strstr(h, "\"global_step\":4,\"_step\":3") && strstr(h, "eval_acc\":0.5") &&
+          strstr(h, "eval_acc\":0.75") && !strstr(h, "\"global_step\":7"));
+    free(h);
+    /* a killed job never marks where it stopped: all its rows after a checkpoint are its own */
+    CHECK_OK(djct_log_rewind(-1));
+    CHECK_OK(djct_log_get_stats(&st));
+    CHECK(st.rows_rewound == 7 && t_count_lines(p) == 0);
+    CHECK_OK(djct_log_finish(0));
+    snprintf(p, sizeof(p), "%s/history.csv", dir);
+    CHECK(access(p, F_OK) != 0);
+    /* nothing to move: a no-op */
+    CHECK_OK(djct_log_init(&o));
+    CHECK_OK(djct_log_rewind(100));
+    CHECK_OK(djct_log_get_stats(&st));
+    CHECK(st.rows_rewound == 0);
+    CHECK_OK(djct_log_finish(0));
+}
+
 /* ---- djct_sync as a user meets it ------------------------------------------------------------- */
 
 /* run `env djct_sync args` in the background, output to out; returns the pid */
@@ -1065,6 +1171,7 @@ int main(void)
                  {"offline, then djct_sync", test_offline_then_sync},
                  {"slow server, preempting, finish limit", test_preempt_and_slow},
                  {"djct_sync: URL, retries, SIGINT, warnings", test_sync_app},
+                 {"journal back to a checkpoint", test_rewind},
                  {"HTTPS: verification, opt-out, CA bundle", test_tls},
                  {"journal write fails: warning, finish", test_journal_write_fails}};
     for (size_t i = 0; i < sizeof(parts) / sizeof(parts[0]); i++) {

@@ -133,6 +133,27 @@ DJCT_API int djct_log_summary_set(const char *key, const char *json_or_value);
  *  requeued job continues the same run id. Rank 0 only; a no-op elsewhere. */
 DJCT_API int djct_log_mark_preempting(void);
 
+/** Collective: complete the last flush (see djct_log_settle) and, on rank 0, wait until every row
+ *  flushed so far is in the journal (a killed job loses none of them). *last_step (every rank) gets
+ *  the journal's last _step (-1: no row yet; -2: logging is not initialised or disabled). Store it
+ *  with a checkpoint: a job that continues from that checkpoint passes it to djct_log_rewind().
+ *  @return 0, DJCT_ENOMEM, DJCT_EMPI. */
+DJCT_API int djct_log_checkpoint(int64_t *last_step);
+
+/** Collective; call it before the first flush of a job that continues from a checkpoint (after
+ *  djct_log_init), with the `last_step` djct_log_checkpoint() gave when that checkpoint was taken
+ *  (-1: from the start). Rank 0 moves the history rows after that step, which the jobs since then
+ *  logged (steps the continuing job will log again), from history.jsonl to history.rewound.jsonl
+ *  (appended), so the journal keeps one row per training step; rows another writer appended after
+ *  the last finished job (e.g. the Python wrapper's evaluation rows) stay. history.csv and
+ *  summary.json follow, upload-state.json's acknowledged count goes back to the first moved row (the
+ *  uploader re-sends from there: the rows of the replayed steps get the same line offsets and the
+ *  same _step as the rows they replace), and the next row's _step is last_step + 1.
+ *  djct_log_get_stats().rows_rewound says how many rows moved. A no-op before init, when disabled,
+ *  or with last_step < -1. @return 0, DJCT_EIO (the journal could not be rewritten; nothing moved),
+ *  DJCT_EMPI. */
+DJCT_API int djct_log_rewind(int64_t last_step);
+
 /** Collective: flush whatever is still buffered, record the exit code in the journal, wait at most
  *  finish_timeout_s for the uploader to send the remaining rows, the summary and `complete` with
  *  `exit_code` (0 = finished, else failed), then release everything. Safe to call when not
@@ -170,6 +191,7 @@ typedef struct {
     int64_t rows_acked;     /* history rows the server acknowledged (rank 0, online) */
     int upload_state;       /* 0 idle/offline, 1 streaming, 2 stopped by a fatal error, 3 complete */
     double reduce_seconds;  /* time spent in the cross-rank reduction (all flushes) */
+    int64_t rows_rewound;   /* rows the last djct_log_rewind moved aside (rank 0) */
 } djct_log_stats;
 
 /** Fill *out with the current counters. */

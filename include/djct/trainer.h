@@ -130,7 +130,8 @@ DJCT_API void djct_trainer_free(djct_trainer *t);
  *  receives 1 when a checkpoint was used, and *step its global step. Newer checkpoints that fail
  *  verification are set aside (djct_ckpt_find_latest_checked) and reported by
  *  djct_trainer_damaged_checkpoints(); when none is usable, *resumed is 0 and the caller decides
- *  whether to start fresh. */
+ *  whether to start fresh. Resuming from a checkpoint takes the run journal back to the step it
+ *  recorded (djct_log_rewind), so the replayed steps are not logged twice. */
 DJCT_API int djct_trainer_resume(djct_trainer *t, int *resumed, int64_t *step);
 
 /** After djct_trainer_resume(): the damaged checkpoints it set aside, one line each naming the
@@ -151,7 +152,8 @@ DJCT_API int djct_trainer_val_epoch(djct_trainer *t, double *loss);
  *  val_epoch (when enabled), checkpoints by steps/minutes, at the end and on every stop. */
 DJCT_API int djct_trainer_fit(djct_trainer *t);
 
-/** Write a checkpoint of the current state now (collective). */
+/** Write a checkpoint of the current state now (collective). When logging is on, the checkpoint
+ *  records the run journal's last _step (djct_log_checkpoint), for djct_trainer_resume. */
 DJCT_API int djct_trainer_save_checkpoint(djct_trainer *t);
 
 /** djct_stop_reason of the last fit/train_epoch. */
