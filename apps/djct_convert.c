@@ -1,6 +1,7 @@
 /* djct_convert: .djctd <-> HDF5 (djct-ragged-1), merge several inputs into one output, or split
- * one input into N files. Values are copied bit for bit; formats are chosen by file content
- * (inputs) and extension (outputs). */
+ * one input into N files. Values are copied bit for bit (HDF5 values of other dtypes are converted
+ * at read to float32/int32, as djct_train reads them); formats are chosen by file content (inputs)
+ * and extension (outputs). */
 #include <inttypes.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -14,6 +15,7 @@
 typedef struct {
     int64_t split, chunk_bytes; /* split 0: no split */
     int gzip, stored;
+    char *h5_map;
     char **files;
 } cfg;
 
@@ -26,6 +28,9 @@ static const djct_opt T[] = {
      "HDF5 output: bytes per chunk", NULL},
     {"stored", 0, DJCT_OPT_FLAG, O(stored), "0", NULL, 0, 0, NULL,
      ".djctd output: stored (uncompressed) chunks instead of QuickLZ", NULL},
+    {"h5-map", 0, DJCT_OPT_STRING, O(h5_map), NULL, NULL, 0, 0, "FILE",
+     "HDF5 inputs: mapping file (INI) naming their datasets (default: each input's FILE.djct.ini beside it, "
+     "if any; docs/data.md)", NULL},
     {"file", 0, DJCT_OPT_ARGS, O(files), NULL, NULL, 2, 1e9, "IN... OUT", "input files, then the output file",
      "Arguments"},
 };
@@ -35,33 +40,36 @@ static const djct_opt T[] = {
     "usage: " PROG " [options] IN... OUT\n"                                                            \
     "Convert between .djctd and HDF5 (.h5/.hdf5, docs/hdf5_layout.md); the output format follows\n"   \
     "OUT's extension. Several inputs are merged into one output (events concatenated in order;\n"     \
-    "all inputs must hold the same arrays). With --split N one input becomes N files.\n"              \
+    "all inputs must hold the same arrays). With --split N one input becomes N files. HDF5 inputs\n"  \
+    "in a layout of their own are read through a mapping file (--h5-map, docs/data.md).\n"           \
     "exit status: 0 ok, 1 a file could not be read or written, 2 usage error; -h, --help: this text"
 
-static int read_any(djct_record *r, const char *path)
+static int read_any(djct_record *r, const char *path, const djct_h5_read_options *ro)
 {
     djct_format f;
     int rc = djct_format_detect(&f, path);
     if (rc < 0)
         return rc;
-    return f == DJCT_FORMAT_H5 ? djct_h5_read(r, path) : djct_djcdata_read(r, path);
+    return f == DJCT_FORMAT_H5 ? djct_h5_read_ext(r, path, ro) : djct_djcdata_read(r, path);
 }
 
-static int ends_with(const char *s, const char *e)
+/* an output the records can be written as: HDF5 or .djctd by its name (a .djcsa holds one array) */
+static int writable(const char *path)
 {
-    size_t a = strlen(s), b = strlen(e);
-    return a >= b && !strcmp(s + a - b, e);
+    djct_format f = djct_format_from_name(path);
+    return f == DJCT_FORMAT_H5 || f == DJCT_FORMAT_DJCTD;
 }
 
 static int write_any(const char *path, const djct_record *r, int gzip, size_t chunk, int stored)
 {
-    if (ends_with(path, ".h5") || ends_with(path, ".hdf5")) {
+    djct_format f = djct_format_from_name(path);
+    if (f == DJCT_FORMAT_H5) {
         djct_h5_write_options o = DJCT_H5_WRITE_OPTIONS_INIT;
         o.gzip_level = gzip;
         o.chunk_bytes = chunk;
         return djct_h5_write(path, r, &o);
     }
-    if (ends_with(path, ".djctd")) {
+    if (f == DJCT_FORMAT_DJCTD) {
         djct_djcdata_write_options o = DJCT_DJCDATA_WRITE_OPTIONS_INIT;
         o.compress = !stored;
         return djct_djcdata_write(path, r, &o);
@@ -203,21 +211,30 @@ int main(int argc, char **argv)
     }
     const char *out = c.files[npos - 1];
     djct_record all, more;
-    if (read_any(&all, c.files[0]) < 0)
+    djct_h5_read_options ro = DJCT_H5_READ_OPTIONS_INIT;
+    djct_h5_map *map = NULL;
+    if (c.h5_map && djct_h5_map_load(&map, c.h5_map) < 0)
         return runtime_error(&c);
-    for (int i = 1; i < npos - 1; i++) {
-        if (read_any(&more, c.files[i]) < 0 || append(&all, &more, c.files[i]) < 0) {
-            djct_record_clear(&all);
-            return runtime_error(&c);
-        }
+    ro.map = map;
+    memset(&all, 0, sizeof(all));
+    int rd = read_any(&all, c.files[0], &ro);
+    for (int i = 1; i < npos - 1 && rd == 0; i++) {
+        if ((rd = read_any(&more, c.files[i], &ro)) < 0)
+            break;
+        rd = append(&all, &more, c.files[i]);
         djct_record_clear(&more);
+    }
+    djct_h5_map_free(map);
+    if (rd < 0) {
+        djct_record_clear(&all);
+        return runtime_error(&c);
     }
     int rc = 0;
     if (!c.split) {
         rc = write_any(out, &all, c.gzip, (size_t)c.chunk_bytes, c.stored);
     } else {
         const char *dot = strrchr(out, '.');
-        if (!dot || (strcmp(dot, ".h5") && strcmp(dot, ".hdf5") && strcmp(dot, ".djctd"))) {
+        if (!dot || !writable(out)) {
             fprintf(stderr, PROG ": output '%s': extension must be .djctd, .h5 or .hdf5\n", out);
             djct_record_clear(&all);
             return usage_exit(&c);

@@ -26,12 +26,12 @@ enum { JIT_AUTO = -1, JIT_OFF = 0, JIT_ON = 1 };
 
 typedef struct {
     char *config;
-    char *model, *data, *out, *report;
+    char *model, *data, *out, *report, *h5_map;
     int format;
     char *output_kinds, *output_names;
     int gzip;
     int64_t batch_elements, batch_events, prefault_mb;
-    int squared_limit, prefetch;
+    int squared_limit, prefetch, decode_threads;
     int with_targets;
     char *logging, *loss;
     int threads, device, jit_optimize, progress;
@@ -56,6 +56,9 @@ static const djct_opt T[] = {
      "the trained TorchScript model (e.g. <run dir>/model.pt of djct_train); required", NULL},
     {"data", 'd', DJCT_OPT_STRING, O(data), NULL, NULL, 0, 0, "SPEC",
      "input files: paths, dir, glob or list file, ','-separated, predicted in this order; required", NULL},
+    {"h5-map", 0, DJCT_OPT_STRING, O(h5_map), NULL, NULL, 0, 0, "FILE",
+     "mapping file (INI) naming the datasets of HDF5 files in a layout of their own (default: each file's "
+     "FILE.djct.ini beside it, if any; docs/data.md)", NULL},
     {"out", 'o', DJCT_OPT_STRING, O(out), NULL, NULL, 0, 0, "FILE",
      "the predictions file (.h5/.hdf5: djct HDF5, .djctd: djcdata); its parts are written next to it; required",
      NULL},
@@ -76,6 +79,9 @@ static const djct_opt T[] = {
     {"squared-limit", 0, DJCT_OPT_FLAG, O(squared_limit), "0", NULL, 0, 0, NULL,
      "compare (sum of elements)^2 with --batch-elements (djcdata)", NULL},
     {"prefetch", 0, DJCT_OPT_INT, O(prefetch), "2", NULL, 0, 64, "N", "batches decoded ahead (0: none)", NULL},
+    {"decode-threads", 0, DJCT_OPT_INT, O(decode_threads), "-1", NULL, 0, 1024, "N",
+     "threads decoding .djctd files ahead, in the order the batches need them (default: the rank's cores "
+     "beyond --threads, at least 1; 0: decoded by the thread that builds the batches)", NULL},
     {"prefault-mb", 0, DJCT_OPT_INT64, O(prefault_mb), "0", NULL, 0, 1e9, "MB",
      "touch a mapped HDF5 file's pages when it is first opened, up to MB in all (0: off; reads are in order)",
      NULL},
@@ -184,7 +190,7 @@ static void parse_options(run *R, int argc, char **argv)
         const char *msg = djct_last_error();
         die_usage(R, "%s%s", msg, strstr(msg, "name it .h5") ? " (--format h5|djctd)" : "");
     }
-    if (c->gzip && djct_predict_format_of(c->out) == DJCT_FORMAT_DJCTD && c->format != DJCT_FORMAT_H5)
+    if (c->gzip && djct_format_from_name(c->out) == DJCT_FORMAT_DJCTD && c->format != DJCT_FORMAT_H5)
         die_usage(R, "--gzip applies to HDF5 output; '%s' is .djctd%s", c->out, "");
     if (!c->with_targets && (c->logging || c->loss || c->report))
         die_usage(R, "--%s needs --with-targets (without it every LoggingModule and LossModule is off)%s",
@@ -213,8 +219,20 @@ static void setup_comm(run *R)
 }
 
 /* ---- step 3: data, every rank its contiguous shard in input order ----------------------------- */
+static int threads_for_rank(const djct_comm *comm);
+
+/* --decode-threads by default: the cores the rank has beyond its compute threads, at least 1 */
+static void resolve_decode_threads(run *R)
+{
+    if (R->c.decode_threads >= 0)
+        return;
+    int avail = threads_for_rank(R->comm), compute = R->c.threads > 0 ? R->c.threads : avail;
+    R->c.decode_threads = avail - compute > 1 ? avail - compute : 1;
+}
+
 static void open_data(run *R)
 {
+    resolve_decode_threads(R);
     const cfg *c = &R->c;
     djct_dataset_options o = DJCT_DATASET_OPTIONS_INIT;
     o.batch_elements = c->batch_elements;
@@ -225,6 +243,8 @@ static void open_data(run *R)
     o.world_size = R->size;
     o.prefetch_depth = c->prefetch;
     o.prefault_bytes = (size_t)c->prefault_mb << 20;
+    o.h5_map = c->h5_map;
+    o.decode_threads = c->decode_threads;
     if (djct_dataset_open(&R->ds, c->data, &o))
         FAIL(R, "--data '%s': %s", c->data, djct_last_error());
 }
@@ -272,8 +292,9 @@ static void print_banner(const run *R)
     printf(PROG " %s: %d rank%s x %d thread%s, model %s\n", djct_version(), R->size, R->size == 1 ? "" : "s",
            R->threads, R->threads == 1 ? "" : "s", c->model);
     size_t nf = djct_dataset_n_files(R->ds);
-    printf("data: %s (%zu file%s, %" PRId64 " events, at most %" PRId64 " batches per rank)\n", c->data, nf,
-           nf == 1 ? "" : "s", djct_dataset_n_events(R->ds), djct_dataset_steps(R->ds));
+    printf("data: %s (%zu file%s, %" PRId64 " events, at most %" PRId64 " batches per rank)%s%s\n", c->data, nf,
+           nf == 1 ? "" : "s", djct_dataset_n_events(R->ds), djct_dataset_steps(R->ds),
+           c->h5_map ? ", HDF5 datasets as mapped by " : "", c->h5_map ? c->h5_map : "");
     char sw[2048] = "";
     if (c->with_targets && djct_model_describe_switches(R->model, sw, sizeof(sw)) == 0)
         printf("targets: fed; modules: %s\n", sw);

@@ -8,6 +8,8 @@
 #include <inttypes.h>
 #include <math.h>
 #include <sched.h>
+#include <signal.h>
+#include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,9 +28,9 @@ enum { JIT_AUTO = -1, JIT_OFF = 0, JIT_ON = 1 };
 typedef struct {
     char *config;
     /* data */
-    char *data, *val_data;
+    char *data, *val_data, *h5_map;
     int64_t batch_elements, batch_events;
-    int squared_limit, strict, shuffle, prefetch;
+    int squared_limit, strict, shuffle, prefetch, decode_threads;
     int64_t prefault_mb, gen_events;
     /* model */
     char *model;
@@ -105,6 +107,9 @@ static const djct_opt T[] = {
     {"data", 'd', DJCT_OPT_STRING, O(data), NULL, NULL, 0, 0, "SPEC",
      "training files: paths, dir, glob or list file, ','-separated (default: the embedded synthetic set)", "Data"},
     {"val-data", 0, DJCT_OPT_STRING, O(val_data), NULL, NULL, 0, 0, "SPEC", "validation files (default: none, or the embedded set's)", NULL},
+    {"h5-map", 0, DJCT_OPT_STRING, O(h5_map), NULL, NULL, 0, 0, "FILE",
+     "mapping file (INI) naming the datasets of HDF5 files in a layout of their own (default: each file's "
+     "FILE.djct.ini beside it, if any; docs/data.md)", NULL},
     {"batch-elements", 'b', DJCT_OPT_INT64, O(batch_elements), "6400", NULL, 0, 1e15, "N",
      "ragged data: elements per rank batch (0: count events)", NULL},
     {"batch-events", 0, DJCT_OPT_INT64, O(batch_events), "32", NULL, 1, 1e12, "N",
@@ -115,6 +120,9 @@ static const djct_opt T[] = {
      "drop events larger than the limit (counted); off: serve them alone", NULL},
     {"shuffle", 0, DJCT_OPT_CHOICE, O(shuffle), "global", SHUFFLE, 0, 0, NULL, "per-epoch shuffling", NULL},
     {"prefetch", 0, DJCT_OPT_INT, O(prefetch), "2", NULL, 0, 64, "N", "batches decoded ahead (0: none)", NULL},
+    {"decode-threads", 0, DJCT_OPT_INT, O(decode_threads), "-1", NULL, 0, 1024, "N",
+     "threads decoding .djctd files ahead, in the order the batches need them (default: the rank's cores "
+     "beyond --threads, at least 1; 0: decoded by the thread that builds the batches)", NULL},
     {"prefault-mb", 0, DJCT_OPT_INT64, O(prefault_mb), "2048", NULL, 0, 1e9, "MB",
      "touch a mapped (uncompressed) HDF5 file's pages when it is first opened, up to MB in all, so "
      "the first epoch's random reads take no page faults (0: off)", NULL},
@@ -245,8 +253,11 @@ typedef struct {
     djct_progress *progress;
     steady_rate steady;
     int64_t hold_at_step; /* DJCT_TEST_HOLD_AT_STEP (tests only); -1: off */
+    int fault_rank, fault_kind; /* DJCT_TEST_FAULT (tests only); kind FAULT_NONE: off */
+    int64_t fault_step;
     djct_trainer *tr;
     /* the outcome */
+    int ended; /* the process ends by design (finish, a usage error, fail): no early-exit report */
     int stop_reason;
     double wall;
 } run;
@@ -258,23 +269,109 @@ static double now_s(void)
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-/* a fatal error after the communicator exists: this rank says why, every rank stops */
-#define FAIL(R, ...)                                                                               \
-    do {                                                                                           \
-        fprintf(stderr, PROG ": rank %d: ", (R)->rank);                                            \
-        fprintf(stderr, __VA_ARGS__);                                                              \
-        fprintf(stderr, "\n");                                                                     \
-        djct_comm_abort((R)->comm, 1, PROG " failed; see the message above");                      \
-    } while (0)
+/* A fatal error after MPI is up: this rank says why in one line, writes what its journal holds
+ * without a collective (the other ranks may be gone, stopped, or waiting in another collective)
+ * and ends the job: MPI_Abort makes the launcher end every rank. */
+static void fail(const run *R, const char *fmt, ...) __attribute__((format(printf, 2, 3), noreturn));
+static void fail(const run *R, const char *fmt, ...)
+{
+    char msg[2048];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    fprintf(stderr, PROG ": rank %d: %s\n", R->rank, msg);
+    fflush(stderr);
+    ((run *)R)->ended = 1;
+    djct_log_finish_local(1);
+    djct_comm_abort(R->comm, 1, NULL);
+    exit(1); /* not reached */
+}
+#define FAIL(R, ...) fail((R), __VA_ARGS__)
+
+/* A fatal error every rank reached at the same point (the same data, an agreed vote): the ranks
+ * are in step, so rank 0 says it once, the journal is closed collectively and every rank ends
+ * normally with exit 1. */
+static void fail_alike(run *R, const char *fmt, ...) __attribute__((format(printf, 2, 3), noreturn));
+static void fail_alike(run *R, const char *fmt, ...)
+{
+    if (R->rank == 0) {
+        char msg[2048];
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(msg, sizeof(msg), fmt, ap);
+        va_end(ap);
+        fprintf(stderr, PROG ": %s\n", msg);
+        fflush(stderr);
+    }
+    R->ended = 1;
+    djct_log_finish(1);
+    djct_trainer_free(R->tr);
+    djct_progress_free(R->progress);
+    djct_optimizer_free(R->opt);
+    djct_model_free(R->model);
+    djct_dataset_free(R->train_ds);
+    djct_dataset_free(R->val_ds);
+    djct_comm_free(R->comm);
+    djct_opts_free(T, NT, &R->c);
+    djct_comm_finalize_mpi();
+    exit(1);
+}
 
 static void die_usage(run *R, const char *msg)
 {
+    R->ended = 1;
     if (R->rank == 0)
         fprintf(stderr, PROG ": %s\n", msg);
     if (R->have_cfg)
         djct_opts_free(T, NT, &R->c);
     djct_comm_finalize_mpi();
     exit(2);
+}
+
+/* DJCT_TEST_FAULT=RANK:STEP:KIND (tests only): after global step STEP, rank RANK fails the way a
+ * real rank can fail: `stop` (SIGSTOP: a stalled rank), `kill` (SIGKILL: a crashed node), `exit`
+ * (exit(0) without MPI_Finalize: a library that quits). The other ranks must end the job. */
+enum { FAULT_NONE, FAULT_STOP, FAULT_KILL, FAULT_EXIT };
+
+static void parse_fault(run *R)
+{
+    R->fault_kind = FAULT_NONE;
+    const char *f = getenv("DJCT_TEST_FAULT");
+    char kind[16] = "";
+    int rank = -1;
+    long long step = -1;
+    if (!f || !*f)
+        return;
+    if (sscanf(f, "%d:%lld:%15s", &rank, &step, kind) != 3 ||
+        !(R->fault_kind = !strcmp(kind, "stop") ? FAULT_STOP : !strcmp(kind, "kill") ? FAULT_KILL
+                                                  : !strcmp(kind, "exit")           ? FAULT_EXIT
+                                                                                      : FAULT_NONE))
+        die_usage(R, "DJCT_TEST_FAULT: want RANK:STEP:stop|kill|exit (tests only)");
+    R->fault_rank = rank;
+    R->fault_step = step;
+}
+
+/* A library (or model code) that calls exit() in the middle of training would leave without
+ * MPI_Finalize: the launcher then ends the job, but only this rank knows where it was. */
+static run *g_run;
+
+static void report_early_exit(void)
+{
+    run *R = g_run;
+    if (!R || R->ended)
+        return;
+    int64_t epoch = 0, step = 0;
+    djct_trainer_position(R->tr, NULL, NULL, &epoch, &step);
+    if (R->tr)
+        fprintf(stderr, PROG ": rank %d: exit() called at epoch %" PRId64 " step %" PRId64
+                " before training ended (by the model or a library); the job ends\n", R->rank, epoch, step);
+    else
+        fprintf(stderr, PROG ": rank %d: exit() called during start-up (by a library); the job ends\n", R->rank);
+    fflush(stderr);
+    R->ended = 1;
+    djct_log_finish_local(1);
+    _exit(1); /* non-zero: the launcher ends the other ranks */
 }
 
 /* ---- step 1: options, all validated before any heavy work ----------------------------------- */
@@ -313,6 +410,7 @@ static void parse_options(run *R, int argc, char **argv)
         die_usage(R, "--epochs 0 with --max-steps 0 would train nothing");
     const char *hold = getenv("DJCT_TEST_HOLD_AT_STEP");
     R->hold_at_step = hold && *hold ? strtoll(hold, NULL, 10) : -1;
+    parse_fault(R);
 }
 
 /* ---- step 2: the communicator --------------------------------------------------------------- */
@@ -324,6 +422,7 @@ static void setup_comm(run *R)
     co.timeout_seconds = R->c.watchdog;
     if (djct_comm_create(&R->comm, &co)) {
         fprintf(stderr, PROG ": rank %d: %s\n", R->rank, djct_last_error());
+        R->ended = 1;
         djct_comm_finalize_mpi();
         exit(1);
     }
@@ -437,8 +536,20 @@ static void prepare_embedded_data(run *R)
         snprintf(R->val_spec, sizeof(R->val_spec), "%s/val", dir);
 }
 
+static int threads_for_rank(const djct_comm *comm);
+
+/* --decode-threads by default: the cores the rank has beyond its compute threads, at least 1 */
+static void resolve_decode_threads(run *R)
+{
+    if (R->c.decode_threads >= 0)
+        return;
+    int avail = threads_for_rank(R->comm), compute = R->c.threads > 0 ? R->c.threads : avail;
+    R->c.decode_threads = avail - compute > 1 ? avail - compute : 1;
+}
+
 static void open_data(run *R)
 {
+    resolve_decode_threads(R);
     const cfg *c = &R->c;
     if (!c->data)
         prepare_embedded_data(R);
@@ -458,13 +569,22 @@ static void open_data(run *R)
     dso.world_size = R->size;
     dso.prefetch_depth = c->prefetch;
     dso.prefault_bytes = (size_t)c->prefault_mb << 20;
+    dso.h5_map = c->h5_map;
+    dso.decode_threads = c->decode_threads;
     if (djct_dataset_open(&R->train_ds, R->train_spec, &dso))
         FAIL(R, "--data '%s': %s", R->train_spec, djct_last_error());
+    /* every rank read the same metadata: an empty set is seen alike */
+    if (djct_dataset_n_events(R->train_ds) == 0)
+        fail_alike(R, "--data '%s': no events in its %zu file%s; nothing to train on", R->train_spec,
+                   djct_dataset_n_files(R->train_ds), djct_dataset_n_files(R->train_ds) == 1 ? "" : "s");
     if (R->val_spec[0]) {
         djct_dataset_options vo = dso;
         vo.shuffle = DJCT_SHUFFLE_NONE;
         if (djct_dataset_open(&R->val_ds, R->val_spec, &vo))
             FAIL(R, "--val-data '%s': %s", R->val_spec, djct_last_error());
+        if (djct_dataset_n_events(R->val_ds) == 0)
+            fail_alike(R, "--val-data '%s': no events in its %zu file%s; nothing to validate on (leave it out)",
+                       R->val_spec, djct_dataset_n_files(R->val_ds), djct_dataset_n_files(R->val_ds) == 1 ? "" : "s");
     }
     R->steps_per_epoch = djct_dataset_steps(R->train_ds);
 }
@@ -619,18 +739,42 @@ static void hold_for_signal(run *R, int64_t global_step)
     djct_comm_plan_free(p);
 }
 
+static void inject_fault(const run *R, const djct_step_report *r)
+{
+    if (R->fault_kind == FAULT_NONE || R->rank != R->fault_rank || r->global_step != R->fault_step)
+        return;
+    fprintf(stderr, PROG ": rank %d: DJCT_TEST_FAULT: %s after global step %" PRId64 " (epoch %" PRId64 " step %" PRId64 ")\n",
+            R->rank, R->fault_kind == FAULT_STOP ? "stopping" : R->fault_kind == FAULT_KILL ? "killing myself" : "exit(0)",
+            r->global_step, r->epoch, r->step);
+    fflush(stderr);
+    if (R->fault_kind == FAULT_STOP)
+        raise(SIGSTOP);
+    else if (R->fault_kind == FAULT_KILL)
+        raise(SIGKILL);
+    else
+        exit(0);
+}
+
 static int on_train_step(void *user, const djct_step_report *r)
 {
     run *R = user;
     char line[512];
     double now = now_s();
     steady_step(&R->steady, r, now);
+    if (r->warning && R->rank == 0) { /* every rank has it: rank 0 says it */
+        char end[8];
+        if (djct_progress_end(R->progress, end, sizeof(end)))
+            fputs(end, stderr);
+        fprintf(stderr, PROG ": warning: %s\n", r->warning);
+        fflush(stderr);
+    }
     if (djct_progress_step(R->progress, r, now, line, sizeof(line))) {
         FILE *f = djct_progress_mode_of(R->progress) == DJCT_PROGRESS_BAR ? stderr : stdout;
         fputs(line, f);
         fflush(f);
     }
     hold_for_signal(R, r->global_step);
+    inject_fault(R, r);
     return 0;
 }
 
@@ -674,9 +818,10 @@ static void print_banner(const run *R)
     printf(PROG " %s: %d rank%s x %d thread%s, model %s, run %s in %s\n", djct_version(), R->size,
            R->size == 1 ? "" : "s", R->threads, R->threads == 1 ? "" : "s", R->c.model, R->run_id, R->run_dir);
     printf("BLAS: %s\n", djct_blas_describe());
-    printf("data: %s (%zu files, %" PRId64 " events, %" PRId64 " steps/epoch)%s%s\n", R->train_spec,
+    printf("data: %s (%zu files, %" PRId64 " events, %" PRId64 " steps/epoch)%s%s%s%s\n", R->train_spec,
            djct_dataset_n_files(R->train_ds), djct_dataset_n_events(R->train_ds), R->steps_per_epoch,
-           R->val_ds ? ", validation: " : "", R->val_ds ? R->val_spec : "");
+           R->val_ds ? ", validation: " : "", R->val_ds ? R->val_spec : "", R->c.h5_map ? ", HDF5 datasets as mapped by " : "",
+           R->c.h5_map ? R->c.h5_map : "");
     char sw[2048];
     if (djct_model_describe_switches(R->model, sw, sizeof(sw)) == 0)
         printf("modules: %s\n", sw);
@@ -748,8 +893,6 @@ static void resume(run *R)
 
 static void train(run *R)
 {
-    if (djct_signals_install())
-        FAIL(R, "%s", djct_last_error());
     resume(R);
     int64_t epoch0 = 0, step0 = 0;
     djct_trainer_position(R->tr, NULL, NULL, &epoch0, &step0);
@@ -765,12 +908,12 @@ static void train(run *R)
         fputs(end, stderr);
     if (frc) {
         const char *msg = djct_last_error();
-        fprintf(stderr, PROG ": rank %d: %s%s\n", R->rank, msg,
-                strstr(msg, "Target") && strstr(msg, "out of bounds")
-                    ? "; a label is >= the model's number of classes: set --classes"
-                    : "");
-        djct_log_finish(1);
-        djct_comm_abort(R->comm, 1, "training failed");
+        if (djct_trainer_error_is_shared(R->tr))
+            fail_alike(R, "%s", msg);
+        FAIL(R, "%s%s", msg,
+             strstr(msg, "Target") && strstr(msg, "out of bounds")
+                 ? "; a label is >= the model's number of classes: set --classes"
+                 : "");
     }
 }
 
@@ -875,8 +1018,8 @@ static void write_summary(const run *R, const djct_log_upload *up)
         add_num(o, "t_data_s", td, 6);
         add_num(o, "t_compute_s", tc, 6);
         add_num(o, "t_comm_s", tm, 6);
-        add_num(o, "final_loss", loss, 8);
-        add_num(o, "val_loss", isfinite(vloss) ? vloss : -1.0, 8);
+        add_num(o, "final_loss", loss, 8); /* null: no step taken (NaN) */
+        add_num(o, "val_loss", vloss, 8);  /* null: no validation ran */
         add_num(o, "wall_s", R->wall, 4);
         const steady_rate *st = &R->steady;
         double sw = st->steps ? st->t1 - st->t0 : NAN;
@@ -919,10 +1062,13 @@ static void report(run *R)
     char vl[64] = "";
     if (isfinite(vloss))
         snprintf(vl, sizeof(vl), ", val loss %.4f", vloss);
+    char fl[64] = "no step taken in this run";
+    if (isfinite(loss))
+        snprintf(fl, sizeof(fl), "final loss %.4f", loss);
     if (R->stop_reason == DJCT_STOP_DONE)
-        printf("done: %" PRId64 " steps in %.1f s, final loss %.4f%s, %.0f events/s, %.0f elements/s; "
+        printf("done: %" PRId64 " steps in %.1f s, %s%s, %.0f events/s, %.0f elements/s; "
                "step %.2f ms (data %.2f, compute %.2f, comm %.2f)\nrun directory: %s\n",
-               gstep, R->wall, loss, vl, evs, els, 1e3 * ts, 1e3 * td, 1e3 * tc, 1e3 * tm, R->run_dir);
+               gstep, R->wall, fl, vl, evs, els, 1e3 * ts, 1e3 * td, 1e3 * tc, 1e3 * tm, R->run_dir);
     else
         printf("%s at step %" PRId64 ": checkpoint written in %s/checkpoints; %s\n", stop_name(R->stop_reason), gstep,
                R->run_dir,
@@ -992,11 +1138,30 @@ static int finish(run *R)
     djct_comm_free(R->comm);
     djct_opts_free(T, NT, &R->c);
     djct_comm_finalize_mpi();
+    R->ended = 1;
     return exit_code;
 }
 
+/* Signals from the program's first instruction: the handlers only set flags, so they are safe
+ * before anything else runs. Start-up takes seconds (libtorch's static initialisers before
+ * main, MPI_Init, data, model), and a SIGUSR1/SIGTERM/SIGINT then, e.g. a preemption forwarded
+ * by the launcher, would otherwise kill the rank without a checkpoint. Flagged, it stops the run
+ * at the first step boundary like any other (checkpoint, exit 75 or 130). The executable's
+ * .preinit_array runs before every shared library's initialisers. */
+static void install_signals_early(int argc, char **argv, char **envp)
+{
+    (void)argc, (void)argv, (void)envp;
+    djct_signals_install();
+}
+__attribute__((section(".preinit_array"), used)) static void (*const early_signals)(int, char **, char **) =
+    install_signals_early;
+
 int main(int argc, char **argv)
 {
+    if (djct_signals_install()) { /* done before main; this reports a failure */
+        fprintf(stderr, PROG ": %s\n", djct_last_error());
+        return 1;
+    }
     if (djct_opts_argv_has(argc, argv, "--version", NULL)) {
         printf(PROG " %s (%s)\n", djct_version(), djct_build_features());
         return 0;
@@ -1007,6 +1172,8 @@ int main(int argc, char **argv)
     }
     static run R; /* large path buffers: off the stack */
     parse_options(&R, argc, argv);
+    g_run = &R;
+    atexit(report_early_exit);
     if (R.c.malloc_tune) /* before the model, data and buffers are allocated */
         djct_tune_malloc();
     setup_comm(&R);

@@ -4,6 +4,8 @@
 #include "djct_int.h"
 
 #include <inttypes.h>
+#include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -203,4 +205,49 @@ DJCT_VECTORIZE int djct_all_finite(const float *g, size_t n)
     for (int j = 0; j < 16; j++)
         any |= m[j];
     return !(any & 0x80000000u);
+}
+
+/* the first row of `a` (of `rows`) with a non-finite value, or -1 */
+static int64_t nonfinite_row(const djct_array *a, int64_t rows)
+{
+    if ((a->dtype != DJCT_DTYPE_FLOAT32 && a->dtype != DJCT_DTYPE_FLOAT64) || !a->values || rows <= 0)
+        return -1;
+    int64_t inner = 1; /* values per element (ragged) or per row (regular) */
+    for (int d = djct_array_is_ragged(a) ? 2 : 1; d < a->ndim; d++)
+        inner *= a->shape[d] > 0 ? a->shape[d] : 0;
+    for (int64_t r = 0; r < rows; r++) {
+        int64_t v0 = a->row_splits ? a->row_splits[r] * inner : r * inner;
+        int64_t v1 = a->row_splits ? a->row_splits[r + 1] * inner : (r + 1) * inner;
+        if (v1 > (int64_t)a->n_values || v0 < 0)
+            return -1; /* not a shape this function understands; say nothing rather than guess */
+        for (int64_t i = v0; i < v1; i++) {
+            double x = a->dtype == DJCT_DTYPE_FLOAT32 ? (double)((const float *)a->values)[i] : ((const double *)a->values)[i];
+            if (!isfinite(x))
+                return r;
+        }
+    }
+    return -1;
+}
+
+int64_t djct_record_nonfinite_event(const djct_record *r, char *array, size_t cap)
+{
+    static const char *kind[3] = {"features", "truths", "weights"};
+    const djct_array *lists[3] = {r->features, r->truths, r->weights};
+    size_t counts[3] = {r->n_features, r->n_truths, r->n_weights};
+    int64_t best = -1;
+    for (int k = 0; k < 3; k++)
+        for (size_t i = 0; i < counts[k]; i++) {
+            const djct_array *a = &lists[k][i];
+            int64_t row = nonfinite_row(a, djct_array_nrows(a));
+            if (row >= 0 && (best < 0 || row < best)) {
+                best = row;
+                if (array && cap) {
+                    if (a->name && *a->name)
+                        snprintf(array, cap, "%s '%s'", kind[k], a->name);
+                    else
+                        snprintf(array, cap, "%s %zu", kind[k], i);
+                }
+            }
+        }
+    return best;
 }

@@ -102,10 +102,12 @@ void djct_comm_abort(const djct_comm *comm, int code, const char *msg)
         MPI_Comm_rank(MPI_COMM_WORLD, &rank);
     char prefix[32];
     snprintf(prefix, sizeof(prefix), "rank %d: ", rank);
-    if (msg && !strncmp(msg, prefix, strlen(prefix)))
+    if (!msg)
+        ; /* the caller has said why */
+    else if (!strncmp(msg, prefix, strlen(prefix)))
         fprintf(stderr, "%s\n", msg); /* djct messages already name the rank */
     else
-        fprintf(stderr, "%s%s\n", prefix, msg && *msg ? msg : "fatal error");
+        fprintf(stderr, "%s%s\n", prefix, *msg ? msg : "fatal error");
     fflush(stderr);
     fflush(stdout);
     if (init && !fin)

@@ -60,6 +60,7 @@ struct djct_comm_plan {
     int               wdefer;    /* one host bucket, reduced only at finish: post the weights there */
     int               wposted;   /* this step's weight collective is posted (or not needed) */
     size_t            next_launch, ndone;
+    char              what_bucket[128], what_weight[128]; /* the watchdog's names (djct_comm_plan_set_label) */
 };
 
 static djct_dtype reduce_dtype(const djct_comm_buffer *b)
@@ -91,6 +92,19 @@ void djct_comm_plan_free(djct_comm_plan *p)
 }
 
 size_t djct_comm_plan_bucket_count(const djct_comm_plan *p) { return p ? p->nb : 0; }
+
+int djct_comm_plan_set_label(djct_comm_plan *p, const char *label)
+{
+    DJCT_CHECK_ARG(p);
+    if (!label || !*label) {
+        snprintf(p->what_bucket, sizeof(p->what_bucket), "reduce bucket");
+        snprintf(p->what_weight, sizeof(p->what_weight), "weight sum");
+    } else {
+        snprintf(p->what_bucket, sizeof(p->what_bucket), "%s, bucket", label);
+        snprintf(p->what_weight, sizeof(p->what_weight), "%s, weight sum", label);
+    }
+    return 0;
+}
 size_t djct_comm_plan_zero_copy_count(const djct_comm_plan *p) { return p ? p->nzc : 0; }
 
 int djct_comm_plan_create(djct_comm_plan **out, djct_comm *c, const djct_comm_buffer *bufs, size_t n,
@@ -118,6 +132,7 @@ int djct_comm_plan_create(djct_comm_plan **out, djct_comm *c, const djct_comm_bu
         return djct_error_oom();
     p->c = c;
     p->n = n;
+    djct_comm_plan_set_label(p, NULL);
     size_t max_segs = n;
     for (size_t i = 0; i < n; i++)
         max_segs += bufs[i].count / (cap / 8 ? cap / 8 : 1) + 1;
@@ -269,7 +284,7 @@ static int weight_post(djct_comm_plan *p)
 {
     djct_comm *c = p->c;
     int rc;
-    if ((rc = comm_enter(c, "weight sum", SIZE_MAX)) < 0)
+    if ((rc = comm_enter(c, p->what_weight, SIZE_MAX)) < 0)
         return rc;
     p->wseq = c->seq;
     p->wbuf[0] = p->wbuf[1] = p->wbuf[2] = p->weight;
@@ -300,7 +315,7 @@ static int weight_sum(djct_comm_plan *p, int block, int *ready)
         return 0;
     if (block) {
         djct_comm *c = p->c;
-        c->what = "weight sum";
+        c->what = p->what_weight;
         c->what_index = SIZE_MAX;
         c->wait_seq = p->wseq;
         if ((rc = comm_wait_reqs(c, 1, &p->wreq)) < 0)
@@ -347,7 +362,7 @@ static int launch(djct_comm_plan *p, size_t k, int blocking)
      * (device and blocking buckets), so every rank decides alike; a non-blocking bucket launched
      * before the weights arrived is multiplied as before. */
     bk->plain = p->op == DJCT_COMM_WEIGHTED && (bk->device >= 0 || blocking) && p->wequal && w > 0;
-    if ((rc = comm_enter(c, "reduce bucket", k)) < 0)
+    if ((rc = comm_enter(c, p->what_bucket, k)) < 0)
         return rc;
     bk->seq = c->seq;
     if (bk->device >= 0) {
@@ -542,7 +557,7 @@ int djct_comm_plan_finish(djct_comm_plan *p)
         bucket_t *bk = &p->b[k];
         if (bk->state != 1 || bk->device >= 0)
             continue;
-        c->what = "reduce bucket";
+        c->what = p->what_bucket;
         c->what_index = k;
         c->wait_seq = bk->seq;
         if ((rc = comm_wait_reqs(c, 1, &bk->req)) < 0)

@@ -1,6 +1,7 @@
 /* Datasets: open (file list, metadata, schema check), seek and next, and the plan queries. The
  * parts: dataset_files.c (file lists), dataset_plan.c (the epoch plan), dataset_cache.c (decoded
- * files), dataset_batch.c (batch storage and assembly), dataset_prefetch.c (the producer thread).
+ * files), dataset_batch.c (batch storage and assembly), dataset_prefetch.c (the producer thread),
+ * dataset_decode.c (the threads that decode .djctd files ahead).
  * Invariants: every rank computes the same plan from metadata alone; every planned event is in
  * exactly one (step, rank) bin, and every rank has the same number of steps. */
 #include "djct/dataset.h"
@@ -73,13 +74,16 @@ static int check_schema(const djct_file_meta *m0, const djct_file_meta *m)
     return 0;
 }
 
-static int read_meta(djct_file_meta *m, const char *path)
+static int read_meta(djct_file_meta *m, const char *path, const djct_h5_map *map)
 {
     djct_format f;
     if (djct_format_detect(&f, path) < 0)
         return djct_error_prefix("dataset");
-    if (f == DJCT_FORMAT_H5)
-        return djct_h5_read_meta(m, path);
+    if (f == DJCT_FORMAT_H5) {
+        djct_h5_read_options o = DJCT_H5_READ_OPTIONS_INIT;
+        o.map = map;
+        return djct_h5_read_meta_ext(m, path, &o);
+    }
     if (f == DJCT_FORMAT_DJCSA)
         return djct_error_set(DJCT_EINVAL, "dataset: '%s' is a .djcsa (one array); datasets read .djctd or "
                               "HDF5 records (convert with djct_convert)", path);
@@ -93,6 +97,7 @@ void djct_dataset_free(djct_dataset *ds)
     if (!ds)
         return;
     dataset_stop_prefetch(ds);
+    dataset_pool_stop(ds);
     while (ds->freelist) {
         bint *b = ds->freelist;
         ds->freelist = b->next;
@@ -105,11 +110,18 @@ void djct_dataset_free(djct_dataset *ds)
         djct_file_meta_clear(&ds->files[i]);
     free(ds->files);
     free(ds->prefaulted);
+    free(ds->fbytes);
+    free(ds->pooled);
+    free(ds->use_start);
+    free(ds->use_file);
+    free(ds->fuse_start);
+    free(ds->fuse_step);
     free(ds->first);
     free(ds->cnt);
     free(ds->lay);
     free(ds->row_values);
     free(ds->ragged);
+    djct_h5_map_free(ds->h5map);
     djct_dataset_plan_clear(&ds->plan);
     free(ds->q);
     pthread_mutex_destroy(&ds->mu);
@@ -140,6 +152,8 @@ static int check_options(const djct_dataset_options *o)
         return djct_error_set(DJCT_EINVAL, "dataset: shuffle %d is not a djct_shuffle (0 to 3)", o->shuffle);
     if (o->prefetch_depth < 0 || o->prefetch_depth > 1024)
         return djct_error_set(DJCT_EINVAL, "dataset: prefetch_depth %d outside 0..1024", o->prefetch_depth);
+    if (o->decode_threads < 0 || o->decode_threads > 1024)
+        return djct_error_set(DJCT_EINVAL, "dataset: decode_threads %d outside 0..1024", o->decode_threads);
     return 0;
 }
 
@@ -161,6 +175,7 @@ int djct_dataset_open_files(djct_dataset **out, const char *const *paths, size_t
     if (!ds)
         return djct_error_oom();
     ds->o = o;
+    ds->o.h5_map = NULL;
     pthread_mutex_init(&ds->mu, NULL);
     pthread_cond_init(&ds->cv_item, NULL);
     pthread_cond_init(&ds->cv_space, NULL);
@@ -170,8 +185,12 @@ int djct_dataset_open_files(djct_dataset **out, const char *const *paths, size_t
         rc = djct_error_oom();
         goto fail;
     }
+    if (o.h5_map && (rc = djct_h5_map_load(&ds->h5map, o.h5_map)) < 0) {
+        rc = djct_error_prefix("dataset");
+        goto fail;
+    }
     for (size_t i = 0; i < n_paths; i++) {
-        if ((rc = read_meta(&ds->files[i], paths[i])) < 0)
+        if ((rc = read_meta(&ds->files[i], paths[i], ds->h5map)) < 0)
             goto fail;
         ds->nf = i + 1;
         if (i && (rc = check_schema(&ds->files[0], &ds->files[i])) < 0)
@@ -188,7 +207,7 @@ int djct_dataset_open_files(djct_dataset **out, const char *const *paths, size_t
     }
     if (!(ds->lay = calloc(ds->n_arrays, sizeof(*ds->lay))) ||
         !(ds->row_values = calloc(ds->n_arrays, sizeof(size_t))) || !(ds->ragged = calloc(ds->n_arrays, sizeof(int))) ||
-        !(ds->cnt = malloc((size_t)(ds->N + 1) * sizeof(int64_t)))) {
+        !(ds->cnt = malloc((size_t)(ds->N + 1) * sizeof(int64_t))) || !(ds->fbytes = calloc(ds->nf, sizeof(size_t)))) {
         rc = djct_error_oom();
         goto fail;
     }
@@ -204,6 +223,21 @@ int djct_dataset_open_files(djct_dataset **out, const char *const *paths, size_t
                 rv *= (size_t)a->shape[d];
             ds->row_values[k] = rv;
         }
+    for (size_t f = 0; f < ds->nf; f++) { /* what a decoded file takes in the cache (dataset_cache.c) */
+        const djct_array *fl[3];
+        size_t fn[3];
+        dataset_layout_lists(&ds->files[f].layout, fl, fn);
+        for (int c = 0; c < 3; c++)
+            for (size_t i = 0; i < fn[c]; i++) {
+                const djct_array *a = &fl[c][i];
+                int rg = layout_ragged(a);
+                size_t rv = 1;
+                for (int d = rg ? 2 : 1; d < a->ndim; d++)
+                    rv *= (size_t)a->shape[d];
+                ds->fbytes[f] += (size_t)(rg ? -a->shape[1] : a->shape[0]) * rv * djct_dtype_size(a->dtype) +
+                                 (rg ? (size_t)(a->shape[0] + 1) * sizeof(int64_t) : 0);
+            }
+    }
     for (size_t f = 0; f < ds->nf; f++)
         for (int64_t e = 0; e < ds->files[f].n_events; e++)
             ds->cnt[ds->first[f] + e] = any_ragged && ds->files[f].event_elements ? ds->files[f].event_elements[e]
@@ -213,7 +247,8 @@ int djct_dataset_open_files(djct_dataset **out, const char *const *paths, size_t
         rc = djct_error_set(DJCT_EINVAL, "dataset: ragged data needs batch_elements > 0 (attempting empty split)");
         goto fail;
     }
-    if ((rc = plan_epoch(ds, 0)) < 0 || (rc = dataset_start_prefetch(ds)) < 0)
+    if ((rc = plan_epoch(ds, 0)) < 0 || (rc = dataset_pool_start(ds)) < 0 || (rc = dataset_pool_plan(ds)) < 0 ||
+        (rc = dataset_start_prefetch(ds)) < 0)
         goto fail;
     *out = ds;
     return 0;
@@ -257,9 +292,18 @@ int djct_dataset_seek(djct_dataset *ds, int64_t epoch, int64_t step)
     DJCT_CHECK_ARG(ds);
     if (epoch < 0)
         return djct_error_set(DJCT_EINVAL, "dataset: epoch %" PRId64 " is negative", epoch);
+    if (epoch == ds->plan.epoch && step == ds->cursor) {
+        /* already there (open, then begin_epoch(0)): what is in flight is what comes next */
+        pthread_mutex_lock(&ds->mu);
+        int healthy = !ds->err;
+        pthread_mutex_unlock(&ds->mu);
+        if (healthy)
+            return 0;
+    }
     dataset_stop_prefetch(ds);
+    dataset_pool_reset(ds);
     int rc;
-    if (epoch != ds->plan.epoch && (rc = plan_epoch(ds, epoch)) < 0)
+    if (epoch != ds->plan.epoch && ((rc = plan_epoch(ds, epoch)) < 0 || (rc = dataset_pool_plan(ds)) < 0))
         return rc;
     if (step < 0 || step > ds->plan.steps)
         return djct_error_set(DJCT_EINVAL, "dataset: step %" PRId64 " outside 0..%" PRId64 " of epoch %" PRId64,
@@ -330,6 +374,58 @@ int djct_dataset_plan_elements(const djct_dataset *ds, const int64_t **elements,
         *steps = ds->plan.steps;
     if (world_size)
         *world_size = ds->o.world_size;
+    return 0;
+}
+
+int djct_dataset_describe_events(const djct_dataset *ds, const int64_t *ids, size_t n, char *buf, size_t cap)
+{
+    DJCT_CHECK_ARG(ds);
+    DJCT_CHECK_ARG(buf);
+    if (cap == 0)
+        return djct_error_set(DJCT_EINVAL, "djct_dataset_describe_events: cap 0");
+    buf[0] = '\0';
+    if (n && !ids)
+        return djct_error_set(DJCT_EINVAL, "invalid argument: ids");
+    size_t len = 0, i = 0;
+    int more = 0;
+    /* "'a.h5' events 3-5, 9; 'b.h5' event 0": runs of consecutive ids, file by file */
+    while (i < n && !more) {
+        int64_t id = ids[i];
+        if (id < 0 || id >= ds->first[ds->nf])
+            return djct_error_set(DJCT_EINVAL, "dataset: event id %" PRId64 " outside 0..%" PRId64, id,
+                                  ds->first[ds->nf] - 1);
+        size_t f = 0;
+        while (f + 1 < ds->nf && ds->first[f + 1] <= id)
+            f++;
+        size_t j = i; /* the ids of file f */
+        while (j < n && ids[j] >= ds->first[f] && ids[j] < ds->first[f + 1])
+            j++;
+        char part[4400];
+        size_t pl = (size_t)snprintf(part, sizeof(part), "%s'%s' event%s ", len ? "; " : "", ds->files[f].path,
+                                     j - i > 1 ? "s" : "");
+        for (size_t k = i; k < j && pl < sizeof(part) - 48;) {
+            size_t e = k;
+            while (e + 1 < j && ids[e + 1] == ids[e] + 1)
+                e++;
+            int64_t a = ids[k] - ds->first[f], b = ids[e] - ds->first[f];
+            pl += a == b ? (size_t)snprintf(part + pl, sizeof(part) - pl, "%s%" PRId64, k > i ? ", " : "", a)
+                         : (size_t)snprintf(part + pl, sizeof(part) - pl, "%s%" PRId64 "-%" PRId64, k > i ? ", " : "", a, b);
+            k = e + 1;
+            if (k < j && pl >= sizeof(part) - 48) {
+                snprintf(part + pl, sizeof(part) - pl, ", ...");
+                break;
+            }
+        }
+        if (len + strlen(part) + 8 >= cap) {
+            more = 1;
+            break;
+        }
+        memcpy(buf + len, part, strlen(part) + 1);
+        len += strlen(part);
+        i = j;
+    }
+    if (more && len + 6 < cap)
+        memcpy(buf + len, len ? "; ..." : "...", len ? 6 : 4);
     return 0;
 }
 

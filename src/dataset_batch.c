@@ -103,6 +103,10 @@ int dataset_build_batch(djct_dataset *ds, int64_t step, bint **out)
         b->ids_cap = n + 1;
     }
     memcpy(b->ids, ev, n * sizeof(int64_t));
+    if (ds->pool) { /* between batches: make room, then let the pool decode what comes next */
+        dataset_cache_trim(ds, step);
+        dataset_pool_ahead(ds, step);
+    }
     /* pass 1: open the sources, count rows per array */
     int64_t elements = 0;
     for (size_t i = 0; i < n;) {
@@ -207,7 +211,7 @@ int dataset_build_batch(djct_dataset *ds, int64_t step, bint **out)
         }
         i = j;
     }
-    dataset_cache_trim(ds);
+    dataset_cache_trim(ds, step + 1);
     /* split the flat arrays over the containers */
     b->b.record.features = b->arrays;
     b->b.record.n_features = ds->counts[0];
@@ -226,7 +230,7 @@ int dataset_build_batch(djct_dataset *ds, int64_t step, bint **out)
     *out = b;
     return 0;
 fail:
-    dataset_cache_trim(ds);
+    dataset_cache_trim(ds, step + 1);
     free(local);
     free(rows);
     djct_batch_release(ds, b ? &b->b : NULL);

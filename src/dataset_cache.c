@@ -1,6 +1,8 @@
 /* The decoded-file cache of the batch producer: a source is a file whose values are at hand (an
  * open HDF5 handle gathered from, mapped where libhdf5 allows, or a whole decoded file), kept
- * between batches up to a byte budget and evicted least recently used. One thread at a time. */
+ * between batches up to a byte budget. Evicted least recently used, or, with a decode pool, the
+ * one the plan reads last (the pool's files decoded ahead count in the budget). One thread at a
+ * time: the producer. */
 #include "djct/dataset.h"
 #include "djct/error.h"
 #include "djct_int.h"
@@ -21,6 +23,63 @@ void dataset_source_clear(source *s)
     memset(s, 0, sizeof(*s));
 }
 
+size_t dataset_cache_budget(const djct_dataset *ds) { return ds->o.cache_bytes ? ds->o.cache_bytes : (size_t)512 << 20; }
+
+int dataset_source_cached(const djct_dataset *ds, size_t file)
+{
+    for (size_t i = 0; i < ds->nsrc; i++)
+        if (ds->src[i].file == file)
+            return 1;
+    return 0;
+}
+
+/* A decoded file (s->rec) checked against the dataset's arrays and indexed; cleared on error. */
+static int source_of_record(djct_dataset *ds, source *s)
+{
+    const djct_file_meta *m = &ds->files[s->file];
+    const djct_array *l[3];
+    size_t n[3], k = 0;
+    dataset_layout_lists(&s->rec, l, n);
+    if (n[0] != ds->counts[0] || n[1] != ds->counts[1] || n[2] != ds->counts[2]) {
+        dataset_source_clear(s);
+        return djct_error_set(DJCT_EINVAL, "dataset: '%s' changed since the dataset was opened (array counts)",
+                              m->path);
+    }
+    if (!(s->flat = calloc(ds->n_arrays + 1, sizeof(*s->flat)))) {
+        dataset_source_clear(s);
+        return djct_error_oom();
+    }
+    for (int c = 0; c < 3; c++)
+        for (size_t i = 0; i < n[c]; i++, k++) {
+            const djct_array *a = &l[c][i];
+            s->flat[k] = a;
+            s->bytes += a->n_values * djct_dtype_size(a->dtype) + a->n_row_splits * 8;
+            if (djct_array_nrows(a) != m->n_events || djct_array_is_ragged(a) != ds->ragged[k] ||
+                a->dtype != ds->lay[k]->dtype) {
+                dataset_source_clear(s);
+                return djct_error_set(DJCT_EINVAL, "dataset: '%s': %s array %zu changed since the dataset was "
+                                      "opened (events, dtype or raggedness)", m->path, dataset_container_name[c], i);
+            }
+        }
+    return 0;
+}
+
+/* into the cache (s is moved there, or cleared on error) */
+static int source_insert(djct_dataset *ds, source *s, source **out)
+{
+    source *ns = realloc(ds->src, (ds->nsrc + 1) * sizeof(source));
+    if (!ns) {
+        dataset_source_clear(s);
+        return djct_error_oom();
+    }
+    ds->src = ns;
+    s->used = ++ds->tick;
+    ds->src[ds->nsrc++] = *s;
+    ds->cache_used += s->bytes;
+    *out = &ds->src[ds->nsrc - 1];
+    return 0;
+}
+
 int dataset_source_get(djct_dataset *ds, size_t file, source **out)
 {
     for (size_t i = 0; i < ds->nsrc; i++)
@@ -33,7 +92,7 @@ int dataset_source_get(djct_dataset *ds, size_t file, source **out)
     s.file = file;
     const djct_file_meta *m = &ds->files[file];
     int rc;
-    size_t budget = ds->o.cache_bytes ? ds->o.cache_bytes : (size_t)512 << 20, total = 0;
+    size_t budget = dataset_cache_budget(ds), total = 0;
     for (size_t k = 0; k < ds->n_arrays; k++) {
         const djct_array *a = k < ds->counts[0] ? &m->layout.features[k]
                               : k < ds->counts[0] + ds->counts[1] ? &m->layout.truths[k - ds->counts[0]]
@@ -47,7 +106,7 @@ int dataset_source_get(djct_dataset *ds, size_t file, source **out)
      * dwarfs an event's bytes); larger ones are gathered through libhdf5 with a chunk cache. */
     int h5_gather = m->format == DJCT_FORMAT_H5, have_rec = 0;
     if (h5_gather && total <= budget / 4) {
-        if ((rc = djct_h5_file_open(&s.h5, m->path)) < 0)
+        if ((rc = djct_h5_file_open_map(&s.h5, m->path, 0, ds->h5map)) < 0)
             return rc;
         if (djct_h5_file_direct(s.h5)) {
             s.bytes = 4096; /* mapped: the page cache holds the data, not the dataset */
@@ -73,7 +132,7 @@ int dataset_source_get(djct_dataset *ds, size_t file, source **out)
             vb = bytes > vb ? bytes : vb;
         }
         size_t cc = vb + ((size_t)1 << 20) < budget / 4 ? vb + ((size_t)1 << 20) : budget / 4;
-        if ((rc = djct_h5_file_open_cached(&s.h5, m->path, cc)) < 0)
+        if ((rc = djct_h5_file_open_map(&s.h5, m->path, cc, ds->h5map)) < 0)
             return rc;
         /* what the chunk caches may grow to; a mapped file lives in the page cache instead */
         s.bytes = 4096 + (djct_h5_file_direct(s.h5) ? 0 : cc * ds->n_arrays);
@@ -98,57 +157,52 @@ int dataset_source_get(djct_dataset *ds, size_t file, source **out)
             return rc;
         }
     } else {
-        if (!have_rec && (rc = m->format == DJCT_FORMAT_H5 ? djct_h5_read(&s.rec, m->path)
-                                                           : djct_djcdata_read(&s.rec, m->path)) < 0)
+        djct_h5_read_options ro = DJCT_H5_READ_OPTIONS_INIT;
+        ro.map = ds->h5map;
+        if (!have_rec && (rc = m->format == DJCT_FORMAT_H5 ? djct_h5_read_ext(&s.rec, m->path, &ro)
+                               : ds->pool                 ? dataset_pool_take(ds, file, &s.rec)
+                                                          : djct_djcdata_read(&s.rec, m->path)) < 0)
             return rc;
-        const djct_array *l[3];
-        size_t n[3], k = 0;
-        dataset_layout_lists(&s.rec, l, n);
-        if (n[0] != ds->counts[0] || n[1] != ds->counts[1] || n[2] != ds->counts[2]) {
-            dataset_source_clear(&s);
-            return djct_error_set(DJCT_EINVAL, "dataset: '%s' changed since the dataset was opened (array counts)",
-                                  m->path);
-        }
-        if (!(s.flat = calloc(ds->n_arrays + 1, sizeof(*s.flat)))) {
-            dataset_source_clear(&s);
-            return djct_error_oom();
-        }
-        for (int c = 0; c < 3; c++)
-            for (size_t i = 0; i < n[c]; i++, k++) {
-                const djct_array *a = &l[c][i];
-                s.flat[k] = a;
-                s.bytes += a->n_values * djct_dtype_size(a->dtype) + a->n_row_splits * 8;
-                if (djct_array_nrows(a) != m->n_events || djct_array_is_ragged(a) != ds->ragged[k] ||
-                    a->dtype != ds->lay[k]->dtype) {
-                    dataset_source_clear(&s);
-                    return djct_error_set(DJCT_EINVAL, "dataset: '%s': %s array %zu changed since the dataset was "
-                                          "opened (events, dtype or raggedness)", m->path, dataset_container_name[c], i);
-                }
-            }
+        if ((rc = source_of_record(ds, &s)) < 0)
+            return rc;
     }
-    source *ns = realloc(ds->src, (ds->nsrc + 1) * sizeof(source));
-    if (!ns) {
-        dataset_source_clear(&s);
-        return djct_error_oom();
-    }
-    ds->src = ns;
-    s.used = ++ds->tick;
-    ds->src[ds->nsrc++] = s;
-    ds->cache_used += s.bytes;
-    *out = &ds->src[ds->nsrc - 1];
-    return 0;
+    return source_insert(ds, &s, out);
 }
 
-/* evict least recently used sources until within budget (never during a batch's assembly) */
-void dataset_cache_trim(djct_dataset *ds)
+int dataset_source_adopt(djct_dataset *ds, size_t file, djct_record *rec)
 {
-    size_t budget = ds->o.cache_bytes ? ds->o.cache_bytes : (size_t)512 << 20;
-    while (ds->nsrc && (ds->cache_used > budget || ds->nsrc > MAX_OPEN_H5)) {
+    source s = {0}, *out;
+    int rc;
+    s.file = file;
+    s.rec = *rec;
+    memset(rec, 0, sizeof(*rec));
+    if ((rc = source_of_record(ds, &s)) < 0)
+        return rc;
+    return source_insert(ds, &s, &out);
+}
+
+void dataset_cache_trim(djct_dataset *ds, int64_t from)
+{
+    size_t budget = dataset_cache_budget(ds);
+    while (ds->nsrc && (ds->cache_used + ds->ahead_bytes > budget || ds->nsrc > MAX_OPEN_H5)) {
         size_t v = 0;
-        for (size_t i = 1; i < ds->nsrc; i++)
-            if (ds->src[i].used < ds->src[v].used)
-                v = i;
+        if (ds->pool) { /* the plan knows the future: drop what it reads last, or not again */
+            int64_t vn = dataset_pool_next_use(ds, ds->src[0].file, from);
+            for (size_t i = 1; i < ds->nsrc; i++) {
+                int64_t n = dataset_pool_next_use(ds, ds->src[i].file, from);
+                if (n > vn || (n == vn && ds->src[i].used < ds->src[v].used)) {
+                    v = i;
+                    vn = n;
+                }
+            }
+        } else {
+            for (size_t i = 1; i < ds->nsrc; i++)
+                if (ds->src[i].used < ds->src[v].used)
+                    v = i;
+        }
         ds->cache_used -= ds->src[v].bytes;
+        if (ds->pool)
+            dataset_pool_evicted(ds, ds->src[v].file, from);
         dataset_source_clear(&ds->src[v]);
         ds->src[v] = ds->src[--ds->nsrc];
     }

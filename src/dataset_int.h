@@ -9,6 +9,8 @@
 #include "djct/h5.h"
 #include "h5_int.h"
 
+typedef struct dpool dpool; /* the decode pool (dataset_decode.c) */
+
 #define MAX_OPEN_H5 64
 
 /* What the epoch plan is made from (dataset_plan.c): event sizes, file boundaries, options. */
@@ -60,7 +62,8 @@ typedef struct {             /* a file whose values are at hand */
 } source;
 
 struct djct_dataset {
-    djct_dataset_options o;
+    djct_dataset_options o;     /* o.h5_map is not kept: h5map is */
+    djct_h5_map    *h5map;      /* the mapping of every HDF5 file (NULL: each file's own, or the layout) */
     size_t          nf;
     djct_file_meta *files;
     int64_t        *first;      /* nf + 1: global id of each file's first event */
@@ -95,6 +98,19 @@ struct djct_dataset {
     /* prefault of mapped HDF5 files (producer thread) */
     unsigned char  *prefaulted; /* nf: the file's mapping was touched once */
     int64_t         prefault_used;
+    /* decode pool (dataset_decode.c); the fields below `pool` belong to the producer */
+    dpool          *pool;       /* NULL: .djctd files are decoded whole by the producer */
+    size_t         *fbytes;     /* nf: decoded bytes of each file (from its metadata) */
+    int64_t        *use_start;  /* steps + 1: this rank's step s reads use_file[use_start[s] .. [s + 1]) */
+    size_t         *use_file;   /* ascending within a step */
+    int64_t         n_uses;
+    int64_t        *fuse_start; /* nf + 1: file f is read at steps fuse_step[fuse_start[f] .. [f + 1]) */
+    int64_t        *fuse_step;
+    int64_t         la_pos;     /* the next use the lookahead considers */
+    int64_t         la_step;    /* the step of use la_pos */
+    unsigned char  *pooled;     /* nf: the file is queued in the pool, decoding or decoded */
+    size_t          n_pooled;
+    size_t          ahead_bytes; /* decoded bytes of the pooled files (counted in the cache budget) */
 };
 
 /* ---- dataset.c ---- */
@@ -118,11 +134,20 @@ int djct_dataset_plan_make(djct_dataset_plan *out, const djct_plan_input *in, in
 void djct_dataset_plan_clear(djct_dataset_plan *p);
 
 /* ---- dataset_cache.c ---- */
+/** The cache budget (cache_bytes, or its default). */
+size_t dataset_cache_budget(const djct_dataset *ds);
 /** The source of `file`, opened or decoded if it is not cached. */
 int dataset_source_get(djct_dataset *ds, size_t file, source **out);
 void dataset_source_clear(source *s);
-/** Evict least recently used sources until within budget (never during a batch's assembly). */
-void dataset_cache_trim(djct_dataset *ds);
+/** Put a decoded .djctd file into the cache (checked as dataset_source_get checks it); *rec is
+ *  consumed either way. */
+int dataset_source_adopt(djct_dataset *ds, size_t file, djct_record *rec);
+/** 1 when `file` is in the cache. */
+int dataset_source_cached(const djct_dataset *ds, size_t file);
+/** Evict sources until the cache and the pool's files fit the budget (never during a batch's
+ *  assembly): with a pool the source the plan reads last after step `from` (or not again),
+ *  else the least recently used. */
+void dataset_cache_trim(djct_dataset *ds, int64_t from);
 /** Row splits of flat array k of a source. */
 const int64_t *dataset_source_row_splits(const source *s, size_t k);
 
@@ -134,5 +159,28 @@ void dataset_bint_free(bint *b);
 /* ---- dataset_prefetch.c ---- */
 int dataset_start_prefetch(djct_dataset *ds);
 void dataset_stop_prefetch(djct_dataset *ds);
+
+/* ---- dataset_decode.c ---- */
+/** Start o.decode_threads threads when some file is a .djctd (else no pool). */
+int dataset_pool_start(djct_dataset *ds);
+/** Drop every file queued, decoding or decoded ahead (waits for the blocks being decoded), then
+ *  join the threads and free the pool. */
+void dataset_pool_stop(djct_dataset *ds);
+/** Empty the pool (seek: the plan or position changes): files decoded ahead go into the cache,
+ *  the others are dropped (after the blocks being decoded are done). */
+void dataset_pool_reset(djct_dataset *ds);
+/** Make a producer waiting in dataset_pool_take give up (the prefetch thread is being stopped). */
+void dataset_pool_interrupt(djct_dataset *ds);
+/** Index this rank's file reads in the current plan (after planning an epoch). */
+int dataset_pool_plan(djct_dataset *ds);
+/** Queue the next .djctd files the plan reads from `step` on, in that order, while they fit the
+ *  cache budget beside the cached files needed before them. */
+void dataset_pool_ahead(djct_dataset *ds, int64_t step);
+/** The decoded record of `file` (queued first if it is not pooled), or its error. */
+int dataset_pool_take(djct_dataset *ds, size_t file, djct_record *out);
+/** `file` left the cache (trimmed at step `from`): the lookahead considers it again. */
+void dataset_pool_evicted(djct_dataset *ds, size_t file, int64_t from);
+/** The first step >= `step` at which this rank reads `file`; INT64_MAX: none this epoch. */
+int64_t dataset_pool_next_use(const djct_dataset *ds, size_t file, int64_t step);
 
 #endif /* DJCT_DATASET_INT_H */

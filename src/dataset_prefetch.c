@@ -57,6 +57,7 @@ void dataset_stop_prefetch(djct_dataset *ds)
         ds->stop = 1;
         pthread_cond_broadcast(&ds->cv_space);
         pthread_mutex_unlock(&ds->mu);
+        dataset_pool_interrupt(ds); /* it may be waiting for a file the decode threads make */
         pthread_join(ds->th, NULL);
         ds->running = 0;
     }

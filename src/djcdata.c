@@ -25,7 +25,8 @@
 
 /* ---- arrays ------------------------------------------------------------------------------------ */
 
-enum { MODE_SKIP = 0, MODE_META = 1, MODE_FULL = 2 };
+/* MODE_PARTS: as FULL, but value blocks are listed in the source's layout, not decoded */
+enum { MODE_SKIP = 0, MODE_META = 1, MODE_FULL = 2, MODE_PARTS = 3 };
 
 static int rs_check(src_t *s, uint64_t at, const char *where, const int64_t *rs, size_t n, int64_t total)
 {
@@ -41,9 +42,24 @@ static int rs_check(src_t *s, uint64_t at, const char *where, const int64_t *rs,
     return 0;
 }
 
+/* a new entry of the layout's lists (grown by doubling) */
+static int lay_grow(void **p, size_t *cap, size_t n, size_t size)
+{
+    if (n < *cap)
+        return 0;
+    size_t nc = *cap ? 2 * *cap : 16;
+    void *q = realloc(*p, nc * size);
+    if (!q)
+        return djct_error_oom();
+    *p = q;
+    *cap = nc;
+    return 0;
+}
+
 /* Read one qblock of exactly `expect` decompressed bytes (`expect_what` names the formula).
- * out == NULL: skip the chunks (headers still checked); else *out = malloc'ed payload. */
-static int read_qblock(src_t *s, void **out, uint64_t expect, const char *expect_what, const char *where)
+ * out == NULL: skip the chunks (headers still checked), or with `layout` list them in s->lay
+ * with the decoder's checks (djcdata_parts.c decodes them later); else *out = malloc'ed payload. */
+static int read_qblock(src_t *s, void **out, int layout, uint64_t expect, const char *expect_what, const char *where)
 {
     uint64_t start = s->pos, at;
     int rc;
@@ -80,20 +96,58 @@ static int read_qblock(src_t *s, void **out, uint64_t expect, const char *expect
         return djcdata_src_err(s, at, where, "total_bytes %" PRIu64 " cannot come from %" PRIu64 " bytes of chunks",
                        total, sum);
     unsigned char *buf = NULL;
-    if (out) {
-        if (!s->ds && (rc = djct_qlz_dstate_create(&s->ds)))
+    djcdata_layout *L = layout ? s->lay : NULL;
+    djcdata_block *blk = NULL;
+    if (out && !(buf = malloc(total ? (size_t)total : 1)))
+        return djct_error_oom();
+    if (L) {
+        size_t k = L->cur_flat;
+        if (k >= L->nflat) {
+            size_t nf = 2 * L->nflat > k + 16 ? 2 * L->nflat : k + 16;
+            uint64_t *t = realloc(L->flat_off, nf * sizeof(uint64_t));
+            if (!t)
+                return djct_error_oom();
+            memset(t + L->nflat, 0, (nf - L->nflat) * sizeof(uint64_t));
+            L->flat_off = t;
+            L->nflat = nf;
+        }
+        if ((rc = lay_grow((void **)&L->blocks, &L->capb, L->nblocks, sizeof(djcdata_block))))
             return rc;
-        if (!(buf = malloc(total ? (size_t)total : 1)))
-            return djct_error_oom();
-        djct_qlz_dstate_reset(s->ds);
+        blk = &L->blocks[L->nblocks++];
+        memset(blk, 0, sizeof(*blk));
+        blk->flat = k;
+        blk->dst_off = L->flat_off[k];
+        blk->first = L->nchunks;
+        snprintf(blk->where, sizeof(blk->where), "%s", where);
     }
     uint64_t done = 0;
+    size_t counter = 0; /* the stream's history: the last `counter` bytes of buf before `done` */
     for (unsigned i = 0; i < nch; i++) {
         uint64_t cstart = s->pos;
         size_t cs, dsz, eo = 0;
         int comp;
         char w[200];
-        snprintf(w, sizeof(w), "%s chunk %u", where, i);
+        djcdata_chunk_where(w, where, i);
+        if (blk) {
+            /* the header, checked as the decoder will check it; the body is left for later */
+            unsigned char h[9];
+            size_t hn = csz[i] < 9 ? (size_t)csz[i] : 9;
+            if ((rc = djcdata_src_read(s, h, hn, w, "chunk header")))
+                goto fail;
+            if ((rc = djct_qlz_check_at(&dsz, &comp, h, hn, (size_t)csz[i], (size_t)(total - done), &eo))) {
+                rc = djcdata_src_err(s, cstart + eo, w, "%s", djct_last_error());
+                goto fail;
+            }
+            if ((rc = lay_grow((void **)&L->chunks, &L->capc, L->nchunks, sizeof(djcdata_chunk))))
+                goto fail;
+            L->chunks[L->nchunks++] = (djcdata_chunk){cstart, csz[i], dsz, comp};
+            blk->n++;
+            blk->total += dsz;
+            done += dsz;
+            if ((rc = djcdata_src_seek(s, cstart + csz[i])))
+                goto fail;
+            continue;
+        }
         if (out && !s->mem && csz[i] >= 9) {
             /* file: a stored chunk is read straight into the output (no staging copy) */
             unsigned char h[9];
@@ -109,7 +163,7 @@ static int read_qblock(src_t *s, void **out, uint64_t expect, const char *expect
                 memcpy(buf + done, h + hl, 9 - hl);
                 if ((rc = djcdata_src_read(s, buf + done + (9 - hl), dsz - (9 - hl), w, "stored chunk")))
                     goto fail;
-                djct_qlz_stored_into_state(s->ds, buf + done, dsz);
+                djct_qlz_counter_advance(&counter, dsz);
                 done += dsz;
                 continue;
             }
@@ -121,7 +175,7 @@ static int read_qblock(src_t *s, void **out, uint64_t expect, const char *expect
             size_t got = 0;
             if ((rc = djcdata_src_view(s, &p, (size_t)csz[i], w, "chunk")))
                 goto fail;
-            rc = djct_qlz_decompress_int(s->ds, p, (size_t)csz[i], buf + done, (size_t)(total - done), &got, &eo);
+            rc = djct_qlz_decompress_at(&counter, p, (size_t)csz[i], buf, (size_t)done, (size_t)total, &got, &eo);
             if (rc) {
                 rc = djcdata_src_err(s, cstart + eo, w, "%s", djct_last_error());
                 goto fail;
@@ -154,6 +208,8 @@ static int read_qblock(src_t *s, void **out, uint64_t expect, const char *expect
         rc = djcdata_src_err(s, start, where, "chunks decompress to %" PRIu64 " bytes, total_bytes says %" PRIu64, done, total);
         goto fail;
     }
+    if (blk)
+        L->flat_off[blk->flat] += total;
     if (out)
         *out = buf;
     return 0;
@@ -292,7 +348,7 @@ static int read_array(src_t *s, djct_array *a, int mode, const char *cont, size_
             goto fail;
         }
         void *rs = NULL;
-        if ((rc = read_qblock(s, mode >= MODE_META ? &rs : NULL, nrs * 8, "nrowsplits*8", w)))
+        if ((rc = read_qblock(s, mode >= MODE_META ? &rs : NULL, 0, nrs * 8, "nrowsplits*8", w)))
             goto fail;
         a->n_row_splits = (size_t)nrs;
         if (rs) {
@@ -307,7 +363,7 @@ static int read_array(src_t *s, djct_array *a, int mode, const char *cont, size_
     char w[240];
     snprintf(w, sizeof(w), "%s data qblock", where);
     void *vals = NULL;
-    if ((rc = read_qblock(s, mode == MODE_FULL ? &vals : NULL, size * 4, "size*4", w)))
+    if ((rc = read_qblock(s, mode == MODE_FULL ? &vals : NULL, mode == MODE_PARTS, size * 4, "size*4", w)))
         goto fail;
     a->values = vals;
     if (vals) {
@@ -401,6 +457,8 @@ static int read_record(src_t *s, djct_record *r, int mode, size_t rec)
         for (uint64_t i = 0; i < n; i++) {
             djct_array *a = &(*cont_arr(r, c))[i];
             uint64_t at_a = s->pos;
+            if (s->lay) /* the flat index of this array */
+                s->lay->cur_flat = (c > 0 ? r->n_features : 0) + (c > 1 ? r->n_truths : 0) + (size_t)i;
             if ((rc = read_array(s, a, mode, djcdata_containers[c], (size_t)i, rec)))
                 goto fail;
             (*cont_n(r, c))++;
@@ -660,6 +718,18 @@ static int sniff_djcsa(src_t *s)
 /* a .djcsa or a .djctd: the content decides (as djct_format_detect); the name only for a file too
  * short to tell, which then fails with the message of the format it was meant to be */
 static int is_djcsa(src_t *s, const char *path) { return s->size >= 8 ? sniff_djcsa(s) : is_djcsa_name(path); }
+
+int djcdata_layout_pass(src_t *s, djct_record *out, const char *path)
+{
+    size_t n;
+    memset(out, 0, sizeof(*out));
+    if (path && is_djcsa(s, path)) { /* as djct_djcdata_read: one array, read whole */
+        djct_array a;
+        int rc = parse_djcsa(s, &a, MODE_FULL);
+        return rc ? rc : record_of_array(out, &a);
+    }
+    return parse_djctd(s, out, MODE_PARTS, &n, NULL);
+}
 
 int djct_djcdata_read_mem(djct_record *out, const void *buf, size_t len, const char *name)
 {

@@ -33,6 +33,31 @@ static inline uint32_t le32(const unsigned char *b)
 }
 static inline uint64_t le64(const unsigned char *b) { return (uint64_t)le32(b) | (uint64_t)le32(b + 4) << 32; }
 
+/* ---- the layout of a .djctd's value blocks (djcdata.c fills it, djcdata_parts.c decodes) ---- */
+typedef struct {
+    uint64_t off, len; /* the chunk's bytes in the file, header included */
+    uint64_t dsize;    /* what it decodes to */
+    int      comp;     /* 0: stored */
+} djcdata_chunk;
+
+typedef struct {
+    size_t   flat;       /* the array: features, then truths, then weights */
+    uint64_t dst_off;    /* byte offset of this record's values in the file's concatenated array */
+    uint64_t total;      /* decoded bytes of the chunks listed */
+    size_t   first, n;   /* its chunks: chunks[first .. first + n) */
+    char     where[240]; /* "record 1: array 'e' (truths[1]) data qblock", as the serial reader says */
+} djcdata_block;
+
+typedef struct {
+    djcdata_block *blocks;
+    size_t         nblocks, capb;
+    djcdata_chunk *chunks;
+    size_t         nchunks, capc;
+    uint64_t      *flat_off; /* per flat array: value bytes of the records read so far */
+    size_t         nflat;
+    size_t         cur_flat; /* the flat index of the array being read */
+} djcdata_layout;
+
 /* ---- the byte source (djcdata_source.c) ---- */
 typedef struct {
     const char *name;
@@ -41,7 +66,7 @@ typedef struct {
     uint64_t pos, size;
     unsigned char *tmp; /* chunk bytes read from fp */
     size_t tmpcap;
-    djct_qlz_dstate *ds;
+    djcdata_layout *lay; /* a layout pass: value blocks are listed here, not decoded */
 } src_t;
 
 
@@ -52,6 +77,11 @@ void djcdata_src_close(src_t *s);
 /** DJCT_EINVAL "file '<name>': byte <off>: <where>: <message>". */
 int djcdata_src_err(src_t *s, uint64_t off, const char *where, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
+/** The same message for a file by name (djcdata_src_err formats through it). */
+int djcdata_err_at(const char *name, uint64_t off, const char *where, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+/** The where-string of chunk i of a qblock ("<block where> chunk <i>"), into w[200]. */
+void djcdata_chunk_where(char w[200], const char *block_where, unsigned i);
 static inline uint64_t djcdata_src_left(const src_t *s) { return s->size - s->pos; }
 /** Copy n bytes at the cursor into dst; a "truncated" error naming the field when they are missing. */
 int djcdata_src_read(src_t *s, void *dst, size_t n, const char *where, const char *field);
@@ -70,5 +100,35 @@ int djcdata_rd_str(src_t *s, char **out, const char *where, const char *field);
 /** 0 when the .djctd record in buf[0..len) can be appended to the file at `path` (its first
  *  record's arrays), else the error naming the difference. */
 int djcdata_check_appendable(const char *path, const void *buf, size_t len);
+
+/** The layout pass over a source with s->lay set (path: a file, sniffed for .djcsa as
+ *  djct_djcdata_read does; NULL: a memory image, read as .djctd): every check of the reader in the same
+ *  order, row splits decoded, but each value block only listed in s->lay (its chunk headers
+ *  checked as the decoder would). *out gets the whole-file record with values NULL (a .djcsa:
+ *  its array read whole, nothing listed). On an error the blocks listed so far stay listed: the
+ *  serial reader would have decoded them before meeting the error. */
+int djcdata_layout_pass(src_t *s, djct_record *out, const char *path);
+
+/* ---- a .djctd decoded in parts (djcdata_parts.c) ----
+ * The layout pass runs first (serially); then the value blocks, which depend on nothing but their
+ * own chunks, may be decoded in any order by any threads (each block by one thread at a time);
+ * finish returns the record, or the error the serial reader (djct_djcdata_read) gives: the first
+ * failing block in file order, else the layout pass's error. */
+typedef struct djcdata_parts djcdata_parts;
+
+/** Run the layout pass over the file at `path` (buf == NULL) or over buf[0..len) named `path`.
+ *  Fails only when nothing can be set up (open, memory); a malformed file gives parts whose
+ *  finish returns the error. */
+int djcdata_parts_open(djcdata_parts **out, const char *path, const void *buf, size_t len);
+/** Value blocks to decode. */
+size_t djcdata_parts_count(const djcdata_parts *p);
+/** Decode block i (0 <= i < count) into place; *scratch / *scratch_cap: the thread's buffer for
+ *  compressed bytes read from a file (grown as needed, the caller frees it). Returns the block's
+ *  result, also kept for finish. Different blocks may be decoded concurrently. */
+int djcdata_parts_decode(djcdata_parts *p, size_t i, unsigned char **scratch, size_t *scratch_cap);
+/** After every block up to the first failing one was decoded: *out = the record (yours), or the
+ *  error. Call once. */
+int djcdata_parts_finish(djcdata_parts *p, djct_record *out);
+void djcdata_parts_free(djcdata_parts *p);
 
 #endif /* DJCT_DJCDATA_INT_H */

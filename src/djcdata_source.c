@@ -15,14 +15,34 @@
 #include <string.h>
 #include <sys/stat.h>
 
-int djcdata_src_err(src_t *s, uint64_t off, const char *where, const char *fmt, ...)
+static int err_va(const char *name, uint64_t off, const char *where, const char *fmt, va_list ap)
 {
     char msg[700];
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    return djct_error_set(DJCT_EINVAL, "file '%s': byte %" PRIu64 ": %s: %s", name, off, where, msg);
+}
+
+int djcdata_src_err(src_t *s, uint64_t off, const char *where, const char *fmt, ...)
+{
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(msg, sizeof(msg), fmt, ap);
+    int rc = err_va(s->name, off, where, fmt, ap);
     va_end(ap);
-    return djct_error_set(DJCT_EINVAL, "file '%s': byte %" PRIu64 ": %s: %s", s->name, off, where, msg);
+    return rc;
+}
+
+int djcdata_err_at(const char *name, uint64_t off, const char *where, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int rc = err_va(name, off, where, fmt, ap);
+    va_end(ap);
+    return rc;
+}
+
+void djcdata_chunk_where(char w[200], const char *block_where, unsigned i)
+{
+    snprintf(w, 200, "%s chunk %u", block_where, i);
 }
 
 /* copy n bytes at the cursor into dst; "truncated" error naming the field when they are missing */
@@ -153,7 +173,7 @@ int djcdata_src_open(src_t *s, const char *path)
         return djct_error_set(DJCT_EIO, "file '%s': not a regular file", path);
     }
     s->size = (uint64_t)st.st_size;
-    return 0; /* the 1 MB decoder state is made on the first block that needs it */
+    return 0;
 }
 
 int djcdata_src_mem(src_t *s, const void *buf, size_t len, const char *name)
@@ -170,7 +190,6 @@ void djcdata_src_close(src_t *s)
     if (s->fp)
         fclose(s->fp);
     free(s->tmp);
-    djct_qlz_dstate_free(s->ds);
     memset(s, 0, sizeof(*s));
 }
 

@@ -2,6 +2,7 @@
 #ifndef DJCT_INT_H
 #define DJCT_INT_H
 
+#include "djct/array.h"
 #include "djct/error.h"
 
 /* Check a required argument: sets "invalid argument: NAME" and returns DJCT_EINVAL. */
@@ -40,5 +41,10 @@
 
 /* 1 when none of g[0..n) is NaN or +-Inf (the trainer's check of the gradients before a step). */
 int djct_all_finite(const float *g, size_t n);
+
+/* The first event (row) of a batch that holds a NaN or +-Inf in any float32/float64 array
+ * (features, truths, weights), or -1; *array (may be NULL) names that array ("features 'points'",
+ * "truths 1"). For messages after a non-finite loss: only called on such steps. */
+int64_t djct_record_nonfinite_event(const djct_record *r, char *array, size_t cap);
 
 #endif /* DJCT_INT_H */

@@ -1,5 +1,6 @@
 /* The format detector (include/djct/format.h): every place that chooses a reader asks it, so the
- * library and every app agree on what a file is. Content decides; the name only explains. */
+ * library and every app agree on what a file is. Content decides; the name only explains, and
+ * names the format of an output that does not exist yet (djct_format_from_name). */
 #include "djct/format.h"
 #include "djct/error.h"
 #include "djct_int.h"
@@ -15,16 +16,28 @@ static int ends_with(const char *s, const char *end)
     return a >= b && !strcmp(s + a - b, end);
 }
 
+djct_format djct_format_from_name(const char *path)
+{
+    if (!path)
+        return DJCT_FORMAT_UNKNOWN;
+    if (ends_with(path, ".h5") || ends_with(path, ".hdf5"))
+        return DJCT_FORMAT_H5;
+    if (ends_with(path, ".djctd"))
+        return DJCT_FORMAT_DJCTD;
+    if (ends_with(path, ".djcsa"))
+        return DJCT_FORMAT_DJCSA;
+    return DJCT_FORMAT_UNKNOWN;
+}
+
 /* what the name says the file is meant to be, for the message about a file that is not */
 static const char *promised(const char *path)
 {
-    if (ends_with(path, ".h5") || ends_with(path, ".hdf5"))
-        return "an HDF5 file";
-    if (ends_with(path, ".djctd"))
-        return "a .djctd file";
-    if (ends_with(path, ".djcsa"))
-        return "a .djcsa file";
-    return NULL;
+    switch (djct_format_from_name(path)) {
+    case DJCT_FORMAT_H5: return "an HDF5 file";
+    case DJCT_FORMAT_DJCTD: return "a .djctd file";
+    case DJCT_FORMAT_DJCSA: return "a .djcsa file";
+    default: return NULL;
+    }
 }
 
 static int is_version(uint32_t v) { return v == DJCDATA_V20 || v == DJCDATA_V21; }

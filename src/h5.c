@@ -1,12 +1,15 @@
-/* The djct-ragged-1 HDF5 layout (docs/hdf5_layout.md): the reader. Files are read only after
- * validating every group, dataset, dtype, extent and row split, so that a hostile file fails
- * with one line naming file, object and field instead of crashing or allocating wildly.
- * libhdf5 itself can crash on a corrupt file before djct sees anything, so files are read
- * through djct's checking driver (h5fd_int.h) and every libhdf5 call that parses a file runs
- * under the crash guard (guard_int.h); after a crash no more libhdf5 calls are made in the
- * process. HDF5's automatic error printing is switched off per call (it is per thread in
- * threadsafe builds) and the innermost HDF5 message is appended to djct's error. The parts:
- * h5_direct.c (rows copied straight from a mapping of the file), h5_read.c (values), h5_write.c. */
+/* The djct-ragged-1 HDF5 layout (docs/hdf5_layout.md): the reader, of djct's layout or of the
+ * datasets a mapping file names (h5_map.c), ragged by row splits or by counts (turned into row
+ * splits here, once). Files are read only after validating every group, dataset, dtype, extent
+ * and row split, so that a hostile file fails with one line naming file, object and field
+ * instead of crashing or allocating wildly. libhdf5 itself can crash on a corrupt file before
+ * djct sees anything, so files are read through djct's checking driver (h5fd_int.h) and every
+ * libhdf5 call that parses a file runs under the crash guard (guard_int.h); after a crash no
+ * more libhdf5 calls are made in the process. HDF5's automatic error printing is switched off
+ * per call (it is per thread in threadsafe builds) and the innermost HDF5 message is appended to
+ * djct's error. The parts:
+ * h5_map.c (mapping files), h5_convert.c (value dtypes), h5_direct.c (rows copied straight from a
+ * mapping of the file), h5_read.c (values, the public readers), h5_write.c, h5_writer.c. */
 #include "djct/h5.h"
 #include "djct/error.h"
 #include "djct_int.h"
@@ -30,9 +33,6 @@
 #include <unistd.h>
 
 const char *const h5_containers[3] = {"features", "truths", "weights"};
-#define MAX_ARRAYS_PER_GROUP 4096
-#define MAX_FEATURE_NAMES 1000000
-#define MAX_STRING_BYTES (1 << 20)
 
 /* ---- errors ----------------------------------------------------------------------------- */
 
@@ -145,8 +145,10 @@ int h5_guarded(const char *path, double cpu_seconds, int (*body)(void *), void *
 static int close_body(void *p)
 {
     djct_h5_file *f = p;
-    for (size_t i = 0; i < f->n; i++)
+    for (size_t i = 0; i < f->n; i++) {
         CLOSE(H5Dclose, f->a[i].ds);
+        h5_conv_clear(&f->a[i].conv);
+    }
     CLOSE(H5Fclose, f->fid);
     return 0;
 }
@@ -162,7 +164,10 @@ void djct_h5_file_close(djct_h5_file *f)
     for (size_t i = 0; i < f->n; i++) {
         free(f->a[i].rs);
         free(f->a[i].chunk_off);
+        free(f->a[i].vname);
+        free(f->a[i].sname);
     }
+    djct_h5_map_free(f->own_h5map);
     if (f->map)
         munmap((void *)f->map, (size_t)f->file_size);
     free(f->a);
@@ -366,12 +371,198 @@ done:
 }
 
 /* Validate one array group and fill the layout array + the h5arr. */
+const char *h5_where(const djct_h5_file *f, const h5arr *h, const char *dataset, char *buf, size_t n)
+{
+    if (f->h5map)
+        snprintf(buf, n, "%s (%s in map '%s')", dataset, h->obj, f->h5map->path);
+    else
+        snprintf(buf, n, "%s", dataset);
+    return buf;
+}
+
+/* a dataset the array needs is not in the file (`values`: its values, else its ragged index):
+ * what to fix */
+static int missing(const djct_h5_file *f, const char *where, int values)
+{
+    if (f->h5map)
+        return h5fail(DJCT_EINVAL, f->path, where, values ? "no such dataset; fix the map's 'values' line or "
+                      "the file (h5ls -r lists the file's datasets)" : "no such dataset; fix the map's row_splits, "
+                      "offsets or counts line or the file (h5ls -r lists the file's datasets)");
+    return h5fail(DJCT_EINVAL, f->path, where, "dataset missing; every array group needs a 'values' dataset");
+}
+
+/* the ragged index of h: row splits (or offsets: the same) or counts, turned into row splits */
+static int open_splits(djct_h5_file *f, hid_t loc, const char *splits, int kind, djct_array *lay, h5arr *h)
+{
+    const char *path = f->path;
+    char where[700];
+    int rc = 0;
+    hid_t t = -1, sp = -1, rsd = -1;
+    h5_where(f, h, h->sname, where, sizeof(where));
+    h5_at("%s", h->sname);
+    htri_t ex = H5Lexists(loc, splits, H5P_DEFAULT);
+    if (ex <= 0)
+        return missing(f, where, 0);
+    if ((rsd = H5Dopen2(loc, splits, H5P_DEFAULT)) < 0 || (t = H5Dget_type(rsd)) < 0 || (sp = H5Dget_space(rsd)) < 0) {
+        rc = h5fail(DJCT_EINVAL, path, where, "cannot be opened as a dataset");
+        goto done;
+    }
+    if (H5Tget_class(t) != H5T_INTEGER) {
+        rc = djct_error_set(DJCT_EINVAL, "'%s': %s: dtype must be an integer (int64), got class %d", path, where,
+                            (int)H5Tget_class(t));
+        goto done;
+    }
+    int counts = kind == H5S_COUNTS;
+    hsize_t n = 0;
+    if (H5Sget_simple_extent_ndims(sp) != 1 || H5Sget_simple_extent_dims(sp, &n, NULL) < 0 || (!counts && n < 1)) {
+        rc = djct_error_set(DJCT_EINVAL, "'%s': %s: must be 1-D with %s entries", path, where,
+                            counts ? "one per event" : "events+1 >= 1");
+        goto done;
+    }
+    if (n > f->max_bytes / 8) {
+        rc = djct_error_set(DJCT_EINVAL, "'%s': %s: %llu entries is more than the file can hold", path, where,
+                            (unsigned long long)n);
+        goto done;
+    }
+    if ((rc = check_chunk_sizes(f, rsd, 1, &n, H5Tget_size(t), where)) < 0)
+        goto done;
+    hsize_t nrs = counts ? n + 1 : n; /* entries of the row splits */
+    if (!(h->rs = malloc(nrs * sizeof(int64_t)))) {
+        rc = djct_error_oom();
+        goto done;
+    }
+    /* integers wider than int64 or beyond it are clipped by libhdf5: caught below as a count that
+     * overflows or a last entry that is not the rows */
+    h->rs[0] = 0;
+    if (n && H5Dread(rsd, H5T_NATIVE_INT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, h->rs + counts) < 0) {
+        rc = h5fail(DJCT_EINVAL, path, where, "cannot be read");
+        goto done;
+    }
+    if (counts) {
+        for (hsize_t i = 0; i < n; i++) {
+            int64_t c = h->rs[i + 1];
+            if (c < 0) {
+                rc = djct_error_set(DJCT_EINVAL, "'%s': %s: entry %llu (event %llu) is %" PRId64 "; counts must be "
+                                    ">= 0", path, where, (unsigned long long)i, (unsigned long long)i, c);
+                goto done;
+            }
+            if (c > INT64_MAX - h->rs[i]) {
+                rc = djct_error_set(DJCT_EINVAL, "'%s': %s: the counts' sum overflows int64 at entry %llu (%" PRId64
+                                    " after %" PRId64 "); the file is corrupt", path, where, (unsigned long long)i, c,
+                                    h->rs[i]);
+                goto done;
+            }
+            h->rs[i + 1] = h->rs[i] + c;
+        }
+        if ((uint64_t)h->rs[n] != (uint64_t)h->ext[0]) {
+            rc = djct_error_set(DJCT_EINVAL, "'%s': %s: the counts sum to %" PRId64 ", but %s has %llu rows; every "
+                                "value row must belong to one event", path, where, h->rs[n], h->vname,
+                                (unsigned long long)h->ext[0]);
+            goto done;
+        }
+    } else {
+        if (h->rs[0] != 0) {
+            rc = djct_error_set(DJCT_EINVAL, "'%s': %s: entry 0 is %" PRId64 ", must be 0", path, where, h->rs[0]);
+            goto done;
+        }
+        for (hsize_t i = 1; i < n; i++)
+            if (h->rs[i] < h->rs[i - 1]) {
+                rc = djct_error_set(DJCT_EINVAL, "'%s': %s: decreases at entry %llu (%" PRId64 " after %" PRId64 ")",
+                                    path, where, (unsigned long long)i, h->rs[i], h->rs[i - 1]);
+                goto done;
+            }
+        if ((uint64_t)h->rs[n - 1] != (uint64_t)h->ext[0]) {
+            rc = djct_error_set(DJCT_EINVAL, "'%s': %s: last entry %" PRId64 " != %llu rows of %s", path, where,
+                                h->rs[n - 1], (unsigned long long)h->ext[0], h->vname);
+            goto done;
+        }
+    }
+    lay->shape[0] = (int64_t)nrs - 1;
+    lay->shape[1] = -(int64_t)h->ext[0];
+    lay->n_row_splits = (size_t)nrs; /* as the djcdata meta reader: marks the layout array ragged */
+    for (int i = 1; i < h->rank; i++)
+        lay->shape[i + 1] = (int64_t)h->ext[i];
+done:
+    CLOSE(H5Tclose, t);
+    CLOSE(H5Sclose, sp);
+    CLOSE(H5Dclose, rsd);
+    return rc;
+}
+
+int h5_open_data(djct_h5_file *f, hid_t loc, const char *values, const char *splits, int kind, int want,
+                 djct_array *lay, h5arr *h)
+{
+    const char *path = f->path;
+    char where[700], why[300];
+    int rc = 0;
+    hid_t t = -1, sp = -1;
+    h5_where(f, h, h->vname, where, sizeof(where));
+    h5_at("%s", h->vname);
+    htri_t ex = H5Lexists(loc, values, H5P_DEFAULT);
+    if (ex <= 0)
+        return missing(f, where, 1);
+    hid_t dapl = H5Pcreate(H5P_DATASET_ACCESS);
+    if (dapl >= 0 && f->chunk_cache) /* random event access: keep decoded chunks instead of re-reading them */
+        H5Pset_chunk_cache(dapl, 100003, f->chunk_cache, 0.75);
+    h->ds = H5Dopen2(loc, values, dapl >= 0 ? dapl : H5P_DEFAULT);
+    CLOSE(H5Pclose, dapl);
+    if (h->ds < 0)
+        return h5fail(DJCT_EINVAL, path, where, "cannot be opened as a dataset");
+    if ((t = H5Dget_type(h->ds)) < 0 || (sp = H5Dget_space(h->ds)) < 0) {
+        rc = h5fail(DJCT_EINVAL, path, where, "type or dataspace unreadable");
+        goto done;
+    }
+    if (h5_conv_classify(&h->conv, t, want, why, sizeof(why)) < 0) {
+        rc = djct_error_set(DJCT_EINVAL, "'%s': %s: %s", path, where, why);
+        goto done;
+    }
+    size_t tsz = H5Tget_size(t);
+    lay->dtype = h->dtype = h->conv.target;
+    int rank = H5Sget_simple_extent_ndims(sp);
+    if (rank < 1 || rank > DJCT_MAX_DIMS - 1) {
+        rc = djct_error_set(DJCT_EINVAL, "'%s': %s: rank %d outside 1..%d", path, where, rank, DJCT_MAX_DIMS - 1);
+        goto done;
+    }
+    h->rank = rank;
+    H5Sget_simple_extent_dims(sp, h->ext, NULL);
+    /* the declared size must be plausible for the file: deflate cannot exceed ~1032:1; counted in
+     * at least 4 bytes a value, what a converted value takes in memory */
+    uint64_t total = tsz > 4 ? tsz : 4;
+    for (int i = 0; i < rank; i++) {
+        if (h->ext[i] && total > f->max_bytes / h->ext[i]) {
+            rc = djct_error_set(DJCT_EINVAL, "'%s': %s: extent %d = %llu makes the dataset larger than the file "
+                                "can hold (limit %" PRIu64 " bytes)", path, where, i,
+                                (unsigned long long)h->ext[i], f->max_bytes);
+            goto done;
+        }
+        total *= h->ext[i];
+    }
+    h->row_values = 1;
+    for (int i = 1; i < rank; i++)
+        h->row_values *= (size_t)h->ext[i];
+    if ((rc = check_chunk_sizes(f, h->ds, rank, h->ext, tsz, where)) < 0)
+        goto done;
+    h->ragged = splits != NULL;
+    h->splits_kind = splits ? kind : 0;
+    lay->ndim = rank + h->ragged;
+    if (!h->ragged) {
+        for (int i = 0; i < rank; i++)
+            lay->shape[i] = (int64_t)h->ext[i];
+        goto done;
+    }
+    rc = open_splits(f, loc, splits, kind, lay, h);
+done:
+    CLOSE(H5Tclose, t);
+    CLOSE(H5Sclose, sp);
+    return rc;
+}
+
+/* One array group of djct's layout: its attributes, `values` and `row_splits` or `counts`. */
 static int open_array(djct_h5_file *f, hid_t grp, const char *obj, djct_array *lay, h5arr *h)
 {
     const char *path = f->path;
     char where[128];
     int rc = 0;
-    hid_t t = -1, sp = -1, rsd = -1;
     char **strs = NULL;
     size_t ns = 0;
 
@@ -390,168 +581,60 @@ static int open_array(djct_h5_file *f, hid_t grp, const char *obj, djct_array *l
     rc = read_strings(f, obj, grp, "feature_names", &lay->feature_names, &lay->n_feature_names);
     if (rc < 0)
         return rc;
-    rc = 0;
 
-    /* values */
-    snprintf(where, sizeof(where), "%s/values", obj);
-    h5_at("%s", where);
-    htri_t ex = H5Lexists(grp, "values", H5P_DEFAULT);
-    if (ex <= 0)
-        return h5fail(DJCT_EINVAL, path, where, "dataset missing; every array group needs a 'values' dataset");
-    hid_t dapl = H5Pcreate(H5P_DATASET_ACCESS);
-    if (dapl >= 0 && f->chunk_cache) /* random event access: keep decoded chunks instead of re-reading them */
-        H5Pset_chunk_cache(dapl, 100003, f->chunk_cache, 0.75);
-    h->ds = H5Dopen2(grp, "values", dapl >= 0 ? dapl : H5P_DEFAULT);
-    CLOSE(H5Pclose, dapl);
-    if (h->ds < 0)
-        return h5fail(DJCT_EINVAL, path, where, "cannot be opened as a dataset");
-    if ((t = H5Dget_type(h->ds)) < 0 || (sp = H5Dget_space(h->ds)) < 0) {
-        rc = h5fail(DJCT_EINVAL, path, where, "type or dataspace unreadable");
-        goto done;
+    /* row_splits or counts: optional, present = ragged */
+    htri_t ex[2];
+    static const char *const idx[2] = {"row_splits", "counts"};
+    for (int i = 0; i < 2; i++) {
+        snprintf(where, sizeof(where), "%s/%s", obj, idx[i]);
+        h5_at("%s", where);
+        if ((ex[i] = H5Lexists(grp, idx[i], H5P_DEFAULT)) < 0)
+            return h5fail(DJCT_EINVAL, path, where, "cannot be checked");
     }
-    H5T_class_t cls = H5Tget_class(t);
-    size_t tsz = H5Tget_size(t);
-    if (cls == H5T_FLOAT && tsz == 4)
-        h->dtype = DJCT_DTYPE_FLOAT32;
-    else if (cls == H5T_INTEGER && tsz == 4 && H5Tget_sign(t) == H5T_SGN_2)
-        h->dtype = DJCT_DTYPE_INT32;
-    else {
-        rc = djct_error_set(DJCT_EINVAL, "'%s': %s: dtype (class %d, %zu bytes) is not float32 or int32; "
-                            "convert with numpy .astype('float32') or 'int32'", path, where, (int)cls, tsz);
-        goto done;
+    if (ex[0] > 0 && ex[1] > 0)
+        return djct_error_set(DJCT_EINVAL, "'%s': %s: has both row_splits and counts; keep one (counts: one entry "
+                              "per event; row_splits: events + 1, starting at 0)", path, obj);
+    int kind = ex[0] > 0 ? H5S_ROW_SPLITS : ex[1] > 0 ? H5S_COUNTS : 0;
+    if (asprintf(&h->vname, "%s/values", obj) < 0) {
+        h->vname = NULL;
+        return djct_error_oom();
     }
-    lay->dtype = h->dtype;
-    int rank = H5Sget_simple_extent_ndims(sp);
-    if (rank < 1 || rank > DJCT_MAX_DIMS - 1) {
-        rc = djct_error_set(DJCT_EINVAL, "'%s': %s: rank %d outside 1..%d", path, where, rank, DJCT_MAX_DIMS - 1);
-        goto done;
+    if (kind && asprintf(&h->sname, "%s/%s", obj, idx[kind != H5S_ROW_SPLITS]) < 0) {
+        h->sname = NULL;
+        return djct_error_oom();
     }
-    h->rank = rank;
-    H5Sget_simple_extent_dims(sp, h->ext, NULL);
-    /* the declared size must be plausible for the file: deflate cannot exceed ~1032:1 */
-    uint64_t total = 4;
-    for (int i = 0; i < rank; i++) {
-        if (h->ext[i] && total > f->max_bytes / h->ext[i]) {
-            rc = djct_error_set(DJCT_EINVAL, "'%s': %s: extent %d = %llu makes the dataset larger than the file "
-                                "can hold (limit %" PRIu64 " bytes)", path, where, i,
-                                (unsigned long long)h->ext[i], f->max_bytes);
-            goto done;
-        }
-        total *= h->ext[i];
-    }
-    h->row_values = 1;
-    for (int i = 1; i < rank; i++)
-        h->row_values *= (size_t)h->ext[i];
-    if ((rc = check_chunk_sizes(f, h->ds, rank, h->ext, tsz, where)) < 0)
-        goto done;
-
-    /* row_splits: optional; present = ragged */
-    snprintf(where, sizeof(where), "%s/row_splits", obj);
-    h5_at("%s", where);
-    if ((ex = H5Lexists(grp, "row_splits", H5P_DEFAULT)) < 0) {
-        rc = h5fail(DJCT_EINVAL, path, where, "cannot be checked");
-        goto done;
-    }
-    h->ragged = ex > 0;
-    lay->ndim = rank + h->ragged;
-    if (!h->ragged) {
-        for (int i = 0; i < rank; i++)
-            lay->shape[i] = (int64_t)h->ext[i];
-        goto done;
-    }
-    CLOSE(H5Tclose, t);
-    CLOSE(H5Sclose, sp);
-    if ((rsd = H5Dopen2(grp, "row_splits", H5P_DEFAULT)) < 0 || (t = H5Dget_type(rsd)) < 0 ||
-        (sp = H5Dget_space(rsd)) < 0) {
-        rc = h5fail(DJCT_EINVAL, path, where, "cannot be opened as a dataset");
-        goto done;
-    }
-    if (H5Tget_class(t) != H5T_INTEGER) {
-        rc = djct_error_set(DJCT_EINVAL, "'%s': %s: dtype must be an integer (int64), got class %d", path, where,
-                            (int)H5Tget_class(t));
-        goto done;
-    }
-    hsize_t n = 0;
-    if (H5Sget_simple_extent_ndims(sp) != 1 || H5Sget_simple_extent_dims(sp, &n, NULL) < 0 || n < 1) {
-        rc = djct_error_set(DJCT_EINVAL, "'%s': %s: must be 1-D with events+1 >= 1 entries", path, where);
-        goto done;
-    }
-    if (n > f->max_bytes / 8) {
-        rc = djct_error_set(DJCT_EINVAL, "'%s': %s: %llu entries is more than the file can hold", path, where,
-                            (unsigned long long)n);
-        goto done;
-    }
-    if ((rc = check_chunk_sizes(f, rsd, 1, &n, H5Tget_size(t), where)) < 0)
-        goto done;
-    if (!(h->rs = malloc(n * sizeof(int64_t)))) {
-        rc = djct_error_oom();
-        goto done;
-    }
-    if (H5Dread(rsd, H5T_NATIVE_INT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, h->rs) < 0) {
-        rc = h5fail(DJCT_EINVAL, path, where, "cannot be read");
-        goto done;
-    }
-    if (h->rs[0] != 0) {
-        rc = djct_error_set(DJCT_EINVAL, "'%s': %s: entry 0 is %" PRId64 ", must be 0", path, where, h->rs[0]);
-        goto done;
-    }
-    for (hsize_t i = 1; i < n; i++)
-        if (h->rs[i] < h->rs[i - 1]) {
-            rc = djct_error_set(DJCT_EINVAL, "'%s': %s: decreases at entry %llu (%" PRId64 " after %" PRId64 ")",
-                                path, where, (unsigned long long)i, h->rs[i], h->rs[i - 1]);
-            goto done;
-        }
-    if ((uint64_t)h->rs[n - 1] != (uint64_t)h->ext[0]) {
-        rc = djct_error_set(DJCT_EINVAL, "'%s': %s: last entry %" PRId64 " != %llu rows of %s/values", path, where,
-                            h->rs[n - 1], (unsigned long long)h->ext[0], obj);
-        goto done;
-    }
-    lay->shape[0] = (int64_t)n - 1;
-    lay->shape[1] = -(int64_t)h->ext[0];
-    lay->n_row_splits = (size_t)n; /* as the djcdata meta reader: marks the layout array ragged */
-    for (int i = 1; i < rank; i++)
-        lay->shape[i + 1] = (int64_t)h->ext[i];
-done:
-    CLOSE(H5Tclose, t);
-    CLOSE(H5Sclose, sp);
-    CLOSE(H5Dclose, rsd);
-    return rc;
+    return h5_open_data(f, grp, "values", kind ? idx[kind != H5S_ROW_SPLITS] : NULL, kind, -1, lay, h);
 }
 
-int djct_h5_file_open(djct_h5_file **out, const char *path) { return djct_h5_file_open_cached(out, path, 0); }
+int djct_h5_file_open(djct_h5_file **out, const char *path) { return djct_h5_file_open_map(out, path, 0, NULL); }
 
-/* All of opening: every libhdf5 call that parses the file's metadata. f is freed by the caller. */
-static int open_body(void *p)
+int djct_h5_file_open_cached(djct_h5_file **out, const char *path, size_t chunk_cache_bytes)
 {
-    djct_h5_file *f = p;
+    return djct_h5_file_open_map(out, path, chunk_cache_bytes, NULL);
+}
+
+/* djct's own layout: the djct_format attribute, then /features, /truths, /weights */
+static int open_layout(djct_h5_file *f)
+{
     const char *path = f->path;
     int rc = 0;
     hid_t ag = -1;
     char **strs = NULL;
     size_t ns = 0;
-    h5_at("/ (superblock)");
-    if (H5Fis_hdf5(path) <= 0) {
-        H5Eclear2(H5E_DEFAULT);
-        rc = djct_error_set(DJCT_EINVAL, "'%s': not an HDF5 file (no HDF5 signature)", path);
-        goto fail;
-    }
-    if ((f->fid = H5Fopen(path, H5F_ACC_RDONLY, djct_h5_fapl())) < 0) {
-        rc = h5fail(DJCT_EIO, path, "/", "cannot be opened by libhdf5");
-        goto fail;
-    }
     if ((rc = read_strings(f, "/", f->fid, "djct_format", &strs, &ns)) != 0) {
         if (rc > 0)
-            rc = djct_error_set(DJCT_EINVAL, "'%s': /: attribute 'djct_format' missing; not a djct HDF5 file "
-                                "(set it to \"" DJCT_H5_LAYOUT "\", see docs/hdf5_layout.md)", path);
-        goto fail;
+            rc = djct_error_set(DJCT_EINVAL, "'%s': /: attribute 'djct_format' missing; not a djct HDF5 file (set it "
+                                "to \"" DJCT_H5_LAYOUT "\", docs/hdf5_layout.md, or name its datasets in a mapping "
+                                "file, docs/data.md)", path);
+        return rc;
     }
     if (ns != 1 || strcmp(strs[0], DJCT_H5_LAYOUT) != 0) {
         rc = djct_error_set(DJCT_EINVAL, "'%s': /: attribute 'djct_format' is \"%s\", this reader knows \""
                             DJCT_H5_LAYOUT "\"", path, ns ? strs[0] : "");
-        goto fail;
+        free_strings(strs, ns);
+        return rc;
     }
     free_strings(strs, ns); /* before more libhdf5 calls: a crash in them leaks nothing */
-    strs = NULL;
     djct_record *lay = &f->meta.layout;
     djct_array **slots[3] = {&lay->features, &lay->truths, &lay->weights};
     size_t *counts[3] = {&lay->n_features, &lay->n_truths, &lay->n_weights};
@@ -592,7 +675,7 @@ static int open_body(void *p)
         goto close_grps;
     }
     for (size_t k = 0; k < f->n; k++)
-        f->a[k].ds = -1;
+        f->a[k].ds = f->a[k].conv.mem = -1;
     size_t k = 0;
     for (int c = 0; c < 3; c++) {
         if (!nper[c])
@@ -621,29 +704,61 @@ static int open_body(void *p)
             CLOSE(H5Gclose, ag);
             if (rc < 0)
                 goto close_grps;
-            int64_t ev = h->ragged ? (*slots[c])[i].shape[0] : (int64_t)h->ext[0];
-            if (k == 0)
-                f->meta.n_events = ev;
-            else if (ev != f->meta.n_events) {
-                rc = djct_error_set(DJCT_EINVAL, "'%s': %s: %" PRId64 " events, but %s has %" PRId64
-                                    "; every array must have one row per event", path, h->obj, ev, f->a[0].obj,
-                                    f->meta.n_events);
-                goto close_grps;
-            }
         }
     }
 close_grps:
     for (int c = 0; c < 3; c++)
         CLOSE(H5Gclose, grps[c]);
-    if (rc < 0)
-        goto fail;
+    CLOSE(H5Gclose, ag);
+    return rc;
+}
+
+static djct_array *flat_layout(djct_file_meta *m, size_t k)
+{
+    djct_record *r = &m->layout;
+    if (k < r->n_features)
+        return &r->features[k];
+    k -= r->n_features;
+    return k < r->n_truths ? &r->truths[k] : &r->weights[k - r->n_truths];
+}
+
+/* All of opening: every libhdf5 call that parses the file's metadata. f is freed by the caller. */
+static int open_body(void *p)
+{
+    djct_h5_file *f = p;
+    const char *path = f->path;
+    int rc = 0;
+    h5_at("/ (superblock)");
+    if (H5Fis_hdf5(path) <= 0) {
+        H5Eclear2(H5E_DEFAULT);
+        return djct_error_set(DJCT_EINVAL, "'%s': not an HDF5 file (no HDF5 signature)", path);
+    }
+    if ((f->fid = H5Fopen(path, H5F_ACC_RDONLY, djct_h5_fapl())) < 0)
+        return h5fail(DJCT_EIO, path, "/", "cannot be opened by libhdf5");
+    if ((rc = f->h5map ? h5_map_open_arrays(f) : open_layout(f)) < 0)
+        return rc;
+    /* one row per event in every array */
+    for (size_t k = 0; k < f->n; k++) {
+        const h5arr *h = &f->a[k];
+        int64_t ev = flat_layout(&f->meta, k)->shape[0];
+        if (k == 0) {
+            f->meta.n_events = ev;
+        } else if (ev != f->meta.n_events) {
+            const h5arr *h0 = &f->a[0];
+            if (!f->h5map)
+                return djct_error_set(DJCT_EINVAL, "'%s': %s: %" PRId64 " events, but %s has %" PRId64 "; every array "
+                                      "must have one row per event", path, h->obj, ev, h0->obj, f->meta.n_events);
+            return djct_error_set(DJCT_EINVAL, "'%s': %s %s: %" PRId64 " events, but %s %s has %" PRId64 " (map '%s'); "
+                                  "every array must have one row per event", path, h->obj,
+                                  h->ragged ? h->sname : h->vname, ev, h0->obj, h0->ragged ? h0->sname : h0->vname,
+                                  f->meta.n_events, f->h5map->path);
+        }
+    }
     /* per-event elements: sum over the distinct row-split vectors (djcdata.md section 11) */
     f->meta.n_records = 1;
     f->meta.format = DJCT_FORMAT_H5;
-    if (!(f->meta.path = strdup(path))) {
-        rc = djct_error_oom();
-        goto fail;
-    }
+    if (!(f->meta.path = strdup(path)))
+        return djct_error_oom();
     int64_t ne = f->meta.n_events;
     f->meta.n_elements = ne;
     for (size_t i = 0; i < f->n; i++) {
@@ -655,10 +770,8 @@ close_grps:
         if (dup)
             continue;
         if (!f->meta.event_elements) {
-            if (!(f->meta.event_elements = calloc((size_t)ne + 1, sizeof(int64_t)))) {
-                rc = djct_error_oom();
-                goto fail;
-            }
+            if (!(f->meta.event_elements = calloc((size_t)ne + 1, sizeof(int64_t))))
+                return djct_error_oom();
             f->meta.n_elements = 0;
         }
         for (int64_t e = 0; e < ne; e++)
@@ -667,13 +780,9 @@ close_grps:
     }
     h5_setup_direct(f);
     return 0;
-fail:
-    free_strings(strs, ns);
-    CLOSE(H5Gclose, ag);
-    return rc;
 }
 
-int djct_h5_file_open_cached(djct_h5_file **out, const char *path, size_t chunk_cache_bytes)
+int djct_h5_file_open_map(djct_h5_file **out, const char *path, size_t chunk_cache_bytes, const djct_h5_map *map)
 {
     DJCT_CHECK_ARG(out);
     DJCT_CHECK_ARG(path);
@@ -696,7 +805,10 @@ int djct_h5_file_open_cached(djct_h5_file **out, const char *path, size_t chunk_
     f->chunk_cache = chunk_cache_bytes;
     f->max_bytes = (uint64_t)st.st_size * 1100u + (1u << 20);
     f->file_size = (uint64_t)st.st_size;
-    if ((rc = h5_guarded(path, g_open_cpu + (double)f->file_size / (16 << 20), open_body, f)) < 0) {
+    f->h5map = map;
+    if (!map && (rc = h5_map_beside(&f->own_h5map, path)) > 0)
+        f->h5map = f->own_h5map;
+    if (rc < 0 || (rc = h5_guarded(path, g_open_cpu + (double)f->file_size / (16 << 20), open_body, f)) < 0) {
         djct_h5_file_close(f);
         return rc;
     }
@@ -708,17 +820,4 @@ djct_format djct_h5_format_of(const char *path)
 {
     djct_format f = DJCT_FORMAT_UNKNOWN;
     return path && djct_format_detect(&f, path) == 0 && f == DJCT_FORMAT_H5 ? f : DJCT_FORMAT_UNKNOWN;
-}
-
-int djct_h5_read_meta(djct_file_meta *out, const char *path)
-{
-    DJCT_CHECK_ARG(out);
-    djct_h5_file *f = NULL;
-    int rc = djct_h5_file_open(&f, path);
-    if (rc < 0)
-        return rc;
-    *out = f->meta;
-    memset(&f->meta, 0, sizeof(f->meta));
-    djct_h5_file_close(f);
-    return 0;
 }

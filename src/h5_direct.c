@@ -29,7 +29,9 @@ static void probe_direct(djct_h5_file *f, h5arr *h)
     hid_t t = -1, dcpl = -1;
     h->direct = 0;
     size_t row_bytes = h->row_values * 4;
-    h5_at("%s/values (storage layout and chunk index)", h->obj);
+    if (h->conv.mode != H5C_NATIVE)
+        return; /* converted at read: through libhdf5 */
+    h5_at("%s (storage layout and chunk index)", h->vname);
     if (h->ext[0] == 0 || row_bytes == 0 || (t = H5Dget_type(h->ds)) < 0)
         goto done;
     if (H5Tequal(t, h->dtype == DJCT_DTYPE_FLOAT32 ? H5T_NATIVE_FLOAT : H5T_NATIVE_INT32) <= 0)
@@ -109,9 +111,9 @@ int h5_map_guarded(const djct_h5_file *f, const h5arr *h, int (*body)(void *), v
     djct_guard g = {.sigs = DJCT_GUARD_BUS, .lo = f->map, .hi = f->map + f->file_size};
     int rc = djct_guard_run(&g, body, arg);
     if (g.sig)
-        return djct_error_set(DJCT_EIO, "'%s': %s/values: the file is shorter than when it was opened (%s "
+        return djct_error_set(DJCT_EIO, "'%s': %s: the file is shorter than when it was opened (%s "
                               "reading it); was it truncated or rewritten? restore it and open it again", f->path,
-                              h->obj, djct_guard_signame(g.sig));
+                              h->vname, djct_guard_signame(g.sig));
     return rc;
 }
 
@@ -239,7 +241,7 @@ void h5_setup_direct(djct_h5_file *f)
                 memcpy(count, h->ext, sizeof(hsize_t) * (size_t)h->rank);
                 start[0] = r[i][0];
                 count[0] = 1;
-                h5_at("%s/values", h->obj);
+                h5_at("%s", h->vname);
                 hid_t fs = H5Dget_space(h->ds), ms = -1;
                 ok = fs >= 0 && H5Sselect_hyperslab(fs, H5S_SELECT_SET, start, NULL, count, NULL) >= 0 &&
                      (ms = H5Screate_simple(h->rank, count, NULL)) >= 0 &&

@@ -12,6 +12,9 @@ int djct_h5_file_open(djct_h5_file **out, const char *path);
 /* As above with an HDF5 chunk cache of `chunk_cache_bytes` per values dataset (0: HDF5's 1 MiB),
  * for random access to events: chunks are decoded once and reused. */
 int djct_h5_file_open_cached(djct_h5_file **out, const char *path, size_t chunk_cache_bytes);
+/* As above with the arrays named by `map` (borrowed until close; NULL: the map beside the file
+ * when there is one, else djct's layout). */
+int djct_h5_file_open_map(djct_h5_file **out, const char *path, size_t chunk_cache_bytes, const djct_h5_map *map);
 void djct_h5_file_close(djct_h5_file *f);
 /* Borrowed; valid until close. layout arrays are flat-indexed features, truths, weights. */
 const djct_file_meta *djct_h5_file_meta(const djct_h5_file *f);
@@ -19,7 +22,7 @@ const djct_file_meta *djct_h5_file_meta(const djct_h5_file *f);
 const int64_t *djct_h5_file_row_splits(const djct_h5_file *f, size_t k);
 /* 1 when every array with values is read straight from a mapping of the file (native dtype, no
  * filters, no userblock, all chunks allocated): gathers then cost a memcpy per event run and
- * no libhdf5 call. */
+ * no libhdf5 call. 0 when some array is converted (read through libhdf5, then converted). */
 int djct_h5_file_direct(const djct_h5_file *f);
 /* Touch the pages of the mapped arrays' data once, in file order, stopping before an array chunk
  * that would take the total over `limit` bytes: later random reads of those rows fault no page.

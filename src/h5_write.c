@@ -12,7 +12,7 @@
 #include <string.h>
 #include <unistd.h>
 
-static int write_str_attr(hid_t loc, const char *aname, const char *const *s, size_t n, int scalar)
+int h5_write_str_attr(hid_t loc, const char *aname, const char *const *s, size_t n, int scalar)
 {
     hid_t t = H5Tcopy(H5T_C_S1), sp = -1, a = -1;
     int ok = t >= 0 && H5Tset_size(t, H5T_VARIABLE) >= 0 && H5Tset_cset(t, H5T_CSET_UTF8) >= 0;
@@ -61,7 +61,7 @@ done:
 }
 
 /* group creation without timestamps, so that writing the same record twice gives the same bytes */
-static hid_t new_group(hid_t loc, const char *name)
+hid_t h5_new_group(hid_t loc, const char *name)
 {
     hid_t pl = H5Pcreate(H5P_GROUP_CREATE), g = -1;
     if (pl >= 0 && H5Pset_obj_track_times(pl, 0) >= 0)
@@ -75,12 +75,12 @@ static int write_array(const char *path, hid_t cg, const char *obj, const char *
 {
     hid_t g = -1, ds = -1;
     int rc = 0;
-    if ((g = new_group(cg, member)) < 0)
+    if ((g = h5_new_group(cg, member)) < 0)
         return h5fail(DJCT_EIO, path, obj, "cannot create group");
     const char *nm = a->name ? a->name : "";
-    if (write_str_attr(g, "name", &nm, 1, 1) < 0 ||
+    if (h5_write_str_attr(g, "name", &nm, 1, 1) < 0 ||
         (a->n_feature_names &&
-         write_str_attr(g, "feature_names", (const char *const *)a->feature_names, a->n_feature_names, 0) < 0)) {
+         h5_write_str_attr(g, "feature_names", (const char *const *)a->feature_names, a->n_feature_names, 0) < 0)) {
         rc = h5fail(DJCT_EIO, path, obj, "cannot write attributes");
         goto done;
     }
@@ -151,14 +151,14 @@ int djct_h5_write(const char *path, const djct_record *rec, const djct_h5_write_
     if (fid < 0)
         return h5fail(DJCT_EIO, path, "/", "cannot create the file");
     const char *fmt = DJCT_H5_LAYOUT;
-    if (write_str_attr(fid, "djct_format", &fmt, 1, 1) < 0) {
+    if (h5_write_str_attr(fid, "djct_format", &fmt, 1, 1) < 0) {
         rc = h5fail(DJCT_EIO, path, "/", "cannot write attribute djct_format");
         goto done;
     }
     for (int c = 0; c < 3 && rc == 0; c++) {
         char obj[64];
         snprintf(obj, sizeof(obj), "/%s", h5_containers[c]);
-        if ((cg = new_group(fid, h5_containers[c])) < 0) {
+        if ((cg = h5_new_group(fid, h5_containers[c])) < 0) {
             rc = h5fail(DJCT_EIO, path, obj, "cannot create group");
             break;
         }

@@ -7,14 +7,13 @@
 #include "djct/error.h"
 #include "djct_int.h"
 #include "h5_int.h"
+#include "h5_file_int.h"
 
 #include <hdf5.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-static const char *const WCONT[3] = {"features", "truths", "weights"};
 
 typedef struct {
     hid_t      group, values, splits; /* splits: -1 when regular */
@@ -37,48 +36,6 @@ struct djct_h5_writer {
     int     failed;  /* an append failed: the file is incomplete */
 };
 
-static herr_t w_walk_first(unsigned n, const H5E_error2_t *e, void *data)
-{
-    if (n == 0 && e->desc)
-        snprintf((char *)data, 200, "%s", e->desc);
-    return 0;
-}
-
-/* one line: '<path>': <object>: <what> (hdf5: <innermost message>) */
-static int w_fail(const char *path, const char *obj, const char *what)
-{
-    char detail[200] = "";
-    H5Ewalk2(H5E_DEFAULT, H5E_WALK_UPWARD, w_walk_first, detail);
-    H5Eclear2(H5E_DEFAULT);
-    if (detail[0])
-        return djct_error_set(DJCT_EIO, "'%s': %s: %s (hdf5: %s)", path, obj, what, detail);
-    return djct_error_set(DJCT_EIO, "'%s': %s: %s", path, obj, what);
-}
-
-#define WCLOSE(fn, h)                                                                      \
-    do {                                                                                   \
-        if ((h) >= 0)                                                                      \
-            fn(h);                                                                         \
-        (h) = -1;                                                                          \
-    } while (0)
-
-static int w_str_attr(hid_t loc, const char *aname, const char *const *s, size_t n, int scalar)
-{
-    hid_t t = H5Tcopy(H5T_C_S1), sp = -1, a = -1;
-    int ok = t >= 0 && H5Tset_size(t, H5T_VARIABLE) >= 0 && H5Tset_cset(t, H5T_CSET_UTF8) >= 0;
-    hsize_t dim = n;
-    if (ok)
-        ok = (sp = scalar ? H5Screate(H5S_SCALAR) : H5Screate_simple(1, &dim, NULL)) >= 0;
-    if (ok)
-        ok = (a = H5Acreate2(loc, aname, t, sp, H5P_DEFAULT, H5P_DEFAULT)) >= 0;
-    if (ok)
-        ok = H5Awrite(a, t, s) >= 0;
-    WCLOSE(H5Aclose, a);
-    WCLOSE(H5Sclose, sp);
-    WCLOSE(H5Tclose, t);
-    return ok ? 0 : -1;
-}
-
 /* an extendible dataset of `rank` dims, 0 rows, chunks of about chunk_bytes along axis 0 */
 static hid_t w_dataset(hid_t loc, const char *name, hid_t ftype, int rank, const hsize_t *inner_dims,
                        size_t chunk_bytes, int gzip)
@@ -100,18 +57,9 @@ static hid_t w_dataset(hid_t loc, const char *name, hid_t ftype, int rank, const
     if (sp >= 0 && pl >= 0 && H5Pset_obj_track_times(pl, 0) >= 0 && H5Pset_chunk(pl, rank, ch) >= 0 &&
         (gzip <= 0 || (H5Pset_shuffle(pl) >= 0 && H5Pset_deflate(pl, (unsigned)gzip) >= 0)))
         ds = H5Dcreate2(loc, name, ftype, sp, H5P_DEFAULT, pl, H5P_DEFAULT);
-    WCLOSE(H5Pclose, pl);
-    WCLOSE(H5Sclose, sp);
+    CLOSE(H5Pclose, pl);
+    CLOSE(H5Sclose, sp);
     return ds;
-}
-
-static hid_t w_group(hid_t loc, const char *name)
-{
-    hid_t pl = H5Pcreate(H5P_GROUP_CREATE), g = -1;
-    if (pl >= 0 && H5Pset_obj_track_times(pl, 0) >= 0)
-        g = H5Gcreate2(loc, name, H5P_DEFAULT, pl, H5P_DEFAULT);
-    WCLOSE(H5Pclose, pl);
-    return g;
 }
 
 /* write `n` rows of `src` at row `at` of dataset ds (extended first) */
@@ -120,7 +68,7 @@ static int w_rows(hid_t ds, hid_t mtype, int rank, hsize_t at, hsize_t n, const 
     hsize_t dims[DJCT_MAX_DIMS], start[DJCT_MAX_DIMS] = {0}, count[DJCT_MAX_DIMS];
     hid_t fs = H5Dget_space(ds), ms = -1;
     int ok = fs >= 0 && H5Sget_simple_extent_dims(fs, dims, NULL) == rank;
-    WCLOSE(H5Sclose, fs);
+    CLOSE(H5Sclose, fs);
     if (!ok)
         return -1;
     if (n == 0)
@@ -133,8 +81,8 @@ static int w_rows(hid_t ds, hid_t mtype, int rank, hsize_t at, hsize_t n, const 
     count[0] = n;
     ok = H5Sselect_hyperslab(fs, H5S_SELECT_SET, start, NULL, count, NULL) >= 0 &&
          (ms = H5Screate_simple(rank, count, NULL)) >= 0 && H5Dwrite(ds, mtype, ms, fs, H5P_DEFAULT, src) >= 0;
-    WCLOSE(H5Sclose, ms);
-    WCLOSE(H5Sclose, fs);
+    CLOSE(H5Sclose, ms);
+    CLOSE(H5Sclose, fs);
     return ok ? 0 : -1;
 }
 
@@ -144,9 +92,9 @@ static void writer_free(djct_h5_writer *w)
         return;
     size_t na = w->n[0] + w->n[1] + w->n[2];
     for (size_t k = 0; w->arrays && k < na; k++) {
-        WCLOSE(H5Dclose, w->arrays[k].values);
-        WCLOSE(H5Dclose, w->arrays[k].splits);
-        WCLOSE(H5Gclose, w->arrays[k].group);
+        CLOSE(H5Dclose, w->arrays[k].values);
+        CLOSE(H5Dclose, w->arrays[k].splits);
+        CLOSE(H5Gclose, w->arrays[k].group);
     }
     free(w->arrays);
     free(w->rs_buf);
@@ -165,7 +113,7 @@ static int w_create_array(djct_h5_writer *w, hid_t cg, int c, size_t i, const dj
 {
     char member[24];
     snprintf(member, sizeof(member), "%03zu", i);
-    snprintf(wa->obj, sizeof(wa->obj), "/%s/%s", WCONT[c], member);
+    snprintf(wa->obj, sizeof(wa->obj), "/%s/%s", h5_containers[c], member);
     if (a->dtype != DJCT_DTYPE_FLOAT32 && a->dtype != DJCT_DTYPE_INT32)
         return djct_error_set(DJCT_EINVAL, "'%s': %s: dtype %s; the layout holds float32 or int32", w->path, wa->obj,
                               djct_dtype_name(a->dtype));
@@ -184,21 +132,21 @@ static int w_create_array(djct_h5_writer *w, hid_t cg, int c, size_t i, const dj
                                   d + 1 + wa->ragged, wa->inner[d]);
         inner[d] = (hsize_t)wa->inner[d];
     }
-    if ((wa->group = w_group(cg, member)) < 0)
-        return w_fail(w->path, wa->obj, "cannot create group");
+    if ((wa->group = h5_new_group(cg, member)) < 0)
+        return h5fail(DJCT_EIO, w->path, wa->obj, "cannot create group");
     const char *nm = a->name ? a->name : "";
-    if (w_str_attr(wa->group, "name", &nm, 1, 1) < 0 ||
-        (a->n_feature_names && w_str_attr(wa->group, "feature_names", (const char *const *)a->feature_names,
+    if (h5_write_str_attr(wa->group, "name", &nm, 1, 1) < 0 ||
+        (a->n_feature_names && h5_write_str_attr(wa->group, "feature_names", (const char *const *)a->feature_names,
                                           a->n_feature_names, 0) < 0))
-        return w_fail(w->path, wa->obj, "cannot write attributes");
+        return h5fail(DJCT_EIO, w->path, wa->obj, "cannot write attributes");
     hid_t ft = a->dtype == DJCT_DTYPE_FLOAT32 ? H5T_IEEE_F32LE : H5T_STD_I32LE;
     if ((wa->values = w_dataset(wa->group, "values", ft, 1 + wa->n_inner, inner, chunk, gzip)) < 0)
-        return w_fail(w->path, wa->obj, "cannot create values");
+        return h5fail(DJCT_EIO, w->path, wa->obj, "cannot create values");
     if (wa->ragged) {
         int64_t zero = 0;
         if ((wa->splits = w_dataset(wa->group, "row_splits", H5T_STD_I64LE, 1, NULL, chunk, gzip)) < 0 ||
             w_rows(wa->splits, H5T_NATIVE_INT64, 1, 0, 1, &zero) < 0)
-            return w_fail(w->path, wa->obj, "cannot create row_splits");
+            return h5fail(DJCT_EIO, w->path, wa->obj, "cannot create row_splits");
     }
     return 0;
 }
@@ -211,9 +159,9 @@ int djct_h5_writer_create(djct_h5_writer **out, const char *path, const djct_rec
     DJCT_CHECK_ARG(layout);
     DJCT_CHECK_VERSION(opts, DJCT_H5_WRITE_OPTIONS_VERSION, "djct_h5_write_options");
     *out = NULL;
-    if (djct_h5_poisoned())
-        return djct_error_set(DJCT_EIO, "'%s': HDF5 is disabled in this process since libhdf5 crashed on a "
-                              "corrupt file; restart", path);
+    int rc = h5_poisoned(path); /* the same line as every other HDF5 function, naming the file that crashed */
+    if (rc < 0)
+        return rc;
     size_t chunk = opts && opts->chunk_bytes ? opts->chunk_bytes : (size_t)1 << 20;
     int gzip = opts ? opts->gzip_level : 0;
     if (gzip < 0 || gzip > 9)
@@ -234,24 +182,23 @@ int djct_h5_writer_create(djct_h5_writer **out, const char *path, const djct_rec
     }
     for (size_t k = 0; k < na; k++)
         w->arrays[k].group = w->arrays[k].values = w->arrays[k].splits = -1;
-    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
-    int rc = 0;
+    h5_quiet();
     hid_t cg = -1;
     const char *fmt = DJCT_H5_LAYOUT;
     if ((w->file = H5Fcreate(path, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT)) < 0)
-        rc = w_fail(path, "/", "cannot create the file");
-    else if (w_str_attr(w->file, "djct_format", &fmt, 1, 1) < 0)
-        rc = w_fail(path, "/", "cannot write attribute djct_format");
+        rc = h5fail(DJCT_EIO, path, "/", "cannot create the file");
+    else if (h5_write_str_attr(w->file, "djct_format", &fmt, 1, 1) < 0)
+        rc = h5fail(DJCT_EIO, path, "/", "cannot write attribute djct_format");
     for (int c = 0, k = 0; c < 3 && rc == 0; c++) {
         size_t n;
         const djct_array *l = w_list(layout, c, &n);
-        if ((cg = w_group(w->file, WCONT[c])) < 0) {
-            rc = w_fail(path, WCONT[c], "cannot create group");
+        if ((cg = h5_new_group(w->file, h5_containers[c])) < 0) {
+            rc = h5fail(DJCT_EIO, path, h5_containers[c], "cannot create group");
             break;
         }
         for (size_t i = 0; i < n && rc == 0; i++, k++)
             rc = w_create_array(w, cg, c, i, &l[i], &w->arrays[k], chunk, gzip);
-        WCLOSE(H5Gclose, cg);
+        CLOSE(H5Gclose, cg);
     }
     if (rc < 0) {
         hid_t f = w->file;
@@ -275,7 +222,7 @@ static int w_check(const djct_h5_writer *w, const djct_record *rec, int64_t *eve
         const djct_array *l = w_list(rec, c, &n);
         if (n != w->n[c])
             return djct_error_set(DJCT_EINVAL, "'%s': the record has %zu %s arrays, the file %zu", w->path, n,
-                                  WCONT[c], w->n[c]);
+                                  h5_containers[c], w->n[c]);
         for (size_t i = 0; i < n; i++, k++) {
             const djct_array *a = &l[i];
             const warr *wa = &w->arrays[k];
@@ -317,7 +264,7 @@ int djct_h5_writer_append(djct_h5_writer *w, const djct_record *rec)
         w->rs_buf = nb;
         w->rs_cap = (size_t)ev + 1;
     }
-    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+    h5_quiet();
     for (int c = 0, k = 0; c < 3 && rc == 0; c++) {
         size_t n;
         const djct_array *l = w_list(rec, c, &n);
@@ -327,14 +274,14 @@ int djct_h5_writer_append(djct_h5_writer *w, const djct_record *rec)
             hsize_t rows = wa->ragged ? (hsize_t)a->row_splits[a->n_row_splits - 1] : (hsize_t)ev;
             hid_t mt = a->dtype == DJCT_DTYPE_FLOAT32 ? H5T_NATIVE_FLOAT : H5T_NATIVE_INT32;
             if (w_rows(wa->values, mt, 1 + wa->n_inner, wa->rows, rows, a->values) < 0) {
-                rc = w_fail(w->path, wa->obj, "cannot append values");
+                rc = h5fail(DJCT_EIO, w->path, wa->obj, "cannot append values");
                 break;
             }
             if (wa->ragged) {
                 for (int64_t e = 0; e < ev; e++)
                     w->rs_buf[e] = (int64_t)wa->rows + a->row_splits[e + 1];
                 if (w_rows(wa->splits, H5T_NATIVE_INT64, 1, (hsize_t)w->events + 1, (hsize_t)ev, w->rs_buf) < 0) {
-                    rc = w_fail(w->path, wa->obj, "cannot append row_splits");
+                    rc = h5fail(DJCT_EIO, w->path, wa->obj, "cannot append row_splits");
                     break;
                 }
             }
@@ -361,9 +308,9 @@ int djct_h5_writer_close(djct_h5_writer *w)
     w->path = NULL;
     w->file = -1;
     writer_free(w);
-    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+    h5_quiet();
     if (f >= 0 && H5Fclose(f) < 0 && rc == 0)
-        rc = w_fail(path, "/", "cannot close (flush) the file");
+        rc = h5fail(DJCT_EIO, path, "/", "cannot close (flush) the file");
     free(path);
     return rc;
 }

@@ -41,6 +41,15 @@ static void ds_release(void *self, const djct_record *batch)
 
 static double ds_wait(void *self) { return djct_dataset_wait_seconds(self); }
 
+static int ds_describe(void *self, const djct_record *batch, int64_t event, char *buf, size_t cap)
+{
+    const djct_batch *b = (const djct_batch *)((const char *)batch - offsetof(djct_batch, record));
+    if (event >= b->n_events)
+        return djct_error_set(DJCT_EINVAL, "dataset: event %" PRId64 " of a batch of %" PRId64, event, b->n_events);
+    return event >= 0 ? djct_dataset_describe_events(self, b->event_ids + event, 1, buf, cap)
+                      : djct_dataset_describe_events(self, b->event_ids, (size_t)b->n_events, buf, cap);
+}
+
 int djct_loader_from_dataset(djct_loader *out, djct_dataset *ds)
 {
     DJCT_CHECK_ARG(out);
@@ -51,5 +60,6 @@ int djct_loader_from_dataset(djct_loader *out, djct_dataset *ds)
     out->release = ds_release;
     out->wait_seconds = ds_wait;
     out->destroy = NULL;
+    out->describe = ds_describe;
     return 0;
 }

@@ -458,6 +458,27 @@ int djct_log_mark_preempting(void)
     return 0;
 }
 
+/* rank 0: the journal on disk, the summary, and run.json's end fields */
+static int record_end(int exit_code)
+{
+    int rc = jr_history_sync(&g.hist, 1);
+    if (rc == 0)
+        rc = lg_summary_write(1);
+    cJSON *run = NULL;
+    if (jr_read_json(g.dir, JR_RUN, &run) == 0) {
+        set_field(run, "finished", cJSON_CreateBool(!g.preempted));
+        set_field(run, "preempted", cJSON_CreateBool(g.preempted));
+        set_field(run, "exit_code", g.preempted ? NULL : cJSON_CreateNumber(exit_code));
+        set_field(run, "runtime", cJSON_CreateNumber(g.runtime_base + (djct_now_s() - g.t0_mono)));
+        /* where this job stopped writing: later rows are other writers' (djct_log_rewind) */
+        set_field(run, "lines_at_finish", cJSON_CreateNumber((double)g.hist.lines));
+        if (rc == 0)
+            rc = write_run_json(run);
+        cJSON_Delete(run);
+    }
+    return rc;
+}
+
 int djct_log_finish(int exit_code)
 {
     pthread_mutex_lock(&g.mu);
@@ -476,20 +497,7 @@ int djct_log_finish(int exit_code)
     if (rc == 0 && wrc)
         rc = djct_error_set(wrc, "%s", werr);
     if (g.rank == 0 && g.dir) {
-        int r2 = jr_history_sync(&g.hist, 1);
-        if (r2 == 0)
-            r2 = lg_summary_write(1);
-        cJSON *run = NULL;
-        if (jr_read_json(g.dir, JR_RUN, &run) == 0) {
-            set_field(run, "finished", cJSON_CreateBool(!g.preempted));
-            set_field(run, "preempted", cJSON_CreateBool(g.preempted));
-            set_field(run, "exit_code", g.preempted ? NULL : cJSON_CreateNumber(exit_code));
-            set_field(run, "runtime", cJSON_CreateNumber(g.runtime_base + (djct_now_s() - g.t0_mono)));
-            set_field(run, "lines_at_finish", cJSON_CreateNumber((double)g.hist.lines));
-            if (r2 == 0)
-                r2 = write_run_json(run);
-            cJSON_Delete(run);
-        }
+        int r2 = record_end(exit_code);
         if (rc == 0)
             rc = r2;
         if (g.up) {
@@ -514,6 +522,41 @@ int djct_log_finish(int exit_code)
     release_all();
     if (rc < 0)
         djct_error_set(code, "%s", keep);
+    pthread_mutex_unlock(&g.mu);
+    return rc;
+}
+
+/* The failure path of a rank that is about to end the job: no collective (the other ranks may be
+ * gone, stopped or waiting in another collective), no release of what a collective would need
+ * (the verdict in flight, the comm). Rows already reduced reach the journal; the uploader gets a
+ * few seconds, as the job's end should not wait for a network: djct_sync uploads the rest. */
+#define FINISH_LOCAL_UPLOAD_S 5.0
+
+int djct_log_finish_local(int exit_code)
+{
+    pthread_mutex_lock(&g.mu);
+    if (!g.initialised) {
+        pthread_mutex_unlock(&g.mu);
+        return 0;
+    }
+    lg_writer_stop(); /* the queued rows are written */
+    char werr[512];
+    int rc = lg_writer_error(werr, sizeof(werr));
+    if (rc)
+        djct_error_set(rc, "%s", werr);
+    if (g.rank == 0 && g.dir) {
+        int r2 = record_end(exit_code);
+        if (rc == 0)
+            rc = r2;
+        if (g.up) {
+            double t = g.finish_timeout_s < FINISH_LOCAL_UPLOAD_S ? g.finish_timeout_s : FINISH_LOCAL_UPLOAD_S;
+            int r3 = wb_uploader_finish(g.up, !g.preempted, exit_code, t);
+            if (rc == 0)
+                rc = r3;
+        }
+    }
+    g.initialised = 0; /* later djct_log_* calls are no-ops; nothing is released */
+    g.active = 0;
     pthread_mutex_unlock(&g.mu);
     return rc;
 }

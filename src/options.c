@@ -308,7 +308,36 @@ struct ini_ctx {
     void *dst;
     const char *path;
     int rc;
+    int no_key; /* a line without a key ("= 5"): not an option line */
 };
+
+/* line `n` (1-based) of `path`, trimmed and cut to fit, for messages; "" when unreadable */
+static void file_line(const char *path, int n, char *buf, size_t cap)
+{
+    buf[0] = '\0';
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return;
+    char line[512];
+    for (int i = 1; fgets(line, sizeof(line), f); i++) {
+        size_t len = strlen(line);
+        int whole = len && line[len - 1] == '\n';
+        if (i == n) {
+            char *a = line, *e = line + len;
+            while (*a == ' ' || *a == '\t')
+                a++;
+            while (e > a && (e[-1] == '\n' || e[-1] == '\r' || e[-1] == ' ' || e[-1] == '\t'))
+                e--;
+            snprintf(buf, cap, "%.*s%s", (int)(e - a > 80 ? 80 : e - a), a, e - a > 80 || !whole ? "..." : "");
+            break;
+        }
+        while (!whole && fgets(line, sizeof(line), f)) { /* the rest of a long line */
+            len = strlen(line);
+            whole = len && line[len - 1] == '\n';
+        }
+    }
+    fclose(f);
+}
 
 /* Debian's inih passes no line number to the handler; a handler returning 0 makes ini_parse_file
  * return the line, so the message is completed after the parse ("config" -> "config 'F' line N") */
@@ -317,6 +346,11 @@ static int on_ini_pair(void *user, const char *section, const char *name, const 
     struct ini_ctx *c = user;
     (void)section;
     const char *origin = "config";
+    if (!*name) {
+        c->no_key = 1;
+        c->rc = DJCT_EINVAL;
+        return 0;
+    }
     if (!strcmp(name, "config")) {
         c->rc = djct_error_set(DJCT_EINVAL, "%s: a config file cannot include another (key 'config')", origin);
         return 0;
@@ -333,17 +367,21 @@ int djct_opts_parse_file(const djct_opt *table, size_t n, void *dst, const char 
     if (!f)
         return djct_error_set(DJCT_EIO, "config '%s': cannot open: %s; check the --config path", path,
                               strerror(errno));
-    struct ini_ctx c = {table, n, dst, path, 0};
+    struct ini_ctx c = {table, n, dst, path, 0, 0};
     int line = ini_parse_file(f, on_ini_pair, &c);
     fclose(f);
+    if ((c.rc && c.no_key) || (!c.rc && line > 0)) {
+        char text[128];
+        file_line(path, line, text, sizeof(text));
+        return djct_error_set(DJCT_EINVAL, "config '%s' line %d: not an option line: '%s'; write 'key = value' "
+                              "(keys: the long option names) or '[section]'", path, line, text);
+    }
     if (c.rc) {
         char msg[1024];
         const char *m = djct_last_error();
         snprintf(msg, sizeof(msg), "%s", strncmp(m, "config: ", 8) ? m : m + 8);
         return djct_error_set(c.rc, "config '%s' line %d: %s", path, line, msg);
     }
-    if (line > 0)
-        return djct_error_set(DJCT_EINVAL, "config '%s' line %d: not 'key = value' or '[section]'", path, line);
     if (line < 0)
         return djct_error_set(DJCT_EIO, "config '%s': read error", path);
     return 0;

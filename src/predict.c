@@ -5,7 +5,8 @@
  * the input's order; every decision that must agree (the outputs' kinds, stopping on an error,
  * the verdict) comes from a collective all ranks reach, so a failing rank never strands the
  * others: after an error every rank stops at the next step and reports the first failing rank's
- * message. */
+ * message. The parts: predict_kinds.c (output kinds, the options' lists), predict_parts.c (part
+ * files and the join). */
 #include "djct/predict.h"
 #include "djct/djcdata.h"
 #include "djct/error.h"
@@ -36,110 +37,6 @@ static const char *kind_word(int k) { return k == DJCT_OUTPUT_EVENT ? "per event
 
 /* ---- options ----------------------------------------------------------------------------- */
 
-static int ends_with(const char *s, const char *suffix)
-{
-    size_t n = strlen(s), k = strlen(suffix);
-    return n >= k && !strcmp(s + n - k, suffix);
-}
-
-djct_format djct_predict_format_of(const char *path)
-{
-    if (!path)
-        return DJCT_FORMAT_UNKNOWN;
-    if (ends_with(path, ".djctd"))
-        return DJCT_FORMAT_DJCTD;
-    if (ends_with(path, ".h5") || ends_with(path, ".hdf5"))
-        return DJCT_FORMAT_H5;
-    return DJCT_FORMAT_UNKNOWN;
-}
-
-/* split a ','-list into trimmed, malloc'ed entries; an empty entry is an error */
-static int split_list(char ***out, size_t *n, const char *text, const char *what)
-{
-    *out = NULL;
-    *n = 0;
-    if (!text || !*text)
-        return 0;
-    size_t cap = 1;
-    for (const char *p = text; *p; p++)
-        cap += *p == ',';
-    char **v = calloc(cap, sizeof(char *));
-    if (!v)
-        return djct_error_oom();
-    const char *p = text;
-    for (size_t i = 0; i < cap; i++) {
-        const char *e = strchr(p, ',');
-        size_t len = e ? (size_t)(e - p) : strlen(p);
-        while (len && *p == ' ')
-            p++, len--;
-        while (len && p[len - 1] == ' ')
-            len--;
-        if (!len || !(v[i] = strndup(p, len))) {
-            for (size_t j = 0; j < i; j++)
-                free(v[j]);
-            free(v);
-            return len ? djct_error_oom()
-                       : djct_error_set(DJCT_EINVAL, "%s '%s': entry %zu is empty", what, text, i + 1);
-        }
-        p = e ? e + 1 : p + len;
-    }
-    *out = v;
-    *n = cap;
-    return 0;
-}
-
-static void free_list(char **v, size_t n)
-{
-    for (size_t i = 0; v && i < n; i++)
-        free(v[i]);
-    free(v);
-}
-
-void djct_output_specs_free(djct_output_spec *specs, size_t n)
-{
-    for (size_t i = 0; specs && i < n; i++)
-        free(specs[i].feature);
-    free(specs);
-}
-
-int djct_output_specs_parse(djct_output_spec **specs, size_t *n, const char *text)
-{
-    char **v;
-    size_t k;
-    *specs = NULL;
-    *n = 0;
-    int rc = split_list(&v, &k, text, "output kinds");
-    if (rc || !k)
-        return rc;
-    djct_output_spec *s = calloc(k, sizeof(*s));
-    if (!s) {
-        free_list(v, k);
-        return djct_error_oom();
-    }
-    for (size_t i = 0; i < k && rc == 0; i++) {
-        if (!strcmp(v[i], "auto"))
-            s[i].kind = DJCT_OUTPUT_AUTO;
-        else if (!strcmp(v[i], "event"))
-            s[i].kind = DJCT_OUTPUT_EVENT;
-        else if (!strcmp(v[i], "element"))
-            s[i].kind = DJCT_OUTPUT_ELEMENT;
-        else if (!strncmp(v[i], "element:", 8) && v[i][8]) {
-            s[i].kind = DJCT_OUTPUT_ELEMENT;
-            if (!(s[i].feature = strdup(v[i] + 8)))
-                rc = djct_error_oom();
-        } else
-            rc = djct_error_set(DJCT_EINVAL, "output kinds '%s': '%s' (output %zu) is not event, element, "
-                                "element:NAME or auto", text, v[i], i);
-    }
-    free_list(v, k);
-    if (rc) {
-        djct_output_specs_free(s, k);
-        return rc;
-    }
-    *specs = s;
-    *n = k;
-    return 0;
-}
 
 int djct_predict_options_check(const djct_predict_options *o)
 {
@@ -147,10 +44,10 @@ int djct_predict_options_check(const djct_predict_options *o)
     DJCT_CHECK_VERSION(o, DJCT_PREDICT_OPTIONS_VERSION, "djct_predict_options");
     if (!o->out_path || !*o->out_path)
         return djct_error_set(DJCT_EINVAL, "predict: no output file (out_path)");
-    int f = o->format != DJCT_FORMAT_UNKNOWN ? o->format : (int)djct_predict_format_of(o->out_path);
+    int f = o->format != DJCT_FORMAT_UNKNOWN ? o->format : (int)djct_format_from_name(o->out_path);
     if (o->format != DJCT_FORMAT_UNKNOWN && o->format != DJCT_FORMAT_H5 && o->format != DJCT_FORMAT_DJCTD)
         return djct_error_set(DJCT_EINVAL, "predict: format %d: predictions are written as HDF5 or .djctd", o->format);
-    if (f == DJCT_FORMAT_UNKNOWN)
+    if (f != DJCT_FORMAT_H5 && f != DJCT_FORMAT_DJCTD) /* unknown, or a .djcsa (one array) */
         return djct_error_set(DJCT_EINVAL, "predict: output '%s': name it .h5, .hdf5 or .djctd, or give the format",
                               o->out_path);
     if (o->gzip_level < 0 || o->gzip_level > 9)
@@ -162,122 +59,18 @@ int djct_predict_options_check(const djct_predict_options *o)
     if (rc)
         return rc;
     char **names;
-    if ((rc = split_list(&names, &n, o->output_names, "output names")))
+    if ((rc = predict_split_list(&names, &n, o->output_names, "output names")))
         return rc;
     for (size_t i = 0; i < n && rc == 0; i++)
         for (size_t j = 0; j < i && rc == 0; j++)
             if (!strcmp(names[i], names[j]))
                 rc = djct_error_set(DJCT_EINVAL, "output names '%s': '%s' is given twice", o->output_names, names[i]);
-    free_list(names, n);
+    predict_free_list(names, n);
     if (rc == 0 && n > DJCT_PREDICT_MAX_OUTPUTS)
         rc = djct_error_set(DJCT_EINVAL, "output names: %zu names, at most %d outputs", n, DJCT_PREDICT_MAX_OUTPUTS);
     return rc;
 }
 
-/* ---- per event or per element ------------------------------------------------------------- */
-
-static int64_t elements_of(const djct_array *a) { return a->row_splits[a->n_row_splits - 1]; }
-
-static void feature_label(char *buf, size_t n, const djct_array *f, int k)
-{
-    if (f[k].name && f[k].name[0])
-        snprintf(buf, n, "'%s'", f[k].name);
-    else
-        snprintf(buf, n, "features[%d]", k);
-}
-
-/* "'points' 1234 elements, 'hits' 56 elements" */
-static void ragged_list(char *buf, size_t n, const djct_array *f, size_t nf)
-{
-    size_t at = 0;
-    buf[0] = '\0';
-    for (size_t k = 0; k < nf && at + 1 < n; k++) {
-        if (!f[k].row_splits)
-            continue;
-        char lab[160];
-        feature_label(lab, sizeof(lab), f, (int)k);
-        int w = snprintf(buf + at, n - at, "%s%s %" PRId64 " elements", at ? ", " : "", lab, elements_of(&f[k]));
-        at = w < 0 ? at : at + (size_t)w >= n ? n - 1 : at + (size_t)w;
-    }
-    if (!at)
-        snprintf(buf, n, "no ragged feature array");
-}
-
-int djct_output_classify(size_t i, const int64_t *shape, int ndim, const djct_array *f, size_t nf, int64_t E,
-                         const djct_output_spec *spec, int *kind, int *feature)
-{
-    *kind = DJCT_OUTPUT_AUTO;
-    *feature = -1;
-    char lab[160], lab2[160], list[600];
-    if (ndim < 1)
-        return djct_error_set(DJCT_EINVAL, "output %zu is a scalar; a prediction output needs one row per event or "
-                              "per element of a ragged feature array", i);
-    int64_t d0 = shape[0];
-    int want = spec ? spec->kind : DJCT_OUTPUT_AUTO;
-    if (want == DJCT_OUTPUT_EVENT) {
-        if (d0 != E)
-            return djct_error_set(DJCT_EINVAL, "output %zu is declared per event but has %" PRId64 " rows for the "
-                                  "batch's %" PRId64 " events", i, d0, E);
-        *kind = DJCT_OUTPUT_EVENT;
-        return 0;
-    }
-    if (want == DJCT_OUTPUT_ELEMENT && spec->feature) {
-        int k = -1;
-        for (size_t j = 0; j < nf && k < 0; j++)
-            if (f[j].name && !strcmp(f[j].name, spec->feature))
-                k = (int)j;
-        char *end;
-        long idx = strtol(spec->feature, &end, 10);
-        if (k < 0 && !*end && idx >= 0 && (size_t)idx < nf)
-            k = (int)idx;
-        if (k < 0 || !f[k].row_splits) {
-            ragged_list(list, sizeof(list), f, nf);
-            return djct_error_set(DJCT_EINVAL, "output %zu: element:%s names no ragged feature array (%s)", i,
-                                  spec->feature, list);
-        }
-        if (elements_of(&f[k]) != d0) {
-            feature_label(lab, sizeof(lab), f, k);
-            return djct_error_set(DJCT_EINVAL, "output %zu is declared per element of %s but has %" PRId64 " rows "
-                                  "for its %" PRId64 " elements", i, lab, d0, elements_of(&f[k]));
-        }
-        *kind = DJCT_OUTPUT_ELEMENT;
-        *feature = k;
-        return 0;
-    }
-    int first = -1, other = -1;
-    for (size_t k = 0; k < nf; k++) {
-        if (!f[k].row_splits || elements_of(&f[k]) != d0)
-            continue;
-        if (first < 0)
-            first = (int)k;
-        else if (other < 0 && memcmp(f[k].row_splits, f[first].row_splits, f[k].n_row_splits * sizeof(int64_t)))
-            other = (int)k;
-    }
-    int ev = d0 == E && want != DJCT_OUTPUT_ELEMENT;
-    if (first >= 0 && other >= 0 && !ev) {
-        feature_label(lab, sizeof(lab), f, first);
-        feature_label(lab2, sizeof(lab2), f, other);
-        return djct_error_set(DJCT_EINVAL, "output %zu has %" PRId64 " rows, the elements of both %s and %s, whose "
-                              "row splits differ; say which with the output kind element:NAME", i, d0, lab, lab2);
-    }
-    if (first >= 0 && !ev) {
-        *kind = DJCT_OUTPUT_ELEMENT;
-        *feature = first;
-    } else if (ev && first < 0) {
-        *kind = DJCT_OUTPUT_EVENT;
-    } else if (ev) {
-        *feature = first; /* fits both: the ranks decide together */
-    } else {
-        ragged_list(list, sizeof(list), f, nf);
-        if (want == DJCT_OUTPUT_ELEMENT)
-            return djct_error_set(DJCT_EINVAL, "output %zu is declared per element but has %" PRId64 " rows, the "
-                                  "elements of no ragged feature array (%s)", i, d0, list);
-        return djct_error_set(DJCT_EINVAL, "output %zu has %" PRId64 " rows: neither the batch's %" PRId64 " events "
-                              "nor the elements of a ragged feature array (%s); a prediction output needs one row "
-                              "per event or per element", i, d0, E, list);
-    }
-    return 0;
-}
 
 /* ---- the run's state ------------------------------------------------------------------------ */
 
@@ -302,10 +95,7 @@ typedef struct {
     size_t nout;
     int kinds[DJCT_PREDICT_MAX_OUTPUTS], feat[DJCT_PREDICT_MAX_OUTPUTS];
     /* this rank's part */
-    char part[4300];
-    djct_h5_writer *h5;
-    FILE *f;
-    int part_made;
+    predict_part part;
     int64_t part_events, part_elements, first_id, next_id;
     /* ids: per input file its first global event */
     int64_t *file_first;
@@ -314,7 +104,7 @@ typedef struct {
     int32_t *ids;
     size_t ids_cap;
     djct_array arrays[DJCT_PREDICT_MAX_OUTPUTS + 3];
-    char defname[DJCT_PREDICT_MAX_OUTPUTS][24]; /* output_0, ... */
+    char defname[DJCT_PREDICT_MAX_OUTPUTS][32]; /* output_0, ... */
     djct_array *targets;
     size_t targets_cap;
     /* evaluation */
@@ -499,12 +289,12 @@ static int forward(pstate *P, const djct_batch *b)
 static int fits(pstate *P, size_t i, const int64_t *shape, int ndim, const djct_batch *b)
 {
     const djct_array *f = b->record.features;
-    int64_t want = P->kinds[i] == DJCT_OUTPUT_EVENT ? b->n_events : elements_of(&f[P->feat[i]]);
+    int64_t want = P->kinds[i] == DJCT_OUTPUT_EVENT ? b->n_events : predict_elements_of(&f[P->feat[i]]);
     if (ndim >= 1 && shape[0] == want)
         return 0;
     char lab[160] = "";
     if (P->kinds[i] == DJCT_OUTPUT_ELEMENT)
-        feature_label(lab, sizeof(lab), f, P->feat[i]);
+        predict_feature_label(lab, sizeof(lab), f, P->feat[i]);
     return djct_error_set(DJCT_EINVAL, "output %zu has %" PRId64 " rows in the batch of events %" PRId64 "..%" PRId64
                           "; as a %s output%s%s it needs %" PRId64, i, ndim >= 1 ? shape[0] : 0, b->event_ids[0],
                           b->event_ids[b->n_events - 1], kind_word(P->kinds[i]), lab[0] ? " of " : "", lab, want);
@@ -601,24 +391,9 @@ static int write_batch(pstate *P, const djct_batch *b)
         ids[1].n_feature_names = P->nf;
     }
     djct_record rec = {P->arrays, P->nout, ids, 3, NULL, 0};
-    int rc;
-    if (P->format == DJCT_FORMAT_H5) {
-        djct_h5_write_options wo = DJCT_H5_WRITE_OPTIONS_INIT;
-        wo.chunk_bytes = 64 << 10; /* a temporary file: small chunks waste little on small parts */
-        if (!P->h5 && (rc = djct_h5_writer_create(&P->h5, P->part, &rec, &wo)))
-            return rc;
-        if ((rc = djct_h5_writer_append(P->h5, &rec)))
-            return rc;
-    } else {
-        void *buf = NULL;
-        size_t len = 0;
-        if ((rc = djct_djcdata_write_mem(&buf, &len, &rec, NULL)))
-            return djct_error_prefix("part '%s'", P->part);
-        int ok = fwrite(buf, 1, len, P->f) == len;
-        free(buf);
-        if (!ok)
-            return djct_error_set(DJCT_EIO, "part '%s': write failed: %s", P->part, strerror(errno));
-    }
+    int rc = predict_part_append(&P->part, &rec);
+    if (rc)
+        return rc;
     P->part_events += E;
     P->part_elements += b->n_elements;
     return 0;
@@ -735,7 +510,7 @@ static int agree_kinds(pstate *P, const int *codes, int ncodes)
         }
         if (rc == 0 && !kind) {
             char lab[160];
-            feature_label(lab, sizeof(lab), djct_dataset_file(P->ds, 0)->layout.features, amb_feat);
+            predict_feature_label(lab, sizeof(lab), djct_dataset_file(P->ds, 0)->layout.features, amb_feat);
             rc = djct_error_set(DJCT_EINVAL, "output %d: in the first batch of every rank its rows are both the events "
                                 "and the elements of the ragged feature array %s (one element per event?); say "
                                 "which with the output kinds (djct_predict --output-kinds event or element)", i, lab);
@@ -747,119 +522,13 @@ static int agree_kinds(pstate *P, const int *codes, int ncodes)
     return rc;
 }
 
-/* ---- the parts and the join --------------------------------------------------------------------- */
-
-static int close_part(pstate *P)
-{
-    int rc = 0;
-    if (P->h5) {
-        rc = djct_h5_writer_close(P->h5);
-        P->h5 = NULL;
-    }
-    if (P->f) {
-        if (fclose(P->f) != 0 && rc == 0)
-            rc = djct_error_set(DJCT_EIO, "part '%s': %s", P->part, strerror(errno));
-        P->f = NULL;
-    }
-    return rc;
-}
-
-static int copy_into(FILE *dst, const char *src, const char *dst_name)
-{
-    FILE *in = fopen(src, "rb");
-    if (!in)
-        return djct_error_set(DJCT_EIO, "part '%s': %s", src, strerror(errno));
-    char *buf = malloc(1 << 20);
-    int rc = buf ? 0 : djct_error_oom();
-    size_t n;
-    while (rc == 0 && (n = fread(buf, 1, 1 << 20, in)) > 0)
-        if (fwrite(buf, 1, n, dst) != n)
-            rc = djct_error_set(DJCT_EIO, "'%s': write failed: %s", dst_name, strerror(errno));
-    if (rc == 0 && ferror(in))
-        rc = djct_error_set(DJCT_EIO, "part '%s': read failed", src);
-    free(buf);
-    fclose(in);
-    return rc;
-}
-
-/* rank 0: the non-empty parts in rank order into tmp, then renamed to the output */
-static int join_parts(pstate *P, char **parts, size_t nparts, int any_ragged)
-{
-    char tmp[4400];
-    snprintf(tmp, sizeof(tmp), "%s.tmp-%ld", P->o->out_path, (long)getpid());
-    int rc = 0;
-    if (P->format == DJCT_FORMAT_DJCTD) { /* .djctd records back to back: the parts concatenated */
-        FILE *out = fopen(tmp, "wb");
-        if (!out)
-            return djct_error_set(DJCT_EIO, "'%s': cannot create: %s", tmp, strerror(errno));
-        for (size_t i = 0; i < nparts && rc == 0; i++)
-            rc = copy_into(out, parts[i], tmp);
-        if (rc == 0 && (fflush(out) != 0 || fsync(fileno(out)) != 0))
-            rc = djct_error_set(DJCT_EIO, "'%s': %s", tmp, strerror(errno));
-        if (fclose(out) != 0 && rc == 0)
-            rc = djct_error_set(DJCT_EIO, "'%s': %s", tmp, strerror(errno));
-    } else { /* read back through the dataset (in order, a bounded batch at a time) and append */
-        djct_dataset_options d = DJCT_DATASET_OPTIONS_INIT;
-        d.shuffle = DJCT_SHUFFLE_SHARDS;
-        d.batch_elements = any_ragged ? (int64_t)1 << 20 : 0;
-        d.batch_events = 65536;
-        d.prefetch_depth = 1;
-        d.prefault_bytes = 0;
-        djct_dataset *ds = NULL;
-        djct_h5_writer *w = NULL;
-        djct_h5_write_options wo = DJCT_H5_WRITE_OPTIONS_INIT;
-        wo.gzip_level = P->o->gzip_level;
-        djct_batch *b = NULL;
-        rc = djct_dataset_open_files(&ds, (const char *const *)parts, nparts, &d);
-        /* chunks of about an array's data, 16 KiB to 1 MiB: a partly filled chunk takes its whole
-         * size, so small outputs get small chunks */
-        double bytes = 0;
-        size_t narr = 0;
-        for (size_t i = 0; rc == 0 && i < nparts; i++) {
-            const djct_record *l = &djct_dataset_file(ds, i)->layout;
-            const djct_array *lists[2] = {l->features, l->truths};
-            size_t ns[2] = {l->n_features, l->n_truths};
-            for (int c = 0; c < 2; c++)
-                for (size_t k = 0; k < ns[c]; k++) {
-                    const djct_array *a = &lists[c][k];
-                    double rows = djct_array_is_ragged(a) ? (double)-a->shape[1] : (double)a->shape[0];
-                    bytes += rows * (double)djct_array_inner_size(a) * 4.0;
-                    narr += i == 0;
-                }
-        }
-        bytes /= narr ? (double)narr : 1.0;
-        wo.chunk_bytes = bytes < 16384 ? 16384 : bytes > 1048576 ? 1048576 : (size_t)bytes;
-        while (rc == 0 && (rc = djct_dataset_next(ds, &b)) == 0 && b) {
-            if (b->n_events && !w)
-                rc = djct_h5_writer_create(&w, tmp, &b->record, &wo);
-            if (rc == 0 && b->n_events)
-                rc = djct_h5_writer_append(w, &b->record);
-            djct_batch_release(ds, b);
-        }
-        int crc = djct_h5_writer_close(w);
-        rc = rc ? rc : crc;
-        djct_dataset_free(ds);
-        if (rc == 0) { /* the data reached the disk before the name does */
-            FILE *f = fopen(tmp, "rb+");
-            if (!f || fsync(fileno(f)) != 0)
-                rc = djct_error_set(DJCT_EIO, "'%s': %s", tmp, strerror(errno));
-            if (f)
-                fclose(f);
-        }
-    }
-    if (rc == 0 && rename(tmp, P->o->out_path) != 0)
-        rc = djct_error_set(DJCT_EIO, "'%s': cannot rename '%s' into place: %s", P->o->out_path, tmp, strerror(errno));
-    if (rc)
-        remove(tmp);
-    return rc;
-}
 
 /* ---- the whole run -------------------------------------------------------------------------------- */
 
 static void free_state(pstate *P)
 {
     djct_output_specs_free(P->specs, P->nspecs);
-    free_list(P->names, P->nnames);
+    predict_free_list(P->names, P->nnames);
     free(P->file_first);
     free(P->paths);
     free(P->ids);
@@ -874,7 +543,7 @@ static int setup(pstate *P)
     int rc;
     const djct_predict_options *o = P->o;
     if ((rc = djct_output_specs_parse(&P->specs, &P->nspecs, o->output_kinds)) ||
-        (rc = split_list(&P->names, &P->nnames, o->output_names, "output names")))
+        (rc = predict_split_list(&P->names, &P->nnames, o->output_names, "output names")))
         return rc;
     int64_t N = djct_dataset_n_events(P->ds);
     if (N == 0)
@@ -904,17 +573,7 @@ static int setup(pstate *P)
             P->any_loss = 1;
     }
     /* this rank's part, next to the output: created now, so an unwritable place fails at once */
-    snprintf(P->part, sizeof(P->part), "%s.part-%d.%s", o->out_path, P->rank,
-             P->format == DJCT_FORMAT_H5 ? "h5" : "djctd");
-    if (!(P->f = fopen(P->part, "wb")))
-        return djct_error_set(DJCT_EIO, "predict: cannot create '%s' next to the output: %s; pass an output in a "
-                              "writable directory", P->part, strerror(errno));
-    P->part_made = 1;
-    if (P->format == DJCT_FORMAT_H5) { /* the HDF5 writer creates it again at the first batch */
-        fclose(P->f);
-        P->f = NULL;
-    }
-    return 0;
+    return predict_part_create(&P->part, o->out_path, P->rank, P->format);
 }
 
 /* the step loop: every rank takes every step (the plan pads), the vote of step s is completed at
@@ -1039,7 +698,7 @@ int djct_predict(djct_model *m, djct_dataset *ds, djct_comm *comm, const djct_pr
     P->comm = comm;
     P->rank = djct_comm_rank(comm);
     P->world = djct_comm_size(comm);
-    P->format = o->format != DJCT_FORMAT_UNKNOWN ? o->format : (int)djct_predict_format_of(o->out_path);
+    P->format = o->format != DJCT_FORMAT_UNKNOWN ? o->format : (int)djct_format_from_name(o->out_path);
     P->first_id = P->next_id = -1;
     int64_t steps = djct_dataset_steps(ds);
     int64_t *info = NULL;
@@ -1051,7 +710,7 @@ int djct_predict(djct_model *m, djct_dataset *ds, djct_comm *comm, const djct_pr
         fail(P, rc);
     /* a rank whose setup failed still takes part in the step-0 agreement, then all stop */
     predict_steps(P, steps);
-    rc = close_part(P);
+    rc = predict_part_close(&P->part);
     if ((rc = agree_error(P, rc)))
         goto out;
 
@@ -1074,12 +733,13 @@ int djct_predict(djct_model *m, djct_dataset *ds, djct_comm *comm, const djct_pr
                                 v[2] - 1, expect);
         expect = v[2];
         elements += v[3];
-        char *p = malloc(strlen(P->part) + 32);
+        size_t len = strlen(o->out_path) + 32;
+        char *p = malloc(len);
         if (!p) {
             rc = djct_error_oom();
             break;
         }
-        sprintf(p, "%s.part-%d.%s", o->out_path, r, P->format == DJCT_FORMAT_H5 ? "h5" : "djctd");
+        predict_part_name(p, len, o->out_path, r, P->format);
         parts[nparts++] = p;
     }
     if (rc == 0 && expect != N)
@@ -1092,7 +752,7 @@ int djct_predict(djct_model *m, djct_dataset *ds, djct_comm *comm, const djct_pr
     int any_ragged = 0;
     for (size_t i = 0; i < P->nout; i++)
         any_ragged |= P->kinds[i] == DJCT_OUTPUT_ELEMENT;
-    if ((rc = agree_error(P, P->rank == 0 ? join_parts(P, parts, nparts, any_ragged) : 0)))
+    if ((rc = agree_error(P, P->rank == 0 ? predict_parts_join(o->out_path, P->format, o->gzip_level, parts, nparts, any_ragged) : 0)))
         goto out;
 
     out->events = N;
@@ -1122,8 +782,7 @@ int djct_predict(djct_model *m, djct_dataset *ds, djct_comm *comm, const djct_pr
         }
     }
 out:
-    if (P->part_made)
-        remove(P->part);
+    predict_part_remove(&P->part);
     for (size_t i = 0; i < nparts; i++)
         free(parts[i]);
     free(parts);

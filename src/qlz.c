@@ -391,25 +391,35 @@ careful:
     }
 }
 
+int djct_qlz_check_at(size_t *dsize, int *compressed, const unsigned char *head, size_t avail, size_t len,
+                      size_t room, size_t *err_off)
+{
+    size_t csize;
+    int rc;
+    if ((rc = djct_qlz_header_int(&csize, dsize, compressed, head, avail, err_off)))
+        return rc;
+    if (csize != len) {
+        *err_off = 1;
+        return djct_error_set(DJCT_EINVAL, "chunk header says %zu bytes, the block gives it %zu", csize, len);
+    }
+    if (*dsize > room) {
+        *err_off = (head[0] & 2) ? 5 : 2; /* the decompressed-size field */
+        return djct_error_set(DJCT_EINVAL, "chunk decompresses to %zu bytes, only %zu remain of the block",
+                              *dsize, room);
+    }
+    return 0;
+}
+
 int djct_qlz_decompress_int(djct_qlz_dstate *st, const unsigned char *src, size_t src_len,
                             unsigned char *dst, size_t dst_cap, size_t *out_len, size_t *err_off)
 {
-    size_t csize, dsize;
+    size_t dsize;
     int comp, rc;
-    if ((rc = djct_qlz_header_int(&csize, &dsize, &comp, src, src_len, err_off)))
+    if ((rc = djct_qlz_check_at(&dsize, &comp, src, src_len, src_len, dst_cap, err_off)))
         return rc;
     size_t hl = (src[0] & 2) ? 9 : 3;
-    if (csize != src_len) {
-        *err_off = 1;
-        return djct_error_set(DJCT_EINVAL, "chunk header says %zu bytes, the block gives it %zu", csize, src_len);
-    }
-    if (dsize > dst_cap) {
-        *err_off = hl - 4;
-        return djct_error_set(DJCT_EINVAL, "chunk decompresses to %zu bytes, only %zu remain of the block",
-                              dsize, dst_cap);
-    }
     const unsigned char *body = src + hl;
-    size_t blen = csize - hl;
+    size_t blen = src_len - hl;
     if (st->counter + dsize - 1 >= BUFSZ) {
         /* direct: history is this chunk's own output */
         if (comp) {
@@ -438,14 +448,36 @@ int djct_qlz_decompress_int(djct_qlz_dstate *st, const unsigned char *src, size_
     return 0;
 }
 
-void djct_qlz_stored_into_state(djct_qlz_dstate *st, const unsigned char *data, size_t dsize)
+/* The chunks of a block are decoded into it back to back, so the bytes a state would hold in its
+ * buffer, block[pos - *counter .. pos), are already in place as the block's own earlier output:
+ * no state, and no copy through one. decode_body reads and writes only block[pos - hist ..
+ * pos + dsize), so blocks decoded by different threads never touch each other's bytes. */
+int djct_qlz_decompress_at(size_t *counter, const void *chunk, size_t len, unsigned char *block, size_t pos,
+                           size_t cap, size_t *out_len, size_t *err_off)
 {
-    if (st->counter + dsize - 1 >= BUFSZ) {
-        st->counter = 0;
-    } else {
-        memcpy(st->buf + st->counter, data, dsize);
-        st->counter += dsize;
+    const unsigned char *src = chunk;
+    size_t dsize;
+    int comp, rc;
+    if (pos > cap || *counter > pos) {
+        *err_off = 0;
+        return djct_error_set(DJCT_EINVAL, "qlz_decompress_at: output position %zu with %zu bytes of history "
+                              "in a %zu-byte block", pos, *counter, cap);
     }
+    if ((rc = djct_qlz_check_at(&dsize, &comp, src, len, len, cap - pos, err_off)))
+        return rc;
+    size_t hl = (src[0] & 2) ? 9 : 3;
+    if (comp) {
+        size_t hist = *counter + dsize - 1 >= BUFSZ ? 0 : *counter; /* direct when it does not fit */
+        if ((rc = decode_body(src + hl, len - hl, block + pos, dsize, hist, err_off))) {
+            *err_off += hl;
+            return rc;
+        }
+    } else {
+        memcpy(block + pos, src + hl, dsize);
+    }
+    djct_qlz_counter_advance(counter, dsize);
+    *out_len = dsize;
+    return 0;
 }
 
 int djct_qlz_decompress(djct_qlz_dstate *s, const void *src, size_t src_len, void *dst, size_t dst_cap,

@@ -60,6 +60,13 @@ struct djct_trainer {
     size_t targets_cap;
 
     int64_t epoch, step, global_step, skipped;
+    /* this epoch's skipped steps: a warning past 10% of its steps, an error when all were */
+    int64_t ep_run, ep_skipped, ep_first_skip;
+    int warned;
+    char warn[256];
+    int64_t bad_step;   /* this rank's first batch of the epoch with a non-finite loss; -1: none */
+    char bad_desc[768]; /* ... named: files, events, the array holding a non-finite value */
+    int error_shared;   /* the last error was returned by every rank at the same point */
     int stop_reason;
     int callback_stop;
     double last_ckpt_time;
@@ -214,6 +221,8 @@ int djct_trainer_create(djct_trainer **out, djct_model *model, djct_optimizer *o
     t->last_ckpt_time = djct_now_s();
     t->stop_reason = DJCT_STOP_DONE;
     t->last_val_loss = NAN;
+    t->last_loss = NAN; /* no step taken: no loss */
+    t->bad_step = -1;
     *out = t;
     return 0;
 fail:
@@ -251,6 +260,52 @@ static int log_metric(void *user, const char *name, double value)
     return 0;
 }
 
+/* This rank's batch gave a non-finite loss: remember the epoch's first such batch by name (the
+ * loader's files and events; the event holding a NaN or Inf when there is one). */
+static void note_bad_batch(djct_trainer *t, const djct_record *b, int64_t n_events)
+{
+    if (t->bad_step >= 0)
+        return;
+    char arr[160] = "", what[512] = "";
+    int64_t ev = djct_record_nonfinite_event(b, arr, sizeof(arr));
+    if (!t->train->describe || t->train->describe(t->train->self, b, ev, what, sizeof(what)) < 0 || !what[0]) {
+        if (ev >= 0)
+            snprintf(what, sizeof(what), "event %" PRId64 " of its %" PRId64, ev, n_events);
+        else
+            snprintf(what, sizeof(what), "%" PRId64 " events", n_events);
+    }
+    if (ev >= 0)
+        snprintf(t->bad_desc, sizeof(t->bad_desc), "step %" PRId64 ", rank %d's batch: %s holds a non-finite value "
+                 "in %s; fix or drop that event", t->step, t->rank, what, arr);
+    else
+        snprintf(t->bad_desc, sizeof(t->bad_desc), "step %" PRId64 ", rank %d's batch (%s) holds no non-finite "
+                 "value, yet its loss or gradients were not finite; lower the learning rate", t->step, t->rank, what);
+    t->bad_step = t->step;
+}
+
+/* Collective: the epoch's first named bad batch over all ranks (the earliest step, then the
+ * lowest rank), the same text on every rank. */
+static int first_bad_batch(djct_trainer *t, char *out, size_t cap)
+{
+    int64_t key = t->bad_step >= 0 ? t->bad_step * t->size + t->rank : INT64_MAX;
+    char what[80];
+    snprintf(what, sizeof(what), "epoch %" PRId64 "'s non-finite report", t->epoch);
+    int rc = djct_comm_allreduce(t->comm, &key, 1, DJCT_DTYPE_INT64, DJCT_COMM_REDUCE_MIN, what);
+    if (rc)
+        return rc;
+    if (key == INT64_MAX) {
+        snprintf(out, cap, "every rank's loss was finite, the averaged gradients were not; lower the learning rate");
+        return 0;
+    }
+    char desc[sizeof(t->bad_desc)];
+    memcpy(desc, t->bad_desc, sizeof(desc));
+    if ((rc = djct_comm_bcast(t->comm, desc, sizeof(desc), (int)(key % t->size), what)))
+        return rc;
+    desc[sizeof(desc) - 1] = '\0';
+    snprintf(out, cap, "%s", desc);
+    return 0;
+}
+
 /* one training step; *agreed receives the summed agreement vector */
 static int train_step(djct_trainer *t, djct_step_report *r, double ag[AG_N])
 {
@@ -285,6 +340,8 @@ static int train_step(djct_trainer *t, djct_step_report *r, double ag[AG_N])
         goto out;
     if (empty)
         loss = 0;
+    else if (!isfinite(loss))
+        note_bad_batch(t, batch, info.n_events);
 
     /* the agreement collective: with gradient averaging it is started here, before backward, and
      * completes while the gradient buckets are reduced, so it adds no synchronisation point of its
@@ -309,6 +366,11 @@ static int train_step(djct_trainer *t, djct_step_report *r, double ag[AG_N])
             goto out;
     }
 
+    /* the watchdog names a missing rank's step: "epoch 0 step 212's gradient reduction, bucket 0" */
+    char what_grad[80];
+    snprintf(what_grad, sizeof(what_grad), "epoch %" PRId64 " step %" PRId64 "'s gradient reduction", t->epoch, t->step);
+    if (t->o.average)
+        djct_comm_plan_set_label(t->plan, what_grad);
     if (overlap) {
         t->hook_error = 0;
         if ((rc = djct_comm_plan_start(t->plan, op, weight)))
@@ -317,8 +379,11 @@ static int train_step(djct_trainer *t, djct_step_report *r, double ag[AG_N])
     }
     rc = empty ? 0 : djct_model_backward(t->model, NULL);
     if (rc) {
-        if (t->step_open) { /* keep the collectives matched across ranks */
+        if (t->step_open) { /* keep the collectives matched across ranks; report backward's error */
+            char keep[1024];
+            snprintf(keep, sizeof(keep), "%s", djct_last_error());
             djct_comm_plan_finish(t->plan);
+            djct_error_set(rc, "%s", keep);
             t->step_open = 0;
         }
         goto wait_ag;
@@ -331,14 +396,19 @@ static int train_step(djct_trainer *t, djct_step_report *r, double ag[AG_N])
         } else {
             rc = djct_comm_plan_reduce(t->plan, op, weight);
         }
-        int wrc = djct_comm_wait(t->ag_req);
-        rc = rc ? rc : wrc;
+        if (rc) { /* e.g. the watchdog named a missing rank: that message is the one to keep */
+            t_comm += djct_now_s() - c0;
+            goto wait_ag;
+        }
+        rc = djct_comm_wait(t->ag_req);
         if (!rc && !djct_all_finite(t->grads, t->ngrads))
             ag[AG_NONFINITE] += 1; /* the same averaged gradients on every rank: the same decision */
     } else {
         local[AG_NONFINITE] = !empty && (!isfinite(loss) || !djct_all_finite(t->grads, t->ngrads));
-        if (local[AG_NONFINITE])
+        if (local[AG_NONFINITE]) {
             local[AG_LOSS_W] = 0;
+            note_bad_batch(t, batch, info.n_events);
+        }
         memcpy(ag, local, sizeof(local));
         rc = djct_comm_allreduce(t->comm, ag, AG_N, DJCT_DTYPE_FLOAT64, DJCT_COMM_REDUCE_SUM, what);
     }
@@ -413,8 +483,9 @@ int djct_trainer_save_checkpoint(djct_trainer *t)
     char *dir = NULL;
     /* the journal's last step goes with the checkpoint: a job resuming from it rewinds the journal
      * to it (collective: every rank calls it; -2 when logging is off) */
-    int64_t log_step = -2;
-    if ((rc = djct_log_checkpoint(&log_step)))
+    int64_t journal_step = -2;
+    t->error_shared = 0;
+    if ((rc = djct_log_checkpoint(&journal_step)))
         return rc;
     if (t->rank == 0) {
         rc = djct_ckpt_begin(&dir, t->run_dir, t->global_step);
@@ -438,7 +509,7 @@ int djct_trainer_save_checkpoint(djct_trainer *t)
             snprintf(meta, sizeof(meta),
                      "{\"epoch\": %" PRId64 ", \"step\": %" PRId64 ", \"global_step\": %" PRId64
                      ", \"skipped\": %" PRId64 ", \"world_size\": %d, \"seed\": %" PRIu64 ", \"log_step\": %" PRId64 "}",
-                     t->epoch, t->step, t->global_step, t->skipped, t->size, t->o.seed, log_step);
+                     t->epoch, t->step, t->global_step, t->skipped, t->size, t->o.seed, journal_step);
             rc = djct_ckpt_commit(NULL, t->run_dir, t->global_step, meta, t->o.keep_checkpoints);
         }
         free(dir);
@@ -447,9 +518,11 @@ int djct_trainer_save_checkpoint(djct_trainer *t)
     int ok = rc == 0;
     char what[80];
     snprintf(what, sizeof(what), "step %" PRId64 "'s checkpoint result", t->global_step);
+    t->error_shared = 0;
     int mrc = djct_comm_bcast(t->comm, &ok, sizeof(ok), 0, what);
     if (mrc)
         return mrc;
+    t->error_shared = !ok; /* rank 0's message is the one that says why */
     if (!ok && t->rank != 0)
         rc0 = djct_error_set(DJCT_EIO, "trainer: rank 0 failed to write the checkpoint of step %" PRId64,
                              t->global_step);
@@ -493,7 +566,7 @@ int djct_trainer_resume(djct_trainer *t, int *resumed, int64_t *step)
     char *meta = NULL;
     int ok = 1;
     char err[1024] = "";
-    int64_t log_step = -2; /* the journal's last step at the checkpoint; -2: not recorded */
+    int64_t journal_step = -2; /* the journal's last step at the checkpoint; -2: not recorded */
     rc = djct_ckpt_read_meta(&meta, path);
     cJSON *m = rc == 0 ? cJSON_Parse(meta) : NULL;
     free(meta);
@@ -516,7 +589,7 @@ int djct_trainer_resume(djct_trainer *t, int *resumed, int64_t *step)
             t->global_step = (int64_t)g->valuedouble;
             t->skipped = cJSON_IsNumber(k) ? (int64_t)k->valuedouble : 0;
             cJSON *ls = cJSON_GetObjectItem(m, "log_step");
-            log_step = cJSON_IsNumber(ls) ? (int64_t)ls->valuedouble : -2;
+            journal_step = cJSON_IsNumber(ls) ? (int64_t)ls->valuedouble : -2;
         }
     }
     cJSON_Delete(m);
@@ -553,7 +626,7 @@ int djct_trainer_resume(djct_trainer *t, int *resumed, int64_t *step)
         return rc ? djct_error_set(rc, "%s", err)
                   : djct_error_set(DJCT_EIO, "trainer: another rank failed to resume from '%s'", path);
     /* the journal goes back to the checkpoint's step (every rank read the same metadata) */
-    if ((rc = djct_log_rewind(log_step)))
+    if ((rc = djct_log_rewind(journal_step)))
         return rc;
     if (resumed)
         *resumed = 1;
@@ -565,6 +638,7 @@ int djct_trainer_resume(djct_trainer *t, int *resumed, int64_t *step)
 int djct_trainer_train_epoch(djct_trainer *t)
 {
     DJCT_CHECK_ARG(t);
+    t->error_shared = 0;
     int64_t nsteps = 0;
     int rc = t->train->begin_epoch(t->train->self, t->epoch, t->step, &nsteps);
     if (rc)
@@ -576,16 +650,27 @@ int djct_trainer_train_epoch(djct_trainer *t)
     if ((rc = djct_comm_allreduce(t->comm, &mn, 1, DJCT_DTYPE_INT64, DJCT_COMM_REDUCE_MIN, what)) ||
         (rc = djct_comm_allreduce(t->comm, &mx, 1, DJCT_DTYPE_INT64, DJCT_COMM_REDUCE_MAX, what)))
         return rc;
+    t->error_shared = 1; /* every rank sees the counts alike */
     if (mn != mx)
         return djct_error_set(DJCT_EINVAL,
                               "trainer: epoch %" PRId64 ": ranks disagree on the step count (%" PRId64 "..%" PRId64
                               "); a loader must give every rank the same number of steps",
                               t->epoch, mn, mx);
+    if (mx == 0)
+        return djct_error_set(DJCT_EINVAL,
+                              "trainer: epoch %" PRId64 " has no steps: the training data holds no events (or every "
+                              "event was dropped as larger than the batch limit)", t->epoch);
+    t->error_shared = 0;
     if ((rc = djct_model_train(t->model, 1)))
         return rc;
     t->s_step.n = t->s_data.n = t->s_compute.n = t->s_comm.n = 0;
     t->sum_events = t->sum_elements = t->sum_time = 0;
     t->stop_reason = DJCT_STOP_DONE;
+    t->ep_run = t->ep_skipped = 0;
+    t->ep_first_skip = -1;
+    t->warned = 0;
+    t->bad_step = -1;
+    int stopped = 0;
     for (; t->step < nsteps; t->step++) {
         djct_step_report r;
         double ag[AG_N];
@@ -604,6 +689,20 @@ int djct_trainer_train_epoch(djct_trainer *t)
         t->el_s = t->sum_time > 0 ? t->sum_elements / t->sum_time : 0;
         if (!r.skipped)
             t->last_loss = r.loss;
+        t->ep_run++;
+        if (r.skipped) {
+            if (t->ep_first_skip < 0)
+                t->ep_first_skip = t->step;
+            /* more than a tenth of the epoch's steps: say so once, the run goes on */
+            if (++t->ep_skipped * 10 > nsteps && !t->warned) {
+                t->warned = 1;
+                snprintf(t->warn, sizeof(t->warn),
+                         "epoch %" PRId64 ": %" PRId64 " of its %" PRId64 " steps skipped so far (non-finite loss or "
+                         "gradient; the first at step %" PRId64 "); an epoch that skips every step fails",
+                         t->epoch, t->ep_skipped, nsteps, t->ep_first_skip);
+                r.warning = t->warn;
+            }
+        }
         log_step(t, &r);
         int last = t->step + 1 == nsteps;
         if ((t->step + 1) % t->o.log_every == 0 || last) {
@@ -614,10 +713,14 @@ int djct_trainer_train_epoch(djct_trainer *t)
             t->callback_stop = 1;
         if (r.skipped && t->o.nonfinite == DJCT_NONFINITE_STOP) {
             t->stop_reason = DJCT_STOP_NONFINITE;
+            char desc[sizeof(t->bad_desc)];
+            if ((rc = first_bad_batch(t, desc, sizeof(desc))))
+                return rc;
+            t->error_shared = 1;
             return djct_error_set(DJCT_EINVAL,
                                   "trainer: non-finite loss or gradient at epoch %" PRId64 " step %" PRId64
-                                  " (global step %" PRId64 "); lower the learning rate or use --nonfinite skip",
-                                  t->epoch, t->step, t->global_step);
+                                  " (global step %" PRId64 "): %s (or skip such steps: DJCT_NONFINITE_SKIP)",
+                                  t->epoch, t->step, t->global_step, desc);
         }
         int ckpt = t->run_dir && ((t->o.checkpoint_every_steps > 0 && !r.skipped &&
                                    t->global_step % t->o.checkpoint_every_steps == 0) ||
@@ -637,8 +740,19 @@ int djct_trainer_train_epoch(djct_trainer *t)
         }
         if (stopping) {
             t->step++;
+            stopped = 1;
             break;
         }
+    }
+    if (!stopped && t->ep_run > 0 && t->ep_skipped == t->ep_run) { /* agreed: the counts come from the votes */
+        char desc[sizeof(t->bad_desc)];
+        if ((rc = first_bad_batch(t, desc, sizeof(desc))))
+            return rc;
+        t->error_shared = 1;
+        return djct_error_set(DJCT_EINVAL,
+                              "trainer: epoch %" PRId64 " skipped every one of its %" PRId64 " steps (non-finite loss or "
+                              "gradient): nothing was trained; the first: %s",
+                              t->epoch, t->ep_run, desc);
     }
     return 0;
 }
@@ -728,6 +842,7 @@ int djct_trainer_fit(djct_trainer *t)
 {
     DJCT_CHECK_ARG(t);
     int rc = 0;
+    t->error_shared = 0;
     t->stop_reason = DJCT_STOP_DONE;
     while (t->epoch < t->o.epochs) {
         if ((rc = djct_trainer_train_epoch(t)))
@@ -737,8 +852,10 @@ int djct_trainer_fit(djct_trainer *t)
         if (t->o.max_steps > 0 && t->global_step >= t->o.max_steps)
             break;
         /* the epoch is complete */
-        if (t->val && t->o.validate && (rc = djct_trainer_val_epoch(t, NULL)))
+        if (t->val && t->o.validate && (rc = djct_trainer_val_epoch(t, NULL))) {
+            t->error_shared = 0;
             return rc;
+        }
         t->epoch++;
         t->step = 0;
     }
@@ -755,6 +872,7 @@ const char *djct_trainer_damaged_checkpoints(const djct_trainer *t, int *n_damag
 }
 
 int djct_trainer_stop_reason(const djct_trainer *t) { return t ? t->stop_reason : DJCT_STOP_DONE; }
+int djct_trainer_error_is_shared(const djct_trainer *t) { return t ? t->error_shared : 0; }
 
 void djct_trainer_position(const djct_trainer *t, int64_t *global_step, int64_t *skipped, int64_t *epoch,
                            int64_t *step)

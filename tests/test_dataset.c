@@ -1,9 +1,11 @@
 /* dataset module, one process: djcdata's batching examples (section 11), count-mode batches,
  * file lists (directory, glob, list file, comma list, mixed .djctd and HDF5), batch contents vs
  * source events, determinism per seed and epoch, seek, prefetch and its wait time, errors from
- * the prefetch thread, and bad input with message checks. */
+ * the prefetch thread, decode threads (the same batches with any number, a broken block's error,
+ * seeks while they are busy), and bad input with message checks. */
 #include "harness.h"
 #include "data_fixtures.h"
+#include "djcdata_int.h" /* djct_djcdata_chunk_limit: files with blocks of several chunks */
 
 #include <sys/stat.h>
 #include <time.h>
@@ -205,6 +207,19 @@ static void test_lists_and_contents(void)
     CHECK(once && got + st.dropped_events == N && zero_dropped == st.dropped_events);
     /* counts (g*7)%23 <= 22 < 60: nothing is dropped for size; only all-zero batches could be */
     CHECK(st.dropped_events == 0);
+    /* events named for messages: files and event numbers within them, runs as ranges */
+    const int64_t ids[] = {0, 1, 2, 5, 40, 41, 79};
+    char names[2048], want[2048], tiny[24];
+    CHECK_OK(djct_dataset_describe_events(ds, ids, 7, names, sizeof(names)));
+    snprintf(want, sizeof(want), "'%s' events 0-2, 5; '%s' events 0-1, 39", P("mixed/part00.djctd"), P("mixed/part01.h5"));
+    CHECK(strcmp(names, want) == 0);
+    CHECK_OK(djct_dataset_describe_events(ds, ids + 6, 1, names, sizeof(names)));
+    snprintf(want, sizeof(want), "'%s' event 39", P("mixed/part01.h5"));
+    CHECK(strcmp(names, want) == 0);
+    CHECK_OK(djct_dataset_describe_events(ds, ids, 7, tiny, sizeof(tiny))); /* cut, never overrun */
+    CHECK(strcmp(tiny, "...") == 0);
+    const int64_t outside = N;
+    CHECK_ERR(djct_dataset_describe_events(ds, &outside, 1, names, sizeof(names)), DJCT_EINVAL, "outside");
     djct_dataset_free(ds);
 
     /* glob, list file and comma list give the same files, so the same plan */
@@ -249,7 +264,8 @@ static void test_lists_and_contents(void)
 }
 
 /* a tiny cache budget: HDF5 files are read event by event with hyperslab gathers (the path for
- * files too large to keep), .djctd files are decoded again when evicted; same batches */
+ * files too large to keep), .djctd files are decoded again when evicted (by the decode threads
+ * too); same batches */
 static void test_small_cache(void)
 {
     djct_dataset_options o = DJCT_DATASET_OPTIONS_INIT;
@@ -261,10 +277,17 @@ static void test_small_cache(void)
     o.cache_bytes = 1;
     CHECK_OK(djct_dataset_open(&b, P("mixed"), &o));
     int bad = 0;
-    uint64_t ha, hb;
-    int64_t na = run_epoch(a, &ha, NULL, &bad), nb = run_epoch(b, &hb, NULL, &bad);
+    uint64_t ha, hb, hc = 0;
+    int64_t na = run_epoch(a, &ha, NULL, &bad), nb = run_epoch(b, &hb, NULL, &bad), nc = -1;
     CHECK(na == nb && ha == hb && bad == 0);
     djct_dataset_free(a);
+    djct_dataset_free(b);
+    /* and with decode threads: .djctd files from the pool, HDF5 files as before */
+    o.decode_threads = 2;
+    CHECK_OK(djct_dataset_open(&b, P("mixed"), &o));
+    if (b)
+        nc = run_epoch(b, &hc, NULL, &bad);
+    CHECK(nc == na && hc == ha && bad == 0);
     djct_dataset_free(b);
 }
 
@@ -477,6 +500,286 @@ static void test_thread_error(void)
     djct_dataset_free(ds);
 }
 
+/* ---- decode threads ---------------------------------------------------------------------------- */
+
+/* A .djctd of `nrec` records of `per` events each, ids from `first`: the fixture's points (ragged,
+ * lognormal counts, or regular) and label, plus a regular feature "extra" [n, 3] = (g, g / 2, -g)
+ * and a weight [n] = g / 4; blocks cut into chunks of at most `chunk` bytes, so that most chunks
+ * are coded against the earlier ones of their block. */
+static int write_records(const char *path, int nrec, int64_t per, int64_t first, int ragged, size_t chunk)
+{
+    int64_t *c = malloc(sizeof(int64_t) * (size_t)per);
+    size_t old = djct_djcdata_chunk_limit;
+    djct_djcdata_chunk_limit = chunk;
+    djct_djcdata_write_options wo = DJCT_DJCDATA_WRITE_OPTIONS_INIT;
+    remove(path);
+    wo.append = 1;
+    int rc = c ? 0 : DJCT_ENOMEM;
+    for (int k = 0; k < nrec && rc == 0; k++) {
+        int64_t id0 = first + k * per;
+        fx_lognormal_counts(c, per, 12.0, (uint64_t)id0 + 1);
+        djct_record r;
+        fx_record(&r, c, per, id0, ragged);
+        r.features = realloc(r.features, 2 * sizeof(djct_array));
+        r.weights = calloc(1, sizeof(djct_array));
+        djct_array *x = &r.features[1], *w = &r.weights[0];
+        memset(x, 0, sizeof(*x));
+        x->name = strdup("extra");
+        x->dtype = DJCT_DTYPE_FLOAT32;
+        x->ndim = 2;
+        x->shape[0] = per;
+        x->shape[1] = 3;
+        x->n_values = (size_t)per * 3;
+        float *xv = malloc(x->n_values * 4);
+        w->name = strdup("weight");
+        w->dtype = DJCT_DTYPE_FLOAT32;
+        w->ndim = 1;
+        w->shape[0] = per;
+        w->n_values = (size_t)per;
+        float *wv = malloc(w->n_values * 4);
+        for (int64_t e = 0; e < per; e++) {
+            xv[3 * e] = (float)(id0 + e);
+            xv[3 * e + 1] = (float)(id0 + e) / 2;
+            xv[3 * e + 2] = (float)-(id0 + e);
+            wv[e] = (float)(id0 + e) / 4;
+        }
+        x->values = xv;
+        w->values = wv;
+        r.n_features = 2;
+        r.n_weights = 1;
+        rc = djct_djcdata_write(path, &r, &wo);
+        djct_record_clear(&r);
+    }
+    djct_djcdata_chunk_limit = old;
+    free(c);
+    return rc;
+}
+
+/* FNV-1a over everything a batch holds: step, events, every array's values and row splits */
+static uint64_t fnv(uint64_t h, const void *p, size_t n)
+{
+    const unsigned char *b = p;
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ b[i]) * 1099511628211ull;
+    return h;
+}
+
+static uint64_t batch_hash(uint64_t h, const djct_batch *b)
+{
+    h = fnv(h, &b->step, sizeof(b->step));
+    h = fnv(h, &b->n_events, sizeof(b->n_events));
+    h = fnv(h, b->event_ids, sizeof(int64_t) * (size_t)b->n_events);
+    const djct_array *l[3] = {b->record.features, b->record.truths, b->record.weights};
+    size_t n[3] = {b->record.n_features, b->record.truths ? b->record.n_truths : 0, b->record.n_weights};
+    for (int c = 0; c < 3; c++)
+        for (size_t i = 0; i < n[c]; i++) {
+            h = fnv(h, l[c][i].values, l[c][i].n_values * djct_dtype_size(l[c][i].dtype));
+            if (l[c][i].row_splits)
+                h = fnv(h, l[c][i].row_splits, l[c][i].n_row_splits * sizeof(int64_t));
+        }
+    return h;
+}
+
+/* every batch of `epochs` epochs, hashed; *bad counts batches that disagree with their sources */
+static uint64_t epochs_hash(djct_dataset *ds, int epochs, int ragged, int *bad, int64_t *batches)
+{
+    uint64_t h = 1469598103934665603ull;
+    djct_batch *b;
+    int rc = 0;
+    for (int e = 0; e < epochs && rc == 0; e++) {
+        if ((rc = djct_dataset_begin_epoch(ds, e)) < 0)
+            break;
+        while ((rc = djct_dataset_next(ds, &b)) == 0 && b) {
+            const float *x = b->record.features[1].values, *w = b->record.weights[0].values;
+            int ok = fx_check_batch(b, ragged);
+            for (int64_t i = 0; i < b->n_events && ok; i++)
+                ok = x[3 * i] == (float)b->event_ids[i] && w[i] == (float)b->event_ids[i] / 4;
+            *bad += !ok;
+            (*batches)++;
+            h = batch_hash(h, b);
+            djct_batch_release(ds, b);
+        }
+    }
+    if (rc < 0)
+        (*bad)++;
+    return h;
+}
+
+/* The same batches, bit for bit, with 0 (decoded whole by the producer), 1, 2 and 4 decode
+ * threads: ragged and regular data, several records and four arrays per file, blocks of several
+ * chunks, file-wise and global shuffling, a cache that holds everything and one that holds under
+ * two files (evictions, lookahead held back by the budget), one rank of one and rank 1 of two. */
+static void test_decode_threads(void)
+{
+    mkdir(P("dt"), 0755);
+    harness_rows writes = HARNESS_ROWS_INIT;
+    for (int ragged = 0; ragged < 2; ragged++)
+        for (int f = 0; f < 5; f++) {
+            char p[600];
+            snprintf(p, sizeof(p), "%s/%s%d.djctd", P("dt"), ragged ? "r" : "g", f);
+            ROW_OK(writes, write_records(p, 3, 60, f * 180, ragged, 1500), "%s", p);
+        }
+    CHECK_ROWS(writes);
+    harness_rows same = HARNESS_ROWS_INIT, calls = HARNESS_ROWS_INIT;
+    int bad = 0;
+    int64_t batches = 0;
+    for (int ragged = 0; ragged < 2; ragged++)
+        for (int shuffle = DJCT_SHUFFLE_FILES; shuffle <= DJCT_SHUFFLE_GLOBAL; shuffle++)
+            for (int small = 0; small < 2; small++) {
+                uint64_t want = 0;
+                for (int t = 0; t <= 4; t += t ? t : 1) {
+                    djct_dataset_options o = DJCT_DATASET_OPTIONS_INIT;
+                    o.batch_elements = ragged ? 150 : 0;
+                    o.batch_events = 16;
+                    o.seed = 3;
+                    o.shuffle = shuffle;
+                    o.world_size = 1 + small;
+                    o.rank = small;
+                    o.cache_bytes = small ? 9000 * (ragged ? 2 : 1) : 0;
+                    o.decode_threads = t;
+                    djct_dataset *ds = NULL;
+                    ROW_OK(calls, djct_dataset_open(&ds, P(ragged ? "dt/r*" : "dt/g*"), &o),
+                           "ragged %d shuffle %d small %d threads %d", ragged, shuffle, small, t);
+                    if (!ds)
+                        continue;
+                    uint64_t h = epochs_hash(ds, 2, ragged, &bad, &batches);
+                    if (t == 0)
+                        want = h;
+                    ROW(same, h == want, "ragged %d shuffle %d small cache %d: %d threads differ from 0", ragged,
+                        shuffle, small, t);
+                    djct_dataset_free(ds);
+                }
+            }
+    CHECK_ROWS(calls);
+    CHECK_ROWS(same);
+    CHECK(bad == 0 && batches > 100);
+    printf("decode threads 0, 1, 2, 4: %lld batches, the same bytes\n", (long long)batches);
+}
+
+/* A block broken in the middle of a file (record 1's points, inside a compressed body): with any
+ * number of decode threads next() fails at the same step with the serial reader's one-line
+ * message naming the file, the byte and the array; nothing hangs, nothing leaks (SAN build). */
+static void test_decode_thread_error(void)
+{
+    CHECK_OK(write_records(P("de0.djctd"), 1, 200, 0, 1, 1500));
+    CHECK_OK(write_records(P("de1.djctd"), 3, 60, 200, 1, 1500));
+    size_t len = 0;
+    FILE *fp = fopen(P("de1.djctd"), "rb");
+    unsigned char *img = NULL;
+    if (fp) {
+        fseek(fp, 0, SEEK_END);
+        len = (size_t)ftell(fp);
+        fseek(fp, 0, SEEK_SET);
+        img = malloc(len);
+        if (fread(img, 1, len, fp) != len)
+            len = 0;
+        fclose(fp);
+    }
+    /* the first byte past the middle whose flip breaks a chunk body of record 1's points */
+    char want[1024] = "";
+    size_t at = len / 2;
+    for (; img && at < len; at++) {
+        djct_record r;
+        img[at] ^= 0x40;
+        int rc = djct_djcdata_read_mem(&r, img, len, P("de1.djctd"));
+        if (rc == 0)
+            djct_record_clear(&r);
+        else if (strstr(djct_last_error(), "record 1: array 'points' (features[0]) data qblock chunk")) {
+            snprintf(want, sizeof(want), "%s", djct_last_error());
+            break;
+        }
+        img[at] ^= 0x40;
+    }
+    CHECK(want[0] != '\0');
+    fp = fopen(P("de1.djctd"), "wb");
+    CHECK(fp && img && fwrite(img, 1, len, fp) == len);
+    if (fp)
+        fclose(fp);
+    free(img);
+    harness_rows same = HARNESS_ROWS_INIT;
+    char spec[1100];
+    snprintf(spec, sizeof(spec), "%s,%s", P("de0.djctd"), P("de1.djctd"));
+    int n_first = -1; /* the batches before the error, with 0 threads and no prefetch */
+    for (int t = 0; t <= 4; t += t ? t : 1)
+        for (int depth = 0; depth <= 2; depth += 2) {
+            djct_dataset_options o = DJCT_DATASET_OPTIONS_INIT;
+            o.batch_elements = 50;
+            o.shuffle = DJCT_SHUFFLE_NONE;
+            o.prefetch_depth = depth;
+            o.decode_threads = t;
+            djct_dataset *ds = NULL;
+            int rc = djct_dataset_open(&ds, spec, &o), n = 0;
+            djct_batch *b = NULL;
+            while (rc == 0 && (rc = djct_dataset_next(ds, &b)) == 0 && b) {
+                n++;
+                djct_batch_release(ds, b);
+            }
+            if (n_first < 0)
+                n_first = n;
+            ROW(same, rc == DJCT_EINVAL && n > 0 && n == n_first && !strcmp(djct_last_error(), want),
+                "threads %d prefetch %d: rc %d after %d batches: %s", t, depth, rc, n, djct_last_error());
+            /* the error stays; a seek back starts over */
+            if (ds && depth) {
+                rc = djct_dataset_next(ds, &b);
+                ROW(same, rc == DJCT_EINVAL && !strcmp(djct_last_error(), want), "threads %d: again: %s", t,
+                    djct_last_error());
+            }
+            if (ds) {
+                b = NULL;
+                ROW(same, djct_dataset_seek(ds, 0, 3) == 0 && djct_dataset_next(ds, &b) == 0 && b && b->step == 3,
+                    "threads %d prefetch %d: seek after the error", t, depth);
+                if (b)
+                    djct_batch_release(ds, b);
+            }
+            djct_dataset_free(ds);
+        }
+    CHECK_ROWS(same);
+    printf("a broken block, any number of decode threads: %s\n", want);
+}
+
+/* Seeks and frees while the decode threads are busy (large files, the first ones still being
+ * decoded): every batch after a seek is the one of an undisturbed serial dataset; nothing hangs. */
+static void test_decode_seek_busy(void)
+{
+    mkdir(P("busy"), 0755);
+    harness_rows writes = HARNESS_ROWS_INIT;
+    for (int f = 0; f < 6; f++) {
+        char p[600];
+        snprintf(p, sizeof(p), "%s/b%d.djctd", P("busy"), f);
+        ROW_OK(writes, write_records(p, 2, 4000, f * 8000, 1, (size_t)1 << 20), "%s", p);
+    }
+    CHECK_ROWS(writes);
+    djct_dataset_options o = DJCT_DATASET_OPTIONS_INIT;
+    o.batch_elements = 2000;
+    o.seed = 11;
+    o.cache_bytes = (size_t)3 << 20; /* about two files: the lookahead is held back and files re-decoded */
+    djct_dataset *ref = NULL, *ds = NULL;
+    CHECK_OK(djct_dataset_open(&ref, P("busy"), &o));
+    o.decode_threads = 2;
+    o.prefetch_depth = 3;
+    CHECK_OK(djct_dataset_open(&ds, P("busy"), &o));
+    djct_dataset_free(ds); /* at once: the threads are parsing the first files */
+    ds = NULL;
+    CHECK_OK(djct_dataset_open(&ds, P("busy"), &o));
+    int64_t seeks[][2] = {{0, 0}, {1, 5}, {0, 40}, {2, 1}, {2, 1}, {1, 70}, {0, 2}};
+    harness_rows same = HARNESS_ROWS_INIT;
+    for (size_t i = 0; ref && ds && i < sizeof(seeks) / sizeof(seeks[0]); i++) {
+        int64_t e = seeks[i][0], s = seeks[i][1];
+        djct_batch *a = NULL, *b = NULL;
+        ROW(same, djct_dataset_seek(ref, e, s) == 0 && djct_dataset_seek(ds, e, s) == 0, "seek %lld %lld",
+            (long long)e, (long long)s);
+        for (int k = 0; k < 2; k++) { /* two batches, then seek away with the threads mid-file */
+            ROW(same, djct_dataset_next(ref, &a) == 0 && djct_dataset_next(ds, &b) == 0 && a && b &&
+                batch_hash(1, a) == batch_hash(1, b), "epoch %lld step %lld + %d", (long long)e, (long long)s, k);
+            djct_batch_release(ref, a);
+            djct_batch_release(ds, b);
+        }
+    }
+    CHECK_ROWS(same);
+    djct_dataset_free(ds);
+    djct_dataset_free(ref);
+}
+
 static void test_bad_input(void)
 {
     djct_dataset *ds = NULL;
@@ -514,6 +817,9 @@ static void test_bad_input(void)
     o.batch_events = 0;
     CHECK_ERR(djct_dataset_open(&ds, P("mixed"), &o), DJCT_EINVAL, "attempting empty split");
     o.batch_events = 4;
+    o.decode_threads = -1;
+    CHECK_ERR(djct_dataset_open(&ds, P("mixed"), &o), DJCT_EINVAL, "decode_threads -1 outside 0..1024");
+    o.decode_threads = 0;
     o.version = 77;
     CHECK_ERR(djct_dataset_open(&ds, P("mixed"), &o), DJCT_EINVAL, "djct_dataset_options version 77");
     CHECK(ds == NULL);
@@ -533,6 +839,9 @@ int main(void)
     test_seek_and_prefetch();
     test_prefetch_reads_ahead();
     test_thread_error();
+    test_decode_threads();
+    test_decode_thread_error();
+    test_decode_seek_busy();
     test_bad_input();
     char cmd[300];
     snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);

@@ -1,7 +1,8 @@
 /* djcdata files: conformance with djcdata's own test files (every value and row split compared
  * with the numpy arrays), the spec's 176-byte worked example byte for byte, round trips of every
- * supported shape of data, multi-record files, metadata, the .djcdc example, and hostile input
- * (truncation at every byte, flipped bytes, bad versions, huge sizes). */
+ * supported shape of data, multi-record files, metadata, the .djcdc example, hostile input
+ * (truncation at every byte, flipped bytes, bad versions, huge sizes), and the decoder in parts
+ * (the serial reader's record or error for every flipped byte and truncation). */
 #include "harness.h"
 
 #include "djcdata_int.h"
@@ -537,6 +538,107 @@ static void test_multirecord(void)
     djct_record_clear(&r3);
 }
 
+/* ---- decoding in parts (djcdata_parts.c) --------------------------------------------------------- */
+
+/* the file (buf NULL) or image through the parts decoder: layout, every block from the last to
+ * the first (no order may matter), finish */
+static int read_parts(djct_record *out, const char *path, const void *buf, size_t len)
+{
+    djcdata_parts *p;
+    int rc = djcdata_parts_open(&p, path, buf, len);
+    if (rc)
+        return rc;
+    unsigned char *scratch = NULL;
+    size_t cap = 0;
+    for (size_t i = djcdata_parts_count(p); i-- > 0;)
+        djcdata_parts_decode(p, i, &scratch, &cap);
+    rc = djcdata_parts_finish(p, out);
+    free(scratch);
+    djcdata_parts_free(p);
+    return rc;
+}
+
+/* both readers of the same bytes agree: the same code and message, or equal records */
+static int same_as_serial(const char *path, const void *buf, size_t len, char *why, size_t whylen)
+{
+    djct_record a, b;
+    int ra = buf ? djct_djcdata_read_mem(&a, buf, len, path) : djct_djcdata_read(&a, path);
+    char ma[1024];
+    snprintf(ma, sizeof(ma), "%s", djct_last_error());
+    int rb = read_parts(&b, path, buf, len);
+    int same = ra == rb && (ra ? !strcmp(ma, djct_last_error()) : records_equal(&a, &b));
+    if (!same)
+        snprintf(why, whylen, "serial %d '%s', parts %d '%s'", ra, ra ? ma : "", rb, rb ? djct_last_error() : "");
+    if (!ra)
+        djct_record_clear(&a);
+    if (!rb)
+        djct_record_clear(&b);
+    return same;
+}
+
+static void test_parts(void)
+{
+    /* three records (multi-chunk blocks with streaming references, then stored chunks), five
+     * arrays each, ragged and regular */
+    char path[512], cpath[512];
+    snprintf(path, sizeof(path), "%s/parts.djctd", tmpdir);
+    snprintf(cpath, sizeof(cpath), "%s/parts-corrupt.djctd", tmpdir);
+    remove(path);
+    djct_djcdata_write_options o = DJCT_DJCDATA_WRITE_OPTIONS_INIT;
+    o.append = 1;
+    size_t old = djct_djcdata_chunk_limit;
+    djct_djcdata_chunk_limit = 200;
+    djct_record r[3] = {sample_record(4, 40), sample_record(5, 9), sample_record(6, 13)};
+    CHECK_OK(djct_djcdata_write(path, &r[0], &o));
+    CHECK_OK(djct_djcdata_write(path, &r[1], &o));
+    o.compress = 0;
+    CHECK_OK(djct_djcdata_write(path, &r[2], &o));
+    djct_djcdata_chunk_limit = old;
+    size_t len = 0;
+    unsigned char *img = slurp(path, &len);
+    djct_record serial, parts;
+    CHECK_OK(djct_djcdata_read(&serial, path));
+    CHECK_OK(read_parts(&parts, path, NULL, 0));
+    CHECK(records_equal(&serial, &parts) && djct_array_validate(&parts.features[0]) == 0);
+    djct_record_clear(&parts);
+    CHECK_OK(read_parts(&parts, "image", img, len));
+    CHECK(records_equal(&serial, &parts));
+    djct_record_clear(&parts);
+    djct_record_clear(&serial);
+    /* one block per array and record */
+    djcdata_parts *p = NULL;
+    CHECK_OK(djcdata_parts_open(&p, path, NULL, 0));
+    CHECK(djcdata_parts_count(p) == 15);
+    djcdata_parts_free(p);
+
+    /* every byte flipped in turn, and every truncation: the parts decoder gives the serial
+     * reader's code and message (the first failing block in file order, else the first structural
+     * error), or the same record */
+    harness_rows flips = HARNESS_ROWS_INIT, cuts = HARNESS_ROWS_INIT, files = HARNESS_ROWS_INIT;
+    unsigned char *bad = malloc(len);
+    char why[2200];
+    for (size_t i = 0; img && bad && i < len; i++) {
+        memcpy(bad, img, len);
+        bad[i] ^= (unsigned char)(0x5A + i % 7);
+        ROW(flips, same_as_serial("flip.djctd", bad, len, why, sizeof(why)), "byte %zu: %s", i, why);
+        ROW(cuts, same_as_serial("cut.djctd", img, i, why, sizeof(why)), "length %zu: %s", i, why);
+        if (i % 13 == 0) { /* through a file: pread and the stored-chunk path */
+            FILE *f = fopen(cpath, "wb");
+            size_t put = f ? fwrite(bad, 1, len, f) : 0;
+            if (f)
+                fclose(f);
+            ROW(files, put == len && same_as_serial(cpath, NULL, 0, why, sizeof(why)), "byte %zu: %s", i, why);
+        }
+    }
+    CHECK_ROWS(flips);
+    CHECK_ROWS(cuts);
+    CHECK_ROWS(files);
+    free(bad);
+    free(img);
+    for (int k = 0; k < 3; k++)
+        djct_record_clear(&r[k]);
+}
+
 /* ---- bad input --------------------------------------------------------------------------------- */
 
 static void put64(unsigned char *p, uint64_t v)
@@ -755,6 +857,7 @@ int main(void)
     test_roundtrip();
     test_multirecord();
     test_bad_input();
+    test_parts();
     test_djcdc();
     char cmd[300];
     snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmpdir);

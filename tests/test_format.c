@@ -40,6 +40,11 @@ int main(void)
     CHECK(detect("real.h5", &f) == 0 && f == DJCT_FORMAT_H5);
     CHECK(detect("real.djcsa", &f) == 0 && f == DJCT_FORMAT_DJCSA);
     CHECK(!strcmp(djct_format_name(DJCT_FORMAT_H5), "h5") && !strcmp(djct_format_name(DJCT_FORMAT_UNKNOWN), "unknown"));
+    /* an output's format by its name: nothing is read (none of these exist) */
+    CHECK(djct_format_from_name("out/a.h5") == DJCT_FORMAT_H5 && djct_format_from_name("x.hdf5") == DJCT_FORMAT_H5 &&
+          djct_format_from_name("p.djctd") == DJCT_FORMAT_DJCTD && djct_format_from_name("one.djcsa") == DJCT_FORMAT_DJCSA &&
+          djct_format_from_name("p.h5.bak") == DJCT_FORMAT_UNKNOWN && djct_format_from_name("h5") == DJCT_FORMAT_UNKNOWN &&
+          djct_format_from_name(NULL) == DJCT_FORMAT_UNKNOWN);
 
     /* renamed: the content decides, for the detector and for every reader that chooses by it */
     snprintf(a, sizeof(a), "%s", P("real.djctd"));

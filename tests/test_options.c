@@ -189,10 +189,24 @@ int main(void)
     fprintf(f, "epochs = -4\n");
     fclose(f);
     CHECK_ERR(parse(&c, 3, b2), DJCT_EINVAL, "line 1: --epochs -4 is out of range");
-    f = fopen(path, "w");
-    fprintf(f, "this line has no equals sign\n");
-    fclose(f);
-    CHECK_ERR(parse(&c, 3, b2), DJCT_EINVAL, "line 1");
+    /* lines that are no option: named with their text, never as an unknown option '' */
+    static const struct { const char *text, *want; } garbage[] = {
+        {"epochs = 4\nthis line has no equals sign\n", "line 2: not an option line: 'this line has no equals sign'"},
+        {"epochs = 4\n= 5\n", "line 2: not an option line: '= 5'"},
+        {"  = lr\n", "line 1: not an option line: '= lr'"},
+        {"[djct_train]\nlr\n", "line 2: not an option line: 'lr'"},
+    };
+    harness_rows rows = HARNESS_ROWS_INIT;
+    for (size_t i = 0; i < sizeof(garbage) / sizeof(garbage[0]); i++) {
+        f = fopen(path, "w");
+        fputs(garbage[i].text, f);
+        fclose(f);
+        int rc = parse(&c, 3, b2);
+        ROW(rows, rc == DJCT_EINVAL && strstr(djct_last_error(), garbage[i].want) &&
+                      !strstr(djct_last_error(), "unknown option"),
+            "%s -> %s", garbage[i].text, djct_last_error());
+    }
+    CHECK_ROWS(rows);
     unlink(path);
     CHECK_ERR(parse(&c, 3, b2), DJCT_EIO, "cannot open");
 

@@ -8,6 +8,7 @@
 #include <stdint.h>
 
 #include "../bench/qlz_payloads.h"
+#include "qlz_int.h"
 #include "qlz_model.h"
 
 #define DJCT_ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
@@ -425,11 +426,13 @@ static void test_random_streams(void)
 {
     const size_t cap = 1200000;
     unsigned char *want = malloc(cap), *got = malloc(cap), *body = malloc(2 * cap), *chunk = malloc(2 * cap + 9);
+    unsigned char *blk = malloc(cap); /* the same chunks decoded in place, without a state */
     djct_qlz_dstate *ds;
     CHECK_OK(djct_qlz_dstate_create(&ds));
-    int bad = 0, total = 0;
+    int bad = 0, total = 0, bad_at = 0;
     for (int block = 0; block < 12 && !bad; block++) {
         size_t counter = 0, pos = 0; /* the writer's model of the stream buffer (section 9.2) */
+        size_t at_counter = 0;
         djct_qlz_dstate_reset(ds);
         for (int c = 0; c < 40 && !bad; c++) {
             size_t r = xr() % 100, D = r < 40 ? 1 + xr() % 200 : r < 80 ? 1 + xr() % 5000 : r < 95 ? xr() % 100000 + 1
@@ -451,11 +454,19 @@ static void test_random_streams(void)
                 fprintf(stderr, "  block %d chunk %d (%zu bytes, history %zu, style %d): %s\n", block, c, D, hist,
                         (block + c) % 4, djct_last_error());
             }
+            size_t alen = 0, eo = 0;
+            if (djct_qlz_decompress_at(&at_counter, chunk, blen + 9, blk, pos, cap, &alen, &eo) || alen != D ||
+                memcmp(blk + pos, want + pos, D) || at_counter != (direct ? 0 : counter + D)) {
+                bad_at = 1;
+                fprintf(stderr, "  in place: block %d chunk %d: %s\n", block, c, djct_last_error());
+            }
             counter = direct ? 0 : counter + D;
             pos += D;
         }
     }
     CHECK(bad == 0);
+    CHECK(bad_at == 0);
+    free(blk);
     printf("qlz random streams: %d chunks decoded\n", total);
     djct_qlz_dstate_free(ds);
     free(want);
@@ -539,12 +550,13 @@ static void test_spoiled_streams(void)
 {
     const size_t cap = 40000;
     unsigned char *want = malloc(2 * cap), *body = malloc(2 * cap), *chunk = malloc(2 * cap + 9);
-    unsigned char *a = malloc(2 * cap), *b = malloc(2 * cap);
+    unsigned char *a = malloc(2 * cap), *b = malloc(2 * cap), *blk = malloc(3 * cap);
     size_t cws[2000], ncw = 0;
     model_dstate *ms = malloc(sizeof(*ms));
     djct_qlz_dstate *ds;
     CHECK_OK(djct_qlz_dstate_create(&ds));
     int bad = 0, accepted = 0, total = 0;
+    harness_rows in_place = HARNESS_ROWS_INIT;
     for (int i = 0; i < 600 && !bad; i++) {
         size_t D = 1 + xr() % (xr() % 4 ? 3000 : cap), hist = i % 2 ? 1000 : 0, la = 0, lb = 0;
         djct_qlz_dstate_reset(ds);
@@ -555,8 +567,10 @@ static void test_spoiled_streams(void)
             memcpy(chunk + 1, &(uint32_t){(uint32_t)(hl + 9)}, 4);
             memcpy(chunk + 5, &(uint32_t){(uint32_t)hist}, 4);
             memcpy(chunk + 9, body, hl);
+            size_t c0 = 0, l0 = 0, e0 = 0;
             if (djct_qlz_decompress(ds, chunk, hl + 9, a, 2 * cap, &la) ||
-                model_decompress(ms, chunk, hl + 9, b, 2 * cap, &lb)) {
+                model_decompress(ms, chunk, hl + 9, b, 2 * cap, &lb) ||
+                djct_qlz_decompress_at(&c0, chunk, hl + 9, blk, 0, 3 * cap, &l0, &e0)) {
                 bad = 1;
                 break;
             }
@@ -575,6 +589,14 @@ static void test_spoiled_streams(void)
         memcpy(chunk + 5, &(uint32_t){(uint32_t)dsize}, 4);
         memcpy(chunk + 9, body, blen);
         int ra = djct_qlz_decompress(ds, chunk, blen + 9, a, 2 * cap, &la);
+        char ma[1024];
+        snprintf(ma, sizeof(ma), "%s", djct_last_error());
+        size_t counter = hist, lc = 0, eo = 0;
+        int rc = djct_qlz_decompress_at(&counter, chunk, blen + 9, blk, hist, hist + 2 * cap, &lc, &eo);
+        char mc[1200];
+        snprintf(mc, sizeof(mc), "byte %zu of the chunk: %s", eo, djct_last_error());
+        ROW(in_place, rc == ra && (ra ? !strcmp(ma, mc) : lc == la && !memcmp(blk + hist, a, la)),
+            "stream %d: in place %d '%s', with a state %d '%s'", i, rc, rc ? mc : "", ra, ra ? ma : "");
         int rb = model_decompress(ms, chunk, blen + 9, b, 2 * cap, &lb);
         total++;
         accepted += ra == 0;
@@ -585,6 +607,8 @@ static void test_spoiled_streams(void)
         }
     }
     CHECK(bad == 0);
+    CHECK_ROWS(in_place);
+    free(blk);
     printf("qlz spoiled streams: %d of %d accepted, as by the model\n", accepted, total);
     djct_qlz_dstate_free(ds);
     free(ms);
@@ -645,6 +669,9 @@ static void test_corrupt(void)
     CHECK(dlen == 5 && !memcmp(out, "hello", 5));
     CHECK_OK(djct_qlz_decompress(ds, s9, l9, out, 64, &dlen));
     CHECK(dlen == 5 && !memcmp(out, "hello", 5));
+    /* too little room: the offset names the decompressed-size field of either header */
+    CHECK_ERR(djct_qlz_decompress(ds, s3, l3, out, 4, &dlen), DJCT_EINVAL, "byte 2 of the chunk: chunk decompresses to 5");
+    CHECK_ERR(djct_qlz_decompress(ds, s9, l9, out, 4, &dlen), DJCT_EINVAL, "byte 5 of the chunk: chunk decompresses to 5");
     djct_qlz_dstate_free(ds);
 }
 

@@ -38,6 +38,7 @@ err2() { local want=$1; shift; local out rc
   else fail=$((fail+1)); echo "FAIL: djct_train $* -> '$out' (want one line with '$want'); stdout: $(head -c 300 "$tmp/err2.out")" >&2; fi; }
 err2 "--epochs 'ten' is not a whole number" --epochs ten
 err2 "--lr -1 is out of range" --lr -1
+err2 "--decode-threads -1 is out of range" --decode-threads -1
 err2 "--optimizer 'lamb' is not allowed; use one of sgd|adam|adamw" --optimizer lamb
 err2 "--shuffle 'globl' is not allowed; use one of none|files|global (did you mean 'global'?)" --shuffle globl
 err2 "unknown option '--epoch'; did you mean '--epochs'" --epoch 3
@@ -53,7 +54,7 @@ ok grep -q -- "--run-id ID .*\[\$WANDB_RUN_ID\]" <<<"$help"
 
 # a short real run from a config file; the command line overrides the file
 "$BUILD/bin/djct_gen" --events 400 --files 2 --seed 2 --out "$tmp/data" >/dev/null
-printf '[djct_train]\ndata = %s\nval-data = %s/part-001.djctd\nclasses = 3\nepochs = 5\nbatch-elements = 4000\nthreads = 1\nwandb-mode = offline\n' \
+printf '[djct_train]\ndata = %s\nval-data = %s/part-001.djctd\nclasses = 3\nepochs = 5\nbatch-elements = 4000\nthreads = 1\ndecode-threads = 2\nwandb-mode = offline\n' \
   "$tmp/data" "$tmp/data" > "$tmp/run.ini"
 run=$tmp/'ru"n\dir'   # a quote and a backslash for the JSON files to escape
 # the environment sits between the built-in defaults and the options: WANDB_PROJECT replaces the
@@ -65,6 +66,7 @@ ok test $rc = 0
 ok grep -q '^epochs = 1$' <<<"$out"                       # resolved configuration, command line won
 ok grep -q "^data = $tmp/data\$" <<<"$out"
 ok grep -q '^shuffle = global$' <<<"$out"                 # a choice printed by name
+ok grep -q '^decode-threads = 2$' <<<"$out"               # from the config file
 ok test "$(grep -c '^---- resolved configuration ----$' <<<"$out")" = 1   # rank 0 only
 ok grep -q '^rank 1/2 on ' <<<"$out"                       # rank-ordered start-up lines
 ok grep -q '^done: ' <<<"$out"

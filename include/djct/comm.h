@@ -89,8 +89,9 @@ DJCT_API int djct_comm_startup_report(djct_comm *comm, const char **text);
 /** Wait for all ranks (collective; watched by the watchdog). */
 DJCT_API int djct_comm_barrier(djct_comm *comm);
 
-/** Print "rank N: msg" to stderr and MPI_Abort(MPI_COMM_WORLD, code) so no peer hangs. For apps:
- *  the library itself never calls it. Without MPI it exits with `code`. Never returns. */
+/** Print "rank N: msg" to stderr (nothing when msg is NULL: the caller has printed why) and
+ *  MPI_Abort(MPI_COMM_WORLD, code) so no peer hangs: the launcher (mpirun, srun) ends every rank.
+ *  For apps: the library itself never calls it. Without MPI it exits with `code`. Never returns. */
 DJCT_API void djct_comm_abort(const djct_comm *comm, int code, const char *msg);
 
 /* ---- small collectives: the caller's agreements --------------------------------------------
@@ -181,6 +182,11 @@ DJCT_API int djct_comm_plan_create(djct_comm_plan **out, djct_comm *comm, const 
                                    size_t n, const djct_comm_plan_options *opts);
 /** NULL is fine. Must not be called between start and finish. */
 DJCT_API void djct_comm_plan_free(djct_comm_plan *plan);
+/** Name the plan's next steps for the watchdog's messages (copied): a missing rank is reported at
+ *  "<label>, bucket K" or "<label>, weight sum" (e.g. "epoch 0 step 212's gradient reduction,
+ *  bucket 0"); NULL or "" brings back the plain "reduce bucket K" and "weight sum". Local (not
+ *  collective); call it before a step. @return 0, DJCT_EINVAL for a NULL plan. */
+DJCT_API int djct_comm_plan_set_label(djct_comm_plan *plan, const char *label);
 /** Number of buckets, and how many of them reduce without pack copies. */
 DJCT_API size_t djct_comm_plan_bucket_count(const djct_comm_plan *plan);
 DJCT_API size_t djct_comm_plan_zero_copy_count(const djct_comm_plan *plan);

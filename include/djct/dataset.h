@@ -4,7 +4,7 @@
  * the specs, the plan algorithm and the batch layout.
  *
  * Thread safety: one thread drives a dataset (open/seek/next/release/free); the prefetch thread
- * is internal. Batches may be released from any thread. */
+ * and the decode threads are internal. Batches may be released from any thread. */
 #ifndef DJCT_DATASET_H
 #define DJCT_DATASET_H
 
@@ -47,11 +47,18 @@ typedef struct {
                                     opened, touch its data pages in file order, up to this many bytes over
                                     all files, so the first epoch's random reads fault no page; 0: off
                                     (default 2 GiB, docs/data.md) */
+    const char  *h5_map;         /* mapping file (INI, docs/data.md) naming the datasets of every HDF5 file;
+                                    NULL: each file's map beside it ("<file>.djct.ini") if any, else
+                                    djct's layout. Read once at open; the string is not kept */
+    int          decode_threads; /* threads that decode .djctd files ahead of the batches, in the order
+                                    the plan needs them, within cache_bytes (docs/data.md); 0: each file
+                                    is decoded whole by the thread that builds the batches. The batches
+                                    are the same bit for bit whatever the number */
 } djct_dataset_options;
-#define DJCT_DATASET_OPTIONS_VERSION 2
+#define DJCT_DATASET_OPTIONS_VERSION 3
 #define DJCT_DATASET_PREFAULT_DEFAULT ((size_t)2 << 30)
 #define DJCT_DATASET_OPTIONS_INIT \
-    { DJCT_DATASET_OPTIONS_VERSION, 0, 32, 0, 1, 0, DJCT_SHUFFLE_FILES, 0, 1, 2, 0, 0, DJCT_DATASET_PREFAULT_DEFAULT }
+    { DJCT_DATASET_OPTIONS_VERSION, 0, 32, 0, 1, 0, DJCT_SHUFFLE_FILES, 0, 1, 2, 0, 0, DJCT_DATASET_PREFAULT_DEFAULT, NULL, 0 }
 
 /** One batch of this rank: plain memory, owned by the dataset until djct_batch_release().
  *  record: per array (feature, truth, weight order as in the files) the values of the batch's
@@ -94,7 +101,8 @@ DJCT_API int djct_dataset_open(djct_dataset **out, const char *spec, const djct_
 DJCT_API int djct_dataset_open_files(djct_dataset **out, const char *const *paths, size_t n_paths,
                                      const djct_dataset_options *opts);
 
-/** Stop the prefetch thread and free everything (batches not yet released become invalid). NULL is fine. */
+/** Stop the prefetch and decode threads and free everything (batches not yet released become
+ *  invalid). NULL is fine. */
 DJCT_API void djct_dataset_free(djct_dataset *ds);
 
 /** Number of files / events (over all files) / metadata of file i (borrowed; NULL if out of range). */
@@ -140,6 +148,13 @@ DJCT_API int djct_dataset_plan_stats(const djct_dataset *ds, djct_plan_stats *ou
  *  steps * world_size values, row-major by step (borrowed, valid until the next seek). */
 DJCT_API int djct_dataset_plan_elements(const djct_dataset *ds, const int64_t **elements, int64_t *steps,
                                         int *world_size);
+
+/** Name events for messages: the files and each file's event numbers (0-based within the file),
+ *  runs written as ranges: "'d/part-001.h5' events 3-5, 9; 'd/part-002.h5' event 0"; cut with
+ *  "..." when it does not fit `cap` bytes. `ids` are global event ids in ascending order (a
+ *  batch's event_ids, a plan's bin). @return 0, DJCT_EINVAL for an id outside the dataset. */
+DJCT_API int djct_dataset_describe_events(const djct_dataset *ds, const int64_t *ids, size_t n, char *buf,
+                                          size_t cap);
 
 /** The global event ids (ascending) that `rank` gets at `step` of the current epoch (borrowed,
  *  valid until the next seek). Any rank can be asked: the plan is the same everywhere. */

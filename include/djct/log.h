@@ -161,6 +161,16 @@ DJCT_API int djct_log_rewind(int64_t last_step);
  *  journal is intact: `djct_sync <run dir>` uploads the rest; the message says so). */
 DJCT_API int djct_log_finish(int exit_code);
 
+/** Not collective: the failure path of a rank that is about to end the job (djct_comm_abort),
+ *  where a collective could wait for ranks that are gone, stopped or in another collective. On
+ *  rank 0: the rows already reduced are written and the journal fsync'ed, run.json records
+ *  `exit_code`, and the uploader gets at most 5 s (or finish_timeout_s when shorter); metrics
+ *  still buffered for the next flush are lost. Other ranks: nothing to write. Afterwards the
+ *  singleton is closed without being released (its communicator may be unusable): every djct_log_*
+ *  call is a no-op, djct_log_init must not be called again. Safe when not initialised.
+ *  @return 0, or the first error (journal write, upload incomplete: `djct_sync` uploads the rest). */
+DJCT_API int djct_log_finish_local(int exit_code);
+
 /** Warnings collected on this rank (key file permissions, fallback to offline, upload stopped,
  *  ...), one per line; "" when none. Never contains the API key. Borrowed until the next djct_log_*
  *  call. The app prints them on rank 0. */

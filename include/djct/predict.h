@@ -41,7 +41,7 @@ typedef struct {
     unsigned int version;      /* always first; filled in by the _INIT macro */
     const char  *out_path;     /* the predictions file (required) */
     int          format;       /* DJCT_FORMAT_H5 or DJCT_FORMAT_DJCTD; DJCT_FORMAT_UNKNOWN: from
-                                  out_path's extension (djct_predict_format_of) */
+                                  out_path's extension (djct_format_from_name) */
     const char  *output_kinds; /* "KIND,KIND,...", one per model output: event, element (the ragged
                                   feature array with that many elements) or element:NAME (a ragged
                                   feature array by name or index); NULL or "": every output auto */
@@ -77,10 +77,6 @@ typedef struct {
     double *metric_values;      /* means weighted by the events of the batches that recorded them */
     double  seconds;            /* this rank's wall time in djct_predict, the join included */
 } djct_predict_result;
-
-/** DJCT_FORMAT_DJCTD for a path ending in .djctd, DJCT_FORMAT_H5 for .h5 / .hdf5, else
- *  DJCT_FORMAT_UNKNOWN. */
-DJCT_API djct_format djct_predict_format_of(const char *path);
 
 /** Check the options alone (version, out_path and its format, the syntax of output_kinds and
  *  output_names, gzip_level), for apps to refuse bad options before loading anything.

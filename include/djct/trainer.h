@@ -45,6 +45,10 @@ typedef struct djct_loader {
     double (*wait_seconds)(void *self);
     /** Free the loader (optional). */
     void (*destroy)(void *self);
+    /** Name a batch not yet released for messages (optional, NULL: the trainer names the step
+     *  only): its files and event numbers, or with `event` >= 0 only the batch's event at that
+     *  index (0-based within the batch). Writes at most `cap` bytes, NUL included. */
+    int (*describe)(void *self, const djct_record *batch, int64_t event, char *buf, size_t cap);
 } djct_loader;
 
 /** Fill *out with a loader over djct's own dataset (the default implementation): epochs and
@@ -71,6 +75,8 @@ typedef struct {
     double  t_comm;         /* exposed (non-overlapped) communication */
     double  events_per_s;   /* global events / max step time over ranks */
     double  elements_per_s;
+    const char *warning;    /* NULL, or a warning for the app to print (once, on one rank): this
+                               step took the epoch's skipped steps past 10% of its steps */
 } djct_step_report;
 
 /** Per-batch callback (djctools' train_batch_callback / val_batch_callback). Return non-zero to
@@ -155,6 +161,13 @@ DJCT_API int djct_trainer_fit(djct_trainer *t);
 /** Write a checkpoint of the current state now (collective). When logging is on, the checkpoint
  *  records the run journal's last _step (djct_log_checkpoint), for djct_trainer_resume. */
 DJCT_API int djct_trainer_save_checkpoint(djct_trainer *t);
+
+/** 1 when the last error of fit/train_epoch/save_checkpoint was reached by every rank at the same
+ *  point (an epoch that skipped every step, a non-finite stop, no steps, a checkpoint rank 0 could
+ *  not write): the ranks are still in step, so an app may print rank 0's message alone and end
+ *  every rank normally. 0 for an error of this rank alone: print it and end the job
+ *  (djct_comm_abort), as the other ranks may wait in a collective. */
+DJCT_API int djct_trainer_error_is_shared(const djct_trainer *t);
 
 /** djct_stop_reason of the last fit/train_epoch. */
 DJCT_API int djct_trainer_stop_reason(const djct_trainer *t);

@@ -1,12 +1,67 @@
 /* libFuzzer target for the djcdata parser and the QuickLZ decoder. The first input byte picks
  * what the rest is fed to: 0 a .djctd image (full read), 1 a .djcsa image, 2 .djctd metadata,
  * 3 .djcsa metadata, 4 a sequence of raw QuickLZ chunks through one streaming state, 5 a .djcdc
- * pickle. Any crash, leak, hang or sanitizer report is a bug; errors are expected. */
+ * pickle. A .djctd image is also read in parts (src/djcdata_parts.c, blocks from the last to the
+ * first), which must give the serial reader's record or its exact error. Any crash, leak, hang,
+ * difference or sanitizer report is a bug; errors are expected. */
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "djct/djct.h"
+#include "djcdata_int.h"
+
+static int arrays_equal(const djct_array *a, const djct_array *b)
+{
+    if (a->dtype != b->dtype || a->ndim != b->ndim || a->n_values != b->n_values ||
+        a->n_row_splits != b->n_row_splits || strcmp(a->name, b->name) || a->n_feature_names != b->n_feature_names)
+        return 0;
+    for (int i = 0; i < a->ndim; i++)
+        if (a->shape[i] != b->shape[i])
+            return 0;
+    for (size_t i = 0; i < a->n_feature_names; i++)
+        if (strcmp(a->feature_names[i], b->feature_names[i]))
+            return 0;
+    if (a->n_row_splits && memcmp(a->row_splits, b->row_splits, a->n_row_splits * 8))
+        return 0;
+    return a->n_values == 0 || memcmp(a->values, b->values, a->n_values * 4) == 0;
+}
+
+static int records_equal(const djct_record *a, const djct_record *b)
+{
+    const djct_array *la[3] = {a->features, a->truths, a->weights}, *lb[3] = {b->features, b->truths, b->weights};
+    size_t na[3] = {a->n_features, a->n_truths, a->n_weights}, nb[3] = {b->n_features, b->n_truths, b->n_weights};
+    for (int c = 0; c < 3; c++) {
+        if (na[c] != nb[c])
+            return 0;
+        for (size_t i = 0; i < na[c]; i++)
+            if (!arrays_equal(&la[c][i], &lb[c][i]))
+                return 0;
+    }
+    return 1;
+}
+
+/* the image in parts: the serial reader's verdict (rc, and message `msg` or record `want`) */
+static void check_parts(const uint8_t *p, size_t n, int rc, const char *msg, const djct_record *want)
+{
+    djcdata_parts *parts;
+    djct_record got;
+    int rp = djcdata_parts_open(&parts, "fuzz.djctd", p, n);
+    if (rp == 0) {
+        unsigned char *scratch = NULL;
+        size_t cap = 0;
+        for (size_t i = djcdata_parts_count(parts); i-- > 0;)
+            djcdata_parts_decode(parts, i, &scratch, &cap);
+        rp = djcdata_parts_finish(parts, &got);
+        free(scratch);
+        djcdata_parts_free(parts);
+    }
+    if (rp != rc || (rc ? strcmp(msg, djct_last_error()) != 0 : !records_equal(want, &got)))
+        abort();
+    if (rp == 0)
+        djct_record_clear(&got);
+}
 
 static void check_record(const djct_record *r)
 {
@@ -31,10 +86,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     switch (mode) {
     case 0: {
         djct_record r;
-        if (djct_djcdata_read_mem(&r, p, n, "fuzz.djctd") == 0) {
+        static char msg[1024];
+        int rc = djct_djcdata_read_mem(&r, p, n, "fuzz.djctd");
+        snprintf(msg, sizeof(msg), "%s", djct_last_error());
+        if (rc == 0)
             check_record(&r);
+        check_parts(p, n, rc, msg, &r);
+        if (rc == 0)
             djct_record_clear(&r);
-        }
         break;
     }
     case 1: {

@@ -1,10 +1,13 @@
 /* libFuzzer target for the HDF5 layout checks. An input that starts with the HDF5 signature is
- * a file image (libhdf5's parser + djct's checks); any other input is a recipe that builds a
- * djct-like file with libhdf5 from the bytes (groups present or missing, dtypes, ranks, extents
- * up to "huge and unallocated", row splits of any value and type, attributes of the wrong kind),
- * so the layout checks themselves are exercised deeply. Either way the file is read with
- * djct_h5_read_meta, djct_h5_read and djct_h5_read_events; they must fail cleanly (one line) or
- * succeed with arrays that pass djct_array_validate. libhdf5 itself crashes, loops or overflows
+ * a file image (libhdf5's parser + djct's checks); an input that starts with 'M' is a mapping file
+ * (its text up to the first NUL byte) and a recipe for a file in a layout of its own (datasets
+ * /a, /b, /g/c, /g/d, /n, /rs of any dtype, rank and extent), read through that map; any other
+ * input is a recipe that builds a djct-like file with libhdf5 from the bytes (groups present or
+ * missing, dtypes from bool to uint64, float16 and big-endian, ranks, extents up to "huge and
+ * unallocated", row splits or counts of any value and type, attributes of the wrong kind), so
+ * the layout checks and the conversions are exercised deeply. Either way the file is read with
+ * djct_h5_read_meta, djct_h5_inspect, djct_h5_read and djct_h5_read_events; they must fail
+ * cleanly (one line) or succeed with arrays that pass djct_array_validate. libhdf5 itself crashes, loops or overflows
  * a buffer on some file images (the seed libhdf5_* inputs): djct's file driver or crash guard
  * must turn that into an error; after a caught crash the target lifts the poisoning so that one
  * such input does not end the exploration. With DJCT_FUZZ_GUARDED=DIR set, each input whose
@@ -73,6 +76,38 @@ static void names_attr(hid_t loc, int n)
     H5Tclose(t);
 }
 
+/* the value types of a recipe: djct's own, and what users write (h5py's bool, float16, ...) */
+static hid_t value_type(unsigned k)
+{
+    switch (k % 12) {
+    case 0: return H5Tcopy(H5T_NATIVE_FLOAT);
+    case 1: return H5Tcopy(H5T_NATIVE_INT);
+    case 2: return H5Tcopy(H5T_NATIVE_DOUBLE);
+    case 3: return H5Tcopy(H5T_NATIVE_SHORT);
+    case 4: return H5Tcopy(H5T_NATIVE_UINT);
+    case 5: return H5Tcopy(H5T_NATIVE_INT64);
+    case 6: return H5Tcopy(H5T_NATIVE_UINT8);
+    case 7: return H5Tcopy(H5T_NATIVE_UINT64);
+    case 8: return H5Tcopy(H5T_IEEE_F64BE);
+    case 9: {
+        hid_t t = H5Tenum_create(H5T_NATIVE_INT8);
+        int8_t v = 0;
+        H5Tenum_insert(t, "FALSE", &v);
+        v = 1;
+        H5Tenum_insert(t, "TRUE", &v);
+        return t;
+    }
+    case 10: {
+        hid_t t = H5Tcopy(H5T_IEEE_F32LE);
+        H5Tset_fields(t, 15, 10, 5, 0, 10);
+        H5Tset_size(t, 2);
+        H5Tset_ebias(t, 15);
+        return t;
+    }
+    default: return H5Tcopy(H5T_NATIVE_INT8);
+    }
+}
+
 static void dataset(hid_t loc, const char *name, hid_t type, int rank, const hsize_t *dims, rd *r)
 {
     hid_t s = H5Screate_simple(rank, dims, NULL), pl = H5Pcreate(H5P_DATASET_CREATE);
@@ -84,12 +119,21 @@ static void dataset(hid_t loc, const char *name, hid_t type, int rank, const hsi
     int big = total > 4096;
     if (big || (take(r) & 1)) /* huge ones stay chunked and unallocated */
         H5Pset_chunk(pl, rank, ch);
-    hid_t d = H5Dcreate2(loc, name, type, s, H5P_DEFAULT, pl, H5P_DEFAULT);
+    hid_t lcpl = H5Pcreate(H5P_LINK_CREATE);
+    H5Pset_create_intermediate_group(lcpl, 1);
+    hid_t d = H5Dcreate2(loc, name, type, s, lcpl, pl, H5P_DEFAULT);
+    H5Pclose(lcpl);
     if (d >= 0 && !big && total) {
         int64_t *buf = calloc(total, sizeof(int64_t));
-        for (hsize_t i = 0; i < total; i++)
-            buf[i] = (int64_t)(int8_t)take(r) + (int64_t)i; /* mostly increasing */
-        H5Dwrite(d, H5T_NATIVE_INT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf);
+        unsigned scale = take(r);
+        for (hsize_t i = 0; i < total; i++) /* mostly increasing; now and then far beyond int32 */
+            buf[i] = (int64_t)((uint64_t)((int64_t)(int8_t)take(r) + (int64_t)i) << ((scale & 0xf0) == 0xf0 ? (scale & 15) * 4 : 0));
+        if (H5Tget_class(type) == H5T_ENUM) { /* no integer -> enum conversion: the bytes as they are */
+            for (hsize_t i = 0; i < total; i++)
+                ((uint8_t *)buf)[i] = (uint8_t)(buf[i] & ((scale & 1) ? 0xff : 1));
+            H5Dwrite(d, type, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf);
+        } else
+            H5Dwrite(d, H5T_NATIVE_INT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf);
         free(buf);
     }
     if (d >= 0)
@@ -132,26 +176,56 @@ static void recipe(const char *path, rd *r)
                 names_attr(a, (int)(at >> 3) % 5);
             else if (at & 8)
                 int_attr(a, "feature_names", 3);
-            static const hid_t *types[5] = {&H5T_NATIVE_FLOAT_g, &H5T_NATIVE_INT_g, &H5T_NATIVE_DOUBLE_g,
-                                            &H5T_NATIVE_SHORT_g, &H5T_NATIVE_UINT_g};
-            unsigned v = take(r);
+            unsigned v = take(r), x = take(r);
             int rank = 1 + (int)(v % 3);
             hsize_t dims[3];
             for (int d = 0; d < rank; d++) {
                 unsigned e = take(r);
                 dims[d] = (e & 0xf0) == 0xf0 ? (hsize_t)1 << (20 + (e & 15)) : e % 7;
             }
-            if (!(v & 0x80))
-                dataset(a, "values", *types[(v >> 2) % 5], rank, dims, r);
+            if (!(v & 0x80)) {
+                hid_t vt = value_type(x);
+                dataset(a, "values", vt, rank, dims, r);
+                H5Tclose(vt);
+            }
             if (v & 0x20) {
                 unsigned e = take(r);
                 hsize_t n = (e & 0xf0) == 0xf0 ? (hsize_t)1 << (20 + (e & 15)) : e % 9;
-                static const hid_t *rst[3] = {&H5T_NATIVE_INT64_g, &H5T_NATIVE_INT_g, &H5T_NATIVE_FLOAT_g};
-                dataset(a, "row_splits", *rst[(v >> 6) % 3], 1, &n, r);
+                static const hid_t *rst[4] = {&H5T_NATIVE_INT64_g, &H5T_NATIVE_INT_g, &H5T_NATIVE_FLOAT_g,
+                                              &H5T_NATIVE_UINT64_g};
+                /* row splits, counts, or both (refused) */
+                if (!(x & 0x40) || (x & 0x80))
+                    dataset(a, "row_splits", *rst[(v >> 6) % 4], 1, &n, r);
+                if (x & 0x40)
+                    dataset(a, "counts", *rst[(v >> 6) % 4], 1, &n, r);
             }
             H5Gclose(a);
         }
         H5Gclose(g);
+    }
+    H5Fclose(f);
+}
+
+/* a file in a layout of its own: datasets at a few fixed paths, for a fuzzed map to name */
+static void user_recipe(const char *path, rd *r)
+{
+    hid_t f = H5Fcreate(path, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+    if (f < 0)
+        return;
+    static const char *const names[6] = {"/a", "/b", "/g/c", "/g/d", "/n", "/rs"};
+    for (int i = 0; i < 6; i++) {
+        unsigned v = take(r);
+        if (v & 0x80)
+            continue; /* absent */
+        int rank = 1 + (int)(v % 3);
+        hsize_t dims[3];
+        for (int d = 0; d < rank; d++) {
+            unsigned e = take(r);
+            dims[d] = (e & 0xf0) == 0xf0 ? (hsize_t)1 << (20 + (e & 15)) : e % 7;
+        }
+        hid_t t = value_type(v >> 2);
+        dataset(f, names[i], t, rank, dims, r);
+        H5Tclose(t);
     }
     H5Fclose(f);
 }
@@ -187,6 +261,9 @@ static void check_record(djct_record *rec)
     for (size_t i = 0; i < rec->n_truths; i++)
         if (djct_array_validate(&rec->truths[i]) != 0)
             abort();
+    for (size_t i = 0; i < rec->n_weights; i++)
+        if (djct_array_validate(&rec->weights[i]) != 0)
+            abort();
     djct_record_clear(rec);
 }
 
@@ -207,13 +284,36 @@ const char *__asan_default_suppressions(void) { return "interceptor_via_lib:libh
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    static char path[64];
+    static char path[64], map_path[64];
     if (!path[0]) {
         H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
         snprintf(path, sizeof(path), "/dev/shm/djct_fuzz_h5_%d.h5", (int)getpid());
+        snprintf(map_path, sizeof(map_path), "/dev/shm/djct_fuzz_h5_%d.ini", (int)getpid());
         djct_h5_set_open_cpu_limit(0.2); /* small files open in milliseconds: a loop stops early */
     }
-    if (size >= 8 && !memcmp(data, "\x89HDF\r\n\x1a\n", 8)) {
+    djct_h5_map *map = NULL;
+    djct_h5_read_options ro = DJCT_H5_READ_OPTIONS_INIT;
+    if (size >= 1 && data[0] == 'M') { /* a map, then a recipe for the file it names datasets of */
+        const uint8_t *end = memchr(data + 1, 0, size - 1);
+        size_t n = end ? (size_t)(end - data - 1) : size - 1;
+        FILE *f = fopen(map_path, "wb");
+        if (!f)
+            return 0;
+        fwrite(data + 1, 1, n, f);
+        fclose(f);
+        rd r = {data + 1 + n + (end != NULL), size - 1 - n - (end != NULL)};
+        user_recipe(path, &r);
+        int rc = djct_h5_map_load(&map, map_path);
+        unlink(map_path);
+        const char *err = djct_last_error();
+        if (rc != 0 && (strlen(err) > 1023 || strchr(err, '\n') || map))
+            abort();
+        if (rc != 0) {
+            unlink(path);
+            return 0;
+        }
+        ro.map = map;
+    } else if (size >= 8 && !memcmp(data, "\x89HDF\r\n\x1a\n", 8)) {
         FILE *f = fopen(path, "wb");
         if (!f)
             return 0;
@@ -225,16 +325,24 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     djct_file_meta m;
     djct_record rec;
-    if (djct_h5_read_meta(&m, path) == 0) {
+    djct_h5_info info;
+    if (djct_h5_read_meta_ext(&m, path, &ro) == 0) {
         if (m.n_events < 0 || m.n_elements < 0 || m.layout.n_features == 0)
             abort();
         int64_t n = m.n_events;
+        size_t na = m.layout.n_features + m.layout.n_truths + m.layout.n_weights;
         djct_file_meta_clear(&m);
-        if (djct_h5_read(&rec, path) == 0)
+        if (djct_h5_inspect(&info, path, &ro) == 0) {
+            if (info.n_sources != na || !info.sources[0].values || !info.sources[0].stored)
+                abort();
+            djct_h5_info_clear(&info);
+        }
+        if (djct_h5_read_ext(&rec, path, &ro) == 0)
             check_record(&rec);
-        if (n > 1 && djct_h5_read_events(&rec, path, 1, n - 1) == 0)
+        if (n > 1 && djct_h5_read_events_ext(&rec, path, 1, n - 1, &ro) == 0)
             check_record(&rec);
     }
+    djct_h5_map_free(map);
     const char *err = djct_last_error();
     if (strlen(err) > 1023 || strchr(err, '\n') || djct_last_error_code() == DJCT_ENOMEM)
         abort();
