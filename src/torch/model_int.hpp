@@ -73,6 +73,13 @@ struct djct_model {
     std::vector<torch::Tensor> outputs;  /* last forward, detached */
     std::vector<torch::Tensor> outputs_f32;
     torch::Tensor loss;                  /* last sum_all_losses */
+    /* training controls (djct/train_controls.h): autocast of forward, the factor backward
+       multiplies the loss by, and the frozen parameters (indices in backward order) with a copy
+       of their values kept across an optimizer step */
+    int precision = DJCT_PRECISION_FP32;
+    double loss_scale = 1.0;
+    std::vector<size_t> frozen;
+    std::vector<torch::Tensor> frozen_keep;
 };
 
 /* Take over a module: device, slab, convention; *out on success. Used by load and builtins. */
