@@ -4,7 +4,8 @@
 # logs grad_norm every step, takes one optimizer step per --accumulate batches, keeps best/ by a
 # max-mode metric and leaves the --freeze'd parameters at their initial values (the same in two
 # runs with different learning rates, the others differ); early stopping and reduce-on-plateau
-# act on a monitor that never improves after the first validation; fp16 on CPU, a bad --monitor
+# act on a monitor that never improves after the first validation, also across a resume; fp16 on
+# CPU, a bad --monitor
 # and a --freeze pattern matching nothing are one-line errors.
 set -u
 pass=0; fail=0
@@ -85,6 +86,18 @@ for r in map(json.loads, open(sys.argv[1])):
     if "lr" in r: lr.setdefault(int(r["epoch"]), set()).add(r["lr"])
 want = {0: {0.002}, 1: {0.002}, 2: {0.001}}
 sys.exit(0 if lr == want else f"lr per epoch {lr}")' "$(journal early)"
+
+# resume keeps the plateau's factor (optimizer state) and the best value and counters
+# (checkpoint metadata): 2 epochs, then 2 more; validation 2 does not improve on validation 0's
+# best, so the lr halves again for epoch 3 (a fresh best would keep it)
+train pl --epochs 2 --plateau-patience 1 --plateau-factor 0.5 --min-delta 1e9 --lr 0.002; ok test $? = 0
+train pl --epochs 4 --plateau-patience 1 --plateau-factor 0.5 --min-delta 1e9 --lr 0.002 --resume; ok test $? = 0
+ok $PY -c 'import json,sys
+lr = {}
+for r in map(json.loads, open(sys.argv[1])):
+    if "lr" in r: lr.setdefault(int(r["epoch"]), set()).add(r["lr"])
+want = {0: {0.002}, 1: {0.002}, 2: {0.001}, 3: {0.0005}}
+sys.exit(0 if lr == want else f"lr per epoch {lr}")' "$(journal pl)"
 
 # errors
 train fp16 --precision fp16; ok test $? = 2
