@@ -193,7 +193,7 @@ static const djct_opt T[] = {
     {"plateau-min-lr", 0, DJCT_OPT_DOUBLE, O(plateau_min_lr), "0", NULL, 0, 100, "X",
      "reduce-on-plateau: lowest learning rate", NULL},
     {"freeze", 0, DJCT_OPT_LIST, O(freeze), NULL, NULL, 0, 0, "GLOB",
-     "keep the parameters whose names match frozen (exported models: 'model.<...>'; ','-separated or repeated)", NULL},
+     "keep the parameters whose names match frozen (djctools call-style exports: 'model.<...>'; ','-separated or repeated)", NULL},
 
     {"wandb-mode", 0, DJCT_OPT_CHOICE, O(wandb_mode), "auto", WANDB_MODE, 0, 0, NULL,
      "auto: $WANDB_MODE, else online with an API key, else offline", "Logging"},

@@ -1,6 +1,6 @@
 /* Freezing parameters by name glob (djct_model_freeze, djct_train's --freeze): plain C over the
  * bridge's public calls (djct_model_param_info, djct_model_set_trainable), like model_switch.c.
- * Exported djctools-style models name their parameters "model.<...>". */
+ * djctools call-style models exported by djct.export name their parameters "model.<...>". */
 #include "djct/model.h"
 #include "djct/error.h"
 #include "djct_int.h"

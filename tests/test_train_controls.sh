@@ -3,7 +3,8 @@
 # lists them; an INI config sets them all (the resolved configuration shows them) and the run
 # logs grad_norm every step, takes one optimizer step per --accumulate batches, keeps best/ by a
 # max-mode metric and leaves the --freeze'd parameters at their initial values (the same in two
-# runs with different learning rates, the others differ); early stopping and reduce-on-plateau
+# runs with different learning rates, the others differ; a djctools-style export's model.<...>
+# names); early stopping and reduce-on-plateau
 # act on a monitor that never improves after the first validation, also across a resume; fp16 on
 # CPU, a bad --monitor
 # and a --freeze pattern matching nothing are one-line errors.
@@ -72,6 +73,19 @@ a = dict(torch.jit.load(sys.argv[1]).named_parameters()); b = dict(torch.jit.loa
 frozen = {"point0_weight", "point0_bias", "global0_bias"}
 bad = [n for n in a if torch.equal(a[n], b[n]) != (n in frozen)]
 sys.exit(0 if not bad else f"frozen/trained mismatch: {bad}")' "$tmp/cfg/model.pt" "$tmp/cfg2/model.pt"
+
+# a model exported in djctools' call style names its parameters model.<...>: freeze by that name
+here=$(cd "$(dirname "$0")" && pwd)
+mkdir -p "$tmp/djs"
+if $PY "$here/python/djctools_style.py" author "$tmp/djs" >"$tmp/djs.log" 2>&1; then
+  train djs_run --model "$tmp/djs/djs.pt" --epochs 1 --max-steps 6 --freeze 'model.embed.*'; ok test $? = 0
+  ok $PY -c 'import sys, torch
+a = dict(torch.jit.load(sys.argv[1]).named_parameters()); b = dict(torch.jit.load(sys.argv[2]).named_parameters())
+bad = [n for n in a if torch.equal(a[n], b[n]) != n.startswith("model.embed.")]
+sys.exit(0 if len(a) == 4 and not bad else f"frozen/trained mismatch: {bad} of {list(a)}")' "$tmp/djs/djs.pt" "$tmp/djs_run/model.pt"
+else
+  ok false; tail -n 5 "$tmp/djs.log"
+fi
 
 # early stopping and the plateau: with --min-delta 1e9 only the first validation counts as an
 # improvement, so patience 2 stops after epoch 3 of 6 and the lr halves after every validation

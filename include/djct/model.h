@@ -172,10 +172,11 @@ DJCT_API int djct_model_hold_frozen(djct_model *m) DJCT_NOEXCEPT;
  *  the optimizer does (weight decay, momentum). */
 DJCT_API int djct_model_restore_frozen(djct_model *m) DJCT_NOEXCEPT;
 /** Freeze every parameter whose qualified name (djct_model_param_info) matches one of the
- *  `,`-separated globs of `patterns` (fnmatch: `*`, `?`, `[...]`; exported djctools models name
- *  theirs `model.<...>`). *n_frozen (may be NULL) receives how many parameters are frozen.
+ *  `,`-separated globs of `patterns` (fnmatch: `*`, `?`, `[...]`; djctools call-style models
+ *  exported by djct.export name theirs `model.<...>`); nothing is frozen unless every glob
+ *  matches. *n_frozen (may be NULL) receives how many parameters are frozen in all.
  *  @return 0; DJCT_EINVAL naming a pattern that matches no parameter and listing some names
- *  (src/train_controls.c; DJCT_ENOTSUP without libtorch). */
+ *  (src/model_freeze.c). */
 DJCT_API int djct_model_freeze(djct_model *m, const char *patterns, size_t *n_frozen) DJCT_NOEXCEPT;
 
 /* ---- the LoggingModule / LossModule convention (docs/models.md) ------------------------------ */
