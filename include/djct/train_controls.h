@@ -2,7 +2,9 @@
  * norm, gradient accumulation, mixed precision with fp16 loss scaling, the best checkpoint by a
  * validation metric, early stopping, reduce-on-plateau and frozen parameters. Every decision
  * comes from values every rank holds alike (the averaged gradients, the reduced validation
- * metric), so all ranks act together. See docs/training.md, "Training controls". */
+ * metric), so all ranks act together. The per-step controls act in every train_epoch; the
+ * monitored ones (best model, early stopping, plateau) after each validation of
+ * djct_trainer_fit(). See docs/training.md, "Training controls". */
 #ifndef DJCT_TRAIN_CONTROLS_H
 #define DJCT_TRAIN_CONTROLS_H
 
