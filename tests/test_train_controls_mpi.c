@@ -4,7 +4,8 @@
  * reduction per group; bf16 autocast trains (the loss falls) and differs from fp32; frozen
  * parameters stay bit-identical under AdamW's weight decay, an unknown pattern lists names; a
  * validation loss that improves for three epochs and then worsens keeps the model of the third
- * epoch, lowers the learning rate after the plateau patience and stops after the patience. */
+ * epoch, lowers the learning rate after the plateau patience and stops after the patience; fp16
+ * on CPU and bad values are refused with one line. */
 #define HARNESS_MPI
 #include "harness.h"
 
@@ -339,6 +340,36 @@ static void test_freeze(djct_comm *comm)
     free(before);
 }
 
+/* fp16 on a CPU model: libtorch 1.13 autocasts CPU to bfloat16 only, so the trainer refuses it
+ * with one line; bad control values are refused naming the field */
+static void test_refusals(djct_comm *comm)
+{
+    int rank = djct_comm_rank(comm), size = djct_comm_size(comm);
+    static const int sizes[1] = {8};
+    djct_model *m = make_model();
+    djct_optimizer *o = make_opt(m, DJCT_OPTIM_SGD, 0.1, 0, 0);
+    mem_loader l = {.rank = rank, .size = size, .sizes = sizes, .nsteps = 1};
+    djct_loader ld = {&l, ml_begin, ml_next, ml_release, NULL, NULL, NULL};
+    djct_trainer_options to = DJCT_TRAINER_OPTIONS_INIT;
+    djct_train_controls tc = DJCT_TRAIN_CONTROLS_INIT;
+    tc.precision = DJCT_PRECISION_FP16;
+    to.controls = &tc;
+    djct_trainer *t = NULL;
+    int rc = djct_trainer_create(&t, m, o, comm, &ld, NULL, &to);
+    const char *e = djct_last_error();
+    if (rank == 0)
+        printf("fp16 on CPU: %s\n", e);
+    CHECK(rc == DJCT_ENOTSUP && t == NULL && strstr(e, "fp16") && strstr(e, "bfloat16") && !strchr(e, '\n'));
+    tc = (djct_train_controls)DJCT_TRAIN_CONTROLS_INIT;
+    tc.accumulate = 0;
+    CHECK(djct_trainer_create(&t, m, o, comm, &ld, NULL, &to) == DJCT_EINVAL && strstr(djct_last_error(), "accumulate 0"));
+    tc = (djct_train_controls)DJCT_TRAIN_CONTROLS_INIT;
+    tc.patience = 2; /* early stopping without a validation loader */
+    CHECK(djct_trainer_create(&t, m, o, comm, &ld, NULL, &to) == DJCT_EINVAL && strstr(djct_last_error(), "validation"));
+    djct_optimizer_free(o);
+    djct_model_free(m);
+}
+
 /* the monitor: validation on the training events improves while the model learns; from the
  * fourth validation on the labels are shifted, so the loss is worse than the best of epoch 2 */
 typedef struct {
@@ -449,6 +480,7 @@ int main(int argc, char **argv)
     test_accumulate(comm, 0);
     test_bf16(comm);
     test_freeze(comm);
+    test_refusals(comm);
     test_monitor(comm);
 
     djct_comm_free(comm);
