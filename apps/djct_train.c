@@ -43,7 +43,7 @@ typedef struct {
     /* run */
     int64_t epochs, max_steps, seed;
     char *run_dir, *run_id;
-    int resume;
+    int resume, fresh_if_damaged;
     int64_t ckpt_steps;
     double ckpt_minutes;
     int keep_ckpt, nonfinite;
@@ -56,9 +56,9 @@ typedef struct {
     double bucket_mb, watchdog;
     /* logging */
     int wandb_mode;
-    char *project, *entity, *run_name, *group, *tags, *notes;
+    char *project, *entity, *run_name, *group, *job_type, *tags, *notes;
     int log_every, csv, fsync, validate, model_logging, malloc_tune, progress;
-    double print_every;
+    double print_every, upload_timeout;
     char *logging, *loss; /* NAME=on|off lists */
 } cfg;
 
@@ -78,10 +78,14 @@ static const djct_opt_choice PRECISION[] = {
     {"fp32", DJCT_PRECISION_FP32}, {"bf16", DJCT_PRECISION_BF16}, {"fp16", DJCT_PRECISION_FP16}, {NULL, 0}};
 static const djct_opt_choice MONITOR_MODE[] = {{"min", DJCT_MONITOR_MIN}, {"max", DJCT_MONITOR_MAX}, {NULL, 0}};
 static const djct_opt_choice NONFINITE[] = {{"skip", DJCT_NONFINITE_SKIP}, {"stop", DJCT_NONFINITE_STOP}, {NULL, 0}};
+/* with the wandb SDK's other spellings, which $WANDB_MODE may hold */
 static const djct_opt_choice WANDB_MODE[] = {{"auto", DJCT_LOG_MODE_AUTO},
                                              {"online", DJCT_LOG_MODE_ONLINE},
                                              {"offline", DJCT_LOG_MODE_OFFLINE},
                                              {"disabled", DJCT_LOG_MODE_DISABLED},
+                                             {"dryrun", DJCT_LOG_MODE_OFFLINE},
+                                             {"run", DJCT_LOG_MODE_ONLINE},
+                                             {"shared", DJCT_LOG_MODE_ONLINE},
                                              {NULL, 0}};
 static const djct_opt_choice PROGRESS[] = {{"auto", DJCT_PROGRESS_AUTO},
                                            {"bar", DJCT_PROGRESS_BAR},
@@ -98,10 +102,14 @@ static const djct_opt T[] = {
     {"seed", 0, DJCT_OPT_INT64, O(seed), "1", NULL, 0, 9e15, "N", "seed of parameters and shuffling", NULL},
     {"run-dir", 0, DJCT_OPT_STRING, O(run_dir), NULL, NULL, 0, 0, "DIR",
      "run directory: checkpoints, journal, model, summary (default runs/<run-id>)", NULL},
-    {"run-id", 0, DJCT_OPT_STRING, O(run_id), NULL, NULL, 0, 0, "ID",
-     "run id (default $WANDB_RUN_ID, the run dir's, or random); same id = same wandb run", NULL},
+    {"run-id", 0, DJCT_OPT_STRING, O(run_id), "${WANDB_RUN_ID}", NULL, 0, 0, "ID",
+     "run id (else the run dir's, else random); same id = same wandb run", NULL},
     {"resume", 0, DJCT_OPT_FLAG, O(resume), "0", NULL, 0, 0, NULL,
-     "continue from the newest complete checkpoint of the run dir (none: start fresh)", NULL},
+     "continue from the newest complete checkpoint of the run dir (none yet: start fresh; damaged ones are "
+     "set aside, and when every one is damaged it stops, exit 1); the journal's rows past that checkpoint "
+     "move to history.rewound.jsonl", NULL},
+    {"fresh-if-damaged", 0, DJCT_OPT_FLAG, O(fresh_if_damaged), "0", NULL, 0, 0, NULL,
+     "with --resume: when every checkpoint is damaged, start again from step 0 instead of stopping", NULL},
 
     {"data", 'd', DJCT_OPT_STRING, O(data), NULL, NULL, 0, 0, "SPEC",
      "training files: paths, dir, glob or list file, ','-separated (default: the embedded synthetic set)", "Data"},
@@ -195,14 +203,20 @@ static const djct_opt T[] = {
     {"freeze", 0, DJCT_OPT_LIST, O(freeze), NULL, NULL, 0, 0, "GLOB",
      "keep the parameters whose names match frozen (djctools call-style exports: 'model.<...>'; ','-separated or repeated)", NULL},
 
-    {"wandb-mode", 0, DJCT_OPT_CHOICE, O(wandb_mode), "auto", WANDB_MODE, 0, 0, NULL,
-     "auto: $WANDB_MODE, else online with an API key, else offline", "Logging"},
-    {"project", 0, DJCT_OPT_STRING, O(project), "djct", NULL, 0, 0, "NAME", "wandb project", NULL},
-    {"entity", 0, DJCT_OPT_STRING, O(entity), NULL, NULL, 0, 0, "NAME", "wandb entity (default: the key owner's)", NULL},
-    {"run-name", 0, DJCT_OPT_STRING, O(run_name), NULL, NULL, 0, 0, "NAME", "wandb display name", NULL},
-    {"group", 0, DJCT_OPT_STRING, O(group), NULL, NULL, 0, 0, "NAME", "wandb run group", NULL},
-    {"tags", 0, DJCT_OPT_STRING, O(tags), NULL, NULL, 0, 0, "A,B", "wandb tags", NULL},
-    {"notes", 0, DJCT_OPT_STRING, O(notes), NULL, NULL, 0, 0, "TEXT", "wandb notes", NULL},
+    /* the WANDB_* twins sit between the built-in default and what the user gives, as in the wandb SDK */
+    {"wandb-mode", 0, DJCT_OPT_CHOICE, O(wandb_mode), "${WANDB_MODE:-auto}", WANDB_MODE, 0, 0, NULL,
+     "auto: online with an API key, else offline (dryrun = offline; run, shared = online)", "Logging"},
+    {"project", 0, DJCT_OPT_STRING, O(project), "${WANDB_PROJECT:-djct}", NULL, 0, 0, "NAME", "wandb project", NULL},
+    {"entity", 0, DJCT_OPT_STRING, O(entity), "${WANDB_ENTITY}", NULL, 0, 0, "NAME",
+     "wandb entity (else the key owner's)", NULL},
+    {"run-name", 0, DJCT_OPT_STRING, O(run_name), "${WANDB_NAME}", NULL, 0, 0, "NAME", "wandb display name", NULL},
+    {"group", 0, DJCT_OPT_STRING, O(group), "${WANDB_RUN_GROUP}", NULL, 0, 0, "NAME", "wandb run group", NULL},
+    {"job-type", 0, DJCT_OPT_STRING, O(job_type), "${WANDB_JOB_TYPE}", NULL, 0, 0, "NAME", "wandb job type", NULL},
+    {"tags", 0, DJCT_OPT_STRING, O(tags), "${WANDB_TAGS}", NULL, 0, 0, "A,B", "wandb tags", NULL},
+    {"notes", 0, DJCT_OPT_STRING, O(notes), "${WANDB_NOTES}", NULL, 0, 0, "TEXT", "wandb notes", NULL},
+    {"upload-timeout", 0, DJCT_OPT_DOUBLE, O(upload_timeout), "60", NULL, 0.001, 1e6, "S",
+     "online: at the end, wait at most S seconds for the upload; what is left stays in the journal for "
+     "djct_sync (the end of the run says what and how)", NULL},
     {"log-every", 0, DJCT_OPT_INT, O(log_every), "1", NULL, 1, 1000000, "N", "write a metrics row every N steps", NULL},
     {"csv", 0, DJCT_OPT_FLAG, O(csv), "1", NULL, 0, 0, NULL, "also write history.csv in the journal", NULL},
     {"fsync", 0, DJCT_OPT_FLAG, O(fsync), "1", NULL, 0, 0, NULL, "fsync the journal in a background thread (off: a node crash may lose the last rows; a "
@@ -477,15 +491,12 @@ static void random_id(char *buf, size_t n)
     buf[n < 9 ? n - 1 : 8] = '\0';
 }
 
-/* --run-id, else $WANDB_RUN_ID, else the one stored in --run-dir, else random */
+/* --run-id (else $WANDB_RUN_ID: the option's default), else the one stored in --run-dir, else random */
 static void decide_run_id(const cfg *c, char *run_id, size_t n)
 {
-    const char *env = getenv("WANDB_RUN_ID");
     run_id[0] = '\0';
     if (c->run_id)
         snprintf(run_id, n, "%s", c->run_id);
-    else if (env && *env)
-        snprintf(run_id, n, "%s", env);
     else if (c->run_dir) {
         char p[4200];
         void *d = NULL;
@@ -726,12 +737,14 @@ static void start_logging(run *R)
     lo.run_name = c->run_name;
     lo.run_id = R->run_id;
     lo.group = c->group;
+    lo.job_type = c->job_type;
     lo.tags = c->tags;
     lo.notes = c->notes;
     lo.mode = c->wandb_mode;
     lo.dir = log_root;
     lo.csv = c->csv;
     lo.no_fsync = !c->fsync;
+    lo.finish_timeout_s = c->upload_timeout;
     lo.comm = R->comm; /* the logging collectives are watched with the trainer's */
     if (djct_log_init(&lo))
         FAIL(R, "logging: %s", djct_last_error());
@@ -879,19 +892,62 @@ static void print_banner(const run *R)
 }
 
 /* ---- step 10: signals, resume, train ------------------------------------------------------------ */
+/* every rank alike (the trainer broadcast the count): stop with exit 1, nothing overwritten */
+static void stop_all_damaged(run *R, int n_damaged)
+{
+    if (R->rank == 0) {
+        fprintf(stderr, PROG ": rank 0: --resume: no usable checkpoint in %s/checkpoints: %d damaged one%s set aside "
+                "as step-N.damaged, nothing overwritten; restore a good copy as step-N, or start again from step "
+                "0 with --resume --fresh-if-damaged\n", R->run_dir, n_damaged, n_damaged == 1 ? " is" : "s are");
+        fflush(stderr);
+    }
+    djct_log_finish(1);
+    djct_trainer_free(R->tr);
+    djct_progress_free(R->progress);
+    djct_optimizer_free(R->opt);
+    djct_model_free(R->model);
+    djct_dataset_free(R->train_ds);
+    djct_dataset_free(R->val_ds);
+    djct_comm_free(R->comm);
+    djct_opts_free(T, NT, &R->c);
+    djct_comm_finalize_mpi();
+    exit(1);
+}
+
 static void resume(run *R)
 {
     if (!R->c.resume)
         return;
-    int resumed = 0;
+    int resumed = 0, n_damaged = 0;
     int64_t rstep = -1;
     if (djct_trainer_resume(R->tr, &resumed, &rstep))
+        FAIL(R, "--resume: %s", djct_last_error());
+    const char *damaged = djct_trainer_damaged_checkpoints(R->tr, &n_damaged);
+    if (R->rank == 0) { /* each damaged checkpoint, why, and where it went */
+        char *copy = strdup(damaged);
+        for (char *save = NULL, *l = copy ? strtok_r(copy, "\n", &save) : NULL; l; l = strtok_r(NULL, "\n", &save))
+            fprintf(stderr, PROG ": rank 0: warning: --resume: damaged %s\n", l);
+        free(copy);
+        fflush(stderr);
+    }
+    if (!resumed && n_damaged > 0 && !R->c.fresh_if_damaged)
+        stop_all_damaged(R, n_damaged);
+    /* from step 0: the journal's rows of earlier jobs are steps this job logs again (resuming
+     * from a checkpoint, the trainer took the journal back to it) */
+    if (!resumed && djct_log_rewind(-1))
         FAIL(R, "--resume: %s", djct_last_error());
     if (R->rank == 0) {
         if (resumed)
             printf("resumed from the checkpoint of step %" PRId64 "\n", rstep);
+        else if (n_damaged > 0)
+            printf("--resume --fresh-if-damaged: every checkpoint is damaged (set aside), starting fresh\n");
         else
             printf("--resume: no complete checkpoint in the run directory, starting fresh\n");
+        djct_log_stats ls;
+        if (djct_log_get_stats(&ls) == 0 && ls.rows_rewound > 0)
+            printf("journal: the %" PRId64 " row%s logged after that point moved to %s/history.rewound.jsonl\n",
+                   ls.rows_rewound, ls.rows_rewound == 1 ? "" : "s", djct_log_run_dir());
+        fflush(stdout);
     }
 }
 
@@ -982,8 +1038,32 @@ static char *one_line_json(const cJSON *o)
     return s;
 }
 
-static void write_summary(const run *R, int64_t gstep, int64_t skipped, int64_t epochs_done)
+/* the run's upload as summary.json records it (rank 0, after djct_log_finish) */
+static cJSON *upload_json(const djct_log_upload *u)
 {
+    cJSON *o = cJSON_CreateObject();
+    if (!o)
+        return NULL;
+    cJSON_AddStringToObject(o, "mode", u->mode == DJCT_LOG_MODE_ONLINE ? "online" : "offline");
+    cJSON_AddBoolToObject(o, "complete", u->complete);
+    cJSON_AddNumberToObject(o, "rows", (double)u->rows);
+    cJSON_AddNumberToObject(o, "rows_uploaded", (double)u->rows_acked);
+    cJSON_AddNumberToObject(o, "rows_pending", (double)u->rows_pending);
+    cJSON_AddBoolToObject(o, "config_pending", u->config_pending);
+    cJSON_AddBoolToObject(o, "summary_pending", u->summary_pending);
+    cJSON_AddBoolToObject(o, "complete_pending", u->complete_pending);
+    if (!u->complete)
+        cJSON_AddStringToObject(o, "sync_command", u->sync_command);
+    if (u->error[0])
+        cJSON_AddStringToObject(o, "error", u->error);
+    return o;
+}
+
+/* summary.json: written when training ends, and again with "upload" once the upload is settled */
+static void write_summary(const run *R, const djct_log_upload *up)
+{
+    int64_t gstep = 0, skipped = 0, epochs_done = 0;
+    djct_trainer_position(R->tr, &gstep, &skipped, &epochs_done, NULL);
     double ts = 0, td = 0, tc = 0, tm = 0, evs = 0, els = 0, loss = NAN, vloss = NAN;
     djct_trainer_epoch_stats(R->tr, &ts, &td, &tc, &tm, &evs, &els, &loss);
     djct_trainer_last_val_loss(R->tr, &vloss);
@@ -1012,6 +1092,8 @@ static void write_summary(const run *R, int64_t gstep, int64_t skipped, int64_t 
         add_num(o, "steady_wall_per_step_s", sw > 0 ? sw / (double)st->steps : NAN, 6);
         cJSON_AddStringToObject(o, "stop", stop_name(R->stop_reason));
         cJSON_AddStringToObject(o, "run_id", R->run_id);
+        if (up && up->mode != DJCT_LOG_MODE_DISABLED)
+            cJSON_AddItemToObject(o, "upload", upload_json(up));
         text = one_line_json(o);
         cJSON_Delete(o);
     }
@@ -1028,8 +1110,8 @@ static void report(run *R)
         check_consistency(R);
     if (R->rank != 0)
         return;
-    int64_t gstep = 0, skipped = 0, ep = 0;
-    djct_trainer_position(R->tr, &gstep, &skipped, &ep, NULL);
+    int64_t gstep = 0, ep = 0;
+    djct_trainer_position(R->tr, &gstep, NULL, &ep, NULL);
     char p[4200];
     int done = R->stop_reason == DJCT_STOP_DONE || R->stop_reason == DJCT_STOP_EARLY;
     if (done) {
@@ -1037,7 +1119,7 @@ static void report(run *R)
         if (djct_model_save(R->model, p))
             fprintf(stderr, PROG ": rank 0: saving the final model: %s\n", djct_last_error());
     }
-    write_summary(R, gstep, skipped, ep);
+    write_summary(R, NULL);
     double ts = 0, td = 0, tc = 0, tm = 0, evs = 0, els = 0, loss = NAN, vloss = NAN;
     djct_trainer_epoch_stats(R->tr, &ts, &td, &tc, &tm, &evs, &els, &loss);
     djct_trainer_last_val_loss(R->tr, &vloss);
@@ -1062,6 +1144,45 @@ static void report(run *R)
 }
 
 /* ---- the end: close the journal, free everything, the exit code -------------------------------- */
+/* Rank 0: what the upload left behind, where the user sees it (and summary.json records it). The
+ * exit code does not change: the journal has every row, and djct_sync uploads the rest. */
+static void report_upload(const run *R, int finish_rc, const char *finish_err)
+{
+    static djct_log_upload up; /* large: off the stack */
+    djct_log_upload_status(&up);
+    if (up.mode == DJCT_LOG_MODE_DISABLED)
+        return;
+    char what[512] = "";
+    const char *part[4];
+    char rows[96];
+    int n = 0;
+    if (up.rows_pending > 0) {
+        snprintf(rows, sizeof(rows), "%" PRId64 " of %" PRId64 " history rows", up.rows_pending, up.rows);
+        part[n++] = rows;
+    }
+    if (up.config_pending)
+        part[n++] = "the config";
+    if (up.summary_pending)
+        part[n++] = "the summary";
+    if (up.complete_pending)
+        part[n++] = "`complete`";
+    for (int i = 0; i < n; i++)
+        snprintf(what + strlen(what), sizeof(what) - strlen(what), "%s%s", i == 0 ? "" : i == n - 1 ? " and " : ", ",
+                 part[i]);
+    if (up.mode == DJCT_LOG_MODE_OFFLINE) {
+        printf("wandb: offline run: %s not uploaded; upload with: %s\n", n ? what : "nothing", up.sync_command);
+        fflush(stdout);
+    } else if (!up.complete) {
+        fprintf(stderr, PROG ": rank 0: warning: wandb upload incomplete: %s %s not uploaded (%s); nothing is "
+                "lost, the journal has everything\n", what, n == 1 && up.rows_pending == 0 ? "was" : "were",
+                up.error[0] ? up.error : "no reason recorded");
+        fprintf(stderr, PROG ": rank 0: finish the upload with: %s\n", up.sync_command);
+    }
+    if (finish_rc < 0 && (up.complete || up.mode == DJCT_LOG_MODE_OFFLINE)) /* the journal's own trouble */
+        fprintf(stderr, PROG ": rank 0: warning: %s\n", finish_err);
+    write_summary(R, &up);
+}
+
 static int finish(run *R)
 {
     int exit_code = R->stop_reason == DJCT_STOP_PREEMPTED    ? DJCT_EXIT_REQUEUE
@@ -1069,7 +1190,12 @@ static int finish(run *R)
                                                               : 0;
     if (R->stop_reason == DJCT_STOP_PREEMPTED)
         djct_log_mark_preempting();
-    djct_log_finish(exit_code);
+    int frc = djct_log_finish(exit_code);
+    if (R->rank == 0) {
+        char err[1024];
+        snprintf(err, sizeof(err), "%s", djct_last_error());
+        report_upload(R, frc, err);
+    }
     djct_trainer_free(R->tr);
     djct_progress_free(R->progress);
     djct_optimizer_free(R->opt);

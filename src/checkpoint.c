@@ -408,6 +408,143 @@ int djct_ckpt_find_latest(char **dir, int64_t *step, const char *run_dir)
     return 0;
 }
 
+/* append a line to a growing text (out of memory: the line is dropped, the count still counts) */
+static void text_add(char **text, size_t *len, const char *line)
+{
+    size_t n = strlen(line);
+    char *t = realloc(*text, *len + n + 2);
+    if (!t)
+        return;
+    memcpy(t + *len, line, n);
+    t[*len + n] = '\n';
+    t[*len + n + 1] = '\0';
+    *text = t;
+    *len += n + 1;
+}
+
+/* checkpoints set aside earlier: step-N.damaged[.K] */
+static int count_damaged(const char *run_dir)
+{
+    char *sub = djct_path_join(run_dir, CKPT_SUB);
+    DIR *d = sub ? opendir(sub) : NULL;
+    free(sub);
+    if (!d)
+        return 0;
+    int n = 0;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        int64_t s;
+        int end = 0;
+        if (sscanf(e->d_name, "step-%" SCNd64 ".damaged%n", &s, &end) == 1 && end > 0)
+            n++;
+    }
+    closedir(d);
+    return n;
+}
+
+/* rename a damaged checkpoint to step-N.damaged, or .damaged.1, .2, ...: never over another one */
+static int set_aside(char **moved_to, const char *run_dir, int64_t step)
+{
+    char *from = fmt_path(run_dir, "step-%" PRId64, step), *to = NULL;
+    int rc = from ? 0 : djct_error_oom();
+    for (int k = 0; rc == 0 && k < 10000; k++) {
+        char name[96];
+        if (k == 0)
+            snprintf(name, sizeof(name), "step-%" PRId64 ".damaged", step);
+        else
+            snprintf(name, sizeof(name), "step-%" PRId64 ".damaged.%d", step, k);
+        char *sub = djct_path_join(run_dir, CKPT_SUB);
+        to = sub ? djct_path_join(sub, name) : NULL;
+        free(sub);
+        if (!to) {
+            rc = djct_error_oom();
+            break;
+        }
+        struct stat st;
+        if (lstat(to, &st) != 0) {
+            if (rename(from, to) != 0)
+                rc = djct_error_set(DJCT_EIO, "cannot rename '%s' to '%s': %s", from, to, strerror(errno));
+            break;
+        }
+        free(to);
+        to = NULL;
+    }
+    free(from);
+    if (rc == 0 && !to)
+        rc = djct_error_set(DJCT_EIO, "too many damaged copies of step %" PRId64, step);
+    if (rc == 0)
+        *moved_to = to;
+    else
+        free(to);
+    return rc;
+}
+
+int djct_ckpt_find_latest_checked(char **dir, int64_t *step, char **damaged, int *n_damaged, const char *run_dir)
+{
+    DJCT_CHECK_ARG(dir);
+    DJCT_CHECK_ARG(damaged);
+    DJCT_CHECK_ARG(run_dir);
+    *dir = NULL;
+    *damaged = NULL;
+    if (step)
+        *step = -1;
+    if (n_damaged)
+        *n_damaged = 0;
+    int64_t *steps = NULL;
+    size_t n = 0, tlen = 0;
+    int rc = list_steps(&steps, &n, run_dir, 0);
+    if (rc)
+        return rc;
+    char *text = NULL;
+    for (size_t i = 0; i < n; i++) {
+        char *p = fmt_path(run_dir, "step-%" PRId64, steps[i]);
+        if (!p) {
+            rc = djct_error_oom();
+            break;
+        }
+        if (djct_ckpt_verify(p) == 0) {
+            *dir = p;
+            if (step)
+                *step = steps[i];
+            break;
+        }
+        /* damaged: say why and move it out of the way of resume, rotation and new checkpoints */
+        char why[1100], line[2400], *moved = NULL;
+        snprintf(why, sizeof(why), "%s", djct_last_error());
+        if (set_aside(&moved, run_dir, steps[i]) == 0)
+            snprintf(line, sizeof(line), "%s; moved aside to '%s'", why, moved);
+        else
+            snprintf(line, sizeof(line), "%s; it could not be moved aside (%s)", why, djct_last_error());
+        text_add(&text, &tlen, line);
+        free(moved);
+        free(p);
+    }
+    free(steps);
+    if (rc) {
+        free(text);
+        free(*dir);
+        *dir = NULL;
+        return rc;
+    }
+    if (text) { /* `latest` named one of the damaged ones: point it at what resume uses */
+        char *sub = djct_path_join(run_dir, CKPT_SUB), *latest = sub ? djct_path_join(sub, "latest") : NULL;
+        if (latest && *dir && step) {
+            char l[64];
+            int len = snprintf(l, sizeof(l), "step-%" PRId64 "\n", *step);
+            djct_write_file_atomic(latest, l, (size_t)len);
+        } else if (latest && !*dir) {
+            unlink(latest);
+        }
+        free(latest);
+        free(sub);
+    }
+    if (n_damaged)
+        *n_damaged = count_damaged(run_dir);
+    *damaged = text ? text : strdup("");
+    djct_error_clear();
+    return *damaged ? 0 : djct_error_oom();
+}
+
 int djct_ckpt_read_meta(char **meta_json, const char *dir)
 {
     DJCT_CHECK_ARG(meta_json);

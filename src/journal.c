@@ -259,6 +259,84 @@ int jr_flat_parse(const char *s, void (*fn)(void *ctx, const char *key, double v
     }
 }
 
+/* ---- whole objects with NaN tokens (summary.json) ------------------------------------------ */
+
+static const char *skip_ws(const char *s)
+{
+    while (*s == ' ' || *s == '\t' || *s == '\n' || *s == '\r')
+        s++;
+    return s;
+}
+
+/* the end of the JSON value at s (strings, nesting and bare tokens), NULL when malformed */
+static const char *value_end(const char *s)
+{
+    int depth = 0;
+    const char *start = s;
+    for (; *s; s++) {
+        if (*s == '"') {
+            for (s++; *s && *s != '"'; s++)
+                if (*s == '\\' && s[1])
+                    s++;
+            if (!*s)
+                return NULL;
+        } else if (*s == '{' || *s == '[') {
+            depth++;
+        } else if (*s == '}' || *s == ']') {
+            if (depth == 0)
+                break;
+            depth--;
+        } else if (*s == ',' && depth == 0) {
+            break;
+        }
+    }
+    if (depth != 0 || s == start)
+        return NULL;
+    while (s > start && (s[-1] == ' ' || s[-1] == '\t' || s[-1] == '\n' || s[-1] == '\r'))
+        s--;
+    return s;
+}
+
+int jr_object_members(const char *text, void (*fn)(void *ctx, const char *key, const char *raw, size_t rawlen),
+                      void *ctx)
+{
+    const char *s = skip_ws(text);
+    if (*s++ != '{')
+        return djct_error_set(DJCT_EINVAL, "not a JSON object (it does not start with '{')");
+    for (;;) {
+        s = skip_ws(s);
+        if (*s == '}')
+            return 0;
+        if (*s != '"')
+            return djct_error_set(DJCT_EINVAL, "expected a quoted key at byte %ld", (long)(s - text));
+        const char *k0 = s++;
+        while (*s && *s != '"')
+            s += (*s == '\\' && s[1]) ? 2 : 1;
+        if (*s != '"')
+            return djct_error_set(DJCT_EINVAL, "unterminated key at byte %ld", (long)(k0 - text));
+        s++;
+        cJSON *kj = cJSON_ParseWithLength(k0, (size_t)(s - k0));
+        s = skip_ws(s);
+        if (*s != ':' || !cJSON_IsString(kj)) {
+            cJSON_Delete(kj);
+            return djct_error_set(DJCT_EINVAL, "expected ':' after a key at byte %ld", (long)(s - text));
+        }
+        s = skip_ws(s + 1);
+        const char *e = value_end(s);
+        if (!e) {
+            cJSON_Delete(kj);
+            return djct_error_set(DJCT_EINVAL, "malformed value at byte %ld", (long)(s - text));
+        }
+        fn(ctx, kj->valuestring, s, (size_t)(e - s));
+        cJSON_Delete(kj);
+        s = skip_ws(e);
+        if (*s == ',')
+            s++;
+        else if (*s != '}')
+            return djct_error_set(DJCT_EINVAL, "expected ',' or '}' at byte %ld", (long)(s - text));
+    }
+}
+
 /* ---- reader ------------------------------------------------------------------------------- */
 
 int jr_reader_open(jr_reader *r, const char *dir)

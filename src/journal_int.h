@@ -56,6 +56,12 @@ void jr_history_close(jr_history *h);
  * NaN and +-Infinity; other values are skipped). 0 or DJCT_EINVAL. */
 int jr_flat_parse(const char *line, void (*fn)(void *ctx, const char *key, double v), void *ctx);
 
+/* Walk the members of a JSON object text as the journal writes them (values may hold the bare
+ * tokens NaN, Infinity, -Infinity, which cJSON does not parse): fn(ctx, key, raw, rawlen) per
+ * member, raw being the value's text. 0, or DJCT_EINVAL naming what is malformed. */
+int jr_object_members(const char *text, void (*fn)(void *ctx, const char *key, const char *raw, size_t rawlen),
+                      void *ctx);
+
 /* Append the shortest round-trip text of v to buf (NaN, Infinity, -Infinity as bare tokens). */
 int jr_fmt_double(char *buf, size_t size, double v);
 

@@ -336,6 +336,7 @@ int djct_log_get_stats(djct_log_stats *out)
     DJCT_CHECK_ARG(out);
     pthread_mutex_lock(&g.mu);
     *out = g.stats;
+    out->rows_rewound = g.rows_rewound;
     pthread_mutex_lock(&lg_sink_mu);
     out->rows = lg_rows_written;
     pthread_mutex_unlock(&lg_sink_mu);

@@ -1,7 +1,8 @@
 /* Internals of the logging singleton shared by its files: log.c (the API and the metric
  * buffer), log_reduce.c (the packed reduction and key gathering), log_writer.c (rank 0's writer
  * thread), log_sinks.c (journal row, summary, CSV, console, config), log_run.c (init and finish:
- * run id, WANDB_* variables, run.json) and log_sync.c (djct_log_sync, no MPI). Not installed. */
+ * run id, WANDB_* variables, run.json), log_rewind.c (the journal back to a checkpoint's step) and
+ * log_sync.c (djct_log_sync, no MPI). Not installed. */
 #ifndef DJCT_LOG_INT_H
 #define DJCT_LOG_INT_H
 
@@ -96,6 +97,12 @@ typedef struct {
     int no_fsync, console, csv;
     cJSON *summary, *summary_user, *config;
     wb_uploader *up;
+    wb_config up_cfg;       /* online: the uploader's settings, to start it again after a rewind */
+    char *up_base, *up_ca;  /* ... its strings (up_cfg points at them, at g.dir and at g.key) */
+    int64_t others_from;    /* the journal line from which rows are other writers' (appended after
+                               the last djct job that finished, e.g. by the Python wrapper): run.json's
+                               lines_at_finish; -1: none (every row after a checkpoint is a job's) */
+    int64_t rows_rewound;   /* rows the last rewind moved aside */
     char *key;
     const char *key_source;
     char *last_row;
@@ -188,8 +195,18 @@ void lg_row_emit(int n, int ncnt, const char **name, const unsigned char *op, co
 int lg_row_write(const row_rec *r);
 /** Rewrite history.csv from history.jsonl (new columns, or a resumed run). */
 int lg_csv_rewrite(void);
+/** Read an existing summary.json into g.summary (each member's JSON text kept verbatim, so NaN and
+ *  Infinity survive). A missing file is fine; one that is not a JSON object is an error naming it. */
+int lg_summary_load(void);
 /** Fold the rows written since the last rewrite into summary.json and rewrite it. */
 int lg_summary_write(int do_fsync);
 int lg_config_write(void);
+/** After a rewind: summary keys the moved rows had come from the kept rows again (or go); keys
+ *  neither had (overrides, other writers') stay. Both texts are JSONL and are modified. */
+int lg_summary_rebuild(char *kept, char *moved);
+
+/* ---- log_rewind.c -------------------------------------------------------------------------- */
+/** Free the uploader's saved settings (finish). */
+void lg_upload_cfg_free(void);
 
 #endif /* DJCT_LOG_INT_H */

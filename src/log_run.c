@@ -16,6 +16,11 @@
 #include <string.h>
 #include <unistd.h>
 
+/* what the last finished run's upload left behind (djct_log_upload_status); not part of `g`, which
+ * init clears, because it is read after finish */
+static djct_log_upload last_upload = {.mode = DJCT_LOG_MODE_DISABLED};
+static pthread_mutex_t last_upload_mu = PTHREAD_MUTEX_INITIALIZER;
+
 static const char *env_or(const char *opt, const char *env)
 {
     if (opt && *opt)
@@ -142,6 +147,10 @@ static int init_rank0(const djct_log_options *o, int *mode_out)
     const char *ca = NULL, *ca_source;
     if (mode == DJCT_LOG_MODE_ONLINE && (rc = wb_resolve_ca(o->ca_bundle, &ca, &ca_source)) < 0)
         return rc;
+    char host[256];
+    if (mode == DJCT_LOG_MODE_ONLINE && wb_plain_http_remote(base_buf, host, sizeof(host)))
+        lg_warnf("the wandb server %s is plain http to %s, not a loopback address: the API key crosses the "
+                 "network unencrypted; use https (djct_sync refuses this without --insecure)", base_buf, host);
     const char *id = env_or(o->run_id, "WANDB_RUN_ID");
     if (id) {
         if (!valid_run_id(id))
@@ -166,6 +175,12 @@ static int init_rank0(const djct_log_options *o, int *mode_out)
     int resumed = jr_read_json(g.dir, JR_RUN, &run) == 0;
     if (!run)
         run = cJSON_CreateObject();
+    /* where the last finished djct job stopped writing: rows after it are other writers' (see
+     * djct_log_rewind); this job removes the mark until it finishes itself, so that a killed job's
+     * rows never pass for others' */
+    cJSON *laf = cJSON_GetObjectItemCaseSensitive(run, "lines_at_finish");
+    g.others_from = cJSON_IsNumber(laf) && laf->valuedouble >= 0 ? (int64_t)laf->valuedouble : -1;
+    cJSON_DeleteItemFromObjectCaseSensitive(run, "lines_at_finish");
     const char *project = env_or(o->project, "WANDB_PROJECT");
     set_field(run, "run_id", cJSON_CreateString(g.run_id));
     set_field(run, "project", cJSON_CreateString(project ? project : "uncategorized"));
@@ -177,12 +192,14 @@ static int init_rank0(const djct_log_options *o, int *mode_out)
     set_field(run, "tags", tags_array(env_or(o->tags, "WANDB_TAGS")));
     set_field(run, "mode", cJSON_CreateString(mode_name(mode)));
     set_field(run, "base_url", cJSON_CreateString(base_buf));
-    char host[256] = "";
+    host[0] = '\0';
     gethostname(host, sizeof(host) - 1);
     set_field(run, "host", cJSON_CreateString(host));
     if (!cJSON_GetObjectItemCaseSensitive(run, "start_time"))
         set_field(run, "start_time", cJSON_CreateNumber(djct_wall_s()));
-    set_field(run, "jobs", cJSON_CreateNumber(cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(run, "jobs")) + 1));
+    /* a count; cJSON_GetNumberValue of a missing item is NaN, which would print as null */
+    cJSON *jobs = cJSON_GetObjectItemCaseSensitive(run, "jobs");
+    set_field(run, "jobs", cJSON_CreateNumber((cJSON_IsNumber(jobs) ? jobs->valuedouble : resumed) + 1));
     set_field(run, "world_size", cJSON_CreateNumber(g.size));
     set_field(run, "finished", cJSON_CreateFalse());
     set_field(run, "preempted", cJSON_CreateFalse());
@@ -191,7 +208,6 @@ static int init_rank0(const djct_log_options *o, int *mode_out)
     cJSON_Delete(run);
     if (rc < 0)
         return rc;
-    (void)resumed;
     /* config: the previous job's entries, then the option's */
     cJSON *cfg = NULL;
     jr_read_json(g.dir, JR_CONFIG, &cfg);
@@ -211,8 +227,14 @@ static int init_rank0(const djct_log_options *o, int *mode_out)
     }
     if ((rc = lg_config_write()) < 0)
         return rc;
+    /* the summary of the earlier jobs of this run id (keys they logged, and keys other writers
+     * such as the Python wrapper added) stays; this job's rows update it */
     g.summary = cJSON_CreateObject();
     g.summary_user = cJSON_CreateObject();
+    if (!g.summary || !g.summary_user)
+        return djct_error_oom();
+    if ((rc = lg_summary_load()) < 0)
+        return rc;
     if (g.csv && g.hist.lines > 0)
         lg_csv_rewrite(); /* resumed: picks up the columns and the rows so far */
     if (mode == DJCT_LOG_MODE_ONLINE) {
@@ -228,6 +250,12 @@ static int init_rank0(const djct_log_options *o, int *mode_out)
         wc.heartbeat_s = o->heartbeat_s;
         wc.insecure = o->insecure;
         wc.ca_bundle = ca;
+        /* kept, to start the uploader again after a rewind of the journal */
+        if (!(g.up_base = strdup(base_buf)) || (ca && !(g.up_ca = strdup(ca))))
+            return djct_error_oom();
+        wc.base_url = g.up_base;
+        wc.ca_bundle = g.up_ca;
+        g.up_cfg = wc;
         if ((rc = wb_uploader_create(&g.up, &wc)) < 0 || (rc = wb_uploader_start(g.up)) < 0)
             return rc;
     }
@@ -242,6 +270,7 @@ static void release_all(void)
         wb_uploader_free(g.up);
         g.up = NULL;
     }
+    lg_upload_cfg_free();
     jr_history_close(&g.hist);
     if (g.csv_f)
         fclose(g.csv_f);
@@ -319,6 +348,10 @@ int djct_log_init(const djct_log_options *opts)
         pthread_mutex_unlock(&g.mu);
         return djct_error_set(DJCT_EINVAL, "djct_log_init called twice; call djct_log_finish first");
     }
+    pthread_mutex_lock(&last_upload_mu);
+    memset(&last_upload, 0, sizeof(last_upload));
+    last_upload.mode = DJCT_LOG_MODE_DISABLED;
+    pthread_mutex_unlock(&last_upload_mu);
     /* everything after the mutex starts from zero */
     memset((char *)&g + offsetof(log_state, initialised), 0, sizeof(g) - offsetof(log_state, initialised));
     g.key_source = "none";
@@ -404,6 +437,15 @@ int djct_log_init(const djct_log_options *opts)
     return 0;
 }
 
+int djct_log_upload_status(djct_log_upload *out)
+{
+    DJCT_CHECK_ARG(out);
+    pthread_mutex_lock(&last_upload_mu);
+    *out = last_upload;
+    pthread_mutex_unlock(&last_upload_mu);
+    return 0;
+}
+
 int djct_log_mark_preempting(void)
 {
     pthread_mutex_lock(&g.mu);
@@ -428,6 +470,8 @@ static int record_end(int exit_code)
         set_field(run, "preempted", cJSON_CreateBool(g.preempted));
         set_field(run, "exit_code", g.preempted ? NULL : cJSON_CreateNumber(exit_code));
         set_field(run, "runtime", cJSON_CreateNumber(g.runtime_base + (djct_now_s() - g.t0_mono)));
+        /* where this job stopped writing: later rows are other writers' (djct_log_rewind) */
+        set_field(run, "lines_at_finish", cJSON_CreateNumber((double)g.hist.lines));
         if (rc == 0)
             rc = write_run_json(run);
         cJSON_Delete(run);
@@ -464,6 +508,13 @@ int djct_log_finish(int exit_code)
                     rc = r3;
             }
         }
+        char keep[1024];
+        int code = djct_last_error_code();
+        snprintf(keep, sizeof(keep), "%s", djct_last_error());
+        pthread_mutex_lock(&last_upload_mu);
+        wb_upload_fill(&last_upload, g.mode, g.dir, g.up, !g.preempted);
+        pthread_mutex_unlock(&last_upload_mu);
+        djct_error_set(code, "%s", keep);
     }
     char keep[1024];
     int code = djct_last_error_code();

@@ -217,6 +217,56 @@ static void summary_fold(void *ctx, const char *key, double v)
     }
 }
 
+static void summary_member(void *ctx, const char *key, const char *raw, size_t len)
+{
+    char *v = strndup(raw, len);
+    if (v)
+        summary_put_raw(key, v);
+    free(v);
+}
+
+int lg_summary_load(void)
+{
+    char path[4096], *text = NULL;
+    snprintf(path, sizeof(path), "%s/%s", g.dir, JR_SUMMARY);
+    int rc = jr_read_file(path, &text, NULL);
+    if (rc != 0)
+        return rc < 0 ? rc : 0; /* none yet */
+    rc = jr_object_members(text, summary_member, NULL);
+    free(text);
+    if (rc < 0) {
+        char m[512];
+        snprintf(m, sizeof(m), "%s", djct_last_error());
+        return djct_error_set(DJCT_EINVAL, "'%s': %s; restore it or delete it (the summary then starts from this "
+                              "job's rows)", path, m);
+    }
+    return 0;
+}
+
+static void summary_forget(void *ctx, const char *key, double v)
+{
+    (void)ctx;
+    (void)v;
+    cJSON_DeleteItemFromObjectCaseSensitive(g.summary, key);
+    if (strcmp(key, "_runtime") == 0)
+        cJSON_DeleteItemFromObjectCaseSensitive(g.summary, "_wandb");
+}
+
+int lg_summary_rebuild(char *kept, char *moved)
+{
+    char *save = NULL;
+    for (char *l = strtok_r(moved, "\n", &save); l; l = strtok_r(NULL, "\n", &save))
+        jr_flat_parse(l, summary_forget, NULL);
+    save = NULL;
+    for (char *l = strtok_r(kept, "\n", &save); l; l = strtok_r(NULL, "\n", &save))
+        jr_flat_parse(l, summary_fold, NULL);
+    djct_error_clear();
+    g.pending_len = 0;
+    if (g.pending)
+        g.pending[0] = '\0';
+    return lg_summary_write(1);
+}
+
 int lg_summary_write(int do_fsync)
 {
     /* fold the rows written since the last rewrite: last value per key wins */

@@ -45,6 +45,37 @@ static const djct_opt *find_args(const djct_opt *t, size_t n)
 /* a default outside the option's range is a sentinel ("not given"), not a value a user may give */
 static int in_range(const djct_opt *o, double v) { return !(o->min < o->max) || (v >= o->min && v <= o->max); }
 
+/* A default "${VAR:-text}" (or "${VAR}") reads the environment variable VAR when it is set and not
+ * empty, else it is `text` (or nothing): the environment sits between the built-in default and what
+ * the user gives (a config file or the command line), as the wandb SDK orders WANDB_* variables.
+ * Returns 1 with var and lit (lit NULL for none) for such a default, 0 for a plain one. */
+static int env_default(const char *def, char *var, size_t vn, char *lit, size_t ln, int *has_lit)
+{
+    if (!def || strncmp(def, "${", 2) != 0)
+        return 0;
+    const char *p = def + 2, *end = strchr(p, '}');
+    size_t n = strcspn(p, ":}");
+    if (!end || n == 0 || n >= vn)
+        return 0;
+    memcpy(var, p, n);
+    var[n] = '\0';
+    *has_lit = p[n] == ':' && p[n + 1] == '-';
+    lit[0] = '\0';
+    if (*has_lit)
+        snprintf(lit, ln, "%.*s", (int)(end - (p + n + 2)), p + n + 2);
+    return 1;
+}
+
+/* the built-in default's text: a plain default, or the part after ":-" of an environment default */
+static const char *literal_default(const djct_opt *o, char *buf, size_t n)
+{
+    char var[128];
+    int has_lit = 0;
+    if (env_default(o->def, var, sizeof(var), buf, n, &has_lit))
+        return has_lit ? buf : NULL;
+    return o->def;
+}
+
 /* Levenshtein distance, for "did you mean" */
 static size_t edit_distance(const char *a, const char *b)
 {
@@ -127,8 +158,9 @@ static int range_err(const djct_opt *o, const char *value, const char *origin)
 /* a value to show in "e.g. --name X": the default, unless it is a sentinel; then the range's start */
 static const char *example(const djct_opt *o, char *buf, size_t n, const char *fallback)
 {
-    if (o->def && in_range(o, strtod(o->def, NULL)))
-        return o->def;
+    const char *def = literal_default(o, buf, n);
+    if (def && in_range(o, strtod(def, NULL)))
+        return def;
     if (o->min < o->max) {
         snprintf(buf, n, "%.15g", o->min);
         return buf;
@@ -239,11 +271,22 @@ int djct_opts_defaults(const djct_opt *table, size_t n, void *dst)
         case DJCT_OPT_LIST: *(char **)field(dst, o) = NULL; break;
         case DJCT_OPT_ARGS: *(char ***)field(dst, o) = NULL; break;
         }
-        if (o->def && o->type != DJCT_OPT_ARGS) {
-            int rc = set_value(o, dst, o->def, "default");
-            if (rc)
-                return rc;
+        if (!o->def || o->type == DJCT_OPT_ARGS)
+            continue;
+        char var[128], lit[512], origin[160];
+        int has_lit = 0, rc = 0;
+        if (env_default(o->def, var, sizeof(var), lit, sizeof(lit), &has_lit)) {
+            const char *env = getenv(var);
+            snprintf(origin, sizeof(origin), "environment variable %s", var);
+            if (env && *env)
+                rc = set_value(o, dst, env, origin);
+            else if (has_lit)
+                rc = set_value(o, dst, lit, "default");
+        } else {
+            rc = set_value(o, dst, o->def, "default");
         }
+        if (rc)
+            return rc;
     }
     return 0;
 }
@@ -478,8 +521,17 @@ const char *djct_opts_choice_name(const djct_opt_choice *choices, int value)
 }
 
 /* the default as --help shows it; NULL for none and for a sentinel outside the range */
-static const char *shown_default(const djct_opt *o)
+static const char *shown_default(const djct_opt *o, char *buf, size_t n)
 {
+    char var[128], lit[256];
+    int has_lit = 0;
+    if (o->type != DJCT_OPT_ARGS && env_default(o->def, var, sizeof(var), lit, sizeof(lit), &has_lit)) {
+        if (has_lit && lit[0])
+            snprintf(buf, n, "$%s, else %s", var, lit);
+        else
+            snprintf(buf, n, "$%s", var);
+        return buf;
+    }
     if (o->type == DJCT_OPT_FLAG)
         return o->def && strcmp(o->def, "0") ? "on" : "off";
     if (!o->def || o->type == DJCT_OPT_ARGS)
@@ -517,7 +569,8 @@ void djct_opts_print_help(const djct_opt *table, size_t n, const char *usage, FI
         else
             fprintf(f, "%*s", 30 - len, "");
         fprintf(f, "%s", o->help ? o->help : "");
-        const char *d = shown_default(o);
+        char dbuf[640];
+        const char *d = shown_default(o, dbuf, sizeof(dbuf));
         if (d)
             fprintf(f, " [%s]", d);
         fprintf(f, "\n");

@@ -78,6 +78,8 @@ struct djct_trainer {
     double last_val_loss;
     djct_ctl *ctl;      /* training controls (src/train_controls.c); NULL: none */
     int64_t reductions; /* gradient reductions run */
+    char *damaged;  /* rank 0: the damaged checkpoints the last resume set aside, one per line */
+    int n_damaged;  /* every rank: checkpoints set aside in the run directory (now or earlier) */
 };
 
 static int push(series *s, double x)
@@ -137,6 +139,7 @@ void djct_trainer_free(djct_trainer *t)
     free(t->bufs);
     free(t->targets);
     free(t->run_dir);
+    free(t->damaged);
     free(t->s_step.v);
     free(t->s_data.v);
     free(t->s_compute.v);
@@ -504,6 +507,12 @@ int djct_trainer_save_checkpoint(djct_trainer *t)
         return djct_error_set(DJCT_EINVAL, "trainer: no run directory, cannot checkpoint; set run_dir");
     int rc = 0, rc0 = 0;
     char *dir = NULL;
+    /* the journal's last step goes with the checkpoint: a job resuming from it rewinds the journal
+     * to it (collective: every rank calls it; -2 when logging is off) */
+    int64_t journal_step = -2;
+    t->error_shared = 0;
+    if ((rc = djct_log_checkpoint(&journal_step)))
+        return rc;
     if (t->rank == 0) {
         rc = djct_ckpt_begin(&dir, t->run_dir, t->global_step);
         if (rc == 0) {
@@ -526,8 +535,8 @@ int djct_trainer_save_checkpoint(djct_trainer *t)
             djct_ctl_state_json(t->ctl, ctl, sizeof(ctl));
             snprintf(meta, sizeof(meta),
                      "{\"epoch\": %" PRId64 ", \"step\": %" PRId64 ", \"global_step\": %" PRId64
-                     ", \"skipped\": %" PRId64 ", \"world_size\": %d, \"seed\": %" PRIu64 "%s}",
-                     t->epoch, t->step, t->global_step, t->skipped, t->size, t->o.seed, ctl);
+                     ", \"skipped\": %" PRId64 ", \"world_size\": %d, \"seed\": %" PRIu64 ", \"log_step\": %" PRId64 "%s}",
+                     t->epoch, t->step, t->global_step, t->skipped, t->size, t->o.seed, journal_step, ctl);
             rc = djct_ckpt_commit(NULL, t->run_dir, t->global_step, meta, t->o.keep_checkpoints);
         }
         free(dir);
@@ -557,24 +566,34 @@ int djct_trainer_resume(djct_trainer *t, int *resumed, int64_t *step)
         *step = -1;
     if (!t->run_dir)
         return 0;
-    /* rank 0 picks the checkpoint; everyone uses that one */
-    char path[4096] = "";
+    /* rank 0 picks the checkpoint, setting damaged ones aside; everyone uses that one */
+    struct {
+        char path[4096];
+        int32_t n_damaged;
+    } pick = {"", 0};
+    char *path = pick.path;
     int64_t found = -1;
+    free(t->damaged);
+    t->damaged = NULL;
     if (t->rank == 0) {
         char *dir = NULL;
-        int rc = djct_ckpt_find_latest(&dir, &found, t->run_dir);
+        int nd = 0;
+        int rc = djct_ckpt_find_latest_checked(&dir, &found, &t->damaged, &nd, t->run_dir);
         if (rc == 0 && dir)
-            snprintf(path, sizeof(path), "%s", dir);
+            snprintf(pick.path, sizeof(pick.path), "%s", dir);
+        pick.n_damaged = nd;
         free(dir);
     }
-    int rc = djct_comm_bcast(t->comm, path, sizeof(path), 0, "the resume checkpoint's path");
+    int rc = djct_comm_bcast(t->comm, &pick, sizeof(pick), 0, "the resume checkpoint's path");
     if (rc)
         return rc;
+    t->n_damaged = pick.n_damaged;
     if (!path[0])
         return 0;
     char *meta = NULL;
     int ok = 1;
     char err[1024] = "";
+    int64_t journal_step = -2; /* the journal's last step at the checkpoint; -2: not recorded */
     rc = djct_ckpt_read_meta(&meta, path);
     cJSON *m = rc == 0 ? cJSON_Parse(meta) : NULL;
     free(meta);
@@ -596,6 +615,8 @@ int djct_trainer_resume(djct_trainer *t, int *resumed, int64_t *step)
             t->step = (int64_t)s->valuedouble;
             t->global_step = (int64_t)g->valuedouble;
             t->skipped = cJSON_IsNumber(k) ? (int64_t)k->valuedouble : 0;
+            cJSON *ls = cJSON_GetObjectItem(m, "log_step");
+            journal_step = cJSON_IsNumber(ls) ? (int64_t)ls->valuedouble : -2;
             djct_ctl_restore(t->ctl, m);
         }
     }
@@ -632,6 +653,9 @@ int djct_trainer_resume(djct_trainer *t, int *resumed, int64_t *step)
     if (!all_ok)
         return rc ? djct_error_set(rc, "%s", err)
                   : djct_error_set(DJCT_EIO, "trainer: another rank failed to resume from '%s'", path);
+    /* the journal goes back to the checkpoint's step (every rank read the same metadata) */
+    if ((rc = djct_log_rewind(journal_step)))
+        return rc;
     if (resumed)
         *resumed = 1;
     if (step)
@@ -875,6 +899,13 @@ int djct_trainer_fit(djct_trainer *t)
     if (t->run_dir && (rc = djct_trainer_save_checkpoint(t)))
         return rc;
     return 0;
+}
+
+const char *djct_trainer_damaged_checkpoints(const djct_trainer *t, int *n_damaged)
+{
+    if (n_damaged)
+        *n_damaged = t ? t->n_damaged : 0;
+    return t && t->damaged ? t->damaged : "";
 }
 
 int djct_trainer_stop_reason(const djct_trainer *t) { return t ? t->stop_reason : DJCT_STOP_DONE; }

@@ -14,6 +14,7 @@
 #include <inttypes.h>
 #include <math.h>
 #include <pthread.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -83,6 +84,8 @@ struct wb_uploader {
     int state;
     int64_t acked, sent;
     char fatal[1024];
+    char cause[1024];          /* the fatal error alone, without what to do about it */
+    char last_fail[1024];      /* the last failed attempt: what, where, why ("" after a success) */
     /* owned by the uploading thread */
     int upserted;
     char *entity, *project, *storage_id;
@@ -94,15 +97,20 @@ struct wb_uploader {
     int complete_sent;
 };
 
-/* Sleep up to `s` seconds; returns 1 when aborted. */
+/* the caller's cancel flag is up (e.g. djct_sync's SIGINT handler) */
+static int cancelled(const wb_uploader *u) { return u->cfg.cancel && *u->cfg.cancel; }
+
+/* Sleep up to `s` seconds; returns 1 when aborted or cancelled. */
 static int nap(wb_uploader *u, double s)
 {
     double until = djct_now_s() + s;
     pthread_mutex_lock(&u->mu);
-    while (!u->abort_now) {
+    while (!u->abort_now && !cancelled(u)) {
         double left = until - djct_now_s();
         if (left <= 0)
             break;
+        if (u->cfg.cancel && left > 0.1) /* a signal handler cannot signal the condition: poll */
+            left = 0.1;
         struct timespec ts;
         clock_gettime(CLOCK_REALTIME, &ts);
         double t = (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec + left;
@@ -110,7 +118,7 @@ static int nap(wb_uploader *u, double s)
         ts.tv_nsec = (long)((t - (double)ts.tv_sec) * 1e9);
         pthread_cond_timedwait(&u->cv, &u->mu, &ts);
     }
-    int a = u->abort_now;
+    int a = u->abort_now || cancelled(u);
     pthread_mutex_unlock(&u->mu);
     return a;
 }
@@ -118,7 +126,7 @@ static int nap(wb_uploader *u, double s)
 static int on_progress(void *ud, curl_off_t a, curl_off_t b, curl_off_t c, curl_off_t d)
 {
     wb_uploader *u = ud;
-    return __atomic_load_n(&u->abort_now, __ATOMIC_RELAXED) ? 1 : 0;
+    return __atomic_load_n(&u->abort_now, __ATOMIC_RELAXED) || cancelled(u) ? 1 : 0;
 }
 
 static void curl_init_once(void) { curl_global_init(CURL_GLOBAL_DEFAULT); }
@@ -219,8 +227,29 @@ static int retryable(int kind, long status, CURLcode cerr)
 
 static unsigned jitter_seed(void) { return (unsigned)(djct_now_s() * 1e6) ^ (unsigned)getpid(); }
 
-/* POST with retries until a 2xx (0), a final status (DJCT_EIO), the deadline or an abort
- * (DJCT_ETIMEOUT). deadline 0: none. */
+static void set_last_fail(wb_uploader *u, const char *text)
+{
+    pthread_mutex_lock(&u->mu);
+    snprintf(u->last_fail, sizeof(u->last_fail), "%.1000s", text);
+    pthread_mutex_unlock(&u->mu);
+}
+
+/* a line for the caller's note callback (djct_sync prints them) */
+static void note(wb_uploader *u, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void note(wb_uploader *u, const char *fmt, ...)
+{
+    if (!u->cfg.note)
+        return;
+    char line[2048];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof(line), fmt, ap);
+    va_end(ap);
+    u->cfg.note(u->cfg.note_user, line);
+}
+
+/* POST with retries until a 2xx (0), a final status (DJCT_EIO), the deadline, an abort or the
+ * caller's cancel flag (DJCT_ETIMEOUT). deadline 0: none. */
 static int post_retry(wb_uploader *u, int kind, const char *what, const char *url, const char *body,
                       double deadline, wb_buf *reply)
 {
@@ -232,18 +261,23 @@ static int post_retry(wb_uploader *u, int kind, const char *what, const char *ur
         double ra;
         CURLcode cerr;
         long st = http_post(u, url, body, reply, &ra, &cerr, errbuf);
-        if (st >= 200 && st < 300)
+        if (st >= 200 && st < 300) {
+            set_last_fail(u, "");
             return 0;
-        char why[CURL_ERROR_SIZE + 64];
+        }
+        char why[CURL_ERROR_SIZE + 64], fail[CURL_ERROR_SIZE + 4200];
         if (st)
             snprintf(why, sizeof(why), "HTTP %ld", st);
         else
             snprintf(why, sizeof(why), "%s", errbuf[0] ? errbuf : curl_easy_strerror(cerr));
+        snprintf(fail, sizeof(fail), "%s to %s: %s", what, u->base_url, why);
+        set_last_fail(u, fail);
+        if (cancelled(u))
+            return djct_error_set(DJCT_ETIMEOUT, "%s, interrupted", fail);
         if (__atomic_load_n(&u->abort_now, __ATOMIC_RELAXED))
-            return djct_error_set(DJCT_ETIMEOUT, "%s to %s: aborted at the finish time limit (%s)", what,
-                                  u->base_url, why);
+            return djct_error_set(DJCT_ETIMEOUT, "%s, aborted at the finish time limit", fail);
         if (!retryable(kind, st, cerr))
-            return djct_error_set(DJCT_EIO, "%s to %s: %s, a final answer (not retried)%s", what, u->base_url, why,
+            return djct_error_set(DJCT_EIO, "%s, a final answer (not retried)%s", fail,
                                   st == 401 || st == 403                   ? "; check the API key"
                                   : cerr == CURLE_PEER_FAILED_VERIFICATION ? TLS_HINT
                                                                            : "");
@@ -256,12 +290,17 @@ static int post_retry(wb_uploader *u, int kind, const char *what, const char *ur
             if (wait > u->cfg.retry_max_s)
                 wait = u->cfg.retry_max_s;
         }
-        if (deadline > 0 && djct_now_s() + wait > deadline)
-            return djct_error_set(DJCT_ETIMEOUT, "%s to %s: still failing after %d attempts (%s)", what, u->base_url,
-                                  attempt + 1, why);
+        double now = djct_now_s();
+        if (deadline > 0 && now + wait > deadline)
+            return djct_error_set(DJCT_ETIMEOUT, "%s, still failing after %d attempt%s", fail, attempt + 1,
+                                  attempt ? "s" : "");
+        if (deadline > 0)
+            note(u, "%s; retry %d in %.1f s (giving up in %.0f s)", fail, attempt + 1, wait, deadline - now);
+        else
+            note(u, "%s; retry %d in %.1f s", fail, attempt + 1, wait);
         if (nap(u, wait))
-            return djct_error_set(DJCT_ETIMEOUT, "%s to %s: aborted at the finish time limit (%s)", what,
-                                  u->base_url, why);
+            return djct_error_set(DJCT_ETIMEOUT, "%s, %s", fail,
+                                  cancelled(u) ? "interrupted" : "aborted at the finish time limit");
     }
 }
 
@@ -622,6 +661,7 @@ static int pump(wb_uploader *u, int final, int heartbeat, double deadline, int *
 static void set_fatal(wb_uploader *u, int rc)
 {
     pthread_mutex_lock(&u->mu);
+    snprintf(u->cause, sizeof(u->cause), "%s", djct_last_error());
     snprintf(u->fatal, sizeof(u->fatal), "%s; streaming stopped, the journal in %s is complete: upload it "
              "later with `djct_sync %s`", djct_last_error(), u->dir, u->dir);
     u->state = WB_FATAL;
@@ -795,9 +835,18 @@ int wb_uploader_finish(wb_uploader *u, int complete, int exit_code, double timeo
         pthread_mutex_unlock(&u->mu);
         pthread_join(u->thread, NULL);
         u->started = 0;
-        if (timed_out)
+        if (timed_out) {
+            pthread_mutex_lock(&u->mu);
+            if (u->last_fail[0])
+                snprintf(u->cause, sizeof(u->cause), "%.900s, still failing when the %.0f s upload wait ended",
+                         u->last_fail, timeout_s);
+            else
+                snprintf(u->cause, sizeof(u->cause), "the upload was still running when the %.0f s upload wait "
+                         "ended", timeout_s);
+            pthread_mutex_unlock(&u->mu);
             rc = djct_error_set(DJCT_ETIMEOUT, "wandb upload did not finish within %.0f s; the journal in %s is "
                                 "complete: upload the rest with `djct_sync %s`", timeout_s, u->dir, u->dir);
+        }
     } else {
         /* synchronous (djct_sync): same steps on this thread, bounded by the deadline */
         rc = ensure_upserted(u, deadline);
@@ -807,8 +856,13 @@ int wb_uploader_finish(wb_uploader *u, int complete, int exit_code, double timeo
             if (rc == 0 && (all_done || idle))
                 break;
         }
-        if (rc < 0)
+        if (rc < 0 && !cancelled(u))
             set_fatal(u, rc);
+        else if (rc < 0) {
+            pthread_mutex_lock(&u->mu);
+            snprintf(u->cause, sizeof(u->cause), "%s", djct_last_error());
+            pthread_mutex_unlock(&u->mu);
+        }
     }
     pthread_mutex_lock(&u->mu);
     if (rc == 0 && u->state == WB_FATAL)
@@ -828,6 +882,32 @@ void wb_uploader_stats(wb_uploader *u, int64_t *acked, int64_t *sent, int *state
         *sent = u->sent;
     if (state)
         *state = u->state;
+    pthread_mutex_unlock(&u->mu);
+}
+
+void wb_uploader_report(wb_uploader *u, wb_report *r)
+{
+    memset(r, 0, sizeof(*r));
+    /* is the summary the server acknowledged the one in the journal? (the thread has stopped) */
+    char path[4096], *summary = NULL;
+    snprintf(path, sizeof(path), "%s/%s", u->dir, JR_SUMMARY);
+    int have_summary = jr_read_file(path, &summary, NULL) == 0;
+    if (have_summary) {
+        size_t l = strlen(summary);
+        while (l > 0 && (summary[l - 1] == '\n' || summary[l - 1] == ' '))
+            summary[--l] = '\0';
+    }
+    djct_error_clear();
+    r->summary_pending = have_summary && (!u->summary_acked || strcmp(u->summary_acked, summary) != 0);
+    free(summary);
+    pthread_mutex_lock(&u->mu);
+    r->acked = u->acked;
+    r->sent = u->sent;
+    r->config_pending = !u->upserted || u->config_dirty;
+    r->complete_sent = u->complete_sent;
+    r->preempted = u->preempted;
+    r->state = u->state;
+    snprintf(r->cause, sizeof(r->cause), "%s", u->cause[0] ? u->cause : u->last_fail);
     pthread_mutex_unlock(&u->mu);
 }
 
@@ -870,4 +950,108 @@ void wb_uploader_free(wb_uploader *u)
     pthread_mutex_destroy(&u->mu);
     pthread_cond_destroy(&u->cv);
     free(u);
+}
+
+/* ---- what is left ------------------------------------------------------------------------------ */
+
+/* `cmd 'dir'`, quoted for a POSIX shell when the path needs it */
+static void shell_command(char *out, size_t size, const char *cmd, const char *arg)
+{
+    int plain = *arg != '\0';
+    for (const char *p = arg; *p && plain; p++)
+        plain = strchr("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_./-+:=@%,", *p) != NULL;
+    size_t n = (size_t)snprintf(out, size, "%s %s", cmd, plain ? arg : "'");
+    for (const char *p = arg; !plain && *p && n + 5 < size; p++) {
+        if (*p == '\'') {
+            memcpy(out + n, "'\\''", 4);
+            n += 4;
+        } else {
+            out[n++] = *p;
+        }
+    }
+    if (!plain && n + 2 <= size) {
+        out[n++] = '\'';
+        out[n] = '\0';
+    }
+}
+
+void wb_upload_fill(djct_log_upload *out, int mode, const char *dir, wb_uploader *u, int complete_wanted)
+{
+    memset(out, 0, sizeof(*out));
+    out->mode = mode;
+    if (mode == DJCT_LOG_MODE_DISABLED || !dir)
+        return;
+    snprintf(out->dir, sizeof(out->dir), "%s", dir);
+    shell_command(out->sync_command, sizeof(out->sync_command), "djct_sync", dir);
+    jr_reader r;
+    if (jr_reader_open(&r, dir) == 0) {
+        jr_reader_seek(&r, INT64_MAX); /* counts the complete lines; fails by design */
+        out->rows = r.line;
+        jr_reader_close(&r);
+    }
+    char path[4096];
+    snprintf(path, sizeof(path), "%s/%s", dir, JR_SUMMARY);
+    int have_summary = access(path, F_OK) == 0;
+    if (u) {
+        wb_report w;
+        wb_uploader_report(u, &w);
+        out->rows_acked = w.acked;
+        out->rows_sent = w.sent;
+        out->config_pending = w.config_pending;
+        out->summary_pending = w.summary_pending;
+        out->preempted = w.preempted || !complete_wanted;
+        out->complete_pending = !out->preempted && !w.complete_sent;
+        snprintf(out->error, sizeof(out->error), "%s", w.cause);
+    } else { /* offline: what an earlier job or djct_sync uploaded, by upload-state.json */
+        cJSON *st = NULL;
+        if (jr_read_json(dir, JR_UPLOAD, &st) == 0) {
+            cJSON *a = cJSON_GetObjectItemCaseSensitive(st, "history_acked");
+            out->rows_acked = cJSON_IsNumber(a) ? (int64_t)a->valuedouble : 0;
+            cJSON_Delete(st);
+        }
+        out->config_pending = 1;
+        out->summary_pending = have_summary;
+        out->preempted = !complete_wanted;
+        out->complete_pending = complete_wanted;
+    }
+    djct_error_clear();
+    if (out->rows_acked > out->rows)
+        out->rows_acked = out->rows;
+    if (out->rows_acked < 0)
+        out->rows_acked = 0;
+    out->rows_pending = out->rows - out->rows_acked;
+    out->complete = out->rows_pending == 0 && !out->config_pending && !out->summary_pending && !out->complete_pending;
+    if (out->complete || !u)
+        out->error[0] = '\0';
+}
+
+int wb_plain_http_remote(const char *url, char *host, size_t host_size)
+{
+    char h[256];
+    if (strncasecmp(url, "http://", 7) != 0) {
+        if (host && host_size)
+            host[0] = '\0';
+        return 0;
+    }
+    const char *p = url + 7;
+    size_t n = strcspn(p, "/?#");
+    const char *at = memchr(p, '@', n);
+    if (at) {
+        n -= (size_t)(at + 1 - p);
+        p = at + 1;
+    }
+    if (*p == '[') { /* [v6]:port */
+        const char *e = memchr(p, ']', n);
+        n = e ? (size_t)(e - p - 1) : n - 1;
+        p++;
+    } else {
+        const char *c = memchr(p, ':', n);
+        if (c)
+            n = (size_t)(c - p);
+    }
+    snprintf(h, sizeof(h), "%.*s", (int)(n < sizeof(h) ? n : sizeof(h) - 1), p);
+    if (host)
+        snprintf(host, host_size, "%s", h);
+    int loopback = !strcasecmp(h, "localhost") || !strncmp(h, "127.", 4) || !strcmp(h, "::1");
+    return !loopback;
 }

@@ -12,7 +12,7 @@
 #define WB_DEFAULT_BASE_URL "https://api.wandb.ai"
 
 /* Find the API key: explicit > $WANDB_API_KEY > ~/private/wandb_api.sh > $NETRC or ~/.netrc
- * (machine = netloc of base_url). *key is malloc'ed (NULL when none), *source names where it came
+ * (machine = the base URL's host, as curl reads it, else its host:port, as `wandb login` writes it). *key is malloc'ed (NULL when none), *source names where it came
  * from ("none" if nowhere). Permission problems and parse errors are appended to warn (one line
  * each). Returns 0 (also when no key was found) or DJCT_ENOMEM. */
 int wb_resolve_key(const char *base_url, const char *explicit_key, char **key, const char **source,
@@ -37,6 +37,10 @@ typedef struct {
     double heartbeat_s;
     int insecure;
     const char *ca_bundle;      /* PEM file of the CAs to trust, NULL: the system's (wb_resolve_ca) */
+    void (*note)(void *user, const char *line); /* NULL: quiet; else one line per retry (what,
+                                   where, why, the next wait), called on the uploading thread */
+    void *note_user;
+    const volatile int *cancel; /* non-NULL: stop (DJCT_ETIMEOUT, "interrupted") once it is non-zero */
     size_t max_request_bytes;   /* 0: 4 MiB of history per request */
     size_t big_batch_bytes;     /* 0: 256 KiB pending wakes the thread before the interval */
 } wb_config;
@@ -61,8 +65,27 @@ void wb_uploader_preempting(wb_uploader *u);
 int wb_uploader_finish(wb_uploader *u, int complete, int exit_code, double timeout_s);
 /* Counters: lines acknowledged, lines sent by this uploader, state (WB_*). */
 void wb_uploader_stats(wb_uploader *u, int64_t *acked, int64_t *sent, int *state);
+/* What the upload left behind, once wb_uploader_finish has returned. */
+typedef struct {
+    int64_t acked, sent;        /* history lines the server acknowledged; sent by this uploader */
+    int config_pending;         /* the run and its latest config were not acknowledged (UpsertBucket) */
+    int summary_pending;        /* the journal's summary.json is not the one the server acknowledged */
+    int complete_sent, preempted, state;
+    char cause[1024];           /* why it stopped short: the fatal error, or the last failed attempt */
+} wb_report;
+void wb_uploader_report(wb_uploader *u, wb_report *r);
 /* The fatal error, "" when none (copied into buf). */
 void wb_uploader_fatal(wb_uploader *u, char *buf, size_t size);
 void wb_uploader_free(wb_uploader *u);
+
+/* ---- shared by log_run.c (djct_log_finish) and log_sync.c ------------------------------------ */
+#include "djct/log.h"
+/* Fill *out for the journal in `dir`: from the finished uploader `u`, or, without one (offline),
+ * from upload-state.json (what an earlier job or djct_sync uploaded). `complete_wanted`: the
+ * `complete` request is due (not a preempted, unfinished job). */
+void wb_upload_fill(djct_log_upload *out, int mode, const char *dir, wb_uploader *u, int complete_wanted);
+/* 1 when the URL is plain http:// to a host other than a loopback address (the key would cross a
+ * network unencrypted); host (may be NULL) gets the host. */
+int wb_plain_http_remote(const char *url, char *host, size_t host_size);
 
 #endif /* DJCT_WANDB_INT_H */

@@ -1,5 +1,5 @@
 /* The wandb client's credentials: the API key (explicit, WANDB_API_KEY, ~/private/wandb_api.sh,
- * ~/.netrc for the base URL's host, with a warning when a key file is readable by others) and the
+ * ~/.netrc for the base URL's host (as curl; then host:port, as `wandb login` writes it), with a warning when a key file is readable by others) and the
  * CA bundle to trust. The key is only ever returned to the caller, never formatted into a message. */
 #include "wandb_int.h"
 #include "journal_int.h"
@@ -187,9 +187,18 @@ int wb_resolve_key(const char *base_url, const char *explicit_key, char **key, c
         }
     }
     if (path[0]) {
-        char machine[512];
-        url_netloc(base_url ? base_url : WB_DEFAULT_BASE_URL, machine, sizeof(machine));
-        if ((*key = key_from_netrc(path, machine, warn, warn_size)) != NULL) {
+        /* curl matches `machine` against the host alone; `wandb login` writes host:port for a URL
+         * with a port: the host first, then host:port */
+        char netloc[512], machine[512];
+        url_netloc(base_url ? base_url : WB_DEFAULT_BASE_URL, netloc, sizeof(netloc));
+        snprintf(machine, sizeof(machine), "%s", netloc);
+        char *colon = machine[0] == '[' ? strstr(machine, "]:") : strrchr(machine, ':');
+        if (colon)
+            colon[machine[0] == '[' ? 1 : 0] = '\0';
+        *key = key_from_netrc(path, machine, warn, warn_size);
+        if (!*key && strcmp(machine, netloc) != 0)
+            *key = key_from_netrc(path, netloc, warn, warn_size);
+        if (*key) {
             *source = "netrc";
             check_perms(path, path, warn, warn_size);
         }

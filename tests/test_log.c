@@ -12,7 +12,7 @@
 #include "wandb_testlib.h"
 
 static char tmp[256];
-static test_srv servers[6]; /* spawned together at the start: python starts slowly */
+static test_srv servers[7]; /* spawned together at the start: python starts slowly */
 
 static djct_log_options base_opts(const char *runs)
 {
@@ -65,6 +65,13 @@ static void test_key_lookup(void)
     CHECK(key && strcmp(key, "netrckey111") == 0 && strcmp(src, "netrc") == 0);
     CHECK(warn[0] == '\0');
     free(key);
+    /* curl's reading: `machine` is the host alone; it wins over a host:port entry */
+    t_write(p, "machine 127.0.0.1:8080 login user password portkey\nmachine 127.0.0.1 login u password hostkey\n",
+            0600);
+    CHECK_OK(wb_resolve_key(url, NULL, &key, &src, warn, sizeof(warn)));
+    CHECK(key && strcmp(key, "hostkey") == 0);
+    free(key);
+    t_write(p, "machine 127.0.0.1:8080\n  login user\n  password netrckey111\n", 0600);
     /* $NETRC wins over ~/.netrc */
     snprintf(p, sizeof(p), "%s/other-netrc", tmp);
     t_write(p, "machine 127.0.0.1:8080 login u password envnetrckey\n", 0600);
@@ -195,6 +202,7 @@ static void test_activate_and_steps(void)
     CHECK(run && json_num(run, "exit_code") == 7 && cJSON_IsTrue(cJSON_GetObjectItem(run, "finished")));
     CHECK(run && strcmp(cJSON_GetStringValue(cJSON_GetObjectItem(run, "mode")), "offline") == 0);
     CHECK(run && strcmp(cJSON_GetStringValue(cJSON_GetObjectItem(run, "run_id")), "actrun") == 0);
+    CHECK(run && json_num(run, "jobs") == 1); /* a number, not null */
     CHECK(sum == NULL); /* holds a NaN token, which cJSON does not parse: check the text */
     snprintf(p, sizeof(p), "%s/summary.json", dir);
     char *st = t_slurp(p);
@@ -228,6 +236,16 @@ static void test_activate_and_steps(void)
     cfg = read_json(dir, "config.json");
     CHECK(cfg && json_num(cfg, "epochs") == 12); /* the first job's config entries survive */
     cJSON_Delete(cfg);
+    run = read_json(dir, "run.json");
+    CHECK(run && json_num(run, "jobs") == 2);
+    cJSON_Delete(run);
+    /* the summary of the first job stays (its override, a key this job did not log, a NaN) and this
+     * job's rows update it */
+    snprintf(p, sizeof(p), "%s/summary.json", dir);
+    st = t_slurp(p);
+    CHECK(st && strstr(st, "\"best\":0.01") && strstr(st, "\"weird\":NaN") && strstr(st, "\"val_a\":2") &&
+          strstr(st, "\"loss\":0.05") && strstr(st, "\"_step\":12"));
+    free(st);
     snprintf(p, sizeof(p), "%s/history.csv", dir);
     CHECK(t_count_lines(p) == 5);
 }
@@ -474,9 +492,9 @@ static void test_final_4xx_then_sync(void)
     so.api_key = TEST_KEY;
     so.retry_min_s = 0.05;
     so.timeout_s = 20;
-    int64_t sent = -1;
-    CHECK_OK(djct_log_sync(dir, &so, &sent));
-    CHECK(sent == 8);
+    djct_log_upload rep;
+    CHECK_OK(djct_log_sync(&rep, dir, &so));
+    CHECK(rep.rows_sent == 8 && rep.complete && rep.rows == 13 && rep.rows_pending == 0);
     cJSON *st = srv_state(&s), *run = srv_run(st, "test-entity/proj/fin1");
     CHECK(history_exact(srv_file(run, "wandb-history.jsonl"), 13, 0));
     CHECK(cJSON_IsTrue(cJSON_GetObjectItem(run, "complete")) && json_num(run, "exitcode") == 0);
@@ -542,7 +560,7 @@ static void test_offline_then_sync(void)
     CHECK(cJSON_GetArraySize(reqs) == 0);
     cJSON_Delete(reqs);
 
-    sync_app("", dir, "7 history lines"); /* the app, as a user runs it */
+    sync_app("", dir, "sent 7 history rows, the config and the summary; nothing left"); /* the app, as a user runs it */
     cJSON *st = srv_state(&s), *run = srv_run(st, "test-entity/proj/off1");
     CHECK(history_exact(srv_file(run, "wandb-history.jsonl"), 7, 0));
     CHECK(cJSON_IsTrue(cJSON_GetObjectItem(run, "complete")) && json_num(run, "exitcode") == 2);
@@ -555,24 +573,24 @@ static void test_offline_then_sync(void)
     /* syncing again sends no history; without upload-state the server's historyLineCount is used */
     djct_sync_options so = DJCT_SYNC_OPTIONS_INIT;
     so.api_key = TEST_KEY;
-    int64_t sent = -1;
-    CHECK_OK(djct_log_sync(dir, &so, &sent));
-    CHECK(sent == 0);
+    djct_log_upload rep;
+    CHECK_OK(djct_log_sync(&rep, dir, &so));
+    CHECK(rep.rows_sent == 0 && rep.complete);
     char p[1200];
     snprintf(p, sizeof(p), "%s/upload-state.json", dir);
     unlink(p);
-    CHECK_OK(djct_log_sync(dir, &so, &sent));
-    CHECK(sent == 0);
+    CHECK_OK(djct_log_sync(&rep, dir, &so));
+    CHECK(rep.rows_sent == 0);
     st = srv_state(&s);
     CHECK(history_exact(srv_file(srv_run(st, "test-entity/proj/off1"), "wandb-history.jsonl"), 7, 0));
     cJSON_Delete(st);
     CHECK(!t_grep_dir(dir, TEST_KEY));
 
     /* errors name the problem */
-    CHECK_ERR(djct_log_sync(tmp, &so, NULL), DJCT_EINVAL, "not a djct run directory");
+    CHECK_ERR(djct_log_sync(NULL, tmp, &so), DJCT_EINVAL, "not a djct run directory");
     so.api_key = NULL;
     unsetenv("WANDB_API_KEY");
-    CHECK_ERR(djct_log_sync(dir, &so, NULL), DJCT_EINVAL, "no wandb API key");
+    CHECK_ERR(djct_log_sync(NULL, dir, &so), DJCT_EINVAL, "no wandb API key");
     srv_stop(&s);
 }
 
@@ -629,6 +647,295 @@ static void test_preempt_and_slow(void)
     int rc = djct_log_finish(0);
     CHECK(rc == DJCT_ETIMEOUT && strstr(djct_last_error(), "did not finish within") &&
           strstr(djct_last_error(), "djct_sync"));
+    srv_stop(&s);
+}
+
+/* ---- the journal back to a checkpoint ---------------------------------------------------------- */
+
+static void rows_logged(djct_log_options *o, int n, int64_t *ckpt_step, int ckpt_after)
+{
+    CHECK_OK(djct_log_init(o));
+    for (int i = 0; i < n; i++) {
+        djct_log("global_step", i + 1);
+        djct_log_flush(NULL, -1);
+        if (i + 1 == ckpt_after)
+            CHECK_OK(djct_log_checkpoint(ckpt_step));
+    }
+}
+
+/* A job continues from a checkpoint: the rows logged after it move aside (history.rewound.jsonl),
+ * the next row takes the next _step, CSV, summary and upload state follow; rows the Python wrapper
+ * appended after a finished job stay; a killed job's rows never pass for those. */
+static void test_rewind(void)
+{
+    char runs[512], dir[1200], p[1400];
+    snprintf(runs, sizeof(runs), "%s/runs-rewind", tmp);
+    djct_log_options o = base_opts(runs);
+    o.mode = DJCT_LOG_MODE_OFFLINE;
+    o.run_id = "rw1";
+    o.csv = 1;
+    int64_t ck = -5, never = -5;
+    CHECK(djct_log_checkpoint(&ck) == 0 && ck == -2); /* not initialised */
+    /* job 1: 10 rows, a checkpoint after the 6th (its _step 5). A process cannot be killed and go on
+     * testing, so the job finishes and then run.json and upload-state.json are made as a killed
+     * job leaves them */
+    rows_logged(&o, 10, &ck, 6);
+    CHECK(ck == 5);
+    snprintf(dir, sizeof(dir), "%s", djct_log_run_dir());
+    CHECK_OK(djct_log_finish(0));
+    /* as a killed job leaves it: no lines_at_finish, an upload state that went past the checkpoint */
+    cJSON *run = read_json(dir, "run.json");
+    cJSON_DeleteItemFromObject(run, "lines_at_finish");
+    char *t = cJSON_Print(run);
+    snprintf(p, sizeof(p), "%s/run.json", dir);
+    t_write(p, t, 0644);
+    free(t);
+    cJSON_Delete(run);
+    snprintf(p, sizeof(p), "%s/upload-state.json", dir);
+    t_write(p, "{\"history_acked\": 9, \"summary_acked\": true, \"complete_sent\": false}", 0644);
+    /* job 2 continues from the checkpoint */
+    CHECK_OK(djct_log_init(&o));
+    CHECK_OK(djct_log_rewind(5));
+    djct_log_stats st;
+    CHECK_OK(djct_log_get_stats(&st));
+    CHECK(st.rows_rewound == 4);
+    CHECK_OK(djct_log("global_step", 7));
+    CHECK_OK(djct_log_flush(NULL, -1));
+    CHECK(strstr(djct_log_last_row(), "\"_step\":6,") != NULL);
+    CHECK_OK(djct_log_checkpoint(&never)); /* the rows are in the journal */
+    snprintf(p, sizeof(p), "%s/history.jsonl", dir);
+    CHECK(t_count_lines(p) == 7);
+    snprintf(p, sizeof(p), "%s/history.rewound.jsonl", dir);
+    char *rw = t_slurp(p);
+    CHECK(rw && t_count_lines(p) == 4 && strstr(rw, "\"global_step\":7,\"_step\":6") &&
+          strstr(rw, "\"global_step\":10,\"_step\":9"));
+    free(rw);
+    snprintf(p, sizeof(p), "%s/history.csv", dir);
+    CHECK(t_count_lines(p) == 8);
+    cJSON *us = read_json(dir, "upload-state.json");
+    CHECK(us && json_num(us, "history_acked") == 6 && cJSON_IsFalse(cJSON_GetObjectItem(us, "summary_acked")));
+    cJSON_Delete(us);
+    CHECK_OK(djct_log_finish(0));
+    cJSON *sum = read_json(dir, "summary.json");
+    CHECK(sum && json_num(sum, "global_step") == 7 && json_num(sum, "_step") == 6);
+    cJSON_Delete(sum);
+    run = read_json(dir, "run.json");
+    CHECK(run && json_num(run, "lines_at_finish") == 7);
+    cJSON_Delete(run);
+
+    /* after a finished job, another writer (the Python wrapper) appends two rows; a job continuing
+     * from an earlier checkpoint (_step 3) moves the finished job's rows after it, not those two */
+    snprintf(p, sizeof(p), "%s/history.jsonl", dir);
+    FILE *f = fopen(p, "a");
+    fputs("{\"eval_acc\":0.5,\"_step\":7,\"_runtime\":1,\"_timestamp\":1700000000}\n"
+          "{\"eval_acc\":0.75,\"_step\":8,\"_runtime\":2,\"_timestamp\":1700000001}\n", f);
+    fclose(f);
+    CHECK_OK(djct_log_init(&o));
+    CHECK_OK(djct_log_rewind(3));
+    CHECK_OK(djct_log_get_stats(&st));
+    CHECK(st.rows_rewound == 3);
+    CHECK_OK(djct_log("global_step", 5));
+    CHECK_OK(djct_log_flush(NULL, -1));
+    CHECK(strstr(djct_log_last_row(), "\"_step\":9,") != NULL); /* after the kept rows */
+    char *h = t_slurp(p);
+    CHECK(h && t_count_lines(p) == 7 && strstr(h, "\"global_step\":4,\"_step\":3") && strstr(h, "eval_acc\":0.5") &&
+          strstr(h, "eval_acc\":0.75") && !strstr(h, "\"global_step\":7"));
+    free(h);
+    /* a killed job never marks where it stopped: all its rows after a checkpoint are its own */
+    CHECK_OK(djct_log_rewind(-1));
+    CHECK_OK(djct_log_get_stats(&st));
+    CHECK(st.rows_rewound == 7 && t_count_lines(p) == 0);
+    CHECK_OK(djct_log_finish(0));
+    snprintf(p, sizeof(p), "%s/history.csv", dir);
+    CHECK(access(p, F_OK) != 0);
+    /* nothing to move: a no-op */
+    CHECK_OK(djct_log_init(&o));
+    CHECK_OK(djct_log_rewind(100));
+    CHECK_OK(djct_log_get_stats(&st));
+    CHECK(st.rows_rewound == 0);
+    CHECK_OK(djct_log_finish(0));
+}
+
+/* ---- djct_sync as a user meets it ------------------------------------------------------------- */
+
+/* run `env djct_sync args` in the background, output to out; returns the pid */
+static pid_t sync_spawn(const char *env, const char *args, const char *out)
+{
+    char cmd[4096];
+    const char *build = getenv("BUILD") ? getenv("BUILD") : "build";
+    snprintf(cmd, sizeof(cmd), "exec env %s %s/bin/djct_sync --retry-min 0.05 --retry-max 0.2 %s > %s 2>&1", env,
+             build, args, out);
+    pid_t pid = fork();
+    if (pid == 0) {
+        execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
+        _exit(127);
+    }
+    return pid;
+}
+
+/* run it to the end: its exit code (-1: did not end within 60 s), its output into *text */
+static int sync_run(const char *env, const char *args, char **text)
+{
+    char out[600];
+    snprintf(out, sizeof(out), "%s/sync-run.out", tmp);
+    pid_t pid = sync_spawn(env, args, out);
+    int st = 0, done = 0;
+    for (int i = 0; i < 1200 && !(done = waitpid(pid, &st, WNOHANG) == pid); i++)
+        t_sleep(0.05);
+    if (!done) {
+        kill(pid, SIGKILL);
+        waitpid(pid, &st, 0);
+    }
+    *text = t_slurp(out);
+    if (!*text)
+        *text = strdup("");
+    return done && WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+static int count_str(const char *text, const char *needle)
+{
+    int n = 0;
+    for (const char *p = text; p && (p = strstr(p, needle)) != NULL; p += strlen(needle))
+        n++;
+    return n;
+}
+
+static void offline_run(const char *runs, const char *run_id, const char *base_url, int rows, char *dir, size_t n)
+{
+    djct_log_options o = base_opts(runs);
+    o.mode = DJCT_LOG_MODE_OFFLINE;
+    o.base_url = base_url;
+    o.run_id = run_id;
+    CHECK_OK(djct_log_init(&o));
+    snprintf(dir, n, "%s", djct_log_run_dir());
+    for (int i = 0; i < rows; i++) {
+        djct_log("v", i);
+        djct_log_flush(NULL, -1);
+    }
+    CHECK_OK(djct_log_finish(0));
+}
+
+/* djct_sync: the base URL is --base-url, else $WANDB_BASE_URL, else the run's record (with a
+ * note when that is not the record); one line per retry; what was sent and what is left at the
+ * end; SIGINT stops it with that account and exit 130; the key file warning is shown; .netrc is
+ * read by host; plain http to a host that is not a loopback address is refused without --insecure */
+static void test_sync_app(void)
+{
+    test_srv s = servers[6];
+    if (srv_wait(&s) != 0) {
+        CHECK(!"wandb_server.py did not start");
+        return;
+    }
+    char runs[512], dir[1024], args[2048], env[2048], *out = NULL;
+    snprintf(runs, sizeof(runs), "%s/runs-syncapp", tmp);
+    /* an offline run records the default server: a self-hosted user names theirs in the environment */
+    offline_run(runs, "sa1", NULL, 5, dir, sizeof(dir));
+    snprintf(env, sizeof(env), "WANDB_API_KEY=%s WANDB_BASE_URL=%s/", TEST_KEY, s.url);
+    int rc = sync_run(env, dir, &out);
+    CHECK(rc == 0);
+    char want[1600];
+    snprintf(want, sizeof(want), "note: uploading to %s (WANDB_BASE_URL), not to https://api.wandb.ai, which the "
+             "run recorded", s.url);
+    CHECK(strstr(out, want) != NULL);
+    CHECK(strstr(out, "sent 5 history rows, the config and the summary; nothing left: the server has all 5 rows and "
+                      "the run is complete"));
+    if (rc != 0)
+        fprintf(stderr, "djct_sync said: %s\n", out);
+    free(out);
+    cJSON *st = srv_state(&s);
+    CHECK(history_exact(srv_file(srv_run(st, "test-entity/proj/sa1"), "wandb-history.jsonl"), 5, 0));
+    cJSON_Delete(st);
+
+    /* --base-url wins over WANDB_BASE_URL (a dead one here); every retry is a line, naming the
+     * request, the server, the reason and the next wait */
+    offline_run(runs, "sa2", s.url, 6, dir, sizeof(dir));
+    CHECK_OK(srv_control(&s, "{\"gql\":[503,\"429:0.1\"]}"));
+    snprintf(env, sizeof(env), "WANDB_API_KEY=%s WANDB_BASE_URL=http://127.0.0.1:1", TEST_KEY);
+    snprintf(args, sizeof(args), "--base-url %s %s", s.url, dir);
+    rc = sync_run(env, args, &out);
+    CHECK(rc == 0);
+    snprintf(want, sizeof(want), "%s: UpsertBucket to %s: HTTP 503; retry 1 in ", dir, s.url);
+    CHECK(strstr(out, want) != NULL);
+    snprintf(want, sizeof(want), "UpsertBucket to %s: HTTP 429; retry 2 in 0.1 s (giving up in ", s.url);
+    CHECK(strstr(out, want) != NULL);
+    CHECK(count_str(out, "; retry ") == 2 && !strstr(out, "note: uploading"));
+    CHECK(strstr(out, "sent 6 history rows"));
+    free(out);
+
+    /* SIGINT while a request is in flight: it stops, says what was sent and what is left, exit 130;
+     * running it again finishes the upload */
+    offline_run(runs, "sa3", s.url, 8, dir, sizeof(dir));
+    CHECK_OK(srv_control(&s, "{\"fs\":[\"hold\"]}"));
+    char outp[600];
+    snprintf(outp, sizeof(outp), "%s/sync-int.out", tmp);
+    snprintf(env, sizeof(env), "WANDB_API_KEY=%s", TEST_KEY);
+    pid_t pid = sync_spawn(env, dir, outp);
+    CHECK(wait_held(&s));
+    kill(pid, SIGINT);
+    int wst = 0, done = 0;
+    for (int i = 0; i < 600 && !(done = waitpid(pid, &wst, WNOHANG) == pid); i++)
+        t_sleep(0.05);
+    if (!done) {
+        kill(pid, SIGKILL);
+        waitpid(pid, &wst, 0);
+    }
+    CHECK(done && WIFEXITED(wst) && WEXITSTATUS(wst) == 130);
+    CHECK_OK(srv_control(&s, "{\"release\":true}"));
+    out = t_slurp(outp);
+    CHECK(out && strstr(out, ": interrupted\n") && strstr(out, "sent 0 history rows; left: 8 of 8 history rows, "
+                                                          "the summary and `complete`; run djct_sync again"));
+    free(out);
+    rc = sync_run(env, dir, &out);
+    CHECK(rc == 0 && strstr(out, "sent 8 history rows"));
+    free(out);
+
+    /* warnings are shown: a key file readable by others, the key read from it */
+    char home[600], p[800];
+    snprintf(home, sizeof(home), "%s/home-syncapp", tmp);
+    snprintf(p, sizeof(p), "%s/private", home);
+    mkdir(home, 0700);
+    mkdir(p, 0700);
+    snprintf(p, sizeof(p), "%s/private/wandb_api.sh", home);
+    t_write(p, "export WANDB_API_KEY=" TEST_KEY "\n", 0644);
+    snprintf(env, sizeof(env), "-u WANDB_API_KEY -u NETRC HOME=%s", home);
+    rc = sync_run(env, dir, &out);
+    CHECK(rc == 0 && strstr(out, "warning: key file ~/private/wandb_api.sh is readable by group or others (mode 0644); "
+                                 "run: chmod 600 ~/private/wandb_api.sh"));
+    CHECK(!strstr(out, TEST_KEY));
+    free(out);
+    unlink(p);
+    /* .netrc by host, as curl reads it: no port in `machine` */
+    snprintf(p, sizeof(p), "%s/.netrc", home);
+    t_write(p, "machine 127.0.0.1 login api password " TEST_KEY "\n", 0600);
+    rc = sync_run(env, dir, &out);
+    CHECK(rc == 0 && strstr(out, "nothing left"));
+    free(out);
+
+    /* plain http to a host that is not a loopback address: refused before the key is read or sent,
+     * unless --insecure (0.0.0.0 reaches this machine on Linux, so the opt-out can upload) */
+    snprintf(env, sizeof(env), "WANDB_API_KEY=%s", TEST_KEY);
+    int before = srv_count_all(&s);
+    snprintf(args, sizeof(args), "--base-url http://0.0.0.0:%d %s", s.port, dir);
+    rc = sync_run(env, args, &out);
+    CHECK(rc == 1 && strstr(out, "refusing to send the API key over plain http to 0.0.0.0") &&
+          strstr(out, "--insecure"));
+    CHECK(srv_count_all(&s) == before);
+    free(out);
+    snprintf(args, sizeof(args), "--insecure --base-url http://0.0.0.0:%d %s", s.port, dir);
+    rc = sync_run(env, args, &out);
+    CHECK(rc == 0 && strstr(out, "nothing left") && !strstr(out, "refusing"));
+    free(out);
+    /* an online training run against such a server is warned */
+    djct_log_options o = base_opts(runs);
+    o.mode = DJCT_LOG_MODE_ONLINE;
+    o.api_key = TEST_KEY;
+    o.base_url = "http://0.0.0.0:1";
+    o.run_id = "sa4";
+    o.finish_timeout_s = 0.3;
+    CHECK_OK(djct_log_init(&o));
+    CHECK(strstr(djct_log_warnings(), "plain http to 0.0.0.0, not a loopback address") != NULL);
+    djct_log_finish(0);
+    CHECK(!t_grep_dir(runs, TEST_KEY));
     srv_stop(&s);
 }
 
@@ -730,23 +1037,23 @@ static void test_tls(void)
     so.api_key = TEST_KEY;
     so.retry_min_s = 0.05;
     so.timeout_s = 20;
-    int64_t sent = -1;
-    CHECK_ERR(djct_log_sync(dir, &so, &sent), DJCT_EIO, "certificate");
-    CHECK(sent == 0);
+    djct_log_upload rep;
+    CHECK_ERR(djct_log_sync(&rep, dir, &so), DJCT_EIO, "certificate");
+    CHECK(rep.rows_sent == 0 && rep.rows_pending == 4 && !rep.complete && strstr(rep.error, "certificate"));
     so.ca_bundle = other;
-    CHECK_ERR(djct_log_sync(dir, &so, NULL), DJCT_EIO, "certificate");
+    CHECK_ERR(djct_log_sync(NULL, dir, &so), DJCT_EIO, "certificate");
     so.ca_bundle = "/nonexistent/ca.pem";
-    CHECK_ERR(djct_log_sync(dir, &so, NULL), DJCT_EINVAL, "CA bundle '/nonexistent/ca.pem' (from the ca_bundle");
+    CHECK_ERR(djct_log_sync(NULL, dir, &so), DJCT_EINVAL, "CA bundle '/nonexistent/ca.pem' (from the ca_bundle");
     setenv("SSL_CERT_FILE", "/nonexistent/env.pem", 1);
     so.ca_bundle = NULL;
-    CHECK_ERR(djct_log_sync(dir, &so, NULL), DJCT_EINVAL, "(from SSL_CERT_FILE)");
+    CHECK_ERR(djct_log_sync(NULL, dir, &so), DJCT_EINVAL, "(from SSL_CERT_FILE)");
     unsetenv("SSL_CERT_FILE");
     CHECK(srv_count(&s, "gql") == 0);
 
     /* (c) the app, trusting the test CA through $CURL_CA_BUNDLE: every row arrives */
     char env[800];
     snprintf(env, sizeof(env), "CURL_CA_BUNDLE=%s ", ca);
-    sync_app(env, dir, "4 history lines");
+    sync_app(env, dir, "sent 4 history rows");
     cJSON *sst = srv_state(&s), *run = srv_run(sst, "test-entity/proj/tls1");
     CHECK(history_exact(srv_file(run, "wandb-history.jsonl"), 4, 0));
     CHECK(cJSON_IsTrue(cJSON_GetObjectItem(run, "complete")) && json_num(run, "exitcode") == 0);
@@ -840,9 +1147,9 @@ int main(void)
     unsetenv("WANDB_PROJECT");
     unsetenv("WANDB_ENTITY");
     unsetenv("WANDB_RUN_ID");
-    const char *tags[5] = {"exact", "faults", "final", "sync", "preempt"};
-    for (int i = 0; i < 5; i++)
-        if (srv_spawn(&servers[i], tmp, tags[i]) != 0)
+    const char *tags[7] = {"exact", "faults", "final", "sync", "preempt", NULL, "syncapp"};
+    for (int i = 0; i < 7; i++)
+        if (tags[i] && srv_spawn(&servers[i], tmp, tags[i]) != 0)
             fprintf(stderr, "cannot spawn python3 %s\n", t_server_script());
     have_tls = make_certs() == 0;
     if (have_tls) {
@@ -863,6 +1170,8 @@ int main(void)
                  {"online: final 4xx, then djct_sync", test_final_4xx_then_sync},
                  {"offline, then djct_sync", test_offline_then_sync},
                  {"slow server, preempting, finish limit", test_preempt_and_slow},
+                 {"djct_sync: URL, retries, SIGINT, warnings", test_sync_app},
+                 {"journal back to a checkpoint", test_rewind},
                  {"HTTPS: verification, opt-out, CA bundle", test_tls},
                  {"journal write fails: warning, finish", test_journal_write_fails}};
     for (size_t i = 0; i < sizeof(parts) / sizeof(parts[0]); i++) {

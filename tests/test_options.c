@@ -55,6 +55,73 @@ static const djct_opt TL[] = {
 };
 #define NTL (sizeof(TL) / sizeof(TL[0]))
 
+/* defaults from the environment (djct_train's WANDB_* twins): built-in < environment < config < command line */
+typedef struct {
+    char *config, *project, *entity;
+    int mode;
+    int64_t every;
+} ecfg;
+static const djct_opt_choice MODES[] = {{"auto", 0}, {"online", 1}, {"offline", 2}, {"dryrun", 2}, {NULL, 0}};
+static const djct_opt TE[] = {
+    {"config", 0, DJCT_OPT_STRING, offsetof(ecfg, config), NULL, NULL, 0, 0, "FILE", "config file", NULL},
+    {"project", 0, DJCT_OPT_STRING, offsetof(ecfg, project), "${DJCT_T_PROJECT:-djct}", NULL, 0, 0, "NAME", "project", NULL},
+    {"entity", 0, DJCT_OPT_STRING, offsetof(ecfg, entity), "${DJCT_T_ENTITY}", NULL, 0, 0, "NAME", "entity", NULL},
+    {"mode", 0, DJCT_OPT_CHOICE, offsetof(ecfg, mode), "${DJCT_T_MODE:-auto}", MODES, 0, 0, NULL, "mode", NULL},
+    {"every", 0, DJCT_OPT_INT64, offsetof(ecfg, every), "${DJCT_T_EVERY:-5}", NULL, 1, 100, "N", "every", NULL},
+};
+#define NTE (sizeof(TE) / sizeof(TE[0]))
+
+static void test_env_defaults(const char *path)
+{
+    ecfg e = {0};
+    unsetenv("DJCT_T_PROJECT");
+    unsetenv("DJCT_T_ENTITY");
+    unsetenv("DJCT_T_MODE");
+    unsetenv("DJCT_T_EVERY");
+    CHECK_OK(djct_opts_defaults(TE, NTE, &e));
+    CHECK(!strcmp(e.project, "djct") && e.entity == NULL && e.mode == 0 && e.every == 5);
+    djct_opts_free(TE, NTE, &e);
+    setenv("DJCT_T_PROJECT", "envproj", 1);
+    setenv("DJCT_T_ENTITY", "envteam", 1);
+    setenv("DJCT_T_MODE", "dryrun", 1);
+    setenv("DJCT_T_EVERY", "7", 1);
+    CHECK_OK(djct_opts_defaults(TE, NTE, &e));
+    CHECK(!strcmp(e.project, "envproj") && !strcmp(e.entity, "envteam") && e.mode == 2 && e.every == 7);
+    /* the config file and the command line win over the environment */
+    FILE *f = fopen(path, "w");
+    fprintf(f, "project = fileproj\nevery = 9\n");
+    fclose(f);
+    char *a[] = {"p", "--config", (char *)path, "--entity", "cliteam"};
+    CHECK_OK(djct_opts_parse_argv(TE, NTE, &e, 5, a, NULL));
+    CHECK(!strcmp(e.project, "fileproj") && !strcmp(e.entity, "cliteam") && e.mode == 2 && e.every == 9);
+    djct_opts_free(TE, NTE, &e);
+    unlink(path);
+    /* an empty variable counts as unset */
+    setenv("DJCT_T_PROJECT", "", 1);
+    CHECK_OK(djct_opts_defaults(TE, NTE, &e));
+    CHECK(!strcmp(e.project, "djct"));
+    djct_opts_free(TE, NTE, &e);
+    /* a bad value in the environment is an error naming the variable */
+    setenv("DJCT_T_MODE", "onlin", 1);
+    CHECK_ERR(djct_opts_defaults(TE, NTE, &e), DJCT_EINVAL,
+              "environment variable DJCT_T_MODE: --mode 'onlin' is not allowed; use one of auto|online|offline|dryrun");
+    djct_opts_free(TE, NTE, &e);
+    unsetenv("DJCT_T_MODE");
+    setenv("DJCT_T_EVERY", "1000", 1);
+    CHECK_ERR(djct_opts_defaults(TE, NTE, &e), DJCT_EINVAL, "environment variable DJCT_T_EVERY: --every 1000 is out of range");
+    djct_opts_free(TE, NTE, &e);
+    unsetenv("DJCT_T_EVERY");
+    /* --help names the variable each option reads */
+    char buf[4096] = {0};
+    f = fmemopen(buf, sizeof(buf) - 1, "w");
+    djct_opts_print_help(TE, NTE, NULL, f);
+    fclose(f);
+    CHECK(strstr(buf, "project [$DJCT_T_PROJECT, else djct]") && strstr(buf, "entity [$DJCT_T_ENTITY]") &&
+          strstr(buf, "mode [$DJCT_T_MODE, else auto]") && strstr(buf, "every [$DJCT_T_EVERY, else 5]"));
+    unsetenv("DJCT_T_PROJECT");
+    unsetenv("DJCT_T_ENTITY");
+}
+
 static int parse(cfg *c, int argc, char **argv)
 {
     djct_opts_free(T, N, c);
@@ -201,5 +268,6 @@ int main(void)
     djct_opts_free(TL, NTL, &l);
     CHECK(l.logging == NULL);
     unlink(path);
+    test_env_defaults(path);
     return harness_report();
 }

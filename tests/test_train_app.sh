@@ -46,13 +46,22 @@ err2 "--model '/nonexistent.pt' is neither a built-in model" --model /nonexisten
 printf '[djct_train]\nepochs = 2\nlearning-rate = 3\n' > "$tmp/bad.ini"
 err2 "config '$tmp/bad.ini' line 3: unknown option 'learning-rate'" --config "$tmp/bad.ini"
 $MPIRUN -np 2 "$T" --epochs ten >/dev/null 2>&1; ok test $? = 2
+# a WANDB_* twin's variable is read like an option: a bad value is a usage error naming it
+WANDB_MODE=onlin err2 "environment variable WANDB_MODE: --wandb-mode 'onlin' is not allowed" --epochs 1
+# --help names the variable each option with a WANDB_* twin reads
+ok grep -q -- "--project NAME .*\[\$WANDB_PROJECT, else djct\]" <<<"$help"
+ok grep -q -- "--run-id ID .*\[\$WANDB_RUN_ID\]" <<<"$help"
 
 # a short real run from a config file; the command line overrides the file
 "$BUILD/bin/djct_gen" --events 400 --files 2 --seed 2 --out "$tmp/data" >/dev/null
 printf '[djct_train]\ndata = %s\nval-data = %s/part-001.djctd\nclasses = 3\nepochs = 5\nbatch-elements = 4000\nthreads = 1\ndecode-threads = 2\nwandb-mode = offline\n' \
   "$tmp/data" "$tmp/data" > "$tmp/run.ini"
 run=$tmp/'ru"n\dir'   # a quote and a backslash for the JSON files to escape
-out=$($MPIRUN -np 2 "$T" --config "$tmp/run.ini" --epochs 1 --run-dir "$run" --run-id app-test.1 --progress lines 2>&1); rc=$?
+# the environment sits between the built-in defaults and the options: WANDB_PROJECT replaces the
+# default project, --group wins over WANDB_RUN_GROUP, the config file's wandb-mode over WANDB_MODE
+out=$(WANDB_PROJECT=envproj WANDB_RUN_GROUP=envgroup WANDB_TAGS=a,b WANDB_MODE=disabled \
+      $MPIRUN -np 2 "$T" --config "$tmp/run.ini" --epochs 1 --run-dir "$run" --run-id app-test.1 --progress lines \
+      --group cligroup 2>&1); rc=$?
 ok test $rc = 0
 ok grep -q '^epochs = 1$' <<<"$out"                       # resolved configuration, command line won
 ok grep -q "^data = $tmp/data\$" <<<"$out"
@@ -79,6 +88,13 @@ j=$(ls "$run"/wandb/*/history.jsonl)
 nokey=$(for k in '"loss"' '"lr"' '"events_per_s"' '"elements_per_s"' '"t_data"' '"t_compute"' '"t_comm"' \
                  '"metrics_accuracy"' '"val_loss"' '"val_metrics_accuracy"'; do grep -q "$k" "$j" || echo "$k"; done)
 ok test -z "$nokey" || echo "    not in the journal: $nokey" >&2
+ok /usr/bin/python3 - "$(dirname "$j")/run.json" <<'PY'
+import json, sys
+r = json.load(open(sys.argv[1]))
+got = {k: r.get(k) for k in ("project", "group", "tags", "mode")}
+if got != {"project": "envproj", "group": "cligroup", "tags": ["a", "b"], "mode": "offline"}:
+    sys.exit(f"run.json: {got}")
+PY
 # the resolved options are the run's config (the run directory verbatim)
 ok /usr/bin/python3 - "$(dirname "$j")/config.json" "$run" <<'PY'
 import json, sys

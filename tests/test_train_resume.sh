@@ -4,6 +4,8 @@
 #  - SIGUSR1 to ONE rank: all ranks agree at a step boundary, checkpoint, exit 75; the resumed run
 #    finishes bit-identical too
 #  - SIGINT to one rank: a checkpoint and exit 130
+#  - damaged checkpoints (truncated, a flipped byte) are named and set aside, never skipped silently:
+#    resume from an older good one; all damaged is exit 1 unless --fresh-if-damaged
 # The interrupted runs hold after a step (DJCT_TEST_HOLD_AT_STEP) until a signal arrives, and are
 # signalled once they say so: the signal can never come after the run ended.
 set -u
@@ -79,6 +81,48 @@ train --run-dir "$tmp/C" --resume > "$tmp/C2.log" 2>&1; rc=$?
 ok test $rc = 0
 ok same_params "$tmp/A/model.pt" "$tmp/C/model.pt"
 ok test "$(steps_of "$tmp/C")" = "$total"
+
+# E: the newest checkpoint truncated, the one before it with a flipped byte: --resume names both
+# (file, mismatch), sets them aside as step-N.damaged, resumes from the third and ends bit-identical
+ckpts=($(ls -d "$tmp"/A/checkpoints/step-* | sed 's/.*step-//' | sort -n))   # oldest first
+ok test "${#ckpts[@]}" = 3
+cp -a "$tmp/A" "$tmp/E"; rm -f "$tmp/E/model.pt"
+n0=${ckpts[0]}; n1=${ckpts[1]}; n2=${ckpts[2]}
+size=$(stat -c %s "$tmp/E/checkpoints/step-$n2/model.pt")
+truncate -s 100 "$tmp/E/checkpoints/step-$n2/model.pt"
+"$PY" - "$tmp/E/checkpoints/step-$n1/optimizer.pt" <<'PY'
+import sys
+with open(sys.argv[1], "r+b") as f:
+    f.seek(200); b = f.read(1); f.seek(200); f.write(bytes([b[0] ^ 0x10]))
+PY
+train --run-dir "$tmp/E" --checkpoint-every-steps 7 --resume > "$tmp/E.log" 2>&1; rc=$?
+ok test $rc = 0
+ok grep -q "^djct_train: rank 0: warning: --resume: damaged checkpoint '$tmp/E/checkpoints/step-$n2': file 'model.pt' has 100 bytes, DONE says $size; moved aside to '$tmp/E/checkpoints/step-$n2.damaged'\$" "$tmp/E.log"
+ok grep -q "^djct_train: rank 0: warning: --resume: damaged checkpoint '$tmp/E/checkpoints/step-$n1': file 'optimizer.pt' fails its CRC-32 check (corrupt); moved aside to '$tmp/E/checkpoints/step-$n1.damaged'\$" "$tmp/E.log"
+ok grep -q "resumed from the checkpoint of step $n0\$" "$tmp/E.log"
+ok same_params "$tmp/A/model.pt" "$tmp/E/model.pt"
+# never overwritten: the damaged copies are as they were, beside the new checkpoints of the same steps
+ok test "$(stat -c %s "$tmp/E/checkpoints/step-$n2.damaged/model.pt")" = 100
+ok test -f "$tmp/E/checkpoints/step-$n2/DONE"
+
+# F: every checkpoint damaged: exit 1 naming the way out, nothing overwritten, the journal untouched;
+# --fresh-if-damaged then starts from step 0 (and ends bit-identical to A), the damaged copies kept
+cp -a "$tmp/A" "$tmp/F"; rm -f "$tmp/F/model.pt"
+for n in "${ckpts[@]}"; do truncate -s 10 "$tmp/F/checkpoints/step-$n/model.pt"; done
+journal=$(ls "$tmp"/F/wandb/*/history.jsonl); sum=$(md5sum < "$journal")
+train --run-dir "$tmp/F" --resume > "$tmp/F1.log" 2>&1; rc=$?
+ok test $rc = 1
+ok test "$(grep -c 'warning: --resume: damaged checkpoint' "$tmp/F1.log")" = 3
+ok grep -q "^djct_train: rank 0: --resume: no usable checkpoint in $tmp/F/checkpoints: 3 damaged ones are set aside as step-N.damaged, nothing overwritten; restore a good copy as step-N, or start again from step 0 with --resume --fresh-if-damaged\$" "$tmp/F1.log"
+ok test "$(md5sum < "$journal")" = "$sum"
+ok test ! -e "$tmp/F/model.pt"
+train --run-dir "$tmp/F" --resume > "$tmp/F2.log" 2>&1; rc=$?      # still refused: not "no checkpoint yet"
+ok test $rc = 1
+train --run-dir "$tmp/F" --resume --fresh-if-damaged > "$tmp/F3.log" 2>&1; rc=$?
+ok test $rc = 0
+ok grep -q "every checkpoint is damaged (set aside), starting fresh" "$tmp/F3.log"
+ok same_params "$tmp/A/model.pt" "$tmp/F/model.pt"
+ok test "$(ls -d "$tmp"/F/checkpoints/step-*.damaged | wc -l)" = 3
 
 # D: SIGINT to rank 0 -> clean stop with a checkpoint, exit 130
 DJCT_TEST_HOLD_AT_STEP=5 train --run-dir "$tmp/D" > "$tmp/D.log" 2>&1 &

@@ -4,7 +4,12 @@
 stores file[offset+i] = line like the SDK's test spy. Standard library only; listens on 127.0.0.1.
 
   python3 tests/wandb_server.py --port-file F --state S --log L [--lifetime 120]
-                                [--tls-cert CERT.pem --tls-key KEY.pem]
+                                [--tls-cert CERT.pem --tls-key KEY.pem] [--history-mode offset|step]
+
+--history-mode says what happens to a history line sent at an offset: "offset" (the default, as
+the SDK's test spy) stores it there, replacing a line the server holds; "step" appends it only when
+its _step is above the _step of the last line held and ignores it otherwise, as a server that keeps
+history ordered by _step would: a client must keep one row per step under either.
 
 With --tls-cert/--tls-key it speaks HTTPS (the TLS handshake runs in each request's thread, so a
 client that rejects the certificate, or never finishes the handshake, blocks nothing).
@@ -196,6 +201,12 @@ class Handler(BaseHTTPRequestHandler):
             for name, f in (body.get("files") or {}).items():
                 lines = r["files"].setdefault(name, [])
                 off = f["offset"]
+                if name == "wandb-history.jsonl" and args.history_mode == "step":
+                    for line in f["content"]:
+                        last = json.loads(lines[-1])["_step"] if lines else -1
+                        if json.loads(line)["_step"] > last:
+                            lines.append(line)
+                    continue
                 for i, line in enumerate(f["content"]):
                     while len(lines) <= off + i:
                         lines.append(None)  # a gap: the test must never see one
@@ -231,6 +242,7 @@ def main():
     p.add_argument("--lifetime", type=float, default=120)
     p.add_argument("--tls-cert")
     p.add_argument("--tls-key")
+    p.add_argument("--history-mode", choices=("offset", "step"), default="offset")
     args = p.parse_args()
     srv = Server(("127.0.0.1", 0), Handler)
     if args.tls_cert:

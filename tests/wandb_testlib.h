@@ -230,6 +230,15 @@ static inline cJSON *srv_requests(test_srv *s)
     return a;
 }
 
+/* every request the server logged */
+static inline int srv_count_all(test_srv *s)
+{
+    cJSON *reqs = srv_requests(s);
+    int n = cJSON_GetArraySize(reqs);
+    cJSON_Delete(reqs);
+    return n;
+}
+
 /* history as stored by the server: 1 when lines 0..n-1 are present, no gaps, and line i has _step
  * first_step + i, nothing beyond n */
 static inline int history_exact(cJSON *hist, int n, int first_step)

@@ -37,8 +37,20 @@ DJCT_API int djct_ckpt_verify(const char *dir);
 
 /** The newest complete, verified checkpoint of `run_dir`: *dir (yours; free()) and *step.
  *  Returns 0 with *dir = NULL and *step = -1 when there is none. Incomplete or corrupt
- *  checkpoints are skipped (an older complete one is used). */
+ *  checkpoints are skipped (an older complete one is used) without a word, and left in place:
+ *  to resume, use djct_ckpt_find_latest_checked(), which names and sets them aside. */
 DJCT_API int djct_ckpt_find_latest(char **dir, int64_t *step, const char *run_dir);
+
+/** The newest verified checkpoint, for resuming (as djct_ckpt_find_latest, same outputs), where a
+ *  damaged one is never skipped silently: each checkpoint newer than the one found that fails
+ *  verification is renamed `step-N.damaged` (`step-N.damaged.1`, ... when that name is taken: never
+ *  overwritten, never removed by rotation, never used to resume) and named in *damaged, one line
+ *  each: "checkpoint '<dir>': file 'model.pt' has 100 bytes, DONE says 2000; moved aside to
+ *  '<dir>.damaged'" (yours; free(); "" when none). *n_damaged (may be NULL) gets the number of
+ *  checkpoints set aside in the run directory, by this call or earlier ones, so a caller can tell
+ *  "no checkpoint yet" (0) from "every checkpoint is damaged". Only one process may call it. */
+DJCT_API int djct_ckpt_find_latest_checked(char **dir, int64_t *step, char **damaged, int *n_damaged,
+                                           const char *run_dir);
 
 /** The caller metadata stored in a checkpoint's manifest (JSON object text; yours; free()). */
 DJCT_API int djct_ckpt_read_meta(char **meta_json, const char *dir);

@@ -133,6 +133,27 @@ DJCT_API int djct_log_summary_set(const char *key, const char *json_or_value);
  *  requeued job continues the same run id. Rank 0 only; a no-op elsewhere. */
 DJCT_API int djct_log_mark_preempting(void);
 
+/** Collective: complete the last flush (see djct_log_settle) and, on rank 0, wait until every row
+ *  flushed so far is in the journal (a killed job loses none of them). *last_step (every rank) gets
+ *  the journal's last _step (-1: no row yet; -2: logging is not initialised or disabled). Store it
+ *  with a checkpoint: a job that continues from that checkpoint passes it to djct_log_rewind().
+ *  @return 0, DJCT_ENOMEM, DJCT_EMPI. */
+DJCT_API int djct_log_checkpoint(int64_t *last_step);
+
+/** Collective; call it before the first flush of a job that continues from a checkpoint (after
+ *  djct_log_init), with the `last_step` djct_log_checkpoint() gave when that checkpoint was taken
+ *  (-1: from the start). Rank 0 moves the history rows after that step, which the jobs since then
+ *  logged (steps the continuing job will log again), from history.jsonl to history.rewound.jsonl
+ *  (appended), so the journal keeps one row per training step; rows another writer appended after
+ *  the last finished job (e.g. the Python wrapper's evaluation rows) stay. history.csv and
+ *  summary.json follow, upload-state.json's acknowledged count goes back to the first moved row (the
+ *  uploader re-sends from there: the rows of the replayed steps get the same line offsets and the
+ *  same _step as the rows they replace), and the next row's _step is last_step + 1.
+ *  djct_log_get_stats().rows_rewound says how many rows moved. A no-op before init, when disabled,
+ *  or with last_step < -1. @return 0, DJCT_EIO (the journal could not be rewritten; nothing moved),
+ *  DJCT_EMPI. */
+DJCT_API int djct_log_rewind(int64_t last_step);
+
 /** Collective: flush whatever is still buffered, record the exit code in the journal, wait at most
  *  finish_timeout_s for the uploader to send the remaining rows, the summary and `complete` with
  *  `exit_code` (0 = finished, else failed), then release everything. Safe to call when not
@@ -180,16 +201,48 @@ typedef struct {
     int64_t rows_acked;     /* history rows the server acknowledged (rank 0, online) */
     int upload_state;       /* 0 idle/offline, 1 streaming, 2 stopped by a fatal error, 3 complete */
     double reduce_seconds;  /* time spent in the cross-rank reduction (all flushes) */
+    int64_t rows_rewound;   /* rows the last djct_log_rewind moved aside (rank 0) */
 } djct_log_stats;
 
 /** Fill *out with the current counters. */
 DJCT_API int djct_log_get_stats(djct_log_stats *out);
 
+/* ---- what is left to upload ------------------------------------------------------------------ */
+
+/** What a run's upload left behind: djct_log_upload_status() after djct_log_finish(), and
+ *  djct_log_sync(). "Files" are the run's config (sent with the run's record, UpsertBucket) and its
+ *  summary; nothing is lost while they are pending: the journal holds them, and `sync_command`
+ *  uploads the rest. */
+typedef struct {
+    int mode;               /* the run's djct_log_mode (DISABLED: nothing to upload, the rest is 0) */
+    int complete;           /* 1: nothing is left: every row, the config, the summary and (unless
+                               the job was preempted) `complete` with the exit code */
+    int64_t rows;           /* history rows in the journal */
+    int64_t rows_acked;     /* ... that the server acknowledged */
+    int64_t rows_pending;   /* rows - rows_acked */
+    int64_t rows_sent;      /* rows sent by this job (djct_log_sync: by this call) */
+    int config_pending;     /* 1: the run's record and latest config were not acknowledged */
+    int summary_pending;    /* 1: the server lacks the journal's summary */
+    int complete_pending;   /* 1: `complete` (the exit code) was not sent */
+    int preempted;          /* 1: the job was preempted: `complete` is not due */
+    char dir[4096];         /* the run directory (the journal) */
+    char sync_command[4200];/* the command that uploads the rest, e.g. "djct_sync runs/a/wandb/x1" */
+    char error[1024];       /* why it is not complete (the last failure); "" when complete or offline */
+} djct_log_upload;
+
+/** After djct_log_finish() on rank 0: what the run's upload left behind (online: what the server
+ *  did not acknowledge before the finish time limit or a final error; offline: everything). Valid
+ *  until the next djct_log_init(). Other ranks, before a finish, or a disabled run: mode
+ *  DJCT_LOG_MODE_DISABLED. Never contains the API key. */
+DJCT_API int djct_log_upload_status(djct_log_upload *out);
+
 /* ---- djct_sync: upload a journal later ------------------------------------------------------ */
 
 typedef struct {
     unsigned int version;     /* filled in by DJCT_SYNC_OPTIONS_INIT */
-    const char *base_url;     /* NULL: run.json's base URL, else $WANDB_BASE_URL, else https://api.wandb.ai */
+    const char *base_url;     /* NULL: $WANDB_BASE_URL, else run.json's base URL, else https://api.wandb.ai.
+                                 A plain http:// URL is refused unless its host is a loopback address
+                                 or `insecure` is set (the key would travel unencrypted) */
     const char *api_key;      /* NULL: the usual lookup (WANDB_API_KEY, ~/private/wandb_api.sh, netrc) */
     const char *entity;       /* NULL: from run.json */
     const char *project;      /* NULL: from run.json */
@@ -197,20 +250,30 @@ typedef struct {
     double retry_min_s;       /* 0: 2 */
     double retry_max_s;       /* 0: 60 */
     double timeout_s;         /* give up after this long in total; 0: 600 */
-    int insecure;             /* 1: disable TLS certificate verification (explicit opt-out only) */
+    int insecure;             /* 1: disable TLS certificate verification and allow plain http to any
+                                 host (explicit opt-out only) */
     const char *ca_bundle;    /* as djct_log_options.ca_bundle */
+    void (*note)(void *user, const char *line); /* NULL: quiet; else called (on the calling thread)
+                                 with one line per retry (what, where, why, the next wait), per
+                                 warning ("warning: key file ..."), and a note when the base URL is
+                                 not the one the run recorded */
+    void *note_user;
+    const volatile int *cancel; /* non-NULL: stop soon after *cancel becomes non-zero (e.g. set by a
+                                 SIGINT handler); djct_log_sync then returns DJCT_ETIMEOUT ("interrupted") */
 } djct_sync_options;
 
-#define DJCT_SYNC_OPTIONS_VERSION 2
-#define DJCT_SYNC_OPTIONS_INIT { DJCT_SYNC_OPTIONS_VERSION, NULL, NULL, NULL, NULL, 0, 0, 0, 0, 0, NULL }
+#define DJCT_SYNC_OPTIONS_VERSION 3
+#define DJCT_SYNC_OPTIONS_INIT { DJCT_SYNC_OPTIONS_VERSION, NULL, NULL, NULL, NULL, 0, 0, 0, 0, 0, NULL, NULL, NULL, NULL }
 
 /** Upload the journal in `run_dir` (offline or partially uploaded): creates or finds the run
  *  (UpsertBucket), streams history from what the server and upload-state.json say is already there
  *  (same line offsets, so a re-send is harmless), the summary, and `complete` with the recorded
  *  exit code (1 when the run never finished; nothing when it was preempted and not finished).
- *  Not collective, no MPI. `*lines_sent` (may be NULL) gets the number of history lines sent.
- *  @return 0, DJCT_EINVAL (not a run directory, no key), DJCT_EIO, DJCT_ETIMEOUT. */
-DJCT_API int djct_log_sync(const char *run_dir, const djct_sync_options *opts, int64_t *lines_sent);
+ *  Not collective, no MPI. `*report` (may be NULL) gets what was sent and what is left, also on
+ *  failure (when the run directory could be read).
+ *  @return 0, DJCT_EINVAL (not a run directory, no key, plain http to another host), DJCT_EIO,
+ *  DJCT_ETIMEOUT (the time limit, or interrupted through `cancel`). */
+DJCT_API int djct_log_sync(djct_log_upload *report, const char *run_dir, const djct_sync_options *opts);
 
 DJCT_END_DECLS
 

@@ -1,6 +1,7 @@
 /* Option tables: one table drives command-line parsing, config files (INI, parsed with inih),
  * --help and the printed resolved configuration. Values land in the caller's struct at the
- * offsets the table gives. Precedence: defaults < config file < command line.
+ * offsets the table gives. Precedence: defaults < environment (a "${VAR:-default}" default) <
+ * config file < command line.
  *
  *   typedef enum { OPT_SGD, OPT_ADAM } optim;
  *   static const djct_opt_choice OPTIMS[] = {{"sgd", OPT_SGD}, {"adam", OPT_ADAM}, {NULL, 0}};
@@ -49,7 +50,10 @@ typedef struct {
     size_t        offset;   /* offsetof(struct, field) */
     const char   *def;      /* default, written as a user would (NULL: 0 / NULL); a number
                                outside [min, max] is a sentinel ("not given"): allowed as the
-                               default, refused from the user, not shown in --help */
+                               default, refused from the user, not shown in --help.
+                               "${VAR:-text}": the environment variable VAR when it is set and not
+                               empty (checked like a user's value; errors name VAR), else `text`;
+                               "${VAR}": VAR, else nothing. --help shows "[$VAR, else text]" */
     const djct_opt_choice *choices; /* DJCT_OPT_CHOICE: the allowed names, {NULL, 0}-terminated */
     double        min, max; /* numeric range, checked when min < max; ARGS: how many */
     const char   *metavar;  /* "N", "FILE", ...; ARGS: as shown in --help, e.g. "FILE..." */

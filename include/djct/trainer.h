@@ -140,8 +140,18 @@ DJCT_API void djct_trainer_free(djct_trainer *t);
 
 /** Resume from the newest complete checkpoint of opts.run_dir, if any (collective): loads the
  *  model parameters and optimizer state and the position (epoch, step). *resumed (may be NULL)
- *  receives 1 when a checkpoint was used, and *step its global step. */
+ *  receives 1 when a checkpoint was used, and *step its global step. Newer checkpoints that fail
+ *  verification are set aside (djct_ckpt_find_latest_checked) and reported by
+ *  djct_trainer_damaged_checkpoints(); when none is usable, *resumed is 0 and the caller decides
+ *  whether to start fresh. Resuming from a checkpoint takes the run journal back to the step it
+ *  recorded (djct_log_rewind), so the replayed steps are not logged twice. */
 DJCT_API int djct_trainer_resume(djct_trainer *t, int *resumed, int64_t *step);
+
+/** After djct_trainer_resume(): the damaged checkpoints it set aside, one line each naming the
+ *  checkpoint, the file and the mismatch (rank 0; "" elsewhere and when none), and in *n_damaged
+ *  (may be NULL; every rank alike) how many checkpoints of the run directory are set aside as
+ *  damaged, by this resume or earlier ones. Borrowed until the next resume or djct_trainer_free. */
+DJCT_API const char *djct_trainer_damaged_checkpoints(const djct_trainer *t, int *n_damaged);
 
 /** Train one epoch from the current position (collective). Stops early (returning 0) on an agreed
  *  signal, callback stop or max_steps; djct_trainer_stop_reason() tells why. */
@@ -155,7 +165,8 @@ DJCT_API int djct_trainer_val_epoch(djct_trainer *t, double *loss);
  *  val_epoch (when enabled), checkpoints by steps/minutes, at the end and on every stop. */
 DJCT_API int djct_trainer_fit(djct_trainer *t);
 
-/** Write a checkpoint of the current state now (collective). */
+/** Write a checkpoint of the current state now (collective). When logging is on, the checkpoint
+ *  records the run journal's last _step (djct_log_checkpoint), for djct_trainer_resume. */
 DJCT_API int djct_trainer_save_checkpoint(djct_trainer *t);
 
 /** 1 when the last error of fit/train_epoch/save_checkpoint was reached by every rank at the same
