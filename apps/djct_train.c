@@ -48,6 +48,10 @@ typedef struct {
     int64_t ckpt_steps;
     double ckpt_minutes;
     int keep_ckpt, nonfinite;
+    /* training controls */
+    double clip_norm, min_delta, plateau_factor, plateau_min_lr;
+    int accumulate, precision, monitor_mode, keep_best, patience, plateau_patience;
+    char *monitor, *freeze;
     /* distributed */
     int average, overlap, threads, check_consistency, weighting, device, backend, jit_optimize;
     double bucket_mb, watchdog;
@@ -72,6 +76,9 @@ static const djct_opt_choice DEVICE[] = {
 static const djct_opt_choice JIT[] = {{"auto", JIT_AUTO}, {"on", JIT_ON}, {"off", JIT_OFF}, {NULL, 0}};
 static const djct_opt_choice BACKEND[] = {
     {"auto", DJCT_COMM_BACKEND_AUTO}, {"mpi", DJCT_COMM_BACKEND_MPI}, {"nccl", DJCT_COMM_BACKEND_NCCL}, {NULL, 0}};
+static const djct_opt_choice PRECISION[] = {
+    {"fp32", DJCT_PRECISION_FP32}, {"bf16", DJCT_PRECISION_BF16}, {"fp16", DJCT_PRECISION_FP16}, {NULL, 0}};
+static const djct_opt_choice MONITOR_MODE[] = {{"min", DJCT_MONITOR_MIN}, {"max", DJCT_MONITOR_MAX}, {NULL, 0}};
 static const djct_opt_choice NONFINITE[] = {{"skip", DJCT_NONFINITE_SKIP}, {"stop", DJCT_NONFINITE_STOP}, {NULL, 0}};
 /* with the wandb SDK's other spellings, which $WANDB_MODE may hold */
 static const djct_opt_choice WANDB_MODE[] = {{"auto", DJCT_LOG_MODE_AUTO},
@@ -171,6 +178,33 @@ static const djct_opt T[] = {
     {"keep-checkpoints", 0, DJCT_OPT_INT, O(keep_ckpt), "3", NULL, 0, 1000000, "N", "complete checkpoints kept (0: all)", NULL},
     {"nonfinite", 0, DJCT_OPT_CHOICE, O(nonfinite), "skip", NONFINITE, 0, 0, NULL,
      "a non-finite loss or gradient skips the step (counted) or stops", NULL},
+
+    {"clip-grad-norm", 0, DJCT_OPT_DOUBLE, O(clip_norm), "0", NULL, 0, 1e12, "X",
+     "clip the averaged gradients to global L2 norm X (0: off); the norm before clipping is logged as grad_norm",
+     "Training controls"},
+    {"accumulate", 0, DJCT_OPT_INT, O(accumulate), "1", NULL, 1, 1000000, "N",
+     "accumulate the gradients of N batches (micro-batches) per optimizer step, one reduction per N", NULL},
+    {"precision", 0, DJCT_OPT_CHOICE, O(precision), "fp32", PRECISION, 0, 0, NULL,
+     "forward under autocast: bf16 (CPU or cuda), fp16 (cuda only, dynamic loss scaling); parameters and "
+     "optimizer state stay float32", NULL},
+    {"monitor", 0, DJCT_OPT_STRING, O(monitor), "val_loss", NULL, 0, 0, "NAME",
+     "validation metric for --keep-best, --early-stopping, --plateau-patience (val_loss or val_<metric> as logged)", NULL},
+    {"monitor-mode", 0, DJCT_OPT_CHOICE, O(monitor_mode), "min", MONITOR_MODE, 0, 0, NULL,
+     "whether a smaller (loss) or larger (accuracy) --monitor is better", NULL},
+    {"min-delta", 0, DJCT_OPT_DOUBLE, O(min_delta), "0", NULL, 0, 1e12, "X",
+     "an improvement must beat the best --monitor value by more than X", NULL},
+    {"keep-best", 0, DJCT_OPT_FLAG, O(keep_best), "0", NULL, 0, 0, NULL,
+     "write the model of the best validation so far to <run-dir>/best/model.pt (+ best.json)", NULL},
+    {"early-stopping", 0, DJCT_OPT_INT, O(patience), "0", NULL, 0, 1000000, "N",
+     "stop after N validations in a row without improvement of --monitor (0: off)", NULL},
+    {"plateau-patience", 0, DJCT_OPT_INT, O(plateau_patience), "0", NULL, 0, 1000000, "N",
+     "reduce-on-plateau: after N validations without improvement multiply the lr by --plateau-factor (0: off)", NULL},
+    {"plateau-factor", 0, DJCT_OPT_DOUBLE, O(plateau_factor), "0.1", NULL, 1e-9, 0.999999, "X",
+     "reduce-on-plateau: the lr factor", NULL},
+    {"plateau-min-lr", 0, DJCT_OPT_DOUBLE, O(plateau_min_lr), "0", NULL, 0, 100, "X",
+     "reduce-on-plateau: lowest learning rate", NULL},
+    {"freeze", 0, DJCT_OPT_LIST, O(freeze), NULL, NULL, 0, 0, "GLOB",
+     "keep the parameters whose names match frozen (djctools call-style exports: 'model.<...>'; ','-separated or repeated)", NULL},
 
     /* the WANDB_* twins sit between the built-in default and what the user gives, as in the wandb SDK */
     {"wandb-mode", 0, DJCT_OPT_CHOICE, O(wandb_mode), "${WANDB_MODE:-auto}", WANDB_MODE, 0, 0, NULL,
@@ -412,6 +446,18 @@ static void parse_options(run *R, int argc, char **argv)
     }
     if (c->max_steps == 0 && c->epochs == 0)
         die_usage(R, "--epochs 0 with --max-steps 0 would train nothing");
+    if (c->precision == DJCT_PRECISION_FP16 && c->device != DJCT_DEVICE_CUDA)
+        die_usage(R, "--precision fp16 needs --device cuda: libtorch autocasts to bfloat16 only on CPU; use "
+                     "--precision bf16");
+    if (strncmp(c->monitor, "val_", 4) != 0) {
+        char m[1200];
+        snprintf(m, sizeof(m), "--monitor '%s' is not a validation metric; name one as logged, e.g. val_loss or "
+                 "val_metrics_accuracy", c->monitor);
+        die_usage(R, m);
+    }
+    if ((c->keep_best || c->patience > 0 || c->plateau_patience > 0) && !c->validate)
+        die_usage(R, "--keep-best, --early-stopping and --plateau-patience decide on validation metrics; drop "
+                     "--no-validate");
     const char *hold = getenv("DJCT_TEST_HOLD_AT_STEP");
     R->hold_at_step = hold && *hold ? strtoll(hold, NULL, 10) : -1;
     parse_fault(R);
@@ -859,6 +905,20 @@ static void create_trainer(run *R)
     to.train_callback = on_train_step;
     to.callback_user = R;
     to.seed = (uint64_t)c->seed;
+    djct_train_controls tc = DJCT_TRAIN_CONTROLS_INIT;
+    tc.clip_norm = c->clip_norm;
+    tc.accumulate = c->accumulate;
+    tc.precision = c->precision;
+    tc.monitor = c->monitor;
+    tc.monitor_mode = c->monitor_mode;
+    tc.min_delta = c->min_delta;
+    tc.keep_best = c->keep_best;
+    tc.patience = c->patience;
+    tc.plateau_patience = c->plateau_patience;
+    tc.plateau_factor = c->plateau_factor;
+    tc.plateau_min_lr = c->plateau_min_lr;
+    tc.freeze = c->freeze;
+    to.controls = &tc;
     if (djct_trainer_create(&R->tr, R->model, R->opt, R->comm, &R->train_ld, R->val_ds ? &R->val_ld : NULL, &to))
         FAIL(R, "%s", djct_last_error());
 }
@@ -991,7 +1051,10 @@ static void check_consistency(run *R)
 
 static const char *stop_name(int reason)
 {
-    return reason == DJCT_STOP_DONE ? "done" : reason == DJCT_STOP_PREEMPTED ? "preempted" : "interrupted";
+    return reason == DJCT_STOP_DONE        ? "done"
+           : reason == DJCT_STOP_EARLY     ? "early-stopped"
+           : reason == DJCT_STOP_PREEMPTED ? "preempted"
+                                           : "interrupted";
 }
 
 /* a number rounded to `digits` significant digits, as the summary has always shown them */
@@ -1100,10 +1163,11 @@ static void report(run *R)
         check_consistency(R);
     if (R->rank != 0)
         return;
-    int64_t gstep = 0;
-    djct_trainer_position(R->tr, &gstep, NULL, NULL, NULL);
+    int64_t gstep = 0, ep = 0;
+    djct_trainer_position(R->tr, &gstep, NULL, &ep, NULL);
     char p[4200];
-    if (R->stop_reason == DJCT_STOP_DONE) {
+    int done = R->stop_reason == DJCT_STOP_DONE || R->stop_reason == DJCT_STOP_EARLY;
+    if (done) {
         snprintf(p, sizeof(p), "%s/model.pt", R->run_dir);
         if (djct_model_save(R->model, p))
             fprintf(stderr, PROG ": rank 0: saving the final model: %s\n", djct_last_error());
@@ -1118,7 +1182,10 @@ static void report(run *R)
     char fl[64] = "no step taken in this run";
     if (isfinite(loss))
         snprintf(fl, sizeof(fl), "final loss %.4f", loss);
-    if (R->stop_reason == DJCT_STOP_DONE)
+    if (R->stop_reason == DJCT_STOP_EARLY)
+        printf("early stopping after %" PRId64 " epochs: %s did not improve for %d validations\n", ep, R->c.monitor,
+               R->c.patience);
+    if (done)
         printf("done: %" PRId64 " steps in %.1f s, %s%s, %.0f events/s, %.0f elements/s; "
                "step %.2f ms (data %.2f, compute %.2f, comm %.2f)\nrun directory: %s\n",
                gstep, R->wall, fl, vl, evs, els, 1e3 * ts, 1e3 * td, 1e3 * tc, 1e3 * tm, R->run_dir);

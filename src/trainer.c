@@ -12,11 +12,13 @@
 #include "djct/log.h"
 #include "djct/signals.h"
 #include "djct_int.h"
+#include "train_controls_int.h"
 #include "util_int.h"
 
 #include <cjson/cJSON.h>
 #include <inttypes.h>
 #include <limits.h>
+#include <stddef.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -91,6 +93,8 @@ struct djct_trainer {
     double ev_s, el_s, last_loss;
     double sum_events, sum_elements, sum_time; /* this epoch, for throughput */
     double last_val_loss;
+    djct_ctl *ctl;      /* training controls (src/train_controls.c); NULL: none */
+    int64_t reductions; /* gradient reductions run */
     char *damaged;  /* rank 0: the damaged checkpoints the last resume set aside, one per line */
     int n_damaged;  /* every rank: checkpoints set aside in the run directory (now or earlier) */
 };
@@ -155,6 +159,7 @@ void djct_trainer_free(djct_trainer *t)
     }
     djct_comm_plan_free(t->plan);
     djct_comm_request_free(t->ag_req);
+    djct_ctl_free(t->ctl);
     free(t->bufs);
     free(t->targets);
     free(t->run_dir);
@@ -174,13 +179,16 @@ int djct_trainer_create(djct_trainer **out, djct_model *model, djct_optimizer *o
     DJCT_CHECK_ARG(opt);
     DJCT_CHECK_ARG(comm);
     DJCT_CHECK_ARG(train);
-    DJCT_CHECK_VERSION(opts, DJCT_TRAINER_OPTIONS_VERSION, "djct_trainer_options");
+    if (!opts || opts->version != 1) /* version 1 callers have no `controls` */
+        DJCT_CHECK_VERSION(opts, DJCT_TRAINER_OPTIONS_VERSION, "djct_trainer_options");
     if (!train->begin_epoch || !train->next || !train->release)
         return djct_error_set(DJCT_EINVAL, "trainer: the training loader lacks begin_epoch/next/release");
     if (val && (!val->begin_epoch || !val->next || !val->release))
         return djct_error_set(DJCT_EINVAL, "trainer: the validation loader lacks begin_epoch/next/release");
     djct_trainer_options o = DJCT_TRAINER_OPTIONS_INIT;
-    if (opts)
+    if (opts && opts->version == 1)
+        memcpy(&o, opts, offsetof(djct_trainer_options, controls));
+    else if (opts)
         o = *opts;
     if (o.weighting < DJCT_WEIGHT_EVENTS || o.weighting > DJCT_WEIGHT_NONE)
         return djct_error_set(DJCT_EINVAL, "trainer: weighting %d is not one of events(0), elements(1), none(2)",
@@ -270,6 +278,17 @@ int djct_trainer_create(djct_trainer **out, djct_model *model, djct_optimizer *o
     }
     if (o.overlap && o.average && (rc = djct_model_set_grad_ready_hook(model, on_grad_ready, t)))
         goto fail;
+    /* accumulation's micro-batches take the plain host path; a staged (GPU) step fetches its batch
+     * one step ahead, and the two would take batches out of order */
+    if (t->stage && o.controls && o.controls->accumulate > 1) {
+        rc = djct_error_set(DJCT_ENOTSUP, "trainer: rank %d: gradient accumulation (accumulate %d) is not supported "
+                            "for a model on a GPU yet; use accumulate 1 with a larger batch, or --device cpu",
+                            t->rank, o.controls->accumulate);
+        goto fail;
+    }
+    if ((rc = djct_ctl_create(&t->ctl, o.controls, model, opt, comm, t->run_dir, val && o.validate)))
+        goto fail;
+    t->o.controls = NULL; /* copied into t->ctl */
     t->last_ckpt_time = djct_now_s();
     t->stop_reason = DJCT_STOP_DONE;
     t->last_val_loss = NAN;
@@ -307,7 +326,7 @@ static int make_targets(djct_trainer *t, const djct_record *b, const djct_array 
 
 static int log_metric(void *user, const char *name, double value)
 {
-    (void)user;
+    djct_ctl_val_metric(user, name, value); /* user: the controls' monitor, in validation */
     djct_log(name, value);
     return 0;
 }
@@ -436,7 +455,11 @@ static int train_step(djct_trainer *t, djct_step_report *r, double ag[AG_N])
     const djct_record *batch = NULL;
     djct_batch_info info = {0, 0};
     double wait0 = t->train->wait_seconds ? t->train->wait_seconds(t->train->self) : 0;
-    int rc = t->stage ? stage_batches(t, &info) : t->train->next(t->train->self, &batch, &info);
+    int accumulated = 0; /* gradient accumulation: the group's other micro-batches, no reduction */
+    int rc = djct_ctl_micro_batches(t->ctl, t->train, t->o.weighting, t->epoch, &t->step, r->steps, &accumulated);
+    if (rc)
+        return rc;
+    rc = t->stage ? stage_batches(t, &info) : t->train->next(t->train->self, &batch, &info);
     if (rc)
         return djct_error_prefix("trainer: epoch %" PRId64 " step %" PRId64 ": data", t->epoch, t->step);
     double t1 = djct_now_s();
@@ -456,7 +479,8 @@ static int train_step(djct_trainer *t, djct_step_report *r, double ag[AG_N])
     int empty = info.n_events == 0;
     if (empty)
         weight = 0; /* a rank with nothing this step contributes nothing (comm zeroes its buffers) */
-    if ((batch && (rc = make_targets(t, batch, &targets, &ntargets))) || (rc = djct_model_zero_grad(t->model)))
+    weight = djct_ctl_step_weight(t->ctl, weight);
+    if ((batch && (rc = make_targets(t, batch, &targets, &ntargets))) || (!accumulated && (rc = djct_model_zero_grad(t->model))))
         goto out;
     if (t->device >= 0) { /* the stream this step's kernels go to (a caller may have switched it) */
         void *stream = NULL;
@@ -487,6 +511,8 @@ static int train_step(djct_trainer *t, djct_step_report *r, double ag[AG_N])
     local[AG_STOP] = djct_signals_pending() == DJCT_SIGNAL_STOP || t->callback_stop;
     local[AG_CKPT_DUE] = t->rank == 0 && t->run_dir && t->o.checkpoint_every_minutes > 0 &&
                          djct_now_s() - t->last_ckpt_time >= 60.0 * t->o.checkpoint_every_minutes;
+    djct_ctl_micro_totals(t->ctl, &local[AG_LOSS_W], &local[AG_EVENTS], &local[AG_ELEMENTS], &local[AG_NONFINITE]);
+    local[AG_WEIGHT] = local[AG_EVENTS];
     char what[80]; /* names the collective in the watchdog's message */
     snprintf(what, sizeof(what), "epoch %" PRId64 " step %" PRId64 "'s agreement", t->epoch, t->step);
     if (t->o.average) {
@@ -506,7 +532,11 @@ static int train_step(djct_trainer *t, djct_step_report *r, double ag[AG_N])
             goto wait_ag;
         t->step_open = 1;
     }
-    rc = empty ? 0 : djct_model_backward(t->model, NULL);
+    if (t->o.average)
+        t->reductions++;
+    rc = empty ? 0 : djct_ctl_before_backward(t->ctl);
+    if (rc == 0 && !empty)
+        rc = djct_model_backward(t->model, NULL);
     if (rc) {
         if (t->step_open) { /* keep the collectives matched across ranks; report backward's error */
             char keep[1024];
@@ -548,6 +578,8 @@ static int train_step(djct_trainer *t, djct_step_report *r, double ag[AG_N])
     t_comm += djct_now_s() - c0;
     if (rc)
         goto out;
+    if ((rc = djct_ctl_after_reduce(t->ctl, ag[AG_NONFINITE] > 0)))
+        goto out;
     djct_model_collect_metrics(t->model, log_metric, NULL);
 
     double lr = djct_optimizer_lr(t->opt);
@@ -559,6 +591,8 @@ static int train_step(djct_trainer *t, djct_step_report *r, double ag[AG_N])
     } else {
         t->skipped++;
     }
+    if ((rc = djct_ctl_after_step(t->ctl, r->skipped)))
+        goto out;
     double t_step = djct_now_s() - t0;
     r->epoch = t->epoch;
     r->step = t->step;
@@ -639,11 +673,12 @@ int djct_trainer_save_checkpoint(djct_trainer *t)
             free(p);
         }
         if (rc == 0) {
-            char meta[512];
+            char meta[1024], ctl[512];
+            djct_ctl_state_json(t->ctl, ctl, sizeof(ctl));
             snprintf(meta, sizeof(meta),
                      "{\"epoch\": %" PRId64 ", \"step\": %" PRId64 ", \"global_step\": %" PRId64
-                     ", \"skipped\": %" PRId64 ", \"world_size\": %d, \"seed\": %" PRIu64 ", \"log_step\": %" PRId64 "}",
-                     t->epoch, t->step, t->global_step, t->skipped, t->size, t->o.seed, journal_step);
+                     ", \"skipped\": %" PRId64 ", \"world_size\": %d, \"seed\": %" PRIu64 ", \"log_step\": %" PRId64 "%s}",
+                     t->epoch, t->step, t->global_step, t->skipped, t->size, t->o.seed, journal_step, ctl);
             rc = djct_ckpt_commit(NULL, t->run_dir, t->global_step, meta, t->o.keep_checkpoints);
         }
         free(dir);
@@ -724,6 +759,7 @@ int djct_trainer_resume(djct_trainer *t, int *resumed, int64_t *step)
             t->skipped = cJSON_IsNumber(k) ? (int64_t)k->valuedouble : 0;
             cJSON *ls = cJSON_GetObjectItem(m, "log_step");
             journal_step = cJSON_IsNumber(ls) ? (int64_t)ls->valuedouble : -2;
+            djct_ctl_restore(t->ctl, m);
         }
     }
     cJSON_Delete(m);
@@ -924,7 +960,7 @@ int djct_trainer_val_epoch(djct_trainer *t, double *loss_out)
             rc = djct_model_sum_all_losses(t->model, &loss);
         if (rc == 0) {
             djct_model_clear_all_losses(t->model);
-            djct_model_collect_metrics(t->model, log_metric, NULL);
+            djct_model_collect_metrics(t->model, log_metric, t->ctl);
             if (isfinite(loss)) {
                 sum[0] += loss * (double)info.n_events;
                 sum[1] += (double)info.n_events;
@@ -995,8 +1031,17 @@ int djct_trainer_fit(djct_trainer *t)
             t->error_shared = 0;
             return rc;
         }
+        int stop = 0; /* best model, reduce-on-plateau, early stopping: from the agreed metric */
+        if (t->val && t->o.validate && (rc = djct_ctl_epoch_end(t->ctl, t->epoch, t->global_step, t->last_val_loss, &stop))) {
+            t->error_shared = 1;
+            return rc;
+        }
         t->epoch++;
         t->step = 0;
+        if (stop) {
+            t->stop_reason = DJCT_STOP_EARLY;
+            break;
+        }
     }
     if (t->run_dir && (rc = djct_trainer_save_checkpoint(t)))
         return rc;
@@ -1045,6 +1090,8 @@ void djct_trainer_epoch_stats(const djct_trainer *t, double *t_step, double *t_d
     if (last_loss)
         *last_loss = m->last_loss;
 }
+
+int64_t djct_trainer_reductions(const djct_trainer *t) { return t ? t->reductions : 0; }
 
 void djct_trainer_last_val_loss(const djct_trainer *t, double *loss)
 {

@@ -22,6 +22,7 @@
 #include "dataset.h"
 #include "qlz.h"
 #include "djcdata.h"
+#include "train_controls.h"
 #include "trainer.h"
 #include "progress.h"
 #include "predict.h"

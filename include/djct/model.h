@@ -174,6 +174,47 @@ typedef void (*djct_grad_ready_fn)(void *user, size_t index);
 /** Install (fn non-NULL) or remove (fn NULL) the gradient-ready callback. */
 DJCT_API int djct_model_set_grad_ready_hook(djct_model *m, djct_grad_ready_fn fn, void *user) DJCT_NOEXCEPT;
 
+/* ---- training controls (used by the trainer, include/djct/train_controls.h) ------------------ */
+
+/** Arithmetic of the forward pass. Parameters, gradients and optimizer state stay float32. */
+typedef enum {
+    DJCT_PRECISION_FP32 = 0, /* no autocast */
+    DJCT_PRECISION_BF16 = 1, /* forward under autocast to bfloat16 (CPU and CUDA) */
+    DJCT_PRECISION_FP16 = 2  /* forward under autocast to float16 (CUDA only: libtorch's CPU
+                                autocast takes bfloat16 alone); needs loss scaling */
+} djct_precision;
+/** Run later forwards (training and evaluation) under autocast to `precision` (djct_precision),
+ *  like torch.autocast. @return 0; DJCT_EINVAL (unknown value); DJCT_ENOTSUP for fp16 on CPU. */
+DJCT_API int djct_model_set_precision(djct_model *m, int precision) DJCT_NOEXCEPT;
+/** djct_model_backward() backpropagates loss * scale (1 by default; finite, > 0): fp16 loss
+ *  scaling and weighted gradient accumulation. The loss it reports stays unscaled. */
+DJCT_API int djct_model_set_loss_scale(djct_model *m, double scale) DJCT_NOEXCEPT;
+/** Multiply the whole gradient slab by `factor` in place (host or device). */
+DJCT_API int djct_model_scale_grads(djct_model *m, double factor) DJCT_NOEXCEPT;
+/** The L2 norm of the whole gradient slab (summed in double) into *norm; when max_norm > 0 and
+ *  the norm is finite and larger, scale the slab by max_norm / (norm + 1e-6), as
+ *  torch.nn.utils.clip_grad_norm_. */
+DJCT_API int djct_model_clip_grad_norm(djct_model *m, double max_norm, double *norm) DJCT_NOEXCEPT;
+/** Mark parameter i (backward order) trainable (on != 0, the default) or frozen. A frozen
+ *  parameter still gets its gradient computed (so the gradient-ready hooks keep firing), but
+ *  djct_model_hold_frozen() zeroes it and djct_model_restore_frozen() undoes any update. */
+DJCT_API int djct_model_set_trainable(djct_model *m, size_t i, int on) DJCT_NOEXCEPT;
+/** 1 when parameter i is trainable, 0 when frozen or out of range. */
+DJCT_API int djct_model_is_trainable(const djct_model *m, size_t i) DJCT_NOEXCEPT;
+/** Before an optimizer step: zero the frozen parameters' gradients and keep a copy of their
+ *  values. */
+DJCT_API int djct_model_hold_frozen(djct_model *m) DJCT_NOEXCEPT;
+/** After the step: write the kept values back, so frozen parameters stay bit-identical whatever
+ *  the optimizer does (weight decay, momentum). */
+DJCT_API int djct_model_restore_frozen(djct_model *m) DJCT_NOEXCEPT;
+/** Freeze every parameter whose qualified name (djct_model_param_info) matches one of the
+ *  `,`-separated globs of `patterns` (fnmatch: `*`, `?`, `[...]`; djctools call-style models
+ *  exported by djct.export name theirs `model.<...>`); nothing is frozen unless every glob
+ *  matches. *n_frozen (may be NULL) receives how many parameters are frozen in all.
+ *  @return 0; DJCT_EINVAL naming a pattern that matches no parameter and listing some names
+ *  (src/model_freeze.c). */
+DJCT_API int djct_model_freeze(djct_model *m, const char *patterns, size_t *n_frozen) DJCT_NOEXCEPT;
+
 /* ---- the LoggingModule / LossModule convention (docs/models.md) ------------------------------ */
 
 /** Switch logging of every LoggingModule (LossModules included). */

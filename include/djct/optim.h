@@ -51,6 +51,11 @@ DJCT_API int djct_optimizer_create(djct_optimizer **out, djct_model *m,
 DJCT_API int djct_optimizer_step(djct_optimizer *o) DJCT_NOEXCEPT;
 /** Learning rate the next djct_optimizer_step() will use (after the last one: the last used). */
 DJCT_API double djct_optimizer_lr(const djct_optimizer *o) DJCT_NOEXCEPT;
+/** Multiply the schedule's learning rate by `scale` (finite, > 0; 1 at creation) from the next
+ *  step on: reduce-on-plateau. Saved with the state and restored by the load functions. */
+DJCT_API int djct_optimizer_set_lr_scale(djct_optimizer *o, double scale) DJCT_NOEXCEPT;
+/** The current learning-rate scale (1 when none was set; 0 for NULL). */
+DJCT_API double djct_optimizer_lr_scale(const djct_optimizer *o) DJCT_NOEXCEPT;
 /** Steps taken (restored by the load functions). */
 DJCT_API int64_t djct_optimizer_steps(const djct_optimizer *o) DJCT_NOEXCEPT;
 /** Save the optimizer state (moments, step count, kind) to a file. */

@@ -17,6 +17,7 @@
 #include "dataset.h"
 #include "model.h"
 #include "optim.h"
+#include "train_controls.h"
 
 DJCT_BEGIN_DECLS
 
@@ -91,7 +92,8 @@ typedef enum {
     DJCT_STOP_DONE      = 0, /* all epochs / max steps */
     DJCT_STOP_PREEMPTED = 1, /* SIGUSR1/SIGTERM: checkpoint written, exit DJCT_EXIT_REQUEUE */
     DJCT_STOP_INTERRUPTED = 2, /* SIGINT or a callback asked to stop: checkpoint written */
-    DJCT_STOP_NONFINITE = 3  /* non-finite loss with DJCT_NONFINITE_STOP */
+    DJCT_STOP_NONFINITE = 3, /* non-finite loss with DJCT_NONFINITE_STOP */
+    DJCT_STOP_EARLY     = 4  /* early stopping: the monitored validation metric stopped improving */
 } djct_stop_reason;
 
 typedef struct {
@@ -114,11 +116,16 @@ typedef struct {
     djct_batch_callback val_callback;
     void        *callback_user;
     uint64_t     seed;             /* recorded in checkpoints; the loaders' shuffling uses their own */
+    /* version 2 */
+    const djct_train_controls *controls; /* clipping, accumulation, precision, best checkpoint,
+                                            early stopping, plateau, freezing (copied at create);
+                                            NULL: none */
 } djct_trainer_options;
-#define DJCT_TRAINER_OPTIONS_VERSION 1
+/* version 1 (without `controls`) is still accepted */
+#define DJCT_TRAINER_OPTIONS_VERSION 2
 #define DJCT_TRAINER_OPTIONS_INIT                                                                 \
     { DJCT_TRAINER_OPTIONS_VERSION, 1, DJCT_WEIGHT_EVENTS, 1, 0, DJCT_NONFINITE_SKIP, 1, 0, NULL, \
-      0, 0.0, 3, 1, 1, NULL, NULL, NULL, 0 }
+      0, 0.0, 3, 1, 1, NULL, NULL, NULL, 0, NULL }
 
 /** Create a trainer (collective over `comm`). Broadcasts the model's parameters from rank 0 and
  *  checks they agree, builds the gradient bucket plan over the model's gradient slab and installs
@@ -182,6 +189,10 @@ DJCT_API void djct_trainer_position(const djct_trainer *t, int64_t *global_step,
 DJCT_API void djct_trainer_epoch_stats(const djct_trainer *t, double *t_step, double *t_data,
                                        double *t_compute, double *t_comm, double *events_per_s,
                                        double *elements_per_s, double *last_loss);
+
+/** Gradient reductions (averaging steps) run since create: one per optimizer step, or per
+ *  accumulated group of micro-batches. */
+DJCT_API int64_t djct_trainer_reductions(const djct_trainer *t);
 
 /** The event-weighted loss of the last val_epoch into *loss (NaN when none ran). */
 DJCT_API void djct_trainer_last_val_loss(const djct_trainer *t, double *loss);

@@ -4,12 +4,15 @@
  * set to undefined, so the comm module can reduce the gradient slab where it lies. */
 #include "model_int.hpp"
 
+#include <algorithm>
 #include <cerrno>
+#include <cmath>
 #include <cstdio>
 #include <cstring>
 #include <unordered_set>
 
 #include <ATen/Parallel.h>
+#include <ATen/autocast_mode.h>
 #include <torch/csrc/jit/python/update_graph_executor_opt.h>
 #include <torch/csrc/autograd/function_hook.h>
 
@@ -408,6 +411,47 @@ int djct_array_pieces(const djct_model *m, const djct_array *a, const char *role
     return 0;
 }
 
+/* autocast of the forward pass per the model's precision (djct_model_set_precision), restoring
+ * the thread's previous state and dropping the cast weights' cache afterwards, as torch.autocast */
+struct AutocastScope {
+    bool on = false, cuda = false, prev = false;
+    at::ScalarType prev_dtype = at::kFloat;
+    explicit AutocastScope(const djct_model *m)
+    {
+        if (m->precision == DJCT_PRECISION_FP32)
+            return;
+        at::ScalarType dt = m->precision == DJCT_PRECISION_BF16 ? at::kBFloat16 : at::kHalf;
+        on = true;
+        cuda = m->device.is_cuda();
+        if (cuda) {
+            prev = at::autocast::is_enabled();
+            prev_dtype = at::autocast::get_autocast_gpu_dtype();
+            at::autocast::set_autocast_gpu_dtype(dt);
+            at::autocast::set_enabled(true);
+        } else {
+            prev = at::autocast::is_cpu_enabled();
+            prev_dtype = at::autocast::get_autocast_cpu_dtype();
+            at::autocast::set_autocast_cpu_dtype(dt);
+            at::autocast::set_cpu_enabled(true);
+        }
+        at::autocast::increment_nesting();
+    }
+    ~AutocastScope()
+    {
+        if (!on)
+            return;
+        if (at::autocast::decrement_nesting() == 0)
+            at::autocast::clear_cache();
+        if (cuda) {
+            at::autocast::set_enabled(prev);
+            at::autocast::set_autocast_gpu_dtype(prev_dtype);
+        } else {
+            at::autocast::set_cpu_enabled(prev);
+            at::autocast::set_autocast_cpu_dtype(prev_dtype);
+        }
+    }
+};
+
 int djct_model_run_forward(djct_model *m, const c10::List<at::Tensor> &feats, const c10::List<at::Tensor> &tgts,
                            bool has_targets)
 {
@@ -417,6 +461,7 @@ int djct_model_run_forward(djct_model *m, const c10::List<at::Tensor> &feats, co
     c10::IValue out;
     {
         torch::AutoGradMode gm(m->training);
+        AutocastScope ac(m);
         out = m->mod.forward(std::move(in));
     }
     auto keep = [&](const c10::IValue &v) {
@@ -570,7 +615,10 @@ extern "C" int djct_model_backward(djct_model *m, double *loss) noexcept
                                   m->label.c_str());
         if (loss)
             *loss = m->loss.item<double>();
-        m->loss.backward();
+        if (m->loss_scale != 1.0)
+            (m->loss * m->loss_scale).backward();
+        else
+            m->loss.backward();
         /* autograd accumulates into a defined .grad in place; if anything replaced one, put its
            value back into the slab so comm and the optimizer see it */
         for (size_t i = 0; i < m->params.size(); i++) {
@@ -768,6 +816,111 @@ extern "C" int djct_model_collect_metrics(djct_model *m, djct_metric_fn fn, void
             }
             d.clear();
         }
+        return 0;
+    });
+}
+
+/* ---- training controls: precision, loss and gradient scaling, clipping, frozen parameters ---- */
+
+extern "C" int djct_model_set_precision(djct_model *m, int precision) noexcept
+{
+    DJCT_CHECK_ARG(m);
+    if (precision < DJCT_PRECISION_FP32 || precision > DJCT_PRECISION_FP16)
+        return djct_error_set(DJCT_EINVAL, "model '%s': precision %d is not one of fp32(0), bf16(1), "
+                              "fp16(2)", m->label.c_str(), precision);
+    /* libtorch 1.13's CPU autocast accepts bfloat16 only ("AutocastCPU only support Bfloat16") */
+    if (precision == DJCT_PRECISION_FP16 && !m->device.is_cuda())
+        return djct_error_set(DJCT_ENOTSUP, "model '%s': fp16 autocast needs a CUDA device: libtorch "
+                              "on CPU autocasts to bfloat16 only; use bf16 on CPU", m->label.c_str());
+    m->precision = precision;
+    return 0;
+}
+
+extern "C" int djct_model_set_loss_scale(djct_model *m, double scale) noexcept
+{
+    DJCT_CHECK_ARG(m);
+    if (!(scale > 0) || !std::isfinite(scale))
+        return djct_error_set(DJCT_EINVAL, "model '%s': loss scale %g must be finite and > 0",
+                              m->label.c_str(), scale);
+    m->loss_scale = scale;
+    return 0;
+}
+
+extern "C" int djct_model_scale_grads(djct_model *m, double factor) noexcept
+{
+    DJCT_CHECK_ARG(m);
+    return mguard(m, "scale_grads", [&] {
+        if (factor != 1.0) {
+            torch::NoGradGuard ng;
+            m->flatgrad.mul_(factor);
+        }
+        return 0;
+    });
+}
+
+extern "C" int djct_model_clip_grad_norm(djct_model *m, double max_norm, double *norm) noexcept
+{
+    DJCT_CHECK_ARG(m);
+    DJCT_CHECK_ARG(norm);
+    return mguard(m, "clip_grad_norm", [&] {
+        torch::NoGradGuard ng;
+        /* summed in double: the same value from the same slab on every rank, whatever its size */
+        double n = m->flatgrad.numel() ? m->flatgrad.to(torch::kDouble).norm().item<double>() : 0.0;
+        *norm = n;
+        /* as torch.nn.utils.clip_grad_norm_: scale by max/(norm+1e-6) when above; a non-finite
+           norm leaves the gradients as they are (the step is skipped) */
+        if (max_norm > 0 && std::isfinite(n) && n > max_norm)
+            m->flatgrad.mul_(max_norm / (n + 1e-6));
+        return 0;
+    });
+}
+
+extern "C" int djct_model_set_trainable(djct_model *m, size_t i, int on) noexcept
+{
+    DJCT_CHECK_ARG(m);
+    if (i >= m->params.size())
+        return djct_error_set(DJCT_EINVAL, "model '%s': parameter %zu requested, it has %zu",
+                              m->label.c_str(), i, m->params.size());
+    auto it = std::find(m->frozen.begin(), m->frozen.end(), i);
+    if (!on && it == m->frozen.end())
+        m->frozen.push_back(i);
+    else if (on && it != m->frozen.end())
+        m->frozen.erase(it);
+    m->frozen_keep.clear();
+    return 0;
+}
+
+extern "C" int djct_model_is_trainable(const djct_model *m, size_t i) noexcept
+{
+    if (!m || i >= m->params.size())
+        return 0;
+    return std::find(m->frozen.begin(), m->frozen.end(), i) == m->frozen.end();
+}
+
+extern "C" int djct_model_hold_frozen(djct_model *m) noexcept
+{
+    DJCT_CHECK_ARG(m);
+    return mguard(m, "hold_frozen", [&] {
+        torch::NoGradGuard ng;
+        m->frozen_keep.clear();
+        for (size_t i : m->frozen) {
+            m->flatgrad.narrow(0, (int64_t)m->offsets[i], (int64_t)m->counts[i]).zero_();
+            m->frozen_keep.push_back(m->flat.narrow(0, (int64_t)m->offsets[i], (int64_t)m->counts[i]).clone());
+        }
+        return 0;
+    });
+}
+
+extern "C" int djct_model_restore_frozen(djct_model *m) noexcept
+{
+    DJCT_CHECK_ARG(m);
+    return mguard(m, "restore_frozen", [&] {
+        torch::NoGradGuard ng;
+        for (size_t k = 0; k < m->frozen_keep.size() && k < m->frozen.size(); k++) {
+            size_t i = m->frozen[k];
+            m->flat.narrow(0, (int64_t)m->offsets[i], (int64_t)m->counts[i]).copy_(m->frozen_keep[k]);
+        }
+        m->frozen_keep.clear();
         return 0;
     });
 }

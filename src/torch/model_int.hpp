@@ -94,6 +94,13 @@ struct djct_model {
     torch::Tensor loss;                  /* last sum_all_losses */
     std::deque<djct_staged> staged;      /* djct_model_stage, oldest first */
     djct_stager stager;
+    /* training controls (djct/train_controls.h): autocast of forward, the factor backward
+       multiplies the loss by, and the frozen parameters (indices in backward order) with a copy
+       of their values kept across an optimizer step */
+    int precision = DJCT_PRECISION_FP32;
+    double loss_scale = 1.0;
+    std::vector<size_t> frozen;
+    std::vector<torch::Tensor> frozen_keep;
 };
 
 /* the memory of one tensor of a forward's input: the caller's pointer, sizes, dtype */

@@ -240,3 +240,53 @@ void djct_optimizer_free(djct_optimizer *o)
 {
     (void)0;
 }
+
+int djct_model_set_precision(djct_model *m, int precision)
+{
+    return notsup(__func__);
+}
+
+int djct_model_set_loss_scale(djct_model *m, double scale)
+{
+    return notsup(__func__);
+}
+
+int djct_model_scale_grads(djct_model *m, double factor)
+{
+    return notsup(__func__);
+}
+
+int djct_model_clip_grad_norm(djct_model *m, double max_norm, double *norm)
+{
+    return notsup(__func__);
+}
+
+int djct_model_set_trainable(djct_model *m, size_t i, int on)
+{
+    return notsup(__func__);
+}
+
+int djct_model_is_trainable(const djct_model *m, size_t i)
+{
+    return 0;
+}
+
+int djct_model_hold_frozen(djct_model *m)
+{
+    return notsup(__func__);
+}
+
+int djct_model_restore_frozen(djct_model *m)
+{
+    return notsup(__func__);
+}
+
+int djct_optimizer_set_lr_scale(djct_optimizer *o, double scale)
+{
+    return notsup(__func__);
+}
+
+double djct_optimizer_lr_scale(const djct_optimizer *o)
+{
+    return 0.0;
+}

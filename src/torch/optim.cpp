@@ -30,6 +30,7 @@ struct djct_optimizer {
     torch::Tensor param;  /* shares storage with the model's slab; .grad is the gradient slab */
     std::unique_ptr<torch::optim::Optimizer> opt;
     int64_t steps = 0;
+    double lr_scale = 1.0; /* reduce-on-plateau's factor over the schedule */
     bool torch_adam = false; /* DJCT_TORCH_ADAM=1 at creation: libtorch's Adam step, not the fused pass */
 };
 
@@ -183,7 +184,7 @@ extern "C" int djct_optimizer_step(djct_optimizer *o) noexcept
 {
     DJCT_CHECK_ARG(o);
     int rc = guard([&] {
-        double lr = lr_at(o->o, o->steps);
+        double lr = lr_at(o->o, o->steps) * o->lr_scale;
         for (auto &g : o->opt->param_groups())
             g.options().set_lr(lr);
         bool fused = o->torch_adam ? false
@@ -202,7 +203,22 @@ extern "C" int djct_optimizer_step(djct_optimizer *o) noexcept
 
 extern "C" double djct_optimizer_lr(const djct_optimizer *o) noexcept
 {
-    return o ? lr_at(o->o, o->steps) : 0.0;
+    return o ? lr_at(o->o, o->steps) * o->lr_scale : 0.0;
+}
+
+extern "C" int djct_optimizer_set_lr_scale(djct_optimizer *o, double scale) noexcept
+{
+    DJCT_CHECK_ARG(o);
+    if (!(scale > 0) || !std::isfinite(scale))
+        return djct_error_set(DJCT_EINVAL, "optimizer for '%s': learning-rate scale %g must be finite "
+                              "and > 0", o->label.c_str(), scale);
+    o->lr_scale = scale;
+    return 0;
+}
+
+extern "C" double djct_optimizer_lr_scale(const djct_optimizer *o) noexcept
+{
+    return o ? o->lr_scale : 0.0;
 }
 
 extern "C" int64_t djct_optimizer_steps(const djct_optimizer *o) noexcept
@@ -216,6 +232,7 @@ static void write_archive(djct_optimizer *o, torch::serialize::OutputArchive &ar
     ar.write("djct_steps", torch::tensor(o->steps, torch::kLong));
     ar.write("djct_kind", torch::tensor((int64_t)o->o.kind, torch::kLong));
     ar.write("djct_numel", torch::tensor(o->param.numel(), torch::kLong));
+    ar.write("djct_lr_scale", torch::tensor(o->lr_scale, torch::kDouble));
 }
 
 static int read_archive(djct_optimizer *o, torch::serialize::InputArchive &ar, const char *src)
@@ -232,6 +249,8 @@ static int read_archive(djct_optimizer *o, torch::serialize::InputArchive &ar, c
                               o->o.kind, (long long)o->param.numel());
     o->opt->load(ar);
     o->steps = steps.item<int64_t>();
+    torch::Tensor scale; /* absent from states saved before reduce-on-plateau existed */
+    o->lr_scale = ar.try_read("djct_lr_scale", scale) ? scale.item<double>() : 1.0;
     return 0;
 }
 
