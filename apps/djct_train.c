@@ -331,6 +331,24 @@ static void fail(const run *R, const char *fmt, ...)
  * are in step, so rank 0 says it once, the journal is closed collectively and every rank ends
  * normally with exit 1. */
 static void fail_alike(run *R, const char *fmt, ...) __attribute__((format(printf, 2, 3), noreturn));
+
+/* the end of a failed run whose ranks all know it failed: close the journal (exit code 1), free
+ * everything, leave MPI */
+static _Noreturn void finish_failed(run *R)
+{
+    djct_log_finish(1);
+    djct_trainer_free(R->tr);
+    djct_progress_free(R->progress);
+    djct_optimizer_free(R->opt);
+    djct_model_free(R->model);
+    djct_dataset_free(R->train_ds);
+    djct_dataset_free(R->val_ds);
+    djct_comm_free(R->comm);
+    djct_opts_free(T, NT, &R->c);
+    djct_comm_finalize_mpi();
+    exit(1);
+}
+
 static void fail_alike(run *R, const char *fmt, ...)
 {
     if (R->rank == 0) {
@@ -343,17 +361,7 @@ static void fail_alike(run *R, const char *fmt, ...)
         fflush(stderr);
     }
     R->ended = 1;
-    djct_log_finish(1);
-    djct_trainer_free(R->tr);
-    djct_progress_free(R->progress);
-    djct_optimizer_free(R->opt);
-    djct_model_free(R->model);
-    djct_dataset_free(R->train_ds);
-    djct_dataset_free(R->val_ds);
-    djct_comm_free(R->comm);
-    djct_opts_free(T, NT, &R->c);
-    djct_comm_finalize_mpi();
-    exit(1);
+    finish_failed(R);
 }
 
 static void die_usage(run *R, const char *msg)
@@ -954,17 +962,7 @@ static void stop_all_damaged(run *R, int n_damaged)
                 "0 with --resume --fresh-if-damaged\n", R->run_dir, n_damaged, n_damaged == 1 ? " is" : "s are");
         fflush(stderr);
     }
-    djct_log_finish(1);
-    djct_trainer_free(R->tr);
-    djct_progress_free(R->progress);
-    djct_optimizer_free(R->opt);
-    djct_model_free(R->model);
-    djct_dataset_free(R->train_ds);
-    djct_dataset_free(R->val_ds);
-    djct_comm_free(R->comm);
-    djct_opts_free(T, NT, &R->c);
-    djct_comm_finalize_mpi();
-    exit(1);
+    finish_failed(R);
 }
 
 static void resume(run *R)
