@@ -332,11 +332,9 @@ static void fail(const run *R, const char *fmt, ...)
  * normally with exit 1. */
 static void fail_alike(run *R, const char *fmt, ...) __attribute__((format(printf, 2, 3), noreturn));
 
-/* the end of a failed run whose ranks all know it failed: close the journal (exit code 1), free
- * everything, leave MPI */
-static _Noreturn void finish_failed(run *R)
+/* everything a run holds, freed; MPI left (the journal is closed before) */
+static void free_run(run *R)
 {
-    djct_log_finish(1);
     djct_trainer_free(R->tr);
     djct_progress_free(R->progress);
     djct_optimizer_free(R->opt);
@@ -346,6 +344,14 @@ static _Noreturn void finish_failed(run *R)
     djct_comm_free(R->comm);
     djct_opts_free(T, NT, &R->c);
     djct_comm_finalize_mpi();
+}
+
+/* the end of a failed run whose ranks all know it failed: close the journal (exit code 1), free
+ * everything, leave MPI */
+static _Noreturn void finish_failed(run *R)
+{
+    djct_log_finish(1);
+    free_run(R);
     exit(1);
 }
 
@@ -1247,15 +1253,7 @@ static int finish(run *R)
         snprintf(err, sizeof(err), "%s", djct_last_error());
         report_upload(R, frc, err);
     }
-    djct_trainer_free(R->tr);
-    djct_progress_free(R->progress);
-    djct_optimizer_free(R->opt);
-    djct_model_free(R->model);
-    djct_dataset_free(R->train_ds);
-    djct_dataset_free(R->val_ds);
-    djct_comm_free(R->comm);
-    djct_opts_free(T, NT, &R->c);
-    djct_comm_finalize_mpi();
+    free_run(R);
     R->ended = 1;
     return exit_code;
 }
