@@ -16,6 +16,7 @@
 #include "model.h"
 #include "optim.h"
 #include "alloc.h"
+#include "cpus.h"
 #include "blas.h"
 #include "log.h"
 #include "h5.h"
