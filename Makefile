@@ -148,11 +148,17 @@ $(LIB_SO): $(OBJS)
 	ln -sf libdjct.so.$(VERSION) $@.$(SOVERSION)
 	ln -sf libdjct.so.$(VERSION) $@
 
-# apps, benchmarks and tests link the static library (no LD_LIBRARY_PATH needed)
-$(BUILD)/bin/%: apps/%.c $(LIB_A)
+# apps, benchmarks and tests link the static library (no LD_LIBRARY_PATH needed). A program
+# apps/djct_<name>.c also links apps/app_common.c (what the programs share) and its own parts,
+# apps/<name>_*.c (djct_train: apps/train_*.c)
+APP_COMMON := $(BUILD)/obj/apps/app_common.o
+app_parts   = $(patsubst %.c,$(BUILD)/obj/%.o,$(wildcard apps/$(patsubst djct_%,%,$(1))_*.c))
+.PRECIOUS: $(BUILD)/obj/apps/%.o
+.SECONDEXPANSION:
+$(BUILD)/bin/%: apps/%.c $(APP_COMMON) $$(call app_parts,$$*) $(LIB_A)
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS_ALL) $(CFLAGS_ALL) -MMD -MP -c $< -o $@.o
-	$(LINKER) $(LDFLAGS_ALL) -o $@ $@.o $(LIB_A) $(LIBS_ALL)
+	$(LINKER) $(LDFLAGS_ALL) -o $@ $@.o $(filter $(BUILD)/obj/apps/%.o,$^) $(LIB_A) $(LIBS_ALL)
 
 $(BUILD)/bench/%: bench/%.c $(LIB_A)
 	@mkdir -p $(dir $@)

@@ -7,31 +7,27 @@
 #include <cJSON.h>
 #include <inttypes.h>
 #include <math.h>
-#include <sched.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <time.h>
-#include <unistd.h>
 
+#include "app_common.h"
 #include "djct/djct.h"
 
 #define PROG "djct_predict"
 
 /* ---- options -------------------------------------------------------------------------------- */
 enum { FORMAT_AUTO = -1 };
-enum { JIT_AUTO = -1, JIT_OFF = 0, JIT_ON = 1 };
 
 typedef struct {
     char *config;
-    char *model, *data, *out, *report, *h5_map;
+    char *model, *data, *out, *report;
     int format;
     char *output_kinds, *output_names;
     int gzip;
-    int64_t batch_elements, batch_events, prefault_mb;
-    int squared_limit, prefetch, decode_threads;
+    app_data_opts data_opts;
     int with_targets;
     char *logging, *loss;
     int threads, device, jit_optimize, progress;
@@ -41,12 +37,6 @@ typedef struct {
 static const djct_opt_choice FORMAT[] = {
     {"auto", FORMAT_AUTO}, {"h5", DJCT_FORMAT_H5}, {"djctd", DJCT_FORMAT_DJCTD}, {NULL, 0}};
 static const djct_opt_choice DEVICE[] = {{"cpu", DJCT_DEVICE_CPU}, {"cuda", DJCT_DEVICE_CUDA}, {NULL, 0}};
-static const djct_opt_choice JIT[] = {{"auto", JIT_AUTO}, {"on", JIT_ON}, {"off", JIT_OFF}, {NULL, 0}};
-static const djct_opt_choice PROGRESS[] = {{"auto", DJCT_PROGRESS_AUTO},
-                                           {"bar", DJCT_PROGRESS_BAR},
-                                           {"lines", DJCT_PROGRESS_LINES},
-                                           {"none", DJCT_PROGRESS_NONE},
-                                           {NULL, 0}};
 
 #define O(f) offsetof(cfg, f)
 static const djct_opt T[] = {
@@ -56,9 +46,7 @@ static const djct_opt T[] = {
      "the trained TorchScript model (e.g. <run dir>/model.pt of djct_train); required", NULL},
     {"data", 'd', DJCT_OPT_STRING, O(data), NULL, NULL, 0, 0, "SPEC",
      "input files: paths, dir, glob or list file, ','-separated, predicted in this order; required", NULL},
-    {"h5-map", 0, DJCT_OPT_STRING, O(h5_map), NULL, NULL, 0, 0, "FILE",
-     "mapping file (INI) naming the datasets of HDF5 files in a layout of their own (default: each file's "
-     "FILE.djct.ini beside it, if any; docs/data.md)", NULL},
+    APP_OPT_H5_MAP(O(data_opts.h5_map)),
     {"out", 'o', DJCT_OPT_STRING, O(out), NULL, NULL, 0, 0, "FILE",
      "the predictions file (.h5/.hdf5: djct HDF5, .djctd: djcdata); its parts are written next to it; required",
      NULL},
@@ -72,17 +60,14 @@ static const djct_opt T[] = {
      "names of the output arrays (default output_0, output_1, ...)", NULL},
     {"gzip", 0, DJCT_OPT_INT, O(gzip), "0", NULL, 0, 9, "N", "HDF5 output: deflate level (0: none)", NULL},
 
-    {"batch-elements", 'b', DJCT_OPT_INT64, O(batch_elements), "6400", NULL, 0, 1e15, "N",
+    {"batch-elements", 'b', DJCT_OPT_INT64, O(data_opts.batch_elements), "6400", NULL, 0, 1e15, "N",
      "ragged data: elements per batch (0: count events); an event above it is a batch of its own", "Data"},
-    {"batch-events", 0, DJCT_OPT_INT64, O(batch_events), "32", NULL, 1, 1e12, "N",
+    {"batch-events", 0, DJCT_OPT_INT64, O(data_opts.batch_events), "32", NULL, 1, 1e12, "N",
      "events per batch for non-ragged data", NULL},
-    {"squared-limit", 0, DJCT_OPT_FLAG, O(squared_limit), "0", NULL, 0, 0, NULL,
-     "compare (sum of elements)^2 with --batch-elements (djcdata)", NULL},
-    {"prefetch", 0, DJCT_OPT_INT, O(prefetch), "2", NULL, 0, 64, "N", "batches decoded ahead (0: none)", NULL},
-    {"decode-threads", 0, DJCT_OPT_INT, O(decode_threads), "-1", NULL, 0, 1024, "N",
-     "threads decoding .djctd files ahead, in the order the batches need them (default: the rank's cores "
-     "beyond --threads, at least 1; 0: decoded by the thread that builds the batches)", NULL},
-    {"prefault-mb", 0, DJCT_OPT_INT64, O(prefault_mb), "0", NULL, 0, 1e9, "MB",
+    APP_OPT_SQUARED_LIMIT(O(data_opts.squared_limit)),
+    APP_OPT_PREFETCH(O(data_opts.prefetch)),
+    APP_OPT_DECODE_THREADS(O(data_opts.decode_threads)),
+    {"prefault-mb", 0, DJCT_OPT_INT64, O(data_opts.prefault_mb), "0", NULL, 0, 1e9, "MB",
      "touch a mapped HDF5 file's pages when it is first opened, up to MB in all (0: off; reads are in order)",
      NULL},
 
@@ -99,12 +84,11 @@ static const djct_opt T[] = {
     {"threads", 0, DJCT_OPT_INT, O(threads), "0", NULL, 0, 1024, "N",
      "threads per rank, libtorch's and OpenBLAS's (0: cores available to the rank)", "Run"},
     {"device", 0, DJCT_OPT_CHOICE, O(device), "cpu", DEVICE, 0, 0, NULL, "where the model runs", NULL},
-    {"jit-optimize", 0, DJCT_OPT_CHOICE, O(jit_optimize), "auto", JIT, 0, 0, NULL,
+    {"jit-optimize", 0, DJCT_OPT_CHOICE, O(jit_optimize), "auto", APP_JIT, 0, 0, NULL,
      "TorchScript graph-executor optimisation (auto: off on cpu, on with cuda)", NULL},
-    {"progress", 0, DJCT_OPT_CHOICE, O(progress), "auto", PROGRESS, 0, 0, NULL,
+    {"progress", 0, DJCT_OPT_CHOICE, O(progress), "auto", APP_PROGRESS, 0, 0, NULL,
      "rank 0 progress over its shard: a bar on a terminal, plain lines otherwise", NULL},
-    {"print-every", 0, DJCT_OPT_DOUBLE, O(print_every), "10", NULL, 0, 1e6, "S", "seconds between plain progress lines",
-     NULL},
+    APP_OPT_PRINT_EVERY(O(print_every)),
 };
 #define NT (sizeof(T) / sizeof(T[0]))
 
@@ -115,7 +99,6 @@ static const djct_opt T[] = {
 /* ---- the run ---------------------------------------------------------------------------------- */
 typedef struct {
     cfg c;
-    int have_cfg;
     djct_comm *comm;
     int rank, size, threads;
     djct_dataset *ds;
@@ -126,13 +109,6 @@ typedef struct {
     char report_path[4200];
 } run;
 
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 /* a fatal error of this rank before the collective prediction: it says why, every rank stops */
 #define FAIL(R, ...)                                                                               \
     do {                                                                                           \
@@ -142,34 +118,18 @@ static double now_s(void)
         djct_comm_abort((R)->comm, 1, PROG " failed; see the message above");                      \
     } while (0)
 
-static void die_usage(run *R, const char *fmt, const char *a, const char *b)
+static _Noreturn void die_usage(run *R, const char *fmt, const char *a, const char *b)
 {
-    if (R->rank == 0) {
-        fprintf(stderr, PROG ": ");
-        fprintf(stderr, fmt, a, b);
-        fprintf(stderr, "\n");
-    }
-    if (R->have_cfg)
-        djct_opts_free(T, NT, &R->c);
-    djct_comm_finalize_mpi();
-    exit(2);
+    char msg[8192];
+    snprintf(msg, sizeof(msg), fmt, a, b);
+    app_usage_exit(PROG, R->rank, T, NT, &R->c, msg);
 }
 
 /* ---- step 1: options, all checked before any work ------------------------------------------- */
 static void parse_options(run *R, int argc, char **argv)
 {
-    const char *r = getenv("OMPI_COMM_WORLD_RANK"); /* only for messages before the comm exists */
-    R->rank = r ? atoi(r) : 0;
-    if (djct_opts_argv_has(argc, argv, "--help", "-h")) {
-        if (R->rank == 0)
-            djct_opts_print_help(T, NT, USAGE, stdout);
-        djct_comm_finalize_mpi();
-        exit(0);
-    }
+    R->rank = app_mpi_options(PROG, T, NT, USAGE, &R->c, argc, argv);
     cfg *c = &R->c;
-    R->have_cfg = 1;
-    if (djct_opts_defaults(T, NT, c) || djct_opts_parse_argv(T, NT, c, argc, argv, NULL))
-        die_usage(R, "%s%s", djct_last_error(), "");
     if (!c->model || !c->data || !c->out)
         die_usage(R, "%s is required; %s", !c->model ? "--model FILE.pt" : !c->data ? "--data SPEC" : "--out FILE",
                   "see --help");
@@ -195,10 +155,9 @@ static void parse_options(run *R, int argc, char **argv)
     if (!c->with_targets && (c->logging || c->loss || c->report))
         die_usage(R, "--%s needs --with-targets (without it every LoggingModule and LossModule is off)%s",
                   c->logging ? "logging" : c->loss ? "loss" : "report", "");
-    if (c->logging && djct_model_switch_list_check(DJCT_SWITCH_LOGGING, c->logging))
-        die_usage(R, "--logging: %s%s", djct_last_error(), "");
-    if (c->loss && djct_model_switch_list_check(DJCT_SWITCH_LOSS, c->loss))
-        die_usage(R, "--loss: %s%s", djct_last_error(), "");
+    const char *bad_switch = app_switch_lists_check(c->logging, c->loss);
+    if (bad_switch)
+        die_usage(R, "--%s: %s", bad_switch, djct_last_error());
     snprintf(R->report_path, sizeof(R->report_path), "%s", c->report ? c->report : "");
     if (!c->report)
         snprintf(R->report_path, sizeof(R->report_path), "%s.eval.json", c->out);
@@ -219,68 +178,33 @@ static void setup_comm(run *R)
 }
 
 /* ---- step 3: data, every rank its contiguous shard in input order ----------------------------- */
-static int threads_for_rank(const djct_comm *comm);
-
-/* --decode-threads by default: the cores the rank has beyond its compute threads, at least 1 */
-static void resolve_decode_threads(run *R)
-{
-    if (R->c.decode_threads >= 0)
-        return;
-    int avail = threads_for_rank(R->comm), compute = R->c.threads > 0 ? R->c.threads : avail;
-    R->c.decode_threads = avail - compute > 1 ? avail - compute : 1;
-}
-
 static void open_data(run *R)
 {
-    resolve_decode_threads(R);
+    app_resolve_decode_threads(&R->c.data_opts, R->c.threads, R->comm);
     const cfg *c = &R->c;
-    djct_dataset_options o = DJCT_DATASET_OPTIONS_INIT;
-    o.batch_elements = c->batch_elements;
-    o.batch_events = c->batch_events;
-    o.squared_limit = c->squared_limit;
+    djct_dataset_options o = app_dataset_options(&c->data_opts, R->comm);
     o.shuffle = DJCT_SHUFFLE_SHARDS;
-    o.rank = R->rank;
-    o.world_size = R->size;
-    o.prefetch_depth = c->prefetch;
-    o.prefault_bytes = (size_t)c->prefault_mb << 20;
-    o.h5_map = c->h5_map;
-    o.decode_threads = c->decode_threads;
     if (djct_dataset_open(&R->ds, c->data, &o))
         FAIL(R, "--data '%s': %s", c->data, djct_last_error());
 }
 
 /* ---- step 4: the model and its switches ------------------------------------------------------- */
-static int threads_for_rank(const djct_comm *comm)
-{
-    cpu_set_t set;
-    long online = sysconf(_SC_NPROCESSORS_ONLN);
-    int avail = (int)online;
-    if (sched_getaffinity(0, sizeof(set), &set) == 0)
-        avail = CPU_COUNT(&set);
-    int per = avail < online ? avail : avail / djct_comm_local_size(comm);
-    return per < 1 ? 1 : per;
-}
-
 static void load_model(run *R)
 {
     const cfg *c = &R->c;
-    R->threads = c->threads > 0 ? c->threads : threads_for_rank(R->comm);
-    int jit = c->jit_optimize == JIT_AUTO ? c->device == DJCT_DEVICE_CUDA : c->jit_optimize == JIT_ON;
-    if (djct_torch_set_num_threads(R->threads) || djct_torch_set_jit_optimize(jit))
+    R->threads = app_threads(c->threads, R->comm);
+    if (app_torch_setup(R->threads, c->jit_optimize, c->device))
         FAIL(R, "%s", djct_last_error());
-    djct_model_options mo = DJCT_MODEL_OPTIONS_INIT;
-    mo.device_type = c->device;
-    mo.device_index = djct_comm_device(R->comm) < 0 ? 0 : djct_comm_device(R->comm);
+    djct_model_options mo = app_model_options(R->comm, c->device);
     if (djct_model_load(&R->model, c->model, &mo))
         FAIL(R, "--model '%s': %s", c->model, djct_last_error());
     if (!c->with_targets)
         return; /* djct_predict switches everything off */
     if (djct_model_switch_all_logging(R->model, 1) || djct_model_switch_all_losses(R->model, 1))
         FAIL(R, "--with-targets: %s", djct_last_error());
-    if (c->logging && djct_model_switch_list(R->model, DJCT_SWITCH_LOGGING, c->logging))
-        FAIL(R, "--logging: %s", djct_last_error());
-    if (c->loss && djct_model_switch_list(R->model, DJCT_SWITCH_LOSS, c->loss))
-        FAIL(R, "--loss: %s", djct_last_error());
+    const char *opt = NULL;
+    if (app_switch_lists(R->model, c->logging, c->loss, &opt))
+        FAIL(R, "--%s: %s", opt, djct_last_error());
 }
 
 /* ---- step 5: the banner (rank 0) ------------------------------------------------------------- */
@@ -294,7 +218,7 @@ static void print_banner(const run *R)
     size_t nf = djct_dataset_n_files(R->ds);
     printf("data: %s (%zu file%s, %" PRId64 " events, at most %" PRId64 " batches per rank)%s%s\n", c->data, nf,
            nf == 1 ? "" : "s", djct_dataset_n_events(R->ds), djct_dataset_steps(R->ds),
-           c->h5_map ? ", HDF5 datasets as mapped by " : "", c->h5_map ? c->h5_map : "");
+           c->data_opts.h5_map ? ", HDF5 datasets as mapped by " : "", c->data_opts.h5_map ? c->data_opts.h5_map : "");
     char sw[2048] = "";
     if (c->with_targets && djct_model_describe_switches(R->model, sw, sizeof(sw)) == 0)
         printf("targets: fed; modules: %s\n", sw);
@@ -308,30 +232,19 @@ static void print_banner(const run *R)
 static int on_batch(void *user, const djct_step_report *r)
 {
     run *R = user;
-    char line[512];
-    if (djct_progress_step(R->progress, r, now_s(), line, sizeof(line))) {
-        FILE *f = djct_progress_mode_of(R->progress) == DJCT_PROGRESS_BAR ? stderr : stdout;
-        fputs(line, f);
-        fflush(f);
-    }
+    app_progress_print(R->progress, r, app_now_s());
     return 0;
 }
 
 static int predict(run *R)
 {
-    djct_progress_options po = DJCT_PROGRESS_OPTIONS_INIT;
-    po.mode = R->rank == 0 ? R->c.progress : DJCT_PROGRESS_NONE;
-    po.every_s = R->c.print_every;
-    po.prediction = 1;
-    if (djct_progress_create(&R->progress, &po))
+    if (app_progress_create(&R->progress, R->rank, R->c.progress, R->c.print_every, 1))
         FAIL(R, "--progress: %s", djct_last_error());
     R->po.callback = on_batch;
     R->po.callback_user = R;
-    djct_progress_start(R->progress, now_s(), djct_dataset_steps(R->ds));
+    djct_progress_start(R->progress, app_now_s(), djct_dataset_steps(R->ds));
     int rc = djct_predict(R->model, R->ds, R->comm, &R->po, &R->res);
-    char end[8];
-    if (djct_progress_end(R->progress, end, sizeof(end)))
-        fputs(end, stderr);
+    app_progress_end(R->progress);
     if (rc && R->rank == 0) /* every rank has the first failing rank's message */
         fprintf(stderr, PROG ": %s\n", djct_last_error());
     return rc;
@@ -410,10 +323,8 @@ static int report(const run *R)
 
 int main(int argc, char **argv)
 {
-    if (djct_opts_argv_has(argc, argv, "--version", NULL)) {
-        printf(PROG " %s (%s)\n", djct_version(), djct_build_features());
+    if (app_version(PROG, argc, argv))
         return 0;
-    }
     if (djct_comm_init_mpi(&argc, &argv, DJCT_THREAD_FUNNELED)) {
         fprintf(stderr, PROG ": %s\n", djct_last_error());
         return 1;
