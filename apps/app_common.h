@@ -43,8 +43,9 @@ enum { APP_JIT_AUTO = -1, APP_JIT_OFF = 0, APP_JIT_ON = 1 };
 extern const djct_opt_choice APP_JIT[];      /* auto, on, off */
 extern const djct_opt_choice APP_PROGRESS[]; /* auto, bar, lines, none */
 
-/* The data options of both programs: a member `data` of each program's cfg, filled by the rows
- * below (those whose text is the same in both tables) and by each program's own rows. */
+/* The data options of both programs: a member `data_opts` of each program's cfg, filled by the
+ * rows below (the rows worded alike in both tables; djct_inspect's --h5-map too) and by each
+ * program's own rows. */
 typedef struct {
     char *h5_map;
     int64_t batch_elements, batch_events, prefault_mb;

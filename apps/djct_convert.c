@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "app_common.h"
 #include "djct/djct.h"
 
 #define PROG "djct_convert"
@@ -191,17 +192,10 @@ static int runtime_error(cfg *c)
 
 int main(int argc, char **argv)
 {
-    if (djct_opts_argv_has(argc, argv, "--help", "-h")) {
-        djct_opts_print_help(T, NT, USAGE, stdout);
-        return 0;
-    }
     cfg c;
-    memset(&c, 0, sizeof(c));
-    if (djct_opts_defaults(T, NT, &c) || djct_opts_parse_argv(T, NT, &c, argc, argv, NULL)) {
-        fprintf(stderr, PROG ": %s\n", djct_last_error());
-        djct_opts_free(T, NT, &c);
-        return 2;
-    }
+    int rc0 = app_start(PROG, T, NT, USAGE, 0, &c, sizeof(c), argc, argv);
+    if (rc0 != APP_GO_ON)
+        return rc0;
     int npos = 0;
     while (c.files[npos])
         npos++;

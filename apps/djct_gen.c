@@ -3,8 +3,8 @@
 #include <inttypes.h>
 #include <stddef.h>
 #include <stdio.h>
-#include <string.h>
 
+#include "app_common.h"
 #include "djct/djct.h"
 
 typedef struct {
@@ -31,25 +31,19 @@ static const djct_opt T[] = {
 };
 #define NT (sizeof(T) / sizeof(T[0]))
 
+#define USAGE                                                                                               \
+    "usage: djct_gen [options]\n"                                                                           \
+    "Write a synthetic point-cloud dataset: per event a lognormal number of points with 4 float\n"          \
+    "features (x, y, z, energy), an int32 class label (0..2: narrow, medium, wide showers) and a\n"         \
+    "float32 regression target log(1 + total energy) that a model can learn from the points.\n"             \
+    "Files: OUT/part-NNN.djctd or .h5 with features [points (ragged)], truths [label, energy]."
+
 int main(int argc, char **argv)
 {
-    if (djct_opts_argv_has(argc, argv, "--help", "-h")) {
-        djct_opts_print_help(T, NT,
-                             "usage: djct_gen [options]\n"
-                             "Write a synthetic point-cloud dataset: per event a lognormal number of points with 4 float\n"
-                             "features (x, y, z, energy), an int32 class label (0..2: narrow, medium, wide showers) and a\n"
-                             "float32 regression target log(1 + total energy) that a model can learn from the points.\n"
-                             "Files: OUT/part-NNN.djctd or .h5 with features [points (ragged)], truths [label, energy].",
-                             stdout);
-        return 0;
-    }
     cfg c;
-    memset(&c, 0, sizeof(c));
-    if (djct_opts_defaults(T, NT, &c) || djct_opts_parse_argv(T, NT, &c, argc, argv, NULL)) {
-        fprintf(stderr, "djct_gen: %s\n", djct_last_error());
-        djct_opts_free(T, NT, &c);
-        return 2;
-    }
+    int rc0 = app_start("djct_gen", T, NT, USAGE, 0, &c, sizeof(c), argc, argv);
+    if (rc0 != APP_GO_ON)
+        return rc0;
     if (c.files > c.events) {
         fprintf(stderr, "djct_gen: --files %" PRId64 " is more than --events %" PRId64 "\n", c.files, c.events);
         djct_opts_free(T, NT, &c);

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "app_common.h"
 #include "djct/djct.h"
 
 #define PROG "djct_inspect"
@@ -28,9 +29,7 @@ static const djct_opt T[] = {
      "print one JSON object {\"files\": [...]} instead of text", "Options"},
     {"values", 0, DJCT_OPT_INT64, O(values), "-1", NULL, 0, 1e15, "N",
      "also read the values and print the first N of every array (decompresses)", NULL},
-    {"h5-map", 0, DJCT_OPT_STRING, O(h5_map), NULL, NULL, 0, 0, "FILE",
-     "mapping file (INI) naming the datasets of HDF5 files in a layout of their own (default: each file's "
-     "FILE.djct.ini beside it, if any; docs/data.md)", NULL},
+    APP_OPT_H5_MAP(O(h5_map)),
     {"file", 0, DJCT_OPT_ARGS, O(files), NULL, NULL, 1, 1e9, "FILE...", "djcdata (.djctd, .djcsa) or djct HDF5 (.h5) files",
      "Arguments"},
 };
@@ -223,17 +222,10 @@ static cJSON *to_json(const djct_file_meta *m, const djct_h5_info *info, const d
 
 int main(int argc, char **argv)
 {
-    if (djct_opts_argv_has(argc, argv, "--help", "-h")) {
-        djct_opts_print_help(T, NT, USAGE, stdout);
-        return 0;
-    }
     cfg c;
-    memset(&c, 0, sizeof(c));
-    if (djct_opts_defaults(T, NT, &c) || djct_opts_parse_argv(T, NT, &c, argc, argv, NULL)) {
-        fprintf(stderr, PROG ": %s\n", djct_last_error());
-        djct_opts_free(T, NT, &c);
-        return 2;
-    }
+    int rc0 = app_start(PROG, T, NT, USAGE, 0, &c, sizeof(c), argc, argv);
+    if (rc0 != APP_GO_ON)
+        return rc0;
     int json = c.json, failed = 0;
     int64_t nvals = c.values;
     djct_h5_read_options ro = DJCT_H5_READ_OPTIONS_INIT;

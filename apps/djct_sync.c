@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "app_common.h"
 #include "djct/djct.h"
 
 #define PROG "djct_sync"
@@ -103,21 +104,10 @@ static void print_outcome(const char *dir, const djct_log_upload *r, int ok)
 
 int main(int argc, char **argv)
 {
-    if (djct_opts_argv_has(argc, argv, "--help", "-h")) {
-        djct_opts_print_help(T, NT, USAGE, stdout);
-        return 0;
-    }
-    if (djct_opts_argv_has(argc, argv, "--version", NULL)) {
-        printf(PROG " %s\n", djct_version());
-        return 0;
-    }
     cfg c;
-    memset(&c, 0, sizeof(c));
-    if (djct_opts_defaults(T, NT, &c) || djct_opts_parse_argv(T, NT, &c, argc, argv, NULL)) {
-        fprintf(stderr, PROG ": %s\n", djct_last_error());
-        djct_opts_free(T, NT, &c);
-        return 2;
-    }
+    int rc0 = app_start(PROG, T, NT, USAGE, 1, &c, sizeof(c), argc, argv);
+    if (rc0 != APP_GO_ON)
+        return rc0;
     struct sigaction sa;
     memset(&sa, 0, sizeof(sa));
     sa.sa_handler = on_sigint;
