@@ -6,13 +6,8 @@
 # and a backslash) and a valid summary.json; --device auto's start-up line and, with a CPU-only
 # libtorch, --device cuda's refusal.
 set -u
-pass=0; fail=0
-ok() { if "$@"; then pass=$((pass+1)); else fail=$((fail+1)); echo "FAIL: $*" >&2; fi; }
-BUILD=${BUILD:-build}
-MPIRUN=${MPIRUN:-mpirun --allow-run-as-root --oversubscribe --bind-to none}
-export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
-T=$BUILD/bin/djct_train
-tmp=$(mktemp -d /tmp/djct_train_app.XXXXXX); trap 'rm -rf "$tmp"' EXIT
+. "$(dirname "$0")/train_lib.sh"
+scratch djct_train_app
 
 help=$("$T" --help); rc=$?
 ok test $rc = 0
@@ -118,5 +113,4 @@ if v("run-dir") != sys.argv[2] or v("batch-elements") is None or v("device") != 
 PY
 
 [ $fail -gt 0 ] && printf '%s\n' "$out" | tail -20
-echo "$pass passed, $fail failed"
-[ $fail -eq 0 ]
+finish

@@ -9,14 +9,8 @@
 # CPU, a bad --monitor
 # and a --freeze pattern matching nothing are one-line errors.
 set -u
-pass=0; fail=0
-ok() { if "$@"; then pass=$((pass+1)); else fail=$((fail+1)); echo "FAIL: $*" >&2; fi; }
-BUILD=${BUILD:-build}
-MPIRUN=${MPIRUN:-mpirun --allow-run-as-root --oversubscribe --bind-to none}
-export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
-T=$BUILD/bin/djct_train
-PY=/usr/bin/python3
-tmp=$(mktemp -d /tmp/djct_controls.XXXXXX); trap 'rm -rf "$tmp"' EXIT
+. "$(dirname "$0")/train_lib.sh"
+scratch djct_controls
 
 "$BUILD/bin/djct_gen" --events 300 --files 2 --seed 3 --out "$tmp/data" >/dev/null
 train() { # run-name options... : 2 ranks, the run in $tmp/<name>, its output in $tmp/<name>.out
@@ -127,5 +121,4 @@ DJCT_STAGE_BATCHES=1 train staged --accumulate 2 --epochs 1; ok test $? = 1
 ok grep -q "gradient accumulation (accumulate 2) is not supported for a model on a GPU yet" "$tmp/staged.out"
 
 [ $fail -gt 0 ] && tail -n 5 "$tmp"/*.out
-echo "$pass passed, $fail failed"
-[ $fail -eq 0 ]
+finish

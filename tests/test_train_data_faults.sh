@@ -9,17 +9,9 @@
 #  - every event larger than the batch limit (dropped) -> exit 1: the epoch has no steps
 #  - --resume of a finished run takes no step: summary.json's final_loss is null, not 0
 set -u
-pass=0; fail=0
-ok() { if "$@"; then pass=$((pass+1)); else fail=$((fail+1)); echo "FAIL: $*" >&2; fi; }
-BUILD=${BUILD:-build}
-MPIRUN=${MPIRUN:-mpirun --allow-run-as-root --oversubscribe --bind-to none}
-export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
-PY=/usr/bin/python3
-T=$BUILD/bin/djct_train
-tmp=$(mktemp -d /tmp/djct_train_data.XXXXXX); trap 'rm -rf "$tmp"' EXIT
-if ! "$PY" -c 'import torch, h5py' 2>/dev/null || [ "${HAVE_TORCH:-1}" = 0 ]; then
-  echo "skip: no libtorch / python3-torch / h5py"; echo "0 passed, 0 failed, 1 skipped"; exit 0
-fi
+. "$(dirname "$0")/train_lib.sh"
+scratch djct_train_data
+skip_without_torch h5py
 for d in nan inf; do
   "$BUILD/bin/djct_gen" --events 1000 --files 2 --seed 4 --format h5 --out "$tmp/$d" >/dev/null || { echo "FAIL: djct_gen"; exit 1; }
 done
@@ -87,5 +79,4 @@ ok grep -q "^done: .*no step taken in this run" <<<"$out"
 ok test "$(field "$tmp/r-inf/summary.json" val_loss)" = null    # no validation ran
 
 [ $fail -gt 0 ] && printf '%s\n' "$out" | grep -v ' = ' | tail -12
-echo "$pass passed, $fail failed"
-[ $fail -eq 0 ]
+finish

@@ -10,17 +10,9 @@
 #  - kill: rank 1 is SIGKILLed: mpirun names it and ends the job
 # The time limit is a hang detector, not a performance assertion.
 set -u
-pass=0; fail=0
-ok() { if "$@"; then pass=$((pass+1)); else fail=$((fail+1)); echo "FAIL: $*" >&2; fi; }
-BUILD=${BUILD:-build}
-MPIRUN=${MPIRUN:-mpirun --allow-run-as-root --oversubscribe --bind-to none}
-export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
-PY=/usr/bin/python3
-T=$BUILD/bin/djct_train
-tmp=$(mktemp -d /tmp/djct_train_faults.XXXXXX); trap 'kill -9 $(jobs -p) 2>/dev/null; rm -rf "$tmp"' EXIT
-if ! "$PY" -c 'import torch, h5py' 2>/dev/null || [ "${HAVE_TORCH:-1}" = 0 ]; then
-  echo "skip: no libtorch / python3-torch / h5py"; echo "0 passed, 0 failed, 1 skipped"; exit 0
-fi
+. "$(dirname "$0")/train_lib.sh"
+scratch djct_train_faults
+skip_without_torch h5py
 W=10                # --watchdog-seconds
 LIMIT=$((W + 60))   # a job still running after this hangs
 
@@ -89,5 +81,4 @@ for np in 2 4; do
   ok grep -q "process rank 1 .* exited on signal 9" <<<"$out" || echo "    np=$np kill: mpirun did not name rank 1" >&2
   [ $fail -gt 0 ] && for f in "$tmp/$np"-*.log; do echo "---- $f"; grep -v '^[a-z_-]* = ' "$f" | tail -8; done
 done
-echo "$pass passed, $fail failed"
-[ $fail -eq 0 ]
+finish

@@ -6,18 +6,11 @@
 #    journal, the CSV and on the server, whether it replaces lines by offset or orders them by _step
 # The API key appears in no file and no output.
 set -u
-pass=0; fail=0
-ok() { if "$@"; then pass=$((pass+1)); else fail=$((fail+1)); echo "FAIL: $*" >&2; fi; }
-BUILD=${BUILD:-build}
-MPIRUN=${MPIRUN:-mpirun --allow-run-as-root --oversubscribe --bind-to none}
-export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
-PY=/usr/bin/python3
+. "$(dirname "$0")/train_lib.sh"
 KEY=djcttestkey0123456789abcdefghijklmnopqrstuv   # a fake key, never a real one
-tmp=$(mktemp -d /tmp/djct_train_journal.XXXXXX)
+scratch djct_train_journal
 trap 'for p in "$tmp"/*.pid; do [ -f "$p" ] && kill -9 "$(cat "$p")" 2>/dev/null; done; rm -rf "$tmp"' EXIT
-if ! "$PY" -c 'import torch' 2>/dev/null || [ "${HAVE_TORCH:-1}" = 0 ]; then
-  echo "skip: no libtorch / python3-torch"; echo "0 passed, 0 failed, 1 skipped"; exit 0
-fi
+skip_without_torch
 unset WANDB_API_KEY WANDB_BASE_URL WANDB_PROJECT WANDB_ENTITY WANDB_RUN_ID
 "$BUILD/bin/djct_gen" --events 1200 --files 2 --seed 4 --out "$tmp/data" >/dev/null || { echo "FAIL: djct_gen"; exit 1; }
 common=(--data "$tmp/data" --classes 3 --batch-elements 3000 --seed 3 --threads 1 --progress none --no-validate
@@ -143,5 +136,4 @@ leaks=$(grep -rl -- "$KEY" "$tmp" 2>/dev/null)
 ok test -z "$leaks" || echo "    the key is in: $leaks" >&2
 
 [ $fail -gt 0 ] && for f in "$tmp"/*.out "$tmp"/*.err; do echo "---- $f"; tail -5 "$f"; done
-echo "$pass passed, $fail failed"
-[ $fail -eq 0 ]
+finish

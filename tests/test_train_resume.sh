@@ -9,15 +9,9 @@
 # The interrupted runs hold after a step (DJCT_TEST_HOLD_AT_STEP) until a signal arrives, and are
 # signalled once they say so: the signal can never come after the run ended.
 set -u
-pass=0; fail=0
-ok() { if "$@"; then pass=$((pass+1)); else fail=$((fail+1)); echo "FAIL: $*" >&2; fi; }
-BUILD=${BUILD:-build}
-MPIRUN=${MPIRUN:-mpirun --allow-run-as-root --oversubscribe --bind-to none}
-PY=/usr/bin/python3
-tmp=$(mktemp -d /tmp/djct_resume.XXXXXX); trap 'kill -9 $(jobs -p) 2>/dev/null; rm -rf "$tmp"' EXIT
-if ! "$PY" -c 'import torch' 2>/dev/null || [ "${HAVE_TORCH:-1}" = 0 ]; then
-  echo "skip: no libtorch / python3-torch"; echo "0 passed, 0 failed, 1 skipped"; exit 0
-fi
+. "$(dirname "$0")/train_lib.sh"
+scratch djct_resume
+skip_without_torch
 "$BUILD/bin/djct_gen" --events 2000 --files 3 --seed 5 --out "$tmp/data" >/dev/null || { echo "FAIL: djct_gen"; exit 1; }
 common=(--data "$tmp/data" --classes 3 --epochs 2 --batch-elements 3000 --seed 3 --threads 1 --wandb-mode offline
         --progress none --no-validate --checkpoint-every-minutes 0)
@@ -135,5 +129,4 @@ ok test $rc = 130
 ok test -n "$(ls -d "$tmp"/D/checkpoints/step-* 2>/dev/null)"
 
 [ $fail -gt 0 ] && for f in "$tmp"/*.log; do echo "---- $f"; tail -5 "$f"; done
-echo "$pass passed, $fail failed"
-[ $fail -eq 0 ]
+finish

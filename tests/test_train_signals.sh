@@ -7,16 +7,9 @@
 #    (its own rule); the ranks still stop at the step boundary and write the checkpoint, given the
 #    time (odls_base_sigkill_timeout: SIGKILL follows TERM after 1 s by default)
 set -u
-pass=0; fail=0
-ok() { if "$@"; then pass=$((pass+1)); else fail=$((fail+1)); echo "FAIL: $*" >&2; fi; }
-BUILD=${BUILD:-build}
-MPIRUN=${MPIRUN:-mpirun --allow-run-as-root --oversubscribe --bind-to none}
-export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
-PY=/usr/bin/python3
-tmp=$(mktemp -d /tmp/djct_signals.XXXXXX); trap 'kill -9 $(jobs -p) 2>/dev/null; rm -rf "$tmp"' EXIT
-if ! "$PY" -c 'import torch' 2>/dev/null || [ "${HAVE_TORCH:-1}" = 0 ]; then
-  echo "skip: no libtorch / python3-torch"; echo "0 passed, 0 failed, 1 skipped"; exit 0
-fi
+. "$(dirname "$0")/train_lib.sh"
+scratch djct_signals
+skip_without_torch
 "$BUILD/bin/djct_gen" --events 1000 --files 2 --seed 5 --out "$tmp/data" >/dev/null || { echo "FAIL: djct_gen"; exit 1; }
 common=(--data "$tmp/data" --classes 3 --epochs 2 --batch-elements 3000 --seed 3 --threads 1 --wandb-mode offline
         --progress none --no-validate --checkpoint-every-minutes 0)
@@ -74,5 +67,4 @@ ok test -f "$tmp/C/checkpoints/step-4/DONE"
 ok test "$(stop_of "$tmp/C")" = preempted
 
 [ $fail -gt 0 ] && for f in "$tmp"/*.log; do echo "---- $f"; grep -v ' = ' "$f" | tail -6; done
-echo "$pass passed, $fail failed"
-[ $fail -eq 0 ]
+finish

@@ -6,14 +6,8 @@
 # and repeated options apply in order, an unknown name is a one-line error listing the known
 # ones (exit 1) and a malformed entry a usage error (exit 2) before anything starts.
 set -u
-pass=0; fail=0
-ok() { if "$@"; then pass=$((pass+1)); else fail=$((fail+1)); echo "FAIL: $*" >&2; fi; }
-BUILD=${BUILD:-build}
-MPIRUN=${MPIRUN:-mpirun --allow-run-as-root --oversubscribe --bind-to none}
-export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
-T=$BUILD/bin/djct_train
-PY=/usr/bin/python3
-tmp=$(mktemp -d /tmp/djct_switches.XXXXXX); trap 'rm -rf "$tmp"' EXIT
+. "$(dirname "$0")/train_lib.sh"
+scratch djct_switches
 
 "$BUILD/bin/djct_gen" --events 200 --files 2 --seed 3 --out "$tmp/data" >/dev/null
 train() { # run-name options... : one epoch, 2 ranks, the journal in $tmp/<name>
@@ -62,5 +56,4 @@ ok test "$(grep -c "^djct_train: --logging: logging switch 'metrics': write NAME
 ok test ! -e "$tmp/bad3"
 
 [ $fail -gt 0 ] && tail -5 "$tmp"/*.out
-echo "$pass passed, $fail failed"
-[ $fail -eq 0 ]
+finish
