@@ -11,45 +11,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "python"))
+from _common import check, error_of, finish, one_line_error, segment_mean  # noqa: E402  (first: djct on the path)
 import djct  # noqa: E402
 from djct.module_extensions import LoggingModule, LossModule  # noqa: E402  djctools' import path
 from djct.module_extensions import switch_all_logging, switch_all_losses  # noqa: E402
-
-passed = failed = 0
-
-
-def check(cond, what):
-    global passed, failed
-    if cond:
-        passed += 1
-    else:
-        failed += 1
-        print(f"FAIL {what}", file=sys.stderr)
-
-
-def error_of(fn):
-    try:
-        fn()
-    except Exception as e:  # noqa: BLE001
-        return e
-    return None
-
-
-def one_line_error(fn, kind, needles, what):
-    """fn raises `kind` with a one-line message containing every needle"""
-    e = error_of(fn)
-    msg = str(e) if e is not None else ""
-    ok = isinstance(e, kind) and "\n" not in msg and all(n in msg for n in needles)
-    check(ok, f"{what}: got {type(e).__name__}: {msg!r}")
-
-
-def segment_mean(x: Tensor, row_splits: Tensor) -> Tensor:
-    rs = row_splits.reshape(-1).to(torch.int64)
-    counts = rs[1:] - rs[:-1]
-    seg = torch.repeat_interleave(torch.arange(counts.size(0)), counts)
-    out = torch.zeros([counts.size(0), x.size(1)], dtype=x.dtype).index_add_(0, seg, x)
-    return out / counts.clamp(min=1).to(x.dtype).unsqueeze(1)
 
 
 class ShowerLoss(LossModule):
@@ -291,5 +256,4 @@ def check_trained(d):
 
 if __name__ == "__main__":
     {"author": author, "check": check_trained}[sys.argv[1]](sys.argv[2])
-    print(f"{passed} passed, {failed} failed")
-    sys.exit(1 if failed else 0)
+    finish()

@@ -22,27 +22,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "python"))
+from _common import check, finish, segment_mean  # noqa: E402  (first: djct on the path)
 import djct  # noqa: E402
-
-passed = failed = 0
-
-
-def check(cond, what):
-    global passed, failed
-    if cond:
-        passed += 1
-    else:
-        failed += 1
-        print(f"FAIL {what}", file=sys.stderr)
-
-
-def segment_mean(x: Tensor, row_splits: Tensor) -> Tensor:
-    rs = row_splits.reshape(-1).to(torch.int64)
-    counts = rs[1:] - rs[:-1]
-    seg = torch.repeat_interleave(torch.arange(counts.size(0)), counts)
-    out = torch.zeros([counts.size(0), x.size(1)], dtype=x.dtype).index_add_(0, seg, x)
-    return out / counts.clamp(min=1).to(x.dtype).unsqueeze(1)
 
 
 class Classification(djct.LossModule):
@@ -201,5 +182,4 @@ if __name__ == "__main__":
         export(sys.argv[2])
     elif sys.argv[1] == "check":
         check_preds(sys.argv[2], sys.argv[3], sys.argv[4:])
-    print(f"{passed} passed, {failed} failed")
-    sys.exit(1 if failed else 0)
+    finish()

@@ -10,19 +10,8 @@ from typing import List, Optional
 import torch
 from torch import Tensor
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "python"))
+from _common import check, finish  # noqa: E402  (first: djct on the path)
 import djct  # noqa: E402
-
-passed = failed = 0
-
-
-def check(cond, what):
-    global passed, failed
-    if cond:
-        passed += 1
-    else:
-        failed += 1
-        print(f"FAIL {what}", file=sys.stderr)
 
 
 def raises(fn, needle):
@@ -177,5 +166,4 @@ def check_trained(d):
 
 if __name__ == "__main__":
     {"author": author, "check": check_trained}[sys.argv[1]](sys.argv[2])
-    print(f"{passed} passed, {failed} failed")
-    sys.exit(1 if failed else 0)
+    finish()

@@ -16,37 +16,13 @@ import numpy as np
 import torch
 
 here = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.join(here, "..", "..", "python"))
+from _common import check, finish, one_line_error  # noqa: E402  (first: djct on the path)
 import djct  # noqa: E402
 from djct import wandb_wrapper  # noqa: E402
 from djct.wandb_tools import process_rank  # noqa: E402
 
 TEST_KEY = "djcttestkey0123456789abcdefghijklmnopqrstuv"  # the fake key of tests/wandb_testlib.h
 RANK_ENV = ("RANK", "OMPI_COMM_WORLD_RANK", "PMI_RANK", "PMIX_RANK", "SLURM_PROCID", "LOCAL_RANK")
-passed = failed = 0
-
-
-def check(cond, what):
-    global passed, failed
-    if cond:
-        passed += 1
-    else:
-        failed += 1
-        print(f"FAIL {what}", file=sys.stderr)
-
-
-def error_of(fn):
-    try:
-        fn()
-    except Exception as e:  # noqa: BLE001
-        return e
-    return None
-
-
-def one_line_error(fn, kind, needle, what):
-    e = error_of(fn)
-    msg = str(e) if e is not None else ""
-    check(isinstance(e, kind) and "\n" not in msg and needle in msg, f"{what}: got {type(e).__name__}: {msg!r}")
 
 
 def rows(journal):
@@ -371,5 +347,4 @@ if __name__ == "__main__":
     with tempfile.TemporaryDirectory() as scratch:
         os.environ["HOME"] = scratch  # never the user's own key file
         main(sys.argv[1], sys.argv[2])
-    print(f"{passed} passed, {failed} failed")
-    sys.exit(1 if failed else 0)
+    finish()
