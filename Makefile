@@ -153,7 +153,8 @@ $(LIB_SO): $(OBJS)
 # apps/<name>_*.c (djct_train: apps/train_*.c)
 APP_COMMON := $(BUILD)/obj/apps/app_common.o
 app_parts   = $(patsubst %.c,$(BUILD)/obj/%.o,$(wildcard apps/$(patsubst djct_%,%,$(1))_*.c))
-.PRECIOUS: $(BUILD)/obj/apps/%.o
+# kept after the link (not intermediate files), so a rebuild recompiles only what changed
+.SECONDARY: $(patsubst %.c,$(BUILD)/obj/%.o,$(filter-out apps/djct_%,$(wildcard apps/*.c)))
 .SECONDEXPANSION:
 $(BUILD)/bin/%: apps/%.c $(APP_COMMON) $$(call app_parts,$$*) $(LIB_A)
 	@mkdir -p $(dir $@)
