@@ -81,13 +81,14 @@ static size_t file_of(const djct_dataset *ds, int64_t id)
 
 /* The run of the batch's events from ev[i] on that lie in one file: ev[i..*j) are in file *f,
  * read through *s (both passes walk the batch in these runs). */
-static int file_run(djct_dataset *ds, const int64_t *ev, size_t n, size_t i, size_t *j, size_t *f, source **s)
+static inline int file_run(djct_dataset *ds, const int64_t *ev, size_t n, size_t i, size_t *j, size_t *f, source **s)
 {
-    *f = file_of(ds, ev[i]);
-    *j = i;
-    while (*j < n && ev[*j] < ds->first[*f + 1])
-        (*j)++;
-    return dataset_source_get(ds, *f, s);
+    size_t file = file_of(ds, ev[i]), end = i; /* locals: stores through j could alias ds->first */
+    while (end < n && ev[end] < ds->first[file + 1])
+        end++;
+    *f = file;
+    *j = end;
+    return dataset_source_get(ds, file, s);
 }
 
 #define ALIGN64(x) (((x) + 63) & ~(size_t)63)
