@@ -10,19 +10,26 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+/* Return from the calling collective: without a timeout the blocking MPI call; with one its
+ * non-blocking form (it fills the request `r` the macro declares), waited for under the watchdog. */
+#define BLOCKING_OR_WATCHED(c, blocking, nonblocking)                                        \
+    do {                                                                                     \
+        if ((c)->timeout <= 0) {                                                             \
+            MPI_TRY(c, blocking);                                                            \
+            return 0;                                                                        \
+        }                                                                                    \
+        MPI_Request r;                                                                       \
+        MPI_TRY(c, nonblocking);                                                             \
+        return comm_wait_reqs(c, 1, &r);                                                     \
+    } while (0)
+
 int djct_comm_barrier(djct_comm *c)
 {
     DJCT_CHECK_ARG(c);
     int rc;
     if ((rc = comm_enter(c, "barrier", SIZE_MAX)) < 0)
         return rc;
-    if (c->timeout <= 0) {
-        MPI_TRY(c, MPI_Barrier(c->world));
-        return 0;
-    }
-    MPI_Request r;
-    MPI_TRY(c, MPI_Ibarrier(c->world, &r));
-    return comm_wait_reqs(c, 1, &r);
+    BLOCKING_OR_WATCHED(c, MPI_Barrier(c->world), MPI_Ibarrier(c->world, &r));
 }
 
 int comm_coll_allreduce(djct_comm *c, void *buf, int count, MPI_Datatype t, MPI_Op op)
@@ -47,13 +54,8 @@ int comm_coll_bcast(djct_comm *c, void *buf, int count, MPI_Datatype t, int root
 
 int comm_coll_allgather(djct_comm *c, const void *mine, void *all, int count, MPI_Datatype t)
 {
-    if (c->timeout <= 0) {
-        MPI_TRY(c, MPI_Allgather(mine, count, t, all, count, t, c->world));
-        return 0;
-    }
-    MPI_Request r;
-    MPI_TRY(c, MPI_Iallgather(mine, count, t, all, count, t, c->world, &r));
-    return comm_wait_reqs(c, 1, &r);
+    BLOCKING_OR_WATCHED(c, MPI_Allgather(mine, count, t, all, count, t, c->world),
+                        MPI_Iallgather(mine, count, t, all, count, t, c->world, &r));
 }
 
 /* ============================ small collectives for other modules ============================ */
@@ -140,13 +142,8 @@ int djct_comm_mpi_reduce(djct_comm *c, void *buf, int count, MPI_Datatype t, MPI
     if ((rc = comm_enter(c, label, SIZE_MAX)) < 0)
         return rc;
     const void *send = c->rank == root ? MPI_IN_PLACE : buf;
-    if (c->timeout <= 0) {
-        MPI_TRY(c, MPI_Reduce(send, buf, count, t, op, root, c->world));
-        return 0;
-    }
-    MPI_Request r;
-    MPI_TRY(c, MPI_Ireduce(send, buf, count, t, op, root, c->world, &r));
-    return comm_wait_reqs(c, 1, &r);
+    BLOCKING_OR_WATCHED(c, MPI_Reduce(send, buf, count, t, op, root, c->world),
+                        MPI_Ireduce(send, buf, count, t, op, root, c->world, &r));
 }
 
 int djct_comm_mpi_allgather(djct_comm *c, const void *mine, void *all, int count, MPI_Datatype t, const char *label)
@@ -161,13 +158,8 @@ int djct_comm_mpi_allgatherv(djct_comm *c, const void *mine, int count, void *al
     int rc;
     if ((rc = comm_enter(c, label, SIZE_MAX)) < 0)
         return rc;
-    if (c->timeout <= 0) {
-        MPI_TRY(c, MPI_Allgatherv(mine, count, t, all, counts, displs, t, c->world));
-        return 0;
-    }
-    MPI_Request r;
-    MPI_TRY(c, MPI_Iallgatherv(mine, count, t, all, counts, displs, t, c->world, &r));
-    return comm_wait_reqs(c, 1, &r);
+    BLOCKING_OR_WATCHED(c, MPI_Allgatherv(mine, count, t, all, counts, displs, t, c->world),
+                        MPI_Iallgatherv(mine, count, t, all, counts, displs, t, c->world, &r));
 }
 
 /* ============================ non-blocking collectives ============================ */

@@ -11,6 +11,20 @@
 
 /* ---- float16 and bfloat16 ---- */
 
+static inline float f32_from_bits(uint32_t bits)
+{
+    float f;
+    memcpy(&f, &bits, 4);
+    return f;
+}
+
+static inline uint32_t f32_bits(float f)
+{
+    uint32_t x;
+    memcpy(&x, &f, 4);
+    return x;
+}
+
 static float half_to_float(uint16_t h)
 {
     uint32_t sign = (uint32_t)(h & 0x8000) << 16, exp = (h >> 10) & 0x1f, man = h & 0x3ff, bits;
@@ -29,15 +43,12 @@ static float half_to_float(uint16_t h)
         bits = sign | 0x7f800000u | (man << 13);
     else
         bits = sign | ((exp + 127 - 15) << 23) | (man << 13);
-    float f;
-    memcpy(&f, &bits, 4);
-    return f;
+    return f32_from_bits(bits);
 }
 
 static uint16_t float_to_half(float f)
 {
-    uint32_t x;
-    memcpy(&x, &f, 4);
+    uint32_t x = f32_bits(f);
     uint32_t sign = (x >> 16) & 0x8000;
     uint32_t ax = x & 0x7fffffffu;
     if (ax >= 0x7f800000u) /* inf or NaN */
@@ -60,18 +71,11 @@ static uint16_t float_to_half(float f)
     return (uint16_t)(sign | h);
 }
 
-static float bf16_to_float(uint16_t b)
-{
-    uint32_t bits = (uint32_t)b << 16;
-    float f;
-    memcpy(&f, &bits, 4);
-    return f;
-}
+static float bf16_to_float(uint16_t b) { return f32_from_bits((uint32_t)b << 16); }
 
 static uint16_t float_to_bf16(float f)
 {
-    uint32_t x;
-    memcpy(&x, &f, 4);
+    uint32_t x = f32_bits(f);
     if ((x & 0x7fffffffu) > 0x7f800000u)
         return (uint16_t)((x >> 16) | 0x40); /* quiet NaN */
     x += 0x7fff + ((x >> 16) & 1);
@@ -80,7 +84,8 @@ static uint16_t float_to_bf16(float f)
 
 /* The passes below run over whole buckets and are DJCT_VECTORIZE'd: with shared-memory copies
  * as fast as they are, an SSE2 pass (or operator) would make an average visibly slower than Open
- * MPI's own, AVX-512, SUM. */
+ * MPI's own, AVX-512, SUM. Each keeps one loop per dtype (and per exact reciprocal): a test inside
+ * one shared loop would stop it vectorising. */
 
 static int is_pow2(double d)
 {

@@ -357,51 +357,39 @@ int comm_gpu_device_sync(comm_gpu *g)
     })
 }
 
-int comm_gpu_host_alloc(comm_gpu *g, void **p, size_t bytes)
+/* pinned host memory (pinned != 0) or device memory; the stand-in takes both from the heap */
+static int gpu_alloc(comm_gpu *g, void **p, size_t bytes, int pinned)
 {
     *p = NULL;
     if (g->fake)
         return (*p = calloc(1, bytes ? bytes : 1)) ? 0 : djct_error_oom();
     CUDA_ONLY({
-        GPU_TRY(g, cudaHostAlloc(p, bytes ? bytes : 1, cudaHostAllocDefault));
+        if (pinned)
+            GPU_TRY(g, cudaHostAlloc(p, bytes ? bytes : 1, cudaHostAllocDefault));
+        else
+            GPU_TRY(g, cudaMalloc(p, bytes ? bytes : 1));
         return 0;
     })
 }
 
-void comm_gpu_host_free(comm_gpu *g, void *p)
+static void gpu_free(comm_gpu *g, void *p, int pinned)
 {
     if (!p)
         return;
     if (g->fake)
         free(p);
 #if HAVE_CUDA
-    else
+    else if (pinned)
         cudaFreeHost(p);
-#endif
-}
-
-int comm_gpu_dev_alloc(comm_gpu *g, void **p, size_t bytes)
-{
-    *p = NULL;
-    if (g->fake)
-        return (*p = calloc(1, bytes ? bytes : 1)) ? 0 : djct_error_oom();
-    CUDA_ONLY({
-        GPU_TRY(g, cudaMalloc(p, bytes ? bytes : 1));
-        return 0;
-    })
-}
-
-void comm_gpu_dev_free(comm_gpu *g, void *p)
-{
-    if (!p)
-        return;
-    if (g->fake)
-        free(p);
-#if HAVE_CUDA
     else
         cudaFree(p);
 #endif
 }
+
+int comm_gpu_host_alloc(comm_gpu *g, void **p, size_t bytes) { return gpu_alloc(g, p, bytes, 1); }
+void comm_gpu_host_free(comm_gpu *g, void *p) { gpu_free(g, p, 1); }
+int comm_gpu_dev_alloc(comm_gpu *g, void **p, size_t bytes) { return gpu_alloc(g, p, bytes, 0); }
+void comm_gpu_dev_free(comm_gpu *g, void *p) { gpu_free(g, p, 0); }
 
 /* ---- NCCL ---------------------------------------------------------------------------------------- */
 

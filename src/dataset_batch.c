@@ -79,6 +79,18 @@ static size_t file_of(const djct_dataset *ds, int64_t id)
     return lo;
 }
 
+/* The run of the batch's events from ev[i] on that lie in one file: ev[i..*j) are in file *f,
+ * read through *s (both passes walk the batch in these runs). */
+static inline int file_run(djct_dataset *ds, const int64_t *ev, size_t n, size_t i, size_t *j, size_t *f, source **s)
+{
+    size_t file = file_of(ds, ev[i]), end = i; /* locals: stores through j could alias ds->first */
+    while (end < n && ev[end] < ds->first[file + 1])
+        end++;
+    *f = file;
+    *j = end;
+    return dataset_source_get(ds, file, s);
+}
+
 #define ALIGN64(x) (((x) + 63) & ~(size_t)63)
 
 int dataset_build_batch(djct_dataset *ds, int64_t step, bint **out)
@@ -109,12 +121,9 @@ int dataset_build_batch(djct_dataset *ds, int64_t step, bint **out)
     }
     /* pass 1: open the sources, count rows per array */
     int64_t elements = 0;
-    for (size_t i = 0; i < n;) {
-        size_t f = file_of(ds, ev[i]), j = i;
-        while (j < n && ev[j] < ds->first[f + 1])
-            j++;
+    for (size_t i = 0, j, f; i < n; i = j) {
         source *s;
-        if ((rc = dataset_source_get(ds, f, &s)) < 0)
+        if ((rc = file_run(ds, ev, n, i, &j, &f, &s)) < 0)
             goto fail;
         for (size_t k = 0; k < ds->n_arrays; k++) {
             if (!ds->ragged[k]) {
@@ -129,7 +138,6 @@ int dataset_build_batch(djct_dataset *ds, int64_t step, bint **out)
         }
         for (size_t t = i; t < j; t++)
             elements += ds->cnt[ev[t]];
-        i = j;
     }
     size_t need = 0;
     for (size_t k = 0; k < ds->n_arrays; k++) {
@@ -174,12 +182,9 @@ int dataset_build_batch(djct_dataset *ds, int64_t step, bint **out)
     /* pass 2: fill values and row splits file by file */
     size_t *vat = rows; /* reuse: rows already placed per array */
     memset(vat, 0, (ds->n_arrays + 1) * sizeof(size_t));
-    for (size_t i = 0; i < n;) {
-        size_t f = file_of(ds, ev[i]), j = i;
-        while (j < n && ev[j] < ds->first[f + 1])
-            j++;
+    for (size_t i = 0, j, f; i < n; i = j) {
         source *s;
-        if ((rc = dataset_source_get(ds, f, &s)) < 0)
+        if ((rc = file_run(ds, ev, n, i, &j, &f, &s)) < 0)
             goto fail;
         for (size_t t = i; t < j; t++)
             local[t - i] = ev[t] - ds->first[f];
@@ -209,7 +214,6 @@ int dataset_build_batch(djct_dataset *ds, int64_t step, bint **out)
             }
             vat[k] += placed;
         }
-        i = j;
     }
     dataset_cache_trim(ds, step + 1);
     /* split the flat arrays over the containers */

@@ -1,6 +1,6 @@
 /* The trainer's training controls (djct/train_controls.h): the state behind the hooks the step
- * loop calls at fixed points of a step and of an epoch. Internal: src/trainer.c is the only
- * caller. Order within one step:
+ * loop calls at fixed points of a step and of an epoch. Internal: the trainer's files
+ * (src/trainer*.c) are the only callers. Order within one step:
  *   ctl_micro_batches (the group's first N-1 micro-batches, no reduction)
  *   -> ctl_step_weight (the reduction weight of the whole group)
  *   -> ctl_before_backward (loss and gradient scaling) -> backward + reduction

@@ -5,25 +5,21 @@
  * averaged gradients every rank holds identically, so ranks can never take different branches.
  * A model on a GPU keeps its slabs there: comm reduces them in place ordered after libtorch's
  * stream, each batch is staged to the device one step ahead, and the host only ever sees what the
- * bridge copies back (the loss, a finite flag, metrics, checkpoints). */
-#include "djct/trainer.h"
-#include "djct/checkpoint.h"
+ * bridge copies back (the loss, a finite flag, metrics, checkpoints).
+ * This file is the loop itself (steps, epochs, fit) and what it records; the trainer's other parts
+ * are named in src/trainer_int.h. */
 #include "djct/error.h"
 #include "djct/log.h"
 #include "djct/signals.h"
 #include "djct_int.h"
-#include "train_controls_int.h"
+#include "trainer_int.h"
 #include "util_int.h"
 
-#include <cjson/cJSON.h>
 #include <inttypes.h>
-#include <limits.h>
-#include <stddef.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 /* slots of the per-step agreement vector (summed over ranks) */
 enum {
@@ -36,67 +32,6 @@ enum {
     AG_STOP,      /* > 0: some rank got SIGINT or a callback asked to stop */
     AG_CKPT_DUE,  /* > 0: rank 0's clock says checkpoint */
     AG_N
-};
-
-typedef struct {
-    double *v;
-    size_t n, cap;
-} series;
-
-/* What names a batch in a non-finite report: the first event holding a NaN or Inf (-1: none), the
- * array it is in, and the loader's description (its files and events). */
-typedef struct {
-    int64_t ev;
-    char arr[160], what[512];
-} batch_note;
-
-struct djct_trainer {
-    djct_model *model;
-    djct_optimizer *opt;
-    djct_comm *comm;
-    djct_loader *train, *val;
-    djct_trainer_options o;
-    char *run_dir;
-    int rank, size;
-    djct_comm_request *ag_req; /* the step's agreement, in flight during backward */
-
-    djct_comm_plan *plan;
-    djct_comm_buffer *bufs;
-    size_t nbufs;
-    float *grads;   /* the gradient slab: device memory when device >= 0 (never read here then) */
-    size_t ngrads;
-    int device;     /* the model's CUDA device, -1 on the CPU */
-    int stage;      /* batches are staged one step ahead: on a GPU, or DJCT_STAGE_BATCHES=1 (tests) */
-    int step_open;  /* a non-blocking reduction was started this step */
-    int hook_error; /* first error inside the gradient-ready hook */
-    char hook_msg[512]; /* its message: the hook may run on libtorch's autograd thread */
-    int64_t nsteps; /* steps of the epoch being trained */
-    int ahead;      /* staging: the next step's batch is staged, ahead_info describes it */
-    djct_batch_info ahead_info;
-    batch_note ahead_note, cur_note; /* staging: the staged batches named (note_bad_batch) */
-
-    djct_array *targets; /* scratch: truths + weights, shallow copies */
-    size_t targets_cap;
-
-    int64_t epoch, step, global_step, skipped;
-    /* this epoch's skipped steps: a warning past 10% of its steps, an error when all were */
-    int64_t ep_run, ep_skipped, ep_first_skip;
-    int warned;
-    char warn[256];
-    int64_t bad_step;   /* this rank's first batch of the epoch with a non-finite loss; -1: none */
-    char bad_desc[768]; /* ... named: files, events, the array holding a non-finite value */
-    int error_shared;   /* the last error was returned by every rank at the same point */
-    int stop_reason;
-    int callback_stop;
-    double last_ckpt_time;
-    series s_step, s_data, s_compute, s_comm;
-    double ev_s, el_s, last_loss;
-    double sum_events, sum_elements, sum_time; /* this epoch, for throughput */
-    double last_val_loss;
-    djct_ctl *ctl;      /* training controls (src/train_controls.c); NULL: none */
-    int64_t reductions; /* gradient reductions run */
-    char *damaged;  /* rank 0: the damaged checkpoints the last resume set aside, one per line */
-    int n_damaged;  /* every rank: checkpoints set aside in the run directory (now or earlier) */
 };
 
 static int push(series *s, double x)
@@ -134,7 +69,7 @@ static double median(series *s)
 }
 
 /* the gradient-ready hook: runs inside backward on the calling thread */
-static void on_grad_ready(void *user, size_t index)
+void tr_on_grad_ready(void *user, size_t index)
 {
     djct_trainer *t = user;
     if (!t->step_open || t->hook_error)
@@ -148,161 +83,8 @@ static void on_grad_ready(void *user, size_t index)
     }
 }
 
-void djct_trainer_free(djct_trainer *t)
-{
-    if (!t)
-        return;
-    if (t->model) {
-        djct_model_set_grad_ready_hook(t->model, NULL, NULL);
-        if (t->stage)
-            djct_model_drop_staged(t->model);
-    }
-    djct_comm_plan_free(t->plan);
-    djct_comm_request_free(t->ag_req);
-    djct_ctl_free(t->ctl);
-    free(t->bufs);
-    free(t->targets);
-    free(t->run_dir);
-    free(t->damaged);
-    free(t->s_step.v);
-    free(t->s_data.v);
-    free(t->s_compute.v);
-    free(t->s_comm.v);
-    free(t);
-}
-
-int djct_trainer_create(djct_trainer **out, djct_model *model, djct_optimizer *opt, djct_comm *comm,
-                        djct_loader *train, djct_loader *val, const djct_trainer_options *opts)
-{
-    DJCT_CHECK_ARG(out);
-    DJCT_CHECK_ARG(model);
-    DJCT_CHECK_ARG(opt);
-    DJCT_CHECK_ARG(comm);
-    DJCT_CHECK_ARG(train);
-    if (!opts || opts->version != 1) /* version 1 callers have no `controls` */
-        DJCT_CHECK_VERSION(opts, DJCT_TRAINER_OPTIONS_VERSION, "djct_trainer_options");
-    if (!train->begin_epoch || !train->next || !train->release)
-        return djct_error_set(DJCT_EINVAL, "trainer: the training loader lacks begin_epoch/next/release");
-    if (val && (!val->begin_epoch || !val->next || !val->release))
-        return djct_error_set(DJCT_EINVAL, "trainer: the validation loader lacks begin_epoch/next/release");
-    djct_trainer_options o = DJCT_TRAINER_OPTIONS_INIT;
-    if (opts && opts->version == 1)
-        memcpy(&o, opts, offsetof(djct_trainer_options, controls));
-    else if (opts)
-        o = *opts;
-    if (o.weighting < DJCT_WEIGHT_EVENTS || o.weighting > DJCT_WEIGHT_NONE)
-        return djct_error_set(DJCT_EINVAL, "trainer: weighting %d is not one of events(0), elements(1), none(2)",
-                              o.weighting);
-    if (o.epochs < 0 || o.max_steps < 0 || o.checkpoint_every_steps < 0 || o.checkpoint_every_minutes < 0)
-        return djct_error_set(DJCT_EINVAL, "trainer: epochs, max_steps and checkpoint intervals must be >= 0");
-
-    djct_trainer *t = calloc(1, sizeof(*t));
-    if (!t)
-        return djct_error_oom();
-    int rc = 0;
-    t->model = model;
-    t->opt = opt;
-    t->comm = comm;
-    t->train = train;
-    t->val = val;
-    t->o = o;
-    t->rank = djct_comm_rank(comm);
-    t->size = djct_comm_size(comm);
-    if ((rc = djct_comm_request_create(&t->ag_req, comm)))
-        goto fail;
-    if (o.run_dir && !(t->run_dir = strdup(o.run_dir))) {
-        rc = djct_error_oom();
-        goto fail;
-    }
-    t->o.run_dir = t->run_dir;
-    if (t->o.log_every <= 0)
-        t->o.log_every = 1;
-
-    /* a model on a GPU: the communicator must be bound to that GPU (it reduces the slabs there) */
-    t->device = djct_model_device_index(model);
-    /* staging is what a GPU model needs; on the CPU it only adds a copy, but lets the tests run
-     * the step-ahead logic where no GPU exists */
-    const char *sb = getenv("DJCT_STAGE_BATCHES");
-    t->stage = t->device >= 0 || (sb && !strcmp(sb, "1"));
-    if (t->device >= 0 && djct_comm_device(comm) != t->device) {
-        rc = djct_error_set(DJCT_EINVAL, "trainer: rank %d: the model is on cuda:%d but the communicator %s; create "
-                            "the comm with device DJCT_COMM_DEVICE_AUTO and the model on djct_comm_device()",
-                            t->rank, t->device, djct_comm_device(comm) < 0 ? "has no GPU" : "uses another GPU");
-        goto fail;
-    }
-    /* on a GPU libtorch runs backward, and so the gradient-ready hook, on its own thread: the
-     * staged MPI path then posts MPI calls from there while this thread waits in backward */
-    if (t->device >= 0 && o.overlap && o.average && djct_comm_backend_in_use(comm) == DJCT_COMM_BACKEND_MPI &&
-        djct_comm_mpi_thread_level() < DJCT_THREAD_SERIALIZED) {
-        rc = djct_error_set(DJCT_EINVAL, "trainer: rank %d: a GPU model with overlap on the MPI backend reduces from "
-                            "libtorch's backward thread; initialise MPI with DJCT_THREAD_SERIALIZED or more "
-                            "(djct_comm_init_mpi), or set overlap 0", t->rank);
-        goto fail;
-    }
-    /* every rank starts from rank 0's parameters */
-    float *params = NULL;
-    size_t nparams = 0;
-    if ((rc = djct_model_params(model, &params, &nparams)) || (rc = djct_model_grads(model, &t->grads, &t->ngrads)))
-        goto fail;
-    djct_comm_buffer pb = {params, nparams, DJCT_DTYPE_FLOAT32, t->device};
-    if ((rc = djct_comm_broadcast(comm, &pb, 1, 0)) || (rc = djct_comm_check_consistent(comm, &pb, 1, NULL)))
-        goto fail;
-
-    /* one buffer per parameter, in backward order: consecutive views of the gradient slab, so
-     * every bucket reduces in place */
-    t->nbufs = djct_model_n_params(model);
-    if (t->nbufs == 0) {
-        rc = djct_error_set(DJCT_EINVAL, "trainer: the model has no trainable parameters");
-        goto fail;
-    }
-    if (!(t->bufs = calloc(t->nbufs, sizeof(*t->bufs)))) {
-        rc = djct_error_oom();
-        goto fail;
-    }
-    for (size_t i = 0; i < t->nbufs; i++) {
-        size_t off = 0, cnt = 0;
-        if ((rc = djct_model_param_info(model, i, NULL, &off, &cnt)))
-            goto fail;
-        t->bufs[i] = (djct_comm_buffer){t->grads + off, cnt, DJCT_DTYPE_FLOAT32, t->device};
-    }
-    djct_comm_plan_options po = DJCT_COMM_PLAN_OPTIONS_INIT;
-    po.bucket_bytes = o.bucket_bytes;
-    if ((rc = djct_comm_plan_create(&t->plan, comm, t->bufs, t->nbufs, &po)))
-        goto fail;
-    if (t->device >= 0) {
-        /* buckets wait for libtorch's stream (the backward kernels), and the optimizer's work,
-         * queued on that stream, waits for the reductions */
-        void *stream = NULL;
-        if ((rc = djct_model_cuda_stream(model, &stream)) || (rc = djct_comm_plan_set_stream(t->plan, stream)))
-            goto fail;
-    }
-    if (o.overlap && o.average && (rc = djct_model_set_grad_ready_hook(model, on_grad_ready, t)))
-        goto fail;
-    /* accumulation's micro-batches take the plain host path; a staged (GPU) step fetches its batch
-     * one step ahead, and the two would take batches out of order */
-    if (t->stage && o.controls && o.controls->accumulate > 1) {
-        rc = djct_error_set(DJCT_ENOTSUP, "trainer: rank %d: gradient accumulation (accumulate %d) is not supported "
-                            "for a model on a GPU yet; use accumulate 1 with a larger batch, or --device cpu",
-                            t->rank, o.controls->accumulate);
-        goto fail;
-    }
-    if ((rc = djct_ctl_create(&t->ctl, o.controls, model, opt, comm, t->run_dir, val && o.validate)))
-        goto fail;
-    t->o.controls = NULL; /* copied into t->ctl */
-    t->last_ckpt_time = djct_now_s();
-    t->stop_reason = DJCT_STOP_DONE;
-    t->last_val_loss = NAN;
-    t->last_loss = NAN; /* no step taken: no loss */
-    t->bad_step = -1;
-    *out = t;
-    return 0;
-fail:
-    djct_trainer_free(t);
-    return rc;
-}
-
 /* targets = truths followed by weights (shallow copies; the batch owns the memory) */
-static int make_targets(djct_trainer *t, const djct_record *b, const djct_array **targets, size_t *n)
+int tr_make_targets(djct_trainer *t, const djct_record *b, const djct_array **targets, size_t *n)
 {
     if (b->n_weights == 0) {
         *targets = b->truths;
@@ -324,7 +106,7 @@ static int make_targets(djct_trainer *t, const djct_record *b, const djct_array 
     return 0;
 }
 
-static int log_metric(void *user, const char *name, double value)
+int tr_log_metric(void *user, const char *name, double value)
 {
     djct_ctl_val_metric(user, name, value); /* user: the controls' monitor, in validation */
     djct_log(name, value);
@@ -422,7 +204,7 @@ static int fetch_and_stage(djct_trainer *t, djct_batch_info *info, batch_note *n
      * is not finite (one read of its float arrays, beside the copy staging makes anyway) */
     if (info->n_events > 0)
         describe_batch(t, b, info->n_events, 0, note);
-    if (info->n_events > 0 && (rc = make_targets(t, b, &targets, &nt)) == 0)
+    if (info->n_events > 0 && (rc = tr_make_targets(t, b, &targets, &nt)) == 0)
         rc = djct_model_stage(t->model, b->features, b->n_features, targets, nt);
     t->train->release(t->train->self, b);
     return rc;
@@ -480,7 +262,7 @@ static int train_step(djct_trainer *t, djct_step_report *r, double ag[AG_N])
     if (empty)
         weight = 0; /* a rank with nothing this step contributes nothing (comm zeroes its buffers) */
     weight = djct_ctl_step_weight(t->ctl, weight);
-    if ((batch && (rc = make_targets(t, batch, &targets, &ntargets))) || (!accumulated && (rc = djct_model_zero_grad(t->model))))
+    if ((batch && (rc = tr_make_targets(t, batch, &targets, &ntargets))) || (!accumulated && (rc = djct_model_zero_grad(t->model))))
         goto out;
     if (t->device >= 0) { /* the stream this step's kernels go to (a caller may have switched it) */
         void *stream = NULL;
@@ -580,7 +362,7 @@ static int train_step(djct_trainer *t, djct_step_report *r, double ag[AG_N])
         goto out;
     if ((rc = djct_ctl_after_reduce(t->ctl, ag[AG_NONFINITE] > 0)))
         goto out;
-    djct_model_collect_metrics(t->model, log_metric, NULL);
+    djct_model_collect_metrics(t->model, tr_log_metric, NULL);
 
     double lr = djct_optimizer_lr(t->opt);
     r->skipped = ag[AG_NONFINITE] > 0;
@@ -640,169 +422,6 @@ static void log_step(djct_trainer *t, const djct_step_report *r)
     djct_log("t_data", r->t_data);
     djct_log("t_compute", r->t_compute);
     djct_log("t_comm", r->t_comm);
-}
-
-int djct_trainer_save_checkpoint(djct_trainer *t)
-{
-    DJCT_CHECK_ARG(t);
-    if (!t->run_dir)
-        return djct_error_set(DJCT_EINVAL, "trainer: no run directory, cannot checkpoint; set run_dir");
-    int rc = 0, rc0 = 0;
-    char *dir = NULL;
-    /* the journal's last step goes with the checkpoint: a job resuming from it rewinds the journal
-     * to it (collective: every rank calls it; -2 when logging is off) */
-    int64_t journal_step = -2;
-    t->error_shared = 0;
-    if ((rc = djct_log_checkpoint(&journal_step)))
-        return rc;
-    if (t->rank == 0) {
-        rc = djct_ckpt_begin(&dir, t->run_dir, t->global_step);
-        if (rc == 0) {
-            size_t n = strlen(dir) + 32;
-            char *p = malloc(n);
-            if (!p)
-                rc = djct_error_oom();
-            if (rc == 0) {
-                snprintf(p, n, "%s/model.pt", dir);
-                rc = djct_model_save(t->model, p);
-            }
-            if (rc == 0) {
-                snprintf(p, n, "%s/optimizer.pt", dir);
-                rc = djct_optimizer_save(t->opt, p);
-            }
-            free(p);
-        }
-        if (rc == 0) {
-            char meta[1024], ctl[512];
-            djct_ctl_state_json(t->ctl, ctl, sizeof(ctl));
-            snprintf(meta, sizeof(meta),
-                     "{\"epoch\": %" PRId64 ", \"step\": %" PRId64 ", \"global_step\": %" PRId64
-                     ", \"skipped\": %" PRId64 ", \"world_size\": %d, \"seed\": %" PRIu64 ", \"log_step\": %" PRId64 "%s}",
-                     t->epoch, t->step, t->global_step, t->skipped, t->size, t->o.seed, journal_step, ctl);
-            rc = djct_ckpt_commit(NULL, t->run_dir, t->global_step, meta, t->o.keep_checkpoints);
-        }
-        free(dir);
-    }
-    /* everyone learns whether rank 0 succeeded */
-    int ok = rc == 0;
-    char what[80];
-    snprintf(what, sizeof(what), "step %" PRId64 "'s checkpoint result", t->global_step);
-    t->error_shared = 0;
-    int mrc = djct_comm_bcast(t->comm, &ok, sizeof(ok), 0, what);
-    if (mrc)
-        return mrc;
-    t->error_shared = !ok; /* rank 0's message is the one that says why */
-    if (!ok && t->rank != 0)
-        rc0 = djct_error_set(DJCT_EIO, "trainer: rank 0 failed to write the checkpoint of step %" PRId64,
-                             t->global_step);
-    t->last_ckpt_time = djct_now_s();
-    return rc ? rc : rc0;
-}
-
-int djct_trainer_resume(djct_trainer *t, int *resumed, int64_t *step)
-{
-    DJCT_CHECK_ARG(t);
-    if (resumed)
-        *resumed = 0;
-    if (step)
-        *step = -1;
-    if (!t->run_dir)
-        return 0;
-    /* rank 0 picks the checkpoint, setting damaged ones aside; everyone uses that one */
-    struct {
-        char path[4096];
-        int32_t n_damaged;
-    } pick = {"", 0};
-    char *path = pick.path;
-    int64_t found = -1;
-    free(t->damaged);
-    t->damaged = NULL;
-    if (t->rank == 0) {
-        char *dir = NULL;
-        int nd = 0;
-        int rc = djct_ckpt_find_latest_checked(&dir, &found, &t->damaged, &nd, t->run_dir);
-        if (rc == 0 && dir)
-            snprintf(pick.path, sizeof(pick.path), "%s", dir);
-        pick.n_damaged = nd;
-        free(dir);
-    }
-    int rc = djct_comm_bcast(t->comm, &pick, sizeof(pick), 0, "the resume checkpoint's path");
-    if (rc)
-        return rc;
-    t->n_damaged = pick.n_damaged;
-    if (!path[0])
-        return 0;
-    char *meta = NULL;
-    int ok = 1;
-    char err[1024] = "";
-    int64_t journal_step = -2; /* the journal's last step at the checkpoint; -2: not recorded */
-    rc = djct_ckpt_read_meta(&meta, path);
-    cJSON *m = rc == 0 ? cJSON_Parse(meta) : NULL;
-    free(meta);
-    if (rc == 0 && !m)
-        rc = djct_error_set(DJCT_EINVAL, "checkpoint '%s': metadata unreadable", path);
-    if (rc == 0) {
-        cJSON *e = cJSON_GetObjectItem(m, "epoch"), *s = cJSON_GetObjectItem(m, "step"),
-              *g = cJSON_GetObjectItem(m, "global_step"), *k = cJSON_GetObjectItem(m, "skipped"),
-              *w = cJSON_GetObjectItem(m, "world_size");
-        if (!cJSON_IsNumber(e) || !cJSON_IsNumber(s) || !cJSON_IsNumber(g))
-            rc = djct_error_set(DJCT_EINVAL, "checkpoint '%s': metadata lacks epoch/step/global_step", path);
-        else if (cJSON_IsNumber(w) && w->valueint != t->size)
-            rc = djct_error_set(DJCT_EINVAL,
-                                "checkpoint '%s' was written with %d ranks, this run has %d; resume with %d ranks "
-                                "(the data plan depends on the rank count)",
-                                path, w->valueint, t->size, w->valueint);
-        else {
-            t->epoch = (int64_t)e->valuedouble;
-            t->step = (int64_t)s->valuedouble;
-            t->global_step = (int64_t)g->valuedouble;
-            t->skipped = cJSON_IsNumber(k) ? (int64_t)k->valuedouble : 0;
-            cJSON *ls = cJSON_GetObjectItem(m, "log_step");
-            journal_step = cJSON_IsNumber(ls) ? (int64_t)ls->valuedouble : -2;
-            djct_ctl_restore(t->ctl, m);
-        }
-    }
-    cJSON_Delete(m);
-    /* parameters: load the saved module and copy its slab into ours (same layout) */
-    if (rc == 0) {
-        char p[4200];
-        djct_model *saved = NULL;
-        snprintf(p, sizeof(p), "%s/model.pt", path);
-        rc = djct_model_load(&saved, p, NULL);
-        float *src = NULL, *dst = NULL;
-        size_t ns = 0, nd = 0;
-        if (rc == 0 && (rc = djct_model_params(saved, &src, &ns)) == 0 && (rc = djct_model_params(t->model, &dst, &nd)) == 0) {
-            if (ns != nd)
-                rc = djct_error_set(DJCT_EINVAL, "checkpoint '%s': model has %zu parameters, this model %zu", path,
-                                    ns, nd);
-            else /* the saved model is on the CPU; ours may be on a GPU */
-                rc = djct_model_copy_params(t->model, saved);
-        }
-        djct_model_free(saved);
-        if (rc == 0) {
-            snprintf(p, sizeof(p), "%s/optimizer.pt", path);
-            rc = djct_optimizer_load(t->opt, p);
-        }
-    }
-    if (rc) {
-        ok = 0;
-        snprintf(err, sizeof(err), "%s", djct_last_error());
-    }
-    int all_ok = ok;
-    int mrc = djct_comm_allreduce(t->comm, &all_ok, 1, DJCT_DTYPE_INT32, DJCT_COMM_REDUCE_MIN, "the resume agreement");
-    if (mrc)
-        return mrc;
-    if (!all_ok)
-        return rc ? djct_error_set(rc, "%s", err)
-                  : djct_error_set(DJCT_EIO, "trainer: another rank failed to resume from '%s'", path);
-    /* the journal goes back to the checkpoint's step (every rank read the same metadata) */
-    if ((rc = djct_log_rewind(journal_step)))
-        return rc;
-    if (resumed)
-        *resumed = 1;
-    if (step)
-        *step = t->global_step;
-    return 0;
 }
 
 int djct_trainer_train_epoch(djct_trainer *t)
@@ -930,87 +549,6 @@ int djct_trainer_train_epoch(djct_trainer *t)
                               t->epoch, t->ep_run, desc);
     }
     return 0;
-}
-
-int djct_trainer_val_epoch(djct_trainer *t, double *loss_out)
-{
-    DJCT_CHECK_ARG(t);
-    if (!t->val)
-        return djct_error_set(DJCT_EINVAL, "trainer: no validation loader");
-    int64_t nsteps = 0;
-    int rc = t->val->begin_epoch(t->val->self, 0, 0, &nsteps);
-    if (rc)
-        return djct_error_prefix("trainer: validation data");
-    if ((rc = djct_model_train(t->model, 0)))
-        return rc;
-    double sum[2] = {0, 0}, tot[2] = {0, 0};
-    for (int64_t s = 0; s < nsteps && rc == 0; s++) {
-        const djct_record *b = NULL;
-        djct_batch_info info = {0, 0};
-        double t0 = djct_now_s();
-        if ((rc = t->val->next(t->val->self, &b, &info)))
-            break;
-        const djct_array *targets = NULL;
-        size_t nt = 0;
-        double loss = NAN;
-        rc = make_targets(t, b, &targets, &nt);
-        if (rc == 0)
-            rc = djct_model_forward(t->model, b->features, b->n_features, targets, nt);
-        if (rc == 0)
-            rc = djct_model_sum_all_losses(t->model, &loss);
-        if (rc == 0) {
-            djct_model_clear_all_losses(t->model);
-            djct_model_collect_metrics(t->model, log_metric, t->ctl);
-            if (isfinite(loss)) {
-                sum[0] += loss * (double)info.n_events;
-                sum[1] += (double)info.n_events;
-            }
-        }
-        t->val->release(t->val->self, b);
-        if (rc == 0 && t->o.val_callback) {
-            djct_step_report r;
-            memset(&r, 0, sizeof(r));
-            r.epoch = t->epoch;
-            r.step = s;
-            r.steps = nsteps;
-            r.global_step = t->global_step;
-            r.validation = 1;
-            r.loss = loss;
-            r.events = info.n_events;
-            r.elements = info.n_elements;
-            r.t_step = djct_now_s() - t0;
-            t->o.val_callback(t->o.callback_user, &r);
-        }
-    }
-    /* always reach the collectives, so a failing rank does not strand the others */
-    int ok = rc == 0, all_ok = ok;
-    char what[80];
-    snprintf(what, sizeof(what), "epoch %" PRId64 "'s validation agreement", t->epoch);
-    int mrc = djct_comm_allreduce(t->comm, &all_ok, 1, DJCT_DTYPE_INT32, DJCT_COMM_REDUCE_MIN, what);
-    memcpy(tot, sum, sizeof(tot));
-    snprintf(what, sizeof(what), "epoch %" PRId64 "'s validation loss sums", t->epoch);
-    if (mrc == 0)
-        mrc = djct_comm_allreduce(t->comm, tot, 2, DJCT_DTYPE_FLOAT64, DJCT_COMM_REDUCE_SUM, what);
-    int trc = djct_model_train(t->model, 1);
-    if (rc)
-        return rc;
-    if (mrc)
-        return mrc;
-    if (!all_ok)
-        return djct_error_set(DJCT_ERROR, "trainer: validation failed on another rank");
-    double vloss = tot[1] > 0 ? tot[0] / tot[1] : NAN;
-    t->last_val_loss = vloss;
-    djct_log_reduce("loss", vloss, DJCT_REDUCE_MEAN);
-    djct_log_reduce("epoch", (double)t->epoch, DJCT_REDUCE_MAX);
-    if ((rc = djct_log_flush("val_", -1)))
-        return rc;
-    /* the val_ keys differ from the training keys, so the row waits for the key-gathering path:
-     * complete it now, so that the epoch's validation row is in the journal at the epoch's end */
-    if ((rc = djct_log_settle()))
-        return rc;
-    if (loss_out)
-        *loss_out = vloss;
-    return trc;
 }
 
 int djct_trainer_fit(djct_trainer *t)

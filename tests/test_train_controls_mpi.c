@@ -8,14 +8,11 @@
  * on CPU and bad values are refused with one line. */
 #define HARNESS_MPI
 #include "harness.h"
+#include "trainer_fixtures.h"
 
 #include <math.h>
 #include <stdlib.h>
 #include <unistd.h>
-
-#define F 6 /* inputs */
-#define C 3 /* classes */
-#define MAXB 256
 
 /* Every rank's batch of step s holds `sizes[s]` events; event ids are contiguous per (step, rank)
  * in the order (earlier steps, lower ranks) first, so runs with different groupings of the same
@@ -25,21 +22,8 @@ typedef struct {
     const int *sizes;
     int64_t nsteps, step;
     int label_shift; /* added to every label (mod C): a validation set that gets worse */
-    float x[MAXB * F];
-    int32_t y[MAXB];
-    djct_array feat, lab;
-    djct_record rec;
+    mem_batch b;
 } mem_loader;
-
-static void fill(int64_t g0, int n, float *x, int32_t *y, int shift)
-{
-    for (int i = 0; i < n; i++) {
-        int64_t g = g0 + i;
-        for (int j = 0; j < F; j++)
-            x[i * F + j] = (float)sin(0.37 * (double)g + 1.3 * j) + (float)((g * 7 + j) % C == 0);
-        y[i] = (int32_t)(((g * 7) + shift) % C);
-    }
-}
 
 static int ml_begin(void *self, int64_t epoch, int64_t start, int64_t *n)
 {
@@ -57,47 +41,15 @@ static int ml_next(void *self, const djct_record **batch, djct_batch_info *info)
     for (int64_t s = 0; s < l->step; s++)
         before += (int64_t)l->sizes[s] * l->size;
     int n = l->sizes[l->step];
-    fill(before + (int64_t)l->rank * n, n, l->x, l->y, l->label_shift);
-    l->feat = (djct_array){.name = "x", .dtype = DJCT_DTYPE_FLOAT32, .ndim = 2, .shape = {n, F},
-                           .values = l->x, .n_values = (size_t)n * F};
-    l->lab = (djct_array){.name = "label", .dtype = DJCT_DTYPE_INT32, .ndim = 1, .shape = {n},
-                          .values = l->y, .n_values = (size_t)n};
-    l->rec = (djct_record){.features = &l->feat, .n_features = 1, .truths = &l->lab, .n_truths = 1};
+    fill(before + (int64_t)l->rank * n, n, l->b.x, l->b.y, l->label_shift);
+    mem_batch_set(&l->b, n);
     l->step++;
-    *batch = &l->rec;
+    *batch = &l->b.rec;
     info->n_events = n;
     info->n_elements = n;
     return 0;
 }
 
-static void ml_release(void *self, const djct_record *b) { (void)self; (void)b; }
-
-static djct_model *make_model(void)
-{
-    djct_model *m = NULL;
-    djct_model_options mo = DJCT_MODEL_OPTIONS_INIT;
-    mo.n_inputs = F;
-    mo.hidden = 16;
-    mo.n_layers = 1;
-    mo.n_classes = C;
-    djct_torch_seed(7);
-    if (djct_model_builtin(&m, "mlp", &mo))
-        fprintf(stderr, "model: %s\n", djct_last_error());
-    return m;
-}
-
-static djct_optimizer *make_opt(djct_model *m, int kind, double lr, double momentum, double wd)
-{
-    djct_optimizer *o = NULL;
-    djct_optimizer_options oo = DJCT_OPTIMIZER_OPTIONS_INIT;
-    oo.kind = kind;
-    oo.lr = lr;
-    oo.momentum = momentum;
-    oo.weight_decay = wd;
-    if (djct_optimizer_create(&o, m, &oo))
-        fprintf(stderr, "optimizer: %s\n", djct_last_error());
-    return o;
-}
 
 static float *params_copy(djct_model *m, size_t *n)
 {
@@ -106,14 +58,6 @@ static float *params_copy(djct_model *m, size_t *n)
     float *c = malloc(*n * sizeof(float));
     memcpy(c, p, *n * sizeof(float));
     return c;
-}
-
-static double max_diff(const float *a, const float *b, size_t n)
-{
-    double d = 0;
-    for (size_t i = 0; i < n; i++)
-        d = fmax(d, fabs((double)a[i] - (double)b[i]));
-    return d;
 }
 
 static int consistent(djct_comm *comm, djct_model *m)

@@ -6,24 +6,19 @@
  * The trained model, with logging and losses switched off, saves and runs with targets absent. */
 #define HARNESS_MPI
 #include "harness.h"
+#include "trainer_fixtures.h"
 
 #include <math.h>
 #include <unistd.h>
 
-#define F 6     /* inputs */
-#define C 3     /* classes */
 #define STEPS 6
-#define MAXB 64
 
 typedef struct {
     int rank, size, unequal;
     int64_t nan_step; /* >= 0: this rank's batch of that step gets a NaN input (-1: never) */
     int nan_rank;
     int64_t step;
-    float x[MAXB * F];
-    int32_t y[MAXB];
-    djct_array feat, lab;
-    djct_record rec;
+    mem_batch b;
 } mem_loader;
 
 static int batch_of(int rank, int unequal) { return unequal ? 3 + 5 * rank : 8; }
@@ -40,25 +35,6 @@ static int64_t first_id(int64_t step, int rank, int size, int unequal)
     return step * per_step + before;
 }
 
-static void fill(int64_t g0, int n, float *x, int32_t *y)
-{
-    for (int i = 0; i < n; i++) {
-        int64_t g = g0 + i;
-        for (int j = 0; j < F; j++)
-            x[i * F + j] = (float)sin(0.37 * (double)g + 1.3 * j) + (float)((g * 7 + j) % C == 0);
-        y[i] = (int32_t)((g * 7) % C);
-    }
-}
-
-static void set_arrays(mem_loader *l, int n)
-{
-    l->feat = (djct_array){.name = "x", .dtype = DJCT_DTYPE_FLOAT32, .ndim = 2, .shape = {n, F},
-                           .values = l->x, .n_values = (size_t)n * F};
-    l->lab = (djct_array){.name = "label", .dtype = DJCT_DTYPE_INT32, .ndim = 1, .shape = {n},
-                          .values = l->y, .n_values = (size_t)n};
-    l->rec = (djct_record){.features = &l->feat, .n_features = 1, .truths = &l->lab, .n_truths = 1};
-}
-
 static int ml_begin(void *self, int64_t epoch, int64_t start, int64_t *n)
 {
     mem_loader *l = self;
@@ -72,52 +48,19 @@ static int ml_next(void *self, const djct_record **batch, djct_batch_info *info)
 {
     mem_loader *l = self;
     int n = batch_of(l->rank, l->unequal);
-    fill(first_id(l->step, l->rank, l->size, l->unequal), n, l->x, l->y);
+    fill(first_id(l->step, l->rank, l->size, l->unequal), n, l->b.x, l->b.y, 0);
     if (l->step == l->nan_step && l->rank == l->nan_rank)
-        l->x[1] = NAN;
-    set_arrays(l, n);
+        l->b.x[1] = NAN;
+    mem_batch_set(&l->b, n);
     l->step++;
-    *batch = &l->rec;
+    *batch = &l->b.rec;
     info->n_events = n;
     info->n_elements = n;
     return 0;
 }
 
-static void ml_release(void *self, const djct_record *b) { (void)self; (void)b; }
-
-static double max_diff(const float *a, const float *b, size_t n)
-{
-    double m = 0;
-    for (size_t i = 0; i < n; i++)
-        m = fmax(m, fabs((double)a[i] - (double)b[i]));
-    return m;
-}
-
-static djct_model *make_model(void)
-{
-    djct_model *m = NULL;
-    djct_model_options mo = DJCT_MODEL_OPTIONS_INIT;
-    mo.n_inputs = F;
-    mo.hidden = 16;
-    mo.n_layers = 1;
-    mo.n_classes = C;
-    djct_torch_seed(7);
-    if (djct_model_builtin(&m, "mlp", &mo))
-        fprintf(stderr, "model: %s\n", djct_last_error());
-    return m;
-}
-
-static djct_optimizer *make_opt(djct_model *m)
-{
-    djct_optimizer *o = NULL;
-    djct_optimizer_options oo = DJCT_OPTIMIZER_OPTIONS_INIT;
-    oo.kind = DJCT_OPTIM_SGD;
-    oo.lr = 0.2;
-    oo.momentum = 0.5;
-    if (djct_optimizer_create(&o, m, &oo))
-        fprintf(stderr, "optimizer: %s\n", djct_last_error());
-    return o;
-}
+/* the optimizer of every case here: SGD, lr 0.2, momentum 0.5 */
+static djct_optimizer *make_sgd(djct_model *m) { return make_opt(m, DJCT_OPTIM_SGD, 0.2, 0.5, 0); }
 
 /* train with the trainer over `size` ranks; compare with one model on the combined batches.
  * nan_step >= 0: the last rank's batch of that step holds a NaN, so that step must be skipped
@@ -126,9 +69,9 @@ static double run_case_nan(djct_comm *comm, int unequal, int weighting, int over
 {
     int rank = djct_comm_rank(comm), size = djct_comm_size(comm);
     djct_model *m = make_model();
-    djct_optimizer *o = make_opt(m);
+    djct_optimizer *o = make_sgd(m);
     mem_loader l = {.rank = rank, .size = size, .unequal = unequal, .nan_step = nan_step, .nan_rank = size - 1};
-    djct_loader ld = {&l, ml_begin, ml_next, ml_release, NULL, NULL};
+    djct_loader ld = {&l, ml_begin, ml_next, ml_release, NULL, NULL, NULL};
     djct_trainer_options to = DJCT_TRAINER_OPTIONS_INIT;
     to.weighting = weighting;
     to.overlap = overlap;
@@ -143,7 +86,7 @@ static double run_case_nan(djct_comm *comm, int unequal, int weighting, int over
 
     /* reference: one model, the combined batch of every step */
     djct_model *ref = make_model();
-    djct_optimizer *ro = make_opt(ref);
+    djct_optimizer *ro = make_sgd(ref);
     static float x[MAXB * 8 * F];
     static int32_t y[MAXB * 8];
     int total = 0;
@@ -153,7 +96,7 @@ static double run_case_nan(djct_comm *comm, int unequal, int weighting, int over
     for (int64_t s = 0; s < STEPS; s++) {
         if (s == nan_step)
             continue;
-        fill(first_id(s, 0, size, unequal), total, x, y);
+        fill(first_id(s, 0, size, unequal), total, x, y, 0);
         djct_array fa = {.name = "x", .dtype = DJCT_DTYPE_FLOAT32, .ndim = 2, .shape = {total, F}, .values = x,
                          .n_values = (size_t)total * F};
         djct_array la = {.name = "label", .dtype = DJCT_DTYPE_INT32, .ndim = 1, .shape = {total}, .values = y,
@@ -192,9 +135,9 @@ static void run_nan_stop(djct_comm *comm, int average)
 {
     int rank = djct_comm_rank(comm), size = djct_comm_size(comm);
     djct_model *m = make_model();
-    djct_optimizer *o = make_opt(m);
+    djct_optimizer *o = make_sgd(m);
     mem_loader l = {.rank = rank, .size = size, .nan_step = 2, .nan_rank = 0};
-    djct_loader ld = {&l, ml_begin, ml_next, ml_release, NULL, NULL};
+    djct_loader ld = {&l, ml_begin, ml_next, ml_release, NULL, NULL, NULL};
     djct_trainer_options to = DJCT_TRAINER_OPTIONS_INIT;
     to.epochs = 1;
     to.average = average;
@@ -241,9 +184,9 @@ static void run_max_steps(djct_comm *comm, int stage, float *params, size_t cap,
     if (stage)
         setenv("DJCT_STAGE_BATCHES", "1", 1);
     djct_model *m = make_model();
-    djct_optimizer *o = make_opt(m);
+    djct_optimizer *o = make_sgd(m);
     mem_loader l = {.rank = rank, .size = size, .unequal = 1, .nan_step = -1};
-    djct_loader ld = {&l, ml_begin, ml_next, ml_release, NULL, NULL};
+    djct_loader ld = {&l, ml_begin, ml_next, ml_release, NULL, NULL, NULL};
     djct_trainer_options to = DJCT_TRAINER_OPTIONS_INIT;
     to.epochs = 1;
     to.max_steps = 4;
@@ -358,7 +301,7 @@ int main(int argc, char **argv)
     CHECK_OK(djct_model_load(&back, path, NULL));
     float x[4 * F];
     int32_t y[4];
-    fill(0, 4, x, y);
+    fill(0, 4, x, y, 0);
     djct_array fa = {.name = "x", .dtype = DJCT_DTYPE_FLOAT32, .ndim = 2, .shape = {4, F}, .values = x, .n_values = 4 * F};
     CHECK_OK(djct_model_train(back, 0));
     CHECK_OK(djct_model_forward(back, &fa, 1, NULL, 0));

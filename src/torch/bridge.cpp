@@ -386,8 +386,8 @@ static torch::Tensor wrap(const djct_piece &pc, const torch::Device &dev)
 }
 
 /* one array -> one tensor's worth of memory, or two for a ragged array (values, row splits) */
-int djct_array_pieces(const djct_model *m, const djct_array *a, const char *role, size_t i,
-                      std::vector<djct_piece> &out)
+static int array_pieces(const djct_model *m, const djct_array *a, const char *role, size_t i,
+                        std::vector<djct_piece> &out)
 {
     const char *nm = a->name ? a->name : "";
     if (djct_array_validate(a) < 0)
@@ -408,6 +408,21 @@ int djct_array_pieces(const djct_model *m, const djct_array *a, const char *role
             sizes.push_back(a->shape[d]);
         out.push_back({a->values, sizes, st});
     }
+    return 0;
+}
+
+int djct_batch_pieces(const djct_model *m, const djct_array *features, size_t n_features,
+                      const djct_array *targets, size_t n_targets, std::vector<djct_piece> &out,
+                      size_t *n_feature_pieces)
+{
+    int err;
+    for (size_t i = 0; i < n_features; i++)
+        if ((err = array_pieces(m, &features[i], "features", i, out)) < 0)
+            return err;
+    *n_feature_pieces = out.size();
+    for (size_t i = 0; i < n_targets; i++)
+        if ((err = array_pieces(m, &targets[i], "targets", i, out)) < 0)
+            return err;
     return 0;
 }
 
@@ -502,19 +517,14 @@ extern "C" int djct_model_forward(djct_model *m, const djct_array *features, siz
     DJCT_CHECK_ARG(targets || n_targets == 0);
     int rc = guard([&] {
         djct_model_forget_forward(m);
-        std::vector<djct_piece> fp, tp;
-        int err;
-        for (size_t i = 0; i < n_features; i++)
-            if ((err = djct_array_pieces(m, &features[i], "features", i, fp)) < 0)
-                return err;
-        for (size_t i = 0; i < n_targets; i++)
-            if ((err = djct_array_pieces(m, &targets[i], "targets", i, tp)) < 0)
-                return err;
+        std::vector<djct_piece> pieces;
+        size_t nf = 0;
+        int err = djct_batch_pieces(m, features, n_features, targets, n_targets, pieces, &nf);
+        if (err < 0)
+            return err;
         c10::List<at::Tensor> feats, tgts;
-        for (const auto &pc : fp)
-            feats.push_back(wrap(pc, m->device));
-        for (const auto &pc : tp)
-            tgts.push_back(wrap(pc, m->device));
+        for (size_t k = 0; k < pieces.size(); k++)
+            (k < nf ? feats : tgts).push_back(wrap(pieces[k], m->device));
         return djct_model_run_forward(m, feats, tgts, targets != nullptr);
     });
     if (rc == DJCT_ETORCH)
@@ -674,13 +684,18 @@ extern "C" size_t djct_model_n_params(const djct_model *m) noexcept
     return m ? m->params.size() : 0;
 }
 
+/* the error for index i of a model's n parameters, LoggingModules, ... */
+static int bad_index(const djct_model *m, size_t i, size_t n, const char *what)
+{
+    return djct_error_set(DJCT_EINVAL, "model '%s': %s %zu requested, it has %zu", m->label.c_str(), what, i, n);
+}
+
 extern "C" int djct_model_param_info(const djct_model *m, size_t i, const char **name,
                                      size_t *offset, size_t *count) noexcept
 {
     DJCT_CHECK_ARG(m);
     if (i >= m->params.size())
-        return djct_error_set(DJCT_EINVAL, "model '%s': parameter %zu requested, it has %zu",
-                              m->label.c_str(), i, m->params.size());
+        return bad_index(m, i, m->params.size(), "parameter");
     if (name)
         *name = m->names[i].c_str();
     if (offset)
@@ -781,8 +796,7 @@ extern "C" int djct_model_logging_module(const djct_model *m, size_t i, const ch
 {
     DJCT_CHECK_ARG(m);
     if (i >= m->logmods.size())
-        return djct_error_set(DJCT_EINVAL, "model '%s': LoggingModule %zu requested, it has %zu",
-                              m->label.c_str(), i, m->logmods.size());
+        return bad_index(m, i, m->logmods.size(), "LoggingModule");
     return guard([&] {
         const djct_logmod &lm = m->logmods[i];
         if (name)
@@ -879,8 +893,7 @@ extern "C" int djct_model_set_trainable(djct_model *m, size_t i, int on) noexcep
 {
     DJCT_CHECK_ARG(m);
     if (i >= m->params.size())
-        return djct_error_set(DJCT_EINVAL, "model '%s': parameter %zu requested, it has %zu",
-                              m->label.c_str(), i, m->params.size());
+        return bad_index(m, i, m->params.size(), "parameter");
     auto it = std::find(m->frozen.begin(), m->frozen.end(), i);
     if (!on && it == m->frozen.end())
         m->frozen.push_back(i);

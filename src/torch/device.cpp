@@ -233,14 +233,10 @@ extern "C" int djct_model_stage(djct_model *m, const djct_array *features, size_
     DJCT_CHECK_ARG(targets || n_targets == 0);
     int rc = guard([&] {
         std::vector<djct_piece> pieces;
-        int err;
-        for (size_t i = 0; i < n_features; i++)
-            if ((err = djct_array_pieces(m, &features[i], "features", i, pieces)) < 0)
-                return err;
-        size_t nf = pieces.size();
-        for (size_t i = 0; i < n_targets; i++)
-            if ((err = djct_array_pieces(m, &targets[i], "targets", i, pieces)) < 0)
-                return err;
+        size_t nf = 0;
+        int err = djct_batch_pieces(m, features, n_features, targets, n_targets, pieces, &nf);
+        if (err < 0)
+            return err;
         std::vector<torch::Tensor> dev;
         djct_staged b;
         if (m->device.is_cpu()) {

@@ -109,9 +109,11 @@ struct djct_piece {
     std::vector<int64_t> sizes;
     c10::ScalarType st;
 };
-/* an array's pieces (one, or two for a ragged array: values, row splits), validated */
-int djct_array_pieces(const djct_model *m, const djct_array *a, const char *role, size_t i,
-                      std::vector<djct_piece> &out);
+/* a batch's pieces, validated: the features' (one per array, or two for a ragged array: values,
+ * row splits) then the targets'; *n_feature_pieces: how many of them are the features' */
+int djct_batch_pieces(const djct_model *m, const djct_array *features, size_t n_features,
+                      const djct_array *targets, size_t n_targets, std::vector<djct_piece> &out,
+                      size_t *n_feature_pieces);
 /* forward on tensors already on the model's device; throws like libtorch (run inside guard) */
 int djct_model_run_forward(djct_model *m, const c10::List<at::Tensor> &feats, const c10::List<at::Tensor> &tgts,
                            bool has_targets);

@@ -88,82 +88,107 @@ std::string need_targets(const char *what)
     return buf;
 }
 
-/* cross entropy on logits vs integer-valued labels (int32, int64 or float32) in targets[idx] */
-Module xent_loss(Builder &b, const std::string &name, int idx)
+/* a LossModule of the convention: while active, `body` computes `loss` from the argument `arg`
+ * and the targets; the loss is recorded, and logged while logging is on */
+Module loss_module(Builder &b, const std::string &cls, const std::string &name, const std::string &arg,
+                   const std::string &body)
 {
-    Module m = b.logging_module("CrossEntropyLoss", name, true);
-    define(m, 
-        "def forward(self, logits: Tensor, targets: Optional[List[Tensor]]):\n"
-        "    if self." DJCT_ATTR_LOSS ":\n" + need_targets("LossModule") +
-        "        labels = targets[" + std::to_string(idx) + "].reshape([-1]).long()\n"
-        "        loss = torch.nll_loss(torch.log_softmax(logits, 1), labels)\n"
+    Module m = b.logging_module(cls, name, true);
+    define(m,
+        "def forward(self, " + arg + ": Tensor, targets: Optional[List[Tensor]]):\n"
+        "    if self." DJCT_ATTR_LOSS ":\n" + need_targets("LossModule") + body +
         "        self." DJCT_ATTR_LOSSES ".append(loss)\n"
         "        if self." DJCT_ATTR_LOGGING ":\n"
         "            self." DJCT_ATTR_METRICS "['loss'] = loss.detach()\n");
     return m;
+}
+
+/* cross entropy on logits vs integer-valued labels (int32, int64 or float32) in targets[idx] */
+Module xent_loss(Builder &b, const std::string &name, int idx)
+{
+    return loss_module(b, "CrossEntropyLoss", name, "logits",
+                       "        labels = targets[" + std::to_string(idx) + "].reshape([-1]).long()\n"
+                       "        loss = torch.nll_loss(torch.log_softmax(logits, 1), labels)\n");
 }
 
 Module mse_loss(Builder &b, const std::string &name, int idx)
 {
-    Module m = b.logging_module("MSELoss", name, true);
-    define(m, 
-        "def forward(self, pred: Tensor, targets: Optional[List[Tensor]]):\n"
-        "    if self." DJCT_ATTR_LOSS ":\n" + need_targets("LossModule") +
-        "        truth = targets[" + std::to_string(idx) + "].reshape([-1]).to(pred.dtype)\n"
-        "        loss = torch.mse_loss(pred, truth)\n"
-        "        self." DJCT_ATTR_LOSSES ".append(loss)\n"
-        "        if self." DJCT_ATTR_LOGGING ":\n"
-        "            self." DJCT_ATTR_METRICS "['loss'] = loss.detach()\n");
+    return loss_module(b, "MSELoss", name, "pred",
+                       "        truth = targets[" + std::to_string(idx) + "].reshape([-1]).to(pred.dtype)\n"
+                       "        loss = torch.mse_loss(pred, truth)\n");
+}
+
+/* a LoggingModule of the convention: while logging is on, `body` fills the metrics from the
+ * arguments `args` and the targets */
+Module metrics_module(Builder &b, const std::string &cls, const std::string &name, const std::string &args,
+                      const std::string &body)
+{
+    Module m = b.logging_module(cls, name, false);
+    define(m,
+        "def forward(self, " + args + ", targets: Optional[List[Tensor]]):\n"
+        "    if self." DJCT_ATTR_LOGGING ":\n" + need_targets("LoggingModule") + body);
     return m;
 }
 
+/* the classifier's accuracy, `acc`, against the integer labels in targets[0] */
+const char *ACCURACY =
+    "        labels = targets[0].reshape([-1]).long()\n"
+    "        acc = (torch.argmax(logits, 1) == labels).float().mean()\n";
+
 Module accuracy(Builder &b, const std::string &name)
 {
-    Module m = b.logging_module("Accuracy", name, false);
-    define(m, 
-        "def forward(self, logits: Tensor, targets: Optional[List[Tensor]]):\n"
-        "    if self." DJCT_ATTR_LOGGING ":\n" + need_targets("LoggingModule") +
-        "        labels = targets[0].reshape([-1]).long()\n"
-        "        acc = (torch.argmax(logits, 1) == labels).float().mean()\n"
-        "        self." DJCT_ATTR_METRICS "['accuracy'] = acc.detach()\n");
-    return m;
+    return metrics_module(b, "Accuracy", name, "logits: Tensor",
+                          std::string(ACCURACY) + "        self." DJCT_ATTR_METRICS "['accuracy'] = acc.detach()\n");
 }
 
 /* accuracy of the classifier and resolution (std of pred - truth) and bias of the regression */
 Module pc_metrics(Builder &b, const std::string &name)
 {
-    Module m = b.logging_module("PointCloudMetrics", name, false);
-    define(m, 
-        "def forward(self, logits: Tensor, pred: Tensor, targets: Optional[List[Tensor]]):\n"
-        "    if self." DJCT_ATTR_LOGGING ":\n" + need_targets("LoggingModule") +
-        "        labels = targets[0].reshape([-1]).long()\n"
-        "        acc = (torch.argmax(logits, 1) == labels).float().mean()\n"
-        "        res = pred.detach() - targets[1].reshape([-1]).to(pred.dtype)\n"
-        "        self." DJCT_ATTR_METRICS "['accuracy'] = acc.detach()\n"
-        "        self." DJCT_ATTR_METRICS "['resolution'] = torch.std(res)\n"
-        "        self." DJCT_ATTR_METRICS "['bias'] = torch.mean(res)\n");
-    return m;
+    return metrics_module(b, "PointCloudMetrics", name, "logits: Tensor, pred: Tensor",
+                          std::string(ACCURACY) +
+                          "        res = pred.detach() - targets[1].reshape([-1]).to(pred.dtype)\n"
+                          "        self." DJCT_ATTR_METRICS "['accuracy'] = acc.detach()\n"
+                          "        self." DJCT_ATTR_METRICS "['resolution'] = torch.std(res)\n"
+                          "        self." DJCT_ATTR_METRICS "['bias'] = torch.mean(res)\n");
+}
+
+/* the sizes of a built-in: the options', or the model's default where 0 (or no options) */
+struct Sizes {
+    int64_t in, hid, cls;
+    int layers;
+};
+
+Sizes sizes(const djct_model_options *o, int64_t in, int64_t hid, int64_t cls)
+{
+    return {o && o->n_inputs ? o->n_inputs : in, o && o->hidden ? o->hidden : hid,
+            o && o->n_classes ? o->n_classes : cls, o && o->n_layers ? o->n_layers : 2};
+}
+
+/* the hidden layers <prefix>0, <prefix>1, ... on the variable x: linear to the hidden width, then
+ * relu; their lines go to src. Returns the width of x after them. */
+int64_t relu_layers(Module &m, std::string &src, const std::string &x, const std::string &prefix, const Sizes &s)
+{
+    int64_t width = s.in;
+    for (int l = 0; l < s.layers; l++) {
+        std::string n = prefix + std::to_string(l);
+        linear(m, n, width, s.hid);
+        width = s.hid;
+        src += "    " + x + " = torch.relu(" + lin(x, n) + ")\n";
+    }
+    return width;
 }
 
 Module build_mlp(const djct_model_options *o)
 {
-    int64_t in = o && o->n_inputs ? o->n_inputs : 784, hid = o && o->hidden ? o->hidden : 256;
-    int layers = o && o->n_layers ? o->n_layers : 2;
-    int64_t cls = o && o->n_classes ? o->n_classes : 10;
+    Sizes sz = sizes(o, 784, 256, 10);
     Builder b;
     Module m = b.make("MLP");
     std::string src =
         "def forward(self, features: List[Tensor], targets: Optional[List[Tensor]]):\n"
         "    x = features[0]\n"
         "    x = x.reshape([x.size(0), -1]).float()\n";
-    int64_t width = in;
-    for (int l = 0; l < layers; l++) {
-        std::string n = "fc" + std::to_string(l);
-        linear(m, n, width, hid);
-        width = hid;
-        src += "    x = torch.relu(" + lin("x", n) + ")\n";
-    }
-    linear(m, "out", width, cls);
+    int64_t width = relu_layers(m, src, "x", "fc", sz);
+    linear(m, "out", width, sz.cls);
     m.register_module("loss", xent_loss(b, "loss", 0));
     m.register_module("metrics", accuracy(b, "metrics"));
     src += "    logits = " + lin("x", "out") + "\n"
@@ -176,9 +201,7 @@ Module build_mlp(const djct_model_options *o)
 
 Module build_pointcloud(const djct_model_options *o)
 {
-    int64_t in = o && o->n_inputs ? o->n_inputs : 8, hid = o && o->hidden ? o->hidden : 64;
-    int layers = o && o->n_layers ? o->n_layers : 2;
-    int64_t cls = o && o->n_classes ? o->n_classes : 2;
+    Sizes sz = sizes(o, 8, 64, 2);
     Builder b;
     Module m = b.make("PointCloud");
     std::string src =
@@ -186,16 +209,10 @@ Module build_pointcloud(const djct_model_options *o)
         "    h = features[0].float()\n"
         "    rs = features[1].reshape([-1])\n"
         "    n_events = rs.size(0) - 1\n";
-    int64_t width = in;
-    for (int l = 0; l < layers; l++) {
-        std::string n = "point" + std::to_string(l);
-        linear(m, n, width, hid);
-        width = hid;
-        src += "    h = torch.relu(" + lin("h", n) + ")\n";
-    }
-    linear(m, "global0", hid, hid);
-    linear(m, "cls", hid, cls);
-    linear(m, "reg", hid, 1);
+    relu_layers(m, src, "h", "point", sz);
+    linear(m, "global0", sz.hid, sz.hid);
+    linear(m, "cls", sz.hid, sz.cls);
+    linear(m, "reg", sz.hid, 1);
     m.register_module("classification", xent_loss(b, "classification", 0));
     m.register_module("regression", mse_loss(b, "regression", 1));
     m.register_module("metrics", pc_metrics(b, "metrics"));
