@@ -119,6 +119,7 @@ done:
 
 int h5_write_settings(const char *path, const djct_h5_write_options *opts, size_t *chunk, int *gzip)
 {
+    DJCT_CHECK_VERSION(opts, DJCT_H5_WRITE_OPTIONS_VERSION, "djct_h5_write_options");
     int rc = h5_poisoned(path); /* the same line as every other HDF5 function, naming the file that crashed */
     if (rc < 0)
         return rc;
@@ -133,7 +134,6 @@ int djct_h5_write(const char *path, const djct_record *rec, const djct_h5_write_
 {
     DJCT_CHECK_ARG(path);
     DJCT_CHECK_ARG(rec);
-    DJCT_CHECK_VERSION(opts, DJCT_H5_WRITE_OPTIONS_VERSION, "djct_h5_write_options");
     size_t chunk;
     int gzip, rc = h5_write_settings(path, opts, &chunk, &gzip);
     if (rc < 0)

@@ -157,7 +157,6 @@ int djct_h5_writer_create(djct_h5_writer **out, const char *path, const djct_rec
     DJCT_CHECK_ARG(out);
     DJCT_CHECK_ARG(path);
     DJCT_CHECK_ARG(layout);
-    DJCT_CHECK_VERSION(opts, DJCT_H5_WRITE_OPTIONS_VERSION, "djct_h5_write_options");
     *out = NULL;
     size_t chunk;
     int gzip, rc = h5_write_settings(path, opts, &chunk, &gzip);
