@@ -1,4 +1,5 @@
-/* Internals shared by the djcdata files (djcdata.c reader, djcdata_source.c, djcdata_write.c),
+/* Internals shared by the djcdata files (djcdata.c reader, djcdata_array.c, djcdata_parts.c,
+ * djcdata_source.c, djcdata_write.c),
  * and the writer's chunk payload limit, visible to tests (the reference's 0xFFFFFFFF - 400
  * bytes; tests lower it to produce multi-chunk qblocks with streaming references; not
  * thread-safe to change while writing). Not installed. */
@@ -95,6 +96,18 @@ int djcdata_rd_u64(src_t *s, uint64_t *v, const char *where, const char *field);
 int djcdata_rd_version(src_t *s, int *is21, const char *where, const char *field);
 /** A string: u64 length + bytes, into a NUL-terminated copy. */
 int djcdata_rd_str(src_t *s, char **out, const char *where, const char *field);
+
+/* ---- one array (djcdata_array.c) ---- */
+#define DJCDATA_MAX_NDIM 8 /* DJCT_MAX_DIMS; the reference uses up to 6 */
+/* what a read does with value blocks; MODE_PARTS: as FULL, but value blocks are listed in the
+ * source's layout, not decoded */
+enum { MODE_SKIP = 0, MODE_META = 1, MODE_FULL = 2, MODE_PARTS = 3 };
+/** The where-string for messages: "array 'name' (cont[idx])" or "cont[idx]", prefixed
+ *  "record <rec>: " for records > 0. */
+void djcdata_array_where(char *w, size_t n, const char *cont, size_t idx, size_t rec, const char *name);
+/** One array record at the cursor (section 3) into *a (cleared first; on an error nothing is
+ *  left to free); `cont`, `idx`, `rec` name it in messages. */
+int djcdata_read_array(src_t *s, djct_array *a, int mode, const char *cont, size_t idx, size_t rec);
 
 /* ---- the reader (djcdata.c) ---- */
 /** 0 when the .djctd record in buf[0..len) can be appended to the file at `path` (its first

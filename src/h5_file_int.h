@@ -138,6 +138,10 @@ int h5_map_open_arrays(djct_h5_file *f);
 int h5_map_beside(djct_h5_map **out, const char *path);
 
 /* ---- h5_write.c (also used by h5_writer.c) ---- */
+/** What both writers do first: check the options' version, refuse when libhdf5 crashed earlier
+ *  (h5_poisoned), then the options' chunk size (default 1 MiB) and gzip level (0..9, else
+ *  DJCT_EINVAL). */
+int h5_write_settings(const char *path, const djct_h5_write_options *opts, size_t *chunk, int *gzip);
 /** A string attribute as h5py writes `str`: variable-length UTF-8, scalar (n = 1) or n strings.
  *  0, or -1 with the HDF5 error stack set (for h5fail). */
 int h5_write_str_attr(hid_t loc, const char *aname, const char *const *s, size_t n, int scalar);

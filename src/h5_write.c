@@ -117,18 +117,27 @@ done:
     return rc;
 }
 
+int h5_write_settings(const char *path, const djct_h5_write_options *opts, size_t *chunk, int *gzip)
+{
+    DJCT_CHECK_VERSION(opts, DJCT_H5_WRITE_OPTIONS_VERSION, "djct_h5_write_options");
+    int rc = h5_poisoned(path); /* the same line as every other HDF5 function, naming the file that crashed */
+    if (rc < 0)
+        return rc;
+    *chunk = opts && opts->chunk_bytes ? opts->chunk_bytes : (size_t)1 << 20;
+    *gzip = opts ? opts->gzip_level : 0;
+    if (*gzip < 0 || *gzip > 9)
+        return djct_error_set(DJCT_EINVAL, "djct_h5_write_options.gzip_level %d outside 0..9", *gzip);
+    return 0;
+}
+
 int djct_h5_write(const char *path, const djct_record *rec, const djct_h5_write_options *opts)
 {
     DJCT_CHECK_ARG(path);
     DJCT_CHECK_ARG(rec);
-    DJCT_CHECK_VERSION(opts, DJCT_H5_WRITE_OPTIONS_VERSION, "djct_h5_write_options");
-    int rc = h5_poisoned(path);
+    size_t chunk;
+    int gzip, rc = h5_write_settings(path, opts, &chunk, &gzip);
     if (rc < 0)
         return rc;
-    size_t chunk = opts && opts->chunk_bytes ? opts->chunk_bytes : (size_t)1 << 20;
-    int gzip = opts ? opts->gzip_level : 0;
-    if (gzip < 0 || gzip > 9)
-        return djct_error_set(DJCT_EINVAL, "djct_h5_write_options.gzip_level %d outside 0..9", gzip);
     const djct_array *lists[3] = {rec->features, rec->truths, rec->weights};
     size_t ns[3] = {rec->n_features, rec->n_truths, rec->n_weights};
     if (ns[0] == 0)

@@ -157,15 +157,11 @@ int djct_h5_writer_create(djct_h5_writer **out, const char *path, const djct_rec
     DJCT_CHECK_ARG(out);
     DJCT_CHECK_ARG(path);
     DJCT_CHECK_ARG(layout);
-    DJCT_CHECK_VERSION(opts, DJCT_H5_WRITE_OPTIONS_VERSION, "djct_h5_write_options");
     *out = NULL;
-    int rc = h5_poisoned(path); /* the same line as every other HDF5 function, naming the file that crashed */
+    size_t chunk;
+    int gzip, rc = h5_write_settings(path, opts, &chunk, &gzip);
     if (rc < 0)
         return rc;
-    size_t chunk = opts && opts->chunk_bytes ? opts->chunk_bytes : (size_t)1 << 20;
-    int gzip = opts ? opts->gzip_level : 0;
-    if (gzip < 0 || gzip > 9)
-        return djct_error_set(DJCT_EINVAL, "djct_h5_write_options.gzip_level %d outside 0..9", gzip);
     if (layout->n_features == 0)
         return djct_error_set(DJCT_EINVAL, "'%s': the layout has no feature array; djct files need at least one",
                               path);

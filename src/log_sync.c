@@ -9,23 +9,9 @@
 #include "wandb_int.h"
 
 #include <cjson/cJSON.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-static void sync_note(const djct_sync_options *o, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void sync_note(const djct_sync_options *o, const char *fmt, ...)
-{
-    if (!o->note)
-        return;
-    char line[2048];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(line, sizeof(line), fmt, ap);
-    va_end(ap);
-    o->note(o->note_user, line);
-}
 
 /* a URL without its trailing '/', for comparing and showing */
 static void trim_url(char *dst, size_t size, const char *url)
@@ -76,7 +62,7 @@ int djct_log_sync(djct_log_upload *report, const char *run_dir, const djct_sync_
         source = "the default";
     }
     if (recorded[0] && strcmp(base, recorded) != 0)
-        sync_note(o, "note: uploading to %s (%s), not to %s, which the run recorded", base, source, recorded);
+        wb_notef(o->note, o->note_user, "note: uploading to %s (%s), not to %s, which the run recorded", base, source, recorded);
     char host[256];
     if (!o->insecure && wb_plain_http_remote(base, host, sizeof(host))) {
         cJSON_Delete(run);
@@ -92,7 +78,7 @@ int djct_log_sync(djct_log_upload *report, const char *run_dir, const djct_sync_
         return rc;
     }
     for (char *save = NULL, *line = strtok_r(w, "\n", &save); line; line = strtok_r(NULL, "\n", &save))
-        sync_note(o, "warning: %s", line);
+        wb_notef(o->note, o->note_user, "warning: %s", line);
     if (!key) {
         rc = djct_error_set(DJCT_EINVAL, "%s: no wandb API key for %s; set WANDB_API_KEY, ~/private/wandb_api.sh "
                             "or ~/.netrc", run_dir, base);

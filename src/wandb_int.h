@@ -1,5 +1,6 @@
-/* The wandb HTTP client (libcurl): API key lookup, GraphQL UpsertBucket, file_stream with the
- * retry policy of ../shared/formats/wandb.md §4, and the uploader that streams a run journal.
+/* The wandb HTTP client (libcurl): API key lookup (wandb_key.c), the transport with the retry
+ * policy of ../shared/formats/wandb.md §4 (wandb_http.c), GraphQL UpsertBucket and file_stream
+ * (wandb_requests.c), and the uploader that streams a run journal (wandb.c).
  * The uploader reads history.jsonl/summary.json back from the run directory, so the online thread
  * and djct_sync share one code path and a re-send always uses the same line offsets.
  * Not installed; only rank 0 and djct_sync use it. */
@@ -87,5 +88,72 @@ void wb_upload_fill(djct_log_upload *out, int mode, const char *dir, wb_uploader
 /* 1 when the URL is plain http:// to a host other than a loopback address (the key would cross a
  * network unencrypted); host (may be NULL) gets the host. */
 int wb_plain_http_remote(const char *url, char *host, size_t host_size);
+
+/* Format one line and hand it to `note(user, line)`; nothing when `note` is NULL. */
+void wb_notef(void (*note)(void *user, const char *line), void *user, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* ---- inside the client: wandb.c, wandb_http.c, wandb_requests.c ------------------------------ */
+#include "journal_int.h"
+#include <curl/curl.h>
+#include <pthread.h>
+#include <time.h>
+
+struct wb_uploader {
+    wb_config cfg;             /* strings below are owned copies */
+    char *dir, *base_url, *api_key, *entity_override, *project_override, *ca_bundle;
+    CURL *curl;
+    pthread_t thread;
+    int started;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    /* shared with the caller, under mu */
+    int stop, abort_now, done, preempt_pending, preempted, config_dirty, complete_wanted, exit_code;
+    size_t pending_bytes;
+    int state;
+    int64_t acked, sent;
+    char fatal[1024];
+    char cause[1024];          /* the fatal error alone, without what to do about it */
+    char last_fail[1024];      /* the last failed attempt: what, where, why ("" after a success) */
+    /* owned by the uploading thread */
+    int upserted;
+    char *entity, *project, *storage_id;
+    int64_t start_line;
+    jr_reader reader;
+    int reader_open;
+    char *summary_acked;
+    double last_send;
+    int complete_sent;
+};
+
+/* wandb_http.c */
+typedef struct {
+    char *data;
+    size_t len, cap;
+} wb_buf;
+enum { WB_KIND_FILESTREAM, WB_KIND_UPSERT }; /* UpsertBucket also retries 409 */
+/* POST `body` to `url` with retries until a 2xx (0), a final status (DJCT_EIO), the deadline, an
+ * abort or the caller's cancel flag (DJCT_ETIMEOUT). deadline 0: none. `what` names the request
+ * in messages. The reply's body (its first MiB) is in *reply; free reply->data. */
+int wb_post_retry(wb_uploader *u, int kind, const char *what, const char *url, const char *body,
+                  double deadline, wb_buf *reply);
+/* the caller's cancel flag is up (e.g. djct_sync's SIGINT handler) */
+int wb_cancelled(const wb_uploader *u);
+/* The CLOCK_REALTIME time `s` seconds from now, for pthread_cond_timedwait. */
+struct timespec wb_time_after(double s);
+
+/* wandb_requests.c */
+/* UpsertBucket once (before the first file_stream request), and the offset to resume from. */
+int wb_ensure_upserted(wb_uploader *u, double deadline);
+/* Send what is pending (history from acked, the summary if changed, preempting, and complete when
+ * `final` and nothing else is left). *idle = 1 when there was nothing to send. */
+int wb_pump(wb_uploader *u, int final, int heartbeat, double deadline, int *idle, int *all_done);
+/* Write upload-state.json (acknowledged lines, storage id, fatal error). */
+void wb_save_state(wb_uploader *u);
+/* The journal's summary.json without its trailing newline/spaces: 0 and *out (malloc'ed), or the
+ * error of jr_read_file. */
+int wb_read_summary(const char *dir, char **out);
+/* The complete history lines in the journal of `dir` (0 when it has none). */
+int64_t wb_journal_lines(const char *dir);
 
 #endif /* DJCT_WANDB_INT_H */

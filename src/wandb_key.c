@@ -1,6 +1,7 @@
 /* The wandb client's credentials: the API key (explicit, WANDB_API_KEY, ~/private/wandb_api.sh,
- * ~/.netrc for the base URL's host (as curl; then host:port, as `wandb login` writes it), with a warning when a key file is readable by others) and the
- * CA bundle to trust. The key is only ever returned to the caller, never formatted into a message. */
+ * ~/.netrc for the base URL's host (as curl; then host:port, as `wandb login` writes it), with a warning when a key file is readable by others), the
+ * CA bundle to trust, and whether a base URL would carry the key unencrypted over a network. The
+ * key is only ever returned to the caller, never formatted into a message. */
 #include "wandb_int.h"
 #include "journal_int.h"
 #include "djct/error.h"
@@ -204,4 +205,35 @@ int wb_resolve_key(const char *base_url, const char *explicit_key, char **key, c
         }
     }
     return 0;
+}
+
+int wb_plain_http_remote(const char *url, char *host, size_t host_size)
+{
+    char h[256];
+    if (strncasecmp(url, "http://", 7) != 0) {
+        if (host && host_size)
+            host[0] = '\0';
+        return 0;
+    }
+    const char *p = url + 7;
+    size_t n = strcspn(p, "/?#");
+    const char *at = memchr(p, '@', n);
+    if (at) {
+        n -= (size_t)(at + 1 - p);
+        p = at + 1;
+    }
+    if (*p == '[') { /* [v6]:port */
+        const char *e = memchr(p, ']', n);
+        n = e ? (size_t)(e - p - 1) : n - 1;
+        p++;
+    } else {
+        const char *c = memchr(p, ':', n);
+        if (c)
+            n = (size_t)(c - p);
+    }
+    snprintf(h, sizeof(h), "%.*s", (int)(n < sizeof(h) ? n : sizeof(h) - 1), p);
+    if (host)
+        snprintf(host, host_size, "%s", h);
+    int loopback = !strcasecmp(h, "localhost") || !strncmp(h, "127.", 4) || !strcmp(h, "::1");
+    return !loopback;
 }

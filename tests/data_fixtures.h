@@ -1,14 +1,102 @@
-/* Test fixtures for the dataset tests: files whose values encode the global event id, so a
- * batch can be checked against its source events. Event g with n points: points[j] =
- * (g * 1000 + j, -g), label = g (int32 [n, 1]). */
+/* Test fixtures for the data tests (djcdata, h5, dataset). Files whose values encode the global
+ * event id, so a batch can be checked against its source events: event g with n points has
+ * points[j] = (g * 1000 + j, -g), label = g (int32 [n, 1]). Also the scratch directory's paths,
+ * record comparison, HDF5 files built with libhdf5 directly, and one epoch's digest. */
 #ifndef DJCT_TEST_DATA_FIXTURES_H
 #define DJCT_TEST_DATA_FIXTURES_H
 
 #include "djct/djct.h"
+#include "util_int.h" /* djct_splitmix64 */
 
+#include <hdf5.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+/* the test's scratch directory (its main makes it) and a path in it; the last eight
+ * paths returned stay valid */
+static char fx_dir[256];
+static inline const char *fx_path(const char *name)
+{
+    static char buf[8][512];
+    static int i;
+    i = (i + 1) % 8;
+    snprintf(buf[i], sizeof(buf[i]), "%s/%s", fx_dir, name);
+    return buf[i];
+}
+
+/* Fill *a (cleared first) as array `name` of dtype dt and the given shape, holding n_values
+ * values; returns its value buffer (malloc'ed, 4 bytes spare) for the caller to fill. */
+static inline void *fx_array(djct_array *a, const char *name, djct_dtype dt, int ndim, const int64_t *shape,
+                             size_t n_values)
+{
+    memset(a, 0, sizeof(*a));
+    a->name = strdup(name);
+    a->dtype = dt;
+    a->ndim = ndim;
+    memcpy(a->shape, shape, sizeof(int64_t) * (size_t)ndim);
+    a->n_values = n_values;
+    return a->values = malloc(4 * n_values + 4);
+}
+
+/* the same array: dtype, shape, name, feature names, row splits and values */
+static inline int fx_arrays_equal(const djct_array *a, const djct_array *b)
+{
+    if (a->dtype != b->dtype || a->ndim != b->ndim || a->n_values != b->n_values ||
+        memcmp(a->shape, b->shape, sizeof(int64_t) * (size_t)a->ndim) || strcmp(a->name, b->name) ||
+        a->n_feature_names != b->n_feature_names || a->n_row_splits != b->n_row_splits ||
+        !a->row_splits != !b->row_splits)
+        return 0;
+    for (size_t i = 0; i < a->n_feature_names; i++)
+        if (strcmp(a->feature_names[i], b->feature_names[i]))
+            return 0;
+    if (a->n_row_splits && memcmp(a->row_splits, b->row_splits, a->n_row_splits * sizeof(int64_t)))
+        return 0;
+    return a->n_values == 0 || memcmp(a->values, b->values, a->n_values * 4) == 0;
+}
+
+/* the same record: every array of features, truths and weights equal */
+static inline int fx_records_equal(const djct_record *a, const djct_record *b)
+{
+    const djct_array *la[3] = {a->features, a->truths, a->weights}, *lb[3] = {b->features, b->truths, b->weights};
+    size_t na[3] = {a->n_features, a->n_truths, a->n_weights}, nb[3] = {b->n_features, b->n_truths, b->n_weights};
+    for (int c = 0; c < 3; c++) {
+        if (na[c] != nb[c])
+            return 0;
+        for (size_t i = 0; i < na[c]; i++)
+            if (!fx_arrays_equal(&la[c][i], &lb[c][i]))
+                return 0;
+    }
+    return 1;
+}
+
+/* a new HDF5 file at p, with the root attribute djct_format = fmt as a fixed-length string
+ * (fmt NULL: none) */
+static inline hid_t fx_h5_new_file(const char *p, const char *fmt)
+{
+    hid_t f = H5Fcreate(p, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+    if (fmt) {
+        hid_t t = H5Tcopy(H5T_C_S1), s = H5Screate(H5S_SCALAR);
+        H5Tset_size(t, strlen(fmt));
+        hid_t a = H5Acreate2(f, "djct_format", t, s, H5P_DEFAULT, H5P_DEFAULT);
+        H5Awrite(a, t, fmt);
+        H5Aclose(a);
+        H5Sclose(s);
+        H5Tclose(t);
+    }
+    return f;
+}
+
+/* h5py's bool: an enum of a signed byte, FALSE = 0 and TRUE = 1 */
+static inline hid_t fx_h5_bool_type(void)
+{
+    hid_t t = H5Tenum_create(H5T_NATIVE_INT8);
+    int8_t v = 0;
+    H5Tenum_insert(t, "FALSE", &v);
+    v = 1;
+    H5Tenum_insert(t, "TRUE", &v);
+    return t;
+}
 
 /* a record of n events with the given point counts, global ids first_id.. ; ragged = 0 gives a
  * regular [n, 2] feature instead */
@@ -52,17 +140,9 @@ static inline void fx_record(djct_record *r, const int64_t *counts, int64_t n, i
         }
         p->values = v;
     }
-    djct_array *l = &r->truths[0];
-    l->name = strdup("label");
-    l->dtype = DJCT_DTYPE_INT32;
-    l->ndim = 2;
-    l->shape[0] = n;
-    l->shape[1] = 1;
-    l->n_values = (size_t)n;
-    int32_t *lv = malloc(4 * (size_t)n + 4);
+    int32_t *lv = fx_array(&r->truths[0], "label", DJCT_DTYPE_INT32, 2, (const int64_t[]){n, 1}, (size_t)n);
     for (int64_t e = 0; e < n; e++)
         lv[e] = (int32_t)(first_id + e);
-    l->values = lv;
 }
 
 /* write such a file as .h5 (gzip 0/1) or .djctd, by the extension of path */
@@ -111,23 +191,45 @@ static inline int fx_check_batch(const djct_batch *b, int ragged)
     return 1;
 }
 
+/* One epoch of ds: every batch checked with fx_check_batch(b, 1) (*bad counts the failures), its
+ * event ids hashed in order (FNV-1a; with mark_batches also every batch's end) into *hash and
+ * counted in seen[event id] (seen may be NULL). *events and *batches count them. Returns the
+ * last djct_dataset_next result (0 at the epoch's end). */
+static inline int fx_epoch(djct_dataset *ds, int mark_batches, int *seen, int *bad, uint64_t *hash,
+                           int64_t *events, int64_t *batches)
+{
+    djct_batch *b;
+    uint64_t h = 1469598103934665603ull;
+    int rc;
+    *events = *batches = 0;
+    while ((rc = djct_dataset_next(ds, &b)) == 0 && b) {
+        if (!fx_check_batch(b, 1))
+            (*bad)++;
+        for (int64_t i = 0; i < b->n_events; i++) {
+            h = (h ^ (uint64_t)b->event_ids[i]) * 1099511628211ull;
+            if (seen)
+                seen[b->event_ids[i]]++;
+        }
+        if (mark_batches)
+            h = (h ^ 0xffffu) * 1099511628211ull; /* batch boundary */
+        *events += b->n_events;
+        (*batches)++;
+        djct_batch_release(ds, b);
+    }
+    *hash = h;
+    return rc;
+}
+
 /* heavy-tailed point counts: round(lognormal) with mean `mean` and sigma 1 (Box-Muller on a
  * splitmix stream), at least 1 */
-static inline uint64_t fx_mix(uint64_t *s)
-{
-    uint64_t z = (*s += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-}
 #include <math.h>
 static inline void fx_lognormal_counts(int64_t *c, int64_t n, double mean, uint64_t seed)
 {
     uint64_t s = seed;
     double mu = log(mean) - 0.5;
     for (int64_t i = 0; i < n; i++) {
-        double u1 = ((double)(fx_mix(&s) >> 11) + 0.5) / 9007199254740992.0;
-        double u2 = (double)(fx_mix(&s) >> 11) / 9007199254740992.0;
+        double u1 = ((double)(djct_splitmix64(&s) >> 11) + 0.5) / 9007199254740992.0;
+        double u2 = (double)(djct_splitmix64(&s) >> 11) / 9007199254740992.0;
         double z = sqrt(-2 * log(u1)) * cos(2 * M_PI * u2);
         int64_t k = (int64_t)llround(exp(mu + z));
         c[i] = k < 1 ? 1 : k;

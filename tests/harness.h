@@ -141,6 +141,30 @@ static inline int harness_report(void)
     return harness_print(harness_passed, harness_failed, harness_skipped);
 }
 
+/* The whole file at `path`, malloc'ed and NUL-terminated (the NUL not counted in *len, which may
+ * be NULL); NULL when it cannot be read. */
+static inline char *harness_slurp(const char *path, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return NULL;
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *b = n >= 0 ? (char *)malloc((size_t)n + 1) : NULL; /* a cast: C++ includes this too */
+    if (b && fread(b, 1, (size_t)n, f) != (size_t)n) {
+        free(b);
+        b = NULL;
+    }
+    if (b) {
+        b[n] = '\0';
+        if (len)
+            *len = (size_t)n;
+    }
+    fclose(f);
+    return b;
+}
+
 /* Kilobytes of this process's mappings of `path` that are present in its page tables (the Rss
  * lines of /proc/self/smaps); -1 when smaps cannot be read. */
 static inline long harness_mapped_kb(const char *path)

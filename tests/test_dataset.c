@@ -17,16 +17,6 @@ static int cmp_double(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
-static char dir[256];
-
-static const char *P(const char *name)
-{
-    static char buf[8][512];
-    static int i;
-    i = (i + 1) % 8;
-    snprintf(buf[i], sizeof(buf[i]), "%s/%s", dir, name);
-    return buf[i];
-}
 
 /* batches of one unshuffled single-file dataset as lists of event ids; returns steps */
 static int64_t plan_of(const char *path, int64_t L, int sq, int strict, int64_t out[][8], int64_t *nper,
@@ -74,45 +64,45 @@ static int64_t plan_of(const char *path, int64_t L, int sq, int strict, int64_t 
 static void test_djcdata_examples(void)
 {
     int64_t c1[7] = {3, 4, 2, 6, 1, 9, 2};
-    CHECK_OK(fx_write(P("ex1.h5"), c1, 7, 0, 1));
+    CHECK_OK(fx_write(fx_path("ex1.h5"), c1, 7, 0, 1));
     int64_t b[16][8], n[16], dropped;
     /* L = 7 strict: [3,4] [2] [6,1] [2]; the [9] is dropped */
-    CHECK(plan_of(P("ex1.h5"), 7, 0, 1, b, n, &dropped) == 4);
+    CHECK(plan_of(fx_path("ex1.h5"), 7, 0, 1, b, n, &dropped) == 4);
     CHECK(n[0] == 2 && b[0][0] == 0 && b[0][1] == 1);
     CHECK(n[1] == 1 && b[1][0] == 2);
     CHECK(n[2] == 2 && b[2][0] == 3 && b[2][1] == 4);
     CHECK(n[3] == 1 && b[3][0] == 6);
     CHECK(dropped == 1);
     /* non-strict: the [9] is served alone */
-    CHECK(plan_of(P("ex1.h5"), 7, 0, 0, b, n, &dropped) == 5);
+    CHECK(plan_of(fx_path("ex1.h5"), 7, 0, 0, b, n, &dropped) == 5);
     CHECK(n[3] == 1 && b[3][0] == 5 && n[4] == 1 && b[4][0] == 6 && dropped == 0);
     /* squared, L = 16: every event alone, [6] and [9] yielded (6, 9 <= 16) */
-    CHECK(plan_of(P("ex1.h5"), 16, 1, 1, b, n, &dropped) == 7);
+    CHECK(plan_of(fx_path("ex1.h5"), 16, 1, 1, b, n, &dropped) == 7);
     int ok = 1;
     for (int i = 0; i < 7; i++)
         ok &= n[i] == 1 && b[i][0] == i;
     CHECK(ok && dropped == 0);
     /* [0,0,5,0] with L = 5: [0,0,5]; the trailing [0] is dropped */
     int64_t c2[4] = {0, 0, 5, 0};
-    CHECK_OK(fx_write(P("ex2.djctd"), c2, 4, 0, 1));
-    CHECK(plan_of(P("ex2.djctd"), 5, 0, 1, b, n, &dropped) == 1);
+    CHECK_OK(fx_write(fx_path("ex2.djctd"), c2, 4, 0, 1));
+    CHECK(plan_of(fx_path("ex2.djctd"), 5, 0, 1, b, n, &dropped) == 1);
     CHECK(n[0] == 3 && b[0][2] == 2 && dropped == 1);
     /* a dropped event closes the batch before it, as in djcdata: [3,9,2] -> [3] [2] */
     int64_t c3[3] = {3, 9, 2};
-    CHECK_OK(fx_write(P("ex3.h5"), c3, 3, 0, 1));
-    CHECK(plan_of(P("ex3.h5"), 7, 0, 1, b, n, &dropped) == 2);
+    CHECK_OK(fx_write(fx_path("ex3.h5"), c3, 3, 0, 1));
+    CHECK(plan_of(fx_path("ex3.h5"), 7, 0, 1, b, n, &dropped) == 2);
     CHECK(n[0] == 1 && n[1] == 1 && b[1][0] == 2 && dropped == 1);
 }
 
 static void test_count_mode(void)
 {
     int64_t c[7] = {0};
-    CHECK_OK(fx_write(P("flat.djctd"), c, 7, 0, 0));
+    CHECK_OK(fx_write(fx_path("flat.djctd"), c, 7, 0, 0));
     djct_dataset_options o = DJCT_DATASET_OPTIONS_INIT;
     o.batch_events = 3;
     o.shuffle = DJCT_SHUFFLE_NONE;
     djct_dataset *ds;
-    CHECK_OK(djct_dataset_open(&ds, P("flat.djctd"), &o));
+    CHECK_OK(djct_dataset_open(&ds, fx_path("flat.djctd"), &o));
     CHECK(djct_dataset_steps(ds) == 3 && !djct_dataset_counts_elements(ds));
     djct_batch *b;
     int64_t sizes[3] = {0}, s = 0;
@@ -129,7 +119,7 @@ static void test_count_mode(void)
     CHECK(sizes[0] == 3 && sizes[1] == 3 && sizes[2] == 1);
     djct_dataset_free(ds);
     o.drop_last = 1;
-    CHECK_OK(djct_dataset_open(&ds, P("flat.djctd"), &o));
+    CHECK_OK(djct_dataset_open(&ds, fx_path("flat.djctd"), &o));
     djct_plan_stats st;
     CHECK_OK(djct_dataset_plan_stats(ds, &st));
     CHECK(djct_dataset_steps(ds) == 2 && st.dropped_events == 1);
@@ -140,7 +130,7 @@ static void test_count_mode(void)
 static int64_t make_mixed(const char *sub, int n_files, int64_t per)
 {
     char d[512];
-    snprintf(d, sizeof(d), "%s/%s", dir, sub);
+    snprintf(d, sizeof(d), "%s/%s", fx_dir, sub);
     mkdir(d, 0755);
     int64_t c[4096];
     harness_rows files = HARNESS_ROWS_INIT;
@@ -156,26 +146,11 @@ static int64_t make_mixed(const char *sub, int n_files, int64_t per)
 }
 
 /* all batches of one epoch; checks contents; returns events seen, fills a hash of the order */
-static int64_t run_epoch(djct_dataset *ds, uint64_t *order_hash, char *seen, int *bad)
+static int64_t run_epoch(djct_dataset *ds, uint64_t *order_hash, int *seen, int *bad)
 {
-    djct_batch *b;
-    int64_t total = 0;
-    uint64_t h = 1469598103934665603ull;
-    int rc;
-    while ((rc = djct_dataset_next(ds, &b)) == 0 && b) {
-        if (!fx_check_batch(b, 1))
-            (*bad)++;
-        for (int64_t i = 0; i < b->n_events; i++) {
-            h = (h ^ (uint64_t)b->event_ids[i]) * 1099511628211ull;
-            if (seen)
-                seen[b->event_ids[i]]++;
-        }
-        total += b->n_events;
-        djct_batch_release(ds, b);
-    }
-    CHECK_OK(rc);
-    *order_hash = h;
-    return total;
+    int64_t events, batches;
+    CHECK_OK(fx_epoch(ds, 0, seen, bad, order_hash, &events, &batches));
+    return events;
 }
 
 static void test_lists_and_contents(void)
@@ -187,10 +162,10 @@ static void test_lists_and_contents(void)
     o.shuffle = DJCT_SHUFFLE_GLOBAL;
     djct_dataset *ds = NULL;
     /* directory */
-    CHECK_OK(djct_dataset_open(&ds, P("mixed"), &o));
+    CHECK_OK(djct_dataset_open(&ds, fx_path("mixed"), &o));
     CHECK(djct_dataset_n_files(ds) == 6 && djct_dataset_n_events(ds) == N);
     CHECK(djct_dataset_file(ds, 1)->format == DJCT_FORMAT_H5 && djct_dataset_file(ds, 0)->format == DJCT_FORMAT_DJCTD);
-    char *seen = calloc((size_t)N, 1);
+    int *seen = calloc((size_t)N, sizeof(int));
     int bad = 0;
     uint64_t h1, h2, h3;
     djct_plan_stats st;
@@ -211,10 +186,10 @@ static void test_lists_and_contents(void)
     const int64_t ids[] = {0, 1, 2, 5, 40, 41, 79};
     char names[2048], want[2048], tiny[24];
     CHECK_OK(djct_dataset_describe_events(ds, ids, 7, names, sizeof(names)));
-    snprintf(want, sizeof(want), "'%s' events 0-2, 5; '%s' events 0-1, 39", P("mixed/part00.djctd"), P("mixed/part01.h5"));
+    snprintf(want, sizeof(want), "'%s' events 0-2, 5; '%s' events 0-1, 39", fx_path("mixed/part00.djctd"), fx_path("mixed/part01.h5"));
     CHECK(strcmp(names, want) == 0);
     CHECK_OK(djct_dataset_describe_events(ds, ids + 6, 1, names, sizeof(names)));
-    snprintf(want, sizeof(want), "'%s' event 39", P("mixed/part01.h5"));
+    snprintf(want, sizeof(want), "'%s' event 39", fx_path("mixed/part01.h5"));
     CHECK(strcmp(names, want) == 0);
     CHECK_OK(djct_dataset_describe_events(ds, ids, 7, tiny, sizeof(tiny))); /* cut, never overrun */
     CHECK(strcmp(tiny, "...") == 0);
@@ -223,22 +198,22 @@ static void test_lists_and_contents(void)
     djct_dataset_free(ds);
 
     /* glob, list file and comma list give the same files, so the same plan */
-    CHECK_OK(djct_dataset_open(&ds, P("mixed/part*"), &o));
+    CHECK_OK(djct_dataset_open(&ds, fx_path("mixed/part*"), &o));
     CHECK(djct_dataset_n_files(ds) == 6);
     run_epoch(ds, &h2, NULL, &bad);
     CHECK(h2 == h1);
     djct_dataset_free(ds);
-    FILE *fp = fopen(P("list.txt"), "w");
+    FILE *fp = fopen(fx_path("list.txt"), "w");
     fprintf(fp, "# parts\nmixed/part00.djctd\n  mixed/part01.h5\n\n%s\nmixed/part03.h5\nmixed/part04.djctd\n"
-                "mixed/part05.h5\n", P("mixed/part02.djctd"));
+                "mixed/part05.h5\n", fx_path("mixed/part02.djctd"));
     fclose(fp);
-    CHECK_OK(djct_dataset_open(&ds, P("list.txt"), &o));
+    CHECK_OK(djct_dataset_open(&ds, fx_path("list.txt"), &o));
     CHECK(djct_dataset_n_files(ds) == 6);
     run_epoch(ds, &h3, NULL, &bad);
     CHECK(h3 == h1);
     djct_dataset_free(ds);
     char spec[2048];
-    snprintf(spec, sizeof(spec), "%s,%s", P("mixed/part0[0-2]*"), P("mixed/part0[3-5]*"));
+    snprintf(spec, sizeof(spec), "%s,%s", fx_path("mixed/part0[0-2]*"), fx_path("mixed/part0[3-5]*"));
     CHECK_OK(djct_dataset_open(&ds, spec, &o));
     CHECK(djct_dataset_n_files(ds) == 6);
     djct_plan_stats st2;
@@ -246,7 +221,7 @@ static void test_lists_and_contents(void)
     CHECK(st2.hash == st.hash);
     /* another epoch: another order, same events; back to epoch 0: the first order again */
     CHECK_OK(djct_dataset_begin_epoch(ds, 1));
-    memset(seen, 0, (size_t)N);
+    memset(seen, 0, (size_t)N * sizeof(int));
     uint64_t h4;
     got = run_epoch(ds, &h4, seen, &bad);
     CHECK(h4 != h1 && got == N);
@@ -256,7 +231,7 @@ static void test_lists_and_contents(void)
     djct_dataset_free(ds);
     /* another seed: another order */
     o.seed = 43;
-    CHECK_OK(djct_dataset_open(&ds, P("mixed"), &o));
+    CHECK_OK(djct_dataset_open(&ds, fx_path("mixed"), &o));
     run_epoch(ds, &h4, NULL, &bad);
     CHECK(h4 != h1);
     djct_dataset_free(ds);
@@ -273,9 +248,9 @@ static void test_small_cache(void)
     o.seed = 42;
     o.shuffle = DJCT_SHUFFLE_GLOBAL;
     djct_dataset *a = NULL, *b = NULL;
-    CHECK_OK(djct_dataset_open(&a, P("mixed"), &o));
+    CHECK_OK(djct_dataset_open(&a, fx_path("mixed"), &o));
     o.cache_bytes = 1;
-    CHECK_OK(djct_dataset_open(&b, P("mixed"), &o));
+    CHECK_OK(djct_dataset_open(&b, fx_path("mixed"), &o));
     int bad = 0;
     uint64_t ha, hb, hc = 0;
     int64_t na = run_epoch(a, &ha, NULL, &bad), nb = run_epoch(b, &hb, NULL, &bad), nc = -1;
@@ -284,7 +259,7 @@ static void test_small_cache(void)
     djct_dataset_free(b);
     /* and with decode threads: .djctd files from the pool, HDF5 files as before */
     o.decode_threads = 2;
-    CHECK_OK(djct_dataset_open(&b, P("mixed"), &o));
+    CHECK_OK(djct_dataset_open(&b, fx_path("mixed"), &o));
     if (b)
         nc = run_epoch(b, &hc, NULL, &bad);
     CHECK(nc == na && hc == ha && bad == 0);
@@ -301,7 +276,7 @@ static void test_prefault(void)
         counts[e] = 1 + e % 5; /* 3 points on average: 9.6 MB of points, 1.6 MB of labels */
     djct_record r;
     fx_record(&r, counts, N, 0, 1);
-    CHECK_OK(djct_h5_write(P("mapped.h5"), &r, NULL)); /* default chunks: read through a mapping */
+    CHECK_OK(djct_h5_write(fx_path("mapped.h5"), &r, NULL)); /* default chunks: read through a mapping */
     djct_record_clear(&r);
     free(counts);
     long data_kb = (long)((N * 3 * 2 * 4 + N * 4) / 1024);
@@ -316,7 +291,7 @@ static void test_prefault(void)
         o.prefetch_depth = 0;
         o.prefault_bytes = budgets[i];
         djct_dataset *ds = NULL;
-        ROW_OK(calls, djct_dataset_open(&ds, P("mapped.h5"), &o), "budget %zu", budgets[i]);
+        ROW_OK(calls, djct_dataset_open(&ds, fx_path("mapped.h5"), &o), "budget %zu", budgets[i]);
         if (!ds)
             break;
         djct_batch *b = NULL;
@@ -326,7 +301,7 @@ static void test_prefault(void)
         for (int64_t k = 0; b && k < b->n_events; k++)
             h = (h ^ (uint64_t)b->event_ids[k]) * 1099511628211ull;
         first_hash[i] = h;
-        long kb = kbs[i] = harness_mapped_kb(P("mapped.h5"));
+        long kb = kbs[i] = harness_mapped_kb(fx_path("mapped.h5"));
         printf("prefault budget %zu: %ld kB of %ld kB mapped after one batch\n", budgets[i], kb, data_kb);
         djct_batch_release(ds, b);
         djct_dataset_free(ds);
@@ -345,7 +320,7 @@ static void test_seek_and_prefetch(void)
     o.seed = 7;
     o.prefetch_depth = 3;
     djct_dataset *a = NULL, *b = NULL;
-    CHECK_OK(djct_dataset_open(&a, P("mixed"), &o));
+    CHECK_OK(djct_dataset_open(&a, fx_path("mixed"), &o));
     CHECK_OK(djct_dataset_begin_epoch(a, 2));
     int64_t steps = djct_dataset_steps(a);
     CHECK(steps > 8);
@@ -360,7 +335,7 @@ static void test_seek_and_prefetch(void)
     CHECK_ROWS(nexts);
     CHECK(x && x->step == 5 && x->epoch == 2 && djct_dataset_position(a) == 6);
     o.prefetch_depth = 0;
-    CHECK_OK(djct_dataset_open(&b, P("mixed"), &o));
+    CHECK_OK(djct_dataset_open(&b, fx_path("mixed"), &o));
     CHECK_OK(djct_dataset_seek(b, 2, 5));
     CHECK_OK(djct_dataset_next(b, &y));
     CHECK(y && x && y->n_events == x->n_events && y->step == 5 &&
@@ -394,7 +369,7 @@ static void test_seek_and_prefetch(void)
     CHECK(djct_dataset_wait_seconds(b) >= sync_sum - 1e-9 && sync_sum > 0);
     djct_dataset_free(b);
     o.prefetch_depth = 4;
-    CHECK_OK(djct_dataset_open(&b, P("mixed"), &o));
+    CHECK_OK(djct_dataset_open(&b, fx_path("mixed"), &o));
     double before = djct_dataset_wait_seconds(b);
     while (djct_dataset_next(b, &y) == 0 && y) {
         if (y->step > 0) {
@@ -437,24 +412,24 @@ static void test_prefetch_reads_ahead(void)
         o.prefault_bytes = 0;
         djct_dataset *ds = NULL;
         djct_batch *b = NULL;
-        ROW_OK(calls, djct_dataset_open(&ds, P("mapped.h5"), &o), "prefetch %d", depth);
+        ROW_OK(calls, djct_dataset_open(&ds, fx_path("mapped.h5"), &o), "prefetch %d", depth);
         if (!ds)
             break;
         ROW_OK(calls, djct_dataset_next(ds, &b), "prefetch %d: the first batch", depth);
         if (depth == 0) {
-            one = harness_mapped_kb(P("mapped.h5"));
+            one = harness_mapped_kb(fx_path("mapped.h5"));
             for (int i = 1; i < 5; i++) { /* four more, synchronously */
                 if (b)
                     djct_batch_release(ds, b);
                 ROW_OK(calls, djct_dataset_next(ds, &b), "prefetch 0: batch %d", i);
             }
-            five = harness_mapped_kb(P("mapped.h5"));
+            five = harness_mapped_kb(fx_path("mapped.h5"));
         } else {
-            ahead = harness_mapped_kb(P("mapped.h5"));
+            ahead = harness_mapped_kb(fx_path("mapped.h5"));
             for (int i = 0; i < 6000 && 2 * ahead < one + five; i++) { /* up to 60 s */
                 struct timespec ts = {0, 10000000};
                 nanosleep(&ts, NULL);
-                ahead = harness_mapped_kb(P("mapped.h5"));
+                ahead = harness_mapped_kb(fx_path("mapped.h5"));
             }
         }
         if (b)
@@ -473,17 +448,17 @@ static void test_thread_error(void)
     int64_t c[200];
     for (int i = 0; i < 200; i++)
         c[i] = 5;
-    CHECK_OK(fx_write(P("e0.djctd"), c, 200, 0, 1));
-    CHECK_OK(fx_write(P("e1.djctd"), c, 200, 200, 1));
+    CHECK_OK(fx_write(fx_path("e0.djctd"), c, 200, 0, 1));
+    CHECK_OK(fx_write(fx_path("e1.djctd"), c, 200, 200, 1));
     djct_dataset_options o = DJCT_DATASET_OPTIONS_INIT;
     o.batch_elements = 50;
     o.shuffle = DJCT_SHUFFLE_NONE;
     o.prefetch_depth = 1;
     djct_dataset *ds;
     char spec[1100];
-    snprintf(spec, sizeof(spec), "%s,%s", P("e0.djctd"), P("e1.djctd"));
+    snprintf(spec, sizeof(spec), "%s,%s", fx_path("e0.djctd"), fx_path("e1.djctd"));
     CHECK_OK(djct_dataset_open(&ds, spec, &o));
-    FILE *fp = fopen(P("e1.djctd"), "r+b");
+    FILE *fp = fopen(fx_path("e1.djctd"), "r+b");
     fseek(fp, 0, SEEK_SET);
     fputs("garbage garbage garbage", fp);
     fclose(fp);
@@ -611,12 +586,12 @@ static uint64_t epochs_hash(djct_dataset *ds, int epochs, int ragged, int *bad, 
  * two files (evictions, lookahead held back by the budget), one rank of one and rank 1 of two. */
 static void test_decode_threads(void)
 {
-    mkdir(P("dt"), 0755);
+    mkdir(fx_path("dt"), 0755);
     harness_rows writes = HARNESS_ROWS_INIT;
     for (int ragged = 0; ragged < 2; ragged++)
         for (int f = 0; f < 5; f++) {
             char p[600];
-            snprintf(p, sizeof(p), "%s/%s%d.djctd", P("dt"), ragged ? "r" : "g", f);
+            snprintf(p, sizeof(p), "%s/%s%d.djctd", fx_path("dt"), ragged ? "r" : "g", f);
             ROW_OK(writes, write_records(p, 3, 60, f * 180, ragged, 1500), "%s", p);
         }
     CHECK_ROWS(writes);
@@ -638,7 +613,7 @@ static void test_decode_threads(void)
                     o.cache_bytes = small ? 9000 * (ragged ? 2 : 1) : 0;
                     o.decode_threads = t;
                     djct_dataset *ds = NULL;
-                    ROW_OK(calls, djct_dataset_open(&ds, P(ragged ? "dt/r*" : "dt/g*"), &o),
+                    ROW_OK(calls, djct_dataset_open(&ds, fx_path(ragged ? "dt/r*" : "dt/g*"), &o),
                            "ragged %d shuffle %d small %d threads %d", ragged, shuffle, small, t);
                     if (!ds)
                         continue;
@@ -661,10 +636,10 @@ static void test_decode_threads(void)
  * message naming the file, the byte and the array; nothing hangs, nothing leaks (SAN build). */
 static void test_decode_thread_error(void)
 {
-    CHECK_OK(write_records(P("de0.djctd"), 1, 200, 0, 1, 1500));
-    CHECK_OK(write_records(P("de1.djctd"), 3, 60, 200, 1, 1500));
+    CHECK_OK(write_records(fx_path("de0.djctd"), 1, 200, 0, 1, 1500));
+    CHECK_OK(write_records(fx_path("de1.djctd"), 3, 60, 200, 1, 1500));
     size_t len = 0;
-    FILE *fp = fopen(P("de1.djctd"), "rb");
+    FILE *fp = fopen(fx_path("de1.djctd"), "rb");
     unsigned char *img = NULL;
     if (fp) {
         fseek(fp, 0, SEEK_END);
@@ -681,7 +656,7 @@ static void test_decode_thread_error(void)
     for (; img && at < len; at++) {
         djct_record r;
         img[at] ^= 0x40;
-        int rc = djct_djcdata_read_mem(&r, img, len, P("de1.djctd"));
+        int rc = djct_djcdata_read_mem(&r, img, len, fx_path("de1.djctd"));
         if (rc == 0)
             djct_record_clear(&r);
         else if (strstr(djct_last_error(), "record 1: array 'points' (features[0]) data qblock chunk")) {
@@ -691,14 +666,14 @@ static void test_decode_thread_error(void)
         img[at] ^= 0x40;
     }
     CHECK(want[0] != '\0');
-    fp = fopen(P("de1.djctd"), "wb");
+    fp = fopen(fx_path("de1.djctd"), "wb");
     CHECK(fp && img && fwrite(img, 1, len, fp) == len);
     if (fp)
         fclose(fp);
     free(img);
     harness_rows same = HARNESS_ROWS_INIT;
     char spec[1100];
-    snprintf(spec, sizeof(spec), "%s,%s", P("de0.djctd"), P("de1.djctd"));
+    snprintf(spec, sizeof(spec), "%s,%s", fx_path("de0.djctd"), fx_path("de1.djctd"));
     int n_first = -1; /* the batches before the error, with 0 threads and no prefetch */
     for (int t = 0; t <= 4; t += t ? t : 1)
         for (int depth = 0; depth <= 2; depth += 2) {
@@ -741,11 +716,11 @@ static void test_decode_thread_error(void)
  * decoded): every batch after a seek is the one of an undisturbed serial dataset; nothing hangs. */
 static void test_decode_seek_busy(void)
 {
-    mkdir(P("busy"), 0755);
+    mkdir(fx_path("busy"), 0755);
     harness_rows writes = HARNESS_ROWS_INIT;
     for (int f = 0; f < 6; f++) {
         char p[600];
-        snprintf(p, sizeof(p), "%s/b%d.djctd", P("busy"), f);
+        snprintf(p, sizeof(p), "%s/b%d.djctd", fx_path("busy"), f);
         ROW_OK(writes, write_records(p, 2, 4000, f * 8000, 1, (size_t)1 << 20), "%s", p);
     }
     CHECK_ROWS(writes);
@@ -754,13 +729,13 @@ static void test_decode_seek_busy(void)
     o.seed = 11;
     o.cache_bytes = (size_t)3 << 20; /* about two files: the lookahead is held back and files re-decoded */
     djct_dataset *ref = NULL, *ds = NULL;
-    CHECK_OK(djct_dataset_open(&ref, P("busy"), &o));
+    CHECK_OK(djct_dataset_open(&ref, fx_path("busy"), &o));
     o.decode_threads = 2;
     o.prefetch_depth = 3;
-    CHECK_OK(djct_dataset_open(&ds, P("busy"), &o));
+    CHECK_OK(djct_dataset_open(&ds, fx_path("busy"), &o));
     djct_dataset_free(ds); /* at once: the threads are parsing the first files */
     ds = NULL;
-    CHECK_OK(djct_dataset_open(&ds, P("busy"), &o));
+    CHECK_OK(djct_dataset_open(&ds, fx_path("busy"), &o));
     int64_t seeks[][2] = {{0, 0}, {1, 5}, {0, 40}, {2, 1}, {2, 1}, {1, 70}, {0, 2}};
     harness_rows same = HARNESS_ROWS_INIT;
     for (size_t i = 0; ref && ds && i < sizeof(seeks) / sizeof(seeks[0]); i++) {
@@ -785,43 +760,43 @@ static void test_bad_input(void)
     djct_dataset *ds = NULL;
     djct_dataset_options o = DJCT_DATASET_OPTIONS_INIT;
     o.batch_elements = 10;
-    CHECK_ERR(djct_dataset_open(&ds, P("nope.h5"), &o), DJCT_EIO, "nope.h5");
-    CHECK_ERR(djct_dataset_open(&ds, P("nothing*.h5"), &o), DJCT_EINVAL, "no file matches");
-    mkdir(P("empty"), 0755);
-    CHECK_ERR(djct_dataset_open(&ds, P("empty"), &o), DJCT_EINVAL, "holds no .djctd, .h5 or .hdf5 file");
-    FILE *fp = fopen(P("badlist.txt"), "w");
+    CHECK_ERR(djct_dataset_open(&ds, fx_path("nope.h5"), &o), DJCT_EIO, "nope.h5");
+    CHECK_ERR(djct_dataset_open(&ds, fx_path("nothing*.h5"), &o), DJCT_EINVAL, "no file matches");
+    mkdir(fx_path("empty"), 0755);
+    CHECK_ERR(djct_dataset_open(&ds, fx_path("empty"), &o), DJCT_EINVAL, "holds no .djctd, .h5 or .hdf5 file");
+    FILE *fp = fopen(fx_path("badlist.txt"), "w");
     fprintf(fp, "mixed/part00.djctd\nmixed/missing.h5\n");
     fclose(fp);
-    CHECK_ERR(djct_dataset_open(&ds, P("badlist.txt"), &o), DJCT_EIO, "badlist.txt' line 2");
+    CHECK_ERR(djct_dataset_open(&ds, fx_path("badlist.txt"), &o), DJCT_EIO, "badlist.txt' line 2");
     /* inconsistent arrays: a regular file next to ragged ones */
     int64_t c[3] = {1, 2, 3};
-    CHECK_OK(fx_write(P("flat3.h5"), c, 3, 0, 0));
+    CHECK_OK(fx_write(fx_path("flat3.h5"), c, 3, 0, 0));
     char spec[1100];
-    snprintf(spec, sizeof(spec), "%s,%s", P("mixed/part00.djctd"), P("flat3.h5"));
+    snprintf(spec, sizeof(spec), "%s,%s", fx_path("mixed/part00.djctd"), fx_path("flat3.h5"));
     CHECK_ERR(djct_dataset_open(&ds, spec, &o), DJCT_EINVAL, "raggedness differs");
     CHECK_ERR(djct_dataset_open(&ds, spec, &o), DJCT_EINVAL, "flat3.h5");
     /* a hostile HDF5 file in the list */
-    fp = fopen(P("junk.h5"), "wb");
+    fp = fopen(fx_path("junk.h5"), "wb");
     fputs("\x89HDF\r\n\x1a\n and then nothing useful", fp);
     fclose(fp);
-    snprintf(spec, sizeof(spec), "%s,%s", P("mixed/part00.djctd"), P("junk.h5"));
+    snprintf(spec, sizeof(spec), "%s,%s", fx_path("mixed/part00.djctd"), fx_path("junk.h5"));
     int rc = djct_dataset_open(&ds, spec, &o);
     CHECK(rc == DJCT_EIO || rc == DJCT_EINVAL);
     CHECK(strstr(djct_last_error(), "junk.h5") != NULL);
     /* options */
     o.rank = 2;
     o.world_size = 2;
-    CHECK_ERR(djct_dataset_open(&ds, P("mixed"), &o), DJCT_EINVAL, "rank 2 / world_size 2");
+    CHECK_ERR(djct_dataset_open(&ds, fx_path("mixed"), &o), DJCT_EINVAL, "rank 2 / world_size 2");
     o.rank = 0;
     o.batch_elements = 0;
     o.batch_events = 0;
-    CHECK_ERR(djct_dataset_open(&ds, P("mixed"), &o), DJCT_EINVAL, "attempting empty split");
+    CHECK_ERR(djct_dataset_open(&ds, fx_path("mixed"), &o), DJCT_EINVAL, "attempting empty split");
     o.batch_events = 4;
     o.decode_threads = -1;
-    CHECK_ERR(djct_dataset_open(&ds, P("mixed"), &o), DJCT_EINVAL, "decode_threads -1 outside 0..1024");
+    CHECK_ERR(djct_dataset_open(&ds, fx_path("mixed"), &o), DJCT_EINVAL, "decode_threads -1 outside 0..1024");
     o.decode_threads = 0;
     o.version = 77;
-    CHECK_ERR(djct_dataset_open(&ds, P("mixed"), &o), DJCT_EINVAL, "djct_dataset_options version 77");
+    CHECK_ERR(djct_dataset_open(&ds, fx_path("mixed"), &o), DJCT_EINVAL, "djct_dataset_options version 77");
     CHECK(ds == NULL);
     djct_dataset_free(NULL);
     djct_batch_release(NULL, NULL);
@@ -829,8 +804,8 @@ static void test_bad_input(void)
 
 int main(void)
 {
-    snprintf(dir, sizeof(dir), "/tmp/djct_test_dataset_%d", (int)getpid());
-    mkdir(dir, 0755);
+    snprintf(fx_dir, sizeof(fx_dir), "/tmp/djct_test_dataset_%d", (int)getpid());
+    mkdir(fx_dir, 0755);
     test_djcdata_examples();
     test_count_mode();
     test_lists_and_contents();
@@ -844,8 +819,8 @@ int main(void)
     test_decode_seek_busy();
     test_bad_input();
     char cmd[300];
-    snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+    snprintf(cmd, sizeof(cmd), "rm -rf %s", fx_dir);
     if (system(cmd) != 0)
-        fprintf(stderr, "cannot remove %s\n", dir);
+        fprintf(stderr, "cannot remove %s\n", fx_dir);
     return harness_report();
 }

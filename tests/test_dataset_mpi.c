@@ -17,23 +17,9 @@ static char dir[256];
 
 static uint64_t epoch_digest(djct_dataset *ds, int *seen, int *bad, int64_t *nb)
 {
-    djct_batch *b;
-    uint64_t h = 1469598103934665603ull;
-    int rc;
-    *nb = 0;
-    while ((rc = djct_dataset_next(ds, &b)) == 0 && b) {
-        if (!fx_check_batch(b, 1))
-            (*bad)++;
-        for (int64_t i = 0; i < b->n_events; i++) {
-            h = (h ^ (uint64_t)b->event_ids[i]) * 1099511628211ull;
-            if (seen)
-                seen[b->event_ids[i]]++;
-        }
-        h = (h ^ 0xffffu) * 1099511628211ull; /* batch boundary */
-        (*nb)++;
-        djct_batch_release(ds, b);
-    }
-    CHECK_OK(rc);
+    uint64_t h;
+    int64_t events;
+    CHECK_OK(fx_epoch(ds, 1, seen, bad, &h, &events, nb));
     return h;
 }
 

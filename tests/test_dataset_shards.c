@@ -9,18 +9,8 @@
 
 #include <unistd.h>
 
-static char dir[256];
 /* the first event of every batch seen, by the rank count of the run */
 static unsigned char starts[9][2000];
-
-static const char *P(const char *name)
-{
-    static char buf[4][512];
-    static int i;
-    i = (i + 1) % 4;
-    snprintf(buf[i], sizeof(buf[i]), "%s/%s", dir, name);
-    return buf[i];
-}
 
 /* Open `spec` as rank r of W with SHARDS and check everything the mode promises against the
  * per-event counts cnt[0..n). *range_el receives the rank's elements. Returns 1 when all held. */
@@ -115,8 +105,8 @@ static void check_world(const char *what, const char *spec, int W, int64_t L, in
 
 int main(void)
 {
-    snprintf(dir, sizeof(dir), "/tmp/djct-test-shards-XXXXXX");
-    if (!mkdtemp(dir)) {
+    snprintf(fx_dir, sizeof(fx_dir), "/tmp/djct-test-shards-XXXXXX");
+    if (!mkdtemp(fx_dir)) {
         perror("mkdtemp");
         return 1;
     }
@@ -128,47 +118,47 @@ int main(void)
     cnt[NA] = 0;
     cnt[NA + 3] = 0;
     cnt[NA + NB + 1] = 0;
-    CHECK_OK(fx_write(P("a.h5"), cnt, NA, 0, 1));
-    CHECK_OK(fx_write(P("b.djctd"), cnt + NA, NB, NA, 1));
-    CHECK_OK(fx_write(P("c.h5"), cnt + NA + NB, NC, NA + NB, 1));
+    CHECK_OK(fx_write(fx_path("a.h5"), cnt, NA, 0, 1));
+    CHECK_OK(fx_write(fx_path("b.djctd"), cnt + NA, NB, NA, 1));
+    CHECK_OK(fx_write(fx_path("c.h5"), cnt + NA + NB, NC, NA + NB, 1));
     char spec[1700];
-    snprintf(spec, sizeof(spec), "%s,%s,%s", P("a.h5"), P("b.djctd"), P("c.h5"));
+    snprintf(spec, sizeof(spec), "%s,%s,%s", fx_path("a.h5"), fx_path("b.djctd"), fx_path("c.h5"));
     int64_t n = NA + NB + NC;
     /* the largest event bounds how far a cut can miss the ideal */
     check_world("1 rank", spec, 1, 300, 1, cnt, n, 0);
     check_world("2 ranks", spec, 2, 300, 1, cnt, n, 500);
     check_world("3 ranks", spec, 3, 300, 1, cnt, n, 500);
     check_world("4 ranks", spec, 4, 300, 1, cnt, n, 500);
-    CHECK_OK(fx_write(P("small.djctd"), cnt + NA, NB, 0, 1));
+    CHECK_OK(fx_write(fx_path("small.djctd"), cnt + NA, NB, 0, 1));
     memset(starts, 0, sizeof(starts));
-    check_world("1 rank, small", P("small.djctd"), 1, 300, 1, cnt + NA, NB, 500);
-    check_world("more ranks than events", P("small.djctd"), 8, 300, 1, cnt + NA, NB, 500);
+    check_world("1 rank, small", fx_path("small.djctd"), 1, 300, 1, cnt + NA, NB, 500);
+    check_world("more ranks than events", fx_path("small.djctd"), 8, 300, 1, cnt + NA, NB, 500);
 
     /* regular data: batches count events, ranges balanced by events */
     int64_t ones[37];
     for (int i = 0; i < 37; i++)
         ones[i] = 1;
-    CHECK_OK(fx_write(P("r.h5"), ones, 37, 0, 0));
+    CHECK_OK(fx_write(fx_path("r.h5"), ones, 37, 0, 0));
     memset(starts, 0, sizeof(starts));
-    check_world("regular, 1 rank", P("r.h5"), 1, 5, 0, ones, 37, 0);
-    check_world("regular, 3 ranks", P("r.h5"), 3, 5, 0, ones, 37, 5);
+    check_world("regular, 1 rank", fx_path("r.h5"), 1, 5, 0, ones, 37, 0);
+    check_world("regular, 3 ranks", fx_path("r.h5"), 3, 5, 0, ones, 37, 5);
 
     /* the ranges of 2 ranks with equal batches are exact halves */
     int64_t eq[10] = {4, 4, 4, 4, 4, 4, 4, 4, 4, 4};
-    CHECK_OK(fx_write(P("eq.h5"), eq, 10, 0, 1));
+    CHECK_OK(fx_write(fx_path("eq.h5"), eq, 10, 0, 1));
     int64_t f, e, el;
-    CHECK(check_rank(P("eq.h5"), 2, 1, 4, 1, eq, 10, &f, &e, &el) && f == 5 && e == 10 && el == 20);
+    CHECK(check_rank(fx_path("eq.h5"), 2, 1, 4, 1, eq, 10, &f, &e, &el) && f == 5 && e == 10 && el == 20);
 
     /* SHARDS is accepted by djct_shuffle's range check; one past it is refused */
     djct_dataset_options o = DJCT_DATASET_OPTIONS_INIT;
     o.batch_elements = 8;
     o.shuffle = DJCT_SHUFFLE_SHARDS + 1;
     djct_dataset *ds = NULL;
-    CHECK_ERR(djct_dataset_open(&ds, P("eq.h5"), &o), DJCT_EINVAL, "not a djct_shuffle");
+    CHECK_ERR(djct_dataset_open(&ds, fx_path("eq.h5"), &o), DJCT_EINVAL, "not a djct_shuffle");
 
     char cmd[600];
-    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", fx_dir);
     if (system(cmd) != 0)
-        fprintf(stderr, "could not remove %s\n", dir);
+        fprintf(stderr, "could not remove %s\n", fx_dir);
     return harness_report();
 }

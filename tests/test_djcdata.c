@@ -4,6 +4,7 @@
  * (truncation at every byte, flipped bytes, bad versions, huge sizes), and the decoder in parts
  * (the serial reader's record or error for every flipped byte and truncation). */
 #include "harness.h"
+#include "data_fixtures.h"
 
 #include "djcdata_int.h"
 
@@ -16,29 +17,11 @@ static const char *fixdir;
 
 /* ---- helpers ---------------------------------------------------------------------------------- */
 
-static unsigned char *slurp(const char *path, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    unsigned char *b = malloc((size_t)n + 1);
-    if (b && fread(b, 1, (size_t)n, f) != (size_t)n) {
-        free(b);
-        b = NULL;
-    }
-    fclose(f);
-    *len = (size_t)n;
-    return b;
-}
-
 /* minimal .npy reader: little-endian descr, C order; returns the data pointer inside *file */
 static const unsigned char *npy(unsigned char **file, const char *path, const char *descr, size_t *count)
 {
     size_t len;
-    unsigned char *b = slurp(path, &len);
+    unsigned char *b = (unsigned char *)harness_slurp(path, &len);
     *file = b;
     if (!b || len < 10 || memcmp(b, "\x93NUMPY", 6))
         return NULL;
@@ -100,38 +83,6 @@ static void add_fn(djct_array *a, const char *f)
 {
     a->feature_names = realloc(a->feature_names, (a->n_feature_names + 1) * sizeof(char *));
     a->feature_names[a->n_feature_names++] = strdup(f);
-}
-
-static int arrays_equal(const djct_array *a, const djct_array *b)
-{
-    if (a->dtype != b->dtype || a->ndim != b->ndim || a->n_values != b->n_values ||
-        a->n_row_splits != b->n_row_splits || strcmp(a->name, b->name) || a->n_feature_names != b->n_feature_names)
-        return 0;
-    for (int i = 0; i < a->ndim; i++)
-        if (a->shape[i] != b->shape[i])
-            return 0;
-    for (size_t i = 0; i < a->n_feature_names; i++)
-        if (strcmp(a->feature_names[i], b->feature_names[i]))
-            return 0;
-    if (a->n_row_splits && memcmp(a->row_splits, b->row_splits, a->n_row_splits * 8))
-        return 0;
-    return a->n_values == 0 || memcmp(a->values, b->values, a->n_values * 4) == 0;
-}
-
-static int records_equal(const djct_record *a, const djct_record *b)
-{
-    if (a->n_features != b->n_features || a->n_truths != b->n_truths || a->n_weights != b->n_weights)
-        return 0;
-    for (size_t i = 0; i < a->n_features; i++)
-        if (!arrays_equal(&a->features[i], &b->features[i]))
-            return 0;
-    for (size_t i = 0; i < a->n_truths; i++)
-        if (!arrays_equal(&a->truths[i], &b->truths[i]))
-            return 0;
-    for (size_t i = 0; i < a->n_weights; i++)
-        if (!arrays_equal(&a->weights[i], &b->weights[i]))
-            return 0;
-    return 1;
 }
 
 /* the worked example of djcdata.md section 4 */
@@ -196,7 +147,7 @@ static void test_fixtures(void)
         djct_array *f = &r.features[0];
         CHECK(f->n_values == want && !memcmp(f->values, np_arr, want * 4));
         CHECK(f->n_row_splits == nrs && !memcmp(f->row_splits, np_rs, nrs * 8));
-        CHECK(arrays_equal(f, &a));
+        CHECK(fx_arrays_equal(f, &a));
     }
     /* metadata: row splits only */
     djct_file_meta m;
@@ -223,7 +174,7 @@ static void test_fixtures(void)
     CHECK_OK(djct_djcsa_write_mem(&buf, &len, &a, NULL));
     djct_array b;
     CHECK_OK(djct_djcsa_read_mem(&b, buf, len, "reencoded"));
-    CHECK(arrays_equal(&a, &b));
+    CHECK(fx_arrays_equal(&a, &b));
     djct_array_clear(&b);
     free(buf);
     /* the fixture's value block is a stored 9-byte-header chunk (random floats): ours too */
@@ -248,17 +199,17 @@ static void test_example(void)
             }
     free(buf);
     CHECK_OK(djct_djcsa_read_mem(&b, EXAMPLE, sizeof(EXAMPLE), "example.djcsa"));
-    CHECK(arrays_equal(&a, &b));
+    CHECK(fx_arrays_equal(&a, &b));
     djct_array_clear(&b);
     char path[512];
     snprintf(path, sizeof(path), "%s/ex.djcsa", tmpdir);
     CHECK_OK(djct_djcsa_write(path, &a, NULL));
     size_t flen;
-    unsigned char *f = slurp(path, &flen);
+    unsigned char *f = (unsigned char *)harness_slurp(path, &flen);
     CHECK(f && flen == 176 && !memcmp(f, EXAMPLE, 176));
     free(f);
     CHECK_OK(djct_djcsa_read(&b, path));
-    CHECK(arrays_equal(&a, &b));
+    CHECK(fx_arrays_equal(&a, &b));
     djct_array_clear(&b);
     djct_array_clear(&a);
 }
@@ -308,7 +259,7 @@ static void test_roundtrip(void)
         size_t len = 0;
         ROW_OK(calls, djct_djcdata_write_mem(&buf, &len, &r, &o), "compress %d", compress);
         ROW_OK(calls, djct_djcdata_read_mem(&back, buf, len, "rt.djctd"), "compress %d", compress);
-        ROW(equal, records_equal(&r, &back), "compress %d", compress);
+        ROW(equal, fx_records_equal(&r, &back), "compress %d", compress);
         djct_record_clear(&back);
         free(buf);
         /* metadata: hits and ids share row splits (counted once), tracks adds its own */
@@ -346,7 +297,7 @@ static void test_roundtrip(void)
         CHECK_OK(djct_djcsa_write_mem(&buf, &len, &a, &o));
         CHECK(((unsigned char *)buf)[len - 80 - 3] == 0x6c);
         CHECK_OK(djct_djcsa_read_mem(&b, buf, len, "s3"));
-        CHECK(arrays_equal(&a, &b));
+        CHECK(fx_arrays_equal(&a, &b));
         djct_array_clear(&b);
         djct_array_clear(&a);
         free(buf);
@@ -354,7 +305,7 @@ static void test_roundtrip(void)
         CHECK_OK(djct_djcsa_write_mem(&buf, &len, &a, &o));
         CHECK(((unsigned char *)buf)[len - 12000 - 9] == 0x6e);
         CHECK_OK(djct_djcsa_read_mem(&b, buf, len, "s9"));
-        CHECK(arrays_equal(&a, &b));
+        CHECK(fx_arrays_equal(&a, &b));
         djct_array_clear(&b);
         djct_array_clear(&a);
         free(buf);
@@ -401,7 +352,7 @@ static void test_roundtrip(void)
             djct_qlz_cstate_free(cs);
         }
         ROW_OK(mcalls, djct_djcsa_read_mem(&b, buf, len, "multi"), "compress %d", compress);
-        ROW(mequal, arrays_equal(&a, &b), "compress %d", compress);
+        ROW(mequal, fx_arrays_equal(&a, &b), "compress %d", compress);
         djct_array_clear(&b);
         djct_array_clear(&a);
         free(buf);
@@ -423,7 +374,7 @@ static void test_roundtrip(void)
         size_t len;
         CHECK_OK(djct_djcdata_write_mem(&buf, &len, &r, NULL));
         CHECK_OK(djct_djcdata_read_mem(&back, buf, len, "empty"));
-        CHECK(records_equal(&r, &back));
+        CHECK(fx_records_equal(&r, &back));
         djct_record_clear(&back);
         free(buf);
         djct_record_clear(&r);
@@ -432,7 +383,7 @@ static void test_roundtrip(void)
         /* both blocks: the 13-byte empty form only for the data; row splits hold 32 bytes */
         CHECK(len > 13 && !memcmp((unsigned char *)buf + len - 13, "\x66\x66\x06\x40\x00\0\0\0\0\0\0\0\0", 13));
         CHECK_OK(djct_djcsa_read_mem(&b, buf, len, "z"));
-        CHECK(arrays_equal(&a, &b));
+        CHECK(fx_arrays_equal(&a, &b));
         djct_array_clear(&a);
         djct_array_clear(&b);
         free(buf);
@@ -460,7 +411,7 @@ static void test_roundtrip(void)
             if (!memcmp(p + i, "\x66\x66\x06\x40", 4))
                 memcpy(p + i, v20, 4);
         CHECK_OK(djct_djcsa_read_mem(&b, p, len, "v20.djcsa"));
-        CHECK(arrays_equal(&a, &b));
+        CHECK(fx_arrays_equal(&a, &b));
         djct_array_clear(&b);
         free(buf);
         djct_array_clear(&a);
@@ -505,7 +456,7 @@ static void test_multirecord(void)
     djct_file_meta_clear(&m);
     djct_record one;
     CHECK_OK(djct_djcdata_read_record(&one, path, 1));
-    CHECK(records_equal(&one, &r2));
+    CHECK(fx_records_equal(&one, &r2));
     djct_record_clear(&one);
     CHECK_ERR(djct_djcdata_read_record(&one, path, 3), DJCT_EINVAL, "record 3 requested");
     /* an incompatible record is refused on append */
@@ -566,7 +517,7 @@ static int same_as_serial(const char *path, const void *buf, size_t len, char *w
     char ma[1024];
     snprintf(ma, sizeof(ma), "%s", djct_last_error());
     int rb = read_parts(&b, path, buf, len);
-    int same = ra == rb && (ra ? !strcmp(ma, djct_last_error()) : records_equal(&a, &b));
+    int same = ra == rb && (ra ? !strcmp(ma, djct_last_error()) : fx_records_equal(&a, &b));
     if (!same)
         snprintf(why, whylen, "serial %d '%s', parts %d '%s'", ra, ra ? ma : "", rb, rb ? djct_last_error() : "");
     if (!ra)
@@ -595,14 +546,14 @@ static void test_parts(void)
     CHECK_OK(djct_djcdata_write(path, &r[2], &o));
     djct_djcdata_chunk_limit = old;
     size_t len = 0;
-    unsigned char *img = slurp(path, &len);
+    unsigned char *img = (unsigned char *)harness_slurp(path, &len);
     djct_record serial, parts;
     CHECK_OK(djct_djcdata_read(&serial, path));
     CHECK_OK(read_parts(&parts, path, NULL, 0));
-    CHECK(records_equal(&serial, &parts) && djct_array_validate(&parts.features[0]) == 0);
+    CHECK(fx_records_equal(&serial, &parts) && djct_array_validate(&parts.features[0]) == 0);
     djct_record_clear(&parts);
     CHECK_OK(read_parts(&parts, "image", img, len));
-    CHECK(records_equal(&serial, &parts));
+    CHECK(fx_records_equal(&serial, &parts));
     djct_record_clear(&parts);
     djct_record_clear(&serial);
     /* one block per array and record */

@@ -4,6 +4,7 @@
  * files libhdf5 itself crashes on (one-line error, later HDF5 calls refused, clean exit) or that
  * shrink under a direct-read mapping. */
 #include "harness.h"
+#include "data_fixtures.h"
 #include "h5_int.h"
 #include "h5fd_int.h"
 
@@ -40,89 +41,29 @@ static void make_record(djct_record *r, int E)
         rs[e + 1] = rs[e] + (7 * e) % 5;
     int64_t T = rs[E];
     djct_array *p = &r->features[0];
-    p->name = strdup("points");
+    float *v = fx_array(p, "points", DJCT_DTYPE_FLOAT32, 3, (const int64_t[]){E, -T, 3}, (size_t)T * 3);
+    for (size_t i = 0; i < p->n_values; i++)
+        v[i] = (float)i * 0.25f - 3.0f;
     p->feature_names = calloc(3, sizeof(char *));
     p->feature_names[0] = strdup("x");
     p->feature_names[1] = strdup("y");
     p->feature_names[2] = strdup("energy");
     p->n_feature_names = 3;
-    p->dtype = DJCT_DTYPE_FLOAT32;
-    p->ndim = 3;
-    p->shape[0] = E;
-    p->shape[1] = -T;
-    p->shape[2] = 3;
     p->row_splits = rs;
     p->n_row_splits = E + 1;
-    p->n_values = T * 3;
-    float *v = malloc(4 * p->n_values + 4);
-    for (size_t i = 0; i < p->n_values; i++)
-        v[i] = (float)i * 0.25f - 3.0f;
-    p->values = v;
     djct_array *ids = &r->features[1];
-    ids->name = strdup("ids");
-    ids->dtype = DJCT_DTYPE_INT32;
-    ids->ndim = 2;
-    ids->shape[0] = E;
-    ids->shape[1] = -T;
+    int32_t *iv = fx_array(ids, "ids", DJCT_DTYPE_INT32, 2, (const int64_t[]){E, -T}, (size_t)T);
+    for (int64_t i = 0; i < T; i++)
+        iv[i] = (int32_t)(i * 3 - 5);
     ids->row_splits = malloc(sizeof(int64_t) * (E + 1));
     memcpy(ids->row_splits, rs, sizeof(int64_t) * (E + 1));
     ids->n_row_splits = E + 1;
-    ids->n_values = T;
-    int32_t *iv = malloc(4 * T + 4);
-    for (int64_t i = 0; i < T; i++)
-        iv[i] = (int32_t)(i * 3 - 5);
-    ids->values = iv;
-    djct_array *l = &r->truths[0];
-    l->name = strdup("label");
-    l->dtype = DJCT_DTYPE_INT32;
-    l->ndim = 2;
-    l->shape[0] = E;
-    l->shape[1] = 1;
-    l->n_values = E;
-    int32_t *lv = malloc(4 * E + 4);
+    int32_t *lv = fx_array(&r->truths[0], "label", DJCT_DTYPE_INT32, 2, (const int64_t[]){E, 1}, (size_t)E);
     for (int e = 0; e < E; e++)
         lv[e] = e % 3;
-    l->values = lv;
-    djct_array *w = &r->weights[0];
-    w->name = strdup("");
-    w->dtype = DJCT_DTYPE_FLOAT32;
-    w->ndim = 1;
-    w->shape[0] = E;
-    w->n_values = E;
-    float *wv = malloc(4 * E + 4);
+    float *wv = fx_array(&r->weights[0], "", DJCT_DTYPE_FLOAT32, 1, (const int64_t[]){E}, (size_t)E);
     for (int e = 0; e < E; e++)
         wv[e] = 1.0f / (float)(e + 1);
-    w->values = wv;
-}
-
-static int arrays_equal(const djct_array *a, const djct_array *b)
-{
-    if (a->dtype != b->dtype || a->ndim != b->ndim || a->n_values != b->n_values ||
-        memcmp(a->shape, b->shape, sizeof(int64_t) * a->ndim) || strcmp(a->name, b->name) ||
-        a->n_feature_names != b->n_feature_names || !a->row_splits != !b->row_splits)
-        return 0;
-    for (size_t i = 0; i < a->n_feature_names; i++)
-        if (strcmp(a->feature_names[i], b->feature_names[i]))
-            return 0;
-    if (a->row_splits && memcmp(a->row_splits, b->row_splits, 8 * a->n_row_splits))
-        return 0;
-    return memcmp(a->values, b->values, 4 * a->n_values) == 0;
-}
-
-static int records_equal(const djct_record *a, const djct_record *b)
-{
-    if (a->n_features != b->n_features || a->n_truths != b->n_truths || a->n_weights != b->n_weights)
-        return 0;
-    for (size_t i = 0; i < a->n_features; i++)
-        if (!arrays_equal(&a->features[i], &b->features[i]))
-            return 0;
-    for (size_t i = 0; i < a->n_truths; i++)
-        if (!arrays_equal(&a->truths[i], &b->truths[i]))
-            return 0;
-    for (size_t i = 0; i < a->n_weights; i++)
-        if (!arrays_equal(&a->weights[i], &b->weights[i]))
-            return 0;
-    return 1;
 }
 
 static void test_roundtrip(void)
@@ -142,7 +83,7 @@ static void test_roundtrip(void)
     harness_rows both = HARNESS_ROWS_INIT;
     for (int z = 0; z < 2; z++) {
         ROW_OK(both, djct_h5_read(&back, z ? pz : p), "%s", z ? pz : p);
-        ROW(both, records_equal(&r, &back), "%s", z ? pz : p);
+        ROW(both, fx_records_equal(&r, &back), "%s", z ? pz : p);
         djct_record_clear(&back);
     }
     CHECK_ROWS(both);
@@ -241,21 +182,6 @@ static void test_roundtrip(void)
 
 /* ---- hostile files, built with libhdf5 directly ---- */
 
-static hid_t new_file(const char *p, const char *fmt)
-{
-    hid_t f = H5Fcreate(p, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
-    if (fmt) {
-        hid_t t = H5Tcopy(H5T_C_S1), s = H5Screate(H5S_SCALAR);
-        H5Tset_size(t, strlen(fmt));
-        hid_t a = H5Acreate2(f, "djct_format", t, s, H5P_DEFAULT, H5P_DEFAULT);
-        H5Awrite(a, t, fmt);
-        H5Aclose(a);
-        H5Sclose(s);
-        H5Tclose(t);
-    }
-    return f;
-}
-
 static void add_ds(hid_t loc, const char *name, hid_t type, int rank, const hsize_t *dims, const void *data, int chunk)
 {
     hid_t s = H5Screate_simple(rank, dims, NULL), pl = H5Pcreate(H5P_DATASET_CREATE);
@@ -280,7 +206,7 @@ typedef struct {
 static values_file start_values(const char *p, hsize_t rows, hsize_t chunk)
 {
     values_file v;
-    v.f = new_file(p, "djct-ragged-1");
+    v.f = fx_h5_new_file(p, "djct-ragged-1");
     v.g = H5Gcreate2(v.f, "features", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
     v.a = H5Gcreate2(v.g, "000", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
     hid_t sp = H5Screate_simple(1, &rows, NULL), pl = H5Pcreate(H5P_DATASET_CREATE);
@@ -303,7 +229,7 @@ static void end_values(values_file *v)
 static void hostile(const char *p, const char *fmt, const int64_t *rs, hsize_t nrs, hsize_t nvals, hid_t vtype,
                     int variant)
 {
-    hid_t f = new_file(p, fmt);
+    hid_t f = fx_h5_new_file(p, fmt);
     hid_t g = H5Gcreate2(f, "features", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
     hid_t a = H5Gcreate2(g, variant == 1 ? "001" : "000", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
     float v[64] = {0};
@@ -376,7 +302,7 @@ static void test_hostile(void)
     hostile(p, "djct-ragged-1", rs_huge, 2, (hsize_t)1 << 40, H5T_NATIVE_FLOAT, 0);
     CHECK_ERR(djct_h5_read(&r, p), DJCT_EINVAL, "larger than the file can hold");
     /* no features group */
-    hid_t f = new_file(p, "djct-ragged-1");
+    hid_t f = fx_h5_new_file(p, "djct-ragged-1");
     H5Fclose(f);
     CHECK_ERR(djct_h5_read_meta(&m, p), DJCT_EINVAL, "/features: group missing");
     /* a truncated valid file */
@@ -455,7 +381,7 @@ static void test_shrunk_mapping(void)
     CHECK(!djct_h5_poisoned());
     djct_h5_file_close(f);
     CHECK_OK(djct_h5_read(&back, q)); /* HDF5 still works */
-    CHECK(records_equal(&r, &back));
+    CHECK(fx_records_equal(&r, &back));
     djct_record_clear(&back);
     djct_record_clear(&r);
 }

@@ -5,6 +5,7 @@
  * mapped, converted files the same through both of its paths; and files written by h5py with its
  * default dtypes. Files are real HDF5 files, written with libhdf5 here or with h5py. */
 #include "harness.h"
+#include "data_fixtures.h"
 #include "h5_file_int.h"
 
 #include <hdf5.h>
@@ -12,16 +13,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-static char dir[256];
-
-static const char *P(const char *name)
-{
-    static char buf[4][512];
-    static int i;
-    i = (i + 1) % 4;
-    snprintf(buf[i], sizeof(buf[i]), "%s/%s", dir, name);
-    return buf[i];
-}
 
 static void put_text(const char *path, const char *text)
 {
@@ -48,32 +39,6 @@ static void ds1(hid_t loc, const char *name, hid_t ft, hid_t mt, hsize_t n, cons
     ds(loc, name, ft, mt, 1, &n, data);
 }
 
-static hid_t new_file(const char *p, int djct)
-{
-    hid_t f = H5Fcreate(p, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
-    if (djct) {
-        hid_t t = H5Tcopy(H5T_C_S1), s = H5Screate(H5S_SCALAR);
-        H5Tset_size(t, strlen(DJCT_H5_LAYOUT));
-        hid_t a = H5Acreate2(f, "djct_format", t, s, H5P_DEFAULT, H5P_DEFAULT);
-        H5Awrite(a, t, DJCT_H5_LAYOUT);
-        H5Aclose(a);
-        H5Sclose(s);
-        H5Tclose(t);
-    }
-    return f;
-}
-
-/* h5py's bool: an enum of a signed byte, FALSE = 0 and TRUE = 1 */
-static hid_t bool_type(void)
-{
-    hid_t t = H5Tenum_create(H5T_NATIVE_INT8);
-    int8_t v = 0;
-    H5Tenum_insert(t, "FALSE", &v);
-    v = 1;
-    H5Tenum_insert(t, "TRUE", &v);
-    return t;
-}
-
 /* IEEE half precision, as h5py makes it for numpy.float16 */
 static hid_t half_type(void)
 {
@@ -98,8 +63,8 @@ static int same_bits(float a, float b) { return !memcmp(&a, &b, 4); }
 
 static void test_dtypes(void)
 {
-    const char *p = P("dtypes.h5");
-    hid_t f = new_file(p, 1), bt = bool_type(), ht = half_type();
+    const char *p = fx_path("dtypes.h5");
+    hid_t f = fx_h5_new_file(p, DJCT_H5_LAYOUT), bt = fx_h5_bool_type(), ht = half_type();
     double f64[12];
     for (int i = 0; i < 12; i++)
         f64[i] = i * 0.1 - 0.35;
@@ -210,11 +175,11 @@ static void test_dtypes(void)
 
 static void test_conversion_errors(void)
 {
-    const char *p = P("narrow.h5");
+    const char *p = fx_path("narrow.h5");
     djct_record r;
     djct_file_meta m;
     /* int64 labels, one beyond int32 at row 4: opening reads no values; reading it names the row */
-    hid_t f = new_file(p, 1);
+    hid_t f = fx_h5_new_file(p, DJCT_H5_LAYOUT);
     float x[6] = {0};
     int64_t lab[6] = {0, 1, 2, 1, (int64_t)INT32_MAX + 1, 0};
     ds1(f, "features/000/values", H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, 6, x);
@@ -238,7 +203,7 @@ static void test_conversion_errors(void)
     }
 
     /* a ragged float64 array: the row of values and the event it belongs to */
-    f = new_file(p, 1);
+    f = fx_h5_new_file(p, DJCT_H5_LAYOUT);
     double big[5] = {1, 2, 3, 1e300, 5};
     int64_t cnt[2] = {2, 3};
     ds1(f, "features/000/values", H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, 5, big);
@@ -248,7 +213,7 @@ static void test_conversion_errors(void)
               "is beyond float32's range (3.4e38); djct reads float64 as float32: rescale the values, or store them "
               "as float32");
     /* NaN and infinities are values, not errors */
-    f = new_file(p, 1);
+    f = fx_h5_new_file(p, DJCT_H5_LAYOUT);
     double odd[3] = {NAN, INFINITY, -INFINITY};
     ds1(f, "features/000/values", H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, 3, odd);
     H5Fclose(f);
@@ -268,7 +233,7 @@ static void test_conversion_errors(void)
                            "corrupt; rewrite it with h5py"}};
     harness_rows rows = HARNESS_ROWS_INIT;
     for (int c = 0; c < 3; c++) {
-        f = new_file(p, 1);
+        f = fx_h5_new_file(p, DJCT_H5_LAYOUT);
         uint32_t u32[3] = {1, 3000000000u, 2};
         uint64_t u64[3] = {1, 2, ((uint64_t)1 << 63) + 5};
         uint8_t b[3] = {1, 7, 0};
@@ -277,7 +242,7 @@ static void test_conversion_errors(void)
         else if (c == 1)
             ds1(f, "features/000/values", H5T_STD_U64LE, H5T_NATIVE_UINT64, 3, u64);
         else {
-            hid_t bt = bool_type();
+            hid_t bt = fx_h5_bool_type();
             ds1(f, "features/000/values", bt, bt, 3, b);
             H5Tclose(bt);
         }
@@ -288,7 +253,7 @@ static void test_conversion_errors(void)
     CHECK_ROWS(rows);
 
     /* a dtype the reader refuses: strings, and an enum that is not h5py's bool */
-    f = new_file(p, 1);
+    f = fx_h5_new_file(p, DJCT_H5_LAYOUT);
     hid_t st = H5Tcopy(H5T_C_S1), et = H5Tenum_create(H5T_NATIVE_INT8);
     H5Tset_size(st, 4);
     ds1(f, "features/000/values", st, st, 2, "abcdefgh");
@@ -309,7 +274,7 @@ static void test_conversion_errors(void)
 static void counts_file(const char *p, const char *name, hid_t t, hid_t mt, const void *v, hsize_t n, hsize_t n2,
                         int also_rs)
 {
-    hid_t f = new_file(p, 1);
+    hid_t f = fx_h5_new_file(p, DJCT_H5_LAYOUT);
     float x[6] = {1, 2, 3, 4, 5, 6};
     ds1(f, "features/000/values", H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, 6, x);
     hsize_t d[2] = {n, n2};
@@ -323,7 +288,7 @@ static void counts_file(const char *p, const char *name, hid_t t, hid_t mt, cons
 
 static void test_counts(void)
 {
-    const char *p = P("counts.h5"), *q = P("splits.h5");
+    const char *p = fx_path("counts.h5"), *q = fx_path("splits.h5");
     djct_file_meta m;
     djct_record a, b;
     /* counts and row splits describe the same array */
@@ -343,7 +308,7 @@ static void test_counts(void)
     djct_file_meta_clear(&m);
     /* no events: no counts, no rows */
     float none = 0;
-    hid_t f = new_file(p, 1);
+    hid_t f = fx_h5_new_file(p, DJCT_H5_LAYOUT);
     hsize_t z[2] = {0, 3};
     ds(f, "features/000/values", H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, 2, z, &none);
     ds1(f, "features/000/counts", H5T_STD_I64LE, H5T_NATIVE_INT64, 0, NULL);
@@ -391,9 +356,9 @@ static void test_counts(void)
 
 static void test_map_parse(void)
 {
-    const char *mp = P("m.ini");
+    const char *mp = fx_path("m.ini");
     djct_h5_map *map = NULL;
-    CHECK_ERR(djct_h5_map_load(&map, P("none.ini")), DJCT_EIO, "none.ini': cannot open");
+    CHECK_ERR(djct_h5_map_load(&map, fx_path("none.ini")), DJCT_EIO, "none.ini': cannot open");
     char longline[400] = "[feature a]\nvalues = /";
     memset(longline + strlen(longline), 'x', 250);
     struct {
@@ -456,7 +421,7 @@ static void test_map_parse(void)
 /* a file in a layout of its own: 3 events of 2, 0 and 4 hits (3 float64 each) */
 static void user_file(const char *p, int n_labels)
 {
-    hid_t f = new_file(p, 0);
+    hid_t f = fx_h5_new_file(p, NULL);
     double hits[18];
     for (int i = 0; i < 18; i++)
         hits[i] = i * 0.5;
@@ -483,7 +448,7 @@ static int load(djct_h5_map **m, const char *path, const char *text)
 
 static void test_map_files(void)
 {
-    const char *p = P("user.h5"), *mp = P("user.ini");
+    const char *p = fx_path("user.h5"), *mp = fx_path("user.ini");
     user_file(p, 3);
     djct_h5_map *map = NULL, *off = NULL;
     djct_h5_read_options o = DJCT_H5_READ_OPTIONS_INIT;
@@ -506,7 +471,7 @@ static void test_map_files(void)
         CHECK(!"one feature, truth and weight");
     }
     /* offsets (events + 1 entries) give the same row splits as counts */
-    CHECK_OK(load(&off, P("off.ini"), "[feature hits]\nvalues = /ev/hits\noffsets = /ev/off\n"));
+    CHECK_OK(load(&off, fx_path("off.ini"), "[feature hits]\nvalues = /ev/hits\noffsets = /ev/off\n"));
     o.map = off;
     CHECK_OK(djct_h5_read_ext(&r2, p, &o));
     CHECK(r2.n_features == 1 && r.n_features == 1 &&
@@ -532,7 +497,7 @@ static void test_map_files(void)
     CHECK(r2.n_features == 1 && r.n_features == 1 && r2.features[0].n_values == r.features[0].n_values &&
           !memcmp(r2.features[0].values, r.features[0].values, r.features[0].n_values * 4));
     djct_record_clear(&r2);
-    CHECK_OK(load(&off, P("other.ini"), "[feature weights_as_feature]\nvalues = /ev/w\n"));
+    CHECK_OK(load(&off, fx_path("other.ini"), "[feature weights_as_feature]\nvalues = /ev/w\n"));
     o.map = off;
     CHECK_OK(djct_h5_read_meta_ext(&m, p, &o));
     CHECK(m.layout.n_features == 1 && !strcmp(m.layout.features[0].name, "weights_as_feature") && m.layout.n_truths == 0);
@@ -584,7 +549,7 @@ static void test_map_files(void)
     djct_h5_map_free(off);
 
     /* integers read as float32 when the map asks: exact up to 2^24, an error beyond */
-    hid_t f = new_file(p, 0);
+    hid_t f = fx_h5_new_file(p, NULL);
     int64_t ints[3] = {-3, 16777216, 16777217};
     ds1(f, "i", H5T_STD_I64LE, H5T_NATIVE_INT64, 3, ints);
     H5Fclose(f);
@@ -638,25 +603,32 @@ static int batches_equal(const char *p, const char *map_path, size_t cache_bytes
     return ok;
 }
 
-static void test_dataset(void)
+/* *r = the file at p read through the map file mp: two checks, the map loads and the file reads */
+static void read_mapped(djct_record *r, const char *p, const char *mp)
 {
-    const char *p = P("user.h5"), *mp = P("user.ini");
-    user_file(p, 3);
-    put_text(mp, MAP_OK);
     djct_h5_map *map = NULL;
     djct_h5_read_options o = DJCT_H5_READ_OPTIONS_INIT;
-    djct_record r;
+    memset(r, 0, sizeof(*r));
     CHECK_OK(djct_h5_map_load(&map, mp));
     o.map = map;
-    CHECK_OK(djct_h5_read_ext(&r, p, &o));
+    CHECK_OK(djct_h5_read_ext(r, p, &o));
+    djct_h5_map_free(map);
+}
+
+static void test_dataset(void)
+{
+    const char *p = fx_path("user.h5"), *mp = fx_path("user.ini");
+    user_file(p, 3);
+    put_text(mp, MAP_OK);
+    djct_record r;
+    read_mapped(&r, p, mp);
     /* a small file is read whole once (converted once) and served from memory; with a cache too
      * small for that, every batch's rows are read through libhdf5 and converted: the same batches */
     CHECK(r.n_features == 1 && batches_equal(p, mp, 0, &r));
     CHECK(r.n_features == 1 && batches_equal(p, mp, 16, &r));
     djct_record_clear(&r);
-    djct_h5_map_free(map);
     djct_dataset_options d = DJCT_DATASET_OPTIONS_INIT;
-    d.h5_map = P("missing.ini");
+    d.h5_map = fx_path("missing.ini");
     djct_dataset *ds = NULL;
     CHECK_ERR(djct_dataset_open(&ds, p, &d), DJCT_EIO, "dataset: map '");
 }
@@ -669,7 +641,7 @@ static void test_h5py(void)
         harness_skip("/usr/bin/python3 with h5py and numpy not available");
         return;
     }
-    const char *p = P("h5py.h5"), *mp = P("h5py.ini"), *ex = P("h5py.expected");
+    const char *p = fx_path("h5py.h5"), *mp = fx_path("h5py.ini"), *ex = fx_path("h5py.expected");
     char cmd[4096];
     /* float64 points, int64 counts and labels, uint8 images, a bool mask: as numpy makes them; the
      * values numpy's astype gives (float32, int32) are written raw for the comparison */
@@ -694,12 +666,8 @@ static void test_h5py(void)
     CHECK(system(cmd) == 0);
     put_text(mp, "[feature points]\nvalues = /data/points\ncounts = /data/n\n[feature image]\nvalues = /data/img\n"
                  "[feature mask]\nvalues = /data/mask\n[truth label]\nvalues = /data/label\n");
-    djct_h5_map *map = NULL;
-    djct_h5_read_options o = DJCT_H5_READ_OPTIONS_INIT;
     djct_record r;
-    CHECK_OK(djct_h5_map_load(&map, mp));
-    o.map = map;
-    CHECK_OK(djct_h5_read_ext(&r, p, &o));
+    read_mapped(&r, p, mp);
     struct stat st;
     char *want = NULL;
     FILE *f = fopen(ex, "rb");
@@ -724,14 +692,13 @@ static void test_h5py(void)
     }
     free(want);
     djct_record_clear(&r);
-    djct_h5_map_free(map);
 }
 
 int main(void)
 {
-    snprintf(dir, sizeof(dir), "/tmp/djct_test_h5_user_%d", (int)getpid());
+    snprintf(fx_dir, sizeof(fx_dir), "/tmp/djct_test_h5_user_%d", (int)getpid());
     char cmd[600];
-    snprintf(cmd, sizeof(cmd), "mkdir -p %s", dir);
+    snprintf(cmd, sizeof(cmd), "mkdir -p %s", fx_dir);
     if (system(cmd) != 0)
         return 1;
     H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
@@ -742,8 +709,8 @@ int main(void)
     test_map_files();
     test_dataset();
     test_h5py();
-    snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+    snprintf(cmd, sizeof(cmd), "rm -rf %s", fx_dir);
     if (system(cmd) != 0)
-        fprintf(stderr, "cannot remove %s\n", dir);
+        fprintf(stderr, "cannot remove %s\n", fx_dir);
     return harness_report();
 }

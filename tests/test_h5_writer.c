@@ -7,43 +7,6 @@
 
 #include <unistd.h>
 
-static char dir[256];
-
-static const char *P(const char *name)
-{
-    static char buf[4][512];
-    static int i;
-    i = (i + 1) % 4;
-    snprintf(buf[i], sizeof(buf[i]), "%s/%s", dir, name);
-    return buf[i];
-}
-
-static int same_array(const djct_array *a, const djct_array *b)
-{
-    if (a->dtype != b->dtype || a->ndim != b->ndim || a->n_values != b->n_values ||
-        memcmp(a->shape, b->shape, sizeof(int64_t) * (size_t)a->ndim) || strcmp(a->name, b->name) ||
-        a->n_feature_names != b->n_feature_names || a->n_row_splits != b->n_row_splits)
-        return 0;
-    for (size_t i = 0; i < a->n_feature_names; i++)
-        if (strcmp(a->feature_names[i], b->feature_names[i]))
-            return 0;
-    if (a->n_row_splits && memcmp(a->row_splits, b->row_splits, a->n_row_splits * sizeof(int64_t)))
-        return 0;
-    return !a->n_values || !memcmp(a->values, b->values, a->n_values * djct_dtype_size(a->dtype));
-}
-
-static int same_record(const djct_record *a, const djct_record *b)
-{
-    if (a->n_features != b->n_features || a->n_truths != b->n_truths || a->n_weights != b->n_weights)
-        return 0;
-    for (size_t i = 0; i < a->n_features; i++)
-        if (!same_array(&a->features[i], &b->features[i]))
-            return 0;
-    for (size_t i = 0; i < a->n_truths; i++)
-        if (!same_array(&a->truths[i], &b->truths[i]))
-            return 0;
-    return 1;
-}
 
 static void add_feature_names(djct_record *r)
 {
@@ -67,7 +30,7 @@ static void round_trip(const char *name, int ragged, int gzip, const int64_t *co
         djct_record r;
         fx_record(&r, counts + total, sizes[p], total, ragged);
         add_feature_names(&r);
-        if (p == 0 && djct_h5_writer_create(&w, P(name), &r, &o)) {
+        if (p == 0 && djct_h5_writer_create(&w, fx_path(name), &r, &o)) {
             fprintf(stderr, "  create: %s\n", djct_last_error());
             ok = 0;
         }
@@ -84,8 +47,8 @@ static void round_trip(const char *name, int ragged, int gzip, const int64_t *co
     fx_record(&whole, counts, total, 0, ragged);
     add_feature_names(&whole);
     memset(&back, 0, sizeof(back));
-    CHECK_OK(djct_h5_read(&back, P(name)));
-    CHECK(same_record(&whole, &back));
+    CHECK_OK(djct_h5_read(&back, fx_path(name)));
+    CHECK(fx_records_equal(&whole, &back));
     djct_record_clear(&back);
     djct_record_clear(&whole);
 
@@ -95,7 +58,7 @@ static void round_trip(const char *name, int ragged, int gzip, const int64_t *co
     d.batch_events = 3;
     d.shuffle = DJCT_SHUFFLE_SHARDS;
     djct_dataset *ds = NULL;
-    CHECK_OK(djct_dataset_open(&ds, P(name), &d));
+    CHECK_OK(djct_dataset_open(&ds, fx_path(name), &d));
     int good = ds != NULL;
     int64_t seen = 0;
     djct_batch *b;
@@ -110,8 +73,8 @@ static void round_trip(const char *name, int ragged, int gzip, const int64_t *co
 
 int main(void)
 {
-    snprintf(dir, sizeof(dir), "/tmp/djct-test-h5w-XXXXXX");
-    if (!mkdtemp(dir)) {
+    snprintf(fx_dir, sizeof(fx_dir), "/tmp/djct-test-h5w-XXXXXX");
+    if (!mkdtemp(fx_dir)) {
         perror("mkdtemp");
         return 1;
     }
@@ -128,17 +91,17 @@ int main(void)
     djct_record r;
     fx_record(&r, counts, 3, 0, 1);
     djct_h5_writer *w = NULL;
-    CHECK_OK(djct_h5_writer_create(&w, P("empty.h5"), &r, NULL));
+    CHECK_OK(djct_h5_writer_create(&w, fx_path("empty.h5"), &r, NULL));
     CHECK_OK(djct_h5_writer_close(w));
     djct_file_meta m;
     memset(&m, 0, sizeof(m));
-    CHECK_OK(djct_h5_read_meta(&m, P("empty.h5")));
+    CHECK_OK(djct_h5_read_meta(&m, fx_path("empty.h5")));
     CHECK(m.n_events == 0 && m.layout.n_features == 1 && m.layout.n_truths == 1);
     djct_file_meta_clear(&m);
 
     /* appends that do not fit the layout are refused, naming the array */
     w = NULL;
-    CHECK_OK(djct_h5_writer_create(&w, P("bad.h5"), &r, NULL));
+    CHECK_OK(djct_h5_writer_create(&w, fx_path("bad.h5"), &r, NULL));
     djct_record reg;
     fx_record(&reg, counts, 3, 0, 0);
     CHECK_ERR(djct_h5_writer_append(w, &reg), DJCT_EINVAL, "/features/000");
@@ -154,16 +117,16 @@ int main(void)
     /* int64 values are not part of the layout */
     r.truths[0].dtype = DJCT_DTYPE_INT64;
     w = NULL;
-    CHECK_ERR(djct_h5_writer_create(&w, P("i64.h5"), &r, NULL), DJCT_EINVAL, "float32 or int32");
-    CHECK(w == NULL && access(P("i64.h5"), F_OK) != 0);
+    CHECK_ERR(djct_h5_writer_create(&w, fx_path("i64.h5"), &r, NULL), DJCT_EINVAL, "float32 or int32");
+    CHECK(w == NULL && access(fx_path("i64.h5"), F_OK) != 0);
     r.truths[0].dtype = DJCT_DTYPE_INT32;
     CHECK_ERR(djct_h5_writer_create(&w, "/nonexistent-dir/x.h5", &r, NULL), DJCT_EIO, "cannot create the file");
     djct_record_clear(&reg);
     djct_record_clear(&r);
 
     char cmd[600];
-    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", fx_dir);
     if (system(cmd) != 0)
-        fprintf(stderr, "could not remove %s\n", dir);
+        fprintf(stderr, "could not remove %s\n", fx_dir);
     return harness_report();
 }

@@ -30,11 +30,33 @@ static djct_log_options base_opts(const char *runs)
     return o;
 }
 
+/* servers[i] (spawned in main) once it answers: 1, or 0 after one failing check */
+static int server_up(test_srv *s, int i)
+{
+    *s = servers[i];
+    if (srv_wait(s) == 0)
+        return 1;
+    fprintf(stderr, "server %d: see %s\n", i, s->log);
+    CHECK(!"wandb_server.py did not start");
+    return 0;
+}
+
+/* base_opts for an online run against s under <tmp>/<name> (the path goes into runs) */
+static djct_log_options online_opts(const test_srv *s, char runs[512], const char *name)
+{
+    snprintf(runs, 512, "%s/%s", tmp, name);
+    djct_log_options o = base_opts(runs);
+    o.mode = DJCT_LOG_MODE_ONLINE;
+    o.base_url = s->url;
+    o.api_key = TEST_KEY;
+    return o;
+}
+
 static cJSON *read_json(const char *dir, const char *name)
 {
     char p[2200];
     snprintf(p, sizeof(p), "%s/%s", dir, name);
-    char *t = t_slurp(p);
+    char *t = harness_slurp(p, NULL);
     cJSON *j = t ? cJSON_Parse(t) : NULL;
     free(t);
     return j;
@@ -205,12 +227,12 @@ static void test_activate_and_steps(void)
     CHECK(run && json_num(run, "jobs") == 1); /* a number, not null */
     CHECK(sum == NULL); /* holds a NaN token, which cJSON does not parse: check the text */
     snprintf(p, sizeof(p), "%s/summary.json", dir);
-    char *st = t_slurp(p);
+    char *st = harness_slurp(p, NULL);
     CHECK(st && strstr(st, "\"loss\":0.25") && strstr(st, "\"best\":0.01") && strstr(st, "\"_step\":11") &&
           strstr(st, "\"_wandb\":{\"runtime\":"));
     free(st);
     snprintf(p, sizeof(p), "%s/history.csv", dir);
-    char *csv = t_slurp(p);
+    char *csv = harness_slurp(p, NULL);
     CHECK(csv && strncmp(csv, "_step,_runtime,_timestamp,val_a,val_c,val_m,loss,weird\n", 55) == 0);
     CHECK(t_count_lines(p) == 4);
     free(csv);
@@ -230,7 +252,7 @@ static void test_activate_and_steps(void)
     CHECK(strstr(djct_log_last_row(), "\"_step\":12") != NULL);
     CHECK_OK(djct_log_finish(0));
     CHECK(t_count_lines(p) == 4);
-    char *h = t_slurp(p);
+    char *h = harness_slurp(p, NULL);
     CHECK(h && !strstr(h, "\"_st\n") && !strstr(h, "0.987654321"));
     free(h);
     cfg = read_json(dir, "config.json");
@@ -242,7 +264,7 @@ static void test_activate_and_steps(void)
     /* the summary of the first job stays (its override, a key this job did not log, a NaN) and this
      * job's rows update it */
     snprintf(p, sizeof(p), "%s/summary.json", dir);
-    st = t_slurp(p);
+    st = harness_slurp(p, NULL);
     CHECK(st && strstr(st, "\"best\":0.01") && strstr(st, "\"weird\":NaN") && strstr(st, "\"val_a\":2") &&
           strstr(st, "\"loss\":0.05") && strstr(st, "\"_step\":12"));
     free(st);
@@ -269,17 +291,11 @@ static int wait_held(test_srv *s)
 
 static void test_online_exact(void)
 {
-    test_srv s = servers[0];
-    if (srv_wait(&s) != 0) {
-        CHECK(!"wandb_server.py did not start");
+    test_srv s;
+    if (!server_up(&s, 0))
         return;
-    }
     char runs[512];
-    snprintf(runs, sizeof(runs), "%s/runs-online", tmp);
-    djct_log_options o = base_opts(runs);
-    o.mode = DJCT_LOG_MODE_ONLINE;
-    o.base_url = s.url;
-    o.api_key = TEST_KEY;
+    djct_log_options o = online_opts(&s, runs, "runs-online");
     o.run_id = "onl1";
     o.run_name = "display-1";
     o.group = "grp";
@@ -375,20 +391,14 @@ static void test_online_exact(void)
 
 static void test_faults_exactly_once(void)
 {
-    test_srv s = servers[1];
-    if (srv_wait(&s) != 0) {
-        CHECK(!"wandb_server.py did not start");
+    test_srv s;
+    if (!server_up(&s, 1))
         return;
-    }
     /* the first file_stream request is held until released: every flush meanwhile returns */
     CHECK_OK(srv_control(&s, "{\"gql\":[500,\"drop\"],\"fs\":[\"hold\",500,\"429:0.3\",\"drop\",\"applydrop\",502,"
                              "\"ok\",\"applydrop\"]}"));
     char runs[512];
-    snprintf(runs, sizeof(runs), "%s/runs-faults", tmp);
-    djct_log_options o = base_opts(runs);
-    o.mode = DJCT_LOG_MODE_ONLINE;
-    o.base_url = s.url;
-    o.api_key = TEST_KEY;
+    djct_log_options o = online_opts(&s, runs, "runs-faults");
     o.run_id = "flt1";
     o.entity = "team";
     CHECK_OK(djct_log_init(&o));
@@ -431,17 +441,11 @@ static void test_faults_exactly_once(void)
 
 static void test_final_4xx_then_sync(void)
 {
-    test_srv s = servers[2];
-    if (srv_wait(&s) != 0) {
-        CHECK(!"wandb_server.py did not start");
+    test_srv s;
+    if (!server_up(&s, 2))
         return;
-    }
     char runs[512], dir[1024];
-    snprintf(runs, sizeof(runs), "%s/runs-final", tmp);
-    djct_log_options o = base_opts(runs);
-    o.mode = DJCT_LOG_MODE_ONLINE;
-    o.base_url = s.url;
-    o.api_key = TEST_KEY;
+    djct_log_options o = online_opts(&s, runs, "runs-final");
     o.run_id = "fin1";
     CHECK_OK(djct_log_init(&o));
     snprintf(dir, sizeof(dir), "%s", djct_log_run_dir());
@@ -526,7 +530,7 @@ static void sync_app(const char *env, const char *dir, const char *expect)
     int rc = system(cmd);
     CHECK(rc == 0);
     snprintf(cmd, sizeof(cmd), "%s/sync.out", tmp);
-    char *out = t_slurp(cmd);
+    char *out = harness_slurp(cmd, NULL);
     CHECK(out && strstr(out, expect) && !strstr(out, TEST_KEY));
     if (rc != 0 && out)
         fprintf(stderr, "djct_sync said: %s\n", out);
@@ -535,11 +539,9 @@ static void sync_app(const char *env, const char *dir, const char *expect)
 
 static void test_offline_then_sync(void)
 {
-    test_srv s = servers[3];
-    if (srv_wait(&s) != 0) {
-        CHECK(!"wandb_server.py did not start");
+    test_srv s;
+    if (!server_up(&s, 3))
         return;
-    }
     char runs[512], dir[1024];
     snprintf(runs, sizeof(runs), "%s/runs-offline", tmp);
     djct_log_options o = base_opts(runs);
@@ -596,20 +598,14 @@ static void test_offline_then_sync(void)
 
 static void test_preempt_and_slow(void)
 {
-    test_srv s = servers[4];
-    if (srv_wait(&s) != 0) {
-        CHECK(!"wandb_server.py did not start");
+    test_srv s;
+    if (!server_up(&s, 4))
         return;
-    }
     /* the first file_stream request is held until released, every later answer takes 0.5 s:
        flush must not notice */
     CHECK_OK(srv_control(&s, "{\"fs\":[\"hold\"],\"fs_always\":\"slow:0.5\"}"));
     char runs[512];
-    snprintf(runs, sizeof(runs), "%s/runs-preempt", tmp);
-    djct_log_options o = base_opts(runs);
-    o.mode = DJCT_LOG_MODE_ONLINE;
-    o.base_url = s.url;
-    o.api_key = TEST_KEY;
+    djct_log_options o = online_opts(&s, runs, "runs-preempt");
     o.run_id = "pre1";
     o.no_fsync = 1;
     CHECK_OK(djct_log_init(&o));
@@ -706,7 +702,7 @@ static void test_rewind(void)
     snprintf(p, sizeof(p), "%s/history.jsonl", dir);
     CHECK(t_count_lines(p) == 7);
     snprintf(p, sizeof(p), "%s/history.rewound.jsonl", dir);
-    char *rw = t_slurp(p);
+    char *rw = harness_slurp(p, NULL);
     CHECK(rw && t_count_lines(p) == 4 && strstr(rw, "\"global_step\":7,\"_step\":6") &&
           strstr(rw, "\"global_step\":10,\"_step\":9"));
     free(rw);
@@ -737,7 +733,7 @@ static void test_rewind(void)
     CHECK_OK(djct_log("global_step", 5));
     CHECK_OK(djct_log_flush(NULL, -1));
     CHECK(strstr(djct_log_last_row(), "\"_step\":9,") != NULL); /* after the kept rows */
-    char *h = t_slurp(p);
+    char *h = harness_slurp(p, NULL);
     CHECK(h && t_count_lines(p) == 7 && strstr(h, "\"global_step\":4,\"_step\":3") && strstr(h, "eval_acc\":0.5") &&
           strstr(h, "eval_acc\":0.75") && !strstr(h, "\"global_step\":7"));
     free(h);
@@ -786,7 +782,7 @@ static int sync_run(const char *env, const char *args, char **text)
         kill(pid, SIGKILL);
         waitpid(pid, &st, 0);
     }
-    *text = t_slurp(out);
+    *text = harness_slurp(out, NULL);
     if (!*text)
         *text = strdup("");
     return done && WIFEXITED(st) ? WEXITSTATUS(st) : -1;
@@ -821,11 +817,9 @@ static void offline_run(const char *runs, const char *run_id, const char *base_u
  * read by host; plain http to a host that is not a loopback address is refused without --insecure */
 static void test_sync_app(void)
 {
-    test_srv s = servers[6];
-    if (srv_wait(&s) != 0) {
-        CHECK(!"wandb_server.py did not start");
+    test_srv s;
+    if (!server_up(&s, 6))
         return;
-    }
     char runs[512], dir[1024], args[2048], env[2048], *out = NULL;
     snprintf(runs, sizeof(runs), "%s/runs-syncapp", tmp);
     /* an offline run records the default server: a self-hosted user names theirs in the environment */
@@ -881,7 +875,7 @@ static void test_sync_app(void)
     }
     CHECK(done && WIFEXITED(wst) && WEXITSTATUS(wst) == 130);
     CHECK_OK(srv_control(&s, "{\"release\":true}"));
-    out = t_slurp(outp);
+    out = harness_slurp(outp, NULL);
     CHECK(out && strstr(out, ": interrupted\n") && strstr(out, "sent 0 history rows; left: 8 of 8 history rows, "
                                                           "the summary and `complete`; run djct_sync again"));
     free(out);
@@ -996,22 +990,16 @@ static void test_tls(void)
         harness_skip("no openssl CLI to make test certificates (scripts/install-deps.sh installs it)");
         return;
     }
-    test_srv s = servers[5];
-    if (srv_wait(&s) != 0) {
-        CHECK(!"wandb_server.py --tls-cert did not start");
+    test_srv s;
+    if (!server_up(&s, 5))
         return;
-    }
     unsetenv("REQUESTS_CA_BUNDLE");
     unsetenv("CURL_CA_BUNDLE");
     unsetenv("SSL_CERT_FILE");
     char runs[512], dir[1024], ca[700], other[700], p[1200];
-    snprintf(runs, sizeof(runs), "%s/runs-tls", tmp);
     snprintf(ca, sizeof(ca), "%s/ca.pem", tls_dir);
     snprintf(other, sizeof(other), "%s/other-ca.pem", tls_dir);
-    djct_log_options o = base_opts(runs);
-    o.mode = DJCT_LOG_MODE_ONLINE;
-    o.base_url = s.url;
-    o.api_key = TEST_KEY;
+    djct_log_options o = online_opts(&s, runs, "runs-tls");
 
     /* (a) the default: refused at the handshake, one line, nothing lost */
     CHECK_OK(log_rows_online(&o, "tls1", 4, dir, sizeof(dir)));
@@ -1087,7 +1075,7 @@ static void test_tls(void)
     CHECK(access(p, F_OK) != 0);
     /* the key went nowhere but the Authorization header */
     CHECK(!t_grep_dir(runs, TEST_KEY) && !t_grep_dir(tls_dir, TEST_KEY));
-    char *lg = t_slurp(s.log);
+    char *lg = harness_slurp(s.log, NULL);
     CHECK(lg && !strstr(lg, TEST_KEY));
     free(lg);
     srv_stop(&s);

@@ -4,6 +4,8 @@
 #ifndef DJCT_WANDB_TESTLIB_H
 #define DJCT_WANDB_TESTLIB_H
 
+#include "harness.h"
+
 #include <cjson/cJSON.h>
 #include <curl/curl.h>
 #include <dirent.h>
@@ -43,25 +45,6 @@ static inline double t_now(void)
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-static inline char *t_slurp(const char *path)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *b = malloc((size_t)n + 1);
-    if (b && fread(b, 1, (size_t)n, f) != (size_t)n) {
-        free(b);
-        b = NULL;
-    }
-    if (b)
-        b[n] = '\0';
-    fclose(f);
-    return b;
-}
-
 static inline void t_write(const char *path, const char *text, int mode)
 {
     FILE *f = fopen(path, "w");
@@ -74,7 +57,7 @@ static inline void t_write(const char *path, const char *text, int mode)
 
 static inline int t_count_lines(const char *path)
 {
-    char *t = t_slurp(path);
+    char *t = harness_slurp(path, NULL);
     int n = 0;
     for (char *p = t; p && *p; p++)
         n += *p == '\n';
@@ -101,7 +84,7 @@ static inline int t_grep_dir(const char *dir, const char *needle)
         if (S_ISDIR(st.st_mode)) {
             found = t_grep_dir(p, needle);
         } else {
-            char *t = t_slurp(p);
+            char *t = harness_slurp(p, NULL);
             found = t && strstr(t, needle);
             free(t);
         }
@@ -148,7 +131,7 @@ static inline int srv_wait(test_srv *s)
     if (s->pid <= 0)
         return -1;
     for (int i = 0; i < 1200; i++) {
-        char *p = t_slurp(s->portf);
+        char *p = harness_slurp(s->portf, NULL);
         if (p) {
             s->port = atoi(p);
             free(p);
@@ -199,7 +182,7 @@ static inline void srv_stop(test_srv *s)
 
 static inline cJSON *srv_state(test_srv *s)
 {
-    char *t = t_slurp(s->state);
+    char *t = harness_slurp(s->state, NULL);
     cJSON *j = t ? cJSON_Parse(t) : NULL;
     free(t);
     return j;
@@ -219,7 +202,7 @@ static inline cJSON *srv_file(cJSON *run, const char *name)
 /* every request logged so far, as a JSON array (caller deletes) */
 static inline cJSON *srv_requests(test_srv *s)
 {
-    char *t = t_slurp(s->log), *save = NULL;
+    char *t = harness_slurp(s->log, NULL), *save = NULL;
     cJSON *a = cJSON_CreateArray();
     for (char *l = t ? strtok_r(t, "\n", &save) : NULL; l; l = strtok_r(NULL, "\n", &save)) {
         cJSON *j = cJSON_Parse(l);

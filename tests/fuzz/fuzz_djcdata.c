@@ -10,37 +10,8 @@
 #include <string.h>
 
 #include "djct/djct.h"
+#include "data_fixtures.h"
 #include "djcdata_int.h"
-
-static int arrays_equal(const djct_array *a, const djct_array *b)
-{
-    if (a->dtype != b->dtype || a->ndim != b->ndim || a->n_values != b->n_values ||
-        a->n_row_splits != b->n_row_splits || strcmp(a->name, b->name) || a->n_feature_names != b->n_feature_names)
-        return 0;
-    for (int i = 0; i < a->ndim; i++)
-        if (a->shape[i] != b->shape[i])
-            return 0;
-    for (size_t i = 0; i < a->n_feature_names; i++)
-        if (strcmp(a->feature_names[i], b->feature_names[i]))
-            return 0;
-    if (a->n_row_splits && memcmp(a->row_splits, b->row_splits, a->n_row_splits * 8))
-        return 0;
-    return a->n_values == 0 || memcmp(a->values, b->values, a->n_values * 4) == 0;
-}
-
-static int records_equal(const djct_record *a, const djct_record *b)
-{
-    const djct_array *la[3] = {a->features, a->truths, a->weights}, *lb[3] = {b->features, b->truths, b->weights};
-    size_t na[3] = {a->n_features, a->n_truths, a->n_weights}, nb[3] = {b->n_features, b->n_truths, b->n_weights};
-    for (int c = 0; c < 3; c++) {
-        if (na[c] != nb[c])
-            return 0;
-        for (size_t i = 0; i < na[c]; i++)
-            if (!arrays_equal(&la[c][i], &lb[c][i]))
-                return 0;
-    }
-    return 1;
-}
 
 /* the image in parts: the serial reader's verdict (rc, and message `msg` or record `want`) */
 static void check_parts(const uint8_t *p, size_t n, int rc, const char *msg, const djct_record *want)
@@ -57,7 +28,7 @@ static void check_parts(const uint8_t *p, size_t n, int rc, const char *msg, con
         free(scratch);
         djcdata_parts_free(parts);
     }
-    if (rp != rc || (rc ? strcmp(msg, djct_last_error()) != 0 : !records_equal(want, &got)))
+    if (rp != rc || (rc ? strcmp(msg, djct_last_error()) != 0 : !fx_records_equal(want, &got)))
         abort();
     if (rp == 0)
         djct_record_clear(&got);

@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "djct/djct.h"
+#include "data_fixtures.h"
 #include "h5_int.h"
 
 typedef struct {
@@ -89,14 +90,7 @@ static hid_t value_type(unsigned k)
     case 6: return H5Tcopy(H5T_NATIVE_UINT8);
     case 7: return H5Tcopy(H5T_NATIVE_UINT64);
     case 8: return H5Tcopy(H5T_IEEE_F64BE);
-    case 9: {
-        hid_t t = H5Tenum_create(H5T_NATIVE_INT8);
-        int8_t v = 0;
-        H5Tenum_insert(t, "FALSE", &v);
-        v = 1;
-        H5Tenum_insert(t, "TRUE", &v);
-        return t;
-    }
+    case 9: return fx_h5_bool_type();
     case 10: {
         hid_t t = H5Tcopy(H5T_IEEE_F32LE);
         H5Tset_fields(t, 15, 10, 5, 0, 10);
