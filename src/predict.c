@@ -14,6 +14,7 @@
 #include "comm_int.h"
 #include "djct_int.h"
 #include "predict_int.h"
+#include "util_int.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -21,17 +22,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 #define MSG_BYTES 1024
-
-static double now_s(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
 
 static const char *kind_word(int k) { return k == DJCT_OUTPUT_EVENT ? "per event" : "per element"; }
 
@@ -598,7 +591,7 @@ static void predict_steps(pstate *P, int64_t steps)
             if (rc || !all_ok)
                 break;
         }
-        double t0 = now_s(), w0 = djct_dataset_wait_seconds(P->ds), loss = NAN;
+        double t0 = djct_now_s(), w0 = djct_dataset_wait_seconds(P->ds), loss = NAN;
         djct_batch *b = NULL;
         memset(codes, 0, sizeof(codes));
         int rc = P->err ? P->err : djct_dataset_next(P->ds, &b);
@@ -632,7 +625,7 @@ static void predict_steps(pstate *P, int64_t steps)
             r.loss = loss;
             r.events = b ? b->n_events : 0;
             r.elements = b ? b->n_elements : 0;
-            r.t_step = now_s() - t0;
+            r.t_step = djct_now_s() - t0;
             r.t_data = djct_dataset_wait_seconds(P->ds) - w0;
             r.t_compute = r.t_step - r.t_data;
             r.events_per_s = r.t_step > 0 ? (double)r.events / r.t_step : 0;
@@ -687,7 +680,7 @@ int djct_predict(djct_model *m, djct_dataset *ds, djct_comm *comm, const djct_pr
     int rc = djct_predict_options_check(o);
     if (rc)
         return rc;
-    double t0 = now_s();
+    double t0 = djct_now_s();
     memset(out, 0, sizeof(*out));
     pstate *P = calloc(1, sizeof(*P));
     if (!P)
@@ -789,7 +782,7 @@ out:
     free(info);
     free_state(P);
     free(P);
-    out->seconds = now_s() - t0;
+    out->seconds = djct_now_s() - t0;
     if (rc) {
         char keep[MSG_BYTES];
         snprintf(keep, sizeof(keep), "%s", djct_last_error());
