@@ -4,21 +4,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
-#include <unistd.h>
 
 #include "train_int.h"
-
-static void random_id(char *buf, size_t n)
-{
-    static const char a[] = "abcdefghijklmnopqrstuvwxyz0123456789";
-    unsigned s = (unsigned)time(NULL) ^ (unsigned)getpid() * 2654435761u;
-    for (size_t i = 0; i + 1 < n && i < 8; i++) {
-        s = s * 1103515245u + 12345u;
-        buf[i] = a[(s >> 16) % 36];
-    }
-    buf[n < 9 ? n - 1 : 8] = '\0';
-}
 
 /* --run-id (else $WANDB_RUN_ID: the option's default), else the one stored in --run-dir, else random */
 static void decide_run_id(const cfg *c, char *run_id, size_t n)
@@ -37,7 +24,7 @@ static void decide_run_id(const cfg *c, char *run_id, size_t n)
         }
     }
     if (!run_id[0])
-        random_id(run_id, 9);
+        djct_log_new_run_id(run_id);
 }
 
 void choose_run(run *R)

@@ -30,10 +30,11 @@ static const char *env_or(const char *opt, const char *env)
 }
 
 
-static void random_id(char *out, size_t n)
+void djct_log_new_run_id(char out[9])
 {
     static const char al[] = "abcdefghijklmnopqrstuvwxyz0123456789";
-    unsigned char b[64];
+    const size_t n = 8;
+    unsigned char b[8];
     int fd = open("/dev/urandom", O_RDONLY);
     ssize_t got = fd >= 0 ? read(fd, b, n) : -1;
     if (fd >= 0)
@@ -157,7 +158,7 @@ static int init_rank0(const djct_log_options *o, int *mode_out)
             return djct_error_set(DJCT_EINVAL, "run id '%s' is not valid; use up to 63 of [A-Za-z0-9._-]", id);
         snprintf(g.run_id, sizeof(g.run_id), "%s", id);
     } else {
-        random_id(g.run_id, 8);
+        djct_log_new_run_id(g.run_id);
     }
     const char *root = env_or(o->dir, "DJCT_LOG_DIR");
     char dir[4096];

@@ -62,6 +62,16 @@ static cJSON *read_json(const char *dir, const char *name)
     return j;
 }
 
+/* a new run id: 8 characters of [a-z0-9], a different one each call */
+static void test_new_run_id(void)
+{
+    char a[9], b[9];
+    djct_log_new_run_id(a);
+    djct_log_new_run_id(b);
+    CHECK(strlen(a) == 8 && strspn(a, "abcdefghijklmnopqrstuvwxyz0123456789") == 8);
+    CHECK(strcmp(a, b) != 0);
+}
+
 static void test_key_lookup(void)
 {
     char home[512], p[1024], *key = NULL, warn[1024];
@@ -1151,7 +1161,7 @@ int main(void)
     struct {
         const char *name;
         void (*fn)(void);
-    } parts[] = {{"key lookup", test_key_lookup},
+    } parts[] = {{"new run id", test_new_run_id}, {"key lookup", test_key_lookup},
                  {"activate, steps, journal, resume", test_activate_and_steps},
                  {"online: exact requests", test_online_exact},
                  {"online: injected failures", test_faults_exactly_once},

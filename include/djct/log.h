@@ -186,6 +186,10 @@ DJCT_API const char *djct_log_run_dir(void);
 /** The run id (every rank knows it after init), or NULL. */
 DJCT_API const char *djct_log_run_id(void);
 
+/** A new random run id: 8 characters of [a-z0-9] from /dev/urandom (else the clock and pid), the
+ *  form djct_log_init gives a run without one; out has room for at least 9 bytes. */
+DJCT_API void djct_log_new_run_id(char out[9]);
+
 /** The last history row written (rank 0, JSON text), or "". Waits until the writer thread has
  *  written every queued row. Borrowed until the next flush. */
 DJCT_API const char *djct_log_last_row(void);
